@@ -1,0 +1,1 @@
+"""The FastAPI application: OGC API Features/Tiles, one-map tiles, queries, ingest, 3D Tiles, web map."""

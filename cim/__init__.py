@@ -1,0 +1,1 @@
+"""CIM core: settings, database, schema and migrations, CRS rules, access control, errors."""

@@ -1,0 +1,204 @@
+"""Access control: API tokens, roles, the one authorisation check, and the audit log.
+
+Tokens are 32 random bytes shown once (``cim_<prefix>_<secret>``); only their SHA-256 digest
+is stored. A digest is enough for high-entropy secrets (no dictionary attack applies) and keeps
+the per-request check to one indexed lookup.
+
+Roles:
+- ``viewer`` reads layers, features and tiles;
+- ``client`` is a machine account: reads and calls the query endpoints;
+- ``uploader`` reads and writes (ingest) only for its county codes;
+- ``admin`` does everything.
+Anonymous reads are allowed only when ``CIM_PUBLIC_READ=true``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from enum import Enum
+
+import psycopg2.extensions
+
+from cim.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+
+
+class Role(str, Enum):
+    """Token roles."""
+
+    admin = "admin"
+    uploader = "uploader"
+    viewer = "viewer"
+    client = "client"
+
+
+class Action(str, Enum):
+    """What a request wants to do."""
+
+    read = "read"      # layers, features, tiles, 3D tiles, styles
+    query = "query"    # /api/query/* spatial queries
+    write = "write"    # ingest, restore, confirm: needs a county
+    admin = "admin"    # tokens, everything else
+
+
+_ALLOWED: dict[Role, set[Action]] = {
+    Role.viewer: {Action.read, Action.query},
+    Role.client: {Action.read, Action.query},
+    Role.uploader: {Action.read, Action.query, Action.write},
+    Role.admin: set(Action),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's identity or the anonymous reader."""
+
+    name: str
+    role: Role | None
+    token_id: int | None = None
+    counties: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def anonymous(self) -> bool:
+        """True for requests without a token."""
+        return self.token_id is None
+
+
+ANONYMOUS = Principal(name="anonymous", role=None)
+
+
+def authorize(principal: Principal, action: Action, *, county: str | None = None,
+              public_read: bool = False) -> None:
+    """The single access check every endpoint and command goes through.
+
+    Raises :class:`Unauthenticated` when a token is needed and missing, :class:`Forbidden`
+    when the role or the county scope does not allow the action.
+    """
+    if principal.role is None:
+        if public_read and action in (Action.read, Action.query):
+            return
+        raise Unauthenticated("需要有效的访问令牌", "a valid API token is required")
+    if action not in _ALLOWED[principal.role]:
+        raise Forbidden(f"角色 {principal.role.value} 无权执行 {action.value}",
+                        f"role {principal.role.value} may not {action.value}")
+    if action is Action.write and principal.role is Role.uploader:
+        if county is None:
+            raise Forbidden("上传需要指定县级行政区代码", "an upload must name its county code")
+        if county not in principal.counties:
+            raise Forbidden(f"令牌无权写入行政区 {county}", f"token may not write county {county}")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    """A freshly created token; ``secret`` is shown once and never stored."""
+
+    id: int
+    name: str
+    role: Role
+    secret: str
+    expires_at: dt.datetime | None
+
+
+def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, counties: list[str] | None = None,
+                 expires_days: int | None = None) -> NewToken:
+    """Create a token; only its digest is written."""
+    counties = sorted(set(counties or []))
+    for c in counties:
+        if not (c.isdigit() and len(c) in (6, 9, 12)):
+            raise InvalidInput(f"行政区代码不合法：{c}", f"invalid county code: {c}")
+    if role is Role.uploader and not counties:
+        raise InvalidInput("上传员令牌必须至少指定一个县级代码（--county）",
+                           "an uploader token needs at least one --county")
+    prefix = secrets.token_hex(4)
+    secret = f"cim_{prefix}_{secrets.token_urlsafe(32)}"
+    expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_days)) if expires_days else None
+    cur.execute(
+        "INSERT INTO cim.api_token (name, role, counties, token_prefix, token_hash, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (name, role.value, counties, prefix, psycopg2.Binary(_digest(secret)), expires),
+    )
+    return NewToken(cur.fetchone()[0], name, role, secret, expires)
+
+
+def authenticate(cur: psycopg2.extensions.cursor, token: str | None) -> Principal:
+    """Resolve a presented token to a principal; None or empty gives the anonymous reader."""
+    if not token:
+        return ANONYMOUS
+    cur.execute(
+        "UPDATE cim.api_token SET last_used_at = now() "
+        "WHERE token_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+        "RETURNING id, name, role, counties",
+        (psycopg2.Binary(_digest(token)),),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise Unauthenticated("令牌无效、已过期或已吊销", "token is invalid, expired or revoked")
+    return Principal(name=row[1], role=Role(row[2]), token_id=row[0], counties=frozenset(row[3] or []))
+
+
+def revoke_token(cur: psycopg2.extensions.cursor, token_id: int) -> None:
+    """Revoke a token by id."""
+    cur.execute("UPDATE cim.api_token SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL", (token_id,))
+    if cur.rowcount == 0:
+        raise NotFound(f"没有可吊销的令牌 {token_id}", f"no active token {token_id}")
+
+
+def list_tokens(cur: psycopg2.extensions.cursor) -> list[dict]:
+    """All tokens without secrets."""
+    cur.execute("SELECT id, name, role, counties, token_prefix, created_at, expires_at, revoked_at, last_used_at "
+                "FROM cim.api_token ORDER BY id")
+    cols = [c.name for c in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def audit(cur: psycopg2.extensions.cursor, principal: Principal, action: str, *, target: str | None = None,
+          county: str | None = None, client_addr: str | None = None, ok: bool = True,
+          detail: dict | None = None) -> None:
+    """Record a write in the audit log (same transaction as the write where possible)."""
+    cur.execute(
+        "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (principal.name, principal.role.value if principal.role else None, principal.token_id, action, target,
+         county, client_addr, ok, json.dumps(detail or {}, ensure_ascii=False, default=str)),
+    )
+
+
+CLI_PRINCIPAL = Principal(name="cli", role=Role.admin)
+"""The local operator: whoever can run the CLI on the server can already reach the database."""
+
+
+_AUTH_SQL_ASYNC = (
+    "UPDATE cim.api_token SET last_used_at = now() "
+    "WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+    "RETURNING id, name, role, counties"
+)
+
+
+async def authenticate_async(conn, token: str | None) -> Principal:
+    """:func:`authenticate` for an asyncpg connection (the API's request path)."""
+    if not token:
+        return ANONYMOUS
+    row = await conn.fetchrow(_AUTH_SQL_ASYNC, _digest(token))
+    if row is None:
+        raise Unauthenticated("令牌无效、已过期或已吊销", "token is invalid, expired or revoked")
+    return Principal(name=row["name"], role=Role(row["role"]), token_id=row["id"],
+                     counties=frozenset(row["counties"] or []))
+
+
+async def audit_async(conn, principal: Principal, action: str, *, target: str | None = None,
+                      county: str | None = None, client_addr: str | None = None, ok: bool = True,
+                      detail: dict | None = None) -> None:
+    """:func:`audit` for an asyncpg connection."""
+    await conn.execute(
+        "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
+        principal.name, principal.role.value if principal.role else None, principal.token_id, action, target,
+        county, client_addr, ok, json.dumps(detail or {}, ensure_ascii=False, default=str),
+    )

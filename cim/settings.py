@@ -1,0 +1,100 @@
+"""Settings, one class per concern, all read from ``CIM_*`` environment variables.
+
+Library code takes a settings object as a parameter; only the CLIs and the API's
+``create_app`` construct them (through :func:`load`), so tests can build settings directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the database is: ``CIM_DATABASE_URL``, or the embedded cluster under ``CIM_HOME``."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_", extra="ignore")
+
+    database_url: str | None = None
+    home: Path = Path(".cim")
+    statement_timeout_ms: int = Field(15000, ge=100)
+    pool_min: int = Field(1, ge=0)
+    pool_max: int = Field(8, ge=1)
+    pg_bindir: Path | None = None
+    db_os_user: str | None = None
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> "DatabaseSettings":
+        if self.pool_min > self.pool_max:
+            raise ValueError("CIM_POOL_MIN must not exceed CIM_POOL_MAX")
+        return self
+
+    @property
+    def home_dir(self) -> Path:
+        """Absolute ``CIM_HOME``."""
+        return self.home.expanduser().resolve()
+
+
+class AuthSettings(BaseSettings):
+    """Access control: anonymous reads are off unless ``CIM_PUBLIC_READ=true``."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_", extra="ignore")
+
+    public_read: bool = False
+    token_default_expiry_days: int | None = None
+
+
+class ApiSettings(BaseSettings):
+    """HTTP server."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_API_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    cors_origins: list[str] = ["*"]
+    web_root: Path | None = None
+
+
+class IngestSettings(BaseSettings):
+    """Ingest: upload limits and where originals are archived."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_INGEST_", extra="ignore")
+
+    max_upload_mb: int = 512
+    max_unzipped_mb: int = 4096
+    max_zip_ratio: float = 200.0
+    archive_dir: Path | None = None  # default: $CIM_HOME/archive
+
+
+class TileSettings(BaseSettings):
+    """Vector tiles and 3D Tiles."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_TILES_", extra="ignore")
+
+    extent: int = 4096
+    buffer: int = 64
+    max_features: int = 20000
+    cache_mb: int = 256
+    cache_max_age_s: int = 60
+    pmtiles: Path | None = None
+    threed_dir: Path | None = None  # default: $CIM_HOME/3dtiles
+
+
+class Settings(BaseSettings):
+    """All concerns together, for the composition roots (CLI, API)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    tiles: TileSettings = Field(default_factory=TileSettings)
+
+
+def load() -> Settings:
+    """Read every settings group from the environment (composition roots only)."""
+    return Settings()

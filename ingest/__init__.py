@@ -1,0 +1,1 @@
+"""Ingest of county survey deliveries: readers, spec profiles, validation, atomic loader."""

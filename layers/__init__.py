@@ -1,0 +1,1 @@
+"""The declarative layer catalogue: one validated spec per public layer."""

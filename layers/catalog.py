@@ -1,0 +1,95 @@
+"""Load the layer catalogue and check it against the live database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2.extensions
+import yaml
+from pydantic import ValidationError
+
+from cim.errors import ConfigError, NotFound
+from layers.spec import LayerSpec
+
+CATALOG_DIR = Path(__file__).parent / "catalog"
+
+# PostGIS geometry_columns.type for each spec geometry type
+_PG_TYPES = {"Point": "POINT", "LineString": "LINESTRING", "MultiLineString": "MULTILINESTRING",
+             "Polygon": "POLYGON", "MultiPolygon": "MULTIPOLYGON"}
+
+
+@dataclass
+class Catalog:
+    """All layer specs by id, in draw order."""
+
+    layers: dict[str, LayerSpec] = field(default_factory=dict)
+
+    def get(self, layer_id: str) -> LayerSpec:
+        """A public layer by id, or :class:`NotFound`."""
+        spec = self.layers.get(layer_id)
+        if spec is None or not spec.public:
+            raise NotFound(f"没有图层 {layer_id}", f"no layer {layer_id}")
+        return spec
+
+    def public(self) -> list[LayerSpec]:
+        """Public layers in draw order."""
+        return [s for s in self.layers.values() if s.public]
+
+    def __iter__(self):
+        return iter(self.layers.values())
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
+    """Read and validate every ``*.yaml`` spec; ids must be unique."""
+    specs: list[LayerSpec] = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            specs.append(LayerSpec.model_validate(raw))
+        except (ValidationError, yaml.YAMLError) as exc:
+            raise ConfigError(f"图层定义 {path.name} 无效：{exc}", f"layer spec {path.name} is invalid: {exc}") from exc
+    ids = [s.id for s in specs]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ConfigError(f"图层 id 重复：{sorted(dupes)}", f"duplicate layer ids: {sorted(dupes)}")
+    specs.sort(key=lambda s: (s.order, s.id))
+    return Catalog({s.id: s for s in specs})
+
+
+def validate_against_db(cur: psycopg2.extensions.cursor, catalog: Catalog) -> list[str]:
+    """Problems between the specs and the live schema (empty list when all is well).
+
+    Checks: the table exists, every referenced column exists, and the geometry column is
+    registered with the declared type and SRID.
+    """
+    problems: list[str] = []
+    for spec in catalog:
+        cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                    (spec.schema_name, spec.table_name))
+        columns = {r[0] for r in cur.fetchall()}
+        if not columns:
+            problems.append(f"{spec.id}: table {spec.table} does not exist")
+            continue
+        wanted = {spec.id_column, spec.geometry.column, *spec.where, *(a.name for a in spec.attributes)}
+        for col in sorted(wanted - columns):
+            problems.append(f"{spec.id}: column {spec.table}.{col} does not exist")
+        cur.execute("SELECT type, srid FROM geometry_columns WHERE f_table_schema = %s AND f_table_name = %s "
+                    "AND f_geometry_column = %s", (spec.schema_name, spec.table_name, spec.geometry.column))
+        row = cur.fetchone()
+        if row is None:
+            problems.append(f"{spec.id}: {spec.geometry.column} is not a registered geometry column")
+            continue
+        if row[0] != _PG_TYPES[spec.geometry.type]:
+            problems.append(f"{spec.id}: geometry type is {row[0]}, spec says {spec.geometry.type}")
+        if row[1] != spec.geometry.srid:
+            problems.append(f"{spec.id}: SRID is {row[1]}, spec says {spec.geometry.srid}")
+        for attr in spec.attributes:
+            if attr.dictionary:
+                cur.execute("SELECT to_regclass(%s)", (f"cim.{attr.dictionary}",))
+                if cur.fetchone()[0] is None:
+                    problems.append(f"{spec.id}.{attr.name}: dictionary cim.{attr.dictionary} does not exist")
+    return problems

@@ -1,0 +1,132 @@
+"""Shared fixtures: a real, throwaway PostGIS for the whole test session.
+
+By default the suite starts its own embedded cluster in a temporary directory and deletes it
+afterwards. With ``CIM_TEST_DATABASE_URL`` set (a server where we may create databases) it
+creates a temporary database there instead and drops it afterwards.
+
+Fixtures for everyone:
+- ``db_url``: URL of the migrated, seeded test database (also exported as
+  ``CIM_DATABASE_URL`` so CLI subprocesses use it);
+- ``db_settings``: a ``DatabaseSettings`` pointing at it;
+- ``conn``: a psycopg2 connection, rolled back and closed after the test;
+- ``cli``: run the ``cim`` program as a subprocess against the test database;
+- ``artifacts``: ``tests/artifacts/`` for screenshots and reports a person may want to see.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+import pytest
+
+from cim.embedded import EmbeddedCluster
+from cim.migrate import migrate
+from cim.settings import DatabaseSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+CIM_BIN = Path(sys.executable).parent / "cim"
+
+
+def _external_database(base_url: str):
+    name = f"cim_test_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(base_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    parts = urlparse(base_url)
+    url = urlunparse(parts._replace(path="/" + name))
+
+    def drop() -> None:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+    return url, drop
+
+
+@pytest.fixture(scope="session")
+def test_cluster_home():
+    """Directory of the session's embedded cluster (None when an external server is used)."""
+    if os.environ.get("CIM_TEST_DATABASE_URL"):
+        yield None
+        return
+    home = Path(tempfile.mkdtemp(prefix="cim-test-", dir="/tmp"))
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db_url(test_cluster_home):
+    """A migrated, seeded PostGIS database for the session."""
+    external = os.environ.get("CIM_TEST_DATABASE_URL")
+    cluster = None
+    if external:
+        url, cleanup = _external_database(external)
+    else:
+        cluster = EmbeddedCluster(test_cluster_home)
+        url = cluster.start().url
+        cleanup = cluster.destroy
+    conn = psycopg2.connect(url)
+    try:
+        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        conn.commit()
+        migrate(conn)
+    finally:
+        conn.close()
+    old = os.environ.get("CIM_DATABASE_URL")
+    os.environ["CIM_DATABASE_URL"] = url
+    yield url
+    if old is None:
+        os.environ.pop("CIM_DATABASE_URL", None)
+    else:
+        os.environ["CIM_DATABASE_URL"] = old
+    cleanup()
+
+
+@pytest.fixture
+def db_settings(db_url) -> DatabaseSettings:
+    """Settings pointing at the test database."""
+    return DatabaseSettings(database_url=db_url)
+
+
+@pytest.fixture
+def conn(db_url):
+    """A connection to the test database; uncommitted work is rolled back afterwards."""
+    c = psycopg2.connect(db_url)
+    yield c
+    c.rollback()
+    c.close()
+
+
+@pytest.fixture
+def cli(db_url):
+    """Run ``cim …`` as a subprocess against the test database."""
+
+    def run(*args: str, env: dict | None = None, input: str | None = None, check: bool = False,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ, CIM_DATABASE_URL=db_url, **(env or {}))
+        res = subprocess.run([str(CIM_BIN), *args], capture_output=True, text=True, env=full_env,
+                             input=input, timeout=timeout, cwd=ROOT)
+        if check and res.returncode != 0:
+            raise AssertionError(f"cim {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Folder for test artefacts (screenshots, reports)."""
+    d = ROOT / "tests" / "artifacts"
+    d.mkdir(parents=True, exist_ok=True)
+    return d

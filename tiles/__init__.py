@@ -1,0 +1,1 @@
+"""Vector tiles, 3D Tiles and the tile cache."""
