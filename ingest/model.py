@@ -1,0 +1,122 @@
+"""The in-memory form of a delivery between reading, validation and loading.
+
+Readers and profiles turn delivered files into :class:`LayerBatch` objects whose columns are
+already the database columns of the target table (``cim.<target>``), with geometries as a
+shapely array in EPSG:4490. Validation adds :class:`Finding` rows to a :class:`Report`; the
+loader writes batches only when the report has no errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TARGETS = ("admin_area", "building", "pipe_point", "pipe_segment", "green_space", "streetlight")
+
+
+class Severity(str, Enum):
+    """Finding severity (domain.md §2.13): error rejects the delivery, warning loads and flags."""
+
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+@dataclass
+class Finding:
+    """One validation finding, precise enough for a county team to fix the source."""
+
+    rule_id: str                    # Q01 … Q27, or F/G/C/B rule ids for fields, geometry, CRS, buildings
+    severity: Severity
+    source_layer: str
+    row: int | None                 # 1-based row in the source layer
+    key: str | None                 # survey point number or feature id
+    field: str | None
+    value: Any
+    message_zh: str
+    message_en: str
+    x: float | None = None          # lon/lat (EPSG:4490) to locate the finding on the map
+    y: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = self.__dict__.copy()
+        d["severity"] = self.severity.value
+        if isinstance(d["value"], (np.generic,)):
+            d["value"] = d["value"].item()
+        return d
+
+
+@dataclass
+class Note:
+    """A decision the reader took that the report must state (encoding, CRS, swapped axes …)."""
+
+    source_layer: str
+    topic: str                      # encoding | crs | axes | profile | geometry
+    message_zh: str
+    message_en: str
+
+
+@dataclass
+class LayerBatch:
+    """Rows of one source layer mapped onto one target table."""
+
+    target: str                     # one of TARGETS
+    source_layer: str
+    profile_id: str
+    frame: pd.DataFrame             # DB column names; 'geom' holds shapely geometries (EPSG:4490)
+    source_crs: str | None = None   # as declared or inferred, e.g. "EPSG:4546"
+    encoding: str | None = None
+    network: str | None = None      # CJJ 61 大类 for pipeline batches
+    subtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target table {self.target}")
+        if "source_row" not in self.frame.columns:
+            self.frame["source_row"] = np.arange(1, len(self.frame) + 1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+@dataclass
+class Delivery:
+    """Everything read from one uploaded file (a zip, a GeoPackage, a workbook …)."""
+
+    path: Path
+    file_name: str
+    sha256: str
+    size_bytes: int
+    county_code: str | None
+    batches: list[LayerBatch] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per target table."""
+        out: dict[str, int] = {}
+        for b in self.batches:
+            out[b.target] = out.get(b.target, 0) + len(b)
+        return out
+
+
+@dataclass
+class Report:
+    """Validation result of a delivery."""
+
+    delivery: Delivery
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def has_errors(self) -> bool:
+        """True when any finding rejects the delivery."""
+        return any(f.severity is Severity.error for f in self.findings)
+
+    def add(self, finding: Finding) -> None:
+        """Append one finding."""
+        self.findings.append(finding)
