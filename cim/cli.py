@@ -123,9 +123,9 @@ def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         fail(exc)
     if as_json:
         typer.echo(json.dumps(out, ensure_ascii=False))
-        return
-    for k, v in out.items():
-        typer.echo(f"{k}: {v}")
+    else:
+        for k, v in out.items():
+            typer.echo(f"{k}: {v}")
     if out.get("running") is False:
         raise typer.Exit(1)
 

@@ -130,3 +130,49 @@ def artifacts() -> Path:
     d = ROOT / "tests" / "artifacts"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@pytest.fixture
+def live_app(db_url):
+    """Start the real app on uvicorn on a free port; returns a function ``start(**settings) -> base_url``.
+
+    Keyword arguments override settings groups, e.g. ``start(auth=AuthSettings(public_read=True))``.
+    Servers are stopped after the test.
+    """
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+    from cim.embedded import free_port
+    from cim.settings import AuthSettings, Settings
+
+    servers = []
+
+    def start(**groups) -> str:
+        groups.setdefault("auth", AuthSettings(public_read=False))
+        settings = Settings(db=DatabaseSettings(database_url=db_url), **groups)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("test server did not start")
+        servers.append((server, thread))
+        return base
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
