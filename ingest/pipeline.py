@@ -1,0 +1,140 @@
+"""One ingest run, shared by ``cim ingest`` and the upload API: read → validate → report → load.
+
+Exit codes (docs/contributing.md): 0 loaded, a clean dry run or the same file again; 1 rejected
+(validation errors, or rows the database refuses); 2 unusable input (unreadable file, unknown
+CRS, no database).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2.extensions
+
+from cim import auth
+from cim.errors import CimError, ConfigError, IngestRejected, InvalidInput, UnreadableInput
+from cim.settings import Settings
+from ingest import load as loader
+from ingest.model import Delivery, Report, Severity
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)`` with phase ``read``, ``validate``, ``copy`` or ``swap``."""
+
+REPORT_SUFFIXES = (".json", ".html", ".xlsx")
+
+
+@dataclass
+class Outcome:
+    """Result of one run."""
+
+    state: str                                   # loaded | duplicate | dry_run | rejected
+    report: Report
+    load: loader.LoadResult | None = None
+    delivery_id: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 for loaded / duplicate / dry run, 1 for rejected."""
+        return 1 if self.state == "rejected" else 0
+
+    def summary(self) -> dict:
+        """Counts of findings by severity and rows by target."""
+        sev = {s.value: 0 for s in Severity}
+        for f in self.report.findings:
+            sev[f.severity.value] += 1
+        return {"state": self.state, "delivery_id": self.delivery_id, "file": self.report.delivery.file_name,
+                "sha256": self.report.delivery.sha256, "counts": self.report.delivery.counts(), "findings": sev,
+                "message_zh": self.load.message_zh if self.load else None,
+                "message_en": self.load.message_en if self.load else None}
+
+
+def archive_dir(settings: Settings) -> Path:
+    """``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
+    return (settings.ingest.archive_dir or settings.db.home_dir / "archive").expanduser().resolve()
+
+
+def _function(module: str, name: str) -> Callable:
+    """A function of a sibling ingest module, or a bilingual error when it is not installed."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ModuleNotFoundError, AttributeError) as exc:
+        raise ConfigError(f"入库组件 {module}.{name} 未安装", f"ingest component {module}.{name} is not installed") from exc
+
+
+def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
+         conn: psycopg2.extensions.connection | None) -> Delivery:
+    """Read one delivery from one file (zip, GeoPackage, …) or from several loose files."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        names = ", ".join(str(p) for p in missing)
+        raise UnreadableInput(f"文件不存在：{names}", f"no such file: {names}")
+    if len(paths) == 1:
+        return _function("ingest.read", "read_delivery")(Path(paths[0]), profile=profile, county=county, conn=conn)
+    out = _function("ingest.read", "read_deliveries")([Path(p) for p in paths], profile=profile, county=county, conn=conn)
+    if isinstance(out, Delivery):
+        return out
+    if len(out) != 1:
+        raise InvalidInput("一次只能入库一份成果：请分别提交", "one delivery per run: submit the files separately")
+    return out[0]
+
+
+def write_report(report: Report, path: Path) -> Path:
+    """Write the report as JSON, HTML or XLSX, chosen by the file suffix."""
+    suffix = path.suffix.lower()
+    if suffix not in REPORT_SUFFIXES:
+        raise InvalidInput(f"报告格式须为 {'/'.join(REPORT_SUFFIXES)}：{path.name}",
+                           f"report must be one of {'/'.join(REPORT_SUFFIXES)}: {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _function("ingest.report", "write_" + suffix[1:])(report, path)
+    return path
+
+
+def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings: Settings,
+        principal: auth.Principal, profile: str | None = None, county: str | None = None, dry_run: bool = False,
+        reports: Sequence[Path] = (), progress: Progress | None = None, client_addr: str | None = None,
+        delivery: Delivery | None = None) -> Outcome:
+    """Read (unless ``delivery`` is given), validate, write the reports, and load unless
+    rejected or a dry run. Raises :class:`CimError` subclasses for unusable input."""
+    if county:
+        auth.authorize(principal, auth.Action.write, county=county)
+    if delivery is None:
+        if progress:
+            progress("read", 0, 1)
+        delivery = read(paths, profile=profile, county=county, conn=conn)
+    if county:
+        delivery.county_code = county
+    if not delivery.county_code:
+        raise InvalidInput("未指定县级行政区代码（--county），且无法从成果中识别",
+                           "no county code given (--county) and none found in the delivery")
+    auth.authorize(principal, auth.Action.write, county=delivery.county_code)
+    if progress:
+        progress("read", 1, 1)
+        progress("validate", 0, 1)
+    report = _function("ingest.validate", "validate")(delivery, conn=conn)
+    conn.rollback()  # validation only reads; end its snapshot before loading
+    if progress:
+        progress("validate", 1, 1)
+    for path in reports:
+        write_report(report, Path(path))
+    if report.has_errors:
+        did = None if dry_run else loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
+        return Outcome("rejected", report, delivery_id=did)
+    if dry_run:
+        return Outcome("dry_run", report)
+    try:
+        res = loader.load(conn, report, principal=principal, archive_dir=archive_dir(settings),
+                          client_addr=client_addr, progress=progress)
+    except InvalidInput as exc:  # rows the database refuses: the delivery is rejected, nothing written
+        raise IngestRejected(exc.zh, exc.en, **exc.detail) from exc
+    return Outcome("duplicate" if res.state == "duplicate" else "loaded", report, res, res.delivery_id)
+
+
+def exit_code_for(exc: CimError) -> int:
+    """CLI exit code of a domain error raised during a run: 1 rejected, 2 unusable input."""
+    return 1 if isinstance(exc, IngestRejected) else 2
