@@ -1,0 +1,168 @@
+// The 3D view: CesiumJS (its prebuilt bundle, loaded from ./cesium/ on first use) with the
+// buildings and pipelines 3D Tiles of the API. Offline by design: no Cesium ion token, no
+// default imagery or terrain from the internet; the globe is the WGS84/CGCS2000 ellipsoid
+// (EllipsoidTerrainProvider) shaded with our own DEM hillshade when one is loaded. An
+// underground mode makes the ground translucent (globe.translucency) so pipes below the
+// surface show. Switching 2D ↔ 3D carries centre, zoom ↔ camera range, bearing and pitch.
+import { getJSON, layerCatalog } from "./api.js";
+import { t, pick } from "./i18n.js";
+import { el, notify, notifyError, openPanel } from "./ui.js";
+import { attributeRows, metresPerPixel } from "./identify.js";
+import { absolute, BASEMAP_KEY } from "./map2d.js";
+
+export const TILESETS = [
+  { name: "buildings", url: "/3dtiles/buildings/tileset.json", layer: "buildings" },
+  { name: "pipelines", url: "/3dtiles/pipelines/tileset.json", layer: "pipeline_segments" },
+];
+
+let cesiumPromise = null;
+
+/** Load CesiumJS once, with CESIUM_BASE_URL pointing at our own copy of its assets. */
+export function loadCesium() {
+  if (!cesiumPromise) {
+    window.CESIUM_BASE_URL = absolute("cesium/");
+    cesiumPromise = new Promise((resolve, reject) => {
+      const s = el("script", { src: "cesium/Cesium.js" });
+      s.onload = () => resolve(window.Cesium);
+      s.onerror = () => reject(new Error("CesiumJS could not be loaded"));
+      document.head.append(s);
+    });
+    const css = el("link", { rel: "stylesheet", href: "cesium/Widgets/widgets.css" });
+    document.head.append(css);
+  }
+  return cesiumPromise;
+}
+
+/** The 3D view; created lazily by View3D.open(). */
+export class View3D {
+  constructor() {
+    this.viewer = null;
+    this.tilesets = {};
+    this.status = {};
+    this.selected = null;
+  }
+
+  async open() {
+    if (this.viewer) return this.viewer;
+    const Cesium = await loadCesium();
+    this.Cesium = Cesium;
+    Cesium.Ion.defaultAccessToken = "";
+    const viewer = new Cesium.Viewer("globe", {
+      baseLayer: false, baseLayerPicker: false, geocoder: false, homeButton: false, sceneModePicker: false,
+      navigationHelpButton: false, animation: false, timeline: false, fullscreenButton: false, infoBox: false,
+      selectionIndicator: false, terrainProvider: new Cesium.EllipsoidTerrainProvider(), shadows: false,
+    });
+    viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9d6cc");
+    viewer.scene.globe.depthTestAgainstTerrain = true;
+    viewer.scene.skyBox.show = false;
+    viewer.scene.backgroundColor = Cesium.Color.fromCssColorString("#cfe0ee");
+    this.viewer = viewer;
+    await this.addImagery();
+    this.setupPicking();
+    await Promise.all(TILESETS.map((ts) => this.loadTileset(ts)));
+    return viewer;
+  }
+
+  /** Our own imagery only: the DEM hillshade and the user's basemap URL, when configured. */
+  async addImagery() {
+    const { Cesium, viewer } = this;
+    const custom = localStorage.getItem(BASEMAP_KEY);
+    if (custom) viewer.imageryLayers.addImageryProvider(new Cesium.UrlTemplateImageryProvider({ url: absolute(custom), maximumLevel: 19 }));
+    try {
+      const dem = await getJSON("/api/dem");
+      if (dem?.loaded) {
+        const opts = { url: absolute("/tiles/hillshade/{z}/{x}/{y}.png"), maximumLevel: 18 };
+        if (dem.bounds) opts.rectangle = Cesium.Rectangle.fromDegrees(...dem.bounds);
+        const layer = viewer.imageryLayers.addImageryProvider(new Cesium.UrlTemplateImageryProvider(opts));
+        layer.alpha = 0.6;
+      }
+    } catch (err) {
+      if (!err.unavailable) notifyError(err);
+    }
+  }
+
+  async loadTileset({ name, url }) {
+    const { Cesium, viewer } = this;
+    try {
+      const tileset = await Cesium.Cesium3DTileset.fromUrl(absolute(url), { maximumScreenSpaceError: 8 });
+      viewer.scene.primitives.add(tileset);
+      this.tilesets[name] = tileset;
+      this.status[name] = "loaded";
+      notify(t("view.tilesetLoaded", { name }), "ok", 3000);
+    } catch (err) {
+      this.status[name] = "missing";
+      console.warn(`tileset ${name}`, err);
+      notify(t("view.tilesetMissing", { name }), "error", 9000);
+    }
+  }
+
+  /** Identify on click: the picked feature's properties from the tile's metadata. */
+  setupPicking() {
+    const { Cesium, viewer } = this;
+    const handler = new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas);
+    handler.setInputAction(async (click) => {
+      if (this.selected) { this.selected.feature.color = this.selected.color; this.selected = null; }
+      const picked = viewer.scene.pick(click.position);
+      if (!(picked instanceof Cesium.Cesium3DTileFeature)) return;
+      this.selected = { feature: picked, color: Cesium.Color.clone(picked.color) };
+      picked.color = Cesium.Color.YELLOW;
+      const props = {};
+      for (const id of picked.getPropertyIds()) props[id] = picked.getProperty(id);
+      const ts = TILESETS.find((x) => this.tilesets[x.name] === picked.tileset);
+      await this.showProperties(ts, props);
+    }, Cesium.ScreenSpaceEventType.LEFT_CLICK);
+  }
+
+  async showProperties(ts, props) {
+    const catalog = await layerCatalog().catch(() => new Map());
+    const spec = catalog.get(ts?.layer);
+    const rows = await attributeRows(spec, props);
+    const table = el("table", { class: "kv", id: "identify3d" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))));
+    openPanel("identify3d", `${t("identify.title")} · ${spec ? pick(spec, "title") : ts?.name || ""}`, table);
+  }
+
+  /** Underground mode: translucent ground, camera allowed below the surface. */
+  setUnderground(on, alpha) {
+    const { viewer } = this;
+    if (!viewer) return;
+    const globe = viewer.scene.globe;
+    globe.translucency.enabled = on;
+    globe.translucency.frontFaceAlpha = on ? alpha : 1;
+    globe.translucency.backFaceAlpha = on ? alpha : 1;
+    globe.depthTestAgainstTerrain = !on;
+    viewer.scene.screenSpaceCameraController.enableCollisionDetection = !on;
+    viewer.scene.requestRender();
+  }
+
+  /** Place the camera to show what the 2D view {center, zoom, bearing, pitch} showed. */
+  setView({ center, zoom, bearing, pitch }, heightPx) {
+    const { Cesium, viewer } = this;
+    const fovy = viewer.camera.frustum.fovy;
+    const range = (metresPerPixel(center[1], zoom) * heightPx) / 2 / Math.tan(fovy / 2);
+    const target = Cesium.Cartesian3.fromDegrees(center[0], center[1], 0);
+    viewer.camera.lookAt(target, new Cesium.HeadingPitchRange(Cesium.Math.toRadians(bearing), Cesium.Math.toRadians(pitch - 90), range));
+    viewer.camera.lookAtTransform(Cesium.Matrix4.IDENTITY);
+  }
+
+  /** The 2D equivalent of the camera: {center, zoom, bearing, pitch}. */
+  getView(heightPx) {
+    const { Cesium, viewer } = this;
+    const scene = viewer.scene;
+    const camera = viewer.camera;
+    const mid = new Cesium.Cartesian2(scene.canvas.clientWidth / 2, scene.canvas.clientHeight / 2);
+    const ray = camera.getPickRay(mid);
+    let target = ray && scene.globe.pick(ray, scene);
+    if (!target && ray) target = Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid) && Cesium.Ray.getPoint(ray, Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid).start);
+    const carto = Cesium.Cartographic.fromCartesian(target || camera.positionWC);
+    const lat = Cesium.Math.toDegrees(carto.latitude);
+    const range = target ? Cesium.Cartesian3.distance(camera.positionWC, target) : Math.max(carto.height, 10);
+    const mpp = (2 * range * Math.tan(camera.frustum.fovy / 2)) / heightPx;
+    const zoom = Math.log2((40075016.686 * Math.cos((lat * Math.PI) / 180)) / mpp) - 9;
+    return {
+      center: [Cesium.Math.toDegrees(carto.longitude), lat],
+      zoom: Math.min(22, Math.max(0, zoom)),
+      bearing: Cesium.Math.toDegrees(camera.heading),
+      pitch: Math.min(75, Math.max(0, 90 + Cesium.Math.toDegrees(camera.pitch))),
+    };
+  }
+}
