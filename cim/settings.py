@@ -77,6 +77,7 @@ class TileSettings(BaseSettings):
     extent: int = 4096
     buffer: int = 64
     max_features: int = 20000
+    max_tile_kb: int = Field(500, ge=16)  # a larger tile is re-rendered with smaller feature caps
     cache_mb: int = 256
     cache_max_age_s: int = 60
     pmtiles: Path | None = None

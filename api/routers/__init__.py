@@ -2,4 +2,5 @@
 
 ROUTERS = [
     "api.routers.meta",
+    "api.routers.tiles",
 ]

@@ -1,0 +1,165 @@
+"""Server-side tile cache keyed by data versions, so an ingest never serves a stale tile.
+
+The key of a tile is ``(layers, the layers' data versions, z, x, y)``. A data version is the
+counter in ``cim.data_version`` that a statement trigger bumps on every change to a feature
+table (migration 0001); migration 0030 makes every bump ``NOTIFY cim_data_version``. The
+:class:`VersionWatcher` listens on that channel and also re-reads the table about once a second
+(in case the listening connection drops), so a cache hit costs no database round trip and a new
+version simply makes new keys: old entries age out of the LRU, nothing is ever purged by hand.
+
+Entries are stored gzip-compressed once; the ETag is derived from the key, so a conditional
+request (``If-None-Match``) is answered with 304 before any tile is looked up or rendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "cim_data_version"
+_ENTRY_OVERHEAD = 200  # bytes of bookkeeping per entry, counted against the budget
+
+
+@dataclass(frozen=True)
+class TileEntry:
+    """One cached tile: gzip body (empty for an empty tile), its ETag and raw length."""
+
+    gz: bytes
+    etag: str
+    raw_len: int
+
+    @property
+    def empty(self) -> bool:
+        """True for a tile without features (served as 204)."""
+        return self.raw_len == 0
+
+    def raw(self) -> bytes:
+        """Uncompressed MVT bytes (for clients that do not accept gzip)."""
+        return gzip.decompress(self.gz) if self.gz else b""
+
+
+def make_etag(fingerprint: str, key: tuple) -> str:
+    """Strong ETag of a tile key (the key fixes the content for a given catalogue and settings)."""
+    digest = hashlib.blake2b(repr((fingerprint, key)).encode(), digest_size=12).hexdigest()
+    return f'"{digest}"'
+
+
+def make_entry(raw: bytes, etag: str) -> TileEntry:
+    """Compress a rendered tile once (deterministic gzip: mtime 0)."""
+    gz = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+    return TileEntry(gz, etag, len(raw))
+
+
+class TileCache:
+    """In-memory LRU of :class:`TileEntry`, bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self._data: OrderedDict[tuple, TileEntry] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> TileEntry | None:
+        """Entry for ``key`` (marked most recently used) or None."""
+        entry = self._data.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return entry
+
+    def put(self, key: tuple, entry: TileEntry) -> None:
+        """Store an entry, evicting least recently used ones beyond the byte budget."""
+        size = len(entry.gz) + _ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old.gz) + _ENTRY_OVERHEAD
+        self._data[key] = entry
+        self.bytes += size
+        while self.bytes > self.max_bytes and self._data:
+            _, gone = self._data.popitem(last=False)
+            self.bytes -= len(gone.gz) + _ENTRY_OVERHEAD
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def stats(self) -> dict:
+        """Counters for monitoring."""
+        return {"entries": len(self._data), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                "hits": self.hits, "misses": self.misses}
+
+
+class VersionWatcher:
+    """Current data version per source table, pushed by NOTIFY and polled as a fallback."""
+
+    def __init__(self, url: str, poll_s: float = 1.0) -> None:
+        self.url = url
+        self.poll_s = poll_s
+        self.versions: dict[str, int] = {}
+        self.refreshed_at = 0.0
+        self._listener: asyncpg.Connection | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self, pool: asyncpg.Pool) -> None:
+        """Read the versions, LISTEN for bumps and start the fallback poll."""
+        self._pool = pool
+        await self.refresh()
+        try:
+            self._listener = await asyncpg.connect(self.url)
+            await self._listener.add_listener(CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError) as exc:  # polling alone still keeps tiles fresh
+            log.warning("tile cache: LISTEN %s failed (%s); polling only", CHANNEL, exc)
+            self._listener = None
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        """Stop listening and polling."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    def _notified(self, _conn, _pid, _channel, payload: str) -> None:
+        table, _, version = payload.rpartition(":")
+        with contextlib.suppress(ValueError):
+            v = int(version)
+            if v > self.versions.get(table, 0):
+                self.versions[table] = v
+
+    async def refresh(self) -> None:
+        """Re-read ``cim.data_version`` (one small indexed table)."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch("SELECT source_table, version FROM cim.data_version")
+        for r in rows:
+            if r["version"] > self.versions.get(r["source_table"], 0):
+                self.versions[r["source_table"]] = r["version"]
+        self.refreshed_at = time.monotonic()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                await self.refresh()
+            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+                log.warning("tile cache: version poll failed: %s", exc)
+
+    def of(self, tables: tuple[str, ...]) -> tuple[int, ...]:
+        """Versions of these source tables (0 for a table never seen)."""
+        return tuple(self.versions.get(t, 0) for t in tables)

@@ -1,0 +1,97 @@
+"""The tile service: compiled SQL + version-keyed cache + byte budget, independent of HTTP.
+
+``TileService.tile(layers, z, x, y)`` returns a :class:`tiles.cache.TileEntry` (gzip body,
+ETag, raw length). A cache hit touches no database; a miss runs the layer set's one prepared
+statement on a pooled asyncpg connection. A tile larger than ``TileSettings.max_tile_kb`` is
+rendered again with smaller feature caps until it fits (tippecanoe keeps tiles under 500 KB the
+same way, by dropping features).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import asyncpg
+
+from cim.settings import TileSettings
+from layers.catalog import Catalog
+from tiles.cache import TileCache, TileEntry, VersionWatcher, make_entry, make_etag
+from tiles.mvt import TileCompiler, cap_for_budget, check_tile, layer_stats
+
+_MAX_SHRINK = 4  # at most this many re-renders, each with a lower feature cap
+
+
+def fingerprint(catalog: Catalog, settings: TileSettings) -> str:
+    """Hash of everything besides the data that fixes tile content (specs, extent, buffer, caps)."""
+    doc = {"specs": [s.model_dump(mode="json") for s in catalog.public()],
+           "tiles": settings.model_dump(mode="json", include={"extent", "buffer", "max_features", "max_tile_kb"})}
+    return hashlib.blake2b(json.dumps(doc, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+class TileService:
+    """Everything the tile routes need, created at app start-up."""
+
+    def __init__(self, catalog: Catalog, settings: TileSettings, url: str) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.compiler = TileCompiler.from_catalog(catalog, settings)
+        self.cache = TileCache(settings.cache_mb * 1024 * 1024)
+        self.watcher = VersionWatcher(url)
+        self.fingerprint = fingerprint(catalog, settings)
+        self.budget = settings.max_tile_kb * 1024
+        self.pool: asyncpg.Pool | None = None
+
+    async def start(self, pool: asyncpg.Pool) -> None:
+        """Bind the pool and start following data versions."""
+        self.pool = pool
+        await self.watcher.start(pool)
+
+    async def stop(self) -> None:
+        """Stop the version watcher."""
+        await self.watcher.stop()
+
+    def key(self, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> tuple:
+        """Cache key: layers, their data versions, tile address."""
+        tables = tuple(self.compiler.layers[i].spec.table_name for i in layer_ids)
+        return (layer_ids, self.watcher.of(tables), z, x, y)
+
+    def etag(self, key: tuple) -> str:
+        """ETag of a key (no rendering needed)."""
+        return make_etag(self.fingerprint, key)
+
+    async def tile(self, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> TileEntry:
+        """The tile (cached or rendered now)."""
+        check_tile(z, x, y)
+        key = self.key(layer_ids, z, x, y)
+        entry = self.cache.get(key)
+        if entry is None:
+            raw = await self.render(layer_ids, z, x, y)
+            entry = make_entry(raw, self.etag(key))
+            self.cache.put(key, entry)
+        return entry
+
+    async def render(self, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> bytes:
+        """Render one tile on a pooled connection."""
+        async with self.pool.acquire() as conn:
+            return await render_tile(conn, self.compiler, layer_ids, z, x, y, self.budget)
+
+
+async def render_tile(conn: asyncpg.Connection, compiler: TileCompiler, layer_ids: tuple[str, ...],
+                      z: int, x: int, y: int, budget: int) -> bytes:
+    """Run the composite statement; lower the feature cap while the tile exceeds ``budget`` bytes."""
+    cap = None
+    raw = b""
+    for _ in range(_MAX_SHRINK + 1):
+        q = compiler.query(layer_ids, z, x, y, cap=cap)
+        if q is None:
+            return b""
+        raw = await conn.fetchval(q.sql, *q.args) or b""
+        if len(raw) <= budget:
+            return raw
+        # aim 10 % under the budget from the measured bytes per feature of each layer
+        new_cap = cap_for_budget(layer_stats(raw), int(budget * 0.9))
+        cap = min(new_cap, cap - 1) if cap is not None else new_cap
+        if cap < 1:
+            break
+    return raw
