@@ -2,5 +2,7 @@
 
 ROUTERS = [
     "api.routers.meta",
+    "api.routers.ingest",
+    "api.routers.features",
     "api.routers.tiles",
 ]

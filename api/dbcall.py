@@ -1,0 +1,42 @@
+"""Running builder SQL from request handlers: database errors become domain errors.
+
+The statement timeout set on every pooled connection turns into :class:`QueryTimeout` (503);
+errors a request's values can cause (a value out of range for its type, a geometry PostGIS
+cannot transform or process) become :class:`InvalidInput` (400). Database text is logged,
+never sent to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+
+from cim.errors import InvalidInput, QueryTimeout
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE classes caused by request values rather than by the server
+_INPUT_ERRORS = (asyncpg.exceptions.DataError, asyncpg.exceptions.InternalServerError,
+                 asyncpg.exceptions.UndefinedFunctionError, asyncpg.exceptions.DatatypeMismatchError,
+                 asyncpg.exceptions.InvalidParameterValueError)
+
+
+def timeout_error() -> QueryTimeout:
+    """The bilingual 503 for a statement that ran past the statement timeout."""
+    return QueryTimeout("查询超时，请缩小范围或增加过滤条件后重试",
+                        "the query timed out; narrow the area or add filters and retry")
+
+
+async def run(conn: asyncpg.Connection, method: str, sql: str, *args: Any) -> Any:
+    """``conn.fetch`` / ``fetchrow`` / ``fetchval`` with the error mapping above."""
+    try:
+        return await getattr(conn, method)(sql, *args)
+    except asyncpg.exceptions.QueryCanceledError as exc:
+        raise timeout_error() from exc
+    except _INPUT_ERRORS as exc:
+        log.info("query rejected (%s): %s", type(exc).__name__, exc)
+        raise InvalidInput("查询参数无法执行（数值超出范围或几何无效）",
+                           "the query cannot run with these parameters (a value out of range or an invalid geometry)",
+                           sqlstate=getattr(exc, "sqlstate", None)) from exc
