@@ -74,6 +74,15 @@ class LayerBatch:
     encoding: str | None = None
     network: str | None = None      # CJJ 61 大类 for pipeline batches
     subtype: str | None = None
+    # Added by the readers for validation (not loaded): delivered values of the mapped columns
+    # (target column → delivered field name in field_map), the geometries in the source CRS
+    # (after any axis swap) with the metres per source unit, and rows whose geometry was repaired.
+    raw: pd.DataFrame | None = None
+    field_map: dict[str, str] = field(default_factory=dict)
+    source_geom: np.ndarray | None = None
+    source_unit_m: float | None = None   # None when the source CRS is geographic
+    repaired: np.ndarray | None = None   # bool per row
+    file: str | None = None              # file (and layer) inside the delivery
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:

@@ -1,0 +1,416 @@
+"""Map a source layer onto its target table with a profile: columns, types, units, code lists.
+
+Everything here works on whole columns (pandas / numpy / shapely 2); nothing loops over rows.
+Values that cannot be converted become NULL and stay visible in ``LayerBatch.raw`` so the
+validation can name them (rules F02, Q22).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+import yaml
+
+from ingest.crsdetect import ResolvedCrs
+from ingest.model import LayerBatch
+from ingest.profile import CodeList, Match, Profile, codelists_for, target_columns
+from ingest.readers import SourceLayer
+
+SEED = Path(__file__).resolve().parent.parent / "cim" / "seed" / "dictionaries.yaml"
+UNIT_M = {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254, "ft": 0.3048}
+_NULLS = {"", "nan", "NaN", "None", "NULL", "null", "<NA>", "NaT", "-", "/", "—"}
+
+
+@dataclass
+class Dictionaries:
+    """Valid codes and Chinese names of the cim.dict_* tables."""
+
+    codes: dict[str, set[str]]                 # table → codes
+    names: dict[str, dict[str, str]]           # table → zh name → code
+    parents: dict[str, dict[str, str | None]]  # table → code → parent code
+
+    def network_of(self, code: str | None) -> str | None:
+        """CJJ 61 大类 of a 大类 or 小类 code."""
+        if code is None:
+            return None
+        par = self.parents.get("dict_network", {})
+        if code not in par:
+            return None
+        return par[code] or code
+
+
+@lru_cache(maxsize=1)
+def _seed_dictionaries() -> Dictionaries:
+    data = yaml.safe_load(SEED.read_text(encoding="utf-8"))
+    codes, names, parents = {}, {}, {}
+    for table, spec in data.items():
+        rows = spec.get("codes", [])
+        codes[table] = {str(r["code"]) for r in rows}
+        names[table] = {str(r["zh"]): str(r["code"]) for r in rows}
+        parents[table] = {str(r["code"]): (str(r["parent"]) if r.get("parent") else None) for r in rows}
+    return Dictionaries(codes, names, parents)
+
+
+def load_dictionaries(conn=None) -> Dictionaries:
+    """Dictionaries from the database when a connection is given, else from the seed file."""
+    if conn is None:
+        return _seed_dictionaries()
+    seed = _seed_dictionaries()
+    codes, names, parents = {}, {}, {}
+    with conn.cursor() as cur:
+        for table in seed.codes:
+            cur.execute(f"SELECT code, name_zh, parent_code FROM cim.{table}")  # table names from the seed file
+            rows = cur.fetchall()
+            codes[table] = {r[0] for r in rows}
+            names[table] = {r[1]: r[0] for r in rows}
+            parents[table] = {r[0]: r[2] for r in rows}
+    return Dictionaries(codes, names, parents)
+
+
+# ---------------------------------------------------------------- value conversion (columns)
+
+def as_text(s: pd.Series) -> pd.Series:
+    """Text column: integral floats without '.0', stripped, NULL-like strings → None."""
+    if pd.api.types.is_float_dtype(s):
+        out = s.astype(object)
+        ok = s.notna()
+        integral = ok & (np.floor(s.fillna(0)) == s.fillna(0)) & (s.abs() < 1e15)
+        out[integral] = s[integral].astype("int64").astype(str)
+        out[ok & ~integral] = s[ok & ~integral].astype(str)
+        return out.where(ok, None)
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return s.astype(str).astype(object)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.strftime("%Y-%m-%d").astype(object).where(s.notna(), None)
+    t = s.astype(object).where(s.notna(), None)
+    t = t.map(lambda v: v if v is None or isinstance(v, str) else str(v), na_action="ignore")
+    t = t.str.strip()
+    return t.where(~t.isin(_NULLS) & t.notna(), None).astype(object)
+
+
+def as_float(s: pd.Series) -> pd.Series:
+    """Numeric column; unparsable values become NaN."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.astype("float64")
+    t = as_text(s)
+    t = t.str.replace(",", "", regex=False).str.replace("，", "", regex=False)
+    return pd.to_numeric(t, errors="coerce").astype("float64")
+
+
+def as_year(s: pd.Series) -> pd.Series:
+    """Year from a year number, a date or a text such as '2005年' / '2005-03-01'."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        y = s.dt.year.astype("float64")
+    elif pd.api.types.is_numeric_dtype(s):
+        y = s.astype("float64")
+        y = y.where(y < 10000, np.floor(y / 10000))          # 20050301 → 2005
+    else:
+        y = pd.to_numeric(as_text(s).str.extract(r"((?:1[89]|20)\d\d)", expand=False), errors="coerce")
+    return y.where((y >= 1800) & (y <= 2100)).astype("Int64")
+
+
+def as_date(s: pd.Series) -> pd.Series:
+    """Date column (object of datetime.date / None)."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        d = s
+    else:
+        t = as_text(s).str.replace(r"[年月/.]", "-", regex=True).str.replace("日", "", regex=False)
+        d = pd.to_datetime(t, errors="coerce", format="mixed")
+    return d.dt.date.astype(object).where(d.notna(), None)
+
+
+def translate(s: pd.Series, cl: CodeList, dicts: Dictionaries) -> pd.Series:
+    """Delivered values → codes through a code list; untranslated values are kept as delivered."""
+    table: dict[str, object] = {}
+    if cl.dictionary:
+        for code in dicts.codes.get(cl.dictionary, ()):
+            table[code.upper()] = code
+        for name, code in dicts.names.get(cl.dictionary, {}).items():
+            table[name.upper()] = code
+    for k, v in cl.map.items():
+        table[str(k).strip().upper()] = v
+    text = as_text(s)
+    mapped = text.str.upper().map(table)
+    return mapped.where(mapped.notna(), text).astype(object)
+
+
+def _unit_factor(unit: str | None, column: str) -> float:
+    if unit is None:
+        return 1.0
+    target = "mm" if column.endswith("_mm") else "m"
+    return UNIT_M[unit] / UNIT_M[target]
+
+
+def _section(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Diameter, width, height (numbers) from texts like '300', 'DN300', 'Φ300', '1200×800'."""
+    wh = text.str.extract(r"(\d+(?:\.\d+)?)\s*[xX×*＊]\s*(\d+(?:\.\d+)?)")
+    single = text.str.extract(r"(\d+(?:\.\d+)?)", expand=False)
+    w = pd.to_numeric(wh[0], errors="coerce")
+    h = pd.to_numeric(wh[1], errors="coerce")
+    d = pd.to_numeric(single, errors="coerce").where(w.isna())
+    return d.astype("float64"), w.astype("float64"), h.astype("float64")
+
+
+def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Target columns (typed, translated, in target units) and the raw delivered values."""
+    spec, prof = match.spec, match.profile
+    types = target_columns()[spec.target]["columns"]
+    lists = codelists_for(prof)
+    out: dict[str, pd.Series] = {}
+    raw: dict[str, pd.Series] = {}
+    for col, src in match.columns.items():
+        fs = spec.fields[col]
+        s = frame[src]
+        raw[col] = s
+        kind = types.get(col, "text")
+        if fs.codes:
+            v = translate(s, lists[fs.codes], dicts) if fs.codes in lists else as_text(s)
+            if kind == "float":
+                v = pd.to_numeric(v, errors="coerce").astype("float64")
+            elif kind == "int":
+                v = pd.to_numeric(v, errors="coerce").round().astype("Int64")
+            elif kind == "bool":
+                v = v.map(lambda x: x if isinstance(x, bool) else None).astype(object)
+            out[col] = v
+        elif fs.section:
+            d, w, h = _section(as_text(s))
+            f = _unit_factor(fs.unit, "x_mm")
+            out[col] = d * f
+            out.setdefault("width_mm", w * f)
+            out.setdefault("height_mm", h * f)
+        elif fs.year or (kind == "int" and col.endswith("year")):
+            out[col] = as_year(s)
+        elif kind == "float":
+            out[col] = as_float(s) * _unit_factor(fs.unit, col)
+        elif kind == "int":
+            out[col] = as_float(s).round().astype("Int64")
+        elif kind == "date":
+            out[col] = as_date(s)
+        elif kind == "bool":
+            out[col] = translate(s, lists["bool"], dicts).map(
+                lambda x: x if isinstance(x, bool) else None).astype(object)
+        else:
+            out[col] = as_text(s)
+    n = len(frame)
+    result = pd.DataFrame(out, index=frame.index) if out else pd.DataFrame(index=frame.index)
+    for col, kind in types.items():
+        if col not in result.columns:
+            result[col] = pd.Series([None] * n, index=frame.index, dtype=_null_dtype(kind))
+    rawf = pd.DataFrame(raw, index=frame.index)
+    return result.reset_index(drop=True), rawf.reset_index(drop=True)
+
+
+def _null_dtype(kind: str) -> str:
+    return {"float": "float64", "int": "Int64"}.get(kind, "object")
+
+
+# ---------------------------------------------------------------- derived columns
+
+def _fill(frame: pd.DataFrame, col: str, value) -> None:
+    s = frame[col]
+    if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
+        frame[col] = s.fillna(value)
+    else:
+        frame[col] = s.where(s.notna(), value)
+
+
+def derive(frame: pd.DataFrame, match: Match, dicts: Dictionaries) -> tuple[str | None, str | None]:
+    """Fill defaults, network/subtype, z reference, node type, green class and build era.
+
+    Returns the layer-level network and subtype (None when they vary per row or are unknown).
+    """
+    spec = match.spec
+    for col, value in spec.defaults.items():
+        if col in frame.columns:
+            _fill(frame, col, value)
+    net = sub = None
+    if spec.target in ("pipe_point", "pipe_segment"):
+        net, sub = _layer_network(match, dicts)
+        if sub is not None:
+            _fill(frame, "subtype", sub)
+        if frame["subtype"].notna().any():
+            par = dicts.parents.get("dict_network", {})
+            by_sub = frame["subtype"].map(lambda c: (par.get(c) or c) if c in par else None, na_action="ignore")
+            frame["network"] = frame["network"].where(frame["network"].notna(), by_sub)
+            # a 大类 code in the subtype column is the network, not a subtype
+            frame["subtype"] = frame["subtype"].where(frame["subtype"].map(lambda c: par.get(c) is not None,
+                                                                            na_action="ignore").fillna(False), None)
+        if net is not None:
+            _fill(frame, "network", net)
+    if spec.target == "pipe_segment":
+        zr = spec.z_ref or {}
+        z = frame["subtype"].map(zr, na_action="ignore")
+        z = z.where(z.notna(), frame["network"].map(zr, na_action="ignore"))
+        frame["z_ref"] = z.where(z.notna(), zr.get("default", "centre")).astype(object)
+    if spec.target == "pipe_point":
+        lists = codelists_for(match.profile)
+        node = translate(frame["appurtenance"], lists["drainage_node"], dicts)
+        node = node.where(node.isin(dicts.codes.get("dict_drainage_node", set())) & (frame["network"] == "PS"))
+        frame["node_type"] = frame["node_type"].where(frame["node_type"].notna(), node)
+    if spec.target == "green_space":
+        _green_classes(frame, dicts)
+    if spec.target == "building":
+        _build_era(frame, match.profile)
+    return (net, sub)
+
+
+def _layer_network(match: Match, dicts: Dictionaries) -> tuple[str | None, str | None]:
+    code = match.spec.network or match.name_groups.get("code")
+    if code is None and "name" in match.name_groups:
+        lists = codelists_for(match.profile)
+        code = lists["network"].map.get(match.name_groups["name"]) or dicts.names.get(
+            "dict_network", {}).get(match.name_groups["name"])
+    if code is None:
+        return None, None
+    code = code.upper()
+    net = dicts.network_of(code)
+    if net is None:
+        return None, None
+    return net, (code if code != net else None)
+
+
+def _green_classes(frame: pd.DataFrame, dicts: Dictionaries) -> None:
+    par = dicts.parents.get("dict_green_class", {})
+
+    def root(code):
+        seen = 0
+        while code in par and par[code] and seen < 5:
+            code, seen = par[code], seen + 1
+        return code if code in par else None
+
+    roots = frame["subclass_code"].map(root, na_action="ignore")
+    frame["class_code"] = frame["class_code"].where(frame["class_code"].notna(), roots)
+
+
+def _build_era(frame: pd.DataFrame, prof: Profile) -> None:
+    buckets = sorted((int(k), v) for k, v in codelists_for(prof)["build_era_by_year"].map.items())
+    years = frame["build_year"].astype("float64")
+    bounds = np.array([b for b, _ in buckets], dtype=float)
+    idx = np.searchsorted(bounds, years.fillna(0).to_numpy(), side="left").clip(0, len(buckets) - 1)
+    era = pd.Series([buckets[i][1] for i in idx], index=frame.index, dtype=object).where(years.notna(), None)
+    frame["build_era"] = frame["build_era"].where(frame["build_era"].notna(), era)
+
+
+# ---------------------------------------------------------------- geometry
+
+def _swap(geom: np.ndarray) -> np.ndarray:
+    return shapely.transform(geom, lambda c: c[:, ::-1])
+
+
+def prepare_geometry(layer: SourceLayer, match: Match, resolved: ResolvedCrs | None,
+                     frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Source-CRS geometries (axes fixed) and EPSG:4490 geometries of a layer, 2D.
+
+    Point tables get points from their coordinate columns; line tables without geometry get
+    None here (built later from the point layers).
+    """
+    from ingest.crsdetect import to_storage
+
+    geom = layer.geom
+    if geom is None and match.spec.coords is not None:
+        east, north = table_coordinates(layer.frame, match)
+        geom = shapely.points(np.column_stack([east, north]))
+        geom[~(np.isfinite(east) & np.isfinite(north))] = None
+    if geom is None or resolved is None:
+        return None, None
+    geom = shapely.force_2d(geom)
+    if resolved.swapped:
+        geom = _swap(geom)
+
+    def fwd(c: np.ndarray) -> np.ndarray:
+        lon, lat = to_storage(c[:, 0], c[:, 1], resolved.crs)
+        return np.column_stack([lon, lat])
+
+    return geom, shapely.transform(geom, fwd)
+
+
+def table_coordinates(frame: pd.DataFrame, match: Match) -> tuple[np.ndarray, np.ndarray]:
+    """Easting and northing arrays from a point table's X/Y columns (X = northing by default)."""
+    from ingest.profile import norm_name
+
+    cs = match.spec.coords
+    by_norm = {norm_name(c): c for c in frame.columns}
+    xcol = next((by_norm[norm_name(a)] for a in cs.x if norm_name(a) in by_norm), None)
+    ycol = next((by_norm[norm_name(a)] for a in cs.y if norm_name(a) in by_norm), None)
+    if xcol is None or ycol is None:
+        nan = np.full(len(frame), np.nan)
+        return nan, nan
+    x = as_float(frame[xcol]).to_numpy()
+    y = as_float(frame[ycol]).to_numpy()
+    return (y, x) if cs.x_is_northing else (x, y)
+
+
+def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cast to the target's geometry type and repair invalid geometries with make_valid.
+
+    Returns the geometries and a bool array of repaired rows.
+    """
+    kind = target_columns()[target]["geometry"]
+    repaired = np.zeros(len(geom), dtype=bool)
+    present = ~shapely.is_missing(geom)
+    if kind == "Point":
+        multi = present & (shapely.get_type_id(geom) == 4)
+        if multi.any():
+            geom[multi] = shapely.get_geometry(geom[multi], 0)
+    elif kind == "LineString":
+        multi = present & (shapely.get_type_id(geom) == 5)
+        if multi.any():
+            geom[multi] = shapely.line_merge(geom[multi])
+    else:
+        invalid = present & ~shapely.is_valid(geom)
+        if invalid.any():
+            fixed = shapely.make_valid(geom[invalid])
+            polys = [shapely.union_all(shapely.get_parts(g)[shapely.get_type_id(shapely.get_parts(g)) >= 3])
+                     if shapely.get_type_id(g) == 7 else g for g in fixed]  # only the invalid rows
+            geom[invalid] = np.array(polys, dtype=object)
+            repaired = invalid
+        single = present & (shapely.get_type_id(geom) == 3)
+        if single.any():
+            geom[single] = shapely.multipolygons(geom[single], indices=np.arange(int(single.sum())))
+    return geom, repaired
+
+
+# ---------------------------------------------------------------- metric coordinates
+
+@lru_cache(maxsize=32)
+def _to_utm(epsg: int):
+    from pyproj import Transformer
+
+    from cim.crs import STORAGE_SRID, crs_from_epsg
+    return Transformer.from_crs(crs_from_epsg(STORAGE_SRID), crs_from_epsg(epsg), always_xy=True)
+
+
+def local_metric_epsg(geom: np.ndarray) -> int:
+    """UTM zone (WGS 84, metres) around the centre of EPSG:4490 geometries."""
+    b = shapely.bounds(geom)
+    ok = np.isfinite(b).all(axis=1)
+    lon = float(np.mean((b[ok, 0] + b[ok, 2]) / 2)) if ok.any() else 111.0
+    lat = float(np.mean((b[ok, 1] + b[ok, 3]) / 2)) if ok.any() else 30.0
+    zone = int((lon + 180) // 6) % 60 + 1
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def to_metric(geom: np.ndarray, epsg: int) -> np.ndarray:
+    """EPSG:4490 geometries projected to a metric CRS."""
+    tr = _to_utm(epsg)
+
+    def fwd(c: np.ndarray) -> np.ndarray:
+        x, y = tr.transform(c[:, 0], c[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geom, fwd)
+
+
+def metric_geometry(batch: LayerBatch, epsg: int | None = None) -> np.ndarray:
+    """Geometries in metres: the projected source coordinates when there are some (distances as
+    the surveyor measured them), else EPSG:4490 projected to the local UTM zone (or ``epsg``)."""
+    if epsg is None and batch.source_geom is not None and batch.source_unit_m:
+        f = batch.source_unit_m
+        return batch.source_geom if f == 1.0 else shapely.transform(batch.source_geom, lambda c: c * f)
+    geom = batch.frame["geom"].to_numpy()
+    return to_metric(geom, epsg or local_metric_epsg(geom))

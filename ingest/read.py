@@ -1,0 +1,288 @@
+"""Read a delivery (zip, folder or loose files) into :class:`~ingest.model.Delivery` batches.
+
+``read_delivery(path)`` sniffs and safely expands the input, reads every layer (shapefile sets,
+GeoPackage, GeoJSON, CSV, XLSX, DBF tables), decides encodings and CRSs, detects the profile
+and target of each layer, maps the columns, transforms geometries to EPSG:4490 and builds
+pipe segments from the point tables when a line table has no geometry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from cim.errors import UnreadableInput
+from cim.settings import IngestSettings
+from ingest.crsdetect import longitude_for_county, resolve
+from ingest.model import Delivery, LayerBatch, Note
+from ingest.normalize import (convert_columns, derive, fit_geometry_type, load_dictionaries, metric_geometry,
+                              prepare_geometry, table_coordinates)
+from ingest.profile import Match, detect, load_profiles
+from ingest.readers import SourceLayer
+from ingest.readers.archive import extract_zip, sniff
+from ingest.readers.table import read_csv, read_xlsx
+from ingest.readers.vector import read_dbf, read_geojson, read_gpkg, read_shapefile
+
+READABLE = {".shp", ".dbf", ".gpkg", ".geojson", ".json", ".csv", ".txt", ".xlsx", ".xlsm", ".zip"}
+COMPANIONS = {".shx", ".prj", ".cpg", ".sbn", ".sbx", ".qix", ".xml", ".qmd", ".qpj", ".fix", ".atx", ".ain",
+              ".aih", ".ixs", ".mxs", ".lock"}
+
+
+def _digest(paths: Sequence[Path]) -> tuple[str, int]:
+    h, size = hashlib.sha256(), 0
+    for p in paths:
+        with p.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path]
+
+
+def _expected_type(ext: str) -> set[str]:
+    return {".shp": {"shp"}, ".dbf": {"dbf"}, ".gpkg": {"gpkg"}, ".geojson": {"json"}, ".json": {"json"},
+            ".csv": {"text"}, ".txt": {"text"}, ".xlsx": {"xlsx"}, ".xlsm": {"xlsx"}, ".zip": {"zip"}}.get(ext, set())
+
+
+def _read_file(p: Path, rel: str) -> list[SourceLayer]:
+    ext = p.suffix.lower()
+    if p.stat().st_size == 0:
+        raise UnreadableInput(f"文件 {rel} 为空", f"file {rel} is empty", file=rel)
+    kind = sniff(p)
+    if kind not in _expected_type(ext):
+        raise UnreadableInput(f"文件 {rel} 的内容与扩展名 {ext} 不符", f"the content of {rel} does not match "
+                              f"its extension {ext}", file=rel, detected=kind)
+    if ext == ".shp":
+        return [read_shapefile(p, rel)]
+    if ext == ".dbf":
+        if p.with_suffix(".shp").exists() or p.with_suffix(".SHP").exists():
+            return []
+        return [read_dbf(p, rel)]
+    if ext == ".gpkg":
+        return read_gpkg(p, rel)
+    if ext in (".geojson", ".json"):
+        return [read_geojson(p, rel)]
+    if ext in (".csv", ".txt"):
+        return [read_csv(p, rel)]
+    return read_xlsx(p, rel)
+
+
+def _orphans(files: list[Path], root: Path) -> list[str]:
+    """Companion files (.shx, .prj …) without their .shp."""
+    stems = {(p.parent, p.stem.lower()) for p in files if p.suffix.lower() == ".shp"}
+    return [str(p.relative_to(root)) for p in files if p.suffix.lower() in (".shx", ".prj", ".cpg")
+            and (p.parent, p.stem.lower()) not in stems]
+
+
+def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) -> tuple[list[SourceLayer], list[Note]]:
+    """Every layer of the given files, folders and zips (zips expanded safely under ``work``)."""
+    layers: list[SourceLayer] = []
+    notes: list[Note] = []
+    for n, path in enumerate(paths):
+        if not path.exists():
+            raise UnreadableInput(f"文件不存在：{path}", f"no such file: {path}")
+        root = path if path.is_dir() else path.parent
+        files = _files_of(path)
+        if path.is_file() and path.suffix.lower() == ".zip" or (path.is_file() and sniff(path) == "zip"
+                                                                 and path.suffix.lower() not in (".xlsx", ".xlsm")):
+            root = work / f"z{n}"
+            root.mkdir()
+            files = extract_zip(path, root, settings)
+        elif path.is_file() and path.suffix.lower() == ".shp":
+            files = [path]
+        shp_stems = {p.with_suffix("").as_posix().lower() for p in files if p.suffix.lower() == ".shp"}
+        if path.is_file() and path.suffix.lower() in (".shx", ".prj"):
+            raise UnreadableInput(f"{path.name} 不能单独交付，请提交 .shp 及其配套文件",
+                                  f"{path.name} cannot be delivered alone; deliver the .shp and its companions")
+        for orphan in _orphans(files, root):
+            if Path(orphan).with_suffix("").as_posix().lower() not in shp_stems:
+                notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
+                                  f"{orphan} has no matching .shp and was ignored"))
+        for p in files:
+            ext = p.suffix.lower()
+            rel = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+            if ext in COMPANIONS:
+                continue
+            if ext not in READABLE or ext == ".zip":
+                notes.append(Note(rel, "file", f"未识别的文件类型，已忽略：{rel}", f"unrecognised file type, ignored: {rel}"))
+                continue
+            layers.extend(_read_file(p, rel))
+    return layers, notes
+
+
+def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, county: str | None = None,
+                    conn=None, settings: IngestSettings | None = None,
+                    profile_dirs: Sequence[Path | str] = ()) -> Delivery:
+    """Read several files or folders as one delivery (e.g. a point workbook and a line workbook)."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise UnreadableInput("未提供交付文件", "no delivery file given")
+    settings = settings or IngestSettings()
+    for p in paths:
+        if not p.exists():
+            raise UnreadableInput(f"文件不存在：{p}", f"no such file: {p}")
+    sha, size = _digest([f for p in paths for f in _files_of(p)])
+    delivery = Delivery(path=paths[0], file_name=", ".join(p.name for p in paths), sha256=sha, size_bytes=size,
+                        county_code=county)
+    with tempfile.TemporaryDirectory(prefix="cim-ingest-") as tmp:
+        layers, notes = read_sources(paths, settings, Path(tmp))
+    delivery.notes.extend(notes)
+    if not layers:
+        raise UnreadableInput("交付中没有可读取的图层或表格", "the delivery holds no readable layer or table")
+    profiles = load_profiles(profile_dirs)
+    dicts = load_dictionaries(conn)
+    county_lon = longitude_for_county(county, conn)
+    for layer in layers:
+        for topic, zh, en in layer.notes:
+            delivery.notes.append(Note(layer.name, topic, zh, en))
+        match = detect(layer.name, list(layer.frame.columns), layer.geometry_kind, profiles, profile=profile)
+        if match is None:
+            delivery.notes.append(Note(layer.name, "profile", f"图层 {layer.file} 无法匹配任何交付规范，未导入",
+                                       f"layer {layer.file} matches no delivery profile and was not read"))
+            continue
+        delivery.notes.append(Note(layer.name, "profile", f"图层 {layer.file} → 规范 {match.profile.id} / "
+                                   f"{match.spec.id} → 表 {match.spec.target}",
+                                   f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
+                                   f"table {match.spec.target}"))
+        delivery.batches.append(_to_batch(layer, match, dicts, county_lon, delivery))
+    if not delivery.batches:
+        raise UnreadableInput("交付中没有图层能匹配已知的交付规范；请指定 --profile 或添加规范文件",
+                              "no layer of the delivery matches a known profile; pass a profile or add a profile file")
+    build_lines_from_points(delivery)
+    for b in delivery.batches:
+        _fill_length(b)
+    return delivery
+
+
+def read_delivery(path: Path | str, *, profile: str | None = None, county: str | None = None, conn=None,
+                  settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = ()) -> Delivery:
+    """Read one delivered file or folder: .zip, folder, .shp, .gpkg, .geojson/.json, .csv, .xlsx, .dbf.
+
+    Raises :class:`cim.errors.UnreadableInput` or :class:`cim.errors.CrsError` (bilingual).
+    """
+    return read_deliveries([path], profile=profile, county=county, conn=conn, settings=settings,
+                           profile_dirs=profile_dirs)
+
+
+def _coords_for_crs(layer: SourceLayer, match: Match) -> tuple[np.ndarray, np.ndarray] | None:
+    if layer.geom is not None:
+        b = shapely.bounds(layer.geom)
+        ok = np.isfinite(b).all(axis=1)
+        if not ok.any():
+            return None
+        return np.concatenate([b[ok, 0], b[ok, 2]]), np.concatenate([b[ok, 1], b[ok, 3]])
+    if match.spec.coords is not None:
+        e, n = table_coordinates(layer.frame, match)
+        ok = np.isfinite(e) & np.isfinite(n)
+        return (e[ok], n[ok]) if ok.any() else None
+    return None
+
+
+def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Delivery) -> LayerBatch:
+    frame, raw = convert_columns(layer.frame, match, dicts)
+    net, sub = derive(frame, match, dicts)
+    resolved = None
+    xy = _coords_for_crs(layer, match)
+    if xy is not None:
+        resolved = resolve(layer.crs, xy[0], xy[1], layer=layer.name, county_lon=county_lon)
+        for topic, zh, en in resolved.notes:
+            delivery.notes.append(Note(layer.name, topic, zh, en))
+    src, geom = prepare_geometry(layer, match, resolved, frame)
+    repaired = np.zeros(len(frame), dtype=bool)
+    if geom is not None:
+        geom, repaired = fit_geometry_type(geom, match.spec.target)
+    frame["geom"] = geom if geom is not None else np.full(len(frame), None, dtype=object)
+    if match.spec.target == "pipe_segment":
+        net = net if frame["network"].nunique() <= 1 else None
+    return LayerBatch(
+        target=match.spec.target, source_layer=layer.name, profile_id=match.profile.id, frame=frame,
+        source_crs=resolved.label if resolved else None, encoding=layer.encoding,
+        network=net or (frame["network"].dropna().iloc[0] if "network" in frame and frame["network"].nunique() == 1
+                        else None),
+        subtype=sub, raw=raw, field_map=dict(match.columns), source_geom=src,
+        source_unit_m=(None if resolved is None or resolved.is_geographic else resolved.unit_factor()),
+        repaired=repaired, file=layer.file)
+
+
+def build_lines_from_points(delivery: Delivery) -> None:
+    """Give pipe segments without geometry a line from their start and end points (vectorised).
+
+    Points are looked up by (network, 物探点号) among the delivery's point batches; segments
+    whose points are missing keep an empty geometry (rules Q05 and G02 report them).
+    """
+    todo = [b for b in delivery.batches if b.target == "pipe_segment" and b.frame["geom"].isna().all() and len(b)]
+    points = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
+    if not todo or not points:
+        return
+    pts = pd.concat([pd.DataFrame({"network": b.frame["network"].to_numpy(), "exp_no": b.frame["exp_no"].to_numpy(),
+                                   "geom": b.frame["geom"].to_numpy(),
+                                   "src": b.source_geom if b.source_geom is not None else np.full(len(b), None),
+                                   "crs": b.source_crs}) for b in points], ignore_index=True)
+    pts = pts[pts["exp_no"].notna() & pts["geom"].notna()].drop_duplicates(["network", "exp_no"])
+    by_key = pd.MultiIndex.from_arrays([pts["network"].astype(object), pts["exp_no"].astype(object)])
+    by_no = pd.Index(pts.drop_duplicates("exp_no")["exp_no"].astype(object))
+    first = pts.drop_duplicates("exp_no")
+    crs_set = set(pts["crs"].dropna())
+    for b in todo:
+        ends = []
+        for col in ("start_exp_no", "end_exp_no"):
+            key = pd.MultiIndex.from_arrays([b.frame["network"].astype(object), b.frame[col].astype(object)])
+            idx = by_key.get_indexer(key)
+            alt = by_no.get_indexer(b.frame[col].astype(object))
+            ends.append((idx, alt))
+        geoms, srcs = [], []
+        for which in ("geom", "src"):
+            xy = []
+            for idx, alt in ends:
+                g = np.where(idx >= 0, pts[which].to_numpy()[np.maximum(idx, 0)],
+                             np.where(alt >= 0, first[which].to_numpy()[np.maximum(alt, 0)], None))
+                g[(idx < 0) & (alt < 0)] = None
+                xy.append(_xy(g))
+            ok = np.isfinite(xy[0]).all(axis=1) & np.isfinite(xy[1]).all(axis=1)
+            lines = np.full(len(b), None, dtype=object)
+            if ok.any():
+                lines[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
+            (geoms if which == "geom" else srcs).append(lines)
+        b.frame["geom"] = geoms[0]
+        if len(crs_set) == 1:
+            b.source_geom = srcs[0]
+            b.source_crs = next(iter(crs_set))
+            src_batch = points[0]
+            b.source_unit_m = src_batch.source_unit_m
+        delivery.notes.append(Note(b.source_layer, "geometry", f"图层 {b.source_layer} 的管线由起止点号连接点表生成",
+                                   f"layer {b.source_layer}: lines built from the point table by start/end point numbers"))
+
+
+def _xy(g: np.ndarray) -> np.ndarray:
+    """Nx2 coordinates of an array of points (NaN where missing)."""
+    out = np.full((len(g), 2), np.nan)
+    ok = ~shapely.is_missing(g)
+    if ok.any():
+        out[ok, 0] = shapely.get_x(g[ok])
+        out[ok, 1] = shapely.get_y(g[ok])
+    return out
+
+
+def _fill_length(b: LayerBatch) -> None:
+    """Compute pipe-segment lengths (m, 3D when both end elevations are known) when not delivered."""
+    if b.target != "pipe_segment" or not len(b):
+        return
+    missing = b.frame["length_m"].isna().to_numpy()
+    if not missing.any():
+        return
+    metric = metric_geometry(b)
+    plan = shapely.length(metric)
+    dz = (b.frame["end_z"] - b.frame["start_z"]).to_numpy(dtype=float)
+    length = np.where(np.isfinite(dz), np.sqrt(plan ** 2 + np.nan_to_num(dz) ** 2), plan)
+    b.frame.loc[missing, "length_m"] = np.round(length[missing], 3)

@@ -1,0 +1,36 @@
+"""Readers: turn delivered files into :class:`SourceLayer` objects (attributes as delivered,
+geometries as shapely arrays in the source coordinates, declared CRS, encoding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pyproj import CRS
+
+
+@dataclass
+class SourceLayer:
+    """One layer, sheet or table of a delivery before it is mapped to a target table."""
+
+    name: str                         # layer name: file stem, GeoPackage layer, sheet name
+    file: str                         # file name inside the delivery
+    frame: pd.DataFrame               # attribute columns with their delivered names
+    geom: np.ndarray | None           # shapely geometries in source coordinates, or None
+    geometry_kind: str                # point | line | polygon | none
+    crs: CRS | None = None            # declared CRS (.prj, GeoPackage, GeoJSON)
+    encoding: str | None = None
+    notes: list[tuple[str, str, str]] = field(default_factory=list)   # (topic, zh, en)
+
+
+def geometry_kind(type_name: str | None) -> str:
+    """point / line / polygon / none from an OGR geometry type name."""
+    t = (type_name or "").lower()
+    if "point" in t:
+        return "point"
+    if "line" in t or "curve" in t and "polygon" not in t:
+        return "line"
+    if "polygon" in t or "surface" in t:
+        return "polygon"
+    return "none"

@@ -1,0 +1,122 @@
+"""Safe extraction of delivered zip archives and file-type sniffing by magic bytes.
+
+Defences (issue 3 §8): entries with absolute paths or ``..`` components, symbolic links, more
+uncompressed bytes than ``IngestSettings.max_unzipped_mb`` or a compression ratio above
+``max_zip_ratio`` (zip bombs) are refused before anything is written; the sizes are enforced
+again while streaming in case the headers lie. Member names are decoded per the UTF-8 flag
+(bit 11) or, without it, from cp437-decoded GBK bytes.
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from cim.errors import UnreadableInput
+from cim.settings import IngestSettings
+from ingest.encoding import zip_member_name
+
+CHUNK = 1 << 20
+RATIO_MIN_BYTES = 1 << 20      # ratios are judged only for members above 1 MiB uncompressed
+MAX_DEPTH = 2                  # zips inside zips
+
+
+def sniff(path: Path) -> str:
+    """File type from the first bytes: zip, shp, gpkg, dbf, json, xlsx, text or unknown."""
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        if path.suffix.lower() in (".xlsx", ".xlsm"):
+            return "xlsx"
+        return "zip"
+    if head[:16] == b"SQLite format 3\x00":
+        return "gpkg"
+    if head[:4] == b"\x00\x00\x27\x0a":
+        return "shp"
+    if head[:1] in (b"\x02", b"\x03", b"\x30", b"\x31", b"\x83", b"\x8b", b"\xf5") and path.suffix.lower() == ".dbf":
+        return "dbf"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:1] in (b"{", b"["):
+        return "json"
+    if head and b"\x00" not in head:
+        return "text"
+    return "unknown"
+
+
+def _safe_name(name: str) -> PurePosixPath:
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnreadableInput(f"压缩包含绝对路径条目：{name}", f"the zip holds an entry with an absolute path: {name}")
+    if any(part == ".." for part in p.parts):
+        raise UnreadableInput(f"压缩包含路径穿越条目：{name}", f"the zip holds a path-traversal entry: {name}")
+    return p
+
+
+def _check_members(zf: zipfile.ZipFile, settings: IngestSettings, label: str) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    members, total = [], 0
+    limit = settings.max_unzipped_mb * (1 << 20)
+    for info in zf.infolist():
+        name = zip_member_name(info.filename, info.flag_bits)
+        rel = _safe_name(name)
+        mode = info.external_attr >> 16
+        if mode and stat.S_ISLNK(mode):
+            raise UnreadableInput(f"压缩包含符号链接：{name}", f"the zip holds a symbolic link: {name}")
+        if info.is_dir():
+            continue
+        total += info.file_size
+        if total > limit:
+            raise UnreadableInput(f"压缩包解压后超过 {settings.max_unzipped_mb} MB 上限",
+                                  f"the zip expands beyond the {settings.max_unzipped_mb} MB limit", file=label)
+        if info.file_size > RATIO_MIN_BYTES and info.file_size > settings.max_zip_ratio * max(info.compress_size, 1):
+            raise UnreadableInput(f"压缩包条目 {name} 压缩比异常（疑似压缩炸弹）",
+                                  f"zip entry {name} has an abnormal compression ratio (zip bomb suspected)",
+                                  file=label)
+        members.append((info, rel))
+    return members
+
+
+def _copy_limited(src, dst, budget: int, name: str) -> int:
+    written = 0
+    while chunk := src.read(CHUNK):
+        written += len(chunk)
+        if written > budget:
+            raise UnreadableInput(f"压缩包条目 {name} 解压后超出声明大小或上限",
+                                  f"zip entry {name} expands beyond its declared size or the limit")
+        dst.write(chunk)
+    return written
+
+
+def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0) -> list[Path]:
+    """Extract a zip safely into ``dest``; nested zips are expanded in place. Returns the files."""
+    if sniff(path) != "zip":
+        raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive") from exc
+    with zf:
+        members = _check_members(zf, settings, path.name)
+        if not members:
+            raise UnreadableInput(f"压缩包 {path.name} 为空", f"the zip archive {path.name} is empty")
+        budget = settings.max_unzipped_mb * (1 << 20)
+        out: list[Path] = []
+        for info, rel in members:
+            target = dest.joinpath(*rel.parts)
+            if not target.resolve().is_relative_to(dest.resolve()):
+                raise UnreadableInput(f"压缩包含路径穿越条目：{rel}", f"the zip holds a path-traversal entry: {rel}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, target.open("wb") as dst:
+                    budget -= _copy_limited(src, dst, min(budget, info.file_size), str(rel))
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+                raise UnreadableInput(f"压缩包条目 {rel} 损坏", f"zip entry {rel} is corrupt") from exc
+            if target.suffix.lower() == ".zip" and depth < MAX_DEPTH:
+                sub = target.with_suffix("")
+                sub.mkdir(exist_ok=True)
+                out += extract_zip(target, sub, settings, depth + 1)
+                target.unlink()
+            else:
+                out.append(target)
+    return out

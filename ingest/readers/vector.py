@@ -1,0 +1,135 @@
+"""Vector sources read with pyogrio (GDAL): ESRI Shapefile sets, GeoPackage, GeoJSON.
+
+Reads are vectorised: pyogrio returns attribute columns as numpy arrays and geometries as WKB,
+converted in one call by shapely 2.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import pyogrio.raw
+import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
+from pyproj import CRS
+
+from cim.errors import UnreadableInput
+from ingest.crsdetect import parse_prj
+from ingest.encoding import dbf_encoding
+from ingest.readers import SourceLayer, geometry_kind
+
+
+def _sibling(path: Path, ext: str) -> Path | None:
+    for cand in (path.with_suffix(ext), path.with_suffix(ext.upper())):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _read(path: Path, layer: str | int | None = None, encoding: str | None = None):
+    """pyogrio read with bilingual errors."""
+    try:
+        kw = {"layer": layer} if layer is not None else {}
+        if encoding:
+            kw["encoding"] = encoding
+        meta, _fids, wkb, fields = pyogrio.raw.read(path, **kw)
+    except (DataSourceError, DataLayerError, RuntimeError, ValueError) as exc:
+        raise UnreadableInput(f"无法读取文件 {path.name}：{exc}", f"cannot read {path.name}: {exc}") from exc
+    frame = pd.DataFrame({name: col for name, col in zip(meta["fields"], fields, strict=True)})
+    geom = shapely.from_wkb(wkb) if wkb is not None else None
+    return meta, frame, geom
+
+
+def check_shapefile(shp: Path) -> None:
+    """Refuse a shapefile set with a missing .shx/.dbf or a truncated .shp (UnreadableInput)."""
+    for ext, zh in ((".shx", "索引文件"), (".dbf", "属性文件")):
+        if _sibling(shp, ext) is None:
+            raise UnreadableInput(f"Shapefile {shp.name} 缺少{zh} {shp.stem}{ext}",
+                                  f"shapefile {shp.name} is missing its {ext} file", file=shp.name)
+    size = shp.stat().st_size
+    with shp.open("rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100 or head[:4] != b"\x00\x00\x27\x0a":
+        raise UnreadableInput(f"{shp.name} 不是有效的 .shp 文件", f"{shp.name} is not a valid .shp file")
+    declared = struct.unpack(">i", head[24:28])[0] * 2
+    if declared > size:
+        raise UnreadableInput(f"{shp.name} 文件被截断（应为 {declared} 字节，实为 {size} 字节）",
+                              f"{shp.name} is truncated ({size} of {declared} bytes)", file=shp.name)
+    shx = _sibling(shp, ".shx")
+    shx_size = shx.stat().st_size
+    with shx.open("rb") as fh:
+        shx_head = fh.read(100)
+    if len(shx_head) < 100 or struct.unpack(">i", shx_head[24:28])[0] * 2 > shx_size:
+        raise UnreadableInput(f"{shx.name} 文件被截断", f"{shx.name} is truncated", file=shx.name)
+
+
+def read_shapefile(shp: Path, rel: str) -> SourceLayer:
+    """One shapefile set: encoding from .cpg or the bytes, CRS from .prj (None without one)."""
+    check_shapefile(shp)
+    enc = dbf_encoding(_sibling(shp, ".dbf"))
+    meta, frame, geom = _read(shp, encoding=enc.encoding)
+    prj = _sibling(shp, ".prj")
+    crs = parse_prj(prj.read_text(errors="replace")) if prj is not None else None
+    zh, en = enc.describe()
+    layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(meta.get("geometry_type")), crs, enc.encoding)
+    layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
+    return layer
+
+
+def read_dbf(dbf: Path, rel: str) -> SourceLayer:
+    """A DBF table without geometry (survey table form)."""
+    enc = dbf_encoding(dbf)
+    _meta, frame, _geom = _read(dbf, encoding=enc.encoding)
+    zh, en = enc.describe()
+    layer = SourceLayer(dbf.stem, rel, frame, None, "none", None, enc.encoding)
+    layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
+    return layer
+
+
+def _crs_of(meta) -> CRS | None:
+    text = meta.get("crs")
+    if not text:
+        return None
+    try:
+        return CRS.from_user_input(text)
+    except Exception:
+        return parse_prj(text)
+
+
+def read_gpkg(path: Path, rel: str) -> list[SourceLayer]:
+    """Every feature table of a GeoPackage."""
+    try:
+        layers = pyogrio.list_layers(path)
+    except (DataSourceError, RuntimeError) as exc:
+        raise UnreadableInput(f"无法读取 GeoPackage {path.name}", f"cannot read GeoPackage {path.name}") from exc
+    out = []
+    for name, gtype in layers:
+        meta, frame, geom = _read(path, layer=name)
+        kind = geometry_kind(gtype) if geom is not None else "none"
+        out.append(SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, _crs_of(meta),
+                               "UTF-8"))
+    return out
+
+
+def kind_from_geoms(geom: np.ndarray | None) -> str:
+    """point / line / polygon from the first non-empty geometry (mixed-type GeoJSON)."""
+    if geom is None or not len(geom):
+        return "none"
+    ids = shapely.get_type_id(geom)
+    ids = ids[ids >= 0]
+    if not len(ids):
+        return "none"
+    return {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon"}.get(int(ids[0]), "none")
+
+
+def read_geojson(path: Path, rel: str) -> SourceLayer:
+    """A GeoJSON file (RFC 7946: lon/lat WGS 84 unless it names another CRS)."""
+    meta, frame, geom = _read(path)
+    kind = geometry_kind(meta.get("geometry_type"))
+    if kind == "none":
+        kind = kind_from_geoms(geom)
+    return SourceLayer(path.stem, rel, frame, geom, kind, _crs_of(meta) or CRS.from_epsg(4326), "UTF-8")

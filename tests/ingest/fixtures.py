@@ -1,0 +1,206 @@
+"""Builders of delivery files for the ingest tests (and benchmarks): generated at run time.
+
+Coordinates sit around 29.04N 111.69E in CGCS2000 3° GK CM 111E (EPSG:4546): easting
+≈ 567 000 m, northing ≈ 3 214 000 m. Helpers write shapefiles the way county contractors hand
+them over (GBK attributes, no .cpg, a DBF language byte claiming Windows-1252), survey tables
+(XLSX/CSV), and hostile zips (path traversal, zip bombs, symlinks, Chinese member names).
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import struct
+import warnings
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from openpyxl import Workbook
+
+E0, N0 = 567_000.0, 3_214_000.0          # EPSG:4546 near 111.69E 29.04N
+EPSG_GK = 4546
+EPSG_GK_PREFIXED = 4525
+ESRI_GK_CM111 = (
+    'PROJCS["CGCS2000_3_Degree_GK_CM_111E",GEOGCS["GCS_China_Geodetic_Coordinate_System_2000",'
+    'DATUM["D_China_2000",SPHEROID["CGCS2000",6378137.0,298.257222101]],PRIMEM["Greenwich",0.0],'
+    'UNIT["Degree",0.0174532925199433]],PROJECTION["Gauss_Kruger"],PARAMETER["False_Easting",500000.0],'
+    'PARAMETER["False_Northing",0.0],PARAMETER["Central_Meridian",111.0],PARAMETER["Scale_Factor",1.0],'
+    'PARAMETER["Latitude_Of_Origin",0.0],UNIT["Meter",1.0]]')
+ESRI_CGCS2000_GEO = (
+    'GEOGCS["GCS_China_Geodetic_Coordinate_System_2000",DATUM["D_China_2000",'
+    'SPHEROID["CGCS2000",6378137.0,298.257222101]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]]')
+LDID_CP1252 = 0x57
+
+
+def write_shapefile(folder: Path, name: str, frame: pd.DataFrame, geoms, *, epsg: int | None = EPSG_GK,
+                    prj: str | None = None, encoding: str = "GBK", cpg: bool = False,
+                    ldid: int | None = LDID_CP1252) -> Path:
+    """Write ``name.shp`` (+ .shx .dbf [.prj] [.cpg]); the DBF's language byte is overwritten
+    with ``ldid`` (default: Windows-1252, as real GBK files often claim)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gdf = gpd.GeoDataFrame(frame.reset_index(drop=True), geometry=list(geoms), crs=None)
+    path = folder / f"{name}.shp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # no CRS on purpose: the .prj is written below
+        gdf.to_file(path, driver="ESRI Shapefile", engine="pyogrio", encoding=encoding)
+    for ext in (".cpg", ".prj"):
+        path.with_suffix(ext).unlink(missing_ok=True)
+    if cpg:
+        path.with_suffix(".cpg").write_text(encoding)
+    if prj is not None:
+        path.with_suffix(".prj").write_text(prj)
+    elif epsg is not None:
+        from pyproj import CRS
+        path.with_suffix(".prj").write_text(CRS.from_epsg(epsg).to_wkt("WKT1_ESRI"))
+    if ldid is not None:
+        with path.with_suffix(".dbf").open("r+b") as fh:
+            fh.seek(29)
+            fh.write(bytes([ldid]))
+    return path
+
+
+def network(n_points: int = 6, *, prefix: str = "YS", spacing: float = 30.0, e0: float = E0, n0: float = N0,
+            ground: float = 50.0, slope: float = 0.005, diameter: int = 300) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A straight gravity drain running east: point table and line table (CJJ 61 Chinese fields).
+
+    Ground falls ``slope`` per metre; invert = ground − 1.5 m; lines run downstream.
+    """
+    i = np.arange(n_points)
+    e = e0 + i * spacing
+    gz = ground - i * spacing * slope
+    pts = pd.DataFrame({
+        "物探点号": [f"{prefix}{k + 1}" for k in i], "X": np.full(n_points, n0), "Y": e,
+        "地面高程": gz.round(3), "特征": ["" for _ in i], "附属物": ["检查井" for _ in i],
+        "井深": np.full(n_points, 1.5)})
+    inv = gz - 1.5
+    lines = pd.DataFrame({
+        "起点点号": [f"{prefix}{k + 1}" for k in i[:-1]], "终点点号": [f"{prefix}{k + 2}" for k in i[:-1]],
+        "起点埋深": np.full(n_points - 1, 1.5), "终点埋深": np.full(n_points - 1, 1.5),
+        "起点高程": inv[:-1].round(3), "终点高程": inv[1:].round(3), "管径": [str(diameter)] * (n_points - 1),
+        "材质": ["钢筋混凝土"] * (n_points - 1), "埋设方式": ["直埋"] * (n_points - 1)})
+    return pts, lines
+
+
+def point_geoms(pts: pd.DataFrame) -> np.ndarray:
+    """Point geometries (easting, northing) of a CJJ 61 point table (X = northing)."""
+    return shapely.points(pts["Y"].to_numpy(float), pts["X"].to_numpy(float))
+
+
+def line_geoms(pts: pd.DataFrame, lines: pd.DataFrame) -> np.ndarray:
+    """Line geometries joining the points named by 起点点号 / 终点点号."""
+    idx = pd.Index(pts["物探点号"])
+    a = idx.get_indexer(lines["起点点号"])
+    b = idx.get_indexer(lines["终点点号"])
+    e, n = pts["Y"].to_numpy(float), pts["X"].to_numpy(float)
+    coords = np.stack([np.column_stack([e[a], n[a]]), np.column_stack([e[b], n[b]])], axis=1)
+    return shapely.linestrings(coords)
+
+
+def write_network_shapefiles(folder: Path, prefix: str = "YS", **kw) -> tuple[Path, Path]:
+    """``<prefix>POINT.shp`` and ``<prefix>LINE.shp`` of a small network (GBK, lying LDID, .prj)."""
+    pts, lines = network(prefix=prefix)
+    p = write_shapefile(folder, f"{prefix}POINT", pts, point_geoms(pts), **kw)
+    q = write_shapefile(folder, f"{prefix}LINE", lines, line_geoms(pts, lines), **kw)
+    return p, q
+
+
+def write_xlsx(path: Path, sheets: dict[str, pd.DataFrame]) -> Path:
+    """A workbook with one sheet per frame (header row then values)."""
+    wb = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        ws = wb.create_sheet(name)
+        ws.append([str(c) for c in frame.columns])
+        for row in frame.itertuples(index=False):
+            ws.append([None if (isinstance(v, float) and np.isnan(v)) else (v.item() if hasattr(v, "item") else v)
+                       for v in row])
+    wb.save(path)
+    return path
+
+
+def zip_folder(folder: Path, path: Path, *, utf8_names: bool = True, arc_prefix: str = "") -> Path:
+    """Zip every file of ``folder``. Without ``utf8_names`` member names are stored as GBK bytes
+    without the UTF-8 flag, as Chinese Windows zip tools do."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            if not f.is_file():
+                continue
+            name = arc_prefix + f.relative_to(folder).as_posix()
+            if utf8_names:
+                zf.write(f, name)
+            else:
+                add_raw_name(zf, name.encode("gbk"), f.read_bytes())
+    return path
+
+
+def add_raw_name(zf: zipfile.ZipFile, raw_name: bytes, data: bytes) -> None:
+    """Add a member whose name bytes are stored as given, without the UTF-8 flag (bit 11)."""
+    info = zipfile.ZipInfo(raw_name.decode("cp437"))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.flag_bits &= ~0x800
+    zf.writestr(info, data)
+
+
+def zip_entries(path: Path, entries: dict[str, bytes]) -> Path:
+    """A zip with the given member names (traversal names are written verbatim)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+def zip_with_symlink(path: Path, name: str = "link.shp", target: str = "/etc/passwd") -> Path:
+    """A zip holding a symbolic link member."""
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo(name)
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, target)
+    return path
+
+
+def zip_bomb(path: Path, megabytes: int = 64) -> Path:
+    """A small zip that expands to ``megabytes`` MB of zeros (ratio ≈ 1000:1)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zf.open("data.dbf", "w") as fh:
+            block = b"\0" * (1 << 20)
+            for _ in range(megabytes):
+                fh.write(block)
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    """Cut a file to a fraction of its size (a broken transfer)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def dbf_language_byte(path: Path) -> int:
+    """The LDID byte of a DBF header."""
+    with path.open("rb") as fh:
+        fh.seek(29)
+        return fh.read(1)[0]
+
+
+def shp_declared_length(path: Path) -> int:
+    """File length in bytes declared by a .shp header."""
+    with path.open("rb") as fh:
+        head = fh.read(28)
+    return struct.unpack(">i", head[24:28])[0] * 2
+
+
+def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
+    """Workbook bytes (for zips and uploads)."""
+    buf = io.BytesIO()
+    wb = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        ws = wb.create_sheet(name)
+        ws.append(list(frame.columns))
+        for row in frame.itertuples(index=False):
+            ws.append(list(row))
+    wb.save(buf)
+    return buf.getvalue()
