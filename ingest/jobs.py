@@ -1,0 +1,231 @@
+"""Ingest jobs of the upload API: a table (``cim.ingest_job``) and a background worker.
+
+A job is created once an upload passed :mod:`ingest.upload`'s checks. The worker (a thread pool,
+one job at a time by default) runs :func:`ingest.pipeline.run` on the stored files with two
+connections: one for the load transaction and an autocommit one for the job's state and
+progress, so a client can poll while the load is still uncommitted. The job lives in the
+database, not in the request, so it survives a client disconnect; at server start
+:func:`fail_unfinished` marks jobs a previous process left running as failed. Dry runs end in
+``awaiting_confirmation``; :func:`confirm` re-reads, re-validates and loads the stored files.
+Cancelling a running job rolls its transaction back at the next progress step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg2.extensions
+
+from cim import auth, db
+from cim.errors import CimError, Conflict, IngestRejected, NotFound
+from cim.settings import Settings
+from ingest import pipeline
+
+log = logging.getLogger(__name__)
+
+RUNNING = ("queued", "reading", "validating", "loading")
+FINISHED = ("done", "rejected", "failed", "cancelled")
+REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx"}
+_PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
+          "swap": ("loading", 95, 100)}
+_COLUMNS = ("id, county_code, profile, dry_run, state, progress, files, work_dir, counts, findings, delivery_id, "
+            "outcome, message_zh, message_en, submitted_by, principal, created_at, updated_at, finished_at")
+
+
+class Cancelled(Exception):
+    """Raised inside a running job when it was cancelled; rolls the load back."""
+
+
+def uploads_dir(settings: Settings) -> Path:
+    """Where uploaded files wait for their job: ``$CIM_HOME/uploads``."""
+    return settings.db.home_dir / "uploads"
+
+
+def new_id() -> str:
+    """An unguessable job id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def _principal_json(p: auth.Principal) -> str:
+    return json.dumps({"name": p.name, "role": p.role.value if p.role else None, "token_id": p.token_id,
+                       "counties": sorted(p.counties)})
+
+
+def _principal(d: dict) -> auth.Principal:
+    return auth.Principal(name=d["name"], role=auth.Role(d["role"]) if d.get("role") else None,
+                          token_id=d.get("token_id"), counties=frozenset(d.get("counties") or []))
+
+
+def create(conn: psycopg2.extensions.connection, *, job_id: str, county: str, profile: str | None, dry_run: bool,
+           files: list[str], work_dir: Path, principal: auth.Principal, client_addr: str | None) -> None:
+    """Insert the job row (state ``queued``) and audit the upload, in one transaction."""
+    with db.transaction(conn) as cur:
+        cur.execute("INSERT INTO cim.ingest_job (id, county_code, profile, dry_run, files, work_dir, submitted_by, "
+                    "token_id, principal, client_addr) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)",
+                    (job_id, county, profile, dry_run, files, str(work_dir), principal.name, principal.token_id,
+                     _principal_json(principal), client_addr))
+        auth.audit(cur, principal, "ingest.upload", target=f"job:{job_id}", county=county, client_addr=client_addr,
+                   detail={"files": files, "dry_run": dry_run, "profile": profile})
+
+
+def get(cur: psycopg2.extensions.cursor, job_id: str) -> dict:
+    """One job row as a dict, or :class:`NotFound`."""
+    rows = db.fetch_dicts(cur, f"SELECT {_COLUMNS} FROM cim.ingest_job WHERE id = %s", (job_id,))
+    if not rows:
+        raise NotFound(f"没有入库任务 {job_id}", f"no ingest job {job_id}")
+    return rows[0]
+
+
+def fail_unfinished(conn: psycopg2.extensions.connection) -> int:
+    """Mark jobs left running by a previous server process as failed; return how many."""
+    with db.transaction(conn) as cur:
+        cur.execute("UPDATE cim.ingest_job SET state = 'failed', finished_at = now(), updated_at = now(), "
+                    "message_zh = '服务重启时任务未完成，数据库未改动，请重新提交', "
+                    "message_en = 'the server restarted before the job finished; nothing was loaded, please resubmit' "
+                    "WHERE state = ANY(%s)", (list(RUNNING),))
+        return cur.rowcount
+
+
+def _update(conn, job_id: str, *, finished: bool = False, **values) -> None:
+    """Set columns of a job (names from this module only); ``finished`` stamps ``finished_at``."""
+    cols = ", ".join(f"{db.quote_ident(k)} = %s" for k in values)
+    params = [json.dumps(v, default=str) if isinstance(v, dict) else v for v in values.values()]
+    stamp = ", finished_at = now()" if finished else ""
+    with conn.cursor() as cur:
+        cur.execute(f"UPDATE cim.ingest_job SET {cols}{stamp}, updated_at = now() WHERE id = %s", (*params, job_id))
+
+
+class Runner:
+    """Background worker for ingest jobs (``workers`` threads; jobs of one county serialise in the loader)."""
+
+    def __init__(self, settings: Settings, workers: int = 1) -> None:
+        self.settings = settings
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cim-ingest")
+        self.cancelled: set[str] = set()
+        self.lock = threading.Lock()
+
+    def submit(self, job_id: str, *, confirm: bool = False) -> None:
+        """Queue a job (or the load of a confirmed dry run)."""
+        self.pool.submit(self._run_safely, job_id, confirm)
+
+    def shutdown(self) -> None:
+        """Cancel running jobs (their transactions roll back) and stop the threads."""
+        with self.lock:
+            self.cancelled.add("*")
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def cancel(self, conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
+               client_addr: str | None = None) -> str:
+        """Cancel a job: at once when queued or awaiting confirmation, else at its next step."""
+        with db.transaction(conn) as cur:
+            job = get(cur, job_id)
+            auth.authorize(principal, auth.Action.write, county=job["county_code"])
+            if job["state"] in FINISHED:
+                raise Conflict(f"任务已结束（{job['state']}），无法取消", f"the job already ended ({job['state']})")
+            cur.execute("UPDATE cim.ingest_job SET state = 'cancelled', finished_at = now(), updated_at = now(), "
+                        "message_zh = '已取消，未入库', message_en = 'cancelled; nothing loaded' "
+                        "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation') RETURNING state", (job_id,))
+            done_now = cur.fetchone() is not None
+            auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
+                       client_addr=client_addr, detail={"state": job["state"]})
+        if not done_now:
+            with self.lock:
+                self.cancelled.add(job_id)
+        return "cancelled" if done_now else "cancelling"
+
+    def _is_cancelled(self, job_id: str) -> bool:
+        with self.lock:
+            return job_id in self.cancelled or "*" in self.cancelled
+
+    def _run_safely(self, job_id: str, confirm: bool) -> None:
+        try:
+            self._run(job_id, confirm)
+        except Exception:  # the worker thread must survive any job
+            log.exception("ingest job %s crashed", job_id)
+
+    def _run(self, job_id: str, confirm: bool) -> None:
+        status = db.connect(self.settings.db, autocommit=True, application_name="cim-ingest-status")
+        work = None
+        try:
+            with status.cursor() as cur:
+                job = get(cur, job_id)
+            if job["state"] != "queued":
+                return  # cancelled before it started
+            work = db.connect(self.settings.db, application_name="cim-ingest")
+            self._execute(job, status, work, confirm)
+        finally:
+            if work is not None:
+                work.close()
+            status.close()
+            with self.lock:
+                self.cancelled.discard(job_id)
+
+    def _execute(self, job: dict, status, work, confirm: bool) -> None:
+        job_id, work_dir = job["id"], Path(job["work_dir"])
+        last = [0.0, ""]
+
+        def progress(phase: str, done: int, total: int) -> None:
+            state, lo, hi = _PHASE.get(phase, ("loading", 50, 95))
+            if self._is_cancelled(job_id) and not (phase == "swap" and done > 0):
+                raise Cancelled(job_id)
+            now = time.monotonic()
+            if state != last[1] or now - last[0] > 0.5 or done >= total:
+                pct = lo + (hi - lo) * (done / total if total else 1)
+                _update(status, job_id, state=state, progress=int(min(pct, 99)))
+                last[:] = [now, state]
+
+        try:
+            outcome = pipeline.run(
+                work, [work_dir / f for f in job["files"]], settings=self.settings,
+                principal=_principal(job["principal"]), profile=job["profile"], county=job["county_code"],
+                dry_run=job["dry_run"] and not confirm, reports=[work_dir / f for f in REPORT_FILES.values()],
+                progress=progress)
+        except Cancelled:
+            _update(status, job_id, state="cancelled", finished=True, message_zh="已取消，未入库",
+                    message_en="cancelled; nothing loaded")
+            return
+        except CimError as exc:
+            state = "rejected" if isinstance(exc, IngestRejected) else "failed"
+            _update(status, job_id, state=state, progress=100, finished=True, message_zh=exc.zh,
+                    message_en=exc.en)
+            return
+        except Exception:
+            log.exception("ingest job %s failed", job_id)
+            _update(status, job_id, state="failed", progress=100, finished=True,
+                    message_zh="入库任务内部错误，数据库未改动，请联系管理员",
+                    message_en="internal error in the ingest job; nothing was loaded, contact the administrator")
+            return
+        summary = outcome.summary()
+        state = {"loaded": "done", "duplicate": "done", "dry_run": "awaiting_confirmation"}.get(outcome.state,
+                                                                                               "rejected")
+        zh, en = summary["message_zh"], summary["message_en"]
+        if outcome.state == "dry_run":
+            zh, en = "试运行质检通过，确认后入库", "dry run clean; confirm to load"
+        elif outcome.state == "rejected":
+            zh, en = "质检发现错误，成果未入库，详见报告", "validation found errors; nothing loaded, see the report"
+        _update(status, job_id, state=state, progress=100, counts=summary["counts"], findings=summary["findings"],
+                delivery_id=outcome.delivery_id, outcome=outcome.state, message_zh=zh, message_en=en,
+                finished=state != "awaiting_confirmation")
+
+
+def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
+            client_addr: str | None = None) -> dict:
+    """Turn a clean dry run into a load (the caller then submits it to the runner)."""
+    with db.transaction(conn) as cur:
+        job = get(cur, job_id)
+        auth.authorize(principal, auth.Action.write, county=job["county_code"])
+        cur.execute("UPDATE cim.ingest_job SET state = 'queued', progress = 0, principal = %s::jsonb, "
+                    "updated_at = now() WHERE id = %s AND state = 'awaiting_confirmation' RETURNING id",
+                    (_principal_json(principal), job_id))
+        if cur.fetchone() is None:
+            raise Conflict(f"任务状态为 {job['state']}，只有试运行通过的任务可确认",
+                           f"the job is {job['state']}; only a clean dry run awaiting confirmation can be confirmed")
+        auth.audit(cur, principal, "ingest.confirm", target=f"job:{job_id}", county=job["county_code"],
+                   client_addr=client_addr)
+    return job
