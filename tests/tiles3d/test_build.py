@@ -1,0 +1,137 @@
+"""Folder builds of both 3D layers: valid glTF, valid tileset, correct placement and heights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tiles3d.checks import (b3dm_problems, content_in_region, glb_alignment_problems, parse_glb, positions,
+                            tileset_problems, walk)
+from tiles3d.conftest import validate_gltf
+from tiles.threed.build import build_folder, plan
+
+
+@pytest.fixture(scope="module")
+def built(t3d_url, tmp_path_factory):
+    out = tmp_path_factory.mktemp("t3d-build")
+    stats = {layer: build_folder(t3d_url, layer, out / layer, workers=2, per_tile=60) for layer in ("buildings", "pipelines")}
+    return out, stats
+
+
+def test_every_feature_in_exactly_one_tile(built, t3d_conn):
+    out, stats = built
+    with t3d_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cim.building WHERE is_current")
+        buildings = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM cim.pipe_segment WHERE is_current")
+        segments = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM cim.pipe_point WHERE is_current AND (appurtenance IS NOT NULL "
+                    "OR node_type IS NOT NULL OR well_depth IS NOT NULL OR invert_z IS NOT NULL)")
+        points = cur.fetchone()[0]
+    assert stats["buildings"]["features"] == buildings == 261
+    assert stats["pipelines"]["features"] == segments + points
+    ids = []
+    for path in (out / "buildings" / "content").rglob("*.glb"):
+        gltf, binary = parse_glb(path.read_bytes())
+        table = gltf["extensions"]["EXT_structural_metadata"]["propertyTables"][0]
+        view = gltf["bufferViews"][table["properties"]["id"]["values"]]
+        ids += np.frombuffer(binary, "<u4", table["count"], view["byteOffset"]).tolist()
+    assert len(ids) == len(set(ids)) == buildings
+    assert stats["buildings"]["tiles"] > 1, "max_features_per_tile must split the seeded buildings"
+
+
+def test_gltf_validator_zero_errors(built):
+    out, _ = built
+    files = sorted(out.rglob("*.glb"))
+    assert len(files) >= 3
+    reports = validate_gltf(files)
+    bad = [r for r in reports if r["errors"]]
+    assert not bad, json.dumps(bad[:3], ensure_ascii=False, indent=1)
+    assert len(reports) == len(files)
+    for f in files:
+        data = f.read_bytes()
+        assert glb_alignment_problems(data) == []
+        gltf, _ = parse_glb(data)
+        assert all(v["byteOffset"] % 8 == 0 for v in gltf["bufferViews"])
+        for prim in gltf["meshes"][0]["primitives"]:
+            counts = {gltf["accessors"][a]["count"] for a in prim["attributes"].values()}
+            assert len(counts) == 1, "accessor counts of a primitive must be equal"
+            fids = prim["extensions"]["EXT_mesh_features"]["featureIds"]
+            assert fids[0]["attribute"] == 0 and "_FEATURE_ID_0" in prim["attributes"]
+
+
+def test_tileset_rules_and_placement(built):
+    out, _ = built
+    for layer in ("buildings", "pipelines"):
+        doc = json.loads((out / layer / "tileset.json").read_text())
+        assert tileset_problems(doc) == []
+        assert doc["root"]["refine"] == "ADD"
+        contents = [t for t, _, _ in walk(doc["root"]) if "content" in t]
+        assert contents
+        for tile in contents:
+            gltf, binary = parse_glb((out / layer / tile["content"]["uri"]).read_bytes())
+            for pts in positions(gltf, binary):
+                assert content_in_region(tile, pts), f"{layer} {tile['content']['uri']} outside its region"
+
+
+def test_pipes_below_ground_and_buildings_on_dem(built):
+    out, _ = built
+    pipes = json.loads((out / "pipelines" / "tileset.json").read_text())
+    assert pipes["root"]["boundingVolume"]["region"][4] < 48.0   # invert 47 m, wells to ~47.5
+    assert pipes["root"]["boundingVolume"]["region"][5] <= 53.0  # ground ≤ 51.8 plus markers
+    blds = json.loads((out / "buildings" / "tileset.json").read_text())
+    lo, hi = blds["root"]["boundingVolume"]["region"][4:6]
+    assert 49.0 < lo < 56.0 and hi > lo + 40   # DEM 50–60 m (or stored 52.5 m), tallest ~ 18 × 3.9 m
+
+
+def test_heights_follow_the_rules(t3d_conn):
+    p = plan(t3d_conn, "buildings")
+    idx = p.index
+    with t3d_conn.cursor() as cur:
+        cur.execute("SELECT id, height_m, floors_above, use_code, ground_z FROM cim.building WHERE is_current")
+        rows = {r[0]: r for r in cur.fetchall()}
+    storey = {"ZZ": 3.0, "ZZ-DL": 3.0, "JY": 3.6, "YL": 3.9, "BG": 3.6, "SC": 5.0}
+    for i, fid in enumerate(idx.ids.tolist()):
+        _, height, floors, use, ground = rows[fid]
+        h = idx.params["top"][i] - idx.params["base"][i]
+        if height:
+            assert h == pytest.approx(height)
+        elif floors:
+            assert h == pytest.approx(floors * storey.get(use, 3.0))
+        else:
+            assert h == pytest.approx(3.0)
+        if ground is not None:
+            assert idx.params["base"][i] == pytest.approx(ground)
+        else:
+            assert 50.0 <= idx.params["base"][i] <= 60.0          # sampled from the DEM slope
+
+
+def test_pipe_centre_line_from_z_ref(t3d_conn):
+    p = plan(t3d_conn, "pipelines")
+    idx = p.index
+    seg = idx.kind == 0
+    with t3d_conn.cursor() as cur:
+        cur.execute("SELECT s.id, s.start_z, s.start_depth, s.z_ref, s.diameter_mm, s.height_mm, a.ground_z "
+                    "FROM cim.pipe_segment s JOIN cim.pipe_point a ON a.id = s.start_point_id")
+        rows = {r[0]: r for r in cur.fetchall()}
+    for i in np.nonzero(seg)[0]:
+        _, start_z, depth, z_ref, dia, hei, ground = rows[int(idx.ids[i])]
+        half = (dia or hei) / 2000.0
+        ref = start_z if start_z is not None else (ground - depth if depth is not None else None)
+        if ref is None:
+            expected = ground - 1.0 - half
+        else:
+            expected = {"top": ref - half, "invert": ref + half, "centre": ref}[z_ref]
+        assert idx.params["z0"][i] == pytest.approx(expected)
+
+
+def test_b3dm_layout(t3d_url, tmp_path):
+    stats = build_folder(t3d_url, "buildings", tmp_path / "b", workers=1, fmt="b3dm", per_tile=60)
+    files = sorted((tmp_path / "b").rglob("*.b3dm"))
+    assert len(files) == stats["tiles"] > 0
+    for f in files:
+        assert b3dm_problems(f.read_bytes()) == []
+    reports = validate_gltf(files)
+    assert all(r["errors"] == 0 for r in reports), reports[:2]
