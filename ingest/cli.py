@@ -46,7 +46,7 @@ app = typer.Typer(cls=_LoadByDefault, no_args_is_help=True, add_completion=False
 
 
 def _fail(exc: CimError, code: int) -> None:
-    _err.print(f"错误 / error [{exc.code}]: {exc.zh}\n  {exc.en}", markup=False, highlight=False)
+    _err.print(f"错误 / error [{exc.code}]: {exc.zh}\n  {exc.en}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

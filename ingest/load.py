@@ -240,11 +240,13 @@ def find_duplicate(cur: psycopg2.extensions.cursor, sha256: str, county: str) ->
 
 def load(conn: psycopg2.extensions.connection, report: Report, *, principal: auth.Principal,
          archive_dir: Path | None = None, county: str | None = None, client_addr: str | None = None,
-         progress: Progress | None = None) -> LoadResult:
+         progress: Progress | None = None, originals: list[Path] | None = None) -> LoadResult:
     """Load a validated delivery atomically (see the module docstring).
 
-    Raises :class:`IngestRejected` when the report has errors and :class:`InvalidInput` when
-    the rows do not fit the tables; in both cases nothing is written.
+    ``originals`` are the uploaded files (default: ``delivery.path``); each is archived under
+    ``<archive_dir>/<sha256 of the delivery>/``. Raises :class:`IngestRejected` when the report
+    has errors and :class:`InvalidInput` when the rows do not fit the tables; in both cases
+    nothing is written.
     """
     delivery = report.delivery
     county = county or delivery.county_code
@@ -257,7 +259,11 @@ def load(conn: psycopg2.extensions.connection, report: Report, *, principal: aut
     if not delivery.batches:
         raise InvalidInput("成果中没有可入库的图层", "the delivery contains no loadable layer")
     scope_list = scopes(delivery)
-    archived = archive_original(delivery.path, delivery.sha256, archive_dir) if archive_dir else None
+    archived = None
+    if archive_dir:
+        for original in originals or [delivery.path]:
+            path = archive_original(original, delivery.sha256, archive_dir)
+            archived = archived or path
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL statement_timeout = 0")

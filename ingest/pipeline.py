@@ -68,20 +68,14 @@ def _function(module: str, name: str) -> Callable:
 
 
 def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
-         conn: psycopg2.extensions.connection | None) -> Delivery:
+         conn: psycopg2.extensions.connection | None, settings: Settings | None = None) -> Delivery:
     """Read one delivery from one file (zip, GeoPackage, …) or from several loose files."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise UnreadableInput(f"文件不存在：{names}", f"no such file: {names}")
-    if len(paths) == 1:
-        return _function("ingest.read", "read_delivery")(Path(paths[0]), profile=profile, county=county, conn=conn)
-    out = _function("ingest.read", "read_deliveries")([Path(p) for p in paths], profile=profile, county=county, conn=conn)
-    if isinstance(out, Delivery):
-        return out
-    if len(out) != 1:
-        raise InvalidInput("一次只能入库一份成果：请分别提交", "one delivery per run: submit the files separately")
-    return out[0]
+    return _function("ingest.read", "read_deliveries")([Path(p) for p in paths], profile=profile, county=county,
+                                                        conn=conn, settings=settings.ingest if settings else None)
 
 
 def write_report(report: Report, path: Path) -> Path:
@@ -106,7 +100,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     if delivery is None:
         if progress:
             progress("read", 0, 1)
-        delivery = read(paths, profile=profile, county=county, conn=conn)
+        delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings)
     if county:
         delivery.county_code = county
     if not delivery.county_code:
@@ -129,7 +123,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
         return Outcome("dry_run", report)
     try:
         res = loader.load(conn, report, principal=principal, archive_dir=archive_dir(settings),
-                          client_addr=client_addr, progress=progress)
+                          client_addr=client_addr, progress=progress, originals=[Path(p) for p in paths] or None)
     except InvalidInput as exc:  # rows the database refuses: the delivery is rejected, nothing written
         raise IngestRejected(exc.zh, exc.en, **exc.detail) from exc
     return Outcome("duplicate" if res.state == "duplicate" else "loaded", report, res, res.delivery_id)
