@@ -157,7 +157,7 @@ class VersionWatcher:
             await asyncio.sleep(self.poll_s)
             try:
                 await self.refresh()
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("tile cache: version poll failed: %s", exc)
 
     def of(self, tables: tuple[str, ...]) -> tuple[int, ...]:

@@ -105,14 +105,14 @@ def tile_data(db_url):
     admin.close()
 
 
-def start_server(db_url: str, **tile_opts) -> tuple[str, object]:
+def start_server(db_url: str, public_read: bool = True, **tile_opts) -> tuple[str, object]:
     """Run the real app on uvicorn in a thread; returns (base URL, server)."""
     import uvicorn
 
     from api.app import create_app
     from cim.embedded import free_port
 
-    settings = Settings(db=DatabaseSettings(database_url=db_url), auth=AuthSettings(public_read=True),
+    settings = Settings(db=DatabaseSettings(database_url=db_url), auth=AuthSettings(public_read=public_read),
                         tiles=TileSettings(**tile_opts))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,

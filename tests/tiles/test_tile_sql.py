@@ -1,0 +1,149 @@
+"""Compiled tile SQL: GiST index use, bound parameters, byte-budget helpers; PMTiles export round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import re
+import subprocess
+
+import asyncpg
+import mapbox_vector_tile
+import pytest
+from pmtiles.reader import MmapSource, Reader, all_tiles
+
+from cim.settings import TileSettings
+from layers.catalog import load_catalog
+from tests.conftest import CIM_BIN
+from tests.tiles.conftest import KNOWN_LAT, KNOWN_LON
+from tests.tiles.test_tile_content import tile_of
+from tiles.mvt import TileCompiler, cap_for_budget, layer_stats
+
+
+@pytest.fixture
+def cim(tile_data):
+    """Run ``cim …`` against the tile test database."""
+    def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        env = dict(os.environ, CIM_DATABASE_URL=tile_data)
+        res = subprocess.run([str(CIM_BIN), *args], capture_output=True, text=True, env=env, timeout=600)
+        if check:
+            assert res.returncode == 0, res.stdout + res.stderr
+        return res
+    return run
+
+
+def _plans(url: str, queries: list, seqscan: bool = True) -> list[str]:
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            if not seqscan:
+                await conn.execute("SET enable_seqscan = off")
+            return [json.dumps(await conn.fetchval("EXPLAIN (FORMAT JSON) " + q.sql, *q.args)) for q in queries]
+        finally:
+            await conn.close()
+    return asyncio.run(run())
+
+
+def _compiled():
+    compiler = TileCompiler.from_catalog(load_catalog(), TileSettings())
+    for lid, layer in compiler.layers.items():
+        spec = layer.spec
+        for z in sorted({spec.minzoom, max(spec.minzoom, 16), spec.maxzoom}):  # every generalisation band
+            x, y = tile_of(111.205, 27.105, z)
+            q = compiler.query((lid,), z, x, y)
+            assert "ST_TileEnvelope($1, $2, $3" in q.sql and q.args[:3] == (z, x, y)  # bound, not inlined
+            yield lid, z, re.compile(rf"Index Name.{{0,8}}{spec.table_name}_\w*geom\w*_idx"), q
+
+
+def test_tile_queries_pick_the_gist_index(tile_data):
+    """At z >= 16 (a tile is a small part of the 2 km seed) the planner itself chooses the index."""
+    cases = [c for c in _compiled() if c[1] >= 16 and c[0] != "admin_areas"]  # admin_areas: one row
+    for (lid, z, index, _), plan in zip(cases, _plans(tile_data, [c[3] for c in cases]), strict=True):
+        assert index.search(plan), f"{lid} z{z} does not use a GiST index on geom: {plan[:400]}"
+
+
+def test_every_band_filters_the_raw_column(tile_data):
+    """In every band the planner sees ``geom && <constant box in the column SRID>``: index-compatible.
+
+    (Low-zoom tiles cover the whole seed, where a sequential scan is the right plan, so the test
+    looks at the predicate rather than the chosen scan.)
+    """
+    cases = list(_compiled())
+    for (lid, z, _, _), plan in zip(cases, _plans(tile_data, [c[3] for c in cases]), strict=True):
+        assert re.search(r"\(geom && '0103[0-9A-F]+'::geometry\)", plan), f"{lid} z{z}: {plan[:600]}"
+        assert "&& st_transform(" not in plan.lower()
+
+
+def test_tile_sql_is_stable_per_layer_set():
+    compiler = TileCompiler.from_catalog(load_catalog(), TileSettings())
+    a = compiler.query(("buildings", "gas_pipes"), 16, 1, 2)
+    b = compiler.query(("buildings", "gas_pipes"), 17, 100, 200)
+    assert a.sql == b.sql  # one prepared statement for every tile of the same bands
+    assert a.args[:3] == (16, 1, 2) and "RQ" in a.args
+    centroid = compiler.query(("buildings",), 14, 1, 2)
+    assert "ST_Centroid" in centroid.sql and "ST_Centroid" not in a.sql
+
+
+def test_layer_stats_and_cap():
+    tile = mapbox_vector_tile.encode([
+        {"name": "a", "features": [{"geometry": "POINT(1 1)", "properties": {"k": i}} for i in range(10)]},
+        {"name": "b", "features": [{"geometry": "POINT(2 2)", "properties": {}}]},
+    ])
+    stats = layer_stats(tile)
+    assert [(n, c) for n, _, c in stats] == [("a", 10), ("b", 1)]
+    assert sum(b for _, b, _ in stats) < len(tile) + 1
+    total = sum(b for _, b, _ in stats)
+    assert cap_for_budget(stats, total) == 10
+    assert cap_for_budget(stats, total // 2) < 10
+
+
+@pytest.mark.slow
+def test_pmtiles_export_round_trip(tile_data, cim, tmp_path):
+    out = tmp_path / "county.pmtiles"
+    res = cim("tiles", "export", "--layers", "buildings,pipeline_segments", "--zoom", "15-17", "--out", str(out),
+              "--workers", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "tiles" in res.stdout
+    with open(out, "rb") as f:
+        get = MmapSource(f)
+        reader = Reader(get)
+        header = reader.header()
+        assert header["min_zoom"] == 15 and header["max_zoom"] == 17
+        meta = reader.metadata()
+        assert {v["id"] for v in meta["vector_layers"]} == {"buildings", "pipeline_segments"}
+        x, y = tile_of(KNOWN_LON + 0.0001, KNOWN_LAT + 0.0001, 17)
+        tile = mapbox_vector_tile.decode(gzip.decompress(reader.get(17, x, y)))
+        assert [f["properties"]["code"] for f in tile["buildings"]["features"]] == ["KNOWN-1"]
+        zooms = {zxy[0] for zxy, _ in all_tiles(get)}
+        assert zooms == {15, 16, 17}
+
+
+def test_export_bad_input_exit_codes(tile_data, cim, tmp_path):
+    res = cim("tiles", "export", "--layers", "nosuch", "--zoom", "15", "--out", str(tmp_path / "x.pmtiles"))
+    assert res.returncode == 2 and "nosuch" in res.stderr
+    res = cim("tiles", "export", "--layers", "buildings", "--zoom", "16-10", "--out", str(tmp_path / "x.pmtiles"))
+    assert res.returncode == 2 and "zoom" in res.stderr
+    assert not (tmp_path / "x.pmtiles").exists()
+
+
+def test_server_serves_exported_archive(tile_data, cim, tmp_path):
+    import httpx
+
+    from tests.tiles.conftest import start_server
+
+    out = tmp_path / "demo.pmtiles"
+    cim("tiles", "export", "--layers", "buildings", "--zoom", "17-18", "--out", str(out), "--quiet",
+        check=True)
+    base, srv = start_server(tile_data, pmtiles=tmp_path)
+    try:
+        x, y = tile_of(KNOWN_LON + 0.0001, KNOWN_LAT + 0.0001, 18)
+        r = httpx.get(f"{base}/pmtiles/demo/18/{x}/{y}.mvt")
+        assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+        assert mapbox_vector_tile.decode(r.content)["buildings"]["features"][0]["properties"]["code"] == "KNOWN-1"
+        assert httpx.get(f"{base}/pmtiles/demo/3/0/0.mvt").status_code == 204
+        part = httpx.get(f"{base}/pmtiles/demo.pmtiles", headers={"Range": "bytes=0-126"})
+        assert part.status_code == 206 and part.content[:7] == b"PMTiles" and len(part.content) == 127
+    finally:
+        srv.should_exit = True

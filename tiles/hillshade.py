@@ -1,0 +1,81 @@
+"""Hillshade raster tiles of the current DEM in Web Mercator (XYZ, 256 px, transparent PNG).
+
+The DEM is resampled onto the tile grid (plus a one-pixel margin for the gradient) with
+``rasterio.warp.reproject`` (bilinear), shaded from central-difference slopes and aspects with the standard formula (sun azimuth
+315°, altitude 45°; slope from ground distances, i.e. Mercator pixel size × cos(latitude)), and
+written as black (shadow) or white (sunlit slope) with an alpha that grows with the difference from
+flat ground, so the tile shades the map below it and is transparent on flat ground, outside the DEM
+and on nodata.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+import numpy as np
+from rasterio.crs import CRS
+from rasterio.transform import from_bounds
+from rasterio.warp import Resampling, reproject
+
+from cim.raster import read_dem
+
+SIZE = 256
+ORIGIN = 20037508.342789244
+MERCATOR = CRS.from_epsg(3857)
+
+
+def png_rgba(rgba: np.ndarray) -> bytes:
+    """Encode an (h, w, 4) uint8 array as PNG (8-bit RGBA, filter 0, zlib)."""
+    h, w, _ = rgba.shape
+    raw = b"".join(b"\0" + rgba[r].tobytes() for r in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+EMPTY_PNG = png_rgba(np.zeros((SIZE, SIZE, 4), "u1"))
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """Web Mercator bounds (xmin, ymin, xmax, ymax) of an XYZ tile."""
+    span = 2 * ORIGIN / 2 ** z
+    return -ORIGIN + x * span, ORIGIN - (y + 1) * span, -ORIGIN + (x + 1) * span, ORIGIN - y * span
+
+
+def shade(z: np.ndarray, cell_m: float, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:
+    """Illumination 0..1 of an elevation grid with square cells of ``cell_m`` metres (NaN stays NaN)."""
+    dzdy, dzdx = np.gradient(z, cell_m)
+    dzdy = -dzdy                                    # rows grow southwards
+    slope = np.arctan(np.hypot(dzdx, dzdy))
+    aspect = np.arctan2(dzdy, -dzdx)
+    zen, az = math.radians(90 - altitude), math.radians(360 - azimuth + 90)
+    out = np.cos(zen) * np.cos(slope) + np.sin(zen) * np.sin(slope) * np.cos(az - aspect)
+    return np.clip(out, 0, 1)
+
+
+def hillshade_tile(path: str, z: int, x: int, y: int) -> bytes:
+    """PNG hillshade of the DEM file for tile z/x/y (transparent outside the DEM)."""
+    data, transform, crs = read_dem(path)
+    xmin, ymin, xmax, ymax = tile_bounds(z, x, y)
+    px = (xmax - xmin) / SIZE
+    dst = np.full((SIZE + 2, SIZE + 2), np.nan, "f8")
+    dst_transform = from_bounds(xmin - px, ymin - px, xmax + px, ymax + px, SIZE + 2, SIZE + 2)
+    reproject(source=data, destination=dst, src_transform=transform, src_crs=crs, src_nodata=np.nan,
+              dst_transform=dst_transform, dst_crs=MERCATOR, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    if np.isnan(dst).all():
+        return EMPTY_PNG
+    lat = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / 2 ** z))))
+    illum = shade(dst, px * math.cos(math.radians(lat)))[1:-1, 1:-1]
+    flat = math.cos(math.radians(45.0))              # illumination of flat ground
+    lit = illum > flat
+    strength = np.where(lit, (illum - flat) / (1 - flat), (flat - illum) / flat)
+    alpha = np.where(np.isnan(illum), 0, np.clip(strength, 0, 1) * 180)
+    rgba = np.zeros((SIZE, SIZE, 4), "u1")
+    rgba[..., :3] = np.where(lit, 255, 0)[..., None]  # white on slopes facing the sun, black in shadow
+    rgba[..., 3] = alpha.astype("u1")
+    return png_rgba(rgba)

@@ -1,0 +1,156 @@
+"""3D Tiles on demand, for the API: a built folder when it is current, else plan and render lazily.
+
+Per layer the service keeps the plan of the current data versions (index + quadtree + tileset,
+a single index query and a numpy partition) and an LRU byte cache of rendered contents. When
+the data version of a source table changes (an ingest), the next request plans again and
+contents are rendered as they are asked for, so only tiles a viewer actually loads are rebuilt.
+A folder written by ``cim tiles3d build`` whose ``build.json`` versions equal the current ones is
+served as is. Blocking work runs in the caller's thread pool (the API uses ``run_in_threadpool``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import psycopg2.pool
+
+from cim.db import data_versions
+from cim.errors import NotFound
+from layers.catalog import Catalog
+from tiles.threed import sources
+from tiles.threed.build import Plan, plan, render
+from tiles.threed.tileset import find
+
+MEDIA = {"glb": "model/gltf-binary", "b3dm": "application/octet-stream", "json": "application/json"}
+
+
+class ThreeDService:
+    """Tilesets and contents of the 3D layers for the HTTP layer."""
+
+    def __init__(self, url: str, folder: Path, catalog: Catalog, *, cache_mb: int = 64,
+                 per_tile: int | None = None) -> None:
+        self.url = url
+        self.folder = Path(folder)
+        self.catalog = catalog
+        self.per_tile = per_tile
+        self.cache_bytes = cache_mb * 1024 * 1024
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._plans: dict[str, Plan] = {}
+        self._locks = {layer: threading.Lock() for layer in sources.LAYERS}
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._cache_size = 0
+        self._cache_lock = threading.Lock()
+
+    # -------------------------------------------------------------- connections
+    def _conn(self):
+        if self._pool is None:
+            self._pool = psycopg2.pool.ThreadedConnectionPool(0, 2, self.url, application_name="cim-3dtiles")
+        conn = self._pool.getconn()
+        conn.autocommit = True
+        return conn
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        if self._pool is not None:
+            self._pool.closeall()
+            self._pool = None
+
+    def versions(self, layer: str) -> dict[str, int]:
+        """Current data versions of the layer's source tables."""
+        check_layer(layer)
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                allv = data_versions(cur)
+        finally:
+            self._pool.putconn(conn)
+        return {t: int(allv.get(t, 0)) for t in sources.SOURCE_TABLES[layer]}
+
+    # -------------------------------------------------------------- built folders
+    def _built(self, layer: str, versions: dict[str, int]) -> Path | None:
+        meta = self.folder / layer / "build.json"
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return None
+        if info.get("versions") == versions and info.get("format") == "glb" and info.get("tiles"):
+            return self.folder / layer
+        return None
+
+    def _plan(self, layer: str, versions: dict[str, int]) -> Plan:
+        with self._locks[layer]:
+            current = self._plans.get(layer)
+            if current is not None and current.versions == versions:
+                return current
+            conn = self._conn()
+            try:
+                p = plan(conn, layer, self.catalog, per_tile=self.per_tile)
+            finally:
+                self._pool.putconn(conn)
+            if p is None:
+                raise NotFound(f"三维图层 {layer} 没有要素", f"3D layer {layer} has no features")
+            # versions read again by plan(); the caller's snapshot is what the ETag promises
+            self._plans[layer] = p
+            return p
+
+    # -------------------------------------------------------------- public
+    def tileset(self, layer: str, versions: dict[str, int]) -> tuple[bytes | Path, str]:
+        """Tileset JSON (bytes, or the built file) and its ETag."""
+        check_layer(layer)
+        built = self._built(layer, versions)
+        tag = _etag(layer, versions, "tileset")
+        if built is not None:
+            return built / "tileset.json", tag
+        p = self._plan(layer, versions)
+        return json.dumps(p.tileset, separators=(",", ":")).encode(), _etag(layer, p.versions, "tileset")
+
+    def content(self, layer: str, versions: dict[str, int], key: str, ext: str) -> tuple[bytes | Path, str]:
+        """One tile's content (bytes, or the built file) and its ETag; NotFound for unknown tiles."""
+        check_layer(layer)
+        if ext != "glb":
+            raise NotFound(f"不支持的三维瓦片格式：{ext}", f"unsupported 3D tile format: {ext}")
+        built = self._built(layer, versions)
+        tag = _etag(layer, versions, key)
+        if built is not None:
+            path = built / "content" / f"{key}.{ext}"
+            if path.is_file():
+                return path, tag
+            raise NotFound(f"三维瓦片不存在：{key}", f"no such 3D tile: {key}")
+        p = self._plan(layer, versions)
+        leaf = find(p.root, key)
+        if leaf is None:
+            raise NotFound(f"三维瓦片不存在：{key}", f"no such 3D tile: {key}")
+        ckey = (layer, p.version_key, key)
+        with self._cache_lock:
+            hit = self._cache.get(ckey)
+            if hit is not None:
+                self._cache.move_to_end(ckey)
+                return hit, _etag(layer, p.versions, key)
+        conn = self._conn()
+        try:
+            data = render(conn, p.index.subset(leaf.members), leaf.region, self.catalog)
+        finally:
+            self._pool.putconn(conn)
+        with self._cache_lock:
+            self._cache[ckey] = data
+            self._cache_size += len(data)
+            while self._cache_size > self.cache_bytes and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cache_size -= len(old)
+        return data, _etag(layer, p.versions, key)
+
+
+def check_layer(layer: str) -> None:
+    """NotFound unless ``layer`` is a 3D layer."""
+    if layer not in sources.LAYERS:
+        raise NotFound(f"没有三维图层 {layer[:40]}（可用：buildings、pipelines）",
+                       f"no 3D layer {layer[:40]} (available: buildings, pipelines)")
+
+
+def _etag(layer: str, versions: dict[str, int], key: str) -> str:
+    raw = json.dumps([layer, sorted(versions.items()), key])
+    return '"' + hashlib.sha256(raw.encode()).hexdigest()[:20] + '"'
