@@ -83,6 +83,8 @@ class LayerBatch:
     source_unit_m: float | None = None   # None when the source CRS is geographic
     repaired: np.ndarray | None = None   # bool per row
     file: str | None = None              # file (and layer) inside the delivery
+    spec_id: str | None = None           # layer spec of the profile that matched
+    geometry_built: bool = False         # lines built from the point table (no delivered geometry)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:

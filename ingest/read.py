@@ -212,7 +212,7 @@ def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Del
                         else None),
         subtype=sub, raw=raw, field_map=dict(match.columns), source_geom=src,
         source_unit_m=(None if resolved is None or resolved.is_geographic else resolved.unit_factor()),
-        repaired=repaired, file=layer.file)
+        repaired=repaired, file=layer.file, spec_id=match.spec.id)
 
 
 def build_lines_from_points(delivery: Delivery) -> None:
@@ -255,6 +255,7 @@ def build_lines_from_points(delivery: Delivery) -> None:
                 lines[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
             (geoms if which == "geom" else srcs).append(lines)
         b.frame["geom"] = geoms[0]
+        b.geometry_built = True
         if len(crs_set) == 1:
             b.source_geom = srcs[0]
             b.source_crs = next(iter(crs_set))

@@ -67,14 +67,15 @@ def network(n_points: int = 6, *, prefix: str = "YS", spacing: float = 30.0, e0:
             ground: float = 50.0, slope: float = 0.005, diameter: int = 300) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A straight gravity drain running east: point table and line table (CJJ 61 Chinese fields).
 
-    Ground falls ``slope`` per metre; invert = ground − 1.5 m; lines run downstream.
+    Ground falls ``slope`` per metre; invert = ground − 1.5 m; lines run downstream to an
+    outfall (特征 出水口) at the last point; the other points are 检查井.
     """
     i = np.arange(n_points)
     e = e0 + i * spacing
     gz = ground - i * spacing * slope
     pts = pd.DataFrame({
         "物探点号": [f"{prefix}{k + 1}" for k in i], "X": np.full(n_points, n0), "Y": e,
-        "地面高程": gz.round(3), "特征": ["" for _ in i], "附属物": ["检查井" for _ in i],
+        "地面高程": gz.round(3), "特征": ["" for _ in i[:-1]] + ["出水口"], "附属物": ["检查井" for _ in i[:-1]] + [""],
         "井深": np.full(n_points, 1.5)})
     inv = gz - 1.5
     lines = pd.DataFrame({

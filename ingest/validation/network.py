@@ -1,0 +1,287 @@
+"""Pipeline network rules over all point and segment batches of a delivery (domain.md §2.13).
+
+Points and segments of every batch are gathered into two tables (one row per feature) and
+the rules run as pandas merges / groupbys on them. Distances are measured in metres in the
+source projected CRS when all pipeline layers share one, else in the local UTM zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from ingest.model import LayerBatch, Severity
+from ingest.normalize import local_metric_epsg, metric_geometry
+from ingest.validation.core import Ctx, fmt
+
+PCOLS = ["network", "subtype", "exp_no", "feature", "appurtenance", "node_type", "ground_z"]
+SCOLS = ["network", "subtype", "start_exp_no", "end_exp_no", "start_depth", "end_depth", "start_z", "end_z",
+         "z_ref", "diameter_mm", "width_mm", "height_mm", "material", "burial_type", "flow_dir", "length_m"]
+
+
+@dataclass
+class Net:
+    """Points (P) and segments (S) of the delivery with batch index ``bi`` and row ``row``."""
+
+    batches: list[LayerBatch]
+    P: pd.DataFrame
+    S: pd.DataFrame
+
+
+def _metric_epsg(batches: list[LayerBatch]) -> int | None:
+    """None when every batch has projected source geometry in one CRS, else a shared UTM zone."""
+    crs = {(b.source_crs, b.source_unit_m) for b in batches}
+    if len(crs) == 1 and all(b.source_geom is not None and b.source_unit_m for b in batches):
+        return None
+    geoms = np.concatenate([b.frame["geom"].to_numpy() for b in batches])
+    return local_metric_epsg(geoms)
+
+
+def gather(batches: list[LayerBatch]) -> Net | None:
+    """Point and segment tables of all pipeline batches."""
+    pipe = [b for b in batches if b.target in ("pipe_point", "pipe_segment") and len(b)]
+    if not pipe:
+        return None
+    epsg = _metric_epsg(pipe)
+    ps, ss = [], []
+    for bi, b in enumerate(batches):
+        if b not in pipe:
+            continue
+        m = metric_geometry(b, epsg)
+        if b.target == "pipe_point":
+            d = b.frame[PCOLS].copy()
+            xy = _xy(m)
+            d["mx"], d["my"] = xy[:, 0], xy[:, 1]
+            d["bi"], d["row"] = bi, np.arange(len(b))
+            ps.append(d)
+        else:
+            d = b.frame[SCOLS].copy()
+            n = len(b)
+            start = np.full((n, 2), np.nan)
+            end = np.full((n, 2), np.nan)
+            ok = ~(shapely.is_missing(m) | shapely.is_empty(m)) & (shapely.get_type_id(m) == 1)
+            if ok.any():
+                start[ok] = _xy(shapely.get_point(m[ok], 0))
+                end[ok] = _xy(shapely.get_point(m[ok], -1))
+            d["sx"], d["sy"], d["ex"], d["ey"] = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
+            d["plan_m"] = np.where(ok, shapely.length(m), np.nan)
+            d["built"] = b.geometry_built
+            d["bi"], d["row"] = bi, np.arange(n)
+            ss.append(d)
+    P = pd.concat(ps, ignore_index=True) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
+    S = pd.concat(ss, ignore_index=True) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
+                                                                           "built", "bi", "row"])
+    return Net(batches, P, S)
+
+
+def seg_key(sel: pd.DataFrame) -> pd.Series:
+    """'start-end' point numbers of segments."""
+    return sel["start_exp_no"].fillna("?").astype(str) + "-" + sel["end_exp_no"].fillna("?").astype(str)
+
+
+def _xy(g: np.ndarray) -> np.ndarray:
+    out = np.full((len(g), 2), np.nan)
+    ok = ~shapely.is_missing(g) & ~shapely.is_empty(g)
+    if ok.any():
+        out[ok, 0] = shapely.get_x(g[ok])
+        out[ok, 1] = shapely.get_y(g[ok])
+    return out
+
+
+def emit(ctx: Ctx, net: Net, rule_id: str, sel: pd.DataFrame, *, severity: Severity | None = None, **kw) -> None:
+    """Emit findings for rows of P or S (``sel`` keeps its bi/row columns); kw arrays align with sel."""
+    if not len(sel):
+        return
+    bis = sel["bi"].to_numpy()
+    for bi in np.unique(bis):
+        mask = bis == bi
+        args = {k: (np.asarray(v, dtype=object)[mask] if isinstance(v, (np.ndarray, pd.Series, list)) else v)
+                for k, v in kw.items()}
+        ctx.emit(rule_id, net.batches[int(bi)], sel["row"].to_numpy()[mask], severity=severity, **args)
+
+
+def check_network(ctx: Ctx, net: Net) -> pd.DataFrame | None:
+    """Q01 Q04 Q05 Q06 Q07 Q08 Q09 Q10 Q11 Q12 Q13 Q14 Q19 Q27. Returns the segment ends joined
+    to their points (one row per segment end) for the drainage rules."""
+    P, S = net.P, net.S
+    _points(ctx, net, P)
+    if not len(S):
+        return None
+    ends = _link(ctx, net, P, S)
+    _segments(ctx, net, S)
+    _closure(ctx, net, S, ends)
+    _degrees(ctx, net, P, ends)
+    _depths(ctx, net, S)
+    return ends
+
+
+def _points(ctx: Ctx, net: Net, P: pd.DataFrame) -> None:
+    dup = P["exp_no"].notna() & P.duplicated(["network", "exp_no"], keep=False)
+    sel = P[dup]
+    emit(ctx, net, "Q01", sel, key=sel["exp_no"], field_name="exp_no", value=sel["exp_no"],
+         zh=fmt("物探点号 {k} 在 {n} 管线中重复", k=sel["exp_no"], n=sel["network"]),
+         en=fmt("survey point number {k} occurs more than once in network {n}", k=sel["exp_no"], n=sel["network"]))
+    if ctx.rule("Q04") is not None:
+        tol = float(ctx.param("Q04", "tolerance_m", 0.001))
+        gx = np.round(P["mx"].to_numpy() / tol)
+        gy = np.round(P["my"].to_numpy() / tol)
+        key = pd.DataFrame({"n": P["network"], "x": gx, "y": gy})
+        dupc = P["mx"].notna() & key.duplicated(keep=False) & ~dup
+        sel = P[dupc]
+        emit(ctx, net, "Q04", sel, key=sel["exp_no"],
+             zh=fmt("点 {k} 与同类管线的其他点坐标重复", k=sel["exp_no"]),
+             en=fmt("point {k} has the same coordinates as another point of its network", k=sel["exp_no"]))
+
+
+def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
+    """Segment ends joined to their points: one row per (segment, end). Emits Q05 and Q09."""
+    pts = P[P["exp_no"].notna()].drop_duplicates(["network", "exp_no"])
+    rows = []
+    for end, col, xc, yc, dc, zc in (("start", "start_exp_no", "sx", "sy", "start_depth", "start_z"),
+                                     ("end", "end_exp_no", "ex", "ey", "end_depth", "end_z")):
+        e = pd.DataFrame({"sid": S.index, "bi": S["bi"], "row": S["row"], "network": S["network"],
+                          "subtype": S["subtype"], "exp_no": S[col], "end": end, "x": S[xc], "y": S[yc],
+                          "depth": S[dc], "z": S[zc], "z_ref": S["z_ref"], "diameter_mm": S["diameter_mm"],
+                          "built": S["built"]})
+        rows.append(e)
+    E = pd.concat(rows, ignore_index=True)
+    E = E.merge(pts[["network", "exp_no", "mx", "my", "ground_z", "feature", "appurtenance", "node_type",
+                     "subtype"]].rename(columns={"subtype": "p_subtype"}), on=["network", "exp_no"], how="left",
+                indicator=True)
+    nets_with_points = set(pts["network"].dropna())
+    missing = (E["_merge"] == "left_only") & E["exp_no"].notna()
+    has_table = E["network"].isin(nets_with_points)
+    sel = E[missing & has_table]
+    emit(ctx, net, "Q05", sel, key=sel["exp_no"], field_name=np.where(sel["end"] == "start", "起点点号", "终点点号"),
+         value=sel["exp_no"], zh=fmt("管段引用的点号 {k} 不在点表中", k=sel["exp_no"]),
+         en=fmt("the segment refers to point {k}, which is not in the point table", k=sel["exp_no"]))
+    no_table = E[missing & ~has_table].drop_duplicates("bi")
+    sev = Severity(ctx.param("Q05", "no_point_table_severity", "warning"))
+    emit(ctx, net, "Q05", no_table, severity=sev, key=None,
+         zh=fmt("交付中没有 {n} 管线的点表，无法核对管段起止点", n=no_table["network"]),
+         en=fmt("the delivery has no point table for network {n}; segment ends cannot be checked",
+                n=no_table["network"]))
+    if ctx.rule("Q09") is not None:
+        tol = float(ctx.param("Q09", "tolerance_m", 0.01))
+        dist = np.hypot(E["x"] - E["mx"], E["y"] - E["my"])
+        off = (~E["built"].astype(bool)) & (dist > tol)
+        sel = E[off]
+        d = dist[off].to_numpy()
+        emit(ctx, net, "Q09", sel, key=sel["exp_no"], value=np.round(d, 3),
+             zh=fmt("管段{e}端点与点 {k} 相距 {d} m（限差 {t} m）", e=np.where(sel["end"] == "start", "起", "终"),
+                    k=sel["exp_no"], d=d, t=tol),
+             en=fmt("the segment {e} lies {d} m from point {k} (tolerance {t} m)", e=sel["end"], k=sel["exp_no"],
+                    d=d, t=tol))
+    return E[E["_merge"] == "both"].drop(columns="_merge")
+
+
+def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
+    same = S["start_exp_no"].notna() & (S["start_exp_no"] == S["end_exp_no"])
+    sel = S[same]
+    emit(ctx, net, "Q07", sel, key=sel["start_exp_no"], value=sel["start_exp_no"],
+         zh=fmt("管段起点与终点同为 {k}", k=sel["start_exp_no"]),
+         en=fmt("segment starts and ends at the same point {k}", k=sel["start_exp_no"]))
+    a, b = S["start_exp_no"].astype(object), S["end_exp_no"].astype(object)
+    lo = np.where(a.fillna("") <= b.fillna(""), a, b)
+    hi = np.where(a.fillna("") <= b.fillna(""), b, a)
+    pair = pd.DataFrame({"n": S["network"], "lo": lo, "hi": hi})
+    dup = a.notna() & b.notna() & ~same & pair.duplicated(keep=False)
+    sel = S[dup]
+    emit(ctx, net, "Q08", sel, key=seg_key(sel),
+         zh=fmt("管段 {a}→{b} 重复（含反向）", a=sel["start_exp_no"], b=sel["end_exp_no"]),
+         en=fmt("segment {a}->{b} is duplicated (either direction)", a=sel["start_exp_no"], b=sel["end_exp_no"]))
+    length = S["length_m"].where(S["length_m"].notna(), S["plan_m"]).to_numpy(dtype=float)
+    lo_m, hi_m = float(ctx.param("Q12", "min_m", 0.05)), float(ctx.param("Q12", "max_m", 75.0))
+    bad = np.isfinite(length) & ((length < lo_m) | (length > hi_m)) & ~same.to_numpy()
+    sel = S[bad]
+    emit(ctx, net, "Q12", sel, key=seg_key(sel), value=np.round(length[bad], 3),
+         zh=fmt("管段长度 {l} m 超出 [{a}, {b}] m", l=length[bad], a=lo_m, b=hi_m),
+         en=fmt("segment length {l} m outside [{a}, {b}] m", l=length[bad], a=lo_m, b=hi_m))
+    # Q13: slope of pressure pipes (everything except gravity drainage)
+    dz = (S["end_z"] - S["start_z"]).abs().to_numpy(dtype=float)
+    plan = S["plan_m"].to_numpy(dtype=float)
+    with np.errstate(all="ignore"):
+        deg = np.degrees(np.arctan2(dz, plan))
+    steep = np.isfinite(deg) & (plan > 0) & (deg > float(ctx.param("Q13", "max_deg", 30.0))) & \
+        (S["network"] != "PS").to_numpy()
+    sel = S[steep]
+    emit(ctx, net, "Q13", sel, key=seg_key(sel), value=np.round(deg[steep], 1),
+         zh=fmt("压力管段坡角 {d}° 过大", d=deg[steep]), en=fmt("pressure pipe inclined {d} degrees", d=deg[steep]))
+    # Q27: diameter vs material
+    limits = ctx.param("Q27", "max_diameter_mm", {}) or {}
+    lim = S["material"].map(limits).astype("float64")
+    over = (S["diameter_mm"] > lim).to_numpy() & lim.notna().to_numpy()
+    sel = S[over]
+    emit(ctx, net, "Q27", sel, key=seg_key(sel), value=sel["diameter_mm"],
+         zh=fmt("材质 {m} 的圆管管径 {d} mm 不合常理", m=sel["material"], d=sel["diameter_mm"]),
+         en=fmt("a round {m} pipe of {d} mm is implausible", m=sel["material"], d=sel["diameter_mm"]))
+
+
+def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
+    """Q10: ground − depth = line elevation at each end; Q11: one point, different elevations."""
+    tol = float(ctx.param("Q10", "tolerance_m", 0.02))
+    diff = (E["ground_z"] - E["depth"] - E["z"]).to_numpy(dtype=float)
+    bad = np.isfinite(diff) & (np.abs(diff) > tol)
+    sel = E[bad]
+    emit(ctx, net, "Q10", sel, key=sel["exp_no"], value=np.round(diff[bad], 3),
+         zh=fmt("点 {k}：地面高程 {g} − 埋深 {d} 与管线高程 {z} 相差 {x} m", k=sel["exp_no"], g=sel["ground_z"],
+                d=sel["depth"], z=sel["z"], x=diff[bad]),
+         en=fmt("point {k}: ground {g} - depth {d} differs from the line elevation {z} by {x} m", k=sel["exp_no"],
+                g=sel["ground_z"], d=sel["depth"], z=sel["z"], x=diff[bad]))
+    if ctx.rule("Q11") is None:
+        return
+    t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
+    g = E[E["z"].notna()].groupby(["network", "exp_no", "z_ref", "diameter_mm"], dropna=False)["z"]
+    spread = g.transform("max") - g.transform("min")
+    idx = spread[spread > t11].index
+    sel = E.loc[idx].drop_duplicates(["network", "exp_no"])
+    emit(ctx, net, "Q11", sel, key=sel["exp_no"],
+         zh=fmt("点 {k} 在相连同径管段中的高程不一致", k=sel["exp_no"]),
+         en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
+
+
+def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame) -> None:
+    """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps."""
+    deg = E.groupby(["network", "exp_no"]).size().rename("deg")
+    Pd = P.merge(deg, left_on=["network", "exp_no"], right_index=True, how="left")
+    Pd["deg"] = Pd["deg"].fillna(0).astype(int)
+    exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])
+    exempt_n = set(ctx.param("Q06", "exempt_node_types", []) or [])
+    segs_nets = set(net.S["network"].dropna())
+    orphan = (Pd["deg"] == 0) & Pd["network"].isin(segs_nets) & ~Pd["appurtenance"].isin(exempt_a) & \
+        ~Pd["node_type"].isin(exempt_n)
+    sel = Pd[orphan]
+    emit(ctx, net, "Q06", sel, key=sel["exp_no"], zh=fmt("点 {k} 未被任何管段使用", k=sel["exp_no"]),
+         en=fmt("point {k} is not used by any segment", k=sel["exp_no"]))
+    expected = ctx.param("Q14", "expected", {}) or {}
+    want = Pd["feature"].map(expected)
+    bad = want.notna() & (Pd["deg"] > 0) & (Pd["deg"] != want)
+    sel = Pd[bad]
+    emit(ctx, net, "Q14", sel, key=sel["exp_no"], field_name="feature", value=sel["feature"],
+         zh=fmt("{f}点 {k} 连接 {n} 条管段，应为 {w} 条", f=sel["feature"], k=sel["exp_no"], n=sel["deg"],
+                w=want[bad].astype(int)),
+         en=fmt("{f} point {k} connects {n} segments; expected {w}", f=sel["feature"], k=sel["exp_no"], n=sel["deg"],
+                w=want[bad].astype(int)))
+
+
+def _depths(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
+    """Q19: depth ≤ 0 for buried pipes, depth > max, cover below the network's minimum."""
+    aerial = set(ctx.param("Q19", "aerial_burial_types", []) or [])
+    dmax = float(ctx.param("Q19", "max_m", 10.0))
+    cover = ctx.param("Q19", "min_cover_m", {}) or {}
+    for col, label in (("start_depth", "起点埋深"), ("end_depth", "终点埋深")):
+        d = S[col].to_numpy(dtype=float)
+        buried = ~S["burial_type"].isin(aerial).to_numpy()
+        minc = S["network"].map(cover).astype("float64").to_numpy()
+        nonpos = np.isfinite(d) & buried & (d <= 0)
+        deep = np.isfinite(d) & (d > dmax)
+        shallow = np.isfinite(d) & np.isfinite(minc) & (d > 0) & (d < minc)
+        for mask, zh, en in ((nonpos, "{l} {d} m 不大于 0（非架空管线）", "{l} {d} m is not positive for a buried pipe"),
+                             (deep, "{l} {d} m 超过 " + f"{dmax:g} m", "{l} {d} m exceeds " + f"{dmax:g} m"),
+                             (shallow, "{l} {d} m 小于最小覆土", "{l} {d} m is below the minimum cover")):
+            sel = S[mask]
+            emit(ctx, net, "Q19", sel, key=seg_key(sel), field_name=label,
+                 value=d[mask], zh=fmt(zh, l=label, d=d[mask]), en=fmt(en, l=col, d=d[mask]))
