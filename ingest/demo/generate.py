@@ -1,0 +1,252 @@
+"""Generate the demo county delivery: the files a survey contractor hands over, plus a manifest.
+
+Files (all in CGCS2000 3° GK CM 111E, EPSG:4546; shapefiles GBK without .cpg, lying LDID):
+排水管线.zip (YSPOINT/YSLINE/WSPOINT/WSLINE with drainage-census columns), 给水管线.zip
+(JSPOINT/JSLINE), 燃气管线.zip (RQPOINT/RQLINE), 路灯管线.zip (LDPOINT/LDLINE),
+通信管线成果表.xlsx (TXPOINT / TXLINE sheets: X = northing, Y = easting, lines by point number),
+房屋建筑调查.zip (房屋建筑), 园林绿地.zip (绿地), 路灯设施.zip (路灯), 行政区划.zip (行政区划),
+dem.tif (5 m DEM) and demo_manifest.json (files, counts, planted defects, sample features).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import Transformer
+
+from ingest.demo import defects as dfx
+from ingest.demo import drainage, pressure, surface
+from ingest.demo.graph import Graph
+from ingest.demo.town import COUNTY_CODE, SOURCE_EPSG, Town
+from ingest.demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
+
+MANIFEST = "demo_manifest.json"
+GENERATOR_VERSION = 1
+# Rows per unit of scale, measured on the default town (used to size benchmark deliveries).
+SEGMENTS_PER_SCALE = 4700
+POINTS_PER_SCALE = 4900
+INGEST_ORDER = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "通信管线成果表.xlsx",
+                "房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip"]
+
+
+def _scale_for(scale: float, segments: int | None, points: int | None) -> float:
+    need = [scale]
+    if segments:
+        need.append(segments / SEGMENTS_PER_SCALE)
+    if points:
+        need.append(points / POINTS_PER_SCALE)
+    return max(need)
+
+
+def _frame(town: Town, pts: pd.DataFrame, lines: pd.DataFrame | None) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
+    """Point and line frames in EPSG:4546; X = northing, Y = easting as in Chinese survey tables."""
+    w = np.round(town.to_world(pts[["x", "y"]].to_numpy()), 3)
+    p = pts.drop(columns=["x", "y"]).copy()
+    p.insert(2, "X", w[:, 1])
+    p.insert(3, "Y", w[:, 0])
+    gp = gpd.GeoDataFrame(p, geometry=shapely.points(w), crs=SOURCE_EPSG)
+    if lines is None:
+        return gp, None
+    idx = {k: i for i, k in enumerate(p["物探点号"])}
+    a = np.array([idx[k] for k in lines["起点点号"]])
+    b = np.array([idx.get(k, -1) for k in lines["终点点号"]])
+    end = np.where((b >= 0)[:, None], w[np.maximum(b, 0)], w[a] + [20.0, 0.0])   # a missing end point: 20 m east
+    coords = np.stack([w[a], end], axis=1)
+    gl = gpd.GeoDataFrame(lines.drop(columns=["_u", "_v"]), geometry=shapely.linestrings(coords), crs=SOURCE_EPSG)
+    return gp, gl
+
+
+def _world_polys(town: Town, geoms) -> np.ndarray:
+    return shapely.transform(np.asarray(geoms), lambda c: np.round(town.to_world(c), 3))
+
+
+def _drainage(town: Town, rng: np.random.Generator, mode: str, found: list) -> tuple[list, dict]:
+    ys_g, ws_g = drainage.build(town, "YS", rng), drainage.build(town, "WS", rng)
+    hy, hw = drainage.hydraulics(town, ys_g, "YS", rng), drainage.hydraulics(town, ws_g, "WS", rng)
+    planted: dict = {}
+    if mode != "none":
+        e15, d15 = dfx.reverse_slope(ys_g, hy)
+        e16, d16 = dfx.smaller_downstream(ys_g, hy, e15)
+        k, w, d18 = dfx.cross_connection(ys_g, hy, ws_g, hw)
+        found += [d15, d16, d18]
+        planted = {"reverse_slope": e15, "smaller_downstream": e16}
+    ysp, ysl = drainage.tables(town, ys_g, "YS", hy, rng)
+    wsp, wsl = drainage.tables(town, ws_g, "WS", hw, rng)
+    if mode != "none":
+        row = ysl.iloc[[-1]].copy()
+        row[["起点点号", "终点点号"]] = [ysp["物探点号"].iloc[k], wsp["物探点号"].iloc[w]]
+        row[["起点埋深", "终点埋深"]] = [hy["ground"][k] - hy["invert"][k], hw["ground"][w] - hw["invert"][w]]
+        row[["起点高程", "终点高程"]] = [hy["invert"][k], hw["invert"][w]]
+        row[["管径", "所在道路", "管段长度"]] = ["300", ys_g.road[k], round(math.hypot(ys_g.x[k] - ws_g.x[w],
+                                                                                 ys_g.y[k] - ws_g.y[w]), 2)]
+        ysl = pd.concat([ysl, row], ignore_index=True)
+        found[-1].row = len(ysl)
+        orphan = wsp.iloc[[0]].copy()
+        mid = [i for i, r in enumerate(ws_g.role) if r == "mid"][7]
+        orphan[["物探点号", "图上点号"]] = f"WS{len(wsp) + 1:04d}"
+        orphan[["x", "y"]] = [ws_g.x[mid] + 17.0, ws_g.y[mid] + 9.0]
+        orphan["所在道路"] = ws_g.road[mid]
+        wsp = pd.concat([wsp, orphan], ignore_index=True)
+        found.append(dfx.orphan_point(wsp, "WS"))
+        d15.row, d16.row = e15 + 1, e16 + 1
+    frames = [_frame(town, ysp, ysl), _frame(town, wsp, wsl)]
+    layers = [("YSPOINT", frames[0][0]), ("YSLINE", frames[0][1]), ("WSPOINT", frames[1][0]), ("WSLINE", frames[1][1])]
+    return layers, {"ys_edges": len(ys_g.u), "planted_edges": planted, "ys_graph": ys_g, "hy": hy}
+
+
+def _pressure(town: Town, net: str, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    g = pressure.build(town, net, rng)
+    return pressure.tables(town, g, net, rng)
+
+
+def _error_defects(jsp: pd.DataFrame, jsl: pd.DataFrame, rqp: pd.DataFrame, rql: pd.DataFrame, found: list) -> tuple:
+    """Rejecting defects (errors mode): Q01, Q05, Q07."""
+    dup = jsp.iloc[[10]].copy()
+    dup["x"] += 1.5
+    jsp = pd.concat([jsp, dup], ignore_index=True)
+    found.append(dfx.Defect("Q01", "error", "给水管线.zip", "JSPOINT", dup["物探点号"].iloc[0], "物探点号",
+                            "物探点号重复", "duplicate survey point number", row=len(jsp)))
+    miss = jsl.iloc[[5]].copy()
+    miss["终点点号"] = "JS9999"
+    jsl = pd.concat([jsl, miss], ignore_index=True)
+    found.append(dfx.Defect("Q05", "error", "给水管线.zip", "JSLINE", f"{miss['起点点号'].iloc[0]}-JS9999", "终点点号",
+                            "管段终点点号在点表中不存在", "segment end point not in the point table", row=len(jsl)))
+    same = rql.iloc[[3]].copy()
+    same["终点点号"] = same["起点点号"]
+    rql = pd.concat([rql, same], ignore_index=True)
+    found.append(dfx.Defect("Q07", "error", "燃气管线.zip", "RQLINE", f"{same['起点点号'].iloc[0]}", "终点点号",
+                            "管段起点与终点相同", "segment starts and ends at the same point", row=len(rql)))
+    return jsp, jsl, rqp, rql
+
+
+def _admin(town: Town) -> gpd.GeoDataFrame:
+    rows = town.admin_areas()
+    level = {"county": "区县", "street": "街道", "community": "社区"}
+    df = gpd.GeoDataFrame({
+        "行政区代码": [r["code"] for r in rows], "名称": [r["name"] for r in rows],
+        "级别": ["乡镇" if r["name"].endswith("镇") else level[r["level"]] for r in rows],
+        "上级代码": [r["parent"] for r in rows]},
+        geometry=_world_polys(town, [r["geom"] for r in rows]), crs=SOURCE_EPSG)
+    df["面积"] = np.round(df.geometry.area, 1)
+    return df
+
+
+def _table_rows(frame: pd.DataFrame) -> tuple[list[str], list[list]]:
+    """Header and rows of a frame for a workbook sheet (NaN → empty cell)."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    return list(clean.columns), clean.to_numpy().tolist()
+
+
+def _lonlat(town: Town, xy) -> list[float]:
+    w = town.to_world(np.atleast_2d(xy))
+    lon, lat = Transformer.from_crs(SOURCE_EPSG, 4490, always_xy=True).transform(w[:, 0], w[:, 1])
+    return [[round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)]
+
+
+def _samples(town: Town, bld: pd.DataFrame, lights: pd.DataFrame, admin: gpd.GeoDataFrame) -> dict:
+    """Known features other parts of the platform can test against."""
+    named = bld[bld["名称"].fillna("").str.contains("小区")].iloc[0]
+    c = shapely.centroid(named["geometry"])
+    main = next(r for r in town.ns_roads if r.road_class == "主干路")
+    ymid = (town.ys[2] + town.ys[3]) / 2
+    community = admin[admin["级别"] == "社区"].iloc[0]
+    return {
+        "building": {"code": named["建筑编号"], "name": named["名称"], "floors": int(named["地上层数"]),
+                     "lonlat": _lonlat(town, [c.x, c.y])[0]},
+        "streetlight": {"pole_no": lights["灯杆编号"].iloc[0], "road": lights["道路名称"].iloc[0]},
+        "community": {"code": community["行政区代码"], "name": community["名称"]},
+        "section": {"road": main.name, "line_lonlat": _lonlat(town, [[main.pos - 30, ymid], [main.pos + 30, ymid]]),
+                    "networks_crossed": ["YS", "WS", "RQ", "JS", "TX", "LD"]},
+    }
+
+
+def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | None = None,
+             segments: int | None = None, points: int | None = None, defects: str = "warnings",
+             echo=lambda msg: None) -> dict:
+    """Write the demo delivery into ``out`` and return its manifest (also saved as demo_manifest.json)."""
+    if defects not in dfx.MODES:
+        raise ValueError(f"defects must be one of {dfx.MODES}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    town = Town(seed=seed, scale=_scale_for(scale, segments, points))
+    rng = np.random.default_rng(seed)
+    found: list[dfx.Defect] = []
+    layers: dict[str, list] = {}
+
+    admin = _admin(town)
+    layers["行政区划.zip"] = [("行政区划", admin)]
+    echo("排水管线 / drainage")
+    layers["排水管线.zip"], _ = _drainage(town, rng, defects, found)
+    echo("给水、燃气、通信 / water, gas, telecom")
+    jsp, jsl = _pressure(town, "JS", rng)
+    rqp, rql = _pressure(town, "RQ", rng)
+    txp, txl = _pressure(town, "TX", rng)
+    if defects == "errors":
+        jsp, jsl, rqp, rql = _error_defects(jsp, jsl, rqp, rql, found)
+    layers["给水管线.zip"] = list(zip(("JSPOINT", "JSLINE"), _frame(town, jsp, jsl), strict=True))
+    layers["燃气管线.zip"] = list(zip(("RQPOINT", "RQLINE"), _frame(town, rqp, rql), strict=True))
+    echo("路灯 / streetlights")
+    lights, cable = surface.streetlights(town, rng)
+    ldp, ldl = surface.cable_tables(town, cable, rng)
+    layers["路灯管线.zip"] = list(zip(("LDPOINT", "LDLINE"), _frame(town, ldp, ldl), strict=True))
+    lw = np.round(town.to_world(lights[["x", "y"]].to_numpy()), 3)
+    layers["路灯设施.zip"] = [("路灯", gpd.GeoDataFrame(lights.drop(columns=["x", "y"]), geometry=shapely.points(lw),
+                                                    crs=SOURCE_EPSG))]
+    echo("房屋、绿地 / buildings, green space")
+    uses = surface.block_uses(town, rng)
+    green, reserved = surface.green_spaces(town, uses, rng)
+    bld = surface.buildings(town, uses, reserved, rng, buildings)
+    if defects != "none":
+        found += dfx.building_defects(bld, rng)
+    bld_w = gpd.GeoDataFrame(bld.drop(columns="geometry"), geometry=_world_polys(town, bld["geometry"]), crs=SOURCE_EPSG)
+    layers["房屋建筑调查.zip"] = [("房屋建筑", bld_w)]
+    layers["园林绿地.zip"] = [("绿地", gpd.GeoDataFrame(green.drop(columns="geometry"),
+                                                   geometry=_world_polys(town, green["geometry"]), crs=SOURCE_EPSG))]
+
+    files = []
+    for name in INGEST_ORDER:
+        path = out / name
+        if name.endswith(".xlsx"):
+            tp, _ = _frame(town, txp, None)
+            sheets = [("TXPOINT", *_table_rows(pd.DataFrame(tp.drop(columns="geometry")))),
+                      ("TXLINE", *_table_rows(txl.drop(columns=["_u", "_v"])))]
+            write_xlsx(path, sheets)
+            counts = {"TXPOINT": len(txp), "TXLINE": len(txl)}
+        else:
+            write_shapefile_zip(path, layers[name], gbk_names=name in ("房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip",
+                                                                    "行政区划.zip"))
+            counts = {lname: len(f) for lname, f in layers[name]}
+        files.append({"name": name, "sha256": sha256(path), "bytes": path.stat().st_size, "layers": counts})
+        echo(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    echo("DEM")
+    corners = town.to_world(np.array([[-300, -400], [town.width + 300, -400], [town.width + 300, town.height + 300],
+                                      [-300, town.height + 300]]))
+    lo, hi = np.floor(corners.min(0) / 10) * 10, np.ceil(corners.max(0) / 10) * 10
+    dem = write_dem(out / "dem.tif", town.ground, town.to_local, (lo[0], lo[1], hi[0], hi[1]), SOURCE_EPSG)
+    files.append({"name": "dem.tif", "sha256": sha256(out / "dem.tif"), "bytes": (out / "dem.tif").stat().st_size,
+                  "raster": dem})
+
+    seg = sum(v for f in files for k, v in f.get("layers", {}).items() if k.endswith("LINE"))
+    pts = sum(v for f in files for k, v in f.get("layers", {}).items() if k.endswith("POINT"))
+    box = shapely.box(*town.county_polygon().bounds)
+    manifest = {
+        "generator": "cim demo generate", "version": GENERATOR_VERSION, "seed": seed, "scale": round(town.scale, 4),
+        "defect_mode": defects, "county_code": COUNTY_CODE, "source_crs": f"EPSG:{SOURCE_EPSG}",
+        "town_extent_local_m": [round(town.width, 1), round(town.height, 1)],
+        "bbox_4546": [round(float(v), 3) for v in (*lo, *hi)],
+        "town_lonlat_bbox": _lonlat(town, [[0, -100], [town.width, town.height]]),
+        "county_lonlat_bbox": _lonlat(town, np.asarray(box.exterior.coords)[[0, 2]]),
+        "counts": {"pipe_segments": seg, "pipe_points": pts, "buildings": len(bld), "streetlights": len(lights),
+                   "green_spaces": len(green), "admin_areas": len(admin)},
+        "ingest_order": INGEST_ORDER + ["dem.tif"], "files": files,
+        "defects": [d.to_dict() for d in found],
+        "samples": _samples(town, bld, lights, admin),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return manifest
