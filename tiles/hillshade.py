@@ -19,6 +19,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_bounds
 from rasterio.warp import Resampling, reproject
 
+from cim.errors import NotFound
 from cim.raster import read_dem
 
 SIZE = 256
@@ -60,7 +61,10 @@ def shade(z: np.ndarray, cell_m: float, azimuth: float = 315.0, altitude: float 
 
 def hillshade_tile(path: str, z: int, x: int, y: int) -> bytes:
     """PNG hillshade of the DEM file for tile z/x/y (transparent outside the DEM)."""
-    data, transform, crs = read_dem(path)
+    try:
+        data, transform, crs = read_dem(path)
+    except OSError as exc:
+        raise NotFound("高程模型文件缺失，请重新入库 DEM", "the DEM file is missing; store the DEM again") from exc
     xmin, ymin, xmax, ymax = tile_bounds(z, x, y)
     px = (xmax - xmin) / SIZE
     dst = np.full((SIZE + 2, SIZE + 2), np.nan, "f8")

@@ -4,5 +4,9 @@ ROUTERS = [
     "api.routers.meta",
     "api.routers.ingest",
     "api.routers.features",
+    "api.routers.query",
+    "api.routers.search",
     "api.routers.tiles",
+    "api.routers.tiles3d",
+    "api.routers.dem",
 ]

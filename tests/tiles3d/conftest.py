@@ -31,9 +31,14 @@ VALIDATOR_JS = HERE / "validate_gltf.mjs"
 
 
 def write_dem(path: Path, *, epsg: int = 4490) -> Path:
-    """A 200 × 200 DEM over the seeded area: a slope from 50 m (west) to 60 m (east)."""
+    """A 200 × 200 DEM over the seeded area: a slope from 50 m (west) to 60 m (east), and a 60 m hill
+    at 111.445E 27.210N, south-west of the buildings."""
     w, n, res = 111.440, 27.245, 0.0002
     z = np.tile(np.linspace(50, 60, 200, dtype="float32"), (200, 1))
+    lon = w + (np.arange(200) + 0.5) * res
+    lat = n - (np.arange(200) + 0.5) * res
+    d2 = (lon[None, :] - 111.445) ** 2 + (lat[:, None] - 27.210) ** 2
+    z += (60 * np.exp(-d2 / (2 * 0.002 ** 2))).astype("float32")
     z[0, 0] = -9999.0
     with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=1, dtype="float32",
                        crs=f"EPSG:{epsg}", transform=from_origin(w, n, res, res), nodata=-9999.0) as dst:
@@ -111,8 +116,10 @@ def server(t3d_url, t3d_home):
 
     settings = Settings(db=DatabaseSettings(database_url=t3d_url, home=t3d_home),
                         auth=AuthSettings(public_read=True), tiles=TileSettings(threed_dir=t3d_home / "3dtiles"))
+    app = create_app(settings)
+    app.state.tiles3d_per_tile = 60   # several tiles from the small seed (the specs say 1000 / 2000)
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
