@@ -102,10 +102,12 @@ def building_defects(df: pd.DataFrame, rng: np.random.Generator) -> list[Defect]
     df.loc[i, "建筑高度"] = 9.0
     others = np.flatnonzero((df["是否自建房"].to_numpy() == "否") & (np.arange(len(df)) != i))
     j = int(others[len(others) // 3])
-    ring = np.asarray(df.loc[j, "geometry"].exterior.coords)
-    df.at[j, "geometry"] = shapely.Polygon(ring[[0, 1, 3, 2, 0]])
+    c = np.asarray(df.loc[j, "geometry"].exterior.coords)
+    # the last edge swings out across the first one: a self-intersection make_valid repairs
+    kink = c[0] + 0.25 * (c[1] - c[0]) + 0.15 * (c[0] - c[3])
+    df.at[j, "geometry"] = shapely.Polygon(np.array([c[0], c[1], c[2], c[3], kink, c[0]]))
     return [Defect("B01", "warning", "房屋建筑调查.zip", "房屋建筑", df.loc[i, "建筑编号"], "建筑高度",
                    f"建筑高度 9.0 m 与地上层数 {int(df.loc[i, '地上层数'])} 层不符",
                    f"height 9.0 m contradicts {int(df.loc[i, '地上层数'])} floors above ground", row=i + 1),
-            Defect("G02", "warning", "房屋建筑调查.zip", "房屋建筑", df.loc[j, "建筑编号"], "geometry",
+            Defect("G01", "warning", "房屋建筑调查.zip", "房屋建筑", df.loc[j, "建筑编号"], "geometry",
                    "建筑轮廓自相交（可修复）", "self-intersecting footprint (repairable)", row=j + 1)]

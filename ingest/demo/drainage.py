@@ -54,10 +54,8 @@ def build(town: Town, net: str, rng: np.random.Generator) -> Graph:
     else:
         pumps = [p for p in range(nx) if p % 4 == 2] or [nx // 2]
         for i in range(nx - 1):
-            p = min(pumps, key=lambda q: abs(q - (i + 0.5)))
             m = g.mids(J[i][0], J[i + 1][0], 58, river_road, rng)
-            chain = [J[i][0], *m, J[i + 1][0]]
-            g.path(chain if p > i else chain[::-1], river_road)
+            g.path(_interceptor_chain(J, i, m, pumps), river_road)
         for p in pumps:
             k = g.node(g.x[J[p][0]], river_road.pos - river_road.width / 2 - 8.0, "pump", river_road)
             g.edge(J[p][0], k, town.ns_roads[p])
@@ -70,12 +68,31 @@ def build(town: Town, net: str, rng: np.random.Generator) -> Graph:
     return g
 
 
+def _interceptor_chain(J: list[list[int]], i: int, mids: list[int], pumps: list[int]) -> list[int]:
+    """Nodes of interceptor interval (i, i+1) in flow order, towards the nearest pump station.
+
+    Every junction drains one way only; on the ridge between two pump catchments the interval
+    starts at a head manhole instead of the junction that already drains the other way.
+    """
+    def direction(k: int) -> str:
+        p = min(pumps, key=lambda q: (abs(q - k), q))
+        return "P" if p == k else ("E" if p > k else "W")
+
+    if direction(i) == "E":
+        return [J[i][0], *mids, J[i + 1][0]]
+    if direction(i + 1) == "W":
+        return [J[i + 1][0], *mids[::-1], J[i][0]]
+    return [*mids, J[i + 1][0]]
+
+
 def hydraulics(town: Town, g: Graph, net: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Diameter per edge and invert per node."""
     x, y, u, v = g.arrays()
     n = len(x)
     length = g.lengths()
     order = topo_order(n, u, v)
+    if len(u) and np.bincount(u).max() > 1:
+        raise ValueError("a gravity network node drains two ways")
     out_edge = np.full(n, -1)
     out_edge[u] = np.arange(len(u))
     in_edges: list[list[int]] = [[] for _ in range(n)]

@@ -44,8 +44,12 @@ def _scale_for(scale: float, segments: int | None, points: int | None) -> float:
     return max(need)
 
 
-def _frame(town: Town, pts: pd.DataFrame, lines: pd.DataFrame | None) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
-    """Point and line frames in EPSG:4546; X = northing, Y = easting as in Chinese survey tables."""
+def _frame(town: Town, pts: pd.DataFrame, lines: pd.DataFrame | None,
+           others: pd.DataFrame | None = None) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
+    """Point and line frames in EPSG:4546; X = northing, Y = easting as in Chinese survey tables.
+
+    Line ends are looked up in ``pts`` and then in ``others`` (another layer of the same
+    delivery, for a line that joins the other system)."""
     w = np.round(town.to_world(pts[["x", "y"]].to_numpy()), 3)
     p = pts.drop(columns=["x", "y"]).copy()
     p.insert(2, "X", w[:, 1])
@@ -53,7 +57,10 @@ def _frame(town: Town, pts: pd.DataFrame, lines: pd.DataFrame | None) -> tuple[g
     gp = gpd.GeoDataFrame(p, geometry=shapely.points(w), crs=SOURCE_EPSG)
     if lines is None:
         return gp, None
-    idx = {k: i for i, k in enumerate(p["物探点号"])}
+    if others is not None:
+        w = np.r_[w, np.round(town.to_world(others[["x", "y"]].to_numpy()), 3)]
+    keys = list(p["物探点号"]) + ([] if others is None else list(others["物探点号"]))
+    idx = {k: i for i, k in reversed(list(enumerate(keys)))}
     a = np.array([idx[k] for k in lines["起点点号"]])
     b = np.array([idx.get(k, -1) for k in lines["终点点号"]])
     end = np.where((b >= 0)[:, None], w[np.maximum(b, 0)], w[a] + [20.0, 0.0])   # a missing end point: 20 m east
@@ -95,7 +102,7 @@ def _drainage(town: Town, rng: np.random.Generator, mode: str, found: list) -> t
         wsp = pd.concat([wsp, orphan], ignore_index=True)
         found.append(dfx.orphan_point(wsp, "WS"))
         d15.row, d16.row = e15 + 1, e16 + 1
-    frames = [_frame(town, ysp, ysl), _frame(town, wsp, wsl)]
+    frames = [_frame(town, ysp, ysl, others=wsp), _frame(town, wsp, wsl)]
     layers = [("YSPOINT", frames[0][0]), ("YSLINE", frames[0][1]), ("WSPOINT", frames[1][0]), ("WSLINE", frames[1][1])]
     return layers, {"ys_edges": len(ys_g.u), "planted_edges": planted, "ys_graph": ys_g, "hy": hy}
 
@@ -127,9 +134,9 @@ def _error_defects(jsp: pd.DataFrame, jsl: pd.DataFrame, rqp: pd.DataFrame, rql:
 
 def _admin(town: Town) -> gpd.GeoDataFrame:
     rows = town.admin_areas()
-    level = {"county": "区县", "street": "街道", "community": "社区"}
+    level = {"county": "区", "street": "街道", "community": "社区"}
     df = gpd.GeoDataFrame({
-        "行政区代码": [r["code"] for r in rows], "名称": [r["name"] for r in rows],
+        "区划代码": [r["code"] for r in rows], "名称": [r["name"] for r in rows],
         "级别": ["乡镇" if r["name"].endswith("镇") else level[r["level"]] for r in rows],
         "上级代码": [r["parent"] for r in rows]},
         geometry=_world_polys(town, [r["geom"] for r in rows]), crs=SOURCE_EPSG)
@@ -160,7 +167,7 @@ def _samples(town: Town, bld: pd.DataFrame, lights: pd.DataFrame, admin: gpd.Geo
         "building": {"code": named["建筑编号"], "name": named["名称"], "floors": int(named["地上层数"]),
                      "lonlat": _lonlat(town, [c.x, c.y])[0]},
         "streetlight": {"pole_no": lights["灯杆编号"].iloc[0], "road": lights["道路名称"].iloc[0]},
-        "community": {"code": community["行政区代码"], "name": community["名称"]},
+        "community": {"code": community["区划代码"], "name": community["名称"]},
         "section": {"road": main.name, "line_lonlat": _lonlat(town, [[main.pos - 30, ymid], [main.pos + 30, ymid]]),
                     "networks_crossed": ["YS", "WS", "RQ", "JS", "TX", "LD"]},
     }

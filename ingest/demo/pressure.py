@@ -109,7 +109,7 @@ def tables(town: Town, g: Graph, net: str, rng: np.random.Generator) -> tuple[pd
         lines["设计压力"] = np.where(kind == "lp", 0.005, 0.2)
         lines["埋设方式"] = "直埋"
     else:
-        lines["管径"] = np.where(main, "400X200", "300X200")
+        lines["管径"] = "110"                      # Φ110 PVC ducts in a 管块 (总孔数 per block)
         lines["材质"] = "PVC"
         lines["埋设方式"] = "管块"
         lines["总孔数"] = np.where(main, 12, 6)

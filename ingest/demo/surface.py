@@ -48,7 +48,7 @@ USES = {
     "pub": Use((82, 52), (50, 65), (16, 20), ([3, 4, 5], [.3, .4, .3]), (["钢筋混凝土结构"], [1.0]),
                (["教育", "医疗卫生", "行政办公", "文化"], [.45, .2, .2, .15]), (3.9, 4.2), (1995, 2022), False, 0.0),
     "ind": Use((92, 72), (50, 75), (30, 50), ([1, 2], [.7, .3]), (["钢结构", "钢筋混凝土结构"], [.7, .3]),
-               (["生产加工", "仓储物流"], [.6, .4]), (6.0, 8.0), (2003, 2022), False, 0.0),
+               (["生产加工", "仓储物流"], [.6, .4]), (4.5, 5.0), (2003, 2022), False, 0.0),
 }
 COMPOUNDS = ["金霞", "桃源", "锦绣", "阳光", "翠湖", "滨江", "书香", "鼎盛", "朗州", "御景", "紫荆", "丹阳", "和谐", "富康"]
 
@@ -98,7 +98,7 @@ def green_spaces(town: Town, uses: dict, rng: np.random.Generator) -> tuple[pd.D
     names = {"G11": "综合公园", "G12": "社区公园", "G14": "游园", "G2": "防护绿地", "RG": "居住用地附属绿地",
              "AG": "公共管理与公共服务设施用地附属绿地"}
     df = pd.DataFrame({"绿地编号": [f"GS{k:04d}" for k in range(1, len(rows) + 1)],
-                       "名称": [r[0] for r in rows], "大类": [r[1] for r in rows], "类别代码": [r[2] for r in rows],
+                       "名称": [r[0] for r in rows], "大类": [r[1] for r in rows], "绿地类别": [r[2] for r in rows],
                        "类别名称": [names[r[2]] for r in rows], "geometry": [r[3] for r in rows]})
     df["面积"] = np.round(shapely.area(df["geometry"].to_numpy()), 1)
     df["养护单位"] = "鼎城区园林绿化中心"
@@ -160,7 +160,7 @@ def _attributes(town: Town, polys: np.ndarray, kind: str, use: Use, ij: tuple[in
     n = len(polys)
     floors = rng.choice(use.floors[0], n, p=use.floors[1])
     storey = rng.uniform(*use.storey, n)
-    height = np.round(floors * storey + rng.uniform(0.3, 1.2, n), 1)
+    height = np.round(floors * storey + rng.uniform(0.3, 0.8, n), 1)
     height[rng.random(n) < 0.1] = np.nan                       # 建筑高度 often not surveyed
     below = np.where((kind in ("res", "com")) & (floors >= 8), 1, 0)
     area = shapely.area(polys)
