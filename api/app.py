@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout = settings.db.statement_timeout_ms
         app.state.pool = await asyncpg.create_pool(
             url, min_size=settings.db.pool_min, max_size=settings.db.pool_max,
-            init=lambda c: _init_connection(c, timeout), command_timeout=max(timeout / 1000 * 2, 5))
+            init=lambda c: _init_connection(c, timeout), command_timeout=max(timeout / 1000 * 2, 5),
+            # startup parameters survive the pool's RESET ALL on release (a SET in init does not)
+            server_settings={"statement_timeout": str(int(timeout)), "jit": "off"})
         for hook in app.state.startup_hooks:
             await hook(app)
         try:

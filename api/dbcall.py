@@ -33,7 +33,7 @@ async def run(conn: asyncpg.Connection, method: str, sql: str, *args: Any) -> An
     """``conn.fetch`` / ``fetchrow`` / ``fetchval`` with the error mapping above."""
     try:
         return await getattr(conn, method)(sql, *args)
-    except asyncpg.exceptions.QueryCanceledError as exc:
+    except (asyncpg.exceptions.QueryCanceledError, TimeoutError) as exc:  # server or client-side timeout
         raise timeout_error() from exc
     except _INPUT_ERRORS as exc:
         log.info("query rejected (%s): %s", type(exc).__name__, exc)
