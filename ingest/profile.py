@@ -184,12 +184,24 @@ def match_columns(spec: LayerSpec, columns: Sequence[str]) -> dict[str, str]:
         by_norm.setdefault(norm_name(c), c)
     out: dict[str, str] = {}
     for col, fs in spec.fields.items():
-        for alias in [*fs.aliases, col]:
+        names = [*fs.aliases, col]
+        # DBF field names hold 10 bytes: UTF-8 Chinese names arrive cut (物探点号 → 物探点)
+        names += [t for t in (_dbf_truncated(a) for a in names) if t]
+        for alias in names:
             hit = by_norm.get(norm_name(alias))
-            if hit is not None:
+            if hit is not None and hit not in out.values():
                 out[col] = hit
                 break
     return out
+
+
+def _dbf_truncated(alias: str) -> str | None:
+    """The alias as a 10-byte UTF-8 DBF field name, when that differs from the alias."""
+    raw = alias.encode("utf-8")
+    if len(raw) <= 10:
+        return None
+    cut = raw[:10].decode("utf-8", errors="ignore")
+    return cut if len(cut) >= 2 else None
 
 
 def _name_match(spec: LayerSpec, layer_name: str) -> dict[str, str] | None:

@@ -21,6 +21,7 @@ from cim.errors import UnreadableInput
 from ingest.crsdetect import parse_prj
 from ingest.encoding import dbf_encoding
 from ingest.readers import SourceLayer, geometry_kind
+from ingest.readers.dbf import read_dbf_frame
 
 
 def _sibling(path: Path, ext: str) -> Path | None:
@@ -30,10 +31,12 @@ def _sibling(path: Path, ext: str) -> Path | None:
     return None
 
 
-def _read(path: Path, layer: str | int | None = None, encoding: str | None = None):
+def _read(path: Path, layer: str | int | None = None, encoding: str | None = None, columns=None):
     """pyogrio read with bilingual errors."""
     try:
         kw = {"layer": layer} if layer is not None else {}
+        if columns is not None:
+            kw["columns"] = columns
         if encoding:
             kw["encoding"] = encoding
         meta, _fids, wkb, fields = pyogrio.raw.read(path, **kw)
@@ -68,10 +71,22 @@ def check_shapefile(shp: Path) -> None:
 
 
 def read_shapefile(shp: Path, rel: str) -> SourceLayer:
-    """One shapefile set: encoding from .cpg or the bytes, CRS from .prj (None without one)."""
+    """One shapefile set: encoding from .cpg or the bytes, CRS from .prj (None without one).
+
+    Geometries come from GDAL; attributes from :mod:`ingest.readers.dbf` so that the chosen
+    encoding applies to field names and values alike (GDAL is used when records are deleted).
+    """
     check_shapefile(shp)
-    enc = dbf_encoding(_sibling(shp, ".dbf"))
-    meta, frame, geom = _read(shp, encoding=enc.encoding)
+    dbf = _sibling(shp, ".dbf")
+    enc = dbf_encoding(dbf)
+    frame, deleted = read_dbf_frame(dbf, enc.encoding)
+    if deleted:
+        meta, frame, geom = _read(shp, encoding=enc.encoding)
+    else:
+        meta, _empty, geom = _read(shp, encoding="ISO-8859-1", columns=[])
+        if geom is not None and len(geom) != len(frame):
+            raise UnreadableInput(f"{shp.name} 的几何数（{len(geom)}）与属性行数（{len(frame)}）不一致",
+                                  f"{shp.name}: {len(geom)} geometries but {len(frame)} attribute rows", file=rel)
     prj = _sibling(shp, ".prj")
     crs = parse_prj(prj.read_text(errors="replace")) if prj is not None else None
     zh, en = enc.describe()
@@ -83,7 +98,9 @@ def read_shapefile(shp: Path, rel: str) -> SourceLayer:
 def read_dbf(dbf: Path, rel: str) -> SourceLayer:
     """A DBF table without geometry (survey table form)."""
     enc = dbf_encoding(dbf)
-    _meta, frame, _geom = _read(dbf, encoding=enc.encoding)
+    frame, deleted = read_dbf_frame(dbf, enc.encoding)
+    if deleted:
+        _meta, frame, _geom = _read(dbf, encoding=enc.encoding)
     zh, en = enc.describe()
     layer = SourceLayer(dbf.stem, rel, frame, None, "none", None, enc.encoding)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))

@@ -125,24 +125,40 @@ def write_xlsx(path: Path, sheets: dict[str, pd.DataFrame]) -> Path:
 def zip_folder(folder: Path, path: Path, *, utf8_names: bool = True, arc_prefix: str = "") -> Path:
     """Zip every file of ``folder``. Without ``utf8_names`` member names are stored as GBK bytes
     without the UTF-8 flag, as Chinese Windows zip tools do."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(folder.rglob("*")):
-            if not f.is_file():
-                continue
-            name = arc_prefix + f.relative_to(folder).as_posix()
-            if utf8_names:
+    files = [f for f in sorted(folder.rglob("*")) if f.is_file()]
+    names = [arc_prefix + f.relative_to(folder).as_posix() for f in files]
+    if utf8_names:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f, name in zip(files, names, strict=True):
                 zf.write(f, name)
-            else:
-                add_raw_name(zf, name.encode("gbk"), f.read_bytes())
+        return path
+    return zip_raw_names(path, {n.encode("gbk"): f.read_bytes() for f, n in zip(files, names, strict=True)})
+
+
+def zip_raw_names(path: Path, members: dict[bytes, bytes]) -> Path:
+    """A zip whose member names are the given bytes, stored without the UTF-8 flag (bit 11).
+
+    Python's zipfile flags every non-ASCII name as UTF-8, so members are written under ASCII
+    placeholders of the same byte length, which are then replaced in the finished archive.
+    """
+    placeholders = {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, (raw, data) in enumerate(members.items()):
+            ph = f"~{i:0{max(len(raw) - 1, 1)}d}"[: max(len(raw), 2)]
+            assert len(ph) == len(raw), "names of one byte are not supported"
+            placeholders[ph.encode()] = raw
+            zf.writestr(ph, data)
+    blob = path.read_bytes()
+    for ph, raw in placeholders.items():
+        assert blob.count(ph) == 2
+        blob = blob.replace(ph, raw)
+    path.write_bytes(blob)
     return path
 
 
 def add_raw_name(zf: zipfile.ZipFile, raw_name: bytes, data: bytes) -> None:
-    """Add a member whose name bytes are stored as given, without the UTF-8 flag (bit 11)."""
-    info = zipfile.ZipInfo(raw_name.decode("cp437"))
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.flag_bits &= ~0x800
-    zf.writestr(info, data)
+    """Add an ASCII-named member (non-ASCII names need :func:`zip_raw_names`)."""
+    zf.writestr(raw_name.decode("ascii"), data)
 
 
 def zip_entries(path: Path, entries: dict[str, bytes]) -> Path:

@@ -1,0 +1,79 @@
+"""Zip defences: path traversal, absolute paths, symlinks, zip bombs, empty and fake zips,
+type sniffing. Nothing is written outside the work directory."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fixtures import write_network_shapefiles, zip_bomb, zip_entries, zip_folder, zip_with_symlink  # noqa: E402
+
+from cim.errors import UnreadableInput  # noqa: E402
+from cim.settings import IngestSettings  # noqa: E402
+from ingest.read import read_delivery  # noqa: E402
+from ingest.readers.archive import extract_zip, sniff  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["../evil.shp", "a/../../evil.shp", "/etc/evil.shp", "C:/evil.shp",
+                                  "..\\evil.shp"])
+def test_path_traversal_and_absolute_names(tmp_path, name):
+    z = zip_entries(tmp_path / "t.zip", {"ok.csv": b"a,b\n1,2\n", name: b"x"})
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(UnreadableInput) as exc:
+        extract_zip(z, work, IngestSettings())
+    assert "path" in exc.value.en
+    assert not any(work.rglob("*"))                # refused before anything was written
+    assert not (tmp_path / "evil.shp").exists()
+
+
+def test_symlink_member(tmp_path):
+    z = zip_with_symlink(tmp_path / "s.zip")
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(z)
+    assert "symbolic link" in exc.value.en
+
+
+def test_zip_bomb_ratio_and_total(tmp_path):
+    z = zip_bomb(tmp_path / "bomb.zip", megabytes=64)
+    assert z.stat().st_size < 1 << 20
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(z)
+    assert "zip bomb" in exc.value.en
+    with pytest.raises(UnreadableInput) as exc:
+        extract_zip(z, tmp_path, IngestSettings(max_unzipped_mb=16, max_zip_ratio=1e9))
+    assert "limit" in exc.value.en
+
+
+def test_empty_zip_and_fake_zip(tmp_path):
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w"):
+        pass
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(empty)
+    assert "empty" in exc.value.en
+    fake = tmp_path / "fake.zip"
+    fake.write_text("this is a text file with a zip name")
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(fake)
+    assert exc.value.zh and "zip" in exc.value.en
+
+
+def test_extension_must_match_content(tmp_path):
+    p = tmp_path / "points.gpkg"
+    p.write_text("not sqlite")
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(p)
+    assert "does not match" in exc.value.en
+    assert sniff(p) == "text"
+
+
+def test_nested_folder_inside_zip(tmp_path):
+    write_network_shapefiles(tmp_path / "d")
+    z = zip_folder(tmp_path / "d", tmp_path / "n.zip", arc_prefix="成果/管线/")
+    d = read_delivery(z, county="430702")
+    assert sorted(b.source_layer for b in d.batches) == ["YSLINE", "YSPOINT"]
