@@ -29,6 +29,7 @@ const result = await build({
 });
 
 copyFileSync(join(here, "src", "app.css"), join(dist, "app.css"));
+copyFileSync(join(here, "favicon.svg"), join(dist, "favicon.svg"));
 copyFileSync(join(here, "node_modules", "maplibre-gl", "dist", "maplibre-gl.css"), join(dist, "maplibre-gl.css"));
 
 // The page: stamp asset URLs with the build time so browsers never mix an old app.js with new HTML.

@@ -79,6 +79,7 @@ export const postJSON = (path, body, opts) => send("POST", path, body, opts);
 export const postForm = (path, form, opts) => send("POST", path, undefined, { ...opts, form });
 
 const cache = new Map();
+const dictionaries = new Map();
 
 /** GET once per page life (catalogue, dictionaries): concurrent callers share one request. */
 export function getCached(path) {
@@ -102,12 +103,15 @@ export async function layerCatalog() {
  * Code → name lookup for one dictionary table (/api/dictionaries/{table}). Resolves to an empty
  * Map when the dictionary endpoint is missing, so codes are shown as they are.
  */
-export async function dictionary(table) {
-  try {
-    const rows = await getCached(`/api/dictionaries/${encodeURIComponent(table)}`);
-    return new Map(rows.map((r) => [String(r.code), r]));
-  } catch (err) {
-    if (err instanceof ApiError) return new Map();
-    throw err;
+export function dictionary(table) {
+  if (!dictionaries.has(table)) {
+    dictionaries.set(table, getJSON(`/api/dictionaries/${encodeURIComponent(table)}`, { what: "GET /api/dictionaries/{table}" })
+      .then((rows) => new Map((rows || []).map((r) => [String(r.code), r])))
+      .catch((err) => {
+        if (!(err instanceof ApiError)) dictionaries.delete(table);
+        console.warn(`dictionary ${table}: ${err.message_en || err}`);
+        return new Map();
+      }));
   }
+  return dictionaries.get(table);
 }

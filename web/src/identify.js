@@ -72,6 +72,10 @@ export class Identify {
   async show(lngLat, features, catalog) {
     const body = el("div", { class: "identify" }, el("div", { class: "identify-count" },
       features.length ? t("identify.count", { n: features.length }) : t("identify.none")));
+    // Nearest first as the server orders them, but the base geography (admin areas, which
+    // contain every click) after the city objects.
+    const base = (f) => (catalog.get(f.layer)?.group === "base" ? 1 : 0);
+    features = [...features].sort((a, b) => base(a) - base(b));
     for (const f of features) {
       const spec = catalog.get(f.layer);
       const title = spec ? pick(spec, "title") : f.layer_title_zh || f.layer;

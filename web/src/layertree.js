@@ -58,6 +58,9 @@ export class LayerTree {
       const groupTitle = getLang() === "en" ? t(`group.${group}`) : spec0?.group_zh || t(`group.${group}`);
       const details = el("details", { open: true, class: "tree-group", dataset: { group } }, el("summary", {}, groupTitle));
       for (const item of layers) details.append(this.layerRow(item, catalog.get(item.id)));
+      if (this.networks.length && layers.some((item) => this.isAllNetwork(catalog.get(item.id)))) {
+        details.append(el("div", { class: "tree-subtitle" }, t("tree.networks")), this.networkList());
+      }
       root.append(details);
     }
     root.append(this.basemapGroup());
@@ -71,10 +74,12 @@ export class LayerTree {
       onchange: (e) => this.setVisible(item.id, e.target.checked) });
     const slider = el("input", { type: "range", min: 0, max: 1, step: 0.05, value: this.opacity.get(item.id) ?? 1,
       title: t("tree.opacity"), dataset: { opacity: item.id }, oninput: (e) => this.setOpacity(item.id, Number(e.target.value)) });
-    const row = el("div", { class: "tree-layer" }, el("label", {}, box, " ", title), slider);
-    const hasNetwork = spec?.attributes?.some((a) => a.name === "network") && !spec?.where?.network;
-    if (hasNetwork && this.networks.length) row.append(this.networkList());
-    return row;
+    return el("div", { class: "tree-layer" }, el("label", {}, box, " ", title), slider);
+  }
+
+  /** A layer of every network, coloured by network (the network switches filter it). */
+  isAllNetwork(spec) {
+    return spec?.style?.color_by === "network";
   }
 
   /** Network switches (shared by every all-network pipeline layer). */
@@ -84,8 +89,8 @@ export class LayerTree {
       const sw = (key, label, color, cls) => el("label", { class: cls },
         el("input", { type: "checkbox", checked: !this.hiddenNetworks.has(key), dataset: { network: key },
           onchange: (e) => this.setNetwork(key, e.target.checked) }),
-        el("span", { class: "swatch line", style: `background:${color}` }), ` ${key.split("/").pop()} ${label}`);
-      list.append(sw(n.code, n.label, n.color, "net"));
+        el("span", { class: "swatch line", style: `background:${color}` }), ` ${key.split("/").pop()} ${label === key ? "" : label}`);
+      list.append(sw(n.code, n.label || n.code, n.color, "net"));
       for (const s of n.subtypes) list.append(sw(`${n.code}/${s.code}`, s.label, n.color, "net sub"));
     }
     return list;
@@ -93,7 +98,7 @@ export class LayerTree {
 
   /** Networks from the all-network layer's colour table, with names from dict_network. */
   async networkChoices(catalog) {
-    const spec = [...catalog.values()].find((s) => s.style?.color_by === "network" && !s.where?.network);
+    const spec = [...catalog.values()].find((s) => this.isAllNetwork(s));
     if (!spec) return [];
     const dict = await dictionary("dict_network");
     const name = (code) => (dict.get(code) ? pick(dict.get(code), "name") : "");
@@ -141,7 +146,7 @@ export class LayerTree {
   setNetwork(key, on) {
     if (on) this.hiddenNetworks.delete(key);
     else this.hiddenNetworks.add(key);
-    const targets = [...this.catalog.values()].filter((s) => s.attributes?.some((a) => a.name === "network") && !s.where?.network);
+    const targets = [...this.catalog.values()].filter((s) => this.isAllNetwork(s));
     for (const spec of targets) for (const id of this.styleIdsOf(spec.id)) this.map.setFilter(id, this.networkFilter(this.original.get(id)?.filter));
   }
 

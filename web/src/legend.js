@@ -10,14 +10,17 @@ const COLOR_PROP = { fill: "fill-color", line: "line-color", circle: "circle-col
 /** Entries of a colour value: [{value, color}] (value null for the single or default colour). */
 export function colorEntries(color) {
   if (typeof color === "string") return { attr: null, entries: [{ value: null, color }] };
-  if (Array.isArray(color) && color[0] === "match" && Array.isArray(color[1]) && color[1][0] === "get") {
+  // ["match", ["get", attr], …] or ["match", ["to-string", ["get", attr]], …]
+  let input = Array.isArray(color) && color[0] === "match" ? color[1] : null;
+  if (Array.isArray(input) && input[0] === "to-string") input = input[1];
+  if (Array.isArray(input) && input[0] === "get") {
     const entries = [];
     for (let i = 2; i < color.length - 1; i += 2) {
       const values = Array.isArray(color[i]) ? color[i] : [color[i]];
       for (const v of values) entries.push({ value: String(v), color: color[i + 1] });
     }
     entries.push({ value: null, color: color.at(-1) });
-    return { attr: color[1][1], entries };
+    return { attr: input[1], entries };
   }
   return { attr: null, entries: [] };
 }

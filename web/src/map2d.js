@@ -100,8 +100,12 @@ function showCoordinates(map) {
  */
 export async function createMap() {
   const { style, ok } = await loadStyle();
+  // Basemap rasters go just above the style's own background layer(s), below every data layer.
   const base = await basemapLayers(style);
-  style.layers = [...base, ...(style.layers || [])];
+  const layers = style.layers || [];
+  const backgrounds = layers.filter((l) => l.type === "background");
+  const rest = layers.filter((l) => l.type !== "background");
+  style.layers = [...(backgrounds.length ? backgrounds : base.slice(0, 1)), ...base.slice(1), ...rest];
   const hasHash = /^#\d/.test(window.location.hash);
   const map = new maplibregl.Map({
     container: "map",

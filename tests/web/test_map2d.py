@@ -1,0 +1,103 @@
+"""The 2D map in headless Chromium: loads cleanly, draws the layers, layer tree and legend work.
+
+Pixel checks read the screenshot of the map canvas and look for the colours the catalogue
+gives the layers (CJJ 61 network colours, the residential building fill) blended with their
+opacity over the style's background.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web.conftest import open_map, wait_idle
+from tests.web.pixels import blend, count_near, decode_png
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _map_pixels(page, artifacts, name):
+    png = page.locator("#map").screenshot()
+    (artifacts / name).write_bytes(png)
+    return decode_png(png)
+
+
+def _style_color(page, layer_id: str, prop: str, value: str, default_bg: str = "#f4f2ee"):
+    """Colour for value `value` from the style's match expression plus the layer opacity and background."""
+    info = page.evaluate("""([id, prop]) => {
+        const m = window.cim.map; const st = m.getStyle();
+        const bg = st.layers.find((l) => l.type === 'background');
+        return {color: m.getPaintProperty(id, prop + '-color'), opacity: m.getPaintProperty(id, prop + '-opacity'),
+                bg: bg ? m.getPaintProperty(bg.id, 'background-color') : null};
+    }""", [layer_id, prop])
+    color = info["color"]
+    if isinstance(color, list):
+        pairs = dict(zip(color[2:-1:2], color[3:-1:2]))
+        color = pairs.get(value, color[-1])
+    bg = info["bg"] if isinstance(info["bg"], str) and info["bg"].startswith("#") else default_bg
+    return blend(color, float(info["opacity"] or 1), bg)
+
+
+def _toggle(page, layer_id: str, on: bool) -> None:
+    box = page.locator(f'#layertree input[data-layer="{layer_id}"]')
+    if box.count() and box.is_checked() != on:
+        box.click()
+
+
+def test_page_loads_without_console_errors(page, web_server, artifacts):
+    open_map(page, web_server)
+    page.screenshot(path=str(artifacts / "web_2d_page.png"))
+    assert page.errors == [], (page.errors, page.failed)
+    assert page.locator("#topbar h1").inner_text() == "CIM 一张图"
+    # the layer tree lists the catalogue layers in Chinese, grouped
+    tree = page.locator("#layertree").inner_text()
+    for title in ("房屋建筑", "地下管线(全部)", "园林绿地", "行政区划"):
+        assert title in tree
+    # one switch per CJJ 61 network under the all-network pipeline layer
+    for code in ("JS", "PS", "RQ", "DL", "TX"):
+        assert page.locator(f'#layertree input[data-network="{code}"]').count() == 1
+    # the legend comes from the style: the residential colour is labelled with its dictionary name
+    legend = page.locator("#legend").inner_text()
+    assert "住宅" in legend and "房屋建筑" in legend
+    # the cursor read-out gives CGCS2000 lon/lat and the GK 111°E coordinates
+    page.mouse.move(700, 400)
+    coords = page.locator("#coords").inner_text()
+    assert "CGCS2000" in coords and "GK 111°E" in coords
+
+
+def test_layers_render_in_the_canvas(page, web_server, artifacts):
+    open_map(page, web_server)
+    for layer in ("drainage_pipes", "gas_pipes", "drainage_nodes", "gas_points", "pipeline_points", "streetlights"):
+        _toggle(page, layer, False)
+    wait_idle(page)
+    img = _map_pixels(page, artifacts, "web_2d_layers.png")
+    js = _style_color(page, "pipeline_segments", "line", "JS")
+    rq = _style_color(page, "pipeline_segments", "line", "RQ")
+    ps = _style_color(page, "pipeline_segments", "line", "PS")
+    house = _style_color(page, "buildings", "fill", "ZZ")
+    assert count_near(img, js) > 100, f"no 给水 cyan {js} in the canvas"
+    assert count_near(img, rq) > 100, f"no 燃气 magenta {rq} in the canvas"
+    assert count_near(img, ps) > 100, f"no 排水 brown {ps} in the canvas"
+    assert count_near(img, house, tol=14) > 400, f"no residential building fill {house} in the canvas"
+
+    # switching the 给水 network off in the tree removes its colour from the canvas
+    page.locator('#layertree input[data-network="JS"]').click()
+    wait_idle(page)
+    img = _map_pixels(page, artifacts, "web_2d_no_js.png")
+    assert count_near(img, js) < 5
+    assert count_near(img, rq) > 100
+
+    # opacity 0 on buildings removes the building fill
+    page.locator('#layertree input[data-opacity="buildings"]').fill("0")
+    wait_idle(page)
+    img = _map_pixels(page, artifacts, "web_2d_buildings_transparent.png")
+    assert count_near(img, house, tol=14) < 20
+
+
+def test_english_switch(page, web_server):
+    open_map(page, web_server)
+    page.locator("#btn-lang").click()
+    assert page.locator("#topbar h1").inner_text() == "CIM One Map"
+    assert "Buildings" in page.locator("#layertree").inner_text()
+    assert page.locator("#search-input").get_attribute("placeholder").startswith("Search")
+    page.locator("#btn-lang").click()
+    assert "房屋建筑" in page.locator("#layertree").inner_text()
