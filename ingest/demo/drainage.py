@@ -38,12 +38,12 @@ def build(town: Town, net: str, rng: np.random.Generator) -> Graph:
     nx, ny = len(town.ns_roads), len(town.ew_roads)
     for i, ns in enumerate(town.ns_roads):
         for j in range(ny - 1, 0, -1):
-            g.path([J[i][j], *g.mids(J[i][j], J[i][j - 1], 58, ns, rng), J[i][j - 1]], ns)
+            g.path([J[i][j], *g.mids(J[i][j], J[i][j - 1], 55, ns, rng), J[i][j - 1]], ns)
     for j, ew in enumerate(town.ew_roads):
         if net == "WS" and j == 0:
             continue
         for i in range(nx - 1):
-            m = g.mids(J[i][j], J[i + 1][j], 58, ew, rng)
+            m = g.mids(J[i][j], J[i + 1][j], 55, ew, rng)
             g.path([*m, J[i + 1][j]] if net == "YS" else [*m[::-1], J[i][j]], ew)
     river_road = town.ew_roads[0]
     if net == "YS":
@@ -54,7 +54,7 @@ def build(town: Town, net: str, rng: np.random.Generator) -> Graph:
     else:
         pumps = [p for p in range(nx) if p % 4 == 2] or [nx // 2]
         for i in range(nx - 1):
-            m = g.mids(J[i][0], J[i + 1][0], 58, river_road, rng)
+            m = g.mids(J[i][0], J[i + 1][0], 55, river_road, rng)
             g.path(_interceptor_chain(J, i, m, pumps), river_road)
         for p in pumps:
             k = g.node(g.x[J[p][0]], river_road.pos - river_road.width / 2 - 8.0, "pump", river_road)
@@ -141,7 +141,7 @@ def tables(town: Town, g: Graph, net: str, h: dict[str, np.ndarray], rng: np.ran
     pts["附属物"] = None
     well = np.where(rng.random(n) < 0.06, "沉泥井", "检修井")
     pts.loc[manhole, "附属物"] = well[manhole]
-    pts.loc[manhole, "点符号代码"] = np.where(well[manhole] == "沉泥井", f"520{sub}2211", f"520{sub}2202")
+    pts.loc[manhole, "点符号代码"] = np.where(well[manhole] == "沉泥井", f"52{sub}2211", f"52{sub}2202")
     pts.loc[role == "inlet", ["附属物", "点符号代码"]] = ["雨水箅", "52012204"]
     pts.loc[role == "outfall", ["特征", "点符号代码"]] = ["出水口", "52012105"]
     pts.loc[role == "pump", ["附属物", "点符号代码"]] = ["泵站", "52022221"]
@@ -194,7 +194,7 @@ def tables(town: Town, g: Graph, net: str, h: dict[str, np.ndarray], rng: np.ran
     lines["所在道路"] = g.e_road
     lines["数据来源"] = "探测"
     lines["状态"] = "在用"
-    lines["点符号代码"] = f"520{sub}1000"
+    lines["点符号代码"] = f"52{sub}1000"
     lines["_u"], lines["_v"] = u, v
     return pts, lines
 

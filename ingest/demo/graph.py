@@ -64,7 +64,7 @@ class Graph:
         """Intermediate nodes strictly between nodes a and b, at most ``max_len`` apart."""
         ax, ay, bx, by = self.x[a], self.y[a], self.x[b], self.y[b]
         n = max(1, math.ceil(math.hypot(bx - ax, by - ay) / max_len))
-        t = (np.arange(1, n) + rng.uniform(-0.06, 0.06, n - 1)) / n
+        t = (np.arange(1, n) + rng.uniform(-0.03, 0.03, n - 1)) / n
         return [self.node(ax + (bx - ax) * s, ay + (by - ay) * s, "mid", road) for s in t]
 
     def path(self, nodes: list[int], road: Road, kind: str = "main") -> None:

@@ -54,12 +54,15 @@ COMPOUNDS = ["金霞", "桃源", "锦绣", "阳光", "翠湖", "滨江", "书香
 
 
 def block_uses(town: Town, rng: np.random.Generator) -> dict[tuple[int, int], str]:
-    """Land use per block (i, j); the riverside block in the middle is the town park."""
-    kinds, p = ["old", "res", "com", "pub", "ind"], [.2, .42, .28, .06, .04]
-    out = {}
+    """Land use per block (i, j) in fixed proportions; the riverside block in the middle is the park."""
+    kinds, share = ["old", "res", "com", "pub", "ind"], [.12, .44, .32, .07, .05]
     park = ((len(town.xs) - 2) // 2, 0)
-    for i, j, _ in town.blocks():
-        out[(i, j)] = "park" if (i, j) == park else str(rng.choice(kinds, p=p))
+    keys = [(i, j) for i, j, _ in town.blocks() if (i, j) != park]
+    counts = np.floor(np.array(share) * len(keys)).astype(int)
+    counts[1] += len(keys) - counts.sum()
+    pool = rng.permutation(np.repeat(kinds, counts))
+    out = dict(zip(keys, (str(k) for k in pool), strict=True))
+    out[park] = "park"
     return out
 
 
