@@ -26,6 +26,7 @@ from layers.spec import LayerSpec
 
 MAX_ZOOM = 24
 WEB_MERCATOR = 3857
+SAME_AS_WGS84 = {4490}  # geographic CRSs whose PROJ operation to 3857 has no datum shift
 # MapLibre draws a tile 512 px wide; one screen pixel is extent/512 tile units.
 TILE_PX = 512
 
@@ -59,6 +60,21 @@ class CompiledLayer:
         return self.spec.minzoom <= z <= self.spec.maxzoom
 
 
+def to_web_mercator(expr: str, srid: int) -> str:
+    """SQL moving a geometry expression of ``srid`` to EPSG:3857 for output.
+
+    For CGCS2000 (EPSG:4490) PROJ's only operation to EPSG:3857 is a ballpark (zero) offset to
+    WGS 84 followed by the Web Mercator projection, so relabelling the coordinates as EPSG:4326
+    gives identical output while taking PostGIS's much cheaper 4326 → 3857 path
+    (tests/tiles/test_tile_sql.py checks the equality).
+    """
+    if srid == WEB_MERCATOR:
+        return expr
+    if srid in SAME_AS_WGS84:
+        return f"ST_Transform(ST_SetSRID({expr}, 4326), {WEB_MERCATOR})"
+    return f"ST_Transform({expr}, {WEB_MERCATOR})"
+
+
 def _select_list(spec: LayerSpec, band: Band) -> list[str]:
     """Exposed attributes; centroid bands keep only what the style needs (colour, label)."""
     names = [a.name for a in spec.attributes]
@@ -84,7 +100,7 @@ def _fragment(spec: LayerSpec, band: Band, settings: TileSettings, first_param: 
     srid = int(spec.geometry.srid)
     px = extent / TILE_PX
     src = f"ST_Centroid({geom})" if band.centroid else geom
-    mvt = f"ST_AsMVTGeom(ST_Transform({src}, {WEB_MERCATOR}), ST_TileEnvelope($1, $2, $3), {extent}, {buffer}, true)"
+    mvt = f"ST_AsMVTGeom({to_web_mercator(src, srid)}, ST_TileEnvelope($1, $2, $3), {extent}, {buffer}, true)"
     if band.simplify:
         # generalise on the clipped tile-space geometry: tolerance of one screen pixel
         mvt = f"ST_SimplifyPreserveTopology(ST_SnapToGrid({mvt}, {px / 2}), {px})"

@@ -42,14 +42,26 @@ class TileService:
         self.budget = settings.max_tile_kb * 1024
         self.pool: asyncpg.Pool | None = None
 
-    async def start(self, pool: asyncpg.Pool) -> None:
-        """Bind the pool and start following data versions."""
-        self.pool = pool
-        await self.watcher.start(pool)
+    async def start(self, statement_timeout_ms: int, pool_max: int) -> None:
+        """Open the tile pool and start following data versions.
+
+        Tiles get a pool of their own so a burst of map traffic cannot starve the other
+        endpoints; its sessions run without parallel workers (on a small server, concurrent
+        tile requests already use every core) and with the shared statement timeout.
+        """
+        async def init(conn: asyncpg.Connection) -> None:
+            await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}; SET jit = off; "
+                               "SET max_parallel_workers_per_gather = 0")
+
+        self.pool = await asyncpg.create_pool(self.watcher.url, min_size=1, max_size=pool_max, init=init,
+                                              command_timeout=max(statement_timeout_ms / 1000 * 2, 5))
+        await self.watcher.start(self.pool)
 
     async def stop(self) -> None:
-        """Stop the version watcher."""
+        """Stop the version watcher and close the pool."""
         await self.watcher.stop()
+        if self.pool is not None:
+            await self.pool.close()
 
     def key(self, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> tuple:
         """Cache key: layers, their data versions, tile address."""

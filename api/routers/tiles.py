@@ -211,7 +211,7 @@ def register(app: FastAPI) -> None:
 
     async def start(app: FastAPI) -> None:
         svc = TileService(app.state.catalog, settings.tiles, db.resolve_url(settings.db))
-        await svc.start(app.state.pool)
+        await svc.start(settings.db.statement_timeout_ms, settings.db.pool_max)
         app.state.tiles = svc
 
     async def stop(app: FastAPI) -> None:

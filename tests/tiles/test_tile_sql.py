@@ -11,6 +11,7 @@ import subprocess
 
 import asyncpg
 import mapbox_vector_tile
+import psycopg2
 import pytest
 from pmtiles.reader import MmapSource, Reader, all_tiles
 
@@ -19,7 +20,7 @@ from layers.catalog import load_catalog
 from tests.conftest import CIM_BIN
 from tests.tiles.conftest import KNOWN_LAT, KNOWN_LON
 from tests.tiles.test_tile_content import tile_of
-from tiles.mvt import TileCompiler, cap_for_budget, layer_stats
+from tiles.mvt import TileCompiler, cap_for_budget, layer_stats, to_web_mercator
 
 
 @pytest.fixture
@@ -147,3 +148,16 @@ def test_server_serves_exported_archive(tile_data, cim, tmp_path):
         assert part.status_code == 206 and part.content[:7] == b"PMTiles" and len(part.content) == 127
     finally:
         srv.should_exit = True
+
+
+def test_cgcs2000_output_equals_the_exact_transform(tile_data):
+    """The fast 4490 → 3857 path (relabel as 4326) gives the same coordinates as ST_Transform from 4490."""
+    conn = psycopg2.connect(tile_data)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT max(ST_HausdorffDistance(ST_Transform(geom, 3857), " + to_web_mercator("geom", 4490) +
+                        ")), count(*) FROM (SELECT geom FROM cim.building ORDER BY id LIMIT 5000) s")
+            worst, n = cur.fetchone()
+    finally:
+        conn.close()
+    assert n == 5000 and worst < 1e-6  # metres
