@@ -145,6 +145,9 @@ def tables(town: Town, g: Graph, net: str, h: dict[str, np.ndarray], rng: np.ran
     pts.loc[role == "inlet", ["附属物", "点符号代码"]] = ["雨水箅", "52012204"]
     pts.loc[role == "outfall", ["特征", "点符号代码"]] = ["出水口", "52012105"]
     pts.loc[role == "pump", ["附属物", "点符号代码"]] = ["泵站", "52022221"]
+    # 设施类型: the drainage-census facility type (排水防涝设施普查) next to the CJJ 61 附属物
+    pts["设施类型"] = pd.Series(role).map({"junction": "检查井", "mid": "检查井", "inlet": "雨水口",
+                                         "outfall": "排放口", "pump": "泵站"}).to_numpy()
     pts["地面高程"] = ground
     pts["井深"] = np.where(manhole | (role == "inlet"), depth, np.nan)
     pts["井底高程"] = np.where(manhole | (role == "inlet"), inv, np.nan)
