@@ -10,6 +10,7 @@ served as is. Blocking work runs in the caller's thread pool (the API uses ``run
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -25,6 +26,7 @@ from tiles.threed import sources
 from tiles.threed.build import Plan, plan, render
 from tiles.threed.tileset import find
 
+_CONNECTIONS = 2   # rendering is CPU-bound; more parallel renders than cores only add latency
 MEDIA = {"glb": "model/gltf-binary", "b3dm": "application/octet-stream", "json": "application/json"}
 
 
@@ -39,6 +41,8 @@ class ThreeDService:
         self.per_tile = per_tile
         self.cache_bytes = cache_mb * 1024 * 1024
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(_CONNECTIONS)
         self._plans: dict[str, Plan] = {}
         self._locks = {layer: threading.Lock() for layer in sources.LAYERS}
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
@@ -46,12 +50,20 @@ class ThreeDService:
         self._cache_lock = threading.Lock()
 
     # -------------------------------------------------------------- connections
+    @contextlib.contextmanager
     def _conn(self):
-        if self._pool is None:
-            self._pool = psycopg2.pool.ThreadedConnectionPool(0, 2, self.url, application_name="cim-3dtiles")
-        conn = self._pool.getconn()
-        conn.autocommit = True
-        return conn
+        """A pooled connection; callers beyond the pool size wait (the pool itself would raise)."""
+        with self._slots:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(0, _CONNECTIONS, self.url,
+                                                                      application_name="cim-3dtiles")
+            conn = self._pool.getconn()
+            try:
+                conn.autocommit = True
+                yield conn
+            finally:
+                self._pool.putconn(conn)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -62,12 +74,8 @@ class ThreeDService:
     def versions(self, layer: str) -> dict[str, int]:
         """Current data versions of the layer's source tables."""
         check_layer(layer)
-        conn = self._conn()
-        try:
-            with conn.cursor() as cur:
-                allv = data_versions(cur)
-        finally:
-            self._pool.putconn(conn)
+        with self._conn() as conn, conn.cursor() as cur:
+            allv = data_versions(cur)
         return {t: int(allv.get(t, 0)) for t in sources.SOURCE_TABLES[layer]}
 
     # -------------------------------------------------------------- built folders
@@ -86,11 +94,8 @@ class ThreeDService:
             current = self._plans.get(layer)
             if current is not None and current.versions == versions:
                 return current
-            conn = self._conn()
-            try:
+            with self._conn() as conn:
                 p = plan(conn, layer, self.catalog, per_tile=self.per_tile)
-            finally:
-                self._pool.putconn(conn)
             if p is None:
                 raise NotFound(f"三维图层 {layer} 没有要素", f"3D layer {layer} has no features")
             # versions read again by plan(); the caller's snapshot is what the ETag promises
@@ -130,11 +135,8 @@ class ThreeDService:
             if hit is not None:
                 self._cache.move_to_end(ckey)
                 return hit, _etag(layer, p.versions, key)
-        conn = self._conn()
-        try:
+        with self._conn() as conn:
             data = render(conn, p.index.subset(leaf.members), leaf.region, self.catalog)
-        finally:
-            self._pool.putconn(conn)
         with self._cache_lock:
             self._cache[ckey] = data
             self._cache_size += len(data)
