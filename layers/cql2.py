@@ -303,7 +303,10 @@ def parse_text(text: str) -> Any:
         raise _bad("过长", f"longer than {MAX_FILTER_LEN} characters")
     if not text.strip():
         raise _bad("为空", "empty")
-    return _Parser(text).parse()
+    try:
+        return _Parser(text).parse()
+    except RecursionError as exc:
+        raise _bad("嵌套过深", "nesting too deep") from exc
 
 
 def parse_json(text: str | dict) -> Any:
@@ -313,6 +316,8 @@ def parse_json(text: str | dict) -> Any:
             raise _bad("过长", "too long")
         try:
             return json.loads(text)
+        except RecursionError as exc:
+            raise _bad("嵌套过深", "nesting too deep") from exc
         except ValueError as exc:
             raise _bad("不是有效的 JSON", "not valid JSON") from exc
     return text
