@@ -179,6 +179,11 @@ def check_area_of_use(crs: CRS, label: str, x: np.ndarray, y: np.ndarray, layer:
     with np.errstate(all="ignore"):
         lon, lat = to_storage(xs, ys, crs)
     bad = not (np.isfinite(lon).all() and np.isfinite(lat).all())
+    if not bad:
+        bad = bool((np.abs(lon) > 180).any() or (np.abs(lat) > 90).any())
+    tm = _tm_params(crs)
+    if not bad and aou is None and tm is not None and "cm" in tm:
+        bad = bool((np.abs(lon - tm["cm"]) > 6).any())
     if not bad and aou is not None:
         m = AREA_MARGIN_DEG
         bad = bool((lon < aou.west - m).any() or (lon > aou.east + m).any()
@@ -209,10 +214,8 @@ def resolve(declared: CRS | None, x: np.ndarray, y: np.ndarray, *, layer: str,
 
 def _resolve_declared(crs: CRS, b, x, y, layer: str) -> ResolvedCrs:
     epsg, zone = identify(crs)
-    if epsg is not None and zone is not None:
-        crs = crs_from_epsg(epsg)
-    elif epsg == STORAGE_SRID:
-        crs = crs_from_epsg(epsg)
+    if epsg is not None:
+        crs = crs_from_epsg(epsg)      # the registry definition carries the area of use
     out = ResolvedCrs(crs, _label(crs, epsg))
     if crs.is_geographic:
         if _looks_lonlat(b) is False:

@@ -23,7 +23,7 @@ from ingest.readers import SourceLayer
 
 SEED = Path(__file__).resolve().parent.parent / "cim" / "seed" / "dictionaries.yaml"
 UNIT_M = {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254, "ft": 0.3048}
-_NULLS = {"", "nan", "NaN", "None", "NULL", "null", "<NA>", "NaT", "-", "/", "—"}
+_NULLS = {"", "nan", "NaN", "None", "NULL", "null", "<NA>", "NaT"}
 
 
 @dataclass

@@ -77,6 +77,8 @@ def read_shapefile(shp: Path, rel: str) -> SourceLayer:
     encoding applies to field names and values alike (GDAL is used when records are deleted).
     """
     check_shapefile(shp)
+    prj = _sibling(shp, ".prj")
+    crs = parse_prj(prj.read_text(errors="replace")) if prj is not None else None
     dbf = _sibling(shp, ".dbf")
     enc = dbf_encoding(dbf)
     frame, deleted = read_dbf_frame(dbf, enc.encoding)
@@ -87,8 +89,6 @@ def read_shapefile(shp: Path, rel: str) -> SourceLayer:
         if geom is not None and len(geom) != len(frame):
             raise UnreadableInput(f"{shp.name} 的几何数（{len(geom)}）与属性行数（{len(frame)}）不一致",
                                   f"{shp.name}: {len(geom)} geometries but {len(frame)} attribute rows", file=rel)
-    prj = _sibling(shp, ".prj")
-    crs = parse_prj(prj.read_text(errors="replace")) if prj is not None else None
     zh, en = enc.describe()
     layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(meta.get("geometry_type")), crs, enc.encoding)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
