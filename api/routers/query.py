@@ -108,8 +108,8 @@ def _layers(request: Request, ids: list[str] | None) -> list[LayerSpec]:
     cat = deps.catalog(request)
     if ids is None:
         return cat.public()
-    if not ids or len(ids) > 50:
-        raise InvalidInput("layers 须为 1–50 个图层 id", "layers must list 1 to 50 layer ids")
+    if len(ids) > 50:
+        raise InvalidInput("layers 最多 50 个图层 id", "layers may list at most 50 layer ids")
     return [cat.get(i) for i in dict.fromkeys(ids)]
 
 
@@ -144,8 +144,10 @@ async def identify(body: IdentifyRequest, request: Request, who: Principal = QUE
     srid = _srid(body.crs)
     _check_lonlat(body.lon, body.lat, srid)
     specs = _layers(request, body.layers)
-    sql, args = lq.identify_sql(specs, body.lon, body.lat, srid, body.tolerance_m, body.limit)
-    rows = await _run(request, "fetch", sql, args)
+    rows = []
+    if specs:  # an empty layer list (nothing visible on the map) finds nothing
+        sql, args = lq.identify_sql(specs, body.lon, body.lat, srid, body.tolerance_m, body.limit)
+        rows = await _run(request, "fetch", sql, args)
     titles = {s.id: s.title_zh for s in specs}
     feats = [_with_members(r["f"], layer=r["layer"], layer_title_zh=titles[r["layer"]], distance_m=round(r["d"], 3))
              for r in rows]

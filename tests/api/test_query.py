@@ -30,6 +30,13 @@ def test_identify_point_in_building(client, seeded):
     assert b["geometry"]["type"] == "MultiPolygon"
 
 
+def test_identify_with_no_layers_finds_nothing(client, seeded):
+    r = client.post("/api/query/identify", json={"lon": 100.5021, "lat": 25.0051, "layers": []})
+    assert r.status_code == 200 and r.json()["features"] == []
+    r = client.post("/api/query/spatial", json={"geometry": {"type": "Point", "coordinates": [100.5, 25]}, "layers": []})
+    assert r.status_code == 200 and r.json() == {"layers": {}}
+
+
 def test_identify_tolerance_in_metres(client, seeded):
     lat = 25.00004  # about 4.4 m north of the JS pipe at lat 25.0000
     expected = _m(100.501, 25.0, 100.501, lat)
@@ -148,7 +155,7 @@ def test_stats_polygon_clips_lengths(client, seeded):
     ("identify", {"lon": "x", "lat": 25}), ("identify", {"lon": 500, "lat": 25}), ("identify", {"lat": 25}),
     ("identify", {"lon": 100, "lat": 25, "tolerance_m": -1}), ("identify", {"lon": 100, "lat": 25, "layers": ["nope"]}),
     ("identify", {"lon": 100, "lat": 25, "crs": "EPSG:99999"}), ("identify", {"lon": 100, "lat": 25, "extra": 1}),
-    ("identify", {"lon": 100, "lat": 25, "layers": []}),
+    ("identify", {"lon": 100, "lat": 25, "layers": ["buildings"] * 51}),
     ("spatial", {"geometry": {"type": "Polygon", "coordinates": [[1, 2]]}}), ("spatial", {"geometry": {"type": "Blob"}}),
     ("spatial", {"geometry": {"type": "Point", "coordinates": [100, 25]}, "op": "touches"}),
     ("spatial", {"geometry": {"type": "Point", "coordinates": [100, 25]}, "op": "dwithin"}),
