@@ -18,7 +18,7 @@ def _loaded(ctx: Ctx, batch: LayerBatch, bbox) -> tuple[np.ndarray, np.ndarray, 
     skip_same = bool(ctx.param("D01", "skip_same_source_layer", True))
     sql = (f"SELECT id, delivery_id, ST_AsBinary(geom) FROM cim.{quote_ident(batch.target)} "
            "WHERE county_code = %s AND is_current AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4490)")
-    args = [ctx.delivery.county_code, *bbox]
+    args = [ctx.delivery.county_code, *(float(v) for v in bbox)]  # numpy 2 scalars repr as np.float64(..)
     if skip_same:
         sql += " AND source_layer IS DISTINCT FROM %s"
         args.append(batch.source_layer)
