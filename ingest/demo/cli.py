@@ -12,6 +12,11 @@ from ingest.demo.defects import MODES
 app = typer.Typer(help="Demo county / 演示区县数据", no_args_is_help=True)
 
 
+@app.callback()
+def main() -> None:
+    """Demo county / 演示区县数据 (鼎城区 430703)."""
+
+
 @app.command("generate")
 def generate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output directory / 输出目录")],

@@ -149,8 +149,9 @@ def tables(town: Town, g: Graph, net: str, h: dict[str, np.ndarray], rng: np.ran
     pts["设施类型"] = pd.Series(role).map({"junction": "检查井", "mid": "检查井", "inlet": "雨水口",
                                          "outfall": "排放口", "pump": "泵站"}).to_numpy()
     pts["地面高程"] = ground
-    pts["井深"] = np.where(manhole | (role == "inlet"), depth, np.nan)
-    pts["井底高程"] = np.where(manhole | (role == "inlet"), inv, np.nan)
+    structure = manhole | np.isin(role, ["inlet", "outfall", "pump"])
+    pts["井深"] = np.where(structure, depth, np.nan)
+    pts["井底高程"] = np.where(structure, inv, np.nan)          # 井底 / 出口管底高程
     big = np.zeros(n, bool)
     big[u] |= h["dn"] >= 800
     pts["井盖规格"] = np.where(manhole, np.where(big, "Φ800", "Φ700"), np.where(role == "inlet", "750X450", None))
