@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,9 +22,9 @@ def generate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Output directory / 输出目录")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes")] = 7,
     scale: Annotated[float, typer.Option(help="Town area multiplier (1.0 ≈ 5 km²)")] = 1.0,
-    buildings: Annotated[Optional[int], typer.Option(help="Exact number of buildings")] = None,
-    segments: Annotated[Optional[int], typer.Option(help="At least about this many pipe segments")] = None,
-    points: Annotated[Optional[int], typer.Option(help="At least about this many pipe points")] = None,
+    buildings: Annotated[int | None, typer.Option(help="Exact number of buildings")] = None,
+    segments: Annotated[int | None, typer.Option(help="At least about this many pipe segments")] = None,
+    points: Annotated[int | None, typer.Option(help="At least about this many pipe points")] = None,
     defects: Annotated[str, typer.Option(help="Planted defects: warnings (loads), errors (rejected), none")] = "warnings",
 ) -> None:
     """Write a synthetic county survey delivery (鼎城区 430703) into OUT."""

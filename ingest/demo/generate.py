@@ -22,7 +22,6 @@ from pyproj import Transformer
 
 from ingest.demo import defects as dfx
 from ingest.demo import drainage, pressure, surface
-from ingest.demo.graph import Graph
 from ingest.demo.town import COUNTY_CODE, SOURCE_EPSG, Town
 from ingest.demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
 

@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 
 from ingest.demo.graph import KERB, Graph
-from ingest.demo.town import COUNTY_NAME, ROAD_CLASS_CODE, RIVER_HALF_WIDTH, Town
+from ingest.demo.town import COUNTY_NAME, RIVER_HALF_WIDTH, ROAD_CLASS_CODE, Town
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def write_xlsx(path: Path, sheets: list[tuple[str, list[str], list[list]]]) -> N
 
 def _normalise_zip(data: bytes, path: Path) -> None:
     """Rewrite an OOXML package with fixed entry times and fixed core-property dates."""
-    stamp = "%04d-%02d-%02dT12:00:00Z" % SURVEY_DATE
+    stamp = "{:04d}-{:02d}-{:02d}T12:00:00Z".format(*SURVEY_DATE)
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
             body = src.read(item.filename)

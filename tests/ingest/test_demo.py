@@ -226,7 +226,7 @@ def test_dem_matches_ground_elevations(demo):
     pts = _read(out, "排水管线.zip", "YSPOINT")
     with rasterio.open(out / "dem.tif") as src:
         assert src.crs.to_epsg() == 4546 and abs(src.res[0] - 5.0) < 1e-9
-        z = np.array([v[0] for v in src.sample(zip(pts.geometry.x, pts.geometry.y))])
+        z = np.array([v[0] for v in src.sample(zip(pts.geometry.x, pts.geometry.y, strict=True))])
     assert np.abs(z - pts["地面高程"].to_numpy()).max() < 0.2
     north = pts.geometry.y.to_numpy() > np.median(pts.geometry.y)
     assert pts["地面高程"][north].mean() > pts["地面高程"][~north].mean() + 2      # slopes down to the river
