@@ -50,6 +50,8 @@ class Generalisation(Strict):
     min_area_px: float | None = Field(None, ge=0, description="drop polygons smaller than this many square px")
     min_length_px: float | None = Field(None, ge=0, description="drop lines shorter than this many px")
     centroid_below: int | None = Field(None, ge=0, le=24, description="polygons as points below this zoom")
+    attributes_below: int | None = Field(None, ge=0, le=24, description="below this zoom, tiles carry only the "
+                                         "attributes the style uses (colour, label)")
 
 
 class Style(Strict):

@@ -54,9 +54,12 @@ def make_etag(fingerprint: str, key: tuple) -> str:
     return f'"{digest}"'
 
 
+GZIP_LEVEL = 3  # ~2× faster than level 6 on MVT for ~4 % more bytes; each tile is compressed once
+
+
 def make_entry(raw: bytes, etag: str) -> TileEntry:
     """Compress a rendered tile once (deterministic gzip: mtime 0)."""
-    gz = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+    gz = gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0) if raw else b""
     return TileEntry(gz, etag, len(raw))
 
 

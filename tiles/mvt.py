@@ -37,6 +37,8 @@ class Band:
 
     centroid: bool
     simplify: bool
+    full_attributes: bool = True
+    label: bool = True
 
 
 @dataclass
@@ -53,7 +55,9 @@ class CompiledLayer:
         polygon = self.spec.geometry.type in ("Polygon", "MultiPolygon")
         centroid = bool(polygon and g.centroid_below is not None and z < g.centroid_below)
         simplify = bool(g.simplify_below is not None and z < g.simplify_below and not centroid)
-        return Band(centroid, simplify)
+        full = not centroid and (g.attributes_below is None or z >= g.attributes_below)
+        label = self.spec.style.label_minzoom is None or z >= self.spec.style.label_minzoom
+        return Band(centroid, simplify, full, label)
 
     def in_range(self, z: int) -> bool:
         """True when the layer is drawn at zoom ``z``."""
@@ -76,10 +80,10 @@ def to_web_mercator(expr: str, srid: int) -> str:
 
 
 def _select_list(spec: LayerSpec, band: Band) -> list[str]:
-    """Exposed attributes; centroid bands keep only what the style needs (colour, label)."""
+    """Exposed attributes; reduced bands keep only what the style draws (colour, and the label once shown)."""
     names = [a.name for a in spec.attributes]
-    if band.centroid:
-        keep = {spec.style.color_by, spec.style.label} - {None}
+    if not band.full_attributes:
+        keep = {spec.style.color_by, spec.style.label if band.label else None} - {None}
         names = [n for n in names if n in keep]
     out = []
     for name in names:

@@ -9,6 +9,7 @@ same way, by dropping features).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
@@ -79,7 +80,10 @@ class TileService:
         entry = self.cache.get(key)
         if entry is None:
             raw = await self.render(layer_ids, z, x, y)
-            entry = make_entry(raw, self.etag(key))
+            if len(raw) > 32768:  # zlib releases the GIL: big tiles compress beside the event loop
+                entry = await asyncio.to_thread(make_entry, raw, self.etag(key))
+            else:
+                entry = make_entry(raw, self.etag(key))
             self.cache.put(key, entry)
         return entry
 

@@ -105,3 +105,18 @@ def test_no_tile_over_budget_z10_to_z18(http):
                 biggest = max(biggest, len(r.content))
                 assert len(r.content) <= 500 * 1024, f"{z}/{x}/{y} is {len(r.content)} bytes"
     assert biggest > 100 * 1024  # the seed is dense enough for the budget to matter
+
+
+def test_attribute_bands(http):
+    """Below generalisation.attributes_below only the styled attributes travel; from there on all exposed ones."""
+    x, y = tile_of(111.205, 27.105, 15)
+    t15 = decode(http.get(f"/tiles/buildings,pipeline_segments/15/{x}/{y}.mvt"))
+    assert {k for f in t15["buildings"]["features"] for k in f["properties"]} == {"use_code"}  # label from z17
+    assert t15["buildings"]["features"][0]["geometry"]["type"] == "Polygon"
+    assert "diameter_mm" in t15["pipeline_segments"]["features"][0]["properties"]
+    x, y = tile_of(111.205, 27.105, 14)
+    t14 = decode(http.get(f"/tiles/pipeline_segments/14/{x}/{y}.mvt"))
+    assert {k for f in t14["pipeline_segments"]["features"] for k in f["properties"]} <= {"network"}
+    x, y = tile_of(111.205, 27.105, 16)
+    t16 = decode(http.get(f"/tiles/buildings/16/{x}/{y}.mvt"))
+    assert {"code", "floors_above", "use_code", "address"} <= set(t16["buildings"]["features"][0]["properties"])
