@@ -186,7 +186,7 @@ def match_columns(spec: LayerSpec, columns: Sequence[str]) -> dict[str, str]:
     for col, fs in spec.fields.items():
         names = [*fs.aliases, col]
         # DBF field names hold 10 bytes: UTF-8 Chinese names arrive cut (物探点号 → 物探点)
-        names += [t for t in (_dbf_truncated(a) for a in names) if t]
+        names += [t for a in names for t in _dbf_truncated(a)]
         for alias in names:
             hit = by_norm.get(norm_name(alias))
             if hit is not None and hit not in out.values():
@@ -195,13 +195,17 @@ def match_columns(spec: LayerSpec, columns: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _dbf_truncated(alias: str) -> str | None:
-    """The alias as a 10-byte UTF-8 DBF field name, when that differs from the alias."""
-    raw = alias.encode("utf-8")
-    if len(raw) <= 10:
-        return None
-    cut = raw[:10].decode("utf-8", errors="ignore")
-    return cut if len(cut) >= 2 else None
+def _dbf_truncated(alias: str) -> list[str]:
+    """The alias cut to a DBF field name's 10 bytes in UTF-8 and in GBK (物探点号 → 物探点 in
+    UTF-8; 行政区划代码 → 行政区划代 in GBK), when that differs from the alias."""
+    out = []
+    for enc in ("utf-8", "gbk"):
+        raw = alias.encode(enc, errors="ignore")
+        if len(raw) > 10:
+            cut = raw[:10].decode(enc, errors="ignore")
+            if len(cut) >= 2:
+                out.append(cut)
+    return out
 
 
 def _name_match(spec: LayerSpec, layer_name: str) -> dict[str, str] | None:

@@ -166,7 +166,7 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
                 n=no_table["network"]))
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
-        dist = np.hypot(E["x"] - E["mx"], E["y"] - E["my"])
+        dist = np.hypot(E["x"].astype(float) - E["mx"].astype(float), E["y"].astype(float) - E["my"].astype(float))
         off = (~E["built"].astype(bool)) & (dist > tol)
         sel = E[off]
         d = dist[off].to_numpy()

@@ -13,8 +13,7 @@ import shapely
 from pyproj import CRS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixtures import (E0, ESRI_CGCS2000_GEO, ESRI_GK_CM111, N0, line_geoms, network, point_geoms,  # noqa: E402
-                      write_shapefile)
+from fixtures import E0, ESRI_CGCS2000_GEO, ESRI_GK_CM111, N0, line_geoms, network, point_geoms, write_shapefile  # noqa: E402
 
 from cim.errors import CrsError  # noqa: E402
 from ingest.crsdetect import identify, longitude_for_county, parse_prj, resolve  # noqa: E402

@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixtures import (LDID_CP1252, zip_raw_names, dbf_language_byte, network, point_geoms,  # noqa: E402
-                      write_network_shapefiles, write_shapefile, zip_folder)
+from fixtures import (  # noqa: E402
+    LDID_CP1252,
+    dbf_language_byte,
+    network,
+    point_geoms,
+    write_network_shapefiles,
+    write_shapefile,
+    zip_folder,
+    zip_raw_names,
+)
 
 from cim.errors import UnreadableInput  # noqa: E402
 from ingest.encoding import dbf_encoding, detect_bytes, normalise_cpg, zip_member_name  # noqa: E402

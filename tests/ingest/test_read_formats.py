@@ -12,8 +12,17 @@ import pytest
 import shapely
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: sibling helpers
-from fixtures import (E0, N0, line_geoms, network, point_geoms, write_network_shapefiles,  # noqa: E402
-                      write_shapefile, write_xlsx, zip_folder)
+from fixtures import (  # noqa: E402
+    E0,
+    N0,
+    line_geoms,
+    network,
+    point_geoms,
+    write_network_shapefiles,
+    write_shapefile,
+    write_xlsx,
+    zip_folder,
+)
 
 from cim.errors import UnreadableInput  # noqa: E402
 from ingest.read import read_deliveries, read_delivery  # noqa: E402

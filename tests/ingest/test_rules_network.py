@@ -1,0 +1,208 @@
+"""Network and field rules (domain.md §2.13): each rule fires on a generated defect and stays
+quiet on the clean network."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fixtures import line_geoms, network, point_geoms, write_shapefile, write_xlsx  # noqa: E402
+
+from ingest.model import Severity  # noqa: E402
+from ingest.read import read_delivery  # noqa: E402
+from ingest.validate import validate  # noqa: E402
+
+COUNTY = "430702"
+
+
+def run(tmp_path, pts, lines, prefix="YS", name="t.xlsx"):
+    path = write_xlsx(tmp_path / name, {f"{prefix}POINT": pts, f"{prefix}LINE": lines})
+    return validate(read_delivery(path, county=COUNTY))
+
+
+def by_rule(report, rule):
+    return [f for f in report.findings if f.rule_id == rule]
+
+
+def test_clean_network_has_no_findings(tmp_path):
+    pts, lines = network()
+    report = run(tmp_path, pts, lines)
+    assert report.findings == [] and not report.has_errors
+
+
+def test_q01_duplicate_point_numbers(tmp_path):
+    pts, lines = network()
+    pts.loc[3, "物探点号"] = "YS3"
+    f = by_rule(run(tmp_path, pts, lines), "Q01")
+    assert {(x.key, x.row) for x in f} == {("YS3", 3), ("YS3", 4)}
+    assert all(x.severity is Severity.error and "YS3" in x.message_zh and x.x is not None for x in f)
+
+
+def test_q02_q03_point_table_consistency(tmp_path):
+    pts, lines = network()
+    pts["图上点号"] = pts["物探点号"]
+    pts.loc[1, "图上点号"] = "YS200"
+    pts.loc[2, "特征"] = "三通"               # 附属物 检查井 is also filled
+    r = run(tmp_path, pts, lines)
+    assert [(x.key, x.value) for x in by_rule(r, "Q02")] == [("YS2", "YS200")]
+    q03 = by_rule(r, "Q03")
+    assert [x.key for x in q03] == ["YS3"] and q03[0].severity is Severity.error
+
+
+def test_q04_duplicate_coordinates(tmp_path):
+    pts, lines = network()
+    pts.loc[4, ["X", "Y"]] = pts.loc[3, ["X", "Y"]].to_numpy()
+    assert {x.key for x in by_rule(run(tmp_path, pts, lines), "Q04")} == {"YS4", "YS5"}
+
+
+def test_q05_missing_point_and_q06_orphan(tmp_path):
+    pts, lines = network()
+    lines.loc[4, "终点点号"] = "YS99"
+    r = run(tmp_path, pts, lines)
+    q05 = by_rule(r, "Q05")
+    assert [(x.key, x.field, x.row) for x in q05] == [("YS99", "终点点号", 5)]
+    assert q05[0].severity is Severity.error
+    assert [x.key for x in by_rule(r, "Q06")] == ["YS6"]     # the outfall is no longer used
+    assert by_rule(r, "G02")                                  # the line could not be built
+
+
+def test_q05_without_point_table_is_a_warning(tmp_path):
+    _, lines = network()
+    pts, _ = network()
+    shp = write_shapefile(tmp_path, "YSLINE", lines, line_geoms(pts, lines))
+    r = validate(read_delivery(shp))
+    q05 = by_rule(r, "Q05")
+    assert len(q05) == 1 and q05[0].severity is Severity.warning
+
+
+def test_q07_q08_start_equals_end_and_duplicates(tmp_path):
+    pts, lines = network()
+    extra = lines.iloc[[1]].copy()
+    extra[["起点点号", "终点点号"]] = extra[["终点点号", "起点点号"]].to_numpy()   # reversed duplicate
+    same = lines.iloc[[0]].copy()
+    same["终点点号"] = same["起点点号"]
+    lines = pd.concat([lines, extra, same], ignore_index=True)
+    r = run(tmp_path, pts, lines)
+    assert [x.row for x in by_rule(r, "Q08")] == [2, 6]
+    q07 = by_rule(r, "Q07")
+    assert [(x.row, x.key) for x in q07] == [(7, "YS1")] and q07[0].severity is Severity.error
+
+
+def test_q09_line_end_off_its_point(tmp_path):
+    pts, lines = network()
+    geoms = line_geoms(pts, lines)
+    coords = shapely.get_coordinates(geoms)
+    coords[1] += [0.05, 0.0]            # end of segment 1: 5 cm away from YS2
+    coords[3] += [0.005, 0.0]           # end of segment 2: 5 mm (within 0.01 m)
+    moved = shapely.set_coordinates(geoms.copy(), coords)
+    d = tmp_path / "d"
+    write_shapefile(d, "YSPOINT", pts, point_geoms(pts))
+    write_shapefile(d, "YSLINE", lines, moved)
+    r = validate(read_delivery(d))
+    q09 = by_rule(r, "Q09")
+    assert [(x.row, x.key) for x in q09] == [(1, "YS2")]
+    assert q09[0].value == pytest.approx(0.05, abs=1e-3)       # measured in metres in EPSG:4546
+
+
+def test_q10_elevation_closure_and_q11(tmp_path):
+    pts, lines = network()
+    lines.loc[2, "起点埋深"] = 1.8            # ground − depth ≠ invert by 0.3 m
+    lines.loc[1, "终点高程"] = lines.loc[1, "终点高程"] + 0.2   # YS3 gets two inverts from equal pipes
+    r = run(tmp_path, pts, lines)
+    q10 = by_rule(r, "Q10")
+    assert {(x.row, x.key) for x in q10} == {(3, "YS3"), (2, "YS3")}
+    assert [x.key for x in by_rule(r, "Q11")] == ["YS3"]
+
+
+def test_q12_segment_length_bounds(tmp_path):
+    pts, lines = network(spacing=80.0)
+    r = run(tmp_path, pts, lines)
+    q12 = by_rule(r, "Q12")
+    assert len(q12) == 5 and all(x.value == pytest.approx(80.0, abs=0.01) for x in q12)
+
+
+def test_q13_q19_gas_slope_and_depths(tmp_path):
+    pts, lines = network(prefix="RQ")
+    lines["材质"] = "钢"
+    lines["压力级制"] = "中压A"
+    lines.loc[0, "终点高程"] = lines.loc[0, "起点高程"] + 25.0      # 40° incline over 30 m
+    lines.loc[1, "起点埋深"] = 0.4                                    # cover below 0.6 m
+    lines.loc[2, "终点埋深"] = -0.5                                   # negative, buried
+    lines.loc[3, "终点埋深"] = 12.0                                   # deeper than 10 m
+    r = run(tmp_path, pts, lines, prefix="RQ")
+    assert [x.row for x in by_rule(r, "Q13")] == [1]
+    assert sorted((x.row, x.field) for x in by_rule(r, "Q19")) == [(2, "起点埋深"), (3, "终点埋深"), (4, "终点埋深")]
+
+
+def test_q14_connection_counts(tmp_path):
+    pts, lines = network()
+    pts.loc[2, ["特征", "附属物"]] = ["三通", ""]          # YS3 has only two segments
+    pts.loc[5, "特征"] = "出水口"
+    r = run(tmp_path, pts, lines)
+    q14 = by_rule(r, "Q14")
+    assert [(x.key, x.value) for x in q14] == [("YS3", "三通")] and "应为 3" in q14[0].message_zh
+
+
+def test_q22_q23_f02_fields_and_dictionaries(tmp_path):
+    pts, lines = network()
+    lines.loc[0, "材质"] = "金子"             # not a material
+    lines.loc[1, "材质"] = ""                 # mandatory value missing
+    lines.loc[2, "埋设方式"] = "飞行"         # not a burial type
+    pts["地面高程"] = pts["地面高程"].astype(object)
+    pts.loc[1, "地面高程"] = "abc"            # unparsable number
+    pts.loc[3, "附属物"] = "神秘井"           # unknown appurtenance name
+    r = run(tmp_path, pts, lines)
+    q22 = by_rule(r, "Q22")
+    assert sorted((x.row, x.field, x.value) for x in q22) == [(1, "材质", "金子"), (3, "埋设方式", "飞行")]
+    assert all(x.severity is Severity.error for x in q22)
+    q23 = by_rule(r, "Q23")
+    assert ("材质", 2) in {(x.field, x.row) for x in q23} and ("地面高程", 2) in {(x.field, x.row) for x in q23}
+    assert [(x.field, x.value) for x in by_rule(r, "F02")] == [("地面高程", "abc")]
+    assert [x.value for x in by_rule(r, "Q22P")] == ["神秘井"]
+    assert r.has_errors
+
+
+def test_q23_missing_mandatory_field(tmp_path):
+    pts, lines = network()
+    r = run(tmp_path, pts, lines.drop(columns=["材质"]))
+    q23 = [x for x in by_rule(r, "Q23") if x.row is None]
+    assert len(q23) == 1 and "材质" in q23[0].message_zh and q23[0].source_layer == "YSLINE"
+
+
+def test_q27_diameter_material(tmp_path):
+    pts, lines = network(prefix="JS")
+    lines["材质"] = "PE"
+    lines.loc[0, "管径"] = "800"
+    r = run(tmp_path, pts, lines, prefix="JS")
+    assert [(x.row, x.value) for x in by_rule(r, "Q27")] == [(1, 800.0)]
+
+
+def test_f01_unknown_network(tmp_path):
+    pts, lines = network()
+    path = write_xlsx(tmp_path / "t.xlsx", {"管点成果": pts})
+    r = validate(read_delivery(path, county=COUNTY))
+    f01 = by_rule(r, "F01")
+    assert len(f01) == len(pts) and f01[0].severity is Severity.error
+
+
+def test_rules_file_controls_severity_and_thresholds(tmp_path):
+    import yaml
+
+    from ingest.validation.core import RULES_PATH
+    rules = yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
+    rules["Q12"]["params"]["max_m"] = 20.0
+    rules["Q12"]["severity"] = "error"
+    rules["Q17"]["enabled"] = False
+    custom = tmp_path / "rules.yaml"
+    custom.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    pts, lines = network()
+    path = write_xlsx(tmp_path / "t.xlsx", {"YSPOINT": pts, "YSLINE": lines})
+    r = validate(read_delivery(path, county=COUNTY), rules_path=custom)
+    assert len(by_rule(r, "Q12")) == 5 and r.has_errors
+    assert np.all([x.severity is Severity.error for x in by_rule(r, "Q12")])
