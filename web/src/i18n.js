@@ -47,6 +47,7 @@ const STRINGS = {
   "identify.none": ["此处没有要素", "No feature here"],
   "identify.count": ["共 {n} 个要素", "{n} features"],
   "stats.title": ["区域统计", "Area statistics"],
+  "stats.byAdmin": ["统计所选行政区：{name}", "Statistics of the chosen area: {name}"],
   "stats.area": ["统计面积", "Area"],
   "stats.counts": ["要素数量", "Feature counts"],
   "stats.byNetwork": ["管线长度（按类别）", "Pipe length by network"],

@@ -21,7 +21,7 @@ export async function formatValue(attr, value) {
     return name && name !== String(value) ? `${name}（${value}）` : String(value);
   }
   if (attr?.type === "bool" || typeof value === "boolean") return value ? (getLang() === "en" ? "yes" : "是") : (getLang() === "en" ? "no" : "否");
-  if (typeof value === "number") return `${fmt(value, 3)}${attr?.unit ? ` ${attr.unit}` : ""}`;
+  if (typeof value === "number" && attr?.type !== "int") return `${fmt(value, 3)}${attr?.unit ? ` ${attr.unit}` : ""}`;
   return `${value}${attr?.unit ? ` ${attr.unit}` : ""}`;
 }
 

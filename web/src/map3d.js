@@ -42,25 +42,32 @@ export class View3D {
     this.selected = null;
   }
 
-  async open() {
-    if (this.viewer) return this.viewer;
-    const Cesium = await loadCesium();
-    this.Cesium = Cesium;
-    Cesium.Ion.defaultAccessToken = "";
-    const viewer = new Cesium.Viewer("globe", {
-      baseLayer: false, baseLayerPicker: false, geocoder: false, homeButton: false, sceneModePicker: false,
-      navigationHelpButton: false, animation: false, timeline: false, fullscreenButton: false, infoBox: false,
-      selectionIndicator: false, terrainProvider: new Cesium.EllipsoidTerrainProvider(), shadows: false,
-    });
-    viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9d6cc");
-    viewer.scene.globe.depthTestAgainstTerrain = true;
-    viewer.scene.skyBox.show = false;
-    viewer.scene.backgroundColor = Cesium.Color.fromCssColorString("#cfe0ee");
-    this.viewer = viewer;
-    await this.addImagery();
-    this.setupPicking();
-    await Promise.all(TILESETS.map((ts) => this.loadTileset(ts)));
-    return viewer;
+  /**
+   * Create the viewer (first call) and place the camera at the 2D view; tilesets load in the
+   * background (`this.loading`). Resolves once the camera is set.
+   */
+  async open(view, heightPx) {
+    if (!this.viewer) {
+      const Cesium = await loadCesium();
+      this.Cesium = Cesium;
+      Cesium.Ion.defaultAccessToken = "";
+      const viewer = new Cesium.Viewer("globe", {
+        baseLayer: false, baseLayerPicker: false, geocoder: false, homeButton: false, sceneModePicker: false,
+        navigationHelpButton: false, animation: false, timeline: false, fullscreenButton: false, infoBox: false,
+        selectionIndicator: false, terrainProvider: new Cesium.EllipsoidTerrainProvider(), shadows: false,
+      });
+      viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9d6cc");
+      viewer.scene.globe.depthTestAgainstTerrain = true;
+      viewer.scene.skyBox.show = false;
+      viewer.scene.backgroundColor = Cesium.Color.fromCssColorString("#cfe0ee");
+      this.viewer = viewer;
+      this.setupPicking();
+      // Buildings first: their bases give the ground level the pipes are placed under.
+      this.loading = this.addImagery().then(async () => { for (const ts of TILESETS) await this.loadTileset(ts); });
+    }
+    this.viewer.resize();
+    if (view) this.setView(view, heightPx);
+    return this.viewer;
   }
 
   /** Our own imagery only: the DEM hillshade and the user's basemap URL, when configured. */
@@ -70,6 +77,7 @@ export class View3D {
     if (custom) viewer.imageryLayers.addImageryProvider(new Cesium.UrlTemplateImageryProvider({ url: absolute(custom), maximumLevel: 19 }));
     try {
       const dem = await getJSON("/api/dem");
+      if (dem?.loaded && Number.isFinite(dem.min_z) && Number.isFinite(dem.max_z)) this.demLevel = (dem.min_z + dem.max_z) / 2;
       if (dem?.loaded) {
         const opts = { url: absolute("/tiles/hillshade/{z}/{x}/{y}.png"), maximumLevel: 18 };
         if (dem.bounds) opts.rectangle = Cesium.Rectangle.fromDegrees(...dem.bounds);
@@ -85,8 +93,9 @@ export class View3D {
     const { Cesium, viewer } = this;
     try {
       const tileset = await Cesium.Cesium3DTileset.fromUrl(absolute(url), { maximumScreenSpaceError: 8 });
-      viewer.scene.primitives.add(tileset);
       this.tilesets[name] = tileset;
+      this.placeOnGround(tileset);
+      viewer.scene.primitives.add(tileset);
       this.status[name] = "loaded";
       notify(t("view.tilesetLoaded", { name }), "ok", 3000);
     } catch (err) {
@@ -94,6 +103,28 @@ export class View3D {
       console.warn(`tileset ${name}`, err);
       notify(t("view.tilesetMissing", { name }), "error", 9000);
     }
+  }
+
+  /**
+   * The tiles carry orthometric heights (1985 datum) while the globe is the bare ellipsoid at
+   * height 0: lower every tileset by the county's ground level so the ground of the model meets
+   * the globe surface and the pipes lie below it. The ground level is the DEM's mid elevation
+   * when a DEM is loaded, else the lowest building base (the buildings tileset's region).
+   */
+  placeOnGround(tileset) {
+    const C = this.Cesium;
+    if (this.groundLevel === undefined) {
+      // TileBoundingRegion of the root: buildings stand on the ground (their lowest base), pipes
+      // lie under it (their highest top is just below the ground).
+      const bv = tileset.root?.boundingVolume;
+      const fromTiles = tileset === this.tilesets.buildings || !this.tilesets.buildings ? bv?.minimumHeight : bv?.maximumHeight;
+      this.groundLevel = this.demLevel ?? (Number.isFinite(fromTiles) ? fromTiles : 0);
+    }
+    if (!this.groundLevel) return;
+    const carto = C.Cartographic.fromCartesian(tileset.boundingSphere.center);
+    const surface = C.Cartesian3.fromRadians(carto.longitude, carto.latitude, 0);
+    const lowered = C.Cartesian3.fromRadians(carto.longitude, carto.latitude, -this.groundLevel);
+    tileset.modelMatrix = C.Matrix4.fromTranslation(C.Cartesian3.subtract(lowered, surface, new C.Cartesian3()));
   }
 
   /** Identify on click: the picked feature's properties from the tile's metadata. */

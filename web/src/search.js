@@ -85,7 +85,7 @@ export async function setupAdminPicker(map) {
   const indent = { province: 0, city: 1, county: 2, street: 3, community: 4 };
   for (const f of features) {
     const depth = indent[f.properties.level] ?? 0;
-    select.append(el("option", { value: String(f.id) }, `${"\u3000".repeat(depth)}${f.properties.name}（${f.properties.code}）`));
+    select.append(el("option", { value: String(f.id), dataset: { code: String(f.properties.code) } }, `${"\u3000".repeat(depth)}${f.properties.name}（${f.properties.code}）`));
   }
   select.addEventListener("change", () => {
     const f = features.find((x) => String(x.id) === select.value);

@@ -32,7 +32,7 @@ export async function renderStats(res) {
     await breakdown(t("stats.byMaterial"), pipes.by_material, "dict_material", fmtLength),
     await breakdown(t("stats.byDiameter"), pipes.by_diameter_class, null, fmtLength),
     await breakdown(t("stats.green"), res.green_area_m2?.by_class, "dict_green_class", fmtArea),
-    await breakdown(t("stats.buildings"), res.building_area_m2?.by_use, "dict_building_use", fmtArea),
+    await breakdown(t("stats.buildings"), res.building_area_m2?.by_use, "dict_building_use", (v) => `${fmt(v, 1)} ${t("units.m2")}`),
   ];
   return parts.filter(Boolean);
 }
@@ -49,8 +49,15 @@ export async function showStats(request) {
   }
 }
 
-/** The statistics tool: sketch a polygon, then query. */
+/** The statistics tool: sketch a polygon (or take the admin area chosen in the picker), then query. */
 export async function statsTool(draw) {
+  const picker = document.getElementById("admin-picker");
+  const chosen = picker?.selectedOptions[0];
+  const byArea = chosen?.dataset.code
+    ? el("button", { type: "button", id: "stats-admin", onclick: () => { draw.cancel(); showStats({ admin_code: chosen.dataset.code }); } },
+      t("stats.byAdmin", { name: chosen.textContent.trim() }))
+    : null;
+  openPanel("stats", t("stats.title"), el("p", {}, t("tool.hint.polygon")), byArea);
   const geometry = await draw.start("polygon");
   if (geometry) await showStats({ geometry });
 }
