@@ -28,8 +28,8 @@ from ingest.demo.writers import sha256, write_dem, write_shapefile_zip, write_xl
 MANIFEST = "demo_manifest.json"
 GENERATOR_VERSION = 1
 # Rows per unit of scale, measured on the default town (used to size benchmark deliveries).
-SEGMENTS_PER_SCALE = 5000
-POINTS_PER_SCALE = 5000
+SEGMENTS_PER_SCALE = 4600
+POINTS_PER_SCALE = 4600
 INGEST_ORDER = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "通信管线成果表.xlsx",
                 "房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip"]
 

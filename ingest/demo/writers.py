@@ -18,6 +18,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import rasterio
 from openpyxl import Workbook
@@ -43,25 +44,72 @@ def _zip_entry(name: str, gbk_names: bool) -> zipfile.ZipInfo:
     return info
 
 
-def patch_dbf(path: Path) -> None:
-    """Fix the DBF header date and make the language-driver byte lie (0x57 = ANSI 1252)."""
-    with open(path, "r+b") as f:
-        head = bytearray(f.read(32))
-        head[1:4] = bytes([SURVEY_DATE[0] - 1900, SURVEY_DATE[1], SURVEY_DATE[2]])
-        head[29] = LANGUAGE_DRIVER_ANSI_1252
-        f.seek(0)
-        f.write(head)
+def _dbf_column(values: pd.Series) -> tuple[bytes, int, int, np.ndarray]:
+    """(type, width, decimals, fixed-width cells) of one column, cells already encoded in GBK."""
+    if values.dtype.kind in "iuf" and values.dtype != bool:
+        v = values.to_numpy(dtype=float)
+        ok = ~np.isnan(v)
+        integral = bool(np.all(np.mod(v[ok], 1) == 0)) if ok.any() else True
+        dec = 0 if integral else 3
+        text = np.where(ok, np.char.mod(f"%.{dec}f", np.where(ok, v, 0)), "")
+        width = max(1, int(np.char.str_len(text).max()) if len(text) else 1)
+        cells = np.char.rjust(text, width).astype(f"S{width}")
+        return b"N", width, dec, cells
+    missing = values.isna().to_numpy()
+    enc = [b"" if m else str(x).encode("gbk") for x, m in zip(values.to_numpy(dtype=object), missing, strict=True)]
+    width = min(254, max([1, *map(len, enc)]))
+    return b"C", width, 0, np.array([e.ljust(width) for e in enc], dtype=f"S{width}")
+
+
+def write_dbf(path: Path, frame: pd.DataFrame) -> None:
+    """A dBase III table in GBK with no code page declared honestly: byte 29 says ANSI 1252.
+
+    Written with numpy (fixed-width records) rather than field by field through OGR, which
+    keeps 100k-row layers to a fraction of a second.
+    """
+    cols = [(str(name), *_dbf_column(frame[name])) for name in frame.columns]
+    n = len(frame)
+    head_len = 32 + 32 * len(cols) + 1
+    rec_len = 1 + sum(c[2] for c in cols)
+    header = bytearray(32)
+    header[0] = 0x03
+    header[1:4] = bytes([SURVEY_DATE[0] - 1900, SURVEY_DATE[1], SURVEY_DATE[2]])
+    header[4:8] = n.to_bytes(4, "little")
+    header[8:10] = head_len.to_bytes(2, "little")
+    header[10:12] = rec_len.to_bytes(2, "little")
+    header[29] = LANGUAGE_DRIVER_ANSI_1252
+    fields = bytearray()
+    for name, typ, width, dec, _ in cols:
+        d = bytearray(32)
+        raw = name.encode("gbk")
+        if len(raw) > 10:
+            raise ValueError(f"DBF field name longer than 10 bytes: {name}")
+        d[0:len(raw)] = raw
+        d[11:12] = typ
+        d[16], d[17] = width, dec
+        fields += d
+    rec = np.zeros(n, dtype=[("del", "S1")] + [(f"f{k}", f"S{c[2]}") for k, c in enumerate(cols)])
+    rec["del"] = b" "
+    for k, c in enumerate(cols):
+        rec[f"f{k}"] = c[4]
+    with open(path, "wb") as f:
+        f.write(bytes(header) + bytes(fields) + b"\x0d")
+        f.write(rec.tobytes())
+        f.write(b"\x1a")
 
 
 def write_shapefile_zip(path: Path, layers: list[tuple[str, gpd.GeoDataFrame]], *, gbk_names: bool = False) -> None:
-    """Write each (layer name, frame) as a GBK shapefile set and zip them together."""
+    """Write each (layer name, frame) as a GBK shapefile set and zip them together.
+
+    GDAL writes the geometry (.shp/.shx) and the ESRI .prj; the attribute table is ours.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         members = []
         for name, frame in layers:
             shp = Path(tmp) / f"{name}.shp"
-            pyogrio.write_dataframe(frame, shp, encoding="GBK", layer=name, layer_options={"RESIZE": "YES"})
+            pyogrio.write_dataframe(frame[["geometry"]], shp, layer=name)
             Path(tmp, f"{name}.cpg").unlink(missing_ok=True)
-            patch_dbf(Path(tmp) / f"{name}.dbf")
+            write_dbf(Path(tmp) / f"{name}.dbf", pd.DataFrame(frame.drop(columns="geometry")))
             members += [Path(tmp) / f"{name}.{ext}" for ext in ("shp", "shx", "dbf", "prj")]
         with zipfile.ZipFile(path, "w") as zf:
             for m in members:
