@@ -10,12 +10,13 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2.extensions
 
-from cim import auth
+from cim import auth, db
 from cim.errors import CimError, ConfigError, IngestRejected, InvalidInput, UnreadableInput
 from cim.settings import Settings
 from ingest import load as loader
@@ -74,8 +75,15 @@ def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise UnreadableInput(f"文件不存在：{names}", f"no such file: {names}")
-    return _function("ingest.read", "read_deliveries")([Path(p) for p in paths], profile=profile, county=county,
+    return _function("ingest.read", "read_deliveries")(_main_files(paths), profile=profile, county=county,
                                                         conn=conn, settings=settings.ingest if settings else None)
+
+
+def _main_files(paths: Sequence[Path]) -> list[Path]:
+    """Loose files without the companions of an uploaded ``.shp`` (the reader finds those itself)."""
+    paths = [Path(p) for p in paths]
+    shp = {p.with_suffix("").as_posix().casefold() for p in paths if p.suffix.lower() == ".shp"}
+    return [p for p in paths if p.suffix.lower() == ".shp" or p.with_suffix("").as_posix().casefold() not in shp]
 
 
 def write_report(report: Report, path: Path) -> Path:
@@ -109,24 +117,78 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     auth.authorize(principal, auth.Action.write, county=delivery.county_code)
     if progress:
         progress("read", 1, 1)
+    validate = _function("ingest.validate", "validate")
+    if dry_run:
+        report = _validated(validate, delivery, conn, progress)
+        conn.rollback()  # validation only reads
+        _write_reports(report, reports)
+        return Outcome("rejected" if report.has_errors else "dry_run", report)
+    report, result = _validate_while_loading(validate, conn, delivery, settings=settings, principal=principal,
+                                             client_addr=client_addr, progress=progress,
+                                             originals=[Path(p) for p in paths] or None)
+    _write_reports(report, reports)
+    if result is None:
+        did = loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
+        return Outcome("rejected", report, delivery_id=did)
+    return Outcome("duplicate" if result.state == "duplicate" else "loaded", report, result, result.delivery_id)
+
+
+def _validated(validate: Callable, delivery: Delivery, conn, progress: Progress | None) -> Report:
+    if progress:
         progress("validate", 0, 1)
-    report = _function("ingest.validate", "validate")(delivery, conn=conn)
-    conn.rollback()  # validation only reads; end its snapshot before loading
+    report = validate(delivery, conn=conn)
     if progress:
         progress("validate", 1, 1)
-    for path in reports:
+    return report
+
+
+def _write_reports(report: Report, paths: Sequence[Path]) -> None:
+    for path in paths:
         write_report(report, Path(path))
-    if report.has_errors:
-        did = None if dry_run else loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
-        return Outcome("rejected", report, delivery_id=did)
-    if dry_run:
-        return Outcome("dry_run", report)
+
+
+def _validate_while_loading(validate: Callable, conn, delivery: Delivery, *, settings: Settings,
+                            principal: auth.Principal, client_addr: str | None, progress: Progress | None,
+                            originals: list[Path] | None) -> tuple[Report, loader.LoadResult | None]:
+    """Validate on a second connection while :func:`ingest.load.begin` writes the rows in the
+    still-open load transaction; commit only if the report has no errors.
+
+    Validation sees committed data only (never this load's rows), and reads the delivery
+    without changing it, so the two can run side by side: the database ingests rows on one
+    core while Python validates on the other. Returns the report and the load result, or
+    ``None`` as result when the delivery is rejected (the transaction is rolled back).
+    """
+    vconn = db.connect(settings.db, application_name="cim-ingest-validate")
+    pending: loader.Pending | loader.LoadResult | None = None
+    refused: InvalidInput | None = None
     try:
-        res = loader.load(conn, report, principal=principal, archive_dir=archive_dir(settings),
-                          client_addr=client_addr, progress=progress, originals=[Path(p) for p in paths] or None)
-    except InvalidInput as exc:  # rows the database refuses: the delivery is rejected, nothing written
-        raise IngestRejected(exc.zh, exc.en, **exc.detail) from exc
-    return Outcome("duplicate" if res.state == "duplicate" else "loaded", report, res, res.delivery_id)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cim-validate") as pool:
+            checking = pool.submit(_validated, validate, delivery, vconn, progress)
+            try:
+                pending = loader.begin(conn, delivery, principal=principal, archive_dir=archive_dir(settings),
+                                       client_addr=client_addr, progress=progress, originals=originals)
+            except InvalidInput as exc:  # rows the database refuses; the report may say why
+                refused = exc
+            except BaseException:
+                checking.cancel()
+                raise
+            try:
+                report = checking.result()
+            except BaseException:
+                if isinstance(pending, loader.Pending):
+                    loader.abort(pending)
+                raise
+    finally:
+        vconn.close()
+    if isinstance(pending, loader.LoadResult):  # the same file again: nothing was loaded
+        return report, pending
+    if report.has_errors:
+        if isinstance(pending, loader.Pending):
+            loader.abort(pending)
+        return report, None
+    if refused is not None:
+        raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
+    return report, loader.commit(pending, report, progress)
 
 
 def exit_code_for(exc: CimError) -> int:

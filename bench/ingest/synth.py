@@ -33,13 +33,24 @@ def _grid(n: int) -> tuple[np.ndarray, np.ndarray, int]:
     return X0 + (idx % cols) * STEP, Y0 + (idx // cols) * STEP, cols
 
 
+def _ends(n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end point indexes of the segment tree: along each row, down the first column."""
+    _, _, cols = _grid(n_points)
+    idx = np.arange(n_points)
+    along = idx[(idx % cols != cols - 1) & (idx + 1 < n_points)]
+    return (np.concatenate([along, np.arange(0, n_points - cols, cols)]),
+            np.concatenate([along + 1, np.arange(cols, n_points, cols)]))
+
+
 def points_frame(n: int) -> gpd.GeoDataFrame:
-    """``n`` water points on a grid of streets."""
+    """``n`` water points on a grid of streets; 特征 (TZ) matches each point's connections."""
     x, y, _ = _grid(n)
     ground = 45.0 + 0.002 * (x - X0) + 0.001 * (y - Y0)
+    starts, ends = _ends(n)
+    degree = np.bincount(np.concatenate([starts, ends]), minlength=n)
     return gpd.GeoDataFrame({
         "WTDH": np.char.add("JS", np.arange(1, n + 1).astype(str)),
-        "TZ": np.where(np.arange(n) % 7 == 0, "三通", "直线点"),
+        "TZ": np.select([degree == 3, degree >= 4], ["三通", "四通"], "直线点"),
         "DMGC": np.round(ground, 3),
         "MS": np.round(1.2 + (np.arange(n) % 5) * 0.1, 2),
         "SZDL": np.where(np.arange(n) % 2 == 0, "建设路", "人民路"),
@@ -49,11 +60,8 @@ def points_frame(n: int) -> gpd.GeoDataFrame:
 
 def lines_frame(n_points: int) -> gpd.GeoDataFrame:
     """The tree of segments over :func:`points_frame`: along each row, and down the first column."""
-    x, y, cols = _grid(n_points)
-    idx = np.arange(n_points)
-    along = idx[(idx % cols != cols - 1) & (idx + 1 < n_points)]
-    starts = np.concatenate([along, np.arange(0, n_points - cols, cols)])
-    ends = np.concatenate([along + 1, np.arange(cols, n_points, cols)])
+    x, y, _ = _grid(n_points)
+    starts, ends = _ends(n_points)
     coords = np.stack([np.column_stack([x[starts], y[starts]]), np.column_stack([x[ends], y[ends]])], axis=1)
     n = len(starts)
     return gpd.GeoDataFrame({

@@ -1,0 +1,157 @@
+"""Upload API jobs over real HTTP: dry run → reports → confirm → loaded; direct load; rejection;
+cancel; access to jobs; unfinished jobs failed at server start."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg2
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: sibling helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "ingest"))
+from apikit import LiveServer, token  # noqa: E402
+from synth import counts, lines_frame, points_frame, write_delivery  # noqa: E402
+
+from cim.auth import Role  # noqa: E402
+
+COUNTY = "430523"
+
+
+@pytest.fixture(scope="module")
+def api(db_url, tmp_path_factory):
+    home = tmp_path_factory.mktemp("cim-home-jobs")
+    conn = psycopg2.connect(db_url)
+    toks = {"uploader": token(conn, Role.uploader, [COUNTY]), "other": token(conn, Role.uploader, ["430599"]),
+            "admin": token(conn, Role.admin)}
+    conn.close()
+    data = tmp_path_factory.mktemp("api-deliveries")
+    files = {"a": write_delivery(data, points=200, buildings=30, name="a.zip"),
+             "b": write_delivery(data, points=80, buildings=10, name="b.zip")}
+    pts, lines = points_frame(40), lines_frame(40)
+    pts.loc[5, "WTDH"] = pts.loc[4, "WTDH"]
+    parts = data / "dup"
+    parts.mkdir()
+    pts.to_file(parts / "JSPOINT.shp", engine="pyogrio", encoding="GBK")
+    lines.to_file(parts / "JSLINE.shp", engine="pyogrio", encoding="GBK")
+    files["dup"] = [parts / f"{stem}.{ext}" for stem in ("JSPOINT", "JSLINE") for ext in ("shp", "shx", "dbf", "prj",
+                                                                                          "cpg")]
+    srv = LiveServer(db_url, home, max_upload_mb=64)
+    yield {"url": srv.url, "home": home, "db_url": db_url, "files": files, **toks}
+    srv.stop()
+
+
+def _hdr(api, who="uploader") -> dict:
+    return {"Authorization": f"Bearer {api[who]}"}
+
+
+def _upload(api, paths, who="uploader", **data) -> dict:
+    paths = paths if isinstance(paths, list) else [paths]
+    files = [("file", (p.name, p.read_bytes())) for p in paths]
+    res = httpx.post(api["url"] + "/api/ingest", files=files, data={"county": COUNTY, **data}, headers=_hdr(api, who),
+                     timeout=60)
+    assert res.status_code == 202, res.text
+    body = res.json()
+    assert body["status_url"] == f"/api/ingest/{body['job_id']}"
+    return body
+
+
+def _wait(api, job_id, states=("done", "rejected", "failed", "cancelled", "awaiting_confirmation"),
+          who="uploader") -> dict:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{api['url']}/api/ingest/{job_id}", headers=_hdr(api, who), timeout=30).json()
+        if job["state"] in states:
+            return job
+        assert 0 <= job["progress"] <= 100
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_dry_run_reports_then_confirm_loads(api, conn):
+    job = _upload(api, api["files"]["a"], dry_run="true")
+    state = _wait(api, job["job_id"])
+    assert state["state"] == "awaiting_confirmation", state
+    assert state["counts"] == counts(200, 30) and state["delivery_id"] is None
+    assert state["message_zh"] and state["message_en"]
+    got = {}
+    for fmt, ctype in (("json", "application/json"), ("html", "text/html"), ("xlsx", "spreadsheetml")):
+        res = httpx.get(api["url"] + state["links"][fmt], headers=_hdr(api))
+        assert res.status_code == 200 and ctype in res.headers["content-type"], fmt
+        got[fmt] = res
+    assert "summary" in got["json"].json() and got["xlsx"].content[:2] == b"PK"
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM cim.delivery WHERE county_code = %s", (COUNTY,))
+        assert cur.fetchone()[0] == 0
+    conn.rollback()
+
+    res = httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/confirm", headers=_hdr(api))
+    assert res.status_code == 202, res.text
+    done = _wait(api, job["job_id"], ("done", "rejected", "failed"))
+    assert done["state"] == "done" and done["progress"] == 100 and done["delivery_id"], done
+    with conn.cursor() as cur:
+        cur.execute("SELECT state, counts FROM cim.delivery WHERE id = %s", (done["delivery_id"],))
+        assert cur.fetchone() == ("current", counts(200, 30))
+        cur.execute("SELECT action FROM cim.audit_log WHERE target IN (%s, %s) ORDER BY id",
+                    (f"job:{job['job_id']}", f"delivery:{done['delivery_id']}"))
+        assert [r[0] for r in cur.fetchall()] == ["ingest.upload", "ingest.confirm", "ingest.load"]
+    conn.rollback()
+    again = httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/confirm", headers=_hdr(api))
+    assert again.status_code == 409 and again.json()["message_en"]
+
+
+def test_direct_load_survives_client_disconnect_and_same_file_is_a_no_op(api, conn):
+    with httpx.Client(base_url=api["url"]) as client:  # the client goes away right after the 202
+        res = client.post("/api/ingest", files={"file": ("b.zip", api["files"]["b"].read_bytes())},
+                          data={"county": COUNTY}, headers=_hdr(api))
+        job_id = res.json()["job_id"]
+    done = _wait(api, job_id)
+    assert done["state"] == "done" and done["outcome"] == "loaded", done
+    dup = _wait(api, _upload(api, api["files"]["b"])["job_id"])
+    assert dup["state"] == "done" and dup["outcome"] == "duplicate" and dup["delivery_id"] == done["delivery_id"]
+    assert "sha256" in dup["message_en"]
+
+
+def test_rejected_upload_of_loose_shapefiles(api, conn):
+    job = _wait(api, _upload(api, api["files"]["dup"])["job_id"])
+    assert job["state"] == "rejected" and job["findings"]["error"] >= 1, job
+    rep = httpx.get(api["url"] + job["links"]["json"], headers=_hdr(api)).json()
+    assert any(f["severity"] == "error" and f["key"] == "JS5" for f in rep["findings"])
+
+
+def test_cancel_awaiting_job_and_access_to_jobs(api):
+    job = _upload(api, api["files"]["a"], dry_run="true")
+    _wait(api, job["job_id"])
+    other = httpx.get(f"{api['url']}/api/ingest/{job['job_id']}", headers=_hdr(api, "other"))
+    assert other.status_code == 403 and other.json()["message_zh"]
+    assert httpx.get(f"{api['url']}/api/ingest/{job['job_id']}").status_code == 401
+    res = httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/cancel", headers=_hdr(api))
+    assert res.status_code == 200 and res.json()["state"] == "cancelled"
+    assert _wait(api, job["job_id"])["state"] == "cancelled"
+    assert httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/confirm", headers=_hdr(api)).status_code == 409
+    assert httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/cancel", headers=_hdr(api)).status_code == 409
+
+
+def test_server_start_fails_jobs_left_running(api, db_url, tmp_path):
+    conn = psycopg2.connect(db_url)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO cim.ingest_job (id, county_code, state, progress, files, work_dir, submitted_by) "
+                    "VALUES (%s, %s, 'loading', 60, '{x.zip}', %s, 'test'), "
+                    "(%s, %s, 'awaiting_confirmation', 100, '{y.zip}', %s, 'test')",
+                    ("a" * 32, COUNTY, str(tmp_path), "b" * 32, COUNTY, str(tmp_path)))
+    conn.commit()
+    srv = LiveServer(db_url, tmp_path)  # a new server process start: the previous one "died"
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, state, message_en FROM cim.ingest_job WHERE id IN (%s, %s) ORDER BY id",
+                        ("a" * 32, "b" * 32))
+            rows = cur.fetchall()
+        conn.rollback()
+        assert rows[0][1] == "failed" and "restarted" in rows[0][2]
+        assert rows[1][1] == "awaiting_confirmation"
+    finally:
+        srv.stop()
+        conn.close()
