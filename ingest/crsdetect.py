@@ -14,12 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError as PyprojCRSError
 
 from cim.crs import STORAGE_SRID, GKZone, crs_from_epsg, gk_zones
 from cim.errors import CrsError
+from ingest.profile import read_yaml
 
 HERE = Path(__file__).resolve().parent
 # Plausible ranges in metres / degrees for China (domain.md §2.1).
@@ -247,7 +247,7 @@ def _resolve_declared(crs: CRS, b, x, y, layer: str) -> ResolvedCrs:
 @lru_cache(maxsize=1)
 def county_longitudes() -> dict[str, float]:
     """County-code prefix → approximate longitude (``ingest/county_lon.yaml``)."""
-    data = yaml.safe_load((HERE / "county_lon.yaml").read_text(encoding="utf-8"))
+    data = read_yaml(HERE / "county_lon.yaml")
     return {str(k): float(v) for k, v in data["prefixes"].items()}
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import shapely
-import yaml
 
 from ingest.crsdetect import ResolvedCrs
 from ingest.model import LayerBatch
-from ingest.profile import CodeList, Match, Profile, codelists_for, target_columns
+from ingest.profile import CodeList, Match, Profile, codelists_for, read_yaml, target_columns
 from ingest.readers import SourceLayer
 
 SEED = Path(__file__).resolve().parent.parent / "cim" / "seed" / "dictionaries.yaml"
@@ -46,7 +45,7 @@ class Dictionaries:
 
 @lru_cache(maxsize=1)
 def _seed_dictionaries() -> Dictionaries:
-    data = yaml.safe_load(SEED.read_text(encoding="utf-8"))
+    data = read_yaml(SEED)
     codes, names, parents = {}, {}, {}
     for table, spec in data.items():
         rows = spec.get("codes", [])
@@ -87,10 +86,22 @@ def as_text(s: pd.Series) -> pd.Series:
         return s.astype(str).astype(object)
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.strftime("%Y-%m-%d").astype(object).where(s.notna(), None)
-    t = s.astype(object).where(s.notna(), None)
-    t = t.map(lambda v: v if v is None or isinstance(v, str) else str(v), na_action="ignore")
-    t = t.str.strip()
-    return t.where(~t.isin(_NULLS) & t.notna(), None).astype(object)
+    return by_unique(s, clean_text)
+
+
+def clean_text(v) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return None
+    t = (v if isinstance(v, str) else str(v)).strip()
+    return None if t in _NULLS else t
+
+
+def by_unique(s: pd.Series, fn) -> pd.Series:
+    """Apply a scalar function to the distinct values of a column only (hash factorisation in C),
+    then spread the results back: delivered columns repeat a few values many times."""
+    codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+    mapped = np.array([fn(u) for u in uniques] + [fn(None)], dtype=object)
+    return pd.Series(mapped[codes], index=s.index, dtype=object)
 
 
 def as_float(s: pd.Series) -> pd.Series:
@@ -134,9 +145,14 @@ def translate(s: pd.Series, cl: CodeList, dicts: Dictionaries) -> pd.Series:
             table[name.upper()] = code
     for k, v in cl.map.items():
         table[str(k).strip().upper()] = v
-    text = as_text(s)
-    mapped = text.str.upper().map(table)
-    return mapped.where(mapped.notna(), text).astype(object)
+    def tr(v):
+        v = clean_text(v)
+        if v is None:
+            return None
+        hit = table.get(v.upper())
+        return v if hit is None else hit
+
+    return by_unique(s, tr)
 
 
 def _unit_factor(unit: str | None, column: str) -> float:
@@ -318,7 +334,8 @@ def prepare_geometry(layer: SourceLayer, match: Match, resolved: ResolvedCrs | N
         geom[~(np.isfinite(east) & np.isfinite(north))] = None
     if geom is None or resolved is None:
         return None, None
-    geom = shapely.force_2d(geom)
+    if shapely.has_z(geom).any():
+        geom = shapely.force_2d(geom)
     if resolved.swapped:
         geom = _swap(geom)
 

@@ -117,14 +117,25 @@ def profile_dirs(extra_dirs: Iterable[Path | str] = ()) -> list[Path]:
     return dirs
 
 
-def _read_profile(path: Path) -> Profile:
+def read_yaml(path: Path):
+    """Parse a YAML data file with the libyaml loader when available (safe subset)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@lru_cache(maxsize=256)
+def _read_profile_cached(path: str, mtime_ns: int) -> Profile:
+    p = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        prof = Profile.model_validate(data)
+        prof = Profile.model_validate(read_yaml(p))
     except (yaml.YAMLError, ValidationError, TypeError) as exc:
-        raise ConfigError(f"交付规范文件 {path.name} 无效：{exc}", f"invalid delivery profile {path}: {exc}") from exc
-    prof.source = str(path)
+        raise ConfigError(f"交付规范文件 {p.name} 无效：{exc}", f"invalid delivery profile {p}: {exc}") from exc
+    prof.source = path
     return prof
+
+
+def _read_profile(path: Path) -> Profile:
+    """A profile file, parsed once per modification time."""
+    return _read_profile_cached(str(path.resolve()), path.stat().st_mtime_ns)
 
 
 def load_profiles(extra_dirs: Sequence[Path | str] = ()) -> dict[str, Profile]:
@@ -144,7 +155,7 @@ def load_profiles(extra_dirs: Sequence[Path | str] = ()) -> dict[str, Profile]:
 @lru_cache(maxsize=1)
 def shared_codelists() -> dict[str, CodeList]:
     """Code lists shared by all profiles (``ingest/codelists.yaml``)."""
-    data = yaml.safe_load((HERE / "codelists.yaml").read_text(encoding="utf-8"))
+    data = read_yaml(HERE / "codelists.yaml")
     return {k: CodeList.model_validate(v) for k, v in data.items()}
 
 
@@ -163,7 +174,7 @@ def codelists_for(profile: Profile) -> dict[str, CodeList]:
 @lru_cache(maxsize=1)
 def target_columns() -> dict[str, dict[str, Any]]:
     """Column types of the target tables (``ingest/targets.yaml``)."""
-    return yaml.safe_load((HERE / "targets.yaml").read_text(encoding="utf-8"))
+    return read_yaml(HERE / "targets.yaml")
 
 
 @dataclass(frozen=True)

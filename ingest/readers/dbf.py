@@ -8,6 +8,7 @@ partial character instead of failing.
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -35,13 +36,49 @@ def _fields(head: bytes, encoding: str) -> list[tuple[str, str, int, int]]:
     return out
 
 
-def _column(col: np.ndarray, ftype: str, encoding: str) -> pd.Series:
-    if ftype in "CM":
-        text = pd.Series(np.char.decode(col, encoding, errors="replace"), dtype=object).str.strip()
-        return text.where(text != "", None)
-    if ftype in "NFIOB" or ftype == "+":
+_SEP = 0x1E        # ASCII record separator: never part of a GBK or UTF-8 multi-byte sequence
+_SPLIT = re.compile("[ \x00]*\x1e[ \x00]*")
+
+
+def _text(mat: np.ndarray, encoding: str) -> pd.Series:
+    """Decode a character column in one call: the fixed-width cells are joined with a separator,
+    decoded as one buffer and split again (GBK / UTF-8 trail bytes never equal the separator)."""
+    n, w = mat.shape
+    buf = np.empty((n, w + 1), dtype=np.uint8)
+    buf[:, :w] = mat
+    buf[:, w] = _SEP
+    text = buf.tobytes().decode(encoding, errors="replace")
+    parts = _SPLIT.split(text)            # splits and strips the space/NUL padding in one C pass
+    if len(parts) != n + 1:               # the data itself holds the separator: decode cell by cell
+        col = np.ascontiguousarray(mat).view(f"S{w}").ravel()
+        parts = [*np.char.decode(col, encoding, errors="replace").tolist(), ""]
+        parts = [p.strip(" \x00") for p in parts]
+    parts[0] = parts[0].lstrip(" \x00")
+    out = pd.Series(parts[:-1], dtype=object)
+    return out.where(out != "", None)
+
+
+def _numbers(mat: np.ndarray) -> pd.Series:
+    """Parse a numeric column; blank cells are NaN. Falls back to a tolerant parse on odd cells."""
+    n, w = mat.shape
+    blank = ((mat == 32) | (mat == 0)).all(axis=1)
+    col = np.ascontiguousarray(mat).view(f"S{w}").ravel().copy()
+    col[blank] = b"0"
+    try:
+        vals = col.astype(np.float64)
+    except ValueError:
         txt = pd.Series(np.char.strip(col).astype(str), dtype=object)
-        return pd.to_numeric(txt.where(txt != "", None), errors="coerce")
+        vals = pd.to_numeric(txt, errors="coerce").to_numpy(dtype=np.float64)
+    vals[blank] = np.nan
+    return pd.Series(vals)
+
+
+def _column(mat: np.ndarray, ftype: str, encoding: str) -> pd.Series:
+    if ftype in "CM":
+        return _text(mat, encoding)
+    if ftype in "NFIOB" or ftype == "+":
+        return _numbers(mat)
+    col = np.ascontiguousarray(mat).view(f"S{mat.shape[1]}").ravel()
     if ftype == "D":
         txt = pd.Series(np.char.strip(col).astype(str), dtype=object)
         return pd.to_datetime(txt.where(txt.str.len() == 8, None), format="%Y%m%d", errors="coerce")
@@ -67,6 +104,5 @@ def read_dbf_frame(path: Path, encoding: str) -> tuple[pd.DataFrame, int]:
     deleted = int((body[:, 0] == ord("*")).sum()) if nrec else 0
     cols = {}
     for name, ftype, off, flen in fields:
-        raw = np.ascontiguousarray(body[:, off:off + flen]).view(f"S{flen}").ravel()
-        cols[name] = _column(raw, ftype, encoding)
+        cols[name] = _column(body[:, off:off + flen], ftype, encoding)
     return pd.DataFrame(cols), deleted

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shapely
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cim.errors import ConfigError
 from ingest.model import Delivery, Finding, LayerBatch, Report, Severity
 from ingest.normalize import Dictionaries
+from ingest.profile import read_yaml
 
 RULES_PATH = Path(__file__).resolve().parent.parent / "rules.yaml"
 
@@ -38,7 +38,7 @@ def load_rules(path: str | None = None) -> dict[str, Rule]:
     """The rule table (``ingest/rules.yaml`` unless another file is given)."""
     p = Path(path) if path else RULES_PATH
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = read_yaml(p)
         return {str(k): Rule.model_validate(v) for k, v in data.items()}
     except Exception as exc:
         raise ConfigError(f"规则文件 {p.name} 无效：{exc}", f"invalid rules file {p}: {exc}") from exc

@@ -4,8 +4,10 @@ network codes (F01), point-table consistency (Q02, Q03), duplicate pole numbers 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ingest.model import LayerBatch, Severity
+from ingest.normalize import by_unique, clean_text
 from ingest.profile import codelists_for, load_profiles, target_columns
 from ingest.validation.core import Ctx, fmt, key_column, source_field
 
@@ -97,7 +99,9 @@ def _unparsable(ctx: Ctx, batch: LayerBatch, keyv) -> None:
         if types.get(col) not in ("float", "int", "date", "bool") or col not in batch.frame:
             continue
         raw = batch.raw[col]
-        given = raw.notna() & ~raw.astype(str).str.strip().isin(["", "nan", "None", "NULL", "-", "/"])
+        if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
+            continue                       # typed by the reader: nothing was lost in conversion
+        given = by_unique(raw, lambda v: clean_text(v) not in (None, "-", "/", "—")).astype(bool)
         bad = (given & batch.frame[col].isna()).to_numpy()
         rows = np.flatnonzero(bad)
         if not len(rows):
