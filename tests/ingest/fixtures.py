@@ -9,6 +9,7 @@ them over (GBK attributes, no .cpg, a DBF language byte claiming Windows-1252), 
 from __future__ import annotations
 
 import io
+import secrets
 import stat
 import struct
 import warnings
@@ -144,8 +145,8 @@ def zip_raw_names(path: Path, members: dict[bytes, bytes]) -> Path:
     placeholders = {}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for i, (raw, data) in enumerate(members.items()):
-            ph = f"~{i:0{max(len(raw) - 1, 1)}d}"[: max(len(raw), 2)]
-            assert len(ph) == len(raw), "names of one byte are not supported"
+            ph = (f"~{i}~" + secrets.token_hex(len(raw)))[: len(raw)]   # unique, never a substring
+            assert len(ph) == len(raw) and len(raw) > len(f"~{i}~"), "name too short for a placeholder"
             placeholders[ph.encode()] = raw
             zf.writestr(ph, data)
     blob = path.read_bytes()
