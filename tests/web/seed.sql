@@ -10,10 +10,12 @@
 --     DL 电力 at lat 27.19980, 600x400 duct block, depth 0.8
 --   buildings WB-001..WB-004, 40 m squares along lat 27.2010 (WB-001 = 县人民医院门诊楼)
 --   green space WG-001 south of the road; streetlights WL-001..WL-005 along lat 27.20050
+--   county 990003 (111.52..111.56) east of it is empty: the upload tests deliver into it
 
 INSERT INTO cim.admin_area (code, parent_code, name, level, county_code, geom) VALUES
  ('990002', '990000', '网页测试县', 'county', '990002', ST_Multi(ST_MakeEnvelope(111.48, 27.18, 111.52, 27.22, 4490))),
- ('990002001', '990002', '城关街道', 'street', '990002', ST_Multi(ST_MakeEnvelope(111.48, 27.18, 111.50, 27.22, 4490)));
+ ('990002001', '990002', '城关街道', 'street', '990002', ST_Multi(ST_MakeEnvelope(111.48, 27.18, 111.50, 27.22, 4490))),
+ ('990003', '990000', '上传测试县', 'county', '990003', ST_Multi(ST_MakeEnvelope(111.52, 27.18, 111.56, 27.22, 4490)));
 
 INSERT INTO cim.pipe_point (network, subtype, exp_no, feature, ground_z, depth, road, county_code, geom) VALUES
  ('JS', 'JP', 'JS0001', '直线点', 100.0, 1.2, '人民路', '990002', ST_SetSRID(ST_MakePoint(111.4970, 27.19990), 4490)),

@@ -78,6 +78,7 @@ function setupViewSwitch(map) {
       btn.disabled = true;
       notify(t("view.loading3d"), "info", 2500);
       try {
+        view3d.syncVisibility(visibleLayers(map));
         await view3d.open(view, globeDiv.clientHeight || height);
       } catch (err) {
         notify(String(err.message || err), "error");

@@ -94,6 +94,7 @@ export class View3D {
     try {
       const tileset = await Cesium.Cesium3DTileset.fromUrl(absolute(url), { maximumScreenSpaceError: 8 });
       this.tilesets[name] = tileset;
+      if (this.visibleLayers) tileset.show = this.visibleLayers.has(TILESETS.find((x) => x.name === name).layer);
       this.placeOnGround(tileset);
       viewer.scene.primitives.add(tileset);
       this.status[name] = "loaded";
@@ -103,6 +104,13 @@ export class View3D {
       console.warn(`tileset ${name}`, err);
       notify(t("view.tilesetMissing", { name }), "error", 9000);
     }
+  }
+
+  /** Show the tilesets whose catalogue layer is switched on in the 2D layer tree. */
+  syncVisibility(visibleLayers) {
+    this.visibleLayers = new Set(visibleLayers);
+    for (const ts of TILESETS) if (this.tilesets[ts.name]) this.tilesets[ts.name].show = this.visibleLayers.has(ts.layer);
+    this.viewer?.scene.requestRender();
   }
 
   /**
