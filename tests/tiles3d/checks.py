@@ -114,7 +114,11 @@ def b3dm_problems(data: bytes) -> list[str]:
     out += [f"section at {o} not 8-byte aligned" for o in offsets if o % 8]
     if len(data) % 8:
         out.append("file length not a multiple of 8")
-    ft = json.loads(data[28:28 + ftj])
+    try:
+        ft = json.loads(data[28:28 + ftj]) if ftj else {}
+    except ValueError:
+        ft = {}
+        out.append("feature table JSON unreadable")
     if "BATCH_LENGTH" not in ft:
         out.append("feature table lacks BATCH_LENGTH")
     return out

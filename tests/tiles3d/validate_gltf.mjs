@@ -27,5 +27,6 @@ for (const path of process.argv.slice(2)) {
       .map((m) => `${m.severity === 0 ? 'E' : 'W'} ${m.code} ${m.pointer || ''} ${m.message}`),
   });
 }
+// exitCode, not exit(): exit() would cut a long report written to a pipe at 64 KiB
+process.exitCode = failed ? 1 : 0;
 process.stdout.write(JSON.stringify(out));
-process.exit(failed ? 1 : 0);
