@@ -111,6 +111,8 @@ class Ctx:
                 pt = shapely.point_on_surface(g[ok])
                 xs[ok], ys[ok] = shapely.get_x(pt), shapely.get_y(pt)
             src_rows = batch.frame["source_row"].to_numpy()[rows]
+        if batch is not None and batch.field_map:      # name fields as delivered (物探点号, not exp_no)
+            fld_a = np.array([batch.field_map.get(f, f) if isinstance(f, str) else f for f in fld_a], dtype=object)
         sev = severity or rule.severity
         name = layer or (batch.source_layer if batch is not None else "")
         for i in range(n):
@@ -139,7 +141,12 @@ def _show(v: Any) -> Any:
 
 
 def key_column(batch: LayerBatch) -> pd.Series | None:
-    """The identifying column of a batch (point number, pole number, code …)."""
+    """The identifying column of a batch (point number, 'start-end' point numbers of a segment,
+    pole number, code …)."""
+    f = batch.frame
+    if batch.target == "pipe_segment" and "start_exp_no" in f:
+        key = f["start_exp_no"].fillna("?").astype(str) + "-" + f["end_exp_no"].fillna("?").astype(str)
+        return key.where(f["start_exp_no"].notna() | f["end_exp_no"].notna(), f.get("code"))
     for col in ("exp_no", "pole_no", "code", "name"):
         if col in batch.frame.columns and batch.frame[col].notna().any():
             return batch.frame[col]
