@@ -169,7 +169,22 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     build_lines_from_points(delivery)
     for b in delivery.batches:
         _fill_length(b)
+    if delivery.county_code is None:
+        _county_from_admin_areas(delivery)
     return delivery
+
+
+def _county_from_admin_areas(delivery: Delivery) -> None:
+    """Take the county code from a delivered county boundary when exactly one is present."""
+    codes = set()
+    for b in delivery.batches:
+        if b.target == "admin_area":
+            codes |= set(b.frame.loc[b.frame["level"] == "county", "code"].dropna())
+    if len(codes) == 1:
+        delivery.county_code = codes.pop()
+        delivery.notes.append(Note("", "county", f"未指定县级行政区代码，按交付的县界取 {delivery.county_code}",
+                                   f"no county code given; {delivery.county_code} taken from the delivered county "
+                                   "boundary"))
 
 
 def read_delivery(path: Path | str, *, profile: str | None = None, county: str | None = None, conn=None,

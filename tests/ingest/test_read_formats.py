@@ -172,3 +172,25 @@ def test_unrecognised_layers_are_noted_and_nothing_readable_is_refused(tmp_path)
 def test_missing_path_is_unreadable(tmp_path):
     with pytest.raises(UnreadableInput):
         read_delivery(tmp_path / "nope.zip")
+
+
+def test_county_code_taken_from_a_delivered_county_boundary(tmp_path):
+    sq = shapely.box(E0 - 500, N0 - 500, E0 + 500, N0 + 500)
+    import pandas as pd
+    write_shapefile(tmp_path / "d", "县界", pd.DataFrame({"行政区划代码": ["430702"], "名称": ["武陵区"]}), [sq])
+    write_network_shapefiles(tmp_path / "d")
+    d = read_delivery(tmp_path / "d")
+    assert d.county_code == "430702" and any(n.topic == "county" for n in d.notes)
+    assert read_delivery(tmp_path / "d", county="430703").county_code == "430703"
+
+
+def test_deleted_dbf_records_are_skipped(tmp_path):
+    p, _ = write_network_shapefiles(tmp_path / "d")
+    dbf = p.with_suffix(".dbf")
+    data = bytearray(dbf.read_bytes())
+    hlen = int.from_bytes(data[8:10], "little")
+    data[hlen] = ord("*")                      # first record marked deleted
+    dbf.write_bytes(bytes(data))
+    b = read_delivery(p, county="430702").batches[0]
+    assert b.frame["exp_no"].tolist() == ["YS2", "YS3", "YS4", "YS5", "YS6"]
+    assert len(b.frame["geom"].dropna()) == 5
