@@ -104,7 +104,8 @@ _W: dict = {}
 def _worker_init(url: str) -> None:
     _W["conn"] = connect(url, application_name="cim-tiles3d")
     _W["conn"].autocommit = True
-    _W["catalog"] = load_catalog()
+    if "catalog" not in _W:          # inherited from the parent when the pool forks
+        _W["catalog"] = load_catalog()
 
 
 def _worker_render(job: tuple) -> tuple[str, int, int]:
@@ -120,7 +121,7 @@ def build_folder(url: str, layer: str, out: Path, *, workers: int = 2, fmt: str 
                  per_tile: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Build a layer into ``out`` (replaced atomically); returns counts, bytes and timings."""
     t0 = time.perf_counter()
-    catalog = load_catalog()
+    catalog = _W["catalog"] = load_catalog()
     conn = connect(url, application_name="cim-tiles3d")
     try:
         p = plan(conn, layer, catalog, fmt=fmt, per_tile=per_tile)

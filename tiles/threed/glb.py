@@ -102,9 +102,11 @@ def _property_table(bin_: _Bin, prim: Primitive, class_props: dict) -> dict:
             props[col.name] = {"values": values_view, "stringOffsets": offsets_view, "stringOffsetType": "UINT32"}
         else:
             type_, comp, dtype, nodata = _NUMERIC[col.kind]
-            arr = np.asarray([nodata if v is None or (isinstance(v, float) and v != v) else v
-                              for v in col.values], dtype=dtype) if not isinstance(col.values, np.ndarray) \
-                else np.asarray(col.values).astype(dtype)
+            if isinstance(col.values, np.ndarray):
+                arr = col.values.astype(dtype)
+            else:  # None → noData in one vectorised pass (float64 holds every int32 exactly)
+                raw = np.array(col.values, dtype="f8") if col.values else np.zeros(0)
+                arr = np.where(np.isnan(raw), nodata, raw).astype(dtype)
             view = bin_.add(arr.tobytes())
             desc = {"type": type_, "componentType": comp}
             if nodata is not None:

@@ -19,6 +19,7 @@ from it in numpy, so tile bounding volumes and meshes agree exactly. Elevation r
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -232,12 +233,22 @@ def _colours(spec: LayerSpec, codes: list) -> np.ndarray:
     return np.array(out, dtype="u1").reshape(-1, 4)
 
 
+_DICT_TTL_S = 60.0
+_dict_cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+
 def _dictionaries(cur, spec: LayerSpec) -> dict[str, dict[str, str]]:
+    """code → Chinese name of every dictionary the spec's attributes use (cached for a minute)."""
     out = {}
+    dsn = cur.connection.dsn
+    now = time.monotonic()
     for a in spec.attributes:
         if a.dictionary and a.dictionary not in out:
-            cur.execute(f"SELECT code, name_zh FROM cim.{quote_ident(a.dictionary)}")
-            out[a.dictionary] = dict(cur.fetchall())
+            hit = _dict_cache.get((dsn, a.dictionary))
+            if hit is None or now - hit[0] > _DICT_TTL_S:
+                cur.execute(f"SELECT code, name_zh FROM cim.{quote_ident(a.dictionary)}")
+                hit = _dict_cache[(dsn, a.dictionary)] = (now, dict(cur.fetchall()))
+            out[a.dictionary] = hit[1]
     return out
 
 
