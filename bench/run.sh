@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark of the platform, each side by side with its peer, in one run.
+# Each section writes bench/results/<name>-<stamp>.json and prints a Markdown table.
+# Sections: append one block per benchmark (keep each run short: the machine has 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+# --- vector tiles + OGC API Features items vs tipg (bench/tiles/vs_tipg.py) ---
+# tipg's pins clash with ours, so it lives in its own virtualenv (gitignored).
+if [ ! -x bench/.venv-tipg/bin/python ] || ! bench/.venv-tipg/bin/python -c "import tipg, uvloop, httptools" 2>/dev/null; then
+  python3 -m venv bench/.venv-tipg
+  bench/.venv-tipg/bin/pip install -q tipg 'uvicorn[standard]'
+fi
+$PY bench/tiles/vs_tipg.py --scales "${BENCH_TILE_SCALES:-10000,1000000}" --seconds "${BENCH_SECONDS:-5}"
+
+# --- 3D Tiles build vs py3dtiles export (bench/tiles3d/run.py); py3dtiles in its own virtualenv (gitignored) ---
+if [ ! -x bench/.venv-py3dtiles/bin/py3dtiles ]; then
+  python3 -m venv bench/.venv-py3dtiles
+  bench/.venv-py3dtiles/bin/pip install -q 'py3dtiles[postgres]'
+fi
+$PY bench/tiles3d/run.py --sizes ${BENCH_3D_SIZES:-20000 200000} --pipes "${BENCH_3D_PIPES:-20000}"
