@@ -252,6 +252,8 @@ def build_lines_from_points(delivery: Delivery) -> None:
                                    "src": b.source_geom if b.source_geom is not None else np.full(len(b), None),
                                    "crs": b.source_crs}) for b in points], ignore_index=True)
     pts = pts[pts["exp_no"].notna() & pts["geom"].notna()].drop_duplicates(["network", "exp_no"])
+    if pts.empty:          # no usable point: the lines stay without geometry (G02, Q05 report it)
+        return
     by_key = pd.MultiIndex.from_arrays([pts["network"].astype(object), pts["exp_no"].astype(object)])
     by_no = pd.Index(pts.drop_duplicates("exp_no")["exp_no"].astype(object))
     first = pts.drop_duplicates("exp_no")
