@@ -280,6 +280,22 @@ def escape_like(text: str) -> str:
 
 
 _LABEL_EXTRA = ("name", "road_name", "road", "address")
+# Columns of the trigram index of each large table (migration 0020_search_trgm.sql), in order.
+TRGM_COLUMNS = {
+    "cim.building": ("address", "code", "name"),
+    "cim.pipe_point": ("exp_no", "facility_uid", "pump_name", "road"),
+    "cim.pipe_segment": ("code", "end_exp_no", "road", "start_exp_no"),
+    "cim.streetlight": ("pole_no", "road_name"),
+}
+
+
+def trgm_expression(spec: LayerSpec, alias: str = "t") -> str | None:
+    """The indexed search text of the layer's table, when it covers every searchable attribute."""
+    cols = TRGM_COLUMNS.get(spec.table)
+    fields = {a.name for a in spec.attributes if a.searchable}
+    if not cols or not fields <= set(cols):
+        return None
+    return " || E'\\x1f' || ".join(f"coalesce({col(spec, c, alias)}, '')" for c in cols)
 
 
 def search_sql(specs: list[LayerSpec], q: str, limit: int) -> tuple[str, list]:
@@ -303,7 +319,11 @@ def search_sql(specs: list[LayerSpec], q: str, limit: int) -> tuple[str, list]:
         rank = "CASE WHEN " + " OR ".join(f"{r} ILIKE {prefix}" for _, r in refs) + " THEN 0 ELSE 1 END"
         extra_name = next((n for n in _LABEL_EXTRA if spec.attribute(n) is not None), None)
         extra = f"{col(spec, extra_name)}::text" if extra_name else "NULL::text"
-        conds = base_where(spec, params) + ["(" + " OR ".join(f"{r} ILIKE {contains}" for _, r in refs) + ")"]
+        conds = base_where(spec, params)
+        indexed = trgm_expression(spec)
+        if indexed:  # narrow with the trigram index first (a superset of the matches)
+            conds.append(f"({indexed}) ILIKE {contains}")
+        conds.append("(" + " OR ".join(f"{r} ILIKE {contains}" for _, r in refs) + ")")
         parts.append(f"(SELECT {params.add(spec.id, 'text')} AS layer, {col(spec, spec.id_column)} AS id, {match} AS match_field, "
                      f"{value} AS value, {extra} AS extra, {rank} AS rank, {geom_col(spec)} AS geom "
                      f"FROM {table_sql(spec)} t WHERE {' AND '.join(conds)} ORDER BY 6, length({value}), 2 LIMIT {per_layer})")

@@ -92,3 +92,49 @@ def test_statement_timeout_is_503(start_server, seeded, db_url):
 def test_unknown_collection_is_404(client, path):
     r = client.get(path)
     assert r.status_code == 404 and r.json()["message_zh"] and r.json()["message_en"]
+
+
+_FILL = {  # rows that make the table big enough for the planner to prefer an index (rolled back)
+    "buildings": "INSERT INTO cim.building (code, county_code, geom) SELECT 'X' || i, '990002', "
+                 "ST_Multi(ST_MakeEnvelope(90 + i * 1e-4, 30, 90 + i * 1e-4 + 5e-5, 30.00005, 4490)) "
+                 "FROM generate_series(1, 20000) i",
+    "drainage_nodes": "INSERT INTO cim.pipe_point (network, exp_no, county_code, geom) SELECT 'PS', 'X' || i, '990002', "
+                      "ST_SetSRID(ST_MakePoint(90 + i * 1e-4, 30), 4490) FROM generate_series(1, 20000) i",
+    "pipeline_segments": "INSERT INTO cim.pipe_segment (network, start_exp_no, end_exp_no, county_code, geom) "
+                         "SELECT 'JS', 'X' || i, 'Y' || i, '990002', ST_SetSRID(ST_MakeLine(ST_MakePoint(90 + i * 1e-4, 30), "
+                         "ST_MakePoint(90 + i * 1e-4, 30.0001)), 4490) FROM generate_series(1, 20000) i",
+    "streetlights": "INSERT INTO cim.streetlight (pole_no, county_code, geom) SELECT 'X' || i, '990002', "
+                    "ST_SetSRID(ST_MakePoint(90 + i * 1e-4, 30), 4490) FROM generate_series(1, 20000) i",
+}
+
+
+@pytest.mark.parametrize("layer,index", [("buildings", "building_search_trgm_idx"),
+                                         ("drainage_nodes", "pipe_point_search_trgm_idx"),
+                                         ("pipeline_segments", "pipe_segment_search_trgm_idx"),
+                                         ("streetlights", "streetlight_search_trgm_idx")])
+def test_search_uses_the_trigram_index(db_url, seeded, layer, index):
+    """The builder's search text is the migration's index expression (0020_search_trgm.sql)."""
+    import asyncio
+
+    import asyncpg
+
+    from layers import query as lq
+    from layers.catalog import load_catalog
+
+    spec = load_catalog().get(layer)
+    sql, args = lq.search_sql([spec], "X123", 20)
+
+    async def plan() -> str:
+        conn = await asyncpg.connect(db_url)
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            await conn.execute(_FILL[layer])
+            await conn.execute(f"ANALYZE {spec.table}")
+            return "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+        finally:
+            await tr.rollback()
+            await conn.close()
+
+    text = asyncio.run(plan())
+    assert index in text, text
