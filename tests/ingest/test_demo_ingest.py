@@ -88,3 +88,20 @@ def test_cim_ingest_loads_the_demo_county(cli, conn, tmp_path):
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM cim.pipe_segment WHERE county_code = %s AND is_current", (COUNTY,))
         assert cur.fetchone()[0] == c["pipe_segments"]
+
+
+def test_cim_ingest_refuses_the_error_variant(cli, conn, tmp_path):
+    out = tmp_path / "rejected"
+    cli("demo", "generate", "--out", str(out), "--seed", "12", "--defects", "errors", check=True)
+
+    def js_rows() -> int:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM cim.pipe_segment WHERE network = 'JS' AND is_current")
+            return cur.fetchone()[0]
+
+    before = js_rows()
+    res = cli("ingest", str(out / "给水管线.zip"), "--county", COUNTY, "--report", str(tmp_path / "r.json"))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert js_rows() == before
+    rules = {f["rule_id"] for f in json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["findings"]}
+    assert {"Q01", "Q05"} <= rules
