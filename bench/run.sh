@@ -20,3 +20,6 @@ if [ ! -x bench/.venv-py3dtiles/bin/py3dtiles ]; then
   bench/.venv-py3dtiles/bin/pip install -q 'py3dtiles[postgres]'
 fi
 $PY bench/tiles3d/run.py --sizes ${BENCH_3D_SIZES:-20000 200000} --pipes "${BENCH_3D_PIPES:-20000}"
+
+# --- web map first render on the demo data in headless Chromium (bench/web/first_render.py) ---
+$PY bench/web/first_render.py --runs "${BENCH_WEB_RUNS:-3}"

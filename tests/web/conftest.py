@@ -108,7 +108,7 @@ class WebServer:
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def start(self) -> "WebServer":
+    def start(self) -> WebServer:
         self.thread.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

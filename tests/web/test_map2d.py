@@ -31,7 +31,7 @@ def _style_color(page, layer_id: str, prop: str, value: str, default_bg: str = "
     }""", [layer_id, prop])
     color = info["color"]
     if isinstance(color, list):
-        pairs = dict(zip(color[2:-1:2], color[3:-1:2]))
+        pairs = dict(zip(color[2:-1:2], color[3:-1:2], strict=True))
         color = pairs.get(value, color[-1])
     bg = info["bg"] if isinstance(info["bg"], str) and info["bg"].startswith("#") else default_bg
     return blend(color, float(info["opacity"] or 1), bg)

@@ -65,7 +65,7 @@ def test_statistics_of_a_sketched_polygon(page, web_server, artifacts):
     table = page.locator("#stats-counts")
     table.wait_for(timeout=20_000)
     page.screenshot(path=str(artifacts / "web_stats.png"))
-    rows = dict(zip(table.locator("th").all_inner_texts(), table.locator("td").all_inner_texts()))
+    rows = dict(zip(table.locator("th").all_inner_texts(), table.locator("td").all_inner_texts(), strict=True))
     assert rows.get("房屋建筑") == "4", rows
     assert rows.get("路灯") == "5", rows
     body = page.locator("#panel-body").inner_text()

@@ -38,8 +38,11 @@ async function loadStyle() {
   }
 }
 
-/** Basemap sources and layers (drawn below every one-map layer). */
-async function basemapLayers(style) {
+/**
+ * Basemap sources and layers (drawn below every one-map layer). `demPromise` is the /api/dem
+ * request, started together with the style request so neither waits for the other.
+ */
+async function basemapLayers(style, demPromise) {
   const layers = [{ id: "basemap-background", type: "background", paint: { "background-color": "#f4f3ef" },
     metadata: { "cim:basemap": "background" } }];
   const custom = localStorage.getItem(BASEMAP_KEY);
@@ -48,12 +51,14 @@ async function basemapLayers(style) {
     layers.push({ id: "basemap-custom", type: "raster", source: "basemap-custom", metadata: { "cim:basemap": "custom" } });
   }
   try {
-    const dem = await getJSON("/api/dem");
+    const dem = await demPromise;
     if (dem?.loaded) {
+      // A hillshade is a backdrop: tiles up to z16 (≈ 2.4 m per pixel) are overzoomed beyond,
+      // which keeps a street view at a handful of raster requests.
       style.sources["basemap-hillshade"] = { type: "raster", tiles: [absolute("/tiles/hillshade/{z}/{x}/{y}.png")],
-        tileSize: 256, ...(dem.bounds ? { bounds: dem.bounds } : {}) };
+        tileSize: 256, maxzoom: 16, ...(dem.bounds ? { bounds: dem.bounds } : {}) };
       layers.push({ id: "basemap-hillshade", type: "raster", source: "basemap-hillshade",
-        paint: { "raster-opacity": 0.55 }, metadata: { "cim:basemap": "hillshade" } });
+        paint: { "raster-opacity": 0.55, "raster-fade-duration": 0 }, metadata: { "cim:basemap": "hillshade" } });
     }
   } catch (err) {
     if (!err.unavailable) notifyError(err);
@@ -99,9 +104,11 @@ function showCoordinates(map) {
  * style's center/zoom, else the data bounds.
  */
 export async function createMap() {
+  const demPromise = getJSON("/api/dem");
+  demPromise.catch(() => {}); // handled in basemapLayers
   const { style, ok } = await loadStyle();
   // Basemap rasters go just above the style's own background layer(s), below every data layer.
-  const base = await basemapLayers(style);
+  const base = await basemapLayers(style, demPromise);
   const layers = style.layers || [];
   const backgrounds = layers.filter((l) => l.type === "background");
   const rest = layers.filter((l) => l.type !== "background");
@@ -114,6 +121,7 @@ export async function createMap() {
     center: style.center || [111.5, 27.2],
     zoom: style.zoom ?? 12,
     attributionControl: false,
+    fadeDuration: 0, // labels appear at once: no 300 ms fade before the map is idle
     maxPitch: 75,
   });
   map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-right");
