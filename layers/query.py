@@ -79,7 +79,7 @@ def identify_sql(specs: list[LayerSpec], x: float, y: float, srid: int, toleranc
                  limit: int) -> tuple[str, list]:
     """Features of several layers within ``tolerance_m`` of a point, nearest first.
 
-    Rows: (layer, feature GeoJSON text, distance in metres).
+    Rows: (layer, id, feature GeoJSON text, distance in metres).
     """
     params = Params()
     p = "(SELECT g FROM p)"
@@ -87,11 +87,12 @@ def identify_sql(specs: list[LayerSpec], x: float, y: float, srid: int, toleranc
     parts = []
     for spec in specs:
         conds = base_where(spec, params) + [_within_metres(spec, p, tol)]
-        parts.append(f"SELECT {params.add(spec.id, 'text')} AS layer, {feature_sql(spec, geom_col(spec), list(spec.attributes))} AS f, "
+        parts.append(f"SELECT {params.add(spec.id, 'text')} AS layer, {col(spec, spec.id_column)}::bigint AS id, "
+                     f"{feature_sql(spec, geom_col(spec), list(spec.attributes))} AS f, "
                      f"ST_Distance({geom_col(spec)}::geography, {p}::geography) AS d "
                      f"FROM {table_sql(spec)} t WHERE {' AND '.join(conds)}")
     point = point_param(params, x, y, srid)
-    sql = (f"WITH p AS MATERIALIZED (SELECT {point} AS g) SELECT layer, f, d FROM ("
+    sql = (f"WITH p AS MATERIALIZED (SELECT {point} AS g) SELECT layer, id, f, d FROM ("
            + " UNION ALL ".join(parts) + f") x ORDER BY d, layer LIMIT {params.add(limit, 'bigint')}")
     return sql, params.values
 

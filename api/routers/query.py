@@ -148,9 +148,19 @@ async def identify(body: IdentifyRequest, request: Request, who: Principal = QUE
     if specs:  # an empty layer list (nothing visible on the map) finds nothing
         sql, args = lq.identify_sql(specs, body.lon, body.lat, srid, body.tolerance_m, body.limit)
         rows = await _run(request, "fetch", sql, args)
-    titles = {s.id: s.title_zh for s in specs}
-    feats = [_with_members(r["f"], layer=r["layer"], layer_title_zh=titles[r["layer"]], distance_m=round(r["d"], 3))
-             for r in rows]
+    by_id = {s.id: s for s in specs}
+    # a row in two requested layers (a drainage pipe is also a pipeline segment) is listed once,
+    # under the more specific layer (one with a `where`)
+    rows = sorted(rows, key=lambda r: (r["d"], not by_id[r["layer"]].where, r["layer"]))
+    seen: set[tuple[str, int]] = set()
+    feats = []
+    for r in rows:
+        key = (by_id[r["layer"]].table, r["id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        feats.append(_with_members(r["f"], layer=r["layer"], layer_title_zh=by_id[r["layer"]].title_zh,
+                                   distance_m=round(r["d"], 3)))
     return Response(_fc(feats, numberReturned=len(feats)), media_type=GEOJSON)
 
 

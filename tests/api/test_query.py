@@ -188,3 +188,9 @@ def test_openapi_documents_query_examples(client):
     schemas = spec["components"]["schemas"]
     for name in ("IdentifyRequest", "SpatialRequest", "NearestRequest", "SectionRequest", "StatsRequest"):
         assert schemas[name].get("examples"), name
+
+
+def test_identify_lists_a_row_of_overlapping_layers_once(client, seeded):
+    body = {"lon": 100.501, "lat": 25.001, "tolerance_m": 1, "layers": ["pipeline_segments", "drainage_pipes"]}
+    feats = client.post("/api/query/identify", json=body).json()["features"]
+    assert [(f["layer"], f["id"]) for f in feats] == [("drainage_pipes", seeded["TSEG-YS"])]
