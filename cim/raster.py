@@ -64,8 +64,9 @@ def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = 
     if crs is not None and crs.to_epsg() not in (4490, 4326):
         tr = Transformer.from_crs(4490, crs, always_xy=True)
         xs, ys = tr.transform(lons, lats)
-    inv = ~transform
-    cols, rows = inv * (np.asarray(xs), np.asarray(ys))  # fractional pixel coordinates
+    inv = ~transform  # fractional pixel coordinates (col, row) of the points
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    cols, rows = inv.a * xs + inv.b * ys + inv.c, inv.d * xs + inv.e * ys + inv.f
     h, w = data.shape
     out = np.full(lons.shape, np.nan)
     if method == "nearest":

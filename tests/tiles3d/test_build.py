@@ -7,10 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from tiles3d.checks import (b3dm_problems, content_in_region, glb_alignment_problems, parse_glb, positions,
-                            tileset_problems, walk)
-from tiles3d.conftest import validate_gltf
 from tiles.threed.build import build_folder, plan
+from tiles3d.checks import (
+    b3dm_problems,
+    content_in_region,
+    glb_alignment_problems,
+    parse_glb,
+    positions,
+    tileset_problems,
+    walk,
+)
+from tiles3d.conftest import validate_gltf
 
 
 @pytest.fixture(scope="module")

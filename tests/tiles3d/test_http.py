@@ -9,9 +9,9 @@ import httpx
 import numpy as np
 import psycopg2
 
+from tiles.threed.build import build_folder
 from tiles3d.checks import parse_glb, tileset_problems, walk
 from tiles3d.conftest import validate_gltf
-from tiles.threed.build import build_folder
 
 
 def _contents(doc: dict) -> list[str]:

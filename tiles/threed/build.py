@@ -139,7 +139,7 @@ def build_folder(url: str, layer: str, out: Path, *, workers: int = 2, fmt: str 
         if workers > 1:
             ctx = mp.get_context("fork")
             with ctx.Pool(workers, initializer=_worker_init, initargs=(url,)) as pool:
-                for key, nbytes, nfeat in pool.imap_unordered(_worker_render, jobs):
+                for _key, nbytes, nfeat in pool.imap_unordered(_worker_render, jobs):
                     done += 1
                     stats["bytes"] += nbytes
                     stats["features"] += nfeat

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,14 +19,14 @@ from tiles.threed.sources import LAYERS
 app = typer.Typer(help="3D Tiles (buildings, underground pipelines) / 三维瓦片", no_args_is_help=True)
 
 
-class Layer(str, Enum):
+class Layer(StrEnum):
     """3D layers."""
 
     buildings = "buildings"
     pipelines = "pipelines"
 
 
-class Fmt(str, Enum):
+class Fmt(StrEnum):
     """Content formats."""
 
     glb = "glb"
@@ -35,12 +35,12 @@ class Fmt(str, Enum):
 
 @app.command("build")
 def build(
-    layer: Annotated[Optional[Layer], typer.Option("--layer", help="one layer (default: both)")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="parent folder; each layer goes to OUT/<layer>/ "
+    layer: Annotated[Layer | None, typer.Option("--layer", help="one layer (default: both)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="parent folder; each layer goes to OUT/<layer>/ "
                                                 "(default $CIM_HOME/3dtiles)")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="glb (3D Tiles 1.1) or b3dm (3D Tiles 1.0)")] = Fmt.glb,
     workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 2,
-    per_tile: Annotated[Optional[int], typer.Option(min=1, help="max features per tile (default from the "
+    per_tile: Annotated[int | None, typer.Option(min=1, help="max features per tile (default from the "
                                                     "layer spec)")] = None,
 ) -> None:
     """Build tileset.json and contents of each layer into a folder (replaced atomically)."""

@@ -28,6 +28,7 @@ import shapely
 
 from cim import raster
 from cim.db import quote_ident
+from cim.errors import Conflict
 from layers.catalog import Catalog
 from layers.spec import LayerSpec
 from tiles.threed.geometry import CIRCLE, RECT, Frame, Mesh, extrude, tubes
@@ -60,7 +61,7 @@ class Index:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, sel: np.ndarray) -> "Index":
+    def subset(self, sel: np.ndarray) -> Index:
         """The features at positions ``sel``."""
         return Index(self.layer, self.kind[sel], self.ids[sel], self.bbox[sel], self.zmin[sel], self.zmax[sel],
                      {k: v[sel] for k, v in self.params.items()})
@@ -259,10 +260,13 @@ def _fetch(cur, spec: LayerSpec, ids: np.ndarray, geometry: bool) -> tuple[list,
     cur.execute(f"SELECT t.id{geom}, {cols} FROM {spec.schema_name}.{quote_ident(spec.table_name)} t "
                 f"WHERE t.id = ANY(%s)", (ids.tolist(),))
     rows = {r[0]: r for r in cur.fetchall()}
+    if len(rows) != len(ids):   # rows deleted after the plan was made: the caller re-plans
+        raise Conflict("数据已在生成瓦片时更新，请重新加载瓦片集",
+                       "the data changed while the tile was being built; reload the tileset")
     ordered = [rows[i] for i in ids.tolist()]
     off = 2 if geometry else 1
     names = [a.name for a in spec.attributes]
-    return ([bytes(r[1]) for r in ordered] if geometry else []), [dict(zip(names, r[off:])) for r in ordered]
+    return ([bytes(r[1]) for r in ordered] if geometry else []), [dict(zip(names, r[off:], strict=True)) for r in ordered]
 
 
 def _columns(spec: LayerSpec, ids: np.ndarray, attrs: list[dict], dicts: dict, extra: dict) -> list[Column]:

@@ -36,7 +36,7 @@ class Node:
     x: int
     y: int
     members: np.ndarray | None = None
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
     region: list[float] | None = None
 
     @property
