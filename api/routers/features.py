@@ -78,6 +78,7 @@ def _check_f(value: str | None) -> None:
         raise InvalidInput(f"不支持的输出格式 f={value}（可用 json）", f"unsupported output format f={value} (use json)")
 
 
+@router.get("/", include_in_schema=False)
 @router.get("", summary="服务首页 / landing page")
 async def landing(request: Request, f: str | None = None, who: Principal = READ) -> Response:
     """Landing page with links to the API description, conformance and collections."""
@@ -159,6 +160,7 @@ def _collection(spec: LayerSpec, stats: dict, b: str) -> dict:
     return out
 
 
+@router.get("/collections/", include_in_schema=False)
 @router.get("/collections", summary="图层集合列表 / collections")
 async def collections(request: Request, f: str | None = None, who: Principal = READ) -> Response:
     """Every public layer of the catalogue as a collection."""

@@ -24,6 +24,8 @@ def test_landing_links(client):
     assert rels["conformance"].endswith("/ogc/conformance")
     assert rels["data"].endswith("/ogc/collections")
     assert client.get("/openapi.json").status_code == 200
+    assert client.get("/ogc/").json()["links"] == r.json()["links"]
+    assert client.get("/ogc/collections/").status_code == 200
 
 
 def test_conformance_classes(client):
