@@ -32,6 +32,7 @@ def check_fields(ctx: Ctx, batch: LayerBatch) -> None:
         _required(ctx, batch, spec, keyv)
         _dictionaries(ctx, batch, prof, spec, keyv)
     _unparsable(ctx, batch, keyv)
+    _constraints(ctx, batch, keyv)
     if batch.target in ("pipe_point", "pipe_segment"):
         _network(ctx, batch, keyv)
     if batch.target == "pipe_point":
@@ -149,3 +150,33 @@ def _point_rules(ctx: Ctx, batch: LayerBatch) -> None:
         ctx.emit("Q22P", batch, rows, key=exp[rows], field_name=fld, value=v,
                  zh=fmt("{f}“{v}”不在特征点/附属物字典中", f=fld, v=v),
                  en=fmt("{f} '{v}' is not a known feature or appurtenance name", f=fld, v=v))
+
+
+def _constraints(ctx: Ctx, batch: LayerBatch, keyv) -> None:
+    """F03: values the target table would refuse (length, sign, allowed set)."""
+    if ctx.rule("F03") is None:
+        return
+    f = batch.frame
+    checks = []
+    for name, limit in (ctx.param("F03", "max_length", {}) or {}).items():
+        table, col = name.split(".", 1)
+        if table == batch.target and col in f:
+            bad = f[col].notna() & (f[col].astype(str).str.len() > int(limit))
+            checks.append((col, bad, f"长度超过 {limit}", f"longer than {limit}"))
+    for name in ctx.param("F03", "non_negative", []) or []:
+        table, col = name.split(".", 1)
+        if table == batch.target and col in f:
+            checks.append((col, f[col].astype("float64") < 0, "为负数", "is negative"))
+    for name, allowed in (ctx.param("F03", "allowed", {}) or {}).items():
+        table, col = name.split(".", 1)
+        if table == batch.target and col in f:
+            checks.append((col, f[col].notna() & ~f[col].isin(allowed), f"不在 {allowed} 中", f"not one of {allowed}"))
+    for col, bad, zh, en in checks:
+        rows = np.flatnonzero(bad.fillna(False).to_numpy(dtype=bool))
+        if not len(rows):
+            continue
+        v = (batch.raw[col] if batch.raw is not None and col in batch.raw else f[col]).to_numpy()[rows]
+        fld = source_field(batch, col)
+        ctx.emit("F03", batch, rows, key=keyv[rows] if keyv is not None else None, field_name=fld, value=v,
+                 zh=fmt("{f} 的值“{v}”" + zh + "，无法入库", f=fld, v=v),
+                 en=fmt("{f} value '{v}' " + en + " and cannot be stored", f=fld, v=v))

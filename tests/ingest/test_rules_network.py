@@ -206,3 +206,14 @@ def test_rules_file_controls_severity_and_thresholds(tmp_path):
     r = validate(read_delivery(path, county=COUNTY), rules_path=custom)
     assert len(by_rule(r, "Q12")) == 5 and r.has_errors
     assert np.all([x.severity is Severity.error for x in by_rule(r, "Q12")])
+
+
+def test_f03_database_constraints(tmp_path):
+    pts, lines = network()
+    pts["点符号代码"] = ["520122010", "52012201", None, None, None, None]    # 9 characters do not fit char(8)
+    lines["流向"] = ["+", "2", "+", "+", "+"]
+    r = run(tmp_path, pts, lines)
+    f03 = by_rule(r, "F03")
+    assert sorted((x.source_layer, x.field, str(x.value)) for x in f03) == [
+        ("YSLINE", "流向", "2"), ("YSPOINT", "点符号代码", "520122010")]
+    assert all(x.severity is Severity.error for x in f03)
