@@ -99,6 +99,34 @@ class StatsRequest(_Body):
         {"admin_code": "430703"}, {"geometry": _EX_POLYGON}]})
 
 
+_EX_FEATURE = {"type": "Feature", "id": 3844, "geometry": {"type": "Point", "coordinates": [111.7012, 29.0405]},
+               "properties": {"pole_no": "LG00484", "road_name": "人民路"}}
+EX_IDENTIFY = {"type": "FeatureCollection", "numberReturned": 1, "features": [
+    {**_EX_FEATURE, "layer": "streetlights", "layer_title_zh": "路灯", "distance_m": 1.82}]}
+EX_SPATIAL = {"layers": {"streetlights": {"type": "FeatureCollection", "numberReturned": 1, "limitReached": False,
+                                         "features": [_EX_FEATURE]}}}
+EX_NEAREST = {"type": "FeatureCollection", "numberReturned": 1, "features": [
+    {**_EX_FEATURE, "layer": "streetlights", "properties": {**_EX_FEATURE["properties"], "distance_m": 12.246}}]}
+EX_SECTION = {"length_m": 118.045, "ground_source": "dem", "ground": [{"distance_m": 0.0, "z": 32.636},
+                                                                      {"distance_m": 5.132, "z": 32.657}],
+              "pipes": [{"id": 8519, "layer": "pipeline_segments", "network": "PS", "network_zh": "排水", "subtype": "YS",
+                         "diameter_mm": 1000.0, "width_mm": None, "height_mm": None, "material": "T-GJ",
+                         "material_zh": "钢筋混凝土", "distance_m": 59.022, "z_top": 30.571, "z_centre": 30.071,
+                         "z_bottom": 29.571, "depth_m": 3.325, "ground_z": 32.889, "z_ref": "invert",
+                         "color": "#4c3926", "lon": 111.6996044, "lat": 29.0342099}]}
+EX_STATS = {"area_m2": 46722584.5, "counts": {"buildings": 2356, "pipeline_segments": 5440, "streetlights": 1470},
+            "pipe_length_m": {"by_network": {"JS": 34226.11, "PS": 65697.17}, "by_material": {"PE": 33113.03},
+                              "by_diameter_class": {"<300": 134731.91, "300-600": 60553.1}, "total": 211818.45},
+            "green_area_m2": {"by_class": {"G1": 160008.7}, "total": 160008.7},
+            "building_area_m2": {"by_use": {"ZZ": 4798783.3}, "count_by_use": {"ZZ": 1607},
+                                 "footprint_total": 997028.9, "total": 4798783.3},
+            "diameter_classes": [{"id": "<300", "label_zh": "小于 DN300", "label_en": "below DN300", "max_mm": 300}]}
+
+
+def _example(example: dict, media: str = "application/json") -> dict:
+    return {200: {"content": {media: {"example": example}}}}
+
+
 def _srid(value: str | None) -> int:
     """Input SRID: storage-equivalent geographic CRSs map to 4490 (no transform)."""
     return lf.parse_crs(value, "crs").srid if value else 4490
@@ -135,7 +163,7 @@ async def _run(request: Request, method: str, sql: str, args: list) -> Any:
 
 
 @router.post("/identify", summary="点查询 / identify at a point", response_class=Response,
-             responses={200: {"content": {GEOJSON: {}}}})
+             responses=_example(EX_IDENTIFY, GEOJSON))
 async def identify(body: IdentifyRequest, request: Request, who: Principal = QUERY) -> Response:
     """Every feature of the chosen layers within ``tolerance_m`` metres of the point, nearest first.
 
@@ -164,7 +192,8 @@ async def identify(body: IdentifyRequest, request: Request, who: Principal = QUE
     return Response(_fc(feats, numberReturned=len(feats)), media_type=GEOJSON)
 
 
-@router.post("/spatial", summary="空间关系查询 / features by spatial relation")
+@router.post("/spatial", summary="空间关系查询 / features by spatial relation", response_class=Response,
+             responses=_example(EX_SPATIAL))
 async def spatial(body: SpatialRequest, request: Request, who: Principal = QUERY) -> Response:
     """Per layer, the features that intersect / lie within / lie within ``distance_m`` of the geometry.
 
@@ -188,7 +217,7 @@ async def spatial(body: SpatialRequest, request: Request, who: Principal = QUERY
 
 
 @router.post("/nearest", summary="最近要素 / k nearest features", response_class=Response,
-             responses={200: {"content": {GEOJSON: {}}}})
+             responses=_example(EX_NEAREST, GEOJSON))
 async def nearest(body: NearestRequest, request: Request, who: Principal = QUERY) -> Response:
     """The ``k`` nearest features of a layer, nearest first, with ``properties.distance_m``."""
     srid = _srid(body.crs)
@@ -276,7 +305,7 @@ async def _dem_sample(conn, lons: list[float], lats: list[float]) -> list[float 
     return [None if math.isnan(v) else float(v) for v in values]
 
 
-@router.post("/section", summary="管线剖切 / pipe cross-section along a line")
+@router.post("/section", summary="管线剖切 / pipe cross-section along a line", responses=_example(EX_SECTION))
 async def section(body: SectionRequest, request: Request, who: Principal = QUERY) -> dict:
     """Pipes crossing the line with network, size, material, distance along the line, top / centre /
     bottom elevations and depth, plus the ground profile (DEM when loaded, else interpolated from
@@ -310,7 +339,7 @@ async def section(body: SectionRequest, request: Request, who: Principal = QUERY
             "ground": ground, "pipes": pipes}
 
 
-@router.post("/stats", summary="区域统计 / statistics in a polygon or admin area")
+@router.post("/stats", summary="区域统计 / statistics in a polygon or admin area", responses=_example(EX_STATS))
 async def stats(body: StatsRequest, request: Request, who: Principal = QUERY) -> dict:
     """Counts per layer, pipe lengths by network / material / diameter class, green area by
     class and building floor area by use, inside a polygon or an administrative area."""

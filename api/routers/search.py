@@ -23,7 +23,16 @@ router = APIRouter(tags=["search / 搜索"])
 READ = Depends(deps.require(Action.read))
 
 
-@router.get("/api/search", summary="要素搜索 / search features by code, name, address")
+EX_SEARCH = {"results": [{"layer": "buildings", "layer_title_zh": "房屋建筑", "id": 3844,
+                          "label": "鼎城区演示镇人民路15号（桃源商业楼27号）", "match_field": "address",
+                          "value": "鼎城区演示镇人民路15号", "bbox": [111.68950302, 29.0348032, 111.69010138, 29.03526705],
+                          "center": [111.6898, 29.035]}]}
+EX_DICT = [{"code": "JS", "parent_code": None, "name_zh": "给水", "name_en": "Water supply",
+            "attrs": {"level": "class", "number": 1, "color": "0,255,255"}}]
+
+
+@router.get("/api/search", summary="要素搜索 / search features by code, name, address",
+            responses={200: {"content": {"application/json": {"example": EX_SEARCH}}}})
 async def search(request: Request,
                  q: Annotated[str, Query(description="搜索文本（编号、名称、地址、物探点号、灯杆编号…）", examples=["幸福路"])],
                  limit: Annotated[int, Query(ge=1, le=100, description="最多返回条数")] = 20,
@@ -61,7 +70,8 @@ async def search(request: Request,
     return {"results": results}
 
 
-@router.get("/api/dictionaries/{table}", summary="代码字典 / code dictionary")
+@router.get("/api/dictionaries/{table}", summary="代码字典 / code dictionary",
+            responses={200: {"content": {"application/json": {"example": EX_DICT}}}})
 async def dictionary(request: Request, table: str, who: Principal = READ) -> list[dict]:
     """Rows of a ``cim.dict_*`` table: ``[{code, parent_code, name_zh, name_en, attrs}]``."""
     if not table.startswith("dict_") or len(table) > 63 or not table.replace("_", "").isalnum() or not table.isascii():
