@@ -20,16 +20,9 @@ import shapely
 from cim.errors import UnreadableInput
 from cim.settings import IngestSettings
 from ingest.crsdetect import longitude_for_county, resolve
+from ingest.geometry import fit_geometry_type, metric_geometry, prepare_geometry, table_coordinates
 from ingest.model import Delivery, LayerBatch, Note
-from ingest.normalize import (
-    convert_columns,
-    derive,
-    fit_geometry_type,
-    load_dictionaries,
-    metric_geometry,
-    prepare_geometry,
-    table_coordinates,
-)
+from ingest.normalize import convert_columns, derive, load_dictionaries
 from ingest.profile import Match, detect, load_profiles
 from ingest.readers import SourceLayer
 from ingest.readers.archive import extract_zip, sniff

@@ -7,8 +7,8 @@ import numpy as np
 import shapely
 
 from cim.db import quote_ident
+from ingest.geometry import local_metric_epsg, to_metric
 from ingest.model import LayerBatch
-from ingest.normalize import local_metric_epsg, to_metric
 from ingest.validation.core import Ctx, fmt, key_column
 
 DEG_PER_M = 1 / 111_000.0

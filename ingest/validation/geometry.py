@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from ingest.geometry import metric_geometry
 from ingest.model import LayerBatch
-from ingest.normalize import metric_geometry
 from ingest.profile import target_columns
 from ingest.validation.core import Ctx, fmt, key_column
 

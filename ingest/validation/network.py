@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ingest.geometry import local_metric_epsg, metric_geometry
 from ingest.model import LayerBatch, Severity
-from ingest.normalize import local_metric_epsg, metric_geometry
 from ingest.validation.core import Ctx, fmt
 
 PCOLS = ["network", "subtype", "exp_no", "feature", "appurtenance", "node_type", "ground_z"]

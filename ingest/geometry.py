@@ -1,0 +1,129 @@
+"""Geometries of delivered layers: source coordinates to EPSG:4490, target geometry types,
+repairs, and metric coordinates for distance rules. All operations are shapely 2 array calls."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from ingest.crsdetect import ResolvedCrs, to_storage
+from ingest.model import LayerBatch
+from ingest.normalize import as_float
+from ingest.profile import Match, norm_name, target_columns
+from ingest.readers import SourceLayer
+
+
+def _swap(geom: np.ndarray) -> np.ndarray:
+    return shapely.transform(geom, lambda c: c[:, ::-1])
+
+
+def prepare_geometry(layer: SourceLayer, match: Match, resolved: ResolvedCrs | None,
+                     frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Source-CRS geometries (axes fixed) and EPSG:4490 geometries of a layer, 2D.
+
+    Point tables get points from their coordinate columns; line tables without geometry get
+    None here (built later from the point layers).
+    """
+    geom = layer.geom
+    if geom is None and match.spec.coords is not None:
+        east, north = table_coordinates(layer.frame, match)
+        geom = shapely.points(np.column_stack([east, north]))
+        geom[~(np.isfinite(east) & np.isfinite(north))] = None
+    if geom is None or resolved is None:
+        return None, None
+    if shapely.has_z(geom).any():
+        geom = shapely.force_2d(geom)
+    if resolved.swapped:
+        geom = _swap(geom)
+
+    def fwd(c: np.ndarray) -> np.ndarray:
+        lon, lat = to_storage(c[:, 0], c[:, 1], resolved.crs)
+        return np.column_stack([lon, lat])
+
+    return geom, shapely.transform(geom, fwd)
+
+
+def table_coordinates(frame: pd.DataFrame, match: Match) -> tuple[np.ndarray, np.ndarray]:
+    """Easting and northing arrays from a point table's X/Y columns (X = northing by default)."""
+    cs = match.spec.coords
+    by_norm = {norm_name(c): c for c in frame.columns}
+    xcol = next((by_norm[norm_name(a)] for a in cs.x if norm_name(a) in by_norm), None)
+    ycol = next((by_norm[norm_name(a)] for a in cs.y if norm_name(a) in by_norm), None)
+    if xcol is None or ycol is None:
+        nan = np.full(len(frame), np.nan)
+        return nan, nan
+    x = as_float(frame[xcol]).to_numpy()
+    y = as_float(frame[ycol]).to_numpy()
+    return (y, x) if cs.x_is_northing else (x, y)
+
+
+def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cast to the target's geometry type and repair invalid geometries with make_valid.
+
+    Returns the geometries and a bool array of repaired rows.
+    """
+    kind = target_columns()[target]["geometry"]
+    repaired = np.zeros(len(geom), dtype=bool)
+    present = ~shapely.is_missing(geom)
+    if kind == "Point":
+        multi = present & (shapely.get_type_id(geom) == 4)
+        if multi.any():
+            geom[multi] = shapely.get_geometry(geom[multi], 0)
+    elif kind == "LineString":
+        multi = present & (shapely.get_type_id(geom) == 5)
+        if multi.any():
+            geom[multi] = shapely.line_merge(geom[multi])
+    else:
+        invalid = present & ~shapely.is_valid(geom)
+        if invalid.any():
+            fixed = shapely.make_valid(geom[invalid])
+            polys = [shapely.union_all(shapely.get_parts(g)[shapely.get_type_id(shapely.get_parts(g)) >= 3])
+                     if shapely.get_type_id(g) == 7 else g for g in fixed]  # only the invalid rows
+            geom[invalid] = np.array(polys, dtype=object)
+            repaired = invalid
+        single = present & (shapely.get_type_id(geom) == 3)
+        if single.any():
+            geom[single] = shapely.multipolygons(geom[single], indices=np.arange(int(single.sum())))
+    return geom, repaired
+
+
+@lru_cache(maxsize=32)
+def _to_utm(epsg: int):
+    from pyproj import Transformer
+
+    from cim.crs import STORAGE_SRID, crs_from_epsg
+    return Transformer.from_crs(crs_from_epsg(STORAGE_SRID), crs_from_epsg(epsg), always_xy=True)
+
+
+def local_metric_epsg(geom: np.ndarray) -> int:
+    """UTM zone (WGS 84, metres) around the centre of EPSG:4490 geometries."""
+    b = shapely.bounds(geom)
+    ok = np.isfinite(b).all(axis=1)
+    lon = float(np.mean((b[ok, 0] + b[ok, 2]) / 2)) if ok.any() else 111.0
+    lat = float(np.mean((b[ok, 1] + b[ok, 3]) / 2)) if ok.any() else 30.0
+    zone = int((lon + 180) // 6) % 60 + 1
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def to_metric(geom: np.ndarray, epsg: int) -> np.ndarray:
+    """EPSG:4490 geometries projected to a metric CRS."""
+    tr = _to_utm(epsg)
+
+    def fwd(c: np.ndarray) -> np.ndarray:
+        x, y = tr.transform(c[:, 0], c[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geom, fwd)
+
+
+def metric_geometry(batch: LayerBatch, epsg: int | None = None) -> np.ndarray:
+    """Geometries in metres: the projected source coordinates when there are some (distances as
+    the surveyor measured them), else EPSG:4490 projected to the local UTM zone (or ``epsg``)."""
+    if epsg is None and batch.source_geom is not None and batch.source_unit_m:
+        f = batch.source_unit_m
+        return batch.source_geom if f == 1.0 else shapely.transform(batch.source_geom, lambda c: c * f)
+    geom = batch.frame["geom"].to_numpy()
+    return to_metric(geom, epsg or local_metric_epsg(geom))
