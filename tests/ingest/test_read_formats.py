@@ -194,3 +194,25 @@ def test_deleted_dbf_records_are_skipped(tmp_path):
     b = read_delivery(p, county="430702").batches[0]
     assert b.frame["exp_no"].tolist() == ["YS2", "YS3", "YS4", "YS5", "YS6"]
     assert len(b.frame["geom"].dropna()) == 5
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_xlsx_title_row_and_both_engines(tmp_path, monkeypatch, engine):
+    from openpyxl import Workbook
+
+    from ingest.readers import table
+    if engine == "openpyxl":
+        monkeypatch.setattr(table, "CalamineWorkbook", None)
+    pts, _ = network(n_points=3)
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "YSPOINT"
+    ws.append(["雨水管线点成果表"])                     # a title row above the header
+    ws.append(list(pts.columns))
+    for row in pts.itertuples(index=False):
+        ws.append(list(row))
+    ws.append([None] * len(pts.columns))               # trailing empty row
+    wb.save(tmp_path / "t.xlsx")
+    d = read_delivery(tmp_path / "t.xlsx", county="430702")
+    b = _batch(d, "pipe_point")
+    assert b.frame["exp_no"].tolist() == ["YS1", "YS2", "YS3"] and b.frame["geom"].notna().all()
