@@ -23,3 +23,6 @@ $PY bench/tiles3d/run.py --sizes ${BENCH_3D_SIZES:-20000 200000} --pipes "${BENC
 
 # --- web map first render on the demo data in headless Chromium (bench/web/first_render.py) ---
 $PY bench/web/first_render.py --runs "${BENCH_WEB_RUNS:-3}"
+
+# --- ingest: cim ingest (read + validate + atomic load) vs ogr2ogr PG_USE_COPY (bench/ingest/run.py) ---
+$PY bench/ingest/run.py --points "${BENCH_INGEST_POINTS:-100001}" --buildings "${BENCH_INGEST_BUILDINGS:-100000}"

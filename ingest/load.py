@@ -205,6 +205,9 @@ def begin(conn: psycopg2.extensions.connection, delivery: Delivery, *, principal
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL statement_timeout = 0")
+            # GIN indexes (trigram search) take new entries into their pending list; a large
+            # limit keeps the merge of that list out of the load (autovacuum does it afterwards).
+            cur.execute("SET LOCAL gin_pending_list_limit = '512MB'")
             _lock_county(cur, county)
             dup = find_duplicate(cur, delivery.sha256, county)
             if dup is not None:

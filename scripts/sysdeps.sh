@@ -9,7 +9,7 @@ major=""
 if [ -d /usr/lib/postgresql ]; then
   major=$(ls /usr/lib/postgresql | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
 fi
-want=(gdal-bin chromium chromium-driver wrk fonts-noto-cjk)
+want=(gdal-bin chromium chromium-driver wrk fonts-noto-cjk time)  # time: GNU time -v in bench/ingest
 if [ -z "$major" ]; then
   want+=(postgresql postgresql-15-postgis-3)
 else

@@ -104,7 +104,7 @@ def main() -> None:
     best_ours = min(ours, key=lambda r: r["seconds"])
     best_ogr = min(theirs, key=lambda r: r["seconds"])
     result = {
-        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "delivery": str(delivery), "size_mb": round(delivery.stat().st_size / 2**20, 1), "rows": rows,
         "cim_ingest": {k: round(v, 2) for k, v in best_ours.items() if k != "stdout"},
         "ogr2ogr": {k: round(v, 2) for k, v in best_ogr.items() if k != "stdout"},

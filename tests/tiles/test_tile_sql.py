@@ -51,7 +51,7 @@ def _compiled():
     compiler = TileCompiler.from_catalog(load_catalog(), TileSettings())
     for lid, layer in compiler.layers.items():
         spec = layer.spec
-        for z in sorted({spec.minzoom, max(spec.minzoom, 16), spec.maxzoom}):  # every generalisation band
+        for z in sorted({spec.minzoom, max(spec.minzoom, 16), 17, spec.maxzoom}):  # every generalisation band
             x, y = tile_of(111.205, 27.105, z)
             q = compiler.query((lid,), z, x, y)
             assert "ST_TileEnvelope($1, $2, $3" in q.sql and q.args[:3] == (z, x, y)  # bound, not inlined
@@ -59,8 +59,8 @@ def _compiled():
 
 
 def test_tile_queries_pick_the_gist_index(tile_data):
-    """At z >= 16 (a tile is a small part of the 2 km seed) the planner itself chooses the index."""
-    cases = [c for c in _compiled() if c[1] >= 16 and c[0] != "admin_areas"]  # admin_areas: one row
+    """At z >= 17 (a tile is ~2 % of the 2 km seed) the planner itself chooses the index."""
+    cases = [c for c in _compiled() if c[1] >= 17 and c[0] != "admin_areas"]  # admin_areas: one row
     for (lid, z, index, _), plan in zip(cases, _plans(tile_data, [c[3] for c in cases]), strict=True):
         assert index.search(plan), f"{lid} z{z} does not use a GiST index on geom: {plan[:400]}"
 
