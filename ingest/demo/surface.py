@@ -134,7 +134,7 @@ def buildings(town: Town, uses: dict, reserved: list, rng: np.random.Generator, 
     if target:
         natural = sum(_capacity(blocks[k], USES[u]) for k, u in uses.items() if u in USES)
         density = max(1.0, math.sqrt(1.08 * target / max(natural, 1)))
-    free = shapely.union_all(reserved) if reserved else shapely.Polygon()
+    reserved = np.array(reserved, dtype=object)
     parts = []
     for (i, j), kind in sorted(uses.items()):
         if kind not in USES:
@@ -144,6 +144,8 @@ def buildings(town: Town, uses: dict, reserved: list, rng: np.random.Generator, 
         if not len(rings):
             continue
         polys = shapely.polygons(rings)
+        near = reserved[shapely.intersects(reserved, blocks[(i, j)])] if len(reserved) else reserved
+        free = shapely.union_all(near) if len(near) else shapely.Polygon()
         keep = shapely.within(polys, blocks[(i, j)]) & ~shapely.intersects(polys, free)
         parts.append(_attributes(town, polys[keep], kind, use, (i, j), rng))
     df = pd.concat(parts, ignore_index=True)

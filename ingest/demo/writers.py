@@ -10,22 +10,21 @@ that the same seed gives the same bytes and a re-ingest is recognised by its sha
 from __future__ import annotations
 
 import hashlib
-import io
-import re
 import tempfile
 import zipfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
 import rasterio
-from openpyxl import Workbook
 from rasterio.transform import from_origin
 
 SURVEY_DATE = (2026, 6, 30)
 LANGUAGE_DRIVER_ANSI_1252 = 0x57
+ZIP_LEVEL = 1                       # fast deflate: benchmark deliveries hold ~100 MB of DBF
 _ZIP_TIME = (*SURVEY_DATE, 12, 0, 0)
 
 
@@ -44,6 +43,15 @@ def _zip_entry(name: str, gbk_names: bool) -> zipfile.ZipInfo:
     return info
 
 
+def _fixed_decimal(v: np.ndarray, dec: int) -> np.ndarray:
+    """Numbers as decimal text with ``dec`` places, vectorised (numpy string ufuncs)."""
+    scaled = np.round(np.abs(v) * 10**dec).astype(np.int64)
+    text = (scaled // 10**dec).astype(str)
+    if dec:
+        text = np.strings.add(np.strings.add(text, "."), np.strings.zfill((scaled % 10**dec).astype(str), dec))
+    return np.where((v < 0) & (scaled > 0), np.strings.add("-", text), text)
+
+
 def _dbf_column(values: pd.Series) -> tuple[bytes, int, int, np.ndarray]:
     """(type, width, decimals, fixed-width cells) of one column, cells already encoded in GBK."""
     if values.dtype.kind in "iuf" and values.dtype != bool:
@@ -51,14 +59,15 @@ def _dbf_column(values: pd.Series) -> tuple[bytes, int, int, np.ndarray]:
         ok = ~np.isnan(v)
         integral = bool(np.all(np.mod(v[ok], 1) == 0)) if ok.any() else True
         dec = 0 if integral else 3
-        text = np.where(ok, np.char.mod(f"%.{dec}f", np.where(ok, v, 0)), "")
-        width = max(1, int(np.char.str_len(text).max()) if len(text) else 1)
-        cells = np.char.rjust(text, width).astype(f"S{width}")
-        return b"N", width, dec, cells
-    missing = values.isna().to_numpy()
-    enc = [b"" if m else str(x).encode("gbk") for x, m in zip(values.to_numpy(dtype=object), missing, strict=True)]
+        text = np.where(ok, _fixed_decimal(np.where(ok, v, 0), dec), "")
+        width = max(1, int(np.strings.str_len(text).max()) if len(text) else 1)
+        return b"N", width, dec, np.strings.rjust(text, width).astype(f"S{width}")
+    # encode each distinct value once: most survey columns repeat a few code-list values
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    enc = [str(x).encode("gbk") for x in uniques] + [b""]
     width = min(254, max([1, *map(len, enc)]))
-    return b"C", width, 0, np.array([e.ljust(width) for e in enc], dtype=f"S{width}")
+    table = np.array([e.ljust(width) for e in enc], dtype=f"S{width}")
+    return b"C", width, 0, table[codes]         # NA → code -1 → the trailing blank entry
 
 
 def write_dbf(path: Path, frame: pd.DataFrame) -> None:
@@ -113,35 +122,99 @@ def write_shapefile_zip(path: Path, layers: list[tuple[str, gpd.GeoDataFrame]], 
             members += [Path(tmp) / f"{name}.{ext}" for ext in ("shp", "shx", "dbf", "prj")]
         with zipfile.ZipFile(path, "w") as zf:
             for m in members:
-                zf.writestr(_zip_entry(m.name, gbk_names), m.read_bytes())
+                zf.writestr(_zip_entry(m.name, gbk_names), m.read_bytes(), compresslevel=ZIP_LEVEL)
+
+
+_XLSX_PARTS = {
+    "[Content_Types].xml": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" '
+        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+        '{sheets}'
+        '<Override PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>'
+        '</Types>'),
+    "_rels/.rels": (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+        'Target="xl/workbook.xml"/>'
+        '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/package/2006/relationships/metadata/core-properties" '
+        'Target="docProps/core.xml"/></Relationships>'),
+}
+
+
+def _cell_xml(ref: str, value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+        return f'<c r="{ref}"><v>{number}</v></c>'
+    return f'<c r="{ref}" t="inlineStr"><is><t>{escape(str(value))}</t></is></c>'
+
+
+def _col_letters(n: int) -> str:
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(65 + r) + out
+    return out
 
 
 def write_xlsx(path: Path, sheets: list[tuple[str, list[str], list[list]]]) -> None:
-    """A workbook with one sheet per (name, header, rows), with fixed document timestamps."""
-    wb = Workbook(write_only=True)
-    for name, header, rows in sheets:
-        ws = wb.create_sheet(name)
-        ws.append(header)
-        for r in rows:
-            ws.append(r)
-    buf = io.BytesIO()
-    wb.save(buf)
-    _normalise_zip(buf.getvalue(), path)
+    """A minimal Office Open XML workbook, one sheet per (name, header, rows), inline strings.
 
-
-def _normalise_zip(data: bytes, path: Path) -> None:
-    """Rewrite an OOXML package with fixed entry times and fixed core-property dates."""
+    Written directly as SpreadsheetML: deterministic bytes (fixed document dates) and fast for
+    the 100k-row benchmark deliveries, where cell-by-cell writers dominate the run time.
+    """
+    n = len(sheets)
+    overrides = "".join(f'<Override PartName="/xl/worksheets/sheet{k}.xml" '
+                        'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+                        for k in range(1, n + 1))
     stamp = "{:04d}-{:02d}-{:02d}T12:00:00Z".format(*SURVEY_DATE)
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(path, "w") as dst:
-        for item in src.infolist():
-            body = src.read(item.filename)
-            if item.filename == "docProps/core.xml":
-                body = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*", lambda m: m.group(1) + stamp.encode(), body)
-            dst.writestr(_zip_entry(item.filename, False), body)
+    parts = {
+        "[Content_Types].xml": _XLSX_PARTS["[Content_Types].xml"].replace("{sheets}", overrides),
+        "_rels/.rels": _XLSX_PARTS["_rels/.rels"],
+        "docProps/core.xml": (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<cp:coreProperties '
+            'xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:dcterms="http://purl.org/dc/terms/" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><dc:creator>演示镇管线探测项目部</dc:creator>'
+            f'<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
+            f'<dcterms:modified xsi:type="dcterms:W3CDTF">{stamp}</dcterms:modified></cp:coreProperties>'),
+        "xl/workbook.xml": (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+            'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
+            + "".join(f'<sheet name="{escape(name)}" sheetId="{k}" r:id="rId{k}"/>'
+                      for k, (name, _, _) in enumerate(sheets, 1)) + "</sheets></workbook>"),
+        "xl/_rels/workbook.xml.rels": (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            + "".join(f'<Relationship Id="rId{k}" '
+                      'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+                      f'Target="worksheets/sheet{k}.xml"/>' for k in range(1, n + 1)) + "</Relationships>"),
+    }
+    for k, (_, header, rows) in enumerate(sheets, 1):
+        cols = [_col_letters(c) for c in range(len(header))]
+        body = []
+        for r, row in enumerate([header, *rows], 1):
+            body.append(f'<row r="{r}">' + "".join(_cell_xml(f"{c}{r}", v) for c, v in zip(cols, row, strict=True))
+                        + "</row>")
+        parts[f"xl/worksheets/sheet{k}.xml"] = (
+            '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+            + "".join(body) + "</sheetData></worksheet>")
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in parts.items():
+            zf.writestr(_zip_entry(name, False), text.encode("utf-8"), compresslevel=ZIP_LEVEL)
 
 
 def write_dem(path: Path, ground, to_local, bounds: tuple[float, float, float, float], epsg: int,
-              cell: float = 5.0, max_cells: int = 16_000_000) -> dict:
+              cell: float = 5.0, max_cells: int = 6_000_000) -> dict:
     """A float32 GeoTIFF DEM over ``bounds`` (world metres) sampled from ``ground(local x, y)``."""
     x0, y0, x1, y1 = bounds
     while ((x1 - x0) / cell) * ((y1 - y0) / cell) > max_cells:
