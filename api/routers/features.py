@@ -213,12 +213,30 @@ def _parse_items(request: Request, spec: LayerSpec) -> lf.ItemsRequest:
         raise InvalidInput("filter 为空", "filter is empty")
     if req.filter_lang and req.filter_lang.lower() not in ("cql2-text", "cql2-json"):
         raise InvalidInput(f"不支持的 filter-lang：{req.filter_lang}", f"unsupported filter-lang: {req.filter_lang}")
-    if q.get("datetime"):
-        raise InvalidInput("图层没有时间属性，不支持 datetime", "the layers have no temporal property; datetime is not supported")
+    if q.get("datetime") is not None:
+        _check_datetime(q["datetime"])
     req.sortby = lf.parse_sortby(q.get("sortby"), spec)
     req.properties = lf.parse_properties(q.get("properties"), spec) if "properties" in q else None
     req.equals = {k: v for k, v in q.items() if k not in ITEM_PARAMS}
     return req
+
+
+def _check_datetime(value: str) -> None:
+    """Validate ``datetime`` (RFC 3339 instant or interval, ``..`` open ends).
+
+    The layers carry no temporal property, so a valid value selects every feature (OGC 17-069
+    §7.15.4 leaves features without temporal information to the server); a malformed one is a 400.
+    """
+    parts = value.split("/")
+    if len(parts) > 2 or not value:
+        raise InvalidInput(f"datetime 无效：{value[:40]}", f"invalid datetime: {value[:40]}")
+    for part in parts:
+        if part in ("..", "") and len(parts) == 2:
+            continue
+        try:
+            dt.datetime.fromisoformat(part.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput(f"datetime 无效：{value[:40]}", f"invalid datetime: {value[:40]}") from exc
 
 
 def _number_matched(req: lf.ItemsRequest, capped: int, stats: dict) -> int:

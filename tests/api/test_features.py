@@ -160,6 +160,12 @@ def test_bbox_crs(client):
     assert _codes(r.json(), "pole_no") == ["LD-001"]
 
 
+def test_datetime_is_accepted_and_selects_everything(client):
+    for value in ("2020-01-01", "2020-01-01T00:00:00Z", "../2030-01-01", "2019-01-01/.."):
+        fc = client.get("/ogc/collections/streetlights/items", params={"bbox": BBOX_TEST, "datetime": value}).json()
+        assert fc["numberMatched"] == 12, value
+
+
 def test_items_count_equals_database(client, db_url):
     conn = psycopg2.connect(db_url)
     with conn.cursor() as cur:
@@ -184,7 +190,7 @@ def test_items_count_equals_database(client, db_url):
     {"filter": "code = 1", "filter-lang": "sql"}, {"filter": "{not json", "filter-lang": "cql2-json"},
     {"filter": "S_INTERSECTS(geometry, POINT(1))"}, {"filter": "  "},
     {"filter": "S_INTERSECTS(geometry, POINT(1 2))", "filter-crs": "EPSG:1"},
-    {"datetime": "2020-01-01"}, {"f": "xml"}, {"limit": "1", "limit ": "2"},
+    {"datetime": "yesterday"}, {"datetime": "2020-01-01/2021-01-01/2022-01-01"}, {"f": "xml"}, {"limit": "1", "limit ": "2"},
 ])
 def test_bad_input_is_400_bilingual(client, params):
     r = client.get("/ogc/collections/buildings/items", params=params)
