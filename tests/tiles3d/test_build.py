@@ -142,3 +142,57 @@ def test_b3dm_layout(t3d_url, tmp_path):
         assert b3dm_problems(f.read_bytes()) == []
     reports = validate_gltf(files)
     assert all(r["errors"] == 0 for r in reports), reports[:2]
+
+
+def _strings(gltf: dict, binary: bytes, table: dict, name: str) -> list[str]:
+    prop = table["properties"][name]
+    vals, offs = gltf["bufferViews"][prop["values"]], gltf["bufferViews"][prop["stringOffsets"]]
+    o = np.frombuffer(binary, "<u4", table["count"] + 1, offs["byteOffset"])
+    raw = binary[vals["byteOffset"]:vals["byteOffset"] + vals["byteLength"]]
+    return [raw[o[i]:o[i + 1]].decode("utf-8") for i in range(table["count"])]
+
+
+def test_property_tables_carry_the_database_values(built, t3d_conn):
+    out, _ = built
+    path = sorted((out / "buildings" / "content").rglob("*.glb"))[0]
+    gltf, binary = parse_glb(path.read_bytes())
+    meta = gltf["extensions"]["EXT_structural_metadata"]
+    table = meta["propertyTables"][0]
+    cls = meta["schema"]["classes"][table["class"]]["properties"]
+    assert cls["height_m"]["noData"] == -9999.0 and cls["code"]["type"] == "STRING"
+    view = gltf["bufferViews"][table["properties"]["id"]["values"]]
+    ids = np.frombuffer(binary, "<u4", table["count"], view["byteOffset"]).tolist()
+    codes = _strings(gltf, binary, table, "code")
+    uses = _strings(gltf, binary, table, "use_code_zh")
+    hv = gltf["bufferViews"][table["properties"]["height_m"]["values"]]
+    heights = np.frombuffer(binary, "<f8", table["count"], hv["byteOffset"])
+    with t3d_conn.cursor() as cur:
+        cur.execute("SELECT b.id, b.code, coalesce(u.name_zh, ''), coalesce(b.height_m, -9999) FROM cim.building b "
+                    "LEFT JOIN cim.dict_building_use u ON u.code = b.use_code WHERE b.id = ANY(%s)", (ids,))
+        db = {r[0]: r[1:] for r in cur.fetchall()}
+    for i, fid in enumerate(ids):
+        assert (codes[i], uses[i]) == db[fid][:2]
+        assert heights[i] == pytest.approx(db[fid][2])
+
+
+def test_triangles_face_outwards(built):
+    out, _ = built
+    for path in sorted(out.rglob("*.glb"))[:6]:
+        gltf, binary = parse_glb(path.read_bytes())
+        for prim in gltf["meshes"][0]["primitives"]:
+            acc = gltf["accessors"]
+            pos = positions({"meshes": [{"primitives": [prim]}], "accessors": acc,
+                             "bufferViews": gltf["bufferViews"]}, binary)[0]
+            na = acc[prim["attributes"]["NORMAL"]]
+            nor = np.frombuffer(binary, "<f4", na["count"] * 3, gltf["bufferViews"][na["bufferView"]]["byteOffset"])
+            nor = nor.reshape(-1, 3)
+            ia = acc[prim["indices"]]
+            dtype = "<u2" if ia["componentType"] == 5123 else "<u4"
+            tri = np.frombuffer(binary, dtype, ia["count"], gltf["bufferViews"][ia["bufferView"]]["byteOffset"])
+            tri = tri.reshape(-1, 3).astype(np.int64)
+            a, b, c = pos[tri[:, 0]], pos[tri[:, 1]], pos[tri[:, 2]]
+            geo = np.cross(b - a, c - a)
+            big = np.linalg.norm(geo, axis=1) > 1e-6
+            agree = np.einsum("ij,ij->i", geo, nor[tri[:, 0]] + nor[tri[:, 1]] + nor[tri[:, 2]])
+            assert (agree[big] > 0).all()
+            assert np.allclose(np.linalg.norm(nor, axis=1), 1.0, atol=1e-5)
