@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixtures import line_geoms, network, point_geoms, write_shapefile, write_xlsx  # noqa: E402
+from fixtures import E0, N0, line_geoms, network, point_geoms, write_shapefile, write_xlsx  # noqa: E402
 
 from ingest.model import Severity  # noqa: E402
 from ingest.read import read_delivery  # noqa: E402
@@ -217,3 +217,21 @@ def test_f03_database_constraints(tmp_path):
     assert sorted((x.source_layer, x.field, str(x.value)) for x in f03) == [
         ("YSLINE", "流向", "2"), ("YSPOINT", "点符号代码", "520122010")]
     assert all(x.severity is Severity.error for x in f03)
+
+
+def test_q20_vertical_clearance_at_crossings(tmp_path):
+    ys_pts, ys_lines = network(prefix="YS", n_points=3)               # invert 48.5 → 48.2, DN300, east
+    js = pd.DataFrame({"物探点号": ["JS1", "JS2"], "X": [N0 - 20, N0 + 20], "Y": [E0 + 15, E0 + 15],
+                       "地面高程": [50.0, 50.0], "特征": ["", ""], "附属物": ["阀门", "阀门"]})
+    js_lines = pd.DataFrame({"起点点号": ["JS1"], "终点点号": ["JS2"], "起点埋深": [1.0], "终点埋深": [1.0],
+                             "起点高程": [49.0], "终点高程": [49.0], "管径": ["200"], "材质": ["PE"]})
+    d = tmp_path / "a"
+    d.mkdir()
+    path = write_xlsx(d / "t.xlsx", {"YSPOINT": ys_pts, "YSLINE": ys_lines, "JSPOINT": js, "JSLINE": js_lines})
+    r = validate(read_delivery(path, county=COUNTY))
+    # YS centre at the crossing ≈ 48.425 + 0.15; JS centre = 49.0 − 0.1; clear ≈ 0.325 − 0.25 = 0.075 m
+    q20 = by_rule(r, "Q20")
+    assert len(q20) == 1 and q20[0].value == pytest.approx(0.075, abs=0.005)
+    js_lines["起点高程"] = js_lines["终点高程"] = 49.5
+    path = write_xlsx(d / "u.xlsx", {"YSPOINT": ys_pts, "YSLINE": ys_lines, "JSPOINT": js, "JSLINE": js_lines})
+    assert not by_rule(validate(read_delivery(path, county=COUNTY)), "Q20")
