@@ -8,6 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
@@ -163,8 +164,9 @@ def test_unrecognised_layers_are_noted_and_nothing_readable_is_refused(tmp_path)
     d = read_delivery(tmp_path / "d", county="430702")
     assert any(n.topic == "profile" and "annotation" in n.message_en for n in d.notes)
     only = tmp_path / "only"
+    only.mkdir()
     gpd.GeoDataFrame({"foo": [1]}, geometry=[shapely.Point(E0, N0)], crs=4546).to_file(
-        only / "annotation.shp" if only.mkdir() is None else None, engine="pyogrio")
+        only / "annotation.shp", engine="pyogrio")
     with pytest.raises(UnreadableInput):
         read_delivery(only)
 
@@ -176,7 +178,6 @@ def test_missing_path_is_unreadable(tmp_path):
 
 def test_county_code_taken_from_a_delivered_county_boundary(tmp_path):
     sq = shapely.box(E0 - 500, N0 - 500, E0 + 500, N0 + 500)
-    import pandas as pd
     write_shapefile(tmp_path / "d", "县界", pd.DataFrame({"行政区划代码": ["430702"], "名称": ["武陵区"]}), [sq])
     write_network_shapefiles(tmp_path / "d")
     d = read_delivery(tmp_path / "d")
