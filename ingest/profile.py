@@ -48,8 +48,9 @@ class FieldSpec(_Strict):
 class CoordSpec(_Strict):
     """Coordinate columns of a point table (Chinese tables: X = northing, Y = easting)."""
 
-    x: list[str] = Field(default_factory=lambda: ["X", "X坐标", "XZB", "纵坐标"])
-    y: list[str] = Field(default_factory=lambda: ["Y", "Y坐标", "YZB", "横坐标"])
+    x: list[str] = Field(default_factory=lambda: ["X", "X坐标", "XZB", "纵坐标", "北坐标", "纬度", "LAT", "LATITUDE"])
+    y: list[str] = Field(default_factory=lambda: ["Y", "Y坐标", "YZB", "横坐标", "东坐标", "经度", "LON", "LNG",
+                                                  "LONGITUDE"])
     x_is_northing: bool = True
 
 

@@ -217,3 +217,12 @@ def test_xlsx_title_row_and_both_engines(tmp_path, monkeypatch, engine):
     d = read_delivery(tmp_path / "t.xlsx", county="430702")
     b = _batch(d, "pipe_point")
     assert b.frame["exp_no"].tolist() == ["YS1", "YS2", "YS3"] and b.frame["geom"].notna().all()
+
+
+def test_csv_with_longitude_latitude_columns(tmp_path):
+    frame = pd.DataFrame({"灯杆编号": ["L1", "L2"], "经度": [111.69, 111.6903], "纬度": [29.04, 29.04]})
+    frame.to_csv(tmp_path / "路灯.csv", index=False)
+    d = read_delivery(tmp_path / "路灯.csv")
+    b = _batch(d, "streetlight")
+    assert b.source_crs == "EPSG:4490"
+    assert (b.frame["geom"].iloc[0].x, b.frame["geom"].iloc[0].y) == (111.69, 29.04)
