@@ -1,5 +1,6 @@
 """Q20: crossing pipes whose vertical clear distance (outer wall to outer wall) is below the
-threshold of ``rules.yaml`` (domain.md §2.13, §4.2: typically 0.15 m).
+minimum for the pair of networks in ``rules.yaml`` (domain.md §2.13, §4.2: GB 50289 table,
+0.15 m unless listed).
 
 Crossing pairs come from one STRtree query (predicate ``crosses``: lines that meet in their
 interiors, not at shared points); each pipe's elevation at the crossing is interpolated along
@@ -51,15 +52,19 @@ def check_clearance(ctx: Ctx, net: Net) -> None:
     za, ra = _centre_z(S, ta, sub[a])
     zb, rb = _centre_z(S, tb, sub[b])
     clear = np.abs(za - zb) - ra - rb
-    limit = float(ctx.param("Q20", "min_vertical_m", 0.15))
+    pairs = ctx.param("Q20", "pairs", {}) or {}
+    na, nb = S["network"].to_numpy(dtype=object)[sub[a]], S["network"].to_numpy(dtype=object)[sub[b]]
+    pair = np.where(na.astype(str) <= nb.astype(str), np.char.add(np.char.add(na.astype(str), "-"), nb.astype(str)),
+                    np.char.add(np.char.add(nb.astype(str), "-"), na.astype(str)))
+    limit = pd.Series(pair).map(pairs).fillna(float(ctx.param("Q20", "min_vertical_m", 0.15))).to_numpy(float)
     bad = np.isfinite(clear) & (clear < limit)
     if not bad.any():
         return
-    ia, ib, c = sub[a][bad], sub[b][bad], clear[bad]
+    ia, ib, c, lim = sub[a][bad], sub[b][bad], clear[bad], limit[bad]
     sel = S.iloc[ia]
     other = seg_key(S.iloc[ib]).to_numpy()
     other_net = S["network"].to_numpy()[ib]
     emit(ctx, net, "Q20", sel, key=seg_key(sel), value=np.round(c, 3),
-         zh=fmt("与 {n} 管段 {o} 交叉处垂直净距 {c} m，小于 {l} m", n=other_net, o=other, c=c, l=limit),
+         zh=fmt("与 {n} 管段 {o} 交叉处垂直净距 {c} m，小于 {l} m", n=other_net, o=other, c=c, l=lim),
          en=fmt("crosses {n} segment {o} with a vertical clearance of {c} m (minimum {l} m)", n=other_net, o=other,
-                c=c, l=limit))
+                c=c, l=lim))

@@ -235,3 +235,15 @@ def test_q20_vertical_clearance_at_crossings(tmp_path):
     js_lines["起点高程"] = js_lines["终点高程"] = 49.5
     path = write_xlsx(d / "u.xlsx", {"YSPOINT": ys_pts, "YSLINE": ys_lines, "JSPOINT": js, "JSLINE": js_lines})
     assert not by_rule(validate(read_delivery(path, county=COUNTY)), "Q20")
+
+
+def test_q20_pair_table(tmp_path):
+    """Water over a drain needs 0.40 m (GB 50289): a 0.3 m clearance is flagged, JS–JS is not."""
+    ys_pts, ys_lines = network(prefix="YS", n_points=3)
+    js = pd.DataFrame({"物探点号": ["JS1", "JS2"], "X": [N0 - 20, N0 + 20], "Y": [E0 + 15, E0 + 15],
+                       "地面高程": [50.0, 50.0], "特征": ["", ""], "附属物": ["阀门", "阀门"]})
+    js_lines = pd.DataFrame({"起点点号": ["JS1"], "终点点号": ["JS2"], "起点埋深": [1.0], "终点埋深": [1.0],
+                             "起点高程": [49.225], "终点高程": [49.225], "管径": ["200"], "材质": ["PE"]})
+    path = write_xlsx(tmp_path / "t.xlsx", {"YSPOINT": ys_pts, "YSLINE": ys_lines, "JSPOINT": js, "JSLINE": js_lines})
+    q20 = by_rule(validate(read_delivery(path, county=COUNTY)), "Q20")
+    assert len(q20) == 1 and q20[0].value == pytest.approx(0.3, abs=0.005) and "0.4" in q20[0].message_zh
