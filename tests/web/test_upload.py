@@ -110,3 +110,19 @@ def test_upload_report_groups_findings_and_zooms_to_them(page, web_server, uploa
     page.wait_for_function("!window.cim.map.isMoving() && window.cim.map.getZoom() >= 17.9", timeout=20_000)
     c = page.evaluate("window.cim.map.getCenter().toArray()")
     assert any(abs(c[0] - x) < 1e-4 and abs(c[1] - y) < 1e-4 for x, y in [(111.5410, 27.2110), (111.7, 27.3)]), c
+
+
+def test_upload_cancel_writes_nothing(page, web_server, uploader, tmp_path):
+    if not web_server.has("POST", "/api/ingest/{job_id}/cancel"):
+        pytest.skip("POST /api/ingest/{job}/cancel is not in the API yet")
+    before = _current_lights(web_server.db_url)
+    files = _delivery(tmp_path / "cancel", [
+        {"DGBH": "UC-001", "DLMC": "北环路", "GG": 9.0, "lonlat": (111.5450, 27.2150)}])
+    open_map(page, web_server, view="15/27.2/111.54")
+    _upload(page, uploader, files, "streetlight")
+    page.locator("#upload-cancel").wait_for(timeout=120_000)
+    page.locator("#upload-cancel").click()
+    page.wait_for_function("document.querySelector('#upload-progress .job-state')?.dataset.state === 'cancelled'",
+                           timeout=60_000)
+    assert page.locator("#upload-confirm").count() == 0
+    assert _current_lights(web_server.db_url) == before

@@ -189,9 +189,11 @@ export class View3D {
     const scene = viewer.scene;
     const camera = viewer.camera;
     const mid = new Cesium.Cartesian2(scene.canvas.clientWidth / 2, scene.canvas.clientHeight / 2);
+    // The globe is the bare ellipsoid (EllipsoidTerrainProvider): intersect the ray with it
+    // exactly rather than picking the globe's tiles, whose coarse levels lie below it.
     const ray = camera.getPickRay(mid);
-    let target = ray && scene.globe.pick(ray, scene);
-    if (!target && ray) target = Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid) && Cesium.Ray.getPoint(ray, Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid).start);
+    const hit = ray && Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid);
+    const target = hit ? Cesium.Ray.getPoint(ray, hit.start) : null;
     const carto = Cesium.Cartographic.fromCartesian(target || camera.positionWC);
     const lat = Cesium.Math.toDegrees(carto.latitude);
     const range = target ? Cesium.Cartesian3.distance(camera.positionWC, target) : Math.max(carto.height, 10);
