@@ -275,3 +275,11 @@ def queryables(spec: LayerSpec, base_url: str) -> dict:
             "$id": f"{base_url}/ogc/collections/{spec.id}/queryables",
             "type": "object", "title": spec.title_zh, "description": spec.title_en,
             "properties": props, "additionalProperties": False}
+
+
+def sortables(spec: LayerSpec, base_url: str) -> dict:
+    """JSON Schema of the properties ``sortby`` accepts (OGC API – Features Part 5 sortables)."""
+    schema = queryables(spec, base_url)
+    schema["$id"] = f"{base_url}/ogc/collections/{spec.id}/sortables"
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k != "geometry"}
+    return schema

@@ -151,6 +151,8 @@ def _collection(spec: LayerSpec, stats: dict, b: str) -> dict:
             {"href": f"{base}/items", "rel": "items", "type": GEOJSON, "title": f"{spec.title_zh} 要素 / items"},
             {"href": f"{base}/queryables", "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
              "type": "application/schema+json", "title": "可查询属性 / queryables"},
+            {"href": f"{base}/sortables", "rel": "http://www.opengis.net/def/rel/ogc/1.0/sortables",
+             "type": "application/schema+json", "title": "可排序属性 / sortables"},
             {"href": f"{base}/tiles", "rel": "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
              "type": "application/json", "title": "矢量瓦片 / vector tilesets"},
         ],
@@ -177,6 +179,14 @@ async def collection(request: Request, collection_id: str, f: str | None = None,
     _check_f(f)
     spec = deps.catalog(request).get(collection_id)
     return _json(_collection(spec, await _layer_stats(request, spec), _base(request)))
+
+
+@router.get("/collections/{collection_id}/sortables", summary="可排序属性 / sortables")
+async def sortables(request: Request, collection_id: str, f: str | None = None, who: Principal = READ) -> Response:
+    """JSON Schema of the properties usable in ``sortby``."""
+    _check_f(f)
+    spec = deps.catalog(request).get(collection_id)
+    return _json(lf.sortables(spec, _base(request)), media_type="application/schema+json")
 
 
 @router.get("/collections/{collection_id}/queryables", summary="可查询属性 / queryables")

@@ -66,6 +66,8 @@ def test_queryables_schema(client):
     assert props["height_m"]["type"] == "number" and props["floors_above"]["type"] == "integer"
     assert props["code"]["title"].startswith("建筑编号")
     assert "ground_z" not in props  # not exposed by the buildings spec
+    r = client.get("/ogc/collections/buildings/sortables")
+    assert r.status_code == 200 and "height_m" in r.json()["properties"] and "geometry" not in r.json()["properties"]
 
 
 def test_items_bbox_paging_and_links(client, seeded):
