@@ -6,7 +6,7 @@ import pytest
 
 from tests.web.conftest import click_lonlat, open_map
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
 def test_identify_shows_the_clicked_building(page, web_server, artifacts):

@@ -12,7 +12,7 @@ import pytest
 from tests.web.conftest import open_map, wait_idle
 from tests.web.pixels import blend, count_near, decode_png
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
 def _map_pixels(page, artifacts, name):

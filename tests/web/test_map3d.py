@@ -7,7 +7,7 @@ import pytest
 
 from tests.web.conftest import open_map
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
 
 def _open_3d(page):

@@ -10,7 +10,7 @@ from pyproj import Geod
 
 from tests.web.conftest import click_lonlat, open_map
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 CGCS2000 = Geod(a=6378137.0, f=1 / 298.257222101)
 VIEW = "16/27.2/111.5"  # the result panel takes 420 px: zoom 16 keeps the whole test street in view
 

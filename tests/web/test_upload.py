@@ -16,7 +16,7 @@ from shapely.geometry import Point
 from cim.auth import Role, create_token
 from tests.web.conftest import open_map
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 COUNTY = "990003"
 
 
