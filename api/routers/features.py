@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
-from api import dbcall, deps
+from api import dbcall, deps, ogc_html
 from cim.auth import Action, Principal
 from cim.errors import InvalidInput, NotFound
 from layers import features as lf
@@ -74,8 +74,8 @@ def _json(body: dict, media_type: str = "application/json", headers: dict | None
 
 
 def _check_f(value: str | None) -> None:
-    if value not in (None, "", "json", "geojson", "application/json", GEOJSON):
-        raise InvalidInput(f"不支持的输出格式 f={value}（可用 json）", f"unsupported output format f={value} (use json)")
+    if value not in (None, "", "json", "geojson", "html", "application/json", GEOJSON):
+        raise InvalidInput(f"不支持的输出格式 f={value}（可用 json、html）", f"unsupported output format f={value} (use json or html)")
 
 
 @router.get("/", include_in_schema=False)
@@ -84,7 +84,7 @@ async def landing(request: Request, f: str | None = None, who: Principal = READ)
     """Landing page with links to the API description, conformance and collections."""
     _check_f(f)
     b = _base(request)
-    return _json({
+    doc = {
         "title": "CIM 一张图 要素服务 / CIM one-map features",
         "description": "城市信息模型一张图的 OGC API – Features（含 CRS 与 CQL2 过滤）/ "
                        "OGC API – Features (with CRS and CQL2 filters) of the CIM one-map",
@@ -97,14 +97,16 @@ async def landing(request: Request, f: str | None = None, who: Principal = READ)
              "title": "符合性声明 / conformance"},
             {"href": f"{b}/ogc/collections", "rel": "data", "type": "application/json", "title": "图层集合 / collections"},
         ],
-    })
+    }
+    return ogc_html.landing(doc) if ogc_html.wants_html(request) else _json(doc)
 
 
 @router.get("/conformance", summary="符合性声明 / conformance classes")
-async def conformance(f: str | None = None, who: Principal = READ) -> Response:
+async def conformance(request: Request, f: str | None = None, who: Principal = READ) -> Response:
     """Conformance classes of Features Parts 1–3, CQL2 and the Tiles classes served here."""
     _check_f(f)
-    return _json({"conformsTo": CONFORMANCE})
+    doc = {"conformsTo": CONFORMANCE}
+    return ogc_html.conformance(doc) if ogc_html.wants_html(request) else _json(doc)
 
 
 async def _layer_stats(request: Request, spec: LayerSpec) -> dict:
@@ -169,8 +171,8 @@ async def collections(request: Request, f: str | None = None, who: Principal = R
     _check_f(f)
     b = _base(request)
     cols = [_collection(spec, await _layer_stats(request, spec), b) for spec in deps.catalog(request).public()]
-    return _json({"links": [{"href": f"{b}/ogc/collections", "rel": "self", "type": "application/json"}],
-                  "collections": cols})
+    doc = {"links": [{"href": f"{b}/ogc/collections", "rel": "self", "type": "application/json"}], "collections": cols}
+    return ogc_html.collections(doc) if ogc_html.wants_html(request) else _json(doc)
 
 
 @router.get("/collections/{collection_id}", summary="图层集合 / one collection")
@@ -178,7 +180,8 @@ async def collection(request: Request, collection_id: str, f: str | None = None,
     """One collection: extent, CRSs, links to items, queryables and tiles."""
     _check_f(f)
     spec = deps.catalog(request).get(collection_id)
-    return _json(_collection(spec, await _layer_stats(request, spec), _base(request)))
+    doc = _collection(spec, await _layer_stats(request, spec), _base(request))
+    return ogc_html.collection(doc) if ogc_html.wants_html(request) else _json(doc)
 
 
 @router.get("/collections/{collection_id}/sortables", summary="可排序属性 / sortables")
@@ -304,6 +307,8 @@ async def items(
     head = {"type": "FeatureCollection", "numberMatched": matched, "numberReturned": returned,
             "timeStamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "links": links}
     body = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"features":[' + (row["features"] or "") + "]}"
+    if ogc_html.wants_html(request):
+        return ogc_html.items(body, f"{spec.title_zh} ({spec.id})")
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{req.crs.uri}>"})
 
 
@@ -335,6 +340,9 @@ async def item(request: Request, collection_id: str, feature_id: str,
     links = json.dumps([{"href": f"{b}/ogc/collections/{spec.id}/items/{fid}", "rel": "self", "type": GEOJSON},
                         {"href": f"{b}/ogc/collections/{spec.id}", "rel": "collection", "type": "application/json"}])
     body = text[:-1] + ',"links":' + links + "}"
+    if ogc_html.wants_html(request):
+        return ogc_html.items('{"features":[' + text + '],"numberReturned":1,"links":' + links + "}",
+                              f"{spec.title_zh} ({spec.id}) #{fid}")
     return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{out.uri}>"})
 
 

@@ -162,6 +162,22 @@ def test_bbox_crs(client):
     assert _codes(r.json(), "pole_no") == ["LD-001"]
 
 
+def test_html_for_browsers(client, seeded):
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    for path in ("/ogc", "/ogc/conformance", "/ogc/collections", "/ogc/collections/streetlights",
+                 f"/ogc/collections/streetlights/items/{seeded['LD-001']}"):
+        r = client.get(path, headers=browser)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), path
+    r = client.get("/ogc/collections/streetlights/items", params={"bbox": BBOX_TEST, "limit": 5, "f": "html"})
+    assert r.headers["content-type"].startswith("text/html") and "LD-005" in r.text and "LD-006" not in r.text
+    assert "offset=5" in r.text and r.text.count("f=html") >= 1
+    nxt = r.text.split("offset=5")[0].rsplit("href='", 1)[1] + "offset=5" + r.text.split("offset=5")[1].split("'")[0]
+    assert "LD-006" in client.get(nxt.replace("&amp;", "&")).text
+    # machine clients keep JSON
+    assert client.get("/ogc/collections", headers={"accept": "*/*"}).headers["content-type"].startswith("application/json")
+    assert client.get("/ogc", params={"f": "json"}, headers=browser).json()["links"]
+
+
 def test_datetime_is_accepted_and_selects_everything(client):
     for value in ("2020-01-01", "2020-01-01T00:00:00Z", "../2030-01-01", "2019-01-01/.."):
         fc = client.get("/ogc/collections/streetlights/items", params={"bbox": BBOX_TEST, "datetime": value}).json()
@@ -192,7 +208,7 @@ def test_items_count_equals_database(client, db_url):
     {"filter": "code = 1", "filter-lang": "sql"}, {"filter": "{not json", "filter-lang": "cql2-json"},
     {"filter": "S_INTERSECTS(geometry, POINT(1))"}, {"filter": "  "},
     {"filter": "S_INTERSECTS(geometry, POINT(1 2))", "filter-crs": "EPSG:1"},
-    {"datetime": "yesterday"}, {"datetime": "2020-01-01/2021-01-01/2022-01-01"}, {"f": "xml"}, {"limit": "1", "limit ": "2"},
+    {"datetime": "yesterday"}, {"datetime": "2020-01-01/2021-01-01/2022-01-01"}, {"f": "xml"}, {"f": "html", "f ": "x"}, {"limit": "1", "limit ": "2"},
 ])
 def test_bad_input_is_400_bilingual(client, params):
     r = client.get("/ogc/collections/buildings/items", params=params)
