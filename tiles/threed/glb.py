@@ -131,6 +131,8 @@ def build_glb(primitives: list[Primitive], *, metadata: bool = True, batch_attri
     property tables (3D Tiles 1.1). Without it the feature ids are written as ``batch_attribute``
     (``_BATCHID`` for b3dm) and the attributes belong in the b3dm batch table.
     """
+    if not primitives:
+        return _empty_glb(generator)
     bin_ = _Bin()
     accessors: list[dict] = []
     gl_prims: list[dict] = []
@@ -184,6 +186,14 @@ def build_glb(primitives: list[Primitive], *, metadata: bool = True, batch_attri
                      struct.pack("<I4s", len(payload), b"BIN\0"), payload])
 
 
+def _empty_glb(generator: str) -> bytes:
+    """A valid glTF without geometry (every feature of a tile was degenerate): JSON chunk only."""
+    js = json.dumps({"asset": {"version": "2.0", "generator": generator}, "scene": 0, "scenes": [{}]},
+                    separators=(",", ":")).encode()
+    js += b" " * ((4 - len(js)) % 8)
+    return struct.pack("<4sII", b"glTF", 2, 20 + len(js)) + struct.pack("<I4s", len(js), b"JSON") + js
+
+
 def build_b3dm(primitives: list[Primitive]) -> bytes:
     """3D Tiles 1.0 Batched 3D Model: feature table with BATCH_LENGTH, batch table, embedded GLB.
 
@@ -191,7 +201,8 @@ def build_b3dm(primitives: list[Primitive]) -> bytes:
     of the first primitive. Sections are padded to 8 bytes (3D Tiles 1.0 b3dm §Padding).
     """
     glb = build_glb(primitives, metadata=False, batch_attribute="_BATCHID")
-    first = primitives[0]
+    glb += b"\0" * ((-len(glb)) % 8)
+    first = primitives[0] if primitives else Primitive(*([np.zeros(0)] * 5), class_name="none")
     batch_length = int(first.feature_count)
     ft = json.dumps({"BATCH_LENGTH": batch_length}, separators=(",", ":")).encode()
     bt_obj = {c.name: [None if (isinstance(v, float) and v != v) else
