@@ -96,6 +96,8 @@ async def landing(request: Request, f: str | None = None, who: Principal = READ)
             {"href": f"{b}/ogc/conformance", "rel": "conformance", "type": "application/json",
              "title": "符合性声明 / conformance"},
             {"href": f"{b}/ogc/collections", "rel": "data", "type": "application/json", "title": "图层集合 / collections"},
+            {"href": f"{b}/ogc/tileMatrixSets", "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes",
+             "type": "application/json", "title": "瓦片矩阵集 / tile matrix sets"},
         ],
     }
     return ogc_html.landing(doc) if ogc_html.wants_html(request) else _json(doc)
