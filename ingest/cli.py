@@ -12,6 +12,7 @@ the database refuses); 2 unusable input (unreadable file, unknown CRS, no databa
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -65,11 +66,18 @@ class _Bar:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, int] = {}
+        self.spans: dict[str, list[float]] = {}   # phase → [first, last] monotonic time
 
     def __call__(self, phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        self.spans.setdefault(phase, [now, now])[1] = now
         if phase not in self.tasks:
             self.tasks[phase] = self.progress.add_task(_PHASES.get(phase, phase), total=max(total, 1))
         self.progress.update(self.tasks[phase], completed=done, total=max(total, 1))
+
+    def seconds(self) -> dict[str, float]:
+        """Wall time of each phase (validation and row copy overlap)."""
+        return {k: round(b - a, 2) for k, (a, b) in self.spans.items()}
 
 
 def _store_dems(conn, settings, paths: list[Path]) -> None:
@@ -106,18 +114,19 @@ def load_cmd(
                 return
             with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                           TimeElapsedColumn(), console=_err, transient=False) as bar:
+                phases = _Bar(bar)
                 outcome = pipeline.run(conn, files, settings=settings, principal=cli_principal(), profile=profile,
-                                       county=county, dry_run=dry_run, reports=report or [], progress=_Bar(bar))
+                                       county=county, dry_run=dry_run, reports=report or [], progress=phases)
         finally:
             conn.close()
     except CimError as exc:
         _fail(exc, pipeline.exit_code_for(exc))
-    _print_outcome(outcome, as_json)
+    _print_outcome(outcome, as_json, phases.seconds())
     raise typer.Exit(outcome.exit_code)
 
 
-def _print_outcome(outcome: pipeline.Outcome, as_json: bool) -> None:
-    s = outcome.summary()
+def _print_outcome(outcome: pipeline.Outcome, as_json: bool, seconds: dict[str, float]) -> None:
+    s = outcome.summary() | {"seconds": seconds}
     if as_json:
         typer.echo(json.dumps(s, ensure_ascii=False, default=str))
         return
