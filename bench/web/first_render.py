@@ -164,8 +164,10 @@ def measure(browser, base: str, view: str) -> dict:
         except Exception:  # noqa: BLE001 - a response without a body (204) has no sizes
             return 0
 
+    vector = [r for r in tiles if r.url.endswith(".mvt")]
     out = {"ms_to_idle": round(ms, 1), "ms_to_load": round(times["load"], 1), "tile_requests": len(tiles),
            "tile_204": sum(1 for r in tiles if r.status == 204), "tile_bytes": sum(size(r) for r in tiles),
+           "vector_tiles": len(vector), "vector_bytes": sum(size(r) for r in vector),
            "requests": len(responses), "bytes": sum(size(r) for r in responses)}
     context.close()
     return out
@@ -196,14 +198,15 @@ def main() -> None:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"Chromium {CHROMIUM} (SwiftShader WebGL), {os.cpu_count()} CPUs, load average {load}\n")
     print("| view | idle ms, run 1 (cold tile cache) | idle ms, later runs (median) | 'load' ms (median) | "
-          "tile requests (204) | tile KiB | all requests | all KiB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "tile requests (204) | tile KiB | of which vector tiles, KiB | all requests | all KiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         first, later = r["runs"][0], r["runs"][1:] or r["runs"]
         print(f"| {r['view']} `#{r['hash']}` | {first['ms_to_idle']:.0f} | "
               f"{statistics.median(x['ms_to_idle'] for x in later):.0f} | "
               f"{statistics.median(x['ms_to_load'] for x in r['runs']):.0f} | {first['tile_requests']} ({first['tile_204']}) | "
-              f"{first['tile_bytes'] / 1024:.0f} | {first['requests']} | {first['bytes'] / 1024:.0f} |")
+              f"{first['tile_bytes'] / 1024:.0f} | {first['vector_tiles']}, {first['vector_bytes'] / 1024:.0f} | "
+              f"{first['requests']} | {first['bytes'] / 1024:.0f} |")
 
 
 if __name__ == "__main__":
