@@ -17,16 +17,30 @@ export CIM_PUBLIC_READ="${CIM_PUBLIC_READ:-true}"
 DEMO="$CIM_HOME/demo"
 DEMO_COUNTY=430703
 has_cmd() { $BIN/cim "$1" --help >/dev/null 2>&1; }
+# A DEM store is not deduplicated by sha256, so skip it when these bytes are already current.
+dem_current() {
+  $BIN/python - "$1" <<'PY' 2>/dev/null
+import hashlib, sys
+from cim import db
+from cim.settings import load
+sha = hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()
+conn = db.connect(load().db)
+with conn.cursor() as cur:
+    cur.execute("SELECT 1 FROM cim.dem WHERE is_current AND sha256 = %s", (sha,))
+    sys.exit(0 if cur.fetchone() else 1)
+PY
+}
 $BIN/cim demo generate --out "$DEMO"
 if has_cmd ingest; then
   mkdir -p "$DEMO/reports"
-  while IFS= read -r f; do
+  mapfile -t DEMO_FILES < <($BIN/python -c \
+    'import json, sys; print("\n".join(json.load(open(sys.argv[1]))["ingest_order"]))' "$DEMO/demo_manifest.json")
+  for f in "${DEMO_FILES[@]}"; do
     case "$f" in
-      *.tif) $BIN/cim ingest "$DEMO/$f" --county "$DEMO_COUNTY" ;;
+      *.tif) dem_current "$DEMO/$f" || $BIN/cim ingest "$DEMO/$f" --county "$DEMO_COUNTY" ;;
       *) $BIN/cim ingest "$DEMO/$f" --county "$DEMO_COUNTY" --report "$DEMO/reports/${f%.*}.html" ;;
     esac
-  done < <($BIN/python -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))["ingest_order"]))' \
-             "$DEMO/demo_manifest.json")
+  done
 else
   echo "cim ingest 未安装，跳过入库 / cim ingest not installed, demo data not loaded" >&2
 fi

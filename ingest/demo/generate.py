@@ -74,7 +74,8 @@ def _world_polys(town: Town, geoms) -> np.ndarray:
 
 def _drainage(town: Town, rng: np.random.Generator, mode: str, found: list) -> tuple[list, dict]:
     ys_g, ws_g = drainage.build(town, "YS", rng), drainage.build(town, "WS", rng)
-    hy, hw = drainage.hydraulics(town, ys_g, "YS", rng), drainage.hydraulics(town, ws_g, "WS", rng)
+    hy = drainage.hydraulics(town, ys_g, "YS", rng)
+    hw = drainage.hydraulics(town, ws_g, "WS", rng, below=(ys_g, hy))
     planted: dict = {}
     if mode != "none":
         e15, d15 = dfx.reverse_slope(ys_g, hy)
