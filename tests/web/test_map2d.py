@@ -101,3 +101,27 @@ def test_english_switch(page, web_server):
     assert page.locator("#search-input").get_attribute("placeholder").startswith("Search")
     page.locator("#btn-lang").click()
     assert "房屋建筑" in page.locator("#layertree").inner_text()
+
+
+def test_settings_custom_basemap_url(page, web_server, artifacts):
+    """A basemap URL saved in Settings becomes a raster layer under the data, listed in the tree."""
+    open_map(page, web_server)
+    page.locator("#btn-settings").click()
+    # any XYZ template works; here a JPEG our own server ships (CesiumJS assets), whatever z/x/y
+    template = f"{web_server.url}/cesium/Assets/Textures/moonSmall.jpg?tile={{z}}/{{x}}/{{y}}"
+    page.locator("#settings-basemap").fill(template)
+    requested = []
+    page.on("request", lambda r: requested.append(r.url) if "moonSmall.jpg?tile=" in r.url else None)
+    with page.expect_navigation():
+        page.locator("#panel-body button").click()
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=60_000)
+    wait_idle(page)
+    layers = page.evaluate("window.cim.map.getStyle().layers.map((l) => l.id)")
+    assert "basemap-custom" in layers
+    assert layers.index("basemap-custom") < layers.index("buildings")  # below the data
+    assert page.evaluate("localStorage.getItem('cim.basemap')") == template
+    assert "自定义底图" in page.locator("#layertree").inner_text()
+    # 256 px raster tiles one zoom level above the 512 px map zoom
+    assert any("tile=18/" in u for u in requested), requested[:5]
+    page.screenshot(path=str(artifacts / "web_2d_custom_basemap.png"))
+    assert page.errors == [], page.errors
