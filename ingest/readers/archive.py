@@ -88,8 +88,10 @@ def _copy_limited(src, dst, budget: int, name: str) -> int:
     return written
 
 
-def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0) -> list[Path]:
-    """Extract a zip safely into ``dest``; nested zips are expanded in place. Returns the files."""
+def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0,
+                budget: list[int] | None = None) -> list[Path]:
+    """Extract a zip safely into ``dest``; nested zips are expanded in place within the same
+    uncompressed-size budget. Returns the files."""
     if sniff(path) != "zip":
         raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive")
     try:
@@ -100,7 +102,8 @@ def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0
         members = _check_members(zf, settings, path.name)
         if not members:
             raise UnreadableInput(f"压缩包 {path.name} 为空", f"the zip archive {path.name} is empty")
-        budget = settings.max_unzipped_mb * (1 << 20)
+        if budget is None:
+            budget = [settings.max_unzipped_mb * (1 << 20)]
         out: list[Path] = []
         for info, rel in members:
             target = dest.joinpath(*rel.parts)
@@ -109,13 +112,13 @@ def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, target.open("wb") as dst:
-                    budget -= _copy_limited(src, dst, min(budget, info.file_size), str(rel))
+                    budget[0] -= _copy_limited(src, dst, min(budget[0], info.file_size), str(rel))
             except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
                 raise UnreadableInput(f"压缩包条目 {rel} 损坏", f"zip entry {rel} is corrupt") from exc
             if target.suffix.lower() == ".zip" and depth < MAX_DEPTH:
                 sub = target.with_suffix("")
                 sub.mkdir(exist_ok=True)
-                out += extract_zip(target, sub, settings, depth + 1)
+                out += extract_zip(target, sub, settings, depth + 1, budget)
                 target.unlink()
             else:
                 out.append(target)

@@ -77,3 +77,27 @@ def test_nested_folder_inside_zip(tmp_path):
     z = zip_folder(tmp_path / "d", tmp_path / "n.zip", arc_prefix="成果/管线/")
     d = read_delivery(z, county="430702")
     assert sorted(b.source_layer for b in d.batches) == ["YSLINE", "YSPOINT"]
+
+
+def test_zip_inside_zip(tmp_path):
+    write_network_shapefiles(tmp_path / "d")
+    inner = zip_folder(tmp_path / "d", tmp_path / "inner.zip")
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.write(inner, "管线/inner.zip")
+    d = read_delivery(outer, county="430702")
+    assert sorted(b.source_layer for b in d.batches) == ["YSLINE", "YSPOINT"]
+
+
+def test_nested_zips_share_one_size_budget(tmp_path):
+    a = zip_bomb(tmp_path / "a.zip", megabytes=12)
+    outer = tmp_path / "outer.zip"
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.write(a, "one.zip")
+        zf.write(a, "two.zip")
+    settings = IngestSettings(max_unzipped_mb=20, max_zip_ratio=1e9)
+    work = tmp_path / "w"
+    work.mkdir()
+    with pytest.raises(UnreadableInput) as exc:      # 12 MB + 12 MB > 20 MB across the nesting
+        extract_zip(outer, work, settings)
+    assert "limit" in exc.value.en
