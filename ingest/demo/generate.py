@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -30,6 +31,7 @@ GENERATOR_VERSION = 1
 # Rows per unit of scale, measured on the default town (used to size benchmark deliveries).
 SEGMENTS_PER_SCALE = 4600
 POINTS_PER_SCALE = 4600
+GBK_NAMED_ZIPS = ("房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip", "行政区划.zip")   # Chinese member names, no UTF-8 flag
 INGEST_ORDER = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "通信管线成果表.xlsx",
                 "房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip"]
 
@@ -173,6 +175,81 @@ def _samples(town: Town, bld: pd.DataFrame, lights: pd.DataFrame, admin: gpd.Geo
     }
 
 
+@dataclass
+class _Parts:
+    """Everything generated, before it is written."""
+
+    layers: dict[str, list] = field(default_factory=dict)      # zip name → [(layer name, frame)]
+    tx: tuple[pd.DataFrame, pd.DataFrame] | None = None          # the XLSX point/line tables
+    found: list = field(default_factory=list)                   # planted defects
+    extra: dict = field(default_factory=dict)                   # admin, buildings, lights, green
+
+
+def _build(town: Town, rng: np.random.Generator, defects: str, buildings: int | None, echo) -> _Parts:
+    """Generate every layer in a fixed order (the order of random draws makes the bytes)."""
+    parts = _Parts()
+    admin = _admin(town)
+    parts.layers["行政区划.zip"] = [("行政区划", admin)]
+    echo("排水管线 / drainage")
+    parts.layers["排水管线.zip"], _ = _drainage(town, rng, defects, parts.found)
+    echo("给水、燃气、通信 / water, gas, telecom")
+    jsp, jsl = _pressure(town, "JS", rng)
+    rqp, rql = _pressure(town, "RQ", rng)
+    parts.tx = _pressure(town, "TX", rng)
+    if defects == "errors":
+        jsp, jsl, rqp, rql = _error_defects(jsp, jsl, rqp, rql, parts.found)
+    parts.layers["给水管线.zip"] = list(zip(("JSPOINT", "JSLINE"), _frame(town, jsp, jsl), strict=True))
+    parts.layers["燃气管线.zip"] = list(zip(("RQPOINT", "RQLINE"), _frame(town, rqp, rql), strict=True))
+    echo("路灯 / streetlights")
+    lights, cable = surface.streetlights(town, rng)
+    ldp, ldl = surface.cable_tables(town, cable, rng)
+    parts.layers["路灯管线.zip"] = list(zip(("LDPOINT", "LDLINE"), _frame(town, ldp, ldl), strict=True))
+    lw = np.round(town.to_world(lights[["x", "y"]].to_numpy()), 3)
+    parts.layers["路灯设施.zip"] = [("路灯", gpd.GeoDataFrame(lights.drop(columns=["x", "y"]),
+                                                          geometry=shapely.points(lw), crs=SOURCE_EPSG))]
+    echo("房屋、绿地 / buildings, green space")
+    uses = surface.block_uses(town, rng)
+    green, reserved = surface.green_spaces(town, uses, rng)
+    bld = surface.buildings(town, uses, reserved, rng, buildings)
+    if defects != "none":
+        parts.found += dfx.building_defects(bld, rng)
+    parts.layers["房屋建筑调查.zip"] = [("房屋建筑", gpd.GeoDataFrame(
+        bld.drop(columns="geometry"), geometry=_world_polys(town, bld["geometry"]), crs=SOURCE_EPSG))]
+    parts.layers["园林绿地.zip"] = [("绿地", gpd.GeoDataFrame(
+        green.drop(columns="geometry"), geometry=_world_polys(town, green["geometry"]), crs=SOURCE_EPSG))]
+    parts.extra = {"admin": admin, "buildings": bld, "lights": lights, "green": green}
+    return parts
+
+
+def _write_files(out: Path, town: Town, parts: _Parts, echo) -> list[dict]:
+    """Write the delivery files in ingest order; one manifest entry per file."""
+    files = []
+    for name in INGEST_ORDER:
+        path = out / name
+        if name.endswith(".xlsx"):
+            txp, txl = parts.tx
+            tp, _ = _frame(town, txp, None)
+            write_xlsx(path, [("TXPOINT", *_table_rows(pd.DataFrame(tp.drop(columns="geometry")))),
+                              ("TXLINE", *_table_rows(txl.drop(columns=["_u", "_v"])))])
+            counts = {"TXPOINT": len(txp), "TXLINE": len(txl)}
+        else:
+            write_shapefile_zip(path, parts.layers[name], gbk_names=name in GBK_NAMED_ZIPS)
+            counts = {lname: len(f) for lname, f in parts.layers[name]}
+        files.append({"name": name, "sha256": sha256(path), "bytes": path.stat().st_size, "layers": counts})
+        echo(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return files
+
+
+def _write_dem_file(out: Path, town: Town) -> tuple[dict, np.ndarray, np.ndarray]:
+    """dem.tif over the town and 300–400 m around it (the river valley included)."""
+    corners = town.to_world(np.array([[-300, -400], [town.width + 300, -400], [town.width + 300, town.height + 300],
+                                      [-300, town.height + 300]]))
+    lo, hi = np.floor(corners.min(0) / 10) * 10, np.ceil(corners.max(0) / 10) * 10
+    path = out / "dem.tif"
+    dem = write_dem(path, town.ground, town.to_local, (lo[0], lo[1], hi[0], hi[1]), SOURCE_EPSG)
+    return {"name": "dem.tif", "sha256": sha256(path), "bytes": path.stat().st_size, "raster": dem}, lo, hi
+
+
 def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | None = None,
              segments: int | None = None, points: int | None = None, defects: str = "warnings",
              echo=lambda msg: None) -> dict:
@@ -182,63 +259,12 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     town = Town(seed=seed, scale=_scale_for(scale, segments, points))
-    rng = np.random.default_rng(seed)
-    found: list[dfx.Defect] = []
-    layers: dict[str, list] = {}
-
-    admin = _admin(town)
-    layers["行政区划.zip"] = [("行政区划", admin)]
-    echo("排水管线 / drainage")
-    layers["排水管线.zip"], _ = _drainage(town, rng, defects, found)
-    echo("给水、燃气、通信 / water, gas, telecom")
-    jsp, jsl = _pressure(town, "JS", rng)
-    rqp, rql = _pressure(town, "RQ", rng)
-    txp, txl = _pressure(town, "TX", rng)
-    if defects == "errors":
-        jsp, jsl, rqp, rql = _error_defects(jsp, jsl, rqp, rql, found)
-    layers["给水管线.zip"] = list(zip(("JSPOINT", "JSLINE"), _frame(town, jsp, jsl), strict=True))
-    layers["燃气管线.zip"] = list(zip(("RQPOINT", "RQLINE"), _frame(town, rqp, rql), strict=True))
-    echo("路灯 / streetlights")
-    lights, cable = surface.streetlights(town, rng)
-    ldp, ldl = surface.cable_tables(town, cable, rng)
-    layers["路灯管线.zip"] = list(zip(("LDPOINT", "LDLINE"), _frame(town, ldp, ldl), strict=True))
-    lw = np.round(town.to_world(lights[["x", "y"]].to_numpy()), 3)
-    layers["路灯设施.zip"] = [("路灯", gpd.GeoDataFrame(lights.drop(columns=["x", "y"]), geometry=shapely.points(lw),
-                                                    crs=SOURCE_EPSG))]
-    echo("房屋、绿地 / buildings, green space")
-    uses = surface.block_uses(town, rng)
-    green, reserved = surface.green_spaces(town, uses, rng)
-    bld = surface.buildings(town, uses, reserved, rng, buildings)
-    if defects != "none":
-        found += dfx.building_defects(bld, rng)
-    bld_w = gpd.GeoDataFrame(bld.drop(columns="geometry"), geometry=_world_polys(town, bld["geometry"]), crs=SOURCE_EPSG)
-    layers["房屋建筑调查.zip"] = [("房屋建筑", bld_w)]
-    layers["园林绿地.zip"] = [("绿地", gpd.GeoDataFrame(green.drop(columns="geometry"),
-                                                   geometry=_world_polys(town, green["geometry"]), crs=SOURCE_EPSG))]
-
-    files = []
-    for name in INGEST_ORDER:
-        path = out / name
-        if name.endswith(".xlsx"):
-            tp, _ = _frame(town, txp, None)
-            sheets = [("TXPOINT", *_table_rows(pd.DataFrame(tp.drop(columns="geometry")))),
-                      ("TXLINE", *_table_rows(txl.drop(columns=["_u", "_v"])))]
-            write_xlsx(path, sheets)
-            counts = {"TXPOINT": len(txp), "TXLINE": len(txl)}
-        else:
-            write_shapefile_zip(path, layers[name], gbk_names=name in ("房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip",
-                                                                    "行政区划.zip"))
-            counts = {lname: len(f) for lname, f in layers[name]}
-        files.append({"name": name, "sha256": sha256(path), "bytes": path.stat().st_size, "layers": counts})
-        echo(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    parts = _build(town, np.random.default_rng(seed), defects, buildings, echo)
+    files = _write_files(out, town, parts, echo)
     echo("DEM")
-    corners = town.to_world(np.array([[-300, -400], [town.width + 300, -400], [town.width + 300, town.height + 300],
-                                      [-300, town.height + 300]]))
-    lo, hi = np.floor(corners.min(0) / 10) * 10, np.ceil(corners.max(0) / 10) * 10
-    dem = write_dem(out / "dem.tif", town.ground, town.to_local, (lo[0], lo[1], hi[0], hi[1]), SOURCE_EPSG)
-    files.append({"name": "dem.tif", "sha256": sha256(out / "dem.tif"), "bytes": (out / "dem.tif").stat().st_size,
-                  "raster": dem})
-
+    dem, lo, hi = _write_dem_file(out, town)
+    files.append(dem)
+    x = parts.extra
     seg = sum(v for f in files for k, v in f.get("layers", {}).items() if k.endswith("LINE"))
     pts = sum(v for f in files for k, v in f.get("layers", {}).items() if k.endswith("POINT"))
     box = shapely.box(*town.county_polygon().bounds)
@@ -249,11 +275,11 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | N
         "bbox_4546": [round(float(v), 3) for v in (*lo, *hi)],
         "town_lonlat_bbox": _lonlat(town, [[0, -100], [town.width, town.height]]),
         "county_lonlat_bbox": _lonlat(town, np.asarray(box.exterior.coords)[[0, 2]]),
-        "counts": {"pipe_segments": seg, "pipe_points": pts, "buildings": len(bld), "streetlights": len(lights),
-                   "green_spaces": len(green), "admin_areas": len(admin)},
+        "counts": {"pipe_segments": seg, "pipe_points": pts, "buildings": len(x["buildings"]),
+                   "streetlights": len(x["lights"]), "green_spaces": len(x["green"]), "admin_areas": len(x["admin"])},
         "ingest_order": INGEST_ORDER + ["dem.tif"], "files": files,
-        "defects": [d.to_dict() for d in found],
-        "samples": _samples(town, bld, lights, admin),
+        "defects": [d.to_dict() for d in parts.found],
+        "samples": _samples(town, x["buildings"], x["lights"], x["admin"]),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return manifest

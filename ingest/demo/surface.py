@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 
 from ingest.demo.graph import KERB, Graph
-from ingest.demo.town import COUNTY_NAME, RIVER_HALF_WIDTH, ROAD_CLASS_CODE, Town
+from ingest.demo.town import COUNTY_NAME, RIVER_HALF_WIDTH, Town
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,6 @@ def _light_table(rows: list, rng: np.random.Generator) -> pd.DataFrame:
     led = df["led"].to_numpy()
     smart = main & (rng.random(n) < 0.06)
     df.insert(0, "灯杆编号", [f"LG{k:05d}" for k in range(1, n + 1)])
-    df["道路等级"] = df["道路等级"]
     df["灯杆类型"] = np.where(smart, "智慧灯杆", np.where(main & (rng.random(n) < 0.3), "双臂", "单臂"))
     df["杆高"] = np.where(main, 12.0, 10.0)
     df["臂长"] = np.where(main, 2.0, 1.5)
@@ -265,8 +264,7 @@ def _light_table(rows: list, rng: np.random.Generator) -> pd.DataFrame:
     df["权属单位"] = "鼎城区城市照明管理所"
     insp_m = rng.integers(1, 11, n)
     df["最近巡检"] = [f"2026-{m:02d}-{d:02d}" for m, d in zip(insp_m, day, strict=True)]
-    df["道路等级代码"] = df["道路等级"].map(ROAD_CLASS_CODE)
-    return df.drop(columns=["led", "year", "道路等级代码"])
+    return df.drop(columns=["led", "year"])
 
 
 def cable_tables(town: Town, g: Graph, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
