@@ -151,6 +151,11 @@ def translate(s: pd.Series, cl: CodeList, dicts: Dictionaries) -> pd.Series:
     return by_unique(s, tr)
 
 
+def _bools(v: pd.Series) -> pd.Series:
+    """Keep translated booleans; anything else (untranslated text) becomes NULL."""
+    return v.where(v.isin([True, False]), None).astype(object)   # translated values are bool, str or None
+
+
 def _unit_factor(unit: str | None, column: str) -> float:
     if unit is None:
         return 1.0
@@ -168,8 +173,13 @@ def _section(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return d.astype("float64"), w.astype("float64"), h.astype("float64")
 
 
-def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Target columns (typed, translated, in target units) and the raw delivered values."""
+def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries, *,
+                    clean_text: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Target columns (typed, translated, in target units) and the raw delivered values.
+
+    ``clean_text``: the frame's text columns are already stripped with blanks as None (the DBF
+    reader), so text targets take them as they are.
+    """
     spec, prof = match.spec, match.profile
     types = target_columns()[spec.target]["columns"]
     lists = codelists_for(prof)
@@ -187,7 +197,7 @@ def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries) -> t
             elif kind == "int":
                 v = pd.to_numeric(v, errors="coerce").round().astype("Int64")
             elif kind == "bool":
-                v = v.map(lambda x: x if isinstance(x, bool) else None).astype(object)
+                v = _bools(v)
             out[col] = v
         elif fs.section:
             d, w, h = _section(as_text(s))
@@ -204,8 +214,9 @@ def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries) -> t
         elif kind == "date":
             out[col] = as_date(s)
         elif kind == "bool":
-            out[col] = translate(s, lists["bool"], dicts).map(
-                lambda x: x if isinstance(x, bool) else None).astype(object)
+            out[col] = _bools(translate(s, lists["bool"], dicts))
+        elif clean_text and s.dtype == object:
+            out[col] = s
         else:
             out[col] = as_text(s)
     n = len(frame)
@@ -247,11 +258,12 @@ def derive(frame: pd.DataFrame, match: Match, dicts: Dictionaries) -> tuple[str 
             _fill(frame, "subtype", sub)
         if frame["subtype"].notna().any():
             par = dicts.parents.get("dict_network", {})
-            by_sub = frame["subtype"].map(lambda c: (par.get(c) or c) if c in par else None, na_action="ignore")
+            net_of = {c: (p or c) for c, p in par.items()}          # 小类 → 大类, 大类 → itself
+            by_sub = frame["subtype"].map(net_of)
             frame["network"] = frame["network"].where(frame["network"].notna(), by_sub)
             # a 大类 code in the subtype column is the network, not a subtype
-            frame["subtype"] = frame["subtype"].where(frame["subtype"].map(lambda c: par.get(c) is not None,
-                                                                            na_action="ignore").fillna(False), None)
+            is_sub = frame["subtype"].map({c: p is not None for c, p in par.items()}).fillna(False).astype(bool)
+            frame["subtype"] = frame["subtype"].where(is_sub, None)
         if net is not None:
             _fill(frame, "network", net)
     if spec.target == "pipe_segment":
@@ -295,7 +307,7 @@ def _green_classes(frame: pd.DataFrame, dicts: Dictionaries) -> None:
             code, seen = par[code], seen + 1
         return code if code in par else None
 
-    roots = frame["subclass_code"].map(root, na_action="ignore")
+    roots = frame["subclass_code"].map({c: root(c) for c in par})
     frame["class_code"] = frame["class_code"].where(frame["class_code"].notna(), roots)
 
 
@@ -304,5 +316,6 @@ def _build_era(frame: pd.DataFrame, prof: Profile) -> None:
     years = frame["build_year"].astype("float64")
     bounds = np.array([b for b, _ in buckets], dtype=float)
     idx = np.searchsorted(bounds, years.fillna(0).to_numpy(), side="left").clip(0, len(buckets) - 1)
-    era = pd.Series([buckets[i][1] for i in idx], index=frame.index, dtype=object).where(years.notna(), None)
+    codes = np.array([code for _, code in buckets], dtype=object)
+    era = pd.Series(codes[idx], index=frame.index, dtype=object).where(years.notna(), None)
     frame["build_era"] = frame["build_era"].where(frame["build_era"].notna(), era)

@@ -205,7 +205,7 @@ def _coords_for_crs(layer: SourceLayer, match: Match) -> tuple[np.ndarray, np.nd
 
 
 def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Delivery) -> LayerBatch:
-    frame, raw = convert_columns(layer.frame, match, dicts)
+    frame, raw = convert_columns(layer.frame, match, dicts, clean_text=layer.clean_text)
     net, sub = derive(frame, match, dicts)
     resolved = None
     xy = _coords_for_crs(layer, match)

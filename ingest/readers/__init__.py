@@ -22,6 +22,7 @@ class SourceLayer:
     crs: CRS | None = None            # declared CRS (.prj, GeoPackage, GeoJSON)
     encoding: str | None = None
     notes: list[tuple[str, str, str]] = field(default_factory=list)   # (topic, zh, en)
+    clean_text: bool = False          # text columns already stripped, blanks as None (DBF reader)
 
 
 def geometry_kind(type_name: str | None) -> str:

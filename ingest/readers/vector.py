@@ -90,7 +90,8 @@ def read_shapefile(shp: Path, rel: str) -> SourceLayer:
             raise UnreadableInput(f"{shp.name} 的几何数（{len(geom)}）与属性行数（{len(frame)}）不一致",
                                   f"{shp.name}: {len(geom)} geometries but {len(frame)} attribute rows", file=rel)
     zh, en = enc.describe()
-    layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(meta.get("geometry_type")), crs, enc.encoding)
+    layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(meta.get("geometry_type")), crs, enc.encoding,
+                        clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     return layer
 
@@ -102,7 +103,7 @@ def read_dbf(dbf: Path, rel: str) -> SourceLayer:
     if deleted:
         _meta, frame, _geom = _read(dbf, encoding=enc.encoding)
     zh, en = enc.describe()
-    layer = SourceLayer(dbf.stem, rel, frame, None, "none", None, enc.encoding)
+    layer = SourceLayer(dbf.stem, rel, frame, None, "none", None, enc.encoding, clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     return layer
 

@@ -78,8 +78,8 @@ def _cross_connections(ctx: Ctx, net: Net, D: pd.DataFrame, E: pd.DataFrame) -> 
     ends = E[(E["network"] == "PS") & E["subtype"].isin(["YS", "WS"])]
     if not len(ends):
         return
-    kinds = ends.groupby("exp_no")["subtype"].agg(lambda s: frozenset(s))
-    mixed_nodes = set(kinds[kinds.map(len) > 1].index)
+    kinds = ends.groupby("exp_no")["subtype"].nunique()
+    mixed_nodes = set(kinds[kinds > 1].index)
     wrong_point = ends["p_subtype"].isin(["YS", "WS"]) & (ends["p_subtype"] != ends["subtype"])
     sel = ends[ends["exp_no"].isin(mixed_nodes) | wrong_point].drop_duplicates(["bi", "row"])
     other = np.where(sel["subtype"] == "YS", "污水", "雨水")
