@@ -125,3 +125,14 @@ def test_settings_custom_basemap_url(page, web_server, artifacts):
     assert any("tile=18/" in u for u in requested), requested[:5]
     page.screenshot(path=str(artifacts / "web_2d_custom_basemap.png"))
     assert page.errors == [], page.errors
+
+
+def test_without_a_view_in_the_url_the_map_fits_the_data(page, web_server):
+    page.goto(web_server.url + "/")
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=60_000)
+    page.wait_for_function("""() => { const c = window.cim.map.getCenter();
+        return c.lng > 111.47 && c.lng < 111.57 && c.lat > 27.17 && c.lat < 27.23; }""", timeout=30_000)
+    b = page.evaluate("(() => { const b = window.cim.map.getBounds(); return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; })()")
+    # the test counties (111.48..111.56 × 27.18..27.22) are in view, and not as a speck
+    assert b[0] <= 111.485 and b[2] >= 111.555 and b[2] - b[0] < 0.5, b
+    page.wait_for_function("/^#\\d/.test(window.location.hash)")  # the view is now in the URL
