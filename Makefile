@@ -32,7 +32,7 @@ $(STAMP)/venv: pyproject.toml
 
 # The web map: MapLibre GL JS and CesiumJS from npm, bundled into web/dist.
 web: $(STAMP)/web
-$(STAMP)/web: $(wildcard web/package.json web/package-lock.json web/src/*.js web/src/*/*.js web/src/*.css web/*.html web/build.mjs)
+$(STAMP)/web: $(wildcard web/package.json web/package-lock.json web/src/*.js web/src/*/*.js web/src/*.css web/*.html web/*.svg web/build.mjs)
 	@mkdir -p $(STAMP)
 	if [ -f web/package.json ]; then \
 	  cd web && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund) && npm run build; fi
