@@ -300,6 +300,10 @@ async def items(
     links = [{"href": str(request.url), "rel": "self", "type": GEOJSON, "title": "本页 / this page"},
              {"href": f"{_base(request)}/ogc/collections/{spec.id}", "rel": "collection", "type": "application/json"}]
     has_next = (req.offset + returned < matched) if row["n"] < lf.EXACT_COUNT_CAP else returned == req.limit
+    if has_next:  # an estimate never claims fewer features than the pages seen so far plus one
+        matched = max(matched, req.offset + returned + 1)
+    elif row["n"] >= lf.EXACT_COUNT_CAP and returned:  # the last page of a large result: the count is known
+        matched = req.offset + returned
     if has_next and returned:
         links.append({"href": str(request.url.include_query_params(offset=req.offset + returned, limit=req.limit)),
                       "rel": "next", "type": GEOJSON, "title": "下一页 / next page"})

@@ -7,6 +7,7 @@ import json
 import random
 
 import asyncpg
+import psycopg2
 import pytest
 
 from layers import features as lf
@@ -134,3 +135,29 @@ def test_bbox_and_spatial_filters_use_the_gist_index(db_url, seeded, filter_text
     text = asyncio.run(plan())
     assert "Index Cond: (geom &&" in text and "streetlight_geom_idx" in text, text
     assert "st_transform(t.geom" not in text.lower()
+
+
+def test_paging_past_the_exact_count_cap(client, db_url):
+    """Above EXACT_COUNT_CAP matches numberMatched is an estimate that never undercounts the pages
+    seen so far, and the last page states the exact total; next links reach every feature."""
+    n = lf.EXACT_COUNT_CAP + 100
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO cim.streetlight (pole_no, county_code, geom) SELECT 'BIG-' || i, '990003', "
+                        "ST_SetSRID(ST_MakePoint(101.5 + mod(i, 50) * 1e-4, 26.5 + (i / 50) * 1e-4), 4490) "
+                        "FROM generate_series(1, %s) i", (n,))
+        conn.commit()
+        seen, url = 0, "/ogc/collections/streetlights/items?bbox=101.49,26.49,101.52,26.52&limit=1000"
+        while url:
+            fc = client.get(url).json()
+            seen += fc["numberReturned"]
+            nxt = [link["href"] for link in fc["links"] if link["rel"] == "next"]
+            assert fc["numberMatched"] >= seen + (1 if nxt else 0)
+            url = nxt[0] if nxt else None
+        assert seen == n and fc["numberMatched"] == n
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM cim.streetlight WHERE county_code = '990003'")
+        conn.commit()
+        conn.close()
