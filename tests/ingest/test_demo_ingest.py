@@ -64,9 +64,11 @@ def test_cim_ingest_loads_the_demo_county(cli, conn, tmp_path):
         res = cli("ingest", str(out / name), "--county", COUNTY)
         assert res.returncode == 0, f"{name}: {res.stdout}\n{res.stderr}"
     counts = {}
+    layers = [name for f in manifest["files"] for name in f.get("layers", {})]
     with conn.cursor() as cur:
         for table in ("admin_area", "pipe_point", "pipe_segment", "building", "green_space", "streetlight"):
-            cur.execute(f"SELECT count(*) FROM cim.{table} WHERE county_code = %s AND is_current", (COUNTY,))
+            cur.execute(f"SELECT count(*) FROM cim.{table} WHERE county_code = %s AND is_current "
+                        "AND source_layer = ANY(%s)", (COUNTY, layers))
             counts[table] = cur.fetchone()[0]
         cur.execute("SELECT count(*) FROM cim.dem")
         dems = cur.fetchone()[0]
