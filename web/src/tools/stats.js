@@ -16,7 +16,7 @@ async function breakdown(title, values, table, unit) {
   if (!entries.length) return null;
   const rows = [];
   for (const [k, v] of entries) rows.push(el("tr", {}, el("th", {}, await named(table, k)), el("td", {}, unit(v))));
-  return el("section", {}, el("h3", {}, title), el("table", { class: "kv" }, el("tbody", {}, rows)));
+  return el("section", {}, el("h3", {}, title), el("table", { class: "kv stats" }, el("tbody", {}, rows)));
 }
 
 /** Render a stats response into panel content. */
@@ -27,7 +27,7 @@ export async function renderStats(res) {
   const pipes = res.pipe_length_m || {};
   const parts = [
     el("p", { class: "stats-area" }, `${t("stats.area")}：${fmtArea(res.area_m2 || 0)}`),
-    el("section", {}, el("h3", {}, t("stats.counts")), el("table", { class: "kv", id: "stats-counts" }, el("tbody", {}, counts))),
+    el("section", {}, el("h3", {}, t("stats.counts")), el("table", { class: "kv stats", id: "stats-counts" }, el("tbody", {}, counts))),
     await breakdown(t("stats.byNetwork"), pipes.by_network, "dict_network", fmtLength),
     await breakdown(t("stats.byMaterial"), pipes.by_material, "dict_material", fmtLength),
     await breakdown(t("stats.byDiameter"), pipes.by_diameter_class, null, fmtLength),
