@@ -111,8 +111,11 @@ def _fragment(spec: LayerSpec, band: Band, settings: TileSettings, first_param: 
     src = f"ST_Centroid({geom})" if band.centroid else geom
     mvt = f"ST_AsMVTGeom({to_web_mercator(src, srid)}, ST_TileEnvelope($1, $2, $3), {extent}, {buffer}, true)"
     if band.simplify:
-        # generalise on the clipped tile-space geometry: tolerance of one screen pixel
-        mvt = f"ST_SimplifyPreserveTopology(ST_SnapToGrid({mvt}, {px / 2}), {px})"
+        # generalise on the clipped tile-space geometry: tolerance of one screen pixel; two-point
+        # lines and four-corner polygons (most survey pipes and plots) have nothing to simplify
+        least = 5 if spec.geometry.type in ("Polygon", "MultiPolygon") else 2
+        mvt = (f"CASE WHEN ST_NPoints({geom}) > {least} THEN "
+               f"ST_SimplifyPreserveTopology(ST_SnapToGrid({mvt}, {px / 2}), {px}) ELSE {mvt} END")
     conds = [f"{geom} && ST_Transform(ST_TileEnvelope($1, $2, $3, margin => {buffer / extent}), {srid})"]
     conds.append("is_current")
     g = spec.generalisation
