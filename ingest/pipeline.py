@@ -20,7 +20,7 @@ from cim import auth, db
 from cim.errors import CimError, ConfigError, IngestRejected, InvalidInput, UnreadableInput
 from cim.settings import Settings
 from ingest import load as loader
-from ingest.model import Delivery, Report, Severity
+from ingest.model import Delivery, Note, Report, Severity
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +120,33 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     validate = _function("ingest.validate", "validate")
     if dry_run:
         report = _validated(validate, delivery, conn, progress)
+        with conn.cursor() as cur:
+            dup = loader.find_duplicate(cur, delivery.sha256, delivery.county_code)
         conn.rollback()  # validation only reads
+        if dup:
+            _note_duplicate(delivery, dup["id"], dup["state"])
         _write_reports(report, reports)
         return Outcome("rejected" if report.has_errors else "dry_run", report)
     report, result = _validate_while_loading(validate, conn, delivery, settings=settings, principal=principal,
                                              client_addr=client_addr, progress=progress,
                                              originals=[Path(p) for p in paths] or None)
+    if result is not None and result.state == "duplicate":
+        _note_duplicate(delivery, result.delivery_id, None)
     _write_reports(report, reports)
     if result is None:
         did = loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
         return Outcome("rejected", report, delivery_id=did)
     return Outcome("duplicate" if result.state == "duplicate" else "loaded", report, result, result.delivery_id)
+
+
+def _note_duplicate(delivery: Delivery, delivery_id: int, state: str | None) -> None:
+    """Say in the report that this file (same sha256, same county) is already loaded."""
+    extra_zh, extra_en = (f"（{state}）", f" ({state})") if state else ("", "")
+    delivery.notes.append(Note(
+        delivery.file_name, "duplicate",
+        f"同一文件（sha256 {delivery.sha256[:12]}…）已作为成果 {delivery_id}{extra_zh} 入库：本次不重复入库",
+        f"the same file (sha256 {delivery.sha256[:12]}…) is already loaded as delivery {delivery_id}{extra_en}: "
+        "nothing is loaded again"))
 
 
 def _validated(validate: Callable, delivery: Delivery, conn, progress: Progress | None) -> Report:

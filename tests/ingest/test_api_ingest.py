@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: sibling helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "ingest"))
 from apikit import LiveServer, token  # noqa: E402
+from loadkit import snapshot  # noqa: E402
 from synth import counts, lines_frame, points_frame, write_delivery  # noqa: E402
 
 from cim.auth import Role  # noqa: E402
@@ -30,7 +31,8 @@ def api(db_url, tmp_path_factory):
     conn.close()
     data = tmp_path_factory.mktemp("api-deliveries")
     files = {"a": write_delivery(data, points=200, buildings=30, name="a.zip"),
-             "b": write_delivery(data, points=80, buildings=10, name="b.zip")}
+             "b": write_delivery(data, points=80, buildings=10, name="b.zip"),
+             "big": write_delivery(data, points=60_000, buildings=30_000, name="big.zip")}
     pts, lines = points_frame(40), lines_frame(40)
     pts.loc[5, "WTDH"] = pts.loc[4, "WTDH"]
     parts = data / "dup"
@@ -133,6 +135,18 @@ def test_cancel_awaiting_job_and_access_to_jobs(api):
     assert _wait(api, job["job_id"])["state"] == "cancelled"
     assert httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/confirm", headers=_hdr(api)).status_code == 409
     assert httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/cancel", headers=_hdr(api)).status_code == 409
+
+
+def test_cancel_while_loading_rolls_back(api, conn):
+    before = snapshot(conn)
+    job_id = _upload(api, api["files"]["big"])["job_id"]
+    state = _wait(api, job_id, ("loading", "done", "rejected", "failed"))
+    assert state["state"] == "loading", state
+    res = httpx.post(f"{api['url']}/api/ingest/{job_id}/cancel", headers=_hdr(api))
+    assert res.status_code == 200 and res.json()["state"] == "cancelling"
+    final = _wait(api, job_id, ("done", "rejected", "failed", "cancelled"))
+    assert final["state"] == "cancelled" and final["delivery_id"] is None, final
+    assert snapshot(conn) == before
 
 
 def test_server_start_fails_jobs_left_running(api, db_url, tmp_path):

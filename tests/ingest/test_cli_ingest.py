@@ -58,9 +58,11 @@ def test_load_reports_duplicate_list_and_restore(cli, conn, deliveries, tmp_path
     assert (tmp_path / "archive" / out["sha256"] / "a.zip").is_file()
 
     before = snapshot(conn)
-    again = cli("ingest", str(deliveries["a"]), "--county", county, env=env)
+    again = cli("ingest", str(deliveries["a"]), "--county", county, "--report", str(tmp_path / "again.json"), env=env)
     assert again.returncode == 0 and "sha256" in again.stdout
     assert snapshot(conn) == before
+    notes = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))["summary"]["notes"]
+    assert any(n["topic"] == "duplicate" and f"delivery {first}" in n["message_en"] for n in notes)
 
     second = _json(cli("ingest", str(deliveries["b"]), "--county", county, "--json", env=env, check=True))
     listed = json.loads(cli("ingest", "list", "--county", county, "--json", check=True).stdout)
