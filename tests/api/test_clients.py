@@ -80,3 +80,12 @@ def test_owslib_collections_items_and_paging(server, seeded, db_url):
     assert len(seen) == len(set(seen)) == expected
     one = api.collection_item("streetlights", str(seeded["LD-007"]))
     assert one["properties"]["pole_no"] == "LD-007"
+
+
+def test_owslib_crs_and_filter_parameters(server, seeded):
+    api = Features(f"{server}/ogc")
+    fc = api.collection_items("streetlights", bbox=[100.49, 24.99, 100.52, 25.02], limit=1,
+                              crs="http://www.opengis.net/def/crs/EPSG/0/4490")
+    assert fc["features"][0]["geometry"]["coordinates"] == [25.003, 100.5002]  # EPSG axis order: lat, lon
+    fc = api.collection_items("buildings", bbox=[100.49, 24.99, 100.52, 25.02], filter="height_m > 20")
+    assert sorted(f["properties"]["code"] for f in fc["features"]) == ["TB-004", "TB-005"]
