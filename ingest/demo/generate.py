@@ -146,6 +146,17 @@ def _admin(town: Town) -> gpd.GeoDataFrame:
     return df
 
 
+def _community_of(town: Town, geoms: pd.Series) -> np.ndarray:
+    """12-digit code of the community holding each footprint's centroid (local frame)."""
+    comm = [r for r in town.admin_areas() if r["level"] == "community"]
+    polys = np.array([r["geom"] for r in comm], dtype=object)
+    codes = np.array([r["code"] for r in comm] + [None], dtype=object)
+    pt, poly = shapely.STRtree(polys).query(shapely.centroid(geoms.to_numpy()), predicate="intersects")
+    which = np.full(len(geoms), len(comm))
+    which[pt] = poly
+    return codes[which]
+
+
 def _table_rows(frame: pd.DataFrame) -> tuple[list[str], list[list]]:
     """Header and rows of a frame for a workbook sheet (NaN → empty cell)."""
     clean = frame.astype(object).where(frame.notna(), None)
@@ -211,6 +222,7 @@ def _build(town: Town, rng: np.random.Generator, defects: str, buildings: int | 
     uses = surface.block_uses(town, rng)
     green, reserved = surface.green_spaces(town, uses, rng)
     bld = surface.buildings(town, uses, reserved, rng, buildings)
+    bld.insert(len(bld.columns) - 1, "社区代码", _community_of(town, bld["geometry"]))
     if defects != "none":
         parts.found += dfx.building_defects(bld, rng)
     parts.layers["房屋建筑调查.zip"] = [("房屋建筑", gpd.GeoDataFrame(

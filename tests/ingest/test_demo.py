@@ -98,7 +98,7 @@ def test_chinese_field_names_decode(demo):
     assert set(gas["压力"]) == {"中压B", "低压"} and set(gas["材质"]) <= {"PE", "钢"}
     bld = _read(out, "房屋建筑调查.zip", "房屋建筑")
     for f in ("建筑编号", "名称", "地址", "地上层数", "地下层数", "建筑高度", "建筑面积", "结构类型", "建成年份", "用途",
-              "鉴定等级", "是否自建房"):
+              "鉴定等级", "是否自建房", "社区代码"):
         assert f in bld.columns
     assert bld["建筑高度"].isna().any() and bld["建筑高度"].notna().mean() > 0.8
 
