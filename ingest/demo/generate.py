@@ -31,6 +31,8 @@ GENERATOR_VERSION = 1
 # Rows per unit of scale, measured on the default town (used to size benchmark deliveries).
 SEGMENTS_PER_SCALE = 4600
 POINTS_PER_SCALE = 4600
+SURVEY_UNIT = "演示测绘地理信息有限公司"
+SURVEY_DAY = "2026-06-18"
 GBK_NAMED_ZIPS = ("房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip", "行政区划.zip")   # Chinese member names, no UTF-8 flag
 INGEST_ORDER = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "通信管线成果表.xlsx",
                 "房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip"]
@@ -55,6 +57,8 @@ def _frame(town: Town, pts: pd.DataFrame, lines: pd.DataFrame | None,
     p = pts.drop(columns=["x", "y"]).copy()
     p.insert(2, "X", w[:, 1])
     p.insert(3, "Y", w[:, 0])
+    p["探测单位"] = SURVEY_UNIT
+    p["探测日期"] = SURVEY_DAY
     gp = gpd.GeoDataFrame(p, geometry=shapely.points(w), crs=SOURCE_EPSG)
     if lines is None:
         return gp, None
