@@ -196,3 +196,46 @@ def test_identify_lists_a_row_of_overlapping_layers_once(client, seeded):
     body = {"lon": 100.501, "lat": 25.001, "tolerance_m": 1, "layers": ["pipeline_segments", "drainage_pipes"]}
     feats = client.post("/api/query/identify", json=body).json()["features"]
     assert [(f["layer"], f["id"]) for f in feats] == [("drainage_pipes", seeded["TSEG-YS"])]
+
+
+def test_section_ground_from_the_dem(client, seeded, db_url, tmp_path):
+    """With a current DEM the ground profile and the ground at each crossing come from it."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_bounds
+
+    path = tmp_path / "dem.tif"
+    w, s, e, n, size = 100.49, 24.99, 100.52, 25.02, 300
+    rows = np.arange(size, dtype="float32")[:, None]  # row 0 is the north edge
+    data = (150.0 + (size - 1 - rows) * 0.1 + np.zeros((size, size), dtype="float32")).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="float32", crs="EPSG:4490",
+                       transform=from_bounds(w, s, e, n, size, size)) as dst:
+        dst.write(data, 1)
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM cim.dem WHERE is_current")
+            previous = [r[0] for r in cur.fetchall()]
+            cur.execute("UPDATE cim.dem SET is_current = false WHERE is_current")
+            cur.execute("INSERT INTO cim.dem (name, file_path, sha256, srid, crs_wkt, width, height, resolution_x, "
+                        "resolution_y, bounds, loaded_by) VALUES ('test', %s, repeat('0', 64), 4490, 'EPSG:4490', %s, %s, "
+                        "0.0001, 0.0001, ST_MakeEnvelope(%s, %s, %s, %s, 4490), 'test') RETURNING id",
+                        (str(path), size, size, w, s, e, n))
+            mine = cur.fetchone()[0]
+        conn.commit()
+        line = {"type": "LineString", "coordinates": [[100.501, 24.9995], [100.501, 25.0025]]}
+        out = client.post("/api/query/section", json={"line": line}).json()
+        assert out["ground_source"] == "dem"
+        # bilinear value of the north-rising ramp: 150 + 0.1 per 0.0001° north of the south edge, minus half a pixel
+        expected = lambda lat: 150.0 + (lat - s) / 0.0001 * 0.1 - 0.05  # noqa: E731
+        assert abs(out["ground"][0]["z"] - expected(24.9995)) < 0.02
+        assert abs(out["ground"][-1]["z"] - expected(25.0025)) < 0.02
+        js = out["pipes"][0]
+        assert abs(js["ground_z"] - expected(25.0)) < 0.02 and js["z_top"] == 99.2  # elevations stay the surveyed ones
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM cim.dem WHERE id = %s", (mine,))
+            if previous:
+                cur.execute("UPDATE cim.dem SET is_current = true WHERE id = ANY(%s)", (previous,))
+        conn.commit()
+        conn.close()
