@@ -29,6 +29,11 @@ MAX_ZOOM = 24
 WEB_MERCATOR = 3857
 SAME_AS_WGS84 = {4490}
 GEOGRAPHIC = {4326, 4490}  # lon/lat columns: sub-pixel pre-filter in degrees
+# From this zoom on, lon/lat geometries are mapped onto the tile grid linearly between the tile's
+# corner coordinates instead of being projected row by row. Longitude is linear in Web Mercator;
+# latitude deviates from linear by at most extent·π·sin(lat)/(4·2^z) tile units inside a tile,
+# i.e. < 0.16 units (1/50 px) at z14 below 54° N — below the integer grid MVT coordinates use.
+LINEAR_FROM_ZOOM = 14
 FIRST_FILTER_PARAM = 7  # $1..$3 tile, $4 cap, $5/$6 pixel size; spec filter values from $7  # geographic CRSs whose PROJ operation to 3857 has no datum shift
 # MapLibre draws a tile 512 px wide; one screen pixel is extent/512 tile units.
 TILE_PX = 512
@@ -42,6 +47,7 @@ class Band:
     simplify: bool
     full_attributes: bool = True
     label: bool = True
+    linear: bool = False
 
 
 @dataclass
@@ -60,7 +66,8 @@ class CompiledLayer:
         simplify = bool(g.simplify_below is not None and z < g.simplify_below and not centroid)
         full = not centroid and (g.attributes_below is None or z >= g.attributes_below)
         label = self.spec.style.label_minzoom is None or z >= self.spec.style.label_minzoom
-        return Band(centroid, simplify, full, label)
+        linear = self.spec.geometry.srid in GEOGRAPHIC and z >= LINEAR_FROM_ZOOM
+        return Band(centroid, simplify, full, label, linear)
 
     def in_range(self, z: int) -> bool:
         """True when the layer is drawn at zoom ``z``."""
@@ -109,7 +116,12 @@ def _fragment(spec: LayerSpec, band: Band, settings: TileSettings, first_param: 
     srid = int(spec.geometry.srid)
     px = extent / TILE_PX
     src = f"ST_Centroid({geom})" if band.centroid else geom
-    mvt = f"ST_AsMVTGeom({to_web_mercator(src, srid)}, ST_TileEnvelope($1, $2, $3), {extent}, {buffer}, true)"
+    if band.linear:
+        # lon/lat straight onto the tile grid (see LINEAR_FROM_ZOOM): no per-row projection
+        mvt = (f"ST_AsMVTGeom({src}, ST_Transform(ST_TileEnvelope($1, $2, $3), {srid})::box2d, "
+               f"{extent}, {buffer}, true)")
+    else:
+        mvt = f"ST_AsMVTGeom({to_web_mercator(src, srid)}, ST_TileEnvelope($1, $2, $3), {extent}, {buffer}, true)"
     if band.simplify:
         # generalise on the clipped tile-space geometry: tolerance of one screen pixel; two-point
         # lines and four-corner polygons (most survey pipes and plots) have nothing to simplify

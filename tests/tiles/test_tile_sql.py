@@ -20,7 +20,15 @@ from layers.catalog import load_catalog
 from tests.conftest import CIM_BIN
 from tests.tiles.conftest import KNOWN_LAT, KNOWN_LON
 from tests.tiles.test_tile_content import tile_of
-from tiles.mvt import TileCompiler, cap_for_budget, layer_stats, to_web_mercator
+from tiles.mvt import (
+    FIRST_FILTER_PARAM,
+    LINEAR_FROM_ZOOM,
+    TileCompiler,
+    _fragment,
+    cap_for_budget,
+    layer_stats,
+    to_web_mercator,
+)
 
 
 @pytest.fixture
@@ -161,3 +169,42 @@ def test_cgcs2000_output_equals_the_exact_transform(tile_data):
     finally:
         conn.close()
     assert n == 5000 and worst < 1e-6  # metres
+
+
+@pytest.mark.parametrize("layer,z", [("buildings", 15), ("buildings", 18), ("pipeline_segments", 14), ("streetlights", 16)])
+def test_linear_lonlat_mapping_matches_the_projection(tile_data, layer, z):
+    """From LINEAR_FROM_ZOOM on, mapping lon/lat linearly onto the tile equals projecting each row (±1 unit)."""
+    import dataclasses
+
+    compiler = TileCompiler.from_catalog(load_catalog(), TileSettings())
+    compiled = compiler.layers[layer]
+    band = compiled.band(z)
+    assert band.linear and z >= LINEAR_FROM_ZOOM
+    x, y = tile_of(111.205, 27.105, z)
+    q = compiler.query((layer,), z, x, y)
+    exact_sql = "SELECT " + _fragment(compiled.spec, dataclasses.replace(band, linear=False), TileSettings(),
+                                      FIRST_FILTER_PARAM) + " FROM (SELECT $5::float8, $6::float8) AS params"
+    assert "ST_Transform(ST_SetSRID" in exact_sql and "ST_Transform(ST_SetSRID" not in q.sql
+
+    async def run():
+        conn = await asyncpg.connect(tile_data)
+        try:
+            return await conn.fetchval(q.sql, *q.args), await conn.fetchval(exact_sql, *q.args)
+        finally:
+            await conn.close()
+
+    linear, exact = (mapbox_vector_tile.decode(t)[layer]["features"] for t in asyncio.run(run()))
+    assert len(linear) == len(exact) > 0
+    by_id = {f["id"]: f for f in exact}
+    worst = 0
+    for f in linear:
+        a, b = _flat(f["geometry"]["coordinates"]), _flat(by_id[f["id"]]["geometry"]["coordinates"])
+        assert len(a) == len(b)
+        worst = max([worst, *(abs(p - r) for p, r in zip(a, b, strict=True))])
+    assert worst <= 1
+
+
+def _flat(coords) -> list[float]:
+    if isinstance(coords, (int, float)):
+        return [coords]
+    return [v for c in coords for v in _flat(c)]
