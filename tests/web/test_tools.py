@@ -18,7 +18,7 @@ VIEW = "16/27.2/111.5"  # the result panel takes 420 px: zoom 16 keeps the whole
 def _sketch(page, points: list[tuple[float, float]]) -> None:
     for lon, lat in points[:-1]:
         click_lonlat(page, lon, lat)
-        page.wait_for_timeout(120)
+        page.wait_for_timeout(250)
     click_lonlat(page, *points[-1], double=True)
 
 
@@ -66,6 +66,7 @@ def test_statistics_of_a_sketched_polygon(page, web_server, artifacts):
     table.wait_for(timeout=20_000)
     page.screenshot(path=str(artifacts / "web_stats.png"))
     rows = dict(zip(table.locator("th").all_inner_texts(), table.locator("td").all_inner_texts(), strict=True))
+    assert len(_sketched_coords(page)) == 5, _sketched_coords(page)  # 4 vertices, closed
     assert rows.get("房屋建筑") == "4", rows
     assert rows.get("路灯") == "5", rows
     body = page.locator("#panel-body").inner_text()

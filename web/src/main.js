@@ -29,7 +29,9 @@ function visibleLayers(map) {
 /** Tool buttons: one active tool at a time; identify is the resting state. */
 function setupTools(map, identify, draw) {
   const buttons = [...document.querySelectorAll("#tools [data-tool]")];
+  let current = 0; // activation counter: only the latest tool returns the map to identify
   const activate = async (name) => {
+    const mine = ++current;
     for (const b of buttons) b.classList.toggle("active", b.dataset.tool === name);
     draw.cancel();
     identify.enabled = name === "identify";
@@ -38,9 +40,10 @@ function setupTools(map, identify, draw) {
     if (name === "distance" || name === "area") await measure(draw, name);
     else if (name === "stats") await statsTool(draw);
     else if (name === "section") await sectionTool(draw);
+    if (mine !== current) return; // another tool took over meanwhile
     for (const b of buttons) b.classList.toggle("active", b.dataset.tool === "identify");
     // Let the finishing double-click pass before identify listens again.
-    setTimeout(() => { identify.enabled = true; }, 300);
+    setTimeout(() => { if (mine === current) identify.enabled = true; }, 300);
   };
   for (const b of buttons) b.addEventListener("click", () => activate(b.dataset.tool));
 }
