@@ -1,19 +1,24 @@
 """Ingest jobs of the upload API: a table (``cim.ingest_job``) and a background worker.
 
-A job is created once an upload passed :mod:`ingest.upload`'s checks. The worker (a thread pool,
-one job at a time by default) runs :func:`ingest.pipeline.run` on the stored files with two
-connections: one for the load transaction and an autocommit one for the job's state and
-progress, so a client can poll while the load is still uncommitted. The job lives in the
-database, not in the request, so it survives a client disconnect; at server start
-:func:`fail_unfinished` marks jobs a previous process left running as failed. Dry runs end in
-``awaiting_confirmation``; :func:`confirm` re-reads, re-validates and loads the stored files.
-Cancelling a running job rolls its transaction back at the next progress step.
+A job is created once an upload passed :mod:`ingest.upload`'s checks. :class:`Runner` starts it
+in a child process (``python -m ingest.jobs``, one job at a time by default), which runs
+:func:`ingest.pipeline.run` on the stored files with two connections: one for the load
+transaction and an autocommit one for the job's state and progress, so a client can poll while
+the load is still uncommitted. The job row becomes ``done`` inside the load transaction, so it
+is done exactly when the delivery is committed. The job lives in the database, not in the
+request, so it survives a client disconnect; at server start :func:`fail_unfinished` marks jobs
+a previous process left running as failed. Dry runs end in ``awaiting_confirmation``;
+:func:`confirm` re-reads, re-validates and loads the stored files. Cancelling a running job
+sets ``cancel_requested``; the child sees it at its next progress step and rolls back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -102,22 +107,31 @@ def _update(conn, job_id: str, *, finished: bool = False, **values) -> None:
 
 
 class Runner:
-    """Background worker for ingest jobs (``workers`` threads; jobs of one county serialise in the loader)."""
+    """Starts each job in a child process (``python -m ingest.jobs JOB_ID``), one at a time.
+
+    A child process keeps the reading, validation and COPY formatting off the API process (and
+    its GIL). The child marks the job ``done`` inside the load transaction itself, so a job still
+    running when its child ends (crash, kill, server stop) loaded nothing and is marked failed.
+    """
 
     def __init__(self, settings: Settings, workers: int = 1) -> None:
         self.settings = settings
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cim-ingest")
-        self.cancelled: set[str] = set()
+        self.children: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()
+        self.stopping = False
 
     def submit(self, job_id: str, *, confirm: bool = False) -> None:
         """Queue a job (or the load of a confirmed dry run)."""
         self.pool.submit(self._run_safely, job_id, confirm)
 
     def shutdown(self) -> None:
-        """Cancel running jobs (their transactions roll back) and stop the threads."""
+        """Stop running children (their transactions roll back) and the worker threads."""
         with self.lock:
-            self.cancelled.add("*")
+            self.stopping = True
+            children = list(self.children.values())
+        for child in children:
+            child.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def cancel(self, conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
@@ -132,16 +146,11 @@ class Runner:
                         "message_zh = '已取消，未入库', message_en = 'cancelled; nothing loaded' "
                         "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation') RETURNING state", (job_id,))
             done_now = cur.fetchone() is not None
+            if not done_now:
+                cur.execute("UPDATE cim.ingest_job SET cancel_requested = true WHERE id = %s", (job_id,))
             auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
                        client_addr=client_addr, detail={"state": job["state"]})
-        if not done_now:
-            with self.lock:
-                self.cancelled.add(job_id)
         return "cancelled" if done_now else "cancelling"
-
-    def _is_cancelled(self, job_id: str) -> bool:
-        with self.lock:
-            return job_id in self.cancelled or "*" in self.cancelled
 
     def _run_safely(self, job_id: str, confirm: bool) -> None:
         try:
@@ -150,68 +159,103 @@ class Runner:
             log.exception("ingest job %s crashed", job_id)
 
     def _run(self, job_id: str, confirm: bool) -> None:
-        status = db.connect(self.settings.db, autocommit=True, application_name="cim-ingest-status")
-        work = None
+        cmd = [sys.executable, "-m", "ingest.jobs", job_id] + (["--confirm"] if confirm else [])
+        with self.lock:
+            if self.stopping:
+                return
+            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+            self.children[job_id] = child
         try:
-            with status.cursor() as cur:
-                job = get(cur, job_id)
+            child.communicate(self.settings.model_dump_json().encode(), timeout=None)
+        finally:
+            with self.lock:
+                self.children.pop(job_id, None)
+        if child.returncode != 0:
+            status = db.connect(self.settings.db, autocommit=True, application_name="cim-ingest-status")
+            try:
+                with status.cursor() as cur:
+                    cur.execute(
+                        "UPDATE cim.ingest_job SET state = 'failed', progress = 100, finished_at = now(), "
+                        "updated_at = now(), message_zh = %s, message_en = %s WHERE id = %s AND state = ANY(%s)",
+                        (f"入库进程意外结束（退出码 {child.returncode}），数据库未改动",
+                         f"the ingest process ended unexpectedly (exit code {child.returncode}); nothing was loaded",
+                         job_id, list(RUNNING)))
+            finally:
+                status.close()
+
+
+def run_job(settings: Settings, job_id: str, confirm: bool) -> None:
+    """Run one job in this process (the child started by :class:`Runner`)."""
+    status = db.connect(settings.db, autocommit=True, application_name="cim-ingest-status")
+    try:
+        with status.cursor() as cur:
+            job = get(cur, job_id)
             if job["state"] != "queued":
                 return  # cancelled before it started
-            work = db.connect(self.settings.db, application_name="cim-ingest")
-            self._execute(job, status, work, confirm)
-        finally:
-            if work is not None:
-                work.close()
-            status.close()
-            with self.lock:
-                self.cancelled.discard(job_id)
-
-    def _execute(self, job: dict, status, work, confirm: bool) -> None:
-        job_id, work_dir = job["id"], Path(job["work_dir"])
-        last = [0.0, ""]
-
-        def progress(phase: str, done: int, total: int) -> None:
-            state, lo, hi = _PHASE.get(phase, ("loading", 50, 95))
-            if self._is_cancelled(job_id) and not (phase == "swap" and done > 0):
-                raise Cancelled(job_id)
-            now = time.monotonic()
-            if state != last[1] or now - last[0] > 0.5 or done >= total:
-                pct = lo + (hi - lo) * (done / total if total else 1)
-                _update(status, job_id, state=state, progress=int(min(pct, 99)))
-                last[:] = [now, state]
-
+            cur.execute("UPDATE cim.ingest_job SET worker_pid = %s WHERE id = %s", (os.getpid(), job_id))
+        work = db.connect(settings.db, application_name="cim-ingest")
         try:
-            outcome = pipeline.run(
-                work, [work_dir / f for f in job["files"]], settings=self.settings,
-                principal=_principal(job["principal"]), profile=job["profile"], county=job["county_code"],
-                dry_run=job["dry_run"] and not confirm, reports=[work_dir / f for f in REPORT_FILES.values()],
-                progress=progress)
-        except Cancelled:
-            _update(status, job_id, state="cancelled", finished=True, message_zh="已取消，未入库",
-                    message_en="cancelled; nothing loaded")
-            return
-        except CimError as exc:
-            state = "rejected" if isinstance(exc, IngestRejected) else "failed"
-            _update(status, job_id, state=state, progress=100, finished=True, message_zh=exc.zh,
-                    message_en=exc.en)
-            return
-        except Exception:
-            log.exception("ingest job %s failed", job_id)
-            _update(status, job_id, state="failed", progress=100, finished=True,
-                    message_zh="入库任务内部错误，数据库未改动，请联系管理员",
-                    message_en="internal error in the ingest job; nothing was loaded, contact the administrator")
-            return
-        summary = outcome.summary()
-        state = {"loaded": "done", "duplicate": "done", "dry_run": "awaiting_confirmation"}.get(outcome.state,
-                                                                                               "rejected")
-        zh, en = summary["message_zh"], summary["message_en"]
-        if outcome.state == "dry_run":
-            zh, en = "试运行质检通过，确认后入库", "dry run clean; confirm to load"
-        elif outcome.state == "rejected":
-            zh, en = "质检发现错误，成果未入库，详见报告", "validation found errors; nothing loaded, see the report"
-        _update(status, job_id, state=state, progress=100, counts=summary["counts"], findings=summary["findings"],
-                delivery_id=outcome.delivery_id, outcome=outcome.state, message_zh=zh, message_en=en,
-                finished=state != "awaiting_confirmation")
+            _execute(settings, job, status, work, confirm)
+        finally:
+            work.close()
+    finally:
+        status.close()
+
+
+def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None:
+    job_id, work_dir = job["id"], Path(job["work_dir"])
+    last = [0.0, ""]
+
+    def progress(phase: str, done: int, total: int) -> None:
+        state, lo, hi = _PHASE.get(phase, ("loading", 50, 95))
+        if phase == "swap" and done > 0:
+            return  # committed: the job row was set inside the transaction
+        now = time.monotonic()
+        if state != last[1] or now - last[0] > 0.5 or done >= total:
+            pct = lo + (hi - lo) * (done / total if total else 1)
+            with status.cursor() as cur:
+                cur.execute("UPDATE cim.ingest_job SET state = %s, progress = %s, updated_at = now() "
+                            "WHERE id = %s RETURNING cancel_requested", (state, int(min(pct, 99)), job_id))
+                row = cur.fetchone()
+            last[:] = [now, state]
+            if row and row[0]:
+                raise Cancelled(job_id)
+
+    def mark_done(cur, result) -> None:  # inside the load transaction: done iff committed
+        _update(cur.connection, job_id, state="done", progress=100, finished=True, delivery_id=result.delivery_id,
+                outcome="loaded", counts=result.counts, message_zh=result.message_zh, message_en=result.message_en)
+
+    try:
+        outcome = pipeline.run(
+            work, [work_dir / f for f in job["files"]], settings=settings,
+            principal=_principal(job["principal"]), profile=job["profile"], county=job["county_code"],
+            dry_run=job["dry_run"] and not confirm, reports=[work_dir / f for f in REPORT_FILES.values()],
+            progress=progress, on_commit=mark_done)
+    except Cancelled:
+        _update(status, job_id, state="cancelled", finished=True, message_zh="已取消，未入库",
+                message_en="cancelled; nothing loaded")
+        return
+    except CimError as exc:
+        state = "rejected" if isinstance(exc, IngestRejected) else "failed"
+        _update(status, job_id, state=state, progress=100, finished=True, message_zh=exc.zh, message_en=exc.en)
+        return
+    except Exception:
+        log.exception("ingest job %s failed", job_id)
+        _update(status, job_id, state="failed", progress=100, finished=True,
+                message_zh="入库任务内部错误，数据库未改动，请联系管理员",
+                message_en="internal error in the ingest job; nothing was loaded, contact the administrator")
+        return
+    summary = outcome.summary()
+    state = {"loaded": "done", "duplicate": "done", "dry_run": "awaiting_confirmation"}.get(outcome.state,
+                                                                                           "rejected")
+    zh, en = summary["message_zh"], summary["message_en"]
+    if outcome.state == "dry_run":
+        zh, en = "试运行质检通过，确认后入库", "dry run clean; confirm to load"
+    elif outcome.state == "rejected":
+        zh, en = "质检发现错误，成果未入库，详见报告", "validation found errors; nothing loaded, see the report"
+    _update(status, job_id, state=state, progress=100, counts=summary["counts"], findings=summary["findings"],
+            delivery_id=outcome.delivery_id, outcome=outcome.state, message_zh=zh, message_en=en,
+            finished=state != "awaiting_confirmation")
 
 
 def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
@@ -229,3 +273,17 @@ def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.P
         auth.audit(cur, principal, "ingest.confirm", target=f"job:{job_id}", county=job["county_code"],
                    client_addr=client_addr)
     return job
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child entry: ``python -m ingest.jobs JOB_ID [--confirm]`` with the settings JSON on stdin."""
+    logging.basicConfig(level=os.environ.get("CIM_LOG_LEVEL", "WARNING"),
+                         format="%(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    settings = Settings.model_validate_json(sys.stdin.read())
+    run_job(settings, args[0], "--confirm" in args[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -265,9 +265,15 @@ def abort(pending: Pending) -> None:
     pending.conn.rollback()
 
 
-def commit(pending: Pending, report: Report, progress: Progress | None = None) -> LoadResult:
+OnCommit = Callable[[psycopg2.extensions.cursor, "LoadResult"], None]
+"""Called inside the load transaction just before COMMIT (e.g. to mark an upload job done)."""
+
+
+def commit(pending: Pending, report: Report, progress: Progress | None = None,
+           on_commit: OnCommit | None = None) -> LoadResult:
     """Make a pending load current if ``report`` has no errors (else roll back and raise
-    :class:`IngestRejected`): delivery state and counts, superseded deliveries, audit, COMMIT."""
+    :class:`IngestRejected`): delivery state and counts, superseded deliveries, audit,
+    ``on_commit(cur, result)``, COMMIT."""
     conn, p = pending.conn, pending
     if report.has_errors:
         conn.rollback()
@@ -284,16 +290,19 @@ def commit(pending: Pending, report: Report, progress: Progress | None = None) -
                        client_addr=p.client_addr,
                        detail={"file": p.delivery.file_name, "sha256": p.delivery.sha256, "counts": p.counts,
                                "scopes": p.scopes, "superseded": superseded})
+            result = LoadResult(
+                p.delivery_id, "current", p.counts, p.scopes, superseded, str(p.archived) if p.archived else None,
+                f"已入库成果 {p.delivery_id}：" + "，".join(f"{k} {v} 条" for k, v in p.counts.items()),
+                f"loaded delivery {p.delivery_id}: " + ", ".join(f"{v} {k}" for k, v in p.counts.items()))
+            if on_commit:
+                on_commit(cur, result)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
     if progress:
         progress("swap", 1, 1)
-    return LoadResult(p.delivery_id, "current", p.counts, p.scopes, superseded,
-                      str(p.archived) if p.archived else None,
-                      f"已入库成果 {p.delivery_id}：" + "，".join(f"{k} {v} 条" for k, v in p.counts.items()),
-                      f"loaded delivery {p.delivery_id}: " + ", ".join(f"{v} {k}" for k, v in p.counts.items()))
+    return result
 
 
 def load(conn: psycopg2.extensions.connection, report: Report, *, principal: auth.Principal,

@@ -100,9 +100,10 @@ def write_report(report: Report, path: Path) -> Path:
 def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings: Settings,
         principal: auth.Principal, profile: str | None = None, county: str | None = None, dry_run: bool = False,
         reports: Sequence[Path] = (), progress: Progress | None = None, client_addr: str | None = None,
-        delivery: Delivery | None = None) -> Outcome:
+        delivery: Delivery | None = None, on_commit: loader.OnCommit | None = None) -> Outcome:
     """Read (unless ``delivery`` is given), validate, write the reports, and load unless
-    rejected or a dry run. Raises :class:`CimError` subclasses for unusable input."""
+    rejected or a dry run. Raises :class:`CimError` subclasses for unusable input.
+    ``on_commit(cur, result)`` runs inside the load transaction just before it commits."""
     if county:
         auth.authorize(principal, auth.Action.write, county=county)
     if delivery is None:
@@ -129,7 +130,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
         return Outcome("rejected" if report.has_errors else "dry_run", report)
     report, result = _validate_while_loading(validate, conn, delivery, settings=settings, principal=principal,
                                              client_addr=client_addr, progress=progress,
-                                             originals=[Path(p) for p in paths] or None)
+                                             originals=[Path(p) for p in paths] or None, on_commit=on_commit)
     if result is not None and result.state == "duplicate":
         _note_duplicate(delivery, result.delivery_id, None)
     _write_reports(report, reports)
@@ -165,7 +166,8 @@ def _write_reports(report: Report, paths: Sequence[Path]) -> None:
 
 def _validate_while_loading(validate: Callable, conn, delivery: Delivery, *, settings: Settings,
                             principal: auth.Principal, client_addr: str | None, progress: Progress | None,
-                            originals: list[Path] | None) -> tuple[Report, loader.LoadResult | None]:
+                            originals: list[Path] | None,
+                            on_commit: loader.OnCommit | None = None) -> tuple[Report, loader.LoadResult | None]:
     """Validate on a second connection while :func:`ingest.load.begin` writes the rows in the
     still-open load transaction; commit only if the report has no errors.
 
@@ -204,7 +206,7 @@ def _validate_while_loading(validate: Callable, conn, delivery: Delivery, *, set
         return report, None
     if refused is not None:
         raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
-    return report, loader.commit(pending, report, progress)
+    return report, loader.commit(pending, report, progress, on_commit)
 
 
 def exit_code_for(exc: CimError) -> int:

@@ -3,6 +3,8 @@ cancel; access to jobs; unfinished jobs failed at server start."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -146,6 +148,24 @@ def test_cancel_while_loading_rolls_back(api, conn):
     assert res.status_code == 200 and res.json()["state"] == "cancelling"
     final = _wait(api, job_id, ("done", "rejected", "failed", "cancelled"))
     assert final["state"] == "cancelled" and final["delivery_id"] is None, final
+    assert snapshot(conn) == before
+
+
+def test_killed_job_process_fails_the_job_and_loads_nothing(api, conn):
+    before = snapshot(conn)
+    job_id = _upload(api, api["files"]["big"])["job_id"]
+    state = _wait(api, job_id, ("loading", "done", "rejected", "failed"))
+    assert state["state"] == "loading", state
+    with conn.cursor() as cur:
+        cur.execute("SELECT worker_pid FROM cim.ingest_job WHERE id = %s", (job_id,))
+        pid = cur.fetchone()[0]
+    conn.rollback()
+    os.kill(pid, signal.SIGKILL)  # the child process doing the load dies mid-transaction
+    final = _wait(api, job_id, ("done", "rejected", "failed", "cancelled"))
+    assert final["state"] == "failed" and "unexpectedly" in final["message_en"] and final["message_zh"], final
+    deadline = time.monotonic() + 60  # the server ends the dead client's backend
+    while snapshot(conn) != before and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert snapshot(conn) == before
 
 
