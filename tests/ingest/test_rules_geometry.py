@@ -114,3 +114,16 @@ def test_d01_duplicates_of_loaded_features(tmp_path, conn):
     d01 = by_rule(validate(d, conn), "D01")
     assert [(x.key, x.value, x.severity) for x in d01] == [("YS2", old_id, Severity.warning)]
     assert np.isfinite(d01[0].x)
+
+
+def test_q22_uses_the_dictionaries_in_the_database(tmp_path, conn):
+    pts, lines = network()
+    lines["材质"] = "PE"
+    lines.loc[0, "材质"] = "XB"                    # a code the seed dictionary does not know
+    path = write_xlsx(tmp_path / "t.xlsx", {"YSPOINT": pts, "YSLINE": lines})
+    d = read_delivery(path, county=COUNTY)
+    assert [x.value for x in by_rule(validate(d), "Q22")] == ["XB"]
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO cim.dict_material (code, parent_code, name_zh, extension) "
+                    "VALUES ('XB', 'PE', '县里新增材质', true)")
+    assert not by_rule(validate(d, conn), "Q22")
