@@ -149,7 +149,7 @@ def preflight(paths: list[Path], settings: IngestSettings) -> None:
         raise UnreadableInput("没有上传文件", "no file was uploaded")
     for p in paths:
         sniff(p)
-        if p.suffix.lower() == ".zip":
+        if p.suffix.lower() in (".zip", ".xlsx"):  # a workbook is a zip archive too
             check_zip(p, settings)
         elif p.suffix.lower() == ".prj":
             check_prj(p.read_bytes(), p.name)

@@ -110,7 +110,7 @@ def test_not_multipart_and_no_file(api, unchanged):
 
 @pytest.mark.parametrize("case", ["non_zip", "empty_zip", "traversal", "absolute", "bomb", "truncated_shp",
                                   "missing_shx", "missing_dbf", "unknown_crs", "bad_suffix", "text_as_gpkg",
-                                  "truncated_dbf"])
+                                  "truncated_dbf", "xlsx_bomb"])
 def test_bad_files_are_refused(api, unchanged, tmp_path, case):
     parts = shapefile_set(tmp_path)
     shp = parts["JSPOINT.shp"]
@@ -142,11 +142,16 @@ def test_bad_files_are_refused(api, unchanged, tmp_path, case):
         files = {"file": ("delivery.exe", b"MZ\x90\x00")}
     elif case == "text_as_gpkg":
         files = {"file": ("delivery.gpkg", b"hello")}
+    elif case == "xlsx_bomb":
+        files = {"file": ("points.xlsx", zipped({"[Content_Types].xml": b"<Types/>",
+                                                 "xl/worksheets/sheet1.xml": b" " * (8 << 20)}))}
+        code, status = "payload_too_large", 413
     body = _bilingual(_post(api, files), status, code)
     expected = {"non_zip": "is not a .zip file", "empty_zip": "empty", "traversal": "traversal",
                 "absolute": "traversal", "bomb": "zip bomb", "truncated_shp": "truncated", "missing_shx": ".shx",
                 "missing_dbf": ".dbf", "truncated_dbf": "truncated", "unknown_crs": "unknown coordinate",
-                "bad_suffix": "unsupported file type", "text_as_gpkg": "does not match"}[case]
+                "bad_suffix": "unsupported file type", "text_as_gpkg": "does not match",
+                "xlsx_bomb": "zip bomb"}[case]
     assert expected in body["message_en"], body
     assert "Traceback" not in str(body)
 
