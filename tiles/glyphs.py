@@ -16,12 +16,15 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from cim.errors import InvalidInput, NotFound
 
 SIZE = 24          # MapLibre's glyph em size in px
 BUFFER = 3         # padding around each bitmap MapLibre expects
 RADIUS = 8         # SDF radius of MapLibre's glyph atlas
 CUTOFF = 0.25      # edge position within the radius
+SPREAD = 8         # FreeType's default SDF spread (px), which is also its bitmap padding
 _FT_RENDER_MODE_SDF = 5
 
 # fontstack name → (font file, face index), first existing file wins
@@ -102,15 +105,15 @@ def _glyph(face, code: int) -> bytes | None:
     if slot.bitmap.width or slot.outline.n_points:
         slot.render(_FT_RENDER_MODE_SDF)
         bm = slot.bitmap
-        crop = RADIUS - BUFFER  # FreeType pads by its spread (8 px); MapLibre wants 3 px
+        spread = SPREAD
+        crop = spread - BUFFER  # FreeType pads by its spread; MapLibre wants 3 px
         w, h = bm.width - 2 * crop, bm.rows - 2 * crop
         if w > 2 * BUFFER and h > 2 * BUFFER:
-            rows = [bm.buffer[r * bm.pitch + crop: r * bm.pitch + crop + w] for r in range(crop, crop + h)]
-            # FreeType: 128 at the edge, +128 per spread inside. MapLibre: 255*(1-cutoff) at the
-            # edge, 255/radius per px.
-            scale = 255 / RADIUS * RADIUS / 128
-            edge = 255 * (1 - CUTOFF)
-            bitmap = bytes(max(0, min(255, round(edge + (v - 128) * scale))) for row in rows for v in row)
+            grid = np.array(bm.buffer, dtype=np.float32).reshape(bm.rows, bm.pitch)[crop:crop + h, crop:crop + w]
+            # FreeType: 128 at the edge, +128 per spread px inside. MapLibre: 255*(1-cutoff) at
+            # the edge, 255/radius per px.
+            values = 255 * (1 - CUTOFF) + (grid - 128) * (spread / 128) * (255 / RADIUS)
+            bitmap = np.clip(np.rint(values), 0, 255).astype(np.uint8).tobytes()
             width, height = w - 2 * BUFFER, h - 2 * BUFFER
             left = slot.bitmap_left + crop + BUFFER
             top = slot.bitmap_top - crop - BUFFER - SIZE
