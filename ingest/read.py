@@ -30,6 +30,7 @@ from ingest.readers.table import read_csv, read_xlsx
 from ingest.readers.vector import read_dbf, read_geojson, read_gpkg, read_shapefile
 
 READABLE = {".shp", ".dbf", ".gpkg", ".geojson", ".json", ".csv", ".txt", ".xlsx", ".xlsm", ".zip"}
+LENIENT = {".txt", ".json"}     # in a folder or zip, unreadable files of these types are skipped
 COMPANIONS = {".shx", ".prj", ".cpg", ".sbn", ".sbx", ".qix", ".xml", ".qmd", ".qpj", ".fix", ".atx", ".ain",
               ".aih", ".ixs", ".mxs", ".lock"}
 
@@ -85,39 +86,59 @@ def _orphans(files: list[Path], root: Path) -> list[str]:
             and (p.parent, p.stem.lower()) not in stems]
 
 
+def _is_zip(path: Path) -> bool:
+    ext = path.suffix.lower()
+    return path.is_file() and (ext == ".zip" or (ext not in (".xlsx", ".xlsm") and sniff(path) == "zip"))
+
+
+def _expand(path: Path, n: int, settings: IngestSettings, work: Path) -> tuple[Path, list[Path]]:
+    """The root folder and the files of one input: a folder's files, a zip's extracted members
+    (under ``work``), or the file itself."""
+    if not path.exists():
+        raise UnreadableInput(f"文件不存在：{path}", f"no such file: {path}")
+    if path.is_file() and path.suffix.lower() in (".shx", ".prj", ".cpg"):
+        raise UnreadableInput(f"{path.name} 不能单独交付，请提交 .shp 及其配套文件",
+                              f"{path.name} cannot be delivered alone; deliver the .shp and its companions")
+    if _is_zip(path):
+        root = work / f"z{n}"
+        root.mkdir()
+        return root, extract_zip(path, root, settings)
+    return (path, _files_of(path)) if path.is_dir() else (path.parent, [path])
+
+
 def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) -> tuple[list[SourceLayer], list[Note]]:
-    """Every layer of the given files, folders and zips (zips expanded safely under ``work``)."""
+    """Every layer of the given files, folders and zips (zips expanded safely under ``work``;
+    zips found in a folder are expanded too)."""
     layers: list[SourceLayer] = []
     notes: list[Note] = []
-    for n, path in enumerate(paths):
-        if not path.exists():
-            raise UnreadableInput(f"文件不存在：{path}", f"no such file: {path}")
-        root = path if path.is_dir() else path.parent
-        files = _files_of(path)
-        if path.is_file() and path.suffix.lower() == ".zip" or (path.is_file() and sniff(path) == "zip"
-                                                                 and path.suffix.lower() not in (".xlsx", ".xlsm")):
-            root = work / f"z{n}"
-            root.mkdir()
-            files = extract_zip(path, root, settings)
-        elif path.is_file() and path.suffix.lower() == ".shp":
-            files = [path]
-        shp_stems = {p.with_suffix("").as_posix().lower() for p in files if p.suffix.lower() == ".shp"}
-        if path.is_file() and path.suffix.lower() in (".shx", ".prj"):
-            raise UnreadableInput(f"{path.name} 不能单独交付，请提交 .shp 及其配套文件",
-                                  f"{path.name} cannot be delivered alone; deliver the .shp and its companions")
+    queue = list(paths)
+    n = 0
+    while queue:
+        path = queue.pop(0)
+        root, files = _expand(path, n, settings, work)
+        n += 1
         for orphan in _orphans(files, root):
-            if Path(orphan).with_suffix("").as_posix().lower() not in shp_stems:
-                notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
-                                  f"{orphan} has no matching .shp and was ignored"))
+            notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
+                              f"{orphan} has no matching .shp and was ignored"))
         for p in files:
             ext = p.suffix.lower()
             rel = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
             if ext in COMPANIONS:
                 continue
+            if ext == ".zip" and path.is_dir():
+                queue.append(p)
+                continue
             if ext not in READABLE or ext == ".zip":
                 notes.append(Note(rel, "file", f"未识别的文件类型，已忽略：{rel}", f"unrecognised file type, ignored: {rel}"))
                 continue
-            layers.extend(_read_file(p, rel))
+            try:
+                layers.extend(_read_file(p, rel))
+            except UnreadableInput as exc:
+                if ext not in LENIENT or len(files) == 1:
+                    raise
+                # side files (readme.txt, metadata.json) must not sink a delivery
+                notes.append(Note(rel, "file", f"{rel} 无法作为数据读取，已忽略：{exc.zh}",
+                                  f"{rel} cannot be read as data and was ignored: {exc.en}"))
     return layers, notes
 
 

@@ -101,3 +101,15 @@ def test_nested_zips_share_one_size_budget(tmp_path):
     with pytest.raises(UnreadableInput) as exc:      # 12 MB + 12 MB > 20 MB across the nesting
         extract_zip(outer, work, settings)
     assert "limit" in exc.value.en
+
+
+def test_zips_inside_a_folder_are_expanded(tmp_path):
+    write_network_shapefiles(tmp_path / "d")
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    zip_folder(tmp_path / "d", folder / "管线.zip")
+    (folder / "readme.txt").write_text("说明\n\"未闭合的引号, 不是表格\n")
+    (folder / "metadata.json").write_text('{"项目": "管线普查"}')
+    d = read_delivery(folder, county="430702")
+    assert sorted(b.source_layer for b in d.batches) == ["YSLINE", "YSPOINT"]
+    assert any(n.topic == "file" and "metadata.json" in n.message_en for n in d.notes)
