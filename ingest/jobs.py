@@ -150,6 +150,8 @@ class Runner:
                 cur.execute("UPDATE cim.ingest_job SET cancel_requested = true WHERE id = %s", (job_id,))
             auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
                        client_addr=client_addr, detail={"state": job["state"]})
+        if done_now and job["state"] == "awaiting_confirmation":
+            drop_uploads(job)
         return "cancelled" if done_now else "cancelling"
 
     def _run_safely(self, job_id: str, confirm: bool) -> None:
@@ -170,18 +172,27 @@ class Runner:
         finally:
             with self.lock:
                 self.children.pop(job_id, None)
-        if child.returncode != 0:
-            status = db.connect(self.settings.db, autocommit=True, application_name="cim-ingest-status")
-            try:
-                with status.cursor() as cur:
+        status = db.connect(self.settings.db, autocommit=True, application_name="cim-ingest-status")
+        try:
+            with status.cursor() as cur:
+                if child.returncode != 0:
                     cur.execute(
                         "UPDATE cim.ingest_job SET state = 'failed', progress = 100, finished_at = now(), "
                         "updated_at = now(), message_zh = %s, message_en = %s WHERE id = %s AND state = ANY(%s)",
                         (f"入库进程意外结束（退出码 {child.returncode}），数据库未改动",
                          f"the ingest process ended unexpectedly (exit code {child.returncode}); nothing was loaded",
                          job_id, list(RUNNING)))
-            finally:
-                status.close()
+                job = get(cur, job_id)
+        finally:
+            status.close()
+        if job["state"] in FINISHED:
+            drop_uploads(job)
+
+
+def drop_uploads(job: dict) -> None:
+    """Remove the uploaded files of a finished job (loaded ones are archived); keep its reports."""
+    for name in job["files"]:
+        (Path(job["work_dir"]) / name).unlink(missing_ok=True)
 
 
 def run_job(settings: Settings, job_id: str, confirm: bool) -> None:

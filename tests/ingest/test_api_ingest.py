@@ -105,6 +105,11 @@ def test_dry_run_reports_then_confirm_loads(api, conn):
     conn.rollback()
     again = httpx.post(f"{api['url']}/api/ingest/{job['job_id']}/confirm", headers=_hdr(api))
     assert again.status_code == 409 and again.json()["message_en"]
+    # the upload itself is dropped once archived; the reports stay downloadable
+    job_dir = api["home"] / "uploads" / job["job_id"]
+    assert not (job_dir / "a.zip").exists() and (job_dir / "report.html").is_file()
+    assert httpx.get(api["url"] + done["links"]["xlsx"], headers=_hdr(api)).status_code == 200
+    assert list((api["home"] / "archive").glob("*/a.zip"))
 
 
 def test_direct_load_survives_client_disconnect_and_same_file_is_a_no_op(api, conn):
