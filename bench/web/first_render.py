@@ -147,7 +147,7 @@ def measure(browser, base: str, view: str) -> dict:
     responses = []
     page.on("response", lambda r: responses.append(r))
     page.goto(f"{base}/#{view}")
-    page.wait_for_function("window.cim && window.cim.map", timeout=120_000, polling=10)
+    page.wait_for_function("!!(window.cim && window.cim.map)", timeout=120_000, polling=10)  # a boolean: returning the map would make Playwright serialise it on every poll
     # 'load': the style and the first frame; 'idle': every tile of the view loaded and drawn.
     times = page.evaluate("""() => new Promise((resolve) => {
         const m = window.cim.map, t = {};

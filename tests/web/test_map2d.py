@@ -58,6 +58,11 @@ def test_page_loads_without_console_errors(page, web_server, artifacts):
     # the legend comes from the style: the residential colour is labelled with its dictionary name
     legend = page.locator("#legend").inner_text()
     assert "住宅" in legend and "房屋建筑" in legend
+    # thematic duplicates of the all-network pipe layers start off, the rest on
+    for layer in ("drainage_pipes", "gas_pipes"):
+        assert not page.locator(f'#layertree input[data-layer="{layer}"]').is_checked()
+    for layer in ("buildings", "pipeline_segments", "green_spaces", "admin_areas"):
+        assert page.locator(f'#layertree input[data-layer="{layer}"]').is_checked()
     # the cursor read-out gives CGCS2000 lon/lat and the GK 111°E coordinates
     page.mouse.move(700, 400)
     coords = page.locator("#coords").inner_text()

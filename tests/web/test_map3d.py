@@ -76,7 +76,7 @@ def test_switching_2d_3d_keeps_the_view(page, web_server):
     open_map(page, web_server, view="17.5/27.2003/111.4991/30/40")
     before = page.evaluate("(() => { const m = window.cim.map; return {c: m.getCenter().toArray(), z: m.getZoom(), b: m.getBearing(), p: m.getPitch()}; })()")
     page.locator("#btn-3d").click()
-    page.wait_for_function("window.cim.view3d && window.cim.view3d.viewer", timeout=120_000)
+    page.wait_for_function("!!(window.cim.view3d && window.cim.view3d.viewer)", timeout=120_000)
     page.wait_for_timeout(1000)
     page.locator("#btn-3d").click()  # back to 2D
     page.wait_for_function("!document.getElementById('map').hidden")

@@ -9,6 +9,10 @@ import { t, onLangChange, messageOf } from "./i18n.js";
 import { notify, notifyError } from "./ui.js";
 
 export const BASEMAP_KEY = "cim.basemap";
+// Thematic layers that repeat rows of the all-network pipeline layers (drainage and gas pipes
+// and points) start switched off: the default view shows each pipe once, in its CJJ 61 network
+// colour, and the map parses and draws a third less. The layer tree switches them on.
+export const START_HIDDEN = ["drainage_pipes", "drainage_nodes", "gas_pipes", "gas_points"];
 export const GK_KEY = "cim.showGK";
 const EMPTY_STYLE = { version: 8, sources: {}, layers: [] };
 
@@ -113,6 +117,9 @@ export async function createMap() {
   const backgrounds = layers.filter((l) => l.type === "background");
   const rest = layers.filter((l) => l.type !== "background");
   style.layers = [...(backgrounds.length ? backgrounds : base.slice(0, 1)), ...base.slice(1), ...rest];
+  for (const l of style.layers) {
+    if (START_HIDDEN.includes(l.metadata?.["cim:layer"])) l.layout = { ...(l.layout || {}), visibility: "none" };
+  }
   const hasHash = /^#\d/.test(window.location.hash);
   const map = new maplibregl.Map({
     container: "map",
