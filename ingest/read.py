@@ -9,6 +9,7 @@ pipe segments from the point tables when a line table has no geometry.
 from __future__ import annotations
 
 import hashlib
+import struct
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import shapely
+from pyproj.exceptions import ProjError
+from shapely.errors import GEOSException
 
-from cim.errors import UnreadableInput
+from cim.errors import CimError, UnreadableInput
 from cim.settings import IngestSettings
 from ingest.crsdetect import longitude_for_county, resolve
 from ingest.geometry import fit_geometry_type, metric_geometry, prepare_geometry, table_coordinates
@@ -86,6 +89,18 @@ def _orphans(files: list[Path], root: Path) -> list[str]:
             and (p.parent, p.stem.lower()) not in stems]
 
 
+def _guarded(fn, what: str, *args):
+    """Run a reader step; data that trips a library error is unreadable input (4xx), not a crash."""
+    try:
+        return fn(*args)
+    except CimError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, UnicodeError, GEOSException,
+            ProjError, struct.error) as exc:
+        raise UnreadableInput(f"无法读取 {what}：{type(exc).__name__}: {exc}",
+                              f"cannot read {what}: {type(exc).__name__}: {exc}", file=what) from exc
+
+
 def _is_zip(path: Path) -> bool:
     ext = path.suffix.lower()
     return path.is_file() and (ext == ".zip" or (ext not in (".xlsx", ".xlsm") and sniff(path) == "zip"))
@@ -132,7 +147,7 @@ def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) ->
                 notes.append(Note(rel, "file", f"未识别的文件类型，已忽略：{rel}", f"unrecognised file type, ignored: {rel}"))
                 continue
             try:
-                layers.extend(_read_file(p, rel))
+                layers.extend(_guarded(_read_file, rel, p, rel))
             except UnreadableInput as exc:
                 if ext not in LENIENT or len(files) == 1:
                     raise
@@ -176,7 +191,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
                                    f"{match.spec.id} → 表 {match.spec.target}",
                                    f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
                                    f"table {match.spec.target}"))
-        delivery.batches.append(_to_batch(layer, match, dicts, county_lon, delivery))
+        delivery.batches.append(_guarded(_to_batch, layer.file, layer, match, dicts, county_lon, delivery))
     if not delivery.batches:
         raise UnreadableInput("交付中没有图层能匹配已知的交付规范；请指定 --profile 或添加规范文件",
                               "no layer of the delivery matches a known profile; pass a profile or add a profile file")

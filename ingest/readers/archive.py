@@ -113,8 +113,11 @@ def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0
             try:
                 with zf.open(info) as src, target.open("wb") as dst:
                     budget[0] -= _copy_limited(src, dst, min(budget[0], info.file_size), str(rel))
-            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError) as exc:
                 raise UnreadableInput(f"压缩包条目 {rel} 损坏", f"zip entry {rel} is corrupt") from exc
+            except (NotImplementedError, RuntimeError) as exc:  # unsupported method, encryption
+                raise UnreadableInput(f"压缩包条目 {rel} 使用了不支持的压缩方式或已加密",
+                                      f"zip entry {rel} uses an unsupported compression method or is encrypted") from exc
             if target.suffix.lower() == ".zip" and depth < MAX_DEPTH:
                 sub = target.with_suffix("")
                 sub.mkdir(exist_ok=True)

@@ -14,7 +14,6 @@ import pandas as pd
 import pyogrio
 import pyogrio.raw
 import shapely
-from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
 from cim.errors import UnreadableInput
@@ -40,7 +39,7 @@ def _read(path: Path, layer: str | int | None = None, encoding: str | None = Non
         if encoding:
             kw["encoding"] = encoding
         meta, _fids, wkb, fields = pyogrio.raw.read(path, **kw)
-    except (DataSourceError, DataLayerError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
         raise UnreadableInput(f"无法读取文件 {path.name}：{exc}", f"cannot read {path.name}: {exc}") from exc
     frame = pd.DataFrame({name: col for name, col in zip(meta["fields"], fields, strict=True)})
     geom = shapely.from_wkb(wkb) if wkb is not None else None
@@ -122,7 +121,7 @@ def read_gpkg(path: Path, rel: str) -> list[SourceLayer]:
     """Every feature table of a GeoPackage."""
     try:
         layers = pyogrio.list_layers(path)
-    except (DataSourceError, RuntimeError) as exc:
+    except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
         raise UnreadableInput(f"无法读取 GeoPackage {path.name}", f"cannot read GeoPackage {path.name}") from exc
     out = []
     for name, gtype in layers:

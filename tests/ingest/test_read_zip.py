@@ -113,3 +113,40 @@ def test_zips_inside_a_folder_are_expanded(tmp_path):
     d = read_delivery(folder, county="430702")
     assert sorted(b.source_layer for b in d.batches) == ["YSLINE", "YSPOINT"]
     assert any(n.topic == "file" and "metadata.json" in n.message_en for n in d.notes)
+
+
+@pytest.mark.parametrize("target", [".dbf", ".shp", ".shx"])
+def test_corrupted_bytes_give_a_domain_error_or_data(tmp_path, target):
+    """Random byte damage never escapes as a crash: the reader returns data or a CimError."""
+    import random
+
+    from cim.errors import CimError
+    from ingest.validate import validate
+    rng = random.Random(7)
+    p, _ = write_network_shapefiles(tmp_path / "orig")
+    clean = {ext: p.with_suffix(ext).read_bytes() for ext in (".shp", ".shx", ".dbf", ".prj")}
+    for i in range(12):
+        folder = tmp_path / f"c{i}"
+        folder.mkdir()
+        for ext, data in clean.items():
+            blob = bytearray(data)
+            if ext == target:
+                for _ in range(6):
+                    blob[rng.randrange(len(blob))] = rng.randrange(256)
+            (folder / f"YSPOINT{ext}").write_bytes(bytes(blob))
+        try:
+            validate(read_delivery(folder, county="430702"))
+        except CimError as exc:
+            assert exc.zh and exc.en
+
+
+def test_encrypted_or_unsupported_members(tmp_path):
+    z = zip_entries(tmp_path / "e.zip", {"YSPOINT.csv": b"a,b\n1,2\n"})
+    blob = bytearray(z.read_bytes())
+    blob[6] |= 0x01                                   # local header: "encrypted" flag
+    cd = blob.rfind(b"PK\x01\x02")
+    blob[cd + 8] |= 0x01                              # central directory: same flag
+    z.write_bytes(bytes(blob))
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(z)
+    assert "encrypted" in exc.value.en
