@@ -7,7 +7,10 @@ opacity over the style's background.
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from pyproj import Transformer
 
 from tests.web.conftest import open_map, wait_idle
 from tests.web.pixels import blend, count_near, decode_png
@@ -67,6 +70,11 @@ def test_page_loads_without_console_errors(page, web_server, artifacts):
     page.mouse.move(700, 400)
     coords = page.locator("#coords").inner_text()
     assert "CGCS2000" in coords and "GK 111°E" in coords
+    # the Gauss-Krüger figures agree with PROJ's CGCS2000 / 3-degree GK CM 111E (EPSG:4546)
+    lon, lat, x, y = (float(v) for v in re.search(
+        r"([\d.]+)°E ([\d.]+)°N.*X=([\d.]+) Y=([\d.]+)", coords).groups())
+    east, north = Transformer.from_crs(4490, 4546, always_xy=True).transform(lon, lat)
+    assert abs(east - y) < 0.2 and abs(north - x) < 0.2, (coords, east, north)  # lon/lat shown to 1e-6°
 
 
 def test_layers_render_in_the_canvas(page, web_server, artifacts):
