@@ -84,6 +84,7 @@ class LayerBatch:
     repaired: np.ndarray | None = None   # bool per row
     file: str | None = None              # file (and layer) inside the delivery
     spec_id: str | None = None           # layer spec of the profile that matched
+    outliers: np.ndarray | None = None   # bool per row: coordinates far from the rest (rule G04)
     geometry_built: bool = False         # lines built from the point table (no delivered geometry)
 
     def __post_init__(self) -> None:

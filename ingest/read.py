@@ -226,32 +226,55 @@ def read_delivery(path: Path | str, *, profile: str | None = None, county: str |
                            profile_dirs=profile_dirs)
 
 
-def _coords_for_crs(layer: SourceLayer, match: Match) -> tuple[np.ndarray, np.ndarray] | None:
+OUTLIER_SPAN = {"degrees": 2.0, "metres": 200_000.0}   # farther than this from the median: an outlier
+
+
+def _feature_xy(layer: SourceLayer, match: Match) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Bounding boxes (minx, miny, maxx, maxy) of each feature in source coordinates."""
     if layer.geom is not None:
-        b = shapely.bounds(layer.geom)
-        ok = np.isfinite(b).all(axis=1)
-        if not ok.any():
-            return None
-        return np.concatenate([b[ok, 0], b[ok, 2]]), np.concatenate([b[ok, 1], b[ok, 3]])
+        return shapely.bounds(layer.geom).T
     if match.spec.coords is not None:
         e, n = table_coordinates(layer.frame, match)
-        ok = np.isfinite(e) & np.isfinite(n)
-        return (e[ok], n[ok]) if ok.any() else None
+        return np.stack([e, n, e, n])
     return None
+
+
+def _outliers(b: np.ndarray) -> np.ndarray:
+    """Features whose coordinates lie far from the layer's median (a stray 0 or a typo in one
+    row must not decide the CRS of the whole layer). Needs five or more located features."""
+    ok = np.isfinite(b).all(axis=0)
+    out = np.zeros(b.shape[1], dtype=bool)
+    if ok.sum() < 5:
+        return out
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    mx, my = np.median(cx[ok]), np.median(cy[ok])
+    degrees = abs(mx) <= 180 and abs(my) <= 90
+    span = OUTLIER_SPAN["degrees" if degrees else "metres"]
+    with np.errstate(invalid="ignore"):
+        out[ok] = (np.abs(cx[ok] - mx) > span) | (np.abs(cy[ok] - my) > span)
+    return out
 
 
 def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Delivery) -> LayerBatch:
     frame, raw = convert_columns(layer.frame, match, dicts, clean_text=layer.clean_text)
     net, sub = derive(frame, match, dicts)
     resolved = None
-    xy = _coords_for_crs(layer, match)
-    if xy is not None:
-        resolved = resolve(layer.crs, xy[0], xy[1], layer=layer.name, county_lon=county_lon)
-        for topic, zh, en in resolved.notes:
-            delivery.notes.append(Note(layer.name, topic, zh, en))
+    b = _feature_xy(layer, match)
+    outliers = _outliers(b) if b is not None else np.zeros(len(frame), dtype=bool)
+    if b is not None:
+        keep = np.isfinite(b).all(axis=0) & ~outliers
+        if keep.any():
+            xs = np.concatenate([b[0, keep], b[2, keep]])
+            ys = np.concatenate([b[1, keep], b[3, keep]])
+            resolved = resolve(layer.crs, xs, ys, layer=layer.name, county_lon=county_lon)
+            for topic, zh, en in resolved.notes:
+                delivery.notes.append(Note(layer.name, topic, zh, en))
     src, geom = prepare_geometry(layer, match, resolved, frame)
     repaired = np.zeros(len(frame), dtype=bool)
     if geom is not None:
+        if outliers.any():                   # reported by rule G04, never stored
+            geom[outliers] = None
+            src[outliers] = None
         geom, repaired = fit_geometry_type(geom, match.spec.target)
     frame["geom"] = geom if geom is not None else np.full(len(frame), None, dtype=object)
     if match.spec.target == "pipe_segment":
@@ -263,7 +286,7 @@ def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Del
                         else None),
         subtype=sub, raw=raw, field_map=dict(match.columns), source_geom=src,
         source_unit_m=(None if resolved is None or resolved.is_geographic else resolved.unit_factor()),
-        repaired=repaired, file=layer.file, spec_id=match.spec.id)
+        repaired=repaired, file=layer.file, spec_id=match.spec.id, outliers=outliers if outliers.any() else None)
 
 
 def build_lines_from_points(delivery: Delivery) -> None:

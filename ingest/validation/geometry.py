@@ -20,7 +20,14 @@ def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:
     keys = key_column(batch)
     keyv = keys.to_numpy() if keys is not None else np.full(len(g), None, dtype=object)
     empty = shapely.is_missing(g) | shapely.is_empty(g)
-    rows = np.flatnonzero(empty)
+    far = batch.outliers if batch.outliers is not None else np.zeros(len(g), dtype=bool)
+    rows = np.flatnonzero(far)
+    if len(rows):
+        ctx.emit("G04", batch, rows, key=keyv[rows],
+                 zh="坐标远离本图层其他要素（超过 200 km 或 2°），疑为录入错误，未定位",
+                 en="coordinates lie far from the rest of the layer (over 200 km or 2 degrees); likely a typing "
+                    "error, not located")
+    rows = np.flatnonzero(empty & ~far)
     if len(rows):
         ctx.emit("G02", batch, rows, key=keyv[rows],
                  zh=fmt("第 {r} 行没有几何（坐标为空或无法连接起止点）", r=batch.frame["source_row"].to_numpy()[rows]),

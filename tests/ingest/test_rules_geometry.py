@@ -127,3 +127,17 @@ def test_q22_uses_the_dictionaries_in_the_database(tmp_path, conn):
         cur.execute("INSERT INTO cim.dict_material (code, parent_code, name_zh, extension) "
                     "VALUES ('XB', 'PE', '县里新增材质', true)")
     assert not by_rule(validate(d, conn), "Q22")
+
+
+def test_g04_one_stray_coordinate_does_not_decide_the_crs(tmp_path):
+    pts, lines = network(n_points=8)
+    pts.loc[3, "X"] = 0.0                         # a typo: northing 0
+    path = write_xlsx(tmp_path / "t.xlsx", {"YSPOINT": pts, "YSLINE": lines})
+    d = read_delivery(path, county=COUNTY)
+    b = next(x for x in d.batches if x.target == "pipe_point")
+    assert b.source_crs == "EPSG:4546" and b.frame["geom"].isna().tolist() == [False] * 3 + [True] + [False] * 4
+    r = validate(d)
+    g04 = by_rule(r, "G04")
+    assert [(x.key, x.severity) for x in g04] == [("YS4", Severity.error)]
+    assert not [x for x in by_rule(r, "G02") if x.source_layer == "YSPOINT"]
+    assert {x.row for x in by_rule(r, "G02")} == {3, 4}          # the two lines that end at YS4
