@@ -127,8 +127,6 @@ def main() -> None:
         conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
         conn.commit()
         migrate(conn)
-        conn.cursor().execute("CREATE SCHEMA ogr_scratch")
-        conn.commit()
         env = dict(os.environ, CIM_DATABASE_URL=url, CIM_HOME=str(home), CIM_LOG_LEVEL="WARNING")
         ours, theirs = [], []
         for i in range(args.repeat):
@@ -137,6 +135,9 @@ def main() -> None:
                                "--json"], env))
             out = json.loads(ours[-1]["stdout"].strip().splitlines()[-1])
             assert out["state"] == "loaded" and out["counts"] == rows, out
+            with conn.cursor() as cur:  # a fresh scratch schema for every ogr2ogr run
+                cur.execute("DROP SCHEMA IF EXISTS ogr_scratch CASCADE; CREATE SCHEMA ogr_scratch")
+            conn.commit()
             theirs.append(timed(["ogr2ogr", "--config", "PG_USE_COPY", "YES", "-f", "PostgreSQL",
                                  f"PG:{pg_conninfo(url)}", f"/vsizip/{delivery}", "-lco", "SCHEMA=ogr_scratch",
                                  "-lco", "SPATIAL_INDEX=GIST", "-nlt", "PROMOTE_TO_MULTI", "-t_srs", "EPSG:4490",
