@@ -42,7 +42,6 @@ History and restore
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -87,17 +86,6 @@ class LoadResult:
 
 
 # --- archive -------------------------------------------------------------------------------
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file (or of every file of a directory, in name order)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
 
 def archive_original(path: Path, sha256: str, archive_dir: Path) -> Path:
     """Keep the original upload under ``<archive_dir>/<sha256>/<file name>`` (idempotent).
