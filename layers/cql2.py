@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import shapely
 import shapely.errors
 import shapely.geometry
@@ -29,7 +30,7 @@ import shapely.ops
 from cim.crs import STORAGE_SRID
 from cim.errors import InvalidInput
 from layers.cql2_text import COMPARE as _COMPARE
-from layers.cql2_text import MAX_DEPTH, bad_filter, parse_json, parse_text
+from layers.cql2_text import BIGINT_MAX, MAX_DEPTH, bad_filter, parse_json, parse_text
 from layers.spec import LayerSpec
 from layers.sqlbuild import PG_TYPE, Params, coerce, col, geom_col
 
@@ -140,12 +141,16 @@ def _geometry_literal(node: dict, ctx: FilterContext) -> _Expr:
             geom = shapely.geometry.shape(node)
     except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as exc:
         raise bad_filter("几何字面量无效", "invalid geometry literal") from exc
+    # NaN, ±Infinity and absurd values (shapely.box of NaN corners gives None)
+    if geom is None or geom.is_empty or not bool(np.all(np.abs(shapely.get_coordinates(geom)) < 1e9)):
+        raise bad_filter("几何字面量为空或坐标超出范围", "geometry literal is empty or its coordinates are out of range")
     if ctx.flip:
         geom = shapely.ops.transform(lambda x, y, z=None: (y, x), geom)
     if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    if not all(map(lambda v: abs(v) < 1e9, geom.bounds or (0,))):
-        raise bad_filter("几何字面量坐标超出范围", "geometry literal coordinates out of range")
+        try:
+            geom = shapely.make_valid(geom)
+        except shapely.errors.GEOSException as exc:
+            raise bad_filter("几何字面量无效且无法修复", "invalid geometry literal that cannot be repaired") from exc
     wkb = ctx.params.add(shapely.to_wkb(geom, include_srid=False), "bytea")
     srid = ctx.params.add(ctx.srid, "int")
     return _Expr(f"ST_Transform(ST_SetSRID(ST_GeomFromWKB({wkb}), {srid}), {STORAGE_SRID})", "geometry")
@@ -182,6 +187,8 @@ def _literal_as(node: Any, kind: str, ctx: FilterContext) -> _Expr:
         value = coerce(kind, node)
     except (ValueError, TypeError) as exc:
         raise bad_filter(f"值 {node!r} 不能与 {kind} 类型属性比较", f"value {node!r} cannot be compared with a {kind} property") from exc
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > BIGINT_MAX:
+        raise bad_filter(f"值 {node!r} 超出整数范围", f"value {node!r} is out of the integer range")
     return _Expr(ctx.params.add(value, PG_TYPE[kind]), kind)
 
 

@@ -8,6 +8,7 @@ encodings. Errors are :class:`InvalidInput` with the character position.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from cim.errors import InvalidInput
 
 MAX_FILTER_LEN = 20_000
 MAX_DEPTH = 50
+BIGINT_MAX = 2**63 - 1
 COMPARE = {"=", "<>", "<", ">", "<=", ">="}
 
 _TOKEN = re.compile(r"""
@@ -215,11 +217,10 @@ class _Parser:
     def scalar(self) -> Any:
         t = self.take()
         if t.kind == "op" and t.value in ("-", "+") and self.peek().kind == "num":
-            num = self.take()
-            value = float(num.value) if re.search(r"[.eE]", num.value) else int(num.value)
+            value = _number(self.take())
             return -value if t.value == "-" else value
         if t.kind == "num":
-            return float(t.value) if re.search(r"[.eE]", t.value) else int(t.value)
+            return _number(t)
         if t.kind == "str":
             return t.value[1:-1].replace("''", "'")
         if t.kind == "qid":
@@ -259,6 +260,17 @@ class _Parser:
         if name in ("bbox", "envelope"):
             return {"bbox": args}
         return {"op": name, "args": args}
+
+
+def _number(tok: _Tok) -> int | float:
+    """A numeric literal: an integer within PostgreSQL bigint, or a finite double."""
+    if not re.search(r"[.eE]", tok.value):
+        if len(tok.value) <= 19 and int(tok.value) <= BIGINT_MAX:
+            return int(tok.value)
+    value = float(tok.value)
+    if not math.isfinite(value):
+        raise bad_filter(f"第 {tok.pos + 1} 个字符处的数值超出范围", f"number out of range at position {tok.pos + 1}")
+    return value
 
 
 def _one_string(args: list, name: str) -> str:

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import shapely
+import shapely.errors
 import shapely.geometry
 import yaml
 
@@ -49,7 +50,10 @@ def input_geometry(geojson: dict, *, allowed: tuple[str, ...] | None = None) -> 
     if not all(abs(v) < 1e9 for v in geom.bounds) or any(v != v for v in geom.bounds):
         raise InvalidInput("几何坐标超出范围", "geometry coordinates out of range")
     if not geom.is_valid:
-        geom = shapely.make_valid(geom)
+        try:
+            geom = shapely.make_valid(geom)
+        except shapely.errors.GEOSException as exc:
+            raise InvalidInput("几何无效且无法修复", "invalid geometry that cannot be repaired") from exc
     return shapely.to_wkb(shapely.force_2d(geom))
 
 
