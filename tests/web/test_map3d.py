@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.web.conftest import open_map
+from tests.web.pixels import decode_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
@@ -34,6 +35,12 @@ def _pick_centre(page):
     }""")
 
 
+def _cyan(png: bytes) -> int:
+    """Pixels of the 给水 (JS, CJJ 61 cyan) pipe, however shaded: red low, green and blue high."""
+    img = decode_png(png).astype(int)
+    return int(((img[..., 0] < 110) & (img[..., 1] > 150) & (img[..., 2] > 150)).sum())
+
+
 def test_3d_view_loads_both_tilesets_and_identifies_a_building(page, web_server, artifacts):
     if not web_server.has("GET", "/3dtiles/{layer}/tileset.json"):
         pytest.skip("3D Tiles endpoints are not in the API yet")
@@ -57,19 +64,28 @@ def test_3d_view_loads_both_tilesets_and_identifies_a_building(page, web_server,
 def test_underground_mode_shows_the_pipes(page, web_server, artifacts):
     if not web_server.has("GET", "/3dtiles/{layer}/tileset.json"):
         pytest.skip("3D Tiles endpoints are not in the API yet")
-    open_map(page, web_server, view="19/27.19990/111.5/0/50")  # over the 给水 main, pitched
+    open_map(page, web_server, view="20/27.19990/111.5")  # straight down over the 给水 main
     _open_3d(page)
+    # the model stands on the globe, so the pipes lie under its opaque surface
+    top = page.evaluate("""(() => { const C = window.Cesium, t = window.cim.view3d.tilesets.pipelines;
+        return C.Cartographic.fromCartesian(t.boundingSphere.center).height; })()""")
+    assert top < 0, top
+    before = _cyan(page.locator("#globe").screenshot())
     page.locator("#underground").check()
     globe = page.evaluate("""(() => { const g = window.cim.view3d.viewer.scene.globe;
         return {on: g.translucency.enabled, alpha: g.translucency.frontFaceAlpha, depth: g.depthTestAgainstTerrain}; })()""")
     assert globe == {"on": True, "alpha": 0.35, "depth": False}
     page.wait_for_timeout(800)
+    after = _cyan(page.locator("#globe").screenshot())
+    assert after > before + 500, (before, after)  # the 给水 main shows through the ground
+    picked = _pick_centre(page)
+    assert picked and picked["tileset"] == "pipelines" and picked["props"].get("code") == "JSL-0001", picked
+    box = page.locator("#globe").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.locator("#identify3d").wait_for(timeout=20_000)
+    text = page.locator("#identify3d").inner_text()
+    assert "管段编号" in text and "JSL-0001" in text and "球墨铸铁（QM）" in text
     page.screenshot(path=str(artifacts / "web_3d_underground.png"))
-    assert page.evaluate("window.cim.view3d.tilesets.pipelines.root.contentReady") is True
-    # the pipes lie below the globe surface once the model is placed on the ground
-    top = page.evaluate("""(() => { const v = window.cim.view3d, C = window.Cesium, t = v.tilesets.pipelines;
-        const s = t.boundingSphere; return C.Cartographic.fromCartesian(s.center).height + 0; })()""")
-    assert top < 0, top
 
 
 def test_switching_2d_3d_keeps_the_view(page, web_server):

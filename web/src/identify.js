@@ -35,7 +35,10 @@ export async function attributeRows(spec, properties) {
     if (text !== null) rows.push([pick(attr, "label") || attr.name, text]);
   }
   for (const [k, v] of Object.entries(properties || {})) {
-    if (known.has(k) || v === null || typeof v === "object") continue;
+    // extra properties (3D Tiles metadata): skip the Chinese twins of coded attributes (their
+    // names are shown above already) and the row id / layer bookkeeping
+    if (known.has(k) || known.has(k.replace(/_zh$/, "")) || k === "id" || k === "layer") continue;
+    if (v === null || v === "" || typeof v === "object") continue;
     rows.push([k, String(v)]);
   }
   return rows;

@@ -139,12 +139,22 @@ export class View3D {
   setupPicking() {
     const { Cesium, viewer } = this;
     const handler = new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas);
+    // The picked feature gets a yellow silhouette (tinting it would mix with its network colour:
+    // cyan × yellow reads as green, the colour of another network).
+    let edge = null;
+    if (Cesium.PostProcessStageLibrary.isSilhouetteSupported(viewer.scene)) {
+      edge = Cesium.PostProcessStageLibrary.createEdgeDetectionStage();
+      edge.uniforms.color = Cesium.Color.YELLOW;
+      edge.uniforms.length = 0.01;
+      edge.selected = [];
+      viewer.scene.postProcessStages.add(Cesium.PostProcessStageLibrary.createSilhouetteStage([edge]));
+    }
     handler.setInputAction(async (click) => {
-      if (this.selected) { this.selected.feature.color = this.selected.color; this.selected = null; }
+      if (edge) edge.selected = [];
       const picked = viewer.scene.pick(click.position);
       if (!(picked instanceof Cesium.Cesium3DTileFeature)) return;
-      this.selected = { feature: picked, color: Cesium.Color.clone(picked.color) };
-      picked.color = Cesium.Color.YELLOW;
+      if (edge) edge.selected = [picked];
+      this.selected = picked;
       const props = {};
       for (const id of picked.getPropertyIds()) props[id] = picked.getProperty(id);
       const ts = TILESETS.find((x) => this.tilesets[x.name] === picked.tileset);
