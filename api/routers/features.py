@@ -213,7 +213,12 @@ def _parse_items(request: Request, spec: LayerSpec) -> lf.ItemsRequest:
             raise InvalidInput(f"查询参数 {key} 重复", f"query parameter {key} is repeated")
     _check_f(q.get("f"))
     req = lf.ItemsRequest(spec=spec)
-    req.limit = lf.parse_int(q.get("limit"), "limit", lf.DEFAULT_LIMIT, 1, lf.MAX_LIMIT)
+    # 17-069r4 /req/core/fc-limit-response-1 C: a limit above the maximum is no error, the maximum applies
+    limit = q.get("limit")
+    digits = limit.lstrip("0") if limit and limit.isascii() and limit.isdigit() else ""
+    if digits and (len(digits) > 9 or int(digits) > lf.MAX_LIMIT):
+        limit = str(lf.MAX_LIMIT)
+    req.limit = lf.parse_int(limit, "limit", lf.DEFAULT_LIMIT, 1, lf.MAX_LIMIT)
     req.offset = lf.parse_int(q.get("offset"), "offset", 0, 0, 100_000_000)
     req.crs = lf.parse_crs(q.get("crs"), "crs")
     req.bbox_crs = lf.parse_crs(q.get("bbox-crs"), "bbox-crs")
@@ -275,7 +280,8 @@ async def items(
     collection_id: str,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy（轴序按 bbox-crs）", examples=["111.6,29.0,111.8,29.1"])] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="bbox 的坐标系（默认 CRS84）")] = None,
-    limit: Annotated[int, Query(ge=1, le=lf.MAX_LIMIT, description="每页要素数，默认 10，最大 10000")] = lf.DEFAULT_LIMIT,
+    limit: Annotated[int, Query(ge=1, json_schema_extra={"maximum": lf.MAX_LIMIT},
+                                description="每页要素数，默认 10，最大 10000（更大的值按 10000 处理）")] = lf.DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0, le=100_000_000, description="跳过的要素数")] = 0,
     sortby: Annotated[str | None, Query(description="排序，如 -height_m,code")] = None,
     properties: Annotated[str | None, Query(description="返回的属性，逗号分隔")] = None,

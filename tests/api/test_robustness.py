@@ -114,3 +114,15 @@ def test_hostile_search(client, params):
     assert r.status_code < 500, (params, r.text[:300])
     if r.status_code >= 400:
         assert r.json()["message_zh"] and r.json()["message_en"]
+
+
+@pytest.mark.parametrize("limit", ["10001", "999999999999999999999"])
+def test_limit_above_the_maximum_uses_the_maximum(client, seeded, limit):
+    # OGC 17-069r4 /req/core/fc-limit-response-1 C: no error, the server's maximum (10000) applies
+    r = client.get(ITEMS, params={"limit": limit, "bbox": "100.49,24.99,100.52,25.02"})
+    assert r.status_code == 200, r.text[:300]
+    fc = r.json()
+    assert {"TB-001", "TB-005"} <= {f["properties"]["code"] for f in fc["features"]}
+    spec = client.get("/openapi.json").json()["paths"]["/ogc/collections/{collection_id}/items"]["get"]
+    schema = next(p["schema"] for p in spec["parameters"] if p["name"] == "limit")
+    assert schema["maximum"] == 10000 and schema["minimum"] == 1
