@@ -67,12 +67,16 @@ async def _cim_error(request: Request, exc: e.CimError) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = [{"loc": list(err.get("loc", ())), "msg": err.get("msg")} for err in exc.errors()]
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        return JSONResponse(error_body("invalid_input", "请求体不是有效的 JSON", "the request body is not valid JSON",
+                                       _rid(request), problems), status_code=400)
     where = ", ".join(".".join(str(p) for p in pr["loc"]) for pr in problems)
     return JSONResponse(error_body("invalid_input", f"请求参数无效：{where}", f"invalid request parameters: {where}",
                                    _rid(request), problems), status_code=400)
 
 
-_HTTP_TEXT = {404: ("资源不存在", "not found"), 405: ("不支持的请求方法", "method not allowed"),
+_HTTP_TEXT = {400: ("请求体无法解析（JSON 格式错误或嵌套过深）", "the request body cannot be parsed (malformed or too deeply nested JSON)"),
+              404: ("资源不存在", "not found"), 405: ("不支持的请求方法", "method not allowed"),
               406: ("无法提供所请求的格式", "requested format not available"),
               413: ("请求体过大", "request body too large")}
 

@@ -126,3 +126,13 @@ def test_limit_above_the_maximum_uses_the_maximum(client, seeded, limit):
     spec = client.get("/openapi.json").json()["paths"]["/ogc/collections/{collection_id}/items"]["get"]
     schema = next(p["schema"] for p in spec["parameters"] if p["name"] == "limit")
     assert schema["maximum"] == 10000 and schema["minimum"] == 1
+
+
+@pytest.mark.parametrize("raw,en", [
+    (b"{not json", "not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "cannot be parsed"),   # nesting past the JSON decoder's recursion limit
+])
+def test_malformed_json_bodies_say_so_in_both_languages(client, raw, en):
+    for path in ("/api/query/identify", "/api/query/spatial", "/api/query/stats"):
+        body = _bilingual_4xx(client.post(path, content=raw, headers={"content-type": "application/json"}))
+        assert en in body["message_en"] and "JSON" in body["message_zh"]
