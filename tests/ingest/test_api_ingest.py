@@ -107,6 +107,9 @@ def test_dry_run_reports_then_confirm_loads(api, conn):
     assert again.status_code == 409 and again.json()["message_en"]
     # the upload itself is dropped once archived; the reports stay downloadable
     job_dir = api["home"] / "uploads" / job["job_id"]
+    deadline = time.monotonic() + 60  # removed by the runner once the job's process has exited
+    while (job_dir / "a.zip").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not (job_dir / "a.zip").exists() and (job_dir / "report.html").is_file()
     assert httpx.get(api["url"] + done["links"]["xlsx"], headers=_hdr(api)).status_code == 200
     assert list((api["home"] / "archive").glob("*/a.zip"))
