@@ -12,7 +12,7 @@ if [ ! -x bench/.venv-tipg/bin/python ] || ! bench/.venv-tipg/bin/python -c "imp
   python3 -m venv bench/.venv-tipg
   bench/.venv-tipg/bin/pip install -q tipg 'uvicorn[standard]'
 fi
-$PY bench/tiles/vs_tipg.py --scales "${BENCH_TILE_SCALES:-10000,1000000}" --seconds "${BENCH_SECONDS:-5}"
+$PY bench/tiles/vs_tipg.py --scales "${BENCH_TILE_SCALES:-10000,1000000}" --seconds "${BENCH_SECONDS:-6}"
 
 # --- 3D Tiles build vs py3dtiles export (bench/tiles3d/run.py); py3dtiles in its own virtualenv (gitignored) ---
 if [ ! -x bench/.venv-py3dtiles/bin/py3dtiles ]; then

@@ -48,11 +48,14 @@ class TileService:
 
         Tiles get a pool of their own so a burst of map traffic cannot starve the other
         endpoints; its sessions run without parallel workers (on a small server, concurrent
-        tile requests already use every core) and with the shared statement timeout.
+        tile requests already use every core), with generic plans (planned once per connection)
+        and with the shared statement timeout.
         """
         async def init(conn: asyncpg.Connection) -> None:
+            # generic plans: a tile statement is planned once per connection, not per tile (the
+            # index on the column is usable whatever the tile, see tests/tiles/test_tile_sql.py)
             await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}; SET jit = off; "
-                               "SET max_parallel_workers_per_gather = 0")
+                               "SET max_parallel_workers_per_gather = 0; SET plan_cache_mode = force_generic_plan")
 
         self.pool = await asyncpg.create_pool(self.watcher.url, min_size=1, max_size=pool_max, init=init,
                                               command_timeout=max(statement_timeout_ms / 1000 * 2, 5))

@@ -9,8 +9,9 @@ What it does, in one process tree, against a throwaway PostGIS cluster it create
    same buffer (64), feature cap (20000) and exposed properties;
 3. samples tiles z12–z17 over the core with a fixed seed (same list for both servers), one hot
    tile, and bbox queries (items, limit=100);
-4. runs wrk (-t1 -c8, a few seconds each, after one warm-up pass) with bench/tiles/cycle.lua
-   cycling the list; reports req/s, p50, p95 per zoom and the ratio ours/tipg;
+4. runs wrk (-t1 -c8, after one warm-up pass, in A-B-B-A order so load drift on the shared
+   machine falls on both) with bench/tiles/cycle.lua cycling the list; reports req/s, p50, p95
+   per zoom and the ratio ours/tipg;
 5. at z >= 16 decodes every sampled tile from both servers and compares feature ids.
 
     .venv/bin/python bench/tiles/vs_tipg.py [--scales 10000,1000000] [--seconds 5]
@@ -178,12 +179,14 @@ def paths(server: str, kind: str, items: list) -> list[str]:
     return [f"/collections/{coll}/tiles/WebMercatorQuad/{z}/{x}/{y}" for z, x, y in tiles]
 
 
-def wrk(port: int, urls: list[str], seconds: int, work: Path) -> dict:
-    """Warm up once through the list, then one wrk run at concurrency 8."""
+def _warm(port: int, urls: list[str]) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
         for u in urls:
             client.get(u, headers={"Accept-Encoding": "gzip"})
-    listing = work / "urls.txt"
+
+
+def _wrk_once(port: int, urls: list[str], seconds: int, work: Path) -> dict:
+    listing = work / f"urls-{port}.txt"
     listing.write_text("\n".join(urls) + "\n")
     res = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "--timeout", "30s", "-s", str(HERE / "cycle.lua"),
                           f"http://127.0.0.1:{port}"], capture_output=True, text=True,
@@ -191,9 +194,30 @@ def wrk(port: int, urls: list[str], seconds: int, work: Path) -> dict:
     m = re.search(r"WRKJSON (\{.*\})", res.stdout)
     if not m:
         raise RuntimeError(f"wrk failed: {res.stdout}\n{res.stderr}")
-    d = json.loads(m.group(1))
-    d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
-    return d
+    return json.loads(m.group(1))
+
+
+def compare(a: tuple[int, list[str]], b: tuple[int, list[str]], seconds: int, work: Path) -> dict:
+    """Ours (a) and tipg (b) on their URL lists: warm-up pass each, then wrk in A-B-B-A order.
+
+    Each wrk run lasts seconds/2, so both servers get the same total time and any drift in the
+    load of the shared machine falls on both alike; req/s is summed over the two runs, the
+    percentiles are the mean of the two runs'.
+    """
+    _warm(*a)
+    _warm(*b)
+    runs: dict[str, list[dict]] = {"ours": [], "tipg": []}
+    for name, (port, urls) in (("ours", a), ("tipg", b), ("tipg", b), ("ours", a)):
+        runs[name].append(_wrk_once(port, urls, max(1, seconds // 2), work))
+    out = {}
+    for name, rs in runs.items():
+        total = {k: sum(r[k] for r in rs) for k in ("requests", "duration_us", "socket_errors", "bad_status", "bytes")}
+        total["rps"] = total["requests"] / (total["duration_us"] / 1e6)
+        total["p50_us"] = sum(r["p50_us"] for r in rs) / len(rs)
+        total["p95_us"] = sum(r["p95_us"] for r in rs) / len(rs)
+        out[name] = total
+    out["ratio"] = out["ours"]["rps"] / out["tipg"]["rps"]
+    return out
 
 
 def _coords(geom: dict) -> list:
@@ -273,23 +297,19 @@ def run_scale(url: str, side: int, seconds: int, work: Path, per_zoom: int) -> d
         ports = {k: v[1] for k, v in procs.items()}
         for layer, zooms in (("buildings", range(13, 18)), ("pipeline_segments", range(12, 18))):
             for z in zooms:
-                row = {}
-                for srv in ("ours", "tipg"):
-                    row[srv] = wrk(ports[srv], paths(srv, layer, zoom_tiles[z]), seconds, work)
-                row["ratio"] = row["ours"]["rps"] / row["tipg"]["rps"]
+                row = compare((ports["ours"], paths("ours", layer, zoom_tiles[z])),
+                              (ports["tipg"], paths("tipg", layer, zoom_tiles[z])), seconds, work)
                 out["zooms"][f"{layer} z{z}"] = row
                 print(f"{layer} z{z}: ours {row['ours']['rps']:.0f} req/s, tipg {row['tipg']['rps']:.0f} req/s, "
                       f"×{row['ratio']:.1f}", flush=True)
             for z in (16, 17):
                 out["parity"][f"{layer} z{z}"] = parity(ports["ours"], ports["tipg"], layer, zoom_tiles[z])
-        hot_row = {"ours": wrk(ports["ours_cached"], paths("ours", "buildings", hot), seconds, work),
-                   "tipg": wrk(ports["tipg"], paths("tipg", "buildings", hot), seconds, work)}
-        hot_row["ratio"] = hot_row["ours"]["rps"] / hot_row["tipg"]["rps"]
+        hot_row = compare((ports["ours_cached"], paths("ours", "buildings", hot)),
+                          (ports["tipg"], paths("tipg", "buildings", hot)), seconds, work)
         out["hot"] = hot_row
         print(f"hot tile: ×{hot_row['ratio']:.1f}", flush=True)
-        items = {"ours": wrk(ports["ours"], paths("ours", "items", bboxes), seconds, work),
-                 "tipg": wrk(ports["tipg"], paths("tipg", "items", bboxes), seconds, work)}
-        items["ratio"] = items["ours"]["rps"] / items["tipg"]["rps"]
+        items = compare((ports["ours"], paths("ours", "items", bboxes)),
+                        (ports["tipg"], paths("tipg", "items", bboxes)), seconds, work)
         out["items"] = items
         print(f"items: ×{items['ratio']:.1f}", flush=True)
         out["loadavg_end"] = os.getloadavg()[0]
@@ -323,7 +343,7 @@ def table(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", default="10000,1000000", help="building counts (squares of the grid side)")
-    ap.add_argument("--seconds", type=int, default=5, help="wrk duration per measurement (≤ 10)")
+    ap.add_argument("--seconds", type=int, default=6, help="wrk seconds per server and measurement, split in two runs (≤ 10)")
     ap.add_argument("--tiles-per-zoom", type=int, default=50)
     args = ap.parse_args()
     if not TIPG.exists():

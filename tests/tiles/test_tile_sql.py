@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import itertools
 import json
 import os
 import re
@@ -43,16 +44,39 @@ def cim(tile_data):
     return run
 
 
-def _plans(url: str, queries: list, seqscan: bool = True) -> list[str]:
+def _plans(url: str, queries: list, seqscan: bool = True, generic: bool = False) -> list[str]:
     async def run() -> list[str]:
         conn = await asyncpg.connect(url)
         try:
             if not seqscan:
                 await conn.execute("SET enable_seqscan = off")
+            if generic:  # what the tile pool runs (plan_cache_mode = force_generic_plan)
+                await conn.execute("SET plan_cache_mode = force_generic_plan")
+            if generic:
+                return [await _generic_plan(conn, q) for q in queries]
             return [json.dumps(await conn.fetchval("EXPLAIN (FORMAT JSON) " + q.sql, *q.args)) for q in queries]
         finally:
             await conn.close()
     return asyncio.run(run())
+
+
+_names = itertools.count()
+
+
+async def _generic_plan(conn, q) -> str:
+    """EXPLAIN of the statement as the tile pool runs it: SQL PREPARE, generic plan, EXECUTE."""
+    types = ["int", "int", "int", "bigint", "float8", "float8"]
+    types += ["text[]" if isinstance(v, list) else "text" for v in q.args[6:]]
+    name = f"tile_stmt_{next(_names)}"
+    await conn.execute(f"PREPARE {name}({', '.join(types)}) AS {q.sql}")
+    def lit(v) -> str:  # test-only literals from our own compiled arguments (ints, floats, catalogue codes)
+        if isinstance(v, list):
+            return "ARRAY[" + ", ".join(lit(x) for x in v) + "]"
+        return "'" + v.replace("'", "''") + "'" if isinstance(v, str) else repr(v)
+
+    literals = ", ".join(lit(v) for v in q.args)
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({literals})")
+    return json.dumps(plan)
 
 
 def _compiled():
@@ -71,6 +95,14 @@ def test_tile_queries_pick_the_gist_index(tile_data):
     cases = [c for c in _compiled() if c[1] >= 17 and c[0] != "admin_areas"]  # admin_areas: one row
     for (lid, z, index, _), plan in zip(cases, _plans(tile_data, [c[3] for c in cases]), strict=True):
         assert index.search(plan), f"{lid} z{z} does not use a GiST index on geom: {plan[:400]}"
+
+
+def test_generic_plans_use_the_gist_index(tile_data):
+    """The tile pool plans each statement once (generic plan): the index condition takes the bound envelope."""
+    cases = [c for c in _compiled() if c[1] >= 16 and c[0] != "admin_areas"]
+    for (lid, z, index, _), plan in zip(cases, _plans(tile_data, [c[3] for c in cases], generic=True), strict=True):
+        assert index.search(plan), f"{lid} z{z} generic plan does not use a GiST index: {plan[:400]}"
+        assert "st_tileenvelope($1" in plan.lower()  # really the generic plan: parameters, not constants
 
 
 def test_every_band_filters_the_raw_column(tile_data):
