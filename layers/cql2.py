@@ -29,8 +29,8 @@ import shapely.ops
 
 from cim.crs import STORAGE_SRID
 from cim.errors import InvalidInput
-from layers.cql2_text import COMPARE as _COMPARE
 from layers.cql2_text import BIGINT_MAX, MAX_DEPTH, bad_filter, parse_json, parse_text
+from layers.cql2_text import COMPARE as _COMPARE
 from layers.spec import LayerSpec
 from layers.sqlbuild import PG_TYPE, Params, coerce, col, geom_col
 
