@@ -106,6 +106,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     ``on_commit(cur, result)`` runs inside the load transaction just before it commits."""
     if county:
         auth.authorize(principal, auth.Action.write, county=county)
+    _batch_session(conn)
     if delivery is None:
         if progress:
             progress("read", 0, 1)
@@ -138,6 +139,13 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
         did = loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
         return Outcome("rejected", report, delivery_id=did)
     return Outcome("duplicate" if result.state == "duplicate" else "loaded", report, result, result.delivery_id)
+
+
+def _batch_session(conn) -> None:
+    """An ingest is a batch job: no statement timeout (the API's interactive limit does not apply)."""
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = 0")
+    conn.commit()
 
 
 def _note_duplicate(delivery: Delivery, delivery_id: int, state: str | None) -> None:
@@ -177,6 +185,7 @@ def _validate_while_loading(validate: Callable, conn, delivery: Delivery, *, set
     ``None`` as result when the delivery is rejected (the transaction is rolled back).
     """
     vconn = db.connect(settings.db, application_name="cim-ingest-validate")
+    _batch_session(vconn)
     pending: loader.Pending | loader.LoadResult | None = None
     refused: InvalidInput | None = None
     try:
