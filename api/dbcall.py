@@ -37,6 +37,10 @@ async def run(conn: asyncpg.Connection, method: str, sql: str, *args: Any) -> An
         raise timeout_error() from exc
     except _INPUT_ERRORS as exc:
         log.info("query rejected (%s): %s", type(exc).__name__, exc)
+        if getattr(exc, "sqlstate", None) == "22021":  # character_not_in_repertoire: NUL in a text value
+            raise InvalidInput("文本参数中含有数据库不接受的字符（如 NUL 空字符）",
+                               "a text parameter contains a character the database does not accept (e.g. NUL)",
+                               sqlstate="22021") from exc
         raise InvalidInput("查询参数无法执行（数值超出范围或几何无效）",
                            "the query cannot run with these parameters (a value out of range or an invalid geometry)",
                            sqlstate=getattr(exc, "sqlstate", None)) from exc

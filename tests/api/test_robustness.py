@@ -136,3 +136,13 @@ def test_malformed_json_bodies_say_so_in_both_languages(client, raw, en):
     for path in ("/api/query/identify", "/api/query/spatial", "/api/query/stats"):
         body = _bilingual_4xx(client.post(path, content=raw, headers={"content-type": "application/json"}))
         assert en in body["message_en"] and "JSON" in body["message_zh"]
+
+
+@pytest.mark.parametrize("path,params", [
+    ("/api/search", {"q": "a\x00b"}),
+    (ITEMS, {"name": "a\x00b"}),
+    (ITEMS, {"filter": "name = 'a\x00b'"}),
+])
+def test_nul_in_text_values_is_named(client, path, params):
+    body = _bilingual_4xx(client.get(path, params=params))
+    assert "NUL" in body["message_en"] and "NUL" in body["message_zh"]
