@@ -68,7 +68,7 @@ def _numbers(mat: np.ndarray) -> pd.Series:
         vals = col.astype(np.float64)
     except ValueError:
         txt = pd.Series(np.char.strip(col).astype(str), dtype=object)
-        vals = pd.to_numeric(txt, errors="coerce").to_numpy(dtype=np.float64)
+        vals = pd.to_numeric(txt, errors="coerce").to_numpy(dtype=np.float64, copy=True)
     vals[blank] = np.nan
     return pd.Series(vals)
 

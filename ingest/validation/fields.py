@@ -58,7 +58,7 @@ def _required(ctx: Ctx, batch: LayerBatch, spec, keyv) -> None:
                          zh=f"图层 {batch.source_layer} 缺少必填字段 {label}",
                          en=f"layer {batch.source_layer} lacks the mandatory field {label} ({col})")
             continue
-        missing = batch.frame[col].isna().to_numpy()
+        missing = _missing(batch.frame, col, fs)
         rows = np.flatnonzero(missing)
         if len(rows):
             k = keyv[rows] if keyv is not None else None
@@ -66,6 +66,14 @@ def _required(ctx: Ctx, batch: LayerBatch, spec, keyv) -> None:
             ctx.emit("Q23", batch, rows, key=k, field_name=f, severity=sev,
                      zh=fmt("第 {r} 行 {f} 为空", r=batch.frame["source_row"].to_numpy()[rows], f=f),
                      en=fmt("row {r}: {f} is empty", r=batch.frame["source_row"].to_numpy()[rows], f=f))
+
+
+def _missing(frame: pd.DataFrame, col: str, fs) -> np.ndarray:
+    """Rows without a value; a section field is filled by a diameter or by a full W×H pair."""
+    missing = frame[col].isna()
+    if fs.section and "width_mm" in frame and "height_mm" in frame:
+        missing &= frame["width_mm"].isna() | frame["height_mm"].isna()
+    return missing.to_numpy()
 
 
 def _dictionaries(ctx: Ctx, batch: LayerBatch, prof, spec, keyv) -> None:
@@ -103,7 +111,10 @@ def _unparsable(ctx: Ctx, batch: LayerBatch, keyv) -> None:
         if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
             continue                       # typed by the reader: nothing was lost in conversion
         given = by_unique(raw, lambda v: clean_text(v) not in (None, "-", "/", "—")).astype(bool)
-        bad = (given & batch.frame[col].isna()).to_numpy()
+        empty = batch.frame[col].isna()
+        if col == "diameter_mm" and "width_mm" in batch.frame:
+            empty &= batch.frame["width_mm"].isna()      # a W×H section is a parsed value
+        bad = (given & empty).to_numpy()
         rows = np.flatnonzero(bad)
         if not len(rows):
             continue

@@ -1,0 +1,49 @@
+"""A W×H section (a duct bank or box culvert, e.g. "400X200") satisfies the diameter field."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ingest.normalize import _section
+from ingest.read import read_delivery
+from ingest.validate import validate
+from tests.ingest import fixtures
+
+
+def test_section_text_parses_to_width_and_height():
+    d, w, h = _section(pd.Series(["300", "DN400", "Φ110", "400X200", "1200×800"]))
+    assert d.tolist()[:3] == [300.0, 400.0, 110.0]
+    assert np.isnan(d[3]) and (w[3], h[3]) == (400.0, 200.0)
+    assert (w[4], h[4]) == (1200.0, 800.0)
+
+
+def test_box_sections_are_neither_missing_nor_unparsable(tmp_path):
+    pts, lines = fixtures.network(prefix="YS")
+    lines["管径"] = ["400X200", "300", "1200×800", "600", "800"]
+    fixtures.write_shapefile(tmp_path, "YSPOINT", pts, fixtures.point_geoms(pts))
+    fixtures.write_shapefile(tmp_path, "YSLINE", lines, fixtures.line_geoms(pts, lines))
+    delivery = read_delivery(tmp_path, county="430703")
+    seg = next(b for b in delivery.batches if b.target == "pipe_segment").frame
+    assert seg["width_mm"].tolist()[0] == 400.0 and seg["height_mm"].tolist()[2] == 800.0
+    report = validate(delivery)
+    about_size = [f for f in report.findings if f.rule_id in ("Q23", "F02") and f.field and "管径" in f.field]
+    assert about_size == []
+    assert not report.has_errors
+
+
+def test_drainage_census_attributes_on_cjj61_points(tmp_path):
+    pts, lines = fixtures.network(prefix="YS")
+    pts["设施类型"] = ["检查井"] * 5 + ["排放口"]
+    pts["防坠网"] = ["是", "否", "是", "是", "否", None]
+    pts["受纳水体"] = [None] * 5 + ["清水河"]
+    pts["拍门"] = [None] * 5 + ["是"]
+    pts["常水位"] = [None] * 5 + [28.6]
+    fixtures.write_shapefile(tmp_path, "YSPOINT", pts, fixtures.point_geoms(pts))
+    fixtures.write_shapefile(tmp_path, "YSLINE", lines, fixtures.line_geoms(pts, lines))
+    points = next(b for b in read_delivery(tmp_path, county="430703").batches if b.target == "pipe_point").frame
+    assert points["anti_fall_net"].tolist()[:3] == [True, False, True]
+    assert points["receiving_water"].tolist()[-1] == "清水河"
+    assert bool(points["flap_gate"].tolist()[-1]) is True
+    assert points["normal_water_z"].tolist()[-1] == 28.6
+    assert points["node_type"].tolist()[-1] == "outfall"
