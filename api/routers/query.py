@@ -10,21 +10,58 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import dbcall, deps
 from cim import raster
 from cim.auth import Action, Principal
-from cim.errors import InvalidInput, NotFound
+from cim.errors import InvalidInput, NotFound, PayloadTooLarge
 from layers import features as lf
 from layers import query as lq
 from layers.spec import LayerSpec
 
-router = APIRouter(prefix="/api/query", tags=["query / 空间查询"])
+# A body of MAX_VERTICES coordinate pairs is ~2 MB of JSON; larger bodies are refused (413) while
+# they stream in, before anything is parsed.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def _too_large() -> PayloadTooLarge:
+    mb = MAX_BODY_BYTES // (1024 * 1024)
+    return PayloadTooLarge(f"请求体超过 {mb} MB", f"the request body is larger than {mb} MB")
+
+
+class _BoundedBodyRoute(APIRoute):
+    """Route that reads at most MAX_BODY_BYTES of body (declared or streamed) before parsing."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                raise _too_large()
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise _too_large()
+            pending = [{"type": "http.request", "body": bytes(body), "more_body": False}]
+
+            async def replay() -> dict:  # the buffered body once, then the connection's own events
+                return pending.pop() if pending else await request.receive()
+
+            return await handler(Request(request.scope, replay))
+
+        return bounded
+
+
+router = APIRouter(prefix="/api/query", tags=["query / 空间查询"], route_class=_BoundedBodyRoute)
 QUERY = Depends(deps.require(Action.query))
 GEOJSON = "application/geo+json"
 CRS_DOC = "输入坐标系（默认 EPSG:4490；可用 EPSG:4326、CRS84、3857、CGCS2000 高斯-克吕格分带）/ input CRS"

@@ -146,3 +146,22 @@ def test_malformed_json_bodies_say_so_in_both_languages(client, raw, en):
 def test_nul_in_text_values_is_named(client, path, params):
     body = _bilingual_4xx(client.get(path, params=params))
     assert "NUL" in body["message_en"] and "NUL" in body["message_zh"]
+
+
+def test_oversized_query_bodies_are_413_bilingual(client, seeded):
+    big = b'{"geometry":{"type":"Point","coordinates":[100.5,25.0]},"filter":"' + b"a" * (9 * 1024 * 1024) + b'"}'
+    body = _bilingual_4xx(client.post("/api/query/spatial", content=big, headers={"content-type": "application/json"}), 413)
+    assert body["code"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: counted while it streams in
+        for i in range(0, len(big), 1 << 20):
+            yield big[i:i + (1 << 20)]
+
+    _bilingual_4xx(client.post("/api/query/spatial", content=chunks(), headers={"content-type": "application/json"}), 413)
+
+    def small():
+        yield b'{"lon": 100.5021, '
+        yield b'"lat": 25.0051, "layers": ["buildings"]}'
+
+    r = client.post("/api/query/identify", content=small(), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and any(f["properties"]["code"] == "TB-002" for f in r.json()["features"]), r.text[:300]
