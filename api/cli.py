@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -11,9 +11,9 @@ from cim.settings import ApiSettings
 
 
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="bind address (default CIM_API_HOST or 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port (default CIM_API_PORT or 8000)")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="worker processes")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default CIM_API_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default CIM_API_PORT or 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
 ) -> None:
     """Serve the API and the web map (OpenAPI at /docs)."""
     s = ApiSettings()

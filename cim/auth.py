@@ -118,7 +118,7 @@ def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, coun
                            "an uploader token needs at least one --county")
     prefix = secrets.token_hex(4)
     secret = f"cim_{prefix}_{secrets.token_urlsafe(32)}"
-    expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=expires_days)) if expires_days else None
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_days)) if expires_days else None
     cur.execute(
         "INSERT INTO cim.api_token (name, role, counties, token_prefix, token_hash, expires_at) "
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
@@ -155,7 +155,7 @@ def list_tokens(cur: psycopg2.extensions.cursor) -> list[dict]:
     cur.execute("SELECT id, name, role, counties, token_prefix, created_at, expires_at, revoked_at, last_used_at "
                 "FROM cim.api_token ORDER BY id")
     cols = [c.name for c in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
 
 
 def audit(cur: psycopg2.extensions.cursor, principal: Principal, action: str, *, target: str | None = None,

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from importlib.metadata import entry_points
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -152,8 +152,8 @@ def db_psql(ctx: typer.Context) -> None:
 @token_app.command("create")
 def token_create(
     role: Annotated[auth.Role, typer.Option(help="admin | uploader | viewer | client")],
-    county: Annotated[Optional[list[str]], typer.Option(help="county code (repeatable; uploader scope)")] = None,
-    expires: Annotated[Optional[int], typer.Option(help="days until expiry")] = None,
+    county: Annotated[list[str] | None, typer.Option(help="county code (repeatable; uploader scope)")] = None,
+    expires: Annotated[int | None, typer.Option(help="days until expiry")] = None,
     name: Annotated[str, typer.Option(help="label shown in `cim token list`")] = "",
 ) -> None:
     """Create a token and print it once."""

@@ -91,7 +91,7 @@ def fetch_dicts(cur: psycopg2.extensions.cursor, sql: str, params: tuple | dict 
     """Execute and return rows as dicts keyed by column name."""
     cur.execute(sql, params)
     cols = [c.name for c in cur.description]
-    return [dict(zip(cols, row)) for row in cur.fetchall()]
+    return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
 
 
 def data_versions(cur: psycopg2.extensions.cursor) -> dict[str, int]:

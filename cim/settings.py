@@ -26,7 +26,7 @@ class DatabaseSettings(BaseSettings):
     db_os_user: str | None = None
 
     @model_validator(mode="after")
-    def _pool_bounds(self) -> "DatabaseSettings":
+    def _pool_bounds(self) -> DatabaseSettings:
         if self.pool_min > self.pool_max:
             raise ValueError("CIM_POOL_MIN must not exceed CIM_POOL_MAX")
         return self

@@ -118,7 +118,7 @@ class LayerSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _checks(self) -> "LayerSpec":
+    def _checks(self) -> LayerSpec:
         if self.minzoom > self.maxzoom:
             raise ValueError("minzoom must not exceed maxzoom")
         names = [a.name for a in self.attributes]
