@@ -147,6 +147,40 @@ def export(url: str, catalog: Catalog, settings: TileSettings, layers: str, zoom
     return ExportResult(out, len(tiles), written, out.stat().st_size)
 
 
+def tile_sizes(url: str, catalog: Catalog, settings: TileSettings, layers: str | None,
+               zooms: tuple[int, int]) -> dict[int, dict]:
+    """Per zoom: tiles covering the layers' data, how many hold features, the largest in bytes.
+
+    Every tile goes through the same renderer as the server (byte budget included), so this is
+    what clients receive; ``layers=None`` means every public layer (the one-map composite).
+    """
+    compiler = TileCompiler.from_catalog(catalog, settings)
+    ids = compiler.parse_layers(layers) if layers else tuple(compiler.layers)
+    bounds = asyncio.run(_layer_bounds(url, compiler, ids))
+    if bounds is None:
+        raise InvalidInput("所选图层没有数据", "the chosen layers hold no data")
+    tiles = tile_list(compiler, ids, bounds, *zooms)
+
+    async def run() -> dict[int, dict]:
+        from tiles.service import render_tile
+
+        out: dict[int, dict] = {}
+        conn = await asyncpg.connect(url)
+        try:
+            for z, x, y in tiles:
+                raw = await render_tile(conn, compiler, ids, z, x, y, settings.max_tile_kb * 1024)
+                row = out.setdefault(z, {"tiles": 0, "non_empty": 0, "largest": 0, "largest_tile": None})
+                row["tiles"] += 1
+                row["non_empty"] += bool(raw)
+                if len(raw) > row["largest"]:
+                    row["largest"], row["largest_tile"] = len(raw), [z, x, y]
+        finally:
+            await conn.close()
+        return out
+
+    return asyncio.run(run())
+
+
 class ArchiveSet:
     """PMTiles archives in a directory (or one file), opened on first use and memory-mapped."""
 

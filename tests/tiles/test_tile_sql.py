@@ -240,3 +240,14 @@ def _flat(coords) -> list[float]:
     if isinstance(coords, (int, float)):
         return [coords]
     return [v for c in coords for v in _flat(c)]
+
+
+def test_cli_tile_sizes_over_the_seed(cim):
+    res = cim("tiles", "sizes", "--zoom", "14-16")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [line for line in res.stdout.splitlines() if line.startswith("z")]
+    assert [line.split()[0] for line in lines] == ["z14", "z15", "z16"]
+    largest_kb = [float(line.split("largest")[1].split("KB")[0]) for line in lines]
+    assert all(0 < kb <= 500 for kb in largest_kb)
+    bad = cim("tiles", "sizes", "--zoom", "x")
+    assert bad.returncode == 2 and "zoom" in bad.stderr
