@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
@@ -71,8 +72,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         module.register(app)
     web_root = settings.api.web_root or WEB_DIST
     if web_root.is_dir():
-        app.mount("/", StaticFiles(directory=web_root, html=True), name="web")
+        _mount_web(app, web_root)
+    app.add_middleware(HeadAsGet)
     return app
+
+
+def _mount_web(app: FastAPI, web_root: Path) -> None:
+    """Serve the built web map: ``/`` is its index page, each top-level entry its own route.
+
+    No catch-all is mounted at ``/``, so a path the API does not know, or a wrong method on an API
+    path, still gets the API's own bilingual 404 / 405 instead of the static handler's answer.
+    """
+    index = web_root / "index.html"
+
+    async def page() -> FileResponse:
+        return FileResponse(index, media_type="text/html; charset=utf-8")
+
+    app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    for entry in sorted(web_root.iterdir()):
+        if entry.is_dir():
+            app.mount(f"/{entry.name}", StaticFiles(directory=entry), name=f"web-{entry.name}")
+        elif entry.name != "index.html":
+            app.add_api_route(f"/{entry.name}", _file_endpoint(entry), methods=["GET"], include_in_schema=False)
+
+
+def _file_endpoint(path: Path):
+    async def serve() -> FileResponse:
+        return FileResponse(path)
+
+    return serve
+
+
+class HeadAsGet:
+    """Answer HEAD like GET without the body (RFC 9110 §9.3.2) for every GET route."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app(dict(scope, method="GET"), receive, send_headers_only)
 
 
 def factory() -> FastAPI:

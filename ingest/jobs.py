@@ -191,8 +191,13 @@ class Runner:
 
 def drop_uploads(job: dict) -> None:
     """Remove the uploaded files of a finished job (loaded ones are archived); keep its reports."""
+    work = Path(job["work_dir"])
     for name in job["files"]:
-        (Path(job["work_dir"]) / name).unlink(missing_ok=True)
+        (work / name).unlink(missing_ok=True)
+    try:
+        work.rmdir()                      # only when nothing (no report) is left in it
+    except OSError:
+        pass
 
 
 def run_job(settings: Settings, job_id: str, confirm: bool) -> None:

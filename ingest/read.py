@@ -30,7 +30,7 @@ from ingest.profile import Match, detect, load_profiles
 from ingest.readers import SourceLayer
 from ingest.readers.archive import extract_zip, sniff
 from ingest.readers.table import read_csv, read_xlsx
-from ingest.readers.vector import read_dbf, read_geojson, read_gpkg, read_shapefile
+from ingest.readers.vector import library_message, read_dbf, read_geojson, read_gpkg, read_shapefile
 
 READABLE = {".shp", ".dbf", ".gpkg", ".geojson", ".json", ".csv", ".txt", ".xlsx", ".xlsm", ".zip"}
 LENIENT = {".txt", ".json"}     # in a folder or zip, unreadable files of these types are skipped
@@ -97,8 +97,9 @@ def _guarded(fn, what: str, *args):
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, UnicodeError, GEOSException,
             ProjError, struct.error) as exc:
-        raise UnreadableInput(f"无法读取 {what}：{type(exc).__name__}: {exc}",
-                              f"cannot read {what}: {type(exc).__name__}: {exc}", file=what) from exc
+        why = library_message(exc, Path(what))
+        raise UnreadableInput(f"无法读取 {what}：文件内容不完整或格式不符（{type(exc).__name__}）",
+                              f"cannot read {what}: {type(exc).__name__}: {why}", file=what) from exc
 
 
 def _is_zip(path: Path) -> bool:

@@ -182,7 +182,8 @@ async def status(job_id: str, request: Request, who: Principal = Depends(deps.pr
             "findings": json.loads(job["findings"]), "delivery_id": job["delivery_id"],
             "message_zh": job["message_zh"], "message_en": job["message_en"],
             "created_at": job["created_at"], "finished_at": job["finished_at"],
-            "links": {k: f"{base}/report.{k}" for k in jobs.REPORT_FILES}}
+            "links": {k: f"{base}/report.{k}" for k, name in jobs.REPORT_FILES.items()
+                      if (Path(job["work_dir"]) / name).is_file()}}
 
 
 @router.get("/{job_id}/report.{fmt}", summary="质检报告 / validation report")

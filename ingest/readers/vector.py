@@ -6,6 +6,7 @@ converted in one call by shapely 2.
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -30,6 +31,15 @@ def _sibling(path: Path, ext: str) -> Path | None:
     return None
 
 
+def library_message(exc: BaseException, path: Path) -> str:
+    """A library's error text fit for a client: no server paths, first sentence only."""
+    text = str(exc)
+    for p in (str(path), str(path.parent)):
+        text = text.replace(p + "/", "").replace(p, path.name)
+    text = re.sub(r"(?:/[^\s'\"]+)+/", "", text)        # any other absolute directory
+    return text.split("; ", 1)[0].strip() or type(exc).__name__
+
+
 def _read(path: Path, layer: str | int | None = None, encoding: str | None = None, columns=None):
     """pyogrio read with bilingual errors."""
     try:
@@ -40,7 +50,9 @@ def _read(path: Path, layer: str | int | None = None, encoding: str | None = Non
             kw["encoding"] = encoding
         meta, _fids, wkb, fields = pyogrio.raw.read(path, **kw)
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
-        raise UnreadableInput(f"无法读取文件 {path.name}：{exc}", f"cannot read {path.name}: {exc}") from exc
+        why = library_message(exc, path)
+        raise UnreadableInput(f"无法读取文件 {path.name}：文件已损坏，或不是可识别的空间数据格式",
+                              f"cannot read {path.name}: {why}", file=path.name, reason=why) from exc
     frame = pd.DataFrame({name: col for name, col in zip(meta["fields"], fields, strict=True)})
     geom = shapely.from_wkb(wkb) if wkb is not None else None
     return meta, frame, geom

@@ -197,3 +197,18 @@ def test_server_start_fails_jobs_left_running(api, db_url, tmp_path):
     finally:
         srv.stop()
         conn.close()
+
+
+def test_job_failing_before_validation_links_no_reports(api, tmp_path):
+    bad = tmp_path / "broken.geojson"
+    bad.write_text('{"type":')
+    job = _upload(api, bad, dry_run="true")
+    state = _wait(api, job["job_id"])
+    assert state["state"] in ("failed", "rejected")
+    assert state["links"] == {}
+    assert str(api["home"]) not in state["message_zh"] + state["message_en"]
+    work = Path(api["home"]) / "uploads" / job["job_id"]
+    deadline = time.monotonic() + 20          # the runner tidies up once the job process has exited
+    while work.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not work.exists(), sorted(p.name for p in work.iterdir())

@@ -47,3 +47,18 @@ def test_drainage_census_attributes_on_cjj61_points(tmp_path):
     assert bool(points["flap_gate"].tolist()[-1]) is True
     assert points["normal_water_z"].tolist()[-1] == 28.6
     assert points["node_type"].tolist()[-1] == "outfall"
+
+
+def test_unreadable_file_message_names_no_server_path(tmp_path):
+    import pytest
+
+    from cim.errors import UnreadableInput
+
+    bad = tmp_path / "deep" / "folder" / "a.geojson"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"type":')
+    with pytest.raises(UnreadableInput) as err:
+        read_delivery(bad, county="430703")
+    for text in (err.value.zh, err.value.en):
+        assert str(tmp_path) not in text and "a.geojson" in text
+    assert "无法读取" in err.value.zh and "It might help" not in err.value.en
