@@ -8,7 +8,7 @@ import re
 import pytest
 from pyproj import Geod
 
-from tests.web.conftest import click_lonlat, open_map
+from tests.web.conftest import click_lonlat, open_map, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 CGCS2000 = Geod(a=6378137.0, f=1 / 298.257222101)
@@ -16,6 +16,12 @@ VIEW = "16/27.2/111.5"  # the result panel takes 420 px: zoom 16 keeps the whole
 
 
 def _sketch(page, points: list[tuple[float, float]]) -> None:
+    # measure and statistics open the side panel, which narrows the map: let MapLibre take the
+    # new size before projecting the points to pixels
+    page.wait_for_timeout(100)
+    page.wait_for_function("""() => { const m = window.cim.map;
+        return Math.abs(m.getCanvas().clientWidth - m.getContainer().clientWidth) < 1; }""")
+    wait_idle(page)
     for lon, lat in points[:-1]:
         click_lonlat(page, lon, lat)
         page.wait_for_timeout(250)
