@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     web_root = settings.api.web_root or WEB_DIST
     if web_root.is_dir():
         _mount_web(app, web_root)
+    # JSON, GeoJSON and the web bundle compress 5-10x; tiles arrive already gzip-encoded and
+    # range (206) answers are left alone by the middleware.
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.add_middleware(HeadAsGet)
     return app
 
