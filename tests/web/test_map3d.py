@@ -18,6 +18,8 @@ def _open_3d(page):
     # every tile needed for the view is loaded and rendered
     page.wait_for_function("""() => { const v = window.cim.view3d;
         return Object.values(v.tilesets).every((t) => t.tilesLoaded); }""", timeout=120_000)
+    # and the globe surface itself, which hides what lies below it until underground mode
+    page.wait_for_function("() => window.cim.view3d.viewer.scene.globe.tilesLoaded", timeout=120_000)
     page.wait_for_timeout(500)
 
 
