@@ -17,9 +17,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,20 +32,7 @@ sys.path.insert(0, str(HERE))
 
 from synth import counts, write_delivery  # noqa: E402
 
-from cim.embedded import EmbeddedCluster  # noqa: E402
-from cim.migrate import migrate  # noqa: E402
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run under GNU time -v; return wall seconds, peak RSS (MB) and the exit code."""
-    res = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
-    if res.returncode != 0 or not wall:
-        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
-    h, m, s = wall.groups()
-    return {"seconds": int(h or 0) * 3600 + int(m) * 60 + float(s), "peak_rss_mb": int(rss.group(1)) / 1024,
-            "stdout": res.stdout[-2000:]}
+from bench.common import migrated_cluster, timed  # noqa: E402
 
 
 def pg_conninfo(url: str) -> str:
@@ -119,14 +104,10 @@ def main() -> None:
     total = sum(rows.values())
     home = Path(tempfile.mkdtemp(prefix="cim-bench-ingest-", dir="/tmp"))
     home.chmod(0o755)
-    cluster = EmbeddedCluster(home / "pg")
+    cluster, url = migrated_cluster(home / "pg")
     try:
-        url = cluster.start().url
         import psycopg2
         conn = psycopg2.connect(url)
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
         env = dict(os.environ, CIM_DATABASE_URL=url, CIM_HOME=str(home), CIM_LOG_LEVEL="WARNING")
         ours, theirs = [], []
         for i in range(args.repeat):

@@ -43,8 +43,8 @@ import psycopg2
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
-from cim.embedded import EmbeddedCluster, free_port  # noqa: E402
-from cim.migrate import migrate  # noqa: E402
+from bench.common import migrated_cluster  # noqa: E402
+from cim.embedded import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TIPG = ROOT / "bench" / ".venv-tipg" / "bin" / "python"
@@ -350,14 +350,10 @@ def main() -> None:
         sys.exit("bench/.venv-tipg is missing: bench/run.sh creates it (pip install tipg 'uvicorn[standard]')")
     work = Path(tempfile.mkdtemp(prefix="cim-bench-tiles-", dir="/tmp"))
     work.chmod(0o755)  # the database OS user must traverse it
-    cluster = EmbeddedCluster(work / "pg")
     results: dict = {"started": dt.datetime.now(dt.UTC).isoformat(), "scales": {}}
+    cluster, url = migrated_cluster(work / "pg")
     try:
-        url = cluster.start().url
         conn = psycopg2.connect(url)
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT postgis_full_version()")
             results["postgis"] = cur.fetchone()[0]

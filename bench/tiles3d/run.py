@@ -36,19 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from tiles3d.checks import b3dm_problems, tileset_problems  # noqa: E402
 
-from cim.embedded import EmbeddedCluster  # noqa: E402
-from cim.migrate import migrate  # noqa: E402
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run under GNU time -v; wall seconds, peak RSS (MB)."""
-    res = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
-    if res.returncode != 0 or not wall:
-        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
-    h, m, s = wall.groups()
-    return {"seconds": int(h or 0) * 3600 + int(m) * 60 + float(s), "peak_rss_mb": round(int(rss.group(1)) / 1024, 1)}
+from bench.common import migrated_cluster, timed  # noqa: E402
 
 
 def folder_bytes(path: Path, suffix: str) -> tuple[int, int]:
@@ -114,15 +102,8 @@ def run_size(n: int, pipes: int, work: Path) -> dict:
     """One size: fresh cluster, data, both builds, validation."""
     home = work / f"n{n}"
     home.mkdir()
-    cluster = EmbeddedCluster(home / "pg")
+    cluster, url = migrated_cluster(home / "pg")
     try:
-        url = cluster.start().url
-        import psycopg2
-        conn = psycopg2.connect(url)
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
-        conn.close()
         setup(url, n, pipes)
         env = dict(os.environ, CIM_DATABASE_URL=url, CIM_HOME=str(home))
         out = {"buildings": n}
@@ -131,12 +112,14 @@ def run_size(n: int, pipes: int, work: Path) -> dict:
                   env)
         tiles, size = folder_bytes(ours / "buildings", "glb")
         inner = json.loads((ours / "buildings" / "build.json").read_text())["seconds"]
+        t.pop("stdout")
         out["ours"] = {**t, "buildings_per_s": round(n / t["seconds"]), "tiles": tiles, "bytes": size,
                        "bytes_per_building": round(size / n), "build_seconds": inner,
                        "buildings_per_s_excluding_startup": round(n / inner)}
         t = timed([str(ROOT / ".venv" / "bin" / "cim"), "tiles3d", "build", "--layer", "pipelines", "--out", str(ours)],
                   env)
         inner = json.loads((ours / "pipelines" / "build.json").read_text())["seconds"]
+        t.pop("stdout")
         out["ours_pipelines"] = {**t, "segments": pipes - 1, "points": pipes, "build_seconds": inner,
                                  "segments_per_s": round((pipes - 1) / t["seconds"])}
         out["ours"]["validator"] = validate(sorted((ours / "buildings").rglob("*.glb")))
@@ -151,6 +134,7 @@ def run_size(n: int, pipes: int, work: Path) -> dict:
             t = timed([str(PY3DTILES), "export", "-D", conninfo, "-t", "bench.extruded", "-c", "geom", "-i", "id",
                        "-s", str(theirs)], env)
             tiles, size = folder_bytes(theirs, "b3dm")
+            t.pop("stdout")
             out["py3dtiles"] = {**t, "buildings_per_s": round(n / t["seconds"]), "tiles": tiles, "bytes": size,
                                 "bytes_per_building": round(size / n)}
             out["py3dtiles"]["validator"] = validate(sorted(theirs.rglob("*.b3dm")))

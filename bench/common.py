@@ -1,0 +1,40 @@
+"""Plumbing shared by the benchmarks: a migrated throwaway cluster and GNU time measurements."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import psycopg2
+
+from cim.embedded import EmbeddedCluster
+from cim.migrate import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrated_cluster(home: Path) -> tuple[EmbeddedCluster, str]:
+    """Start an embedded cluster under ``home`` with PostGIS and the platform schema; return it and its URL."""
+    cluster = EmbeddedCluster(home)
+    url = cluster.start().url
+    conn = psycopg2.connect(url)
+    try:
+        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        conn.commit()
+        migrate(conn)
+    finally:
+        conn.close()
+    return cluster, url
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
+    """Run ``cmd`` under GNU ``time -v``: wall seconds, peak RSS (MB) and the tail of stdout."""
+    res = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True, cwd=cwd)
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
+    if res.returncode != 0 or not wall:
+        raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
+    h, m, s = wall.groups()
+    return {"seconds": int(h or 0) * 3600 + int(m) * 60 + float(s),
+            "peak_rss_mb": round(int(rss.group(1)) / 1024, 1), "stdout": res.stdout[-2000:]}
