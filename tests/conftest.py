@@ -176,3 +176,39 @@ def live_app(db_url):
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def make_database(db_url):
+    """Factory for extra migrated databases on the test server, dropped at the end of the session.
+
+    Suites that seed data of their own (tiles, 3D Tiles, web) use one so the counts other suites
+    see in the shared test database stay untouched.
+    """
+    from cim.migrate import migrate as apply_migrations
+
+    admin = psycopg2.connect(db_url)
+    admin.autocommit = True
+    names: list[str] = []
+
+    def make(prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        url = urlunparse(urlparse(db_url)._replace(path="/" + name))
+        conn = psycopg2.connect(url)
+        try:
+            conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            conn.commit()
+            apply_migrations(conn)
+        finally:
+            conn.close()
+        return url
+
+    yield make
+    with admin.cursor() as cur:
+        for name in names:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from urllib.parse import urlparse, urlunparse
 
 import httpx
 import psycopg2
 import pytest
 
-from cim.migrate import migrate
 from cim.settings import AuthSettings, DatabaseSettings, Settings, TileSettings
 
 KNOWN_LON, KNOWN_LAT = 111.2500, 27.1500
@@ -75,22 +72,14 @@ TABLES = ("building", "pipe_point", "pipe_segment", "green_space", "streetlight"
 
 
 @pytest.fixture(scope="session")
-def tile_data(db_url):
+def tile_data(make_database):
     """A database of its own (same test cluster), migrated and seeded; dropped afterwards.
 
     Kept apart from the shared test database so counts seen by other suites are untouched.
     """
-    name = f"cim_tiles_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(db_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(db_url)._replace(path="/" + name))
+    url = make_database("cim_tiles")
     conn = psycopg2.connect(url)
     try:
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(SEED_SQL)
@@ -99,10 +88,6 @@ def tile_data(db_url):
     finally:
         conn.close()
     yield url
-    with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
 
 
 def start_server(db_url: str, public_read: bool = True, **tile_opts) -> tuple[str, object]:

@@ -12,9 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import numpy as np
 import psycopg2
@@ -23,7 +21,6 @@ import rasterio
 from rasterio.transform import from_origin
 
 from cim.auth import CLI_PRINCIPAL
-from cim.migrate import migrate
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -53,19 +50,11 @@ def t3d_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def t3d_url(db_url, t3d_home):
+def t3d_url(make_database, t3d_home):
     """URL of a migrated database seeded with buildings, pipes, wells and a DEM."""
-    name = f"cim_t3d_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(db_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(db_url)._replace(path="/" + name))
+    url = make_database("cim_t3d")
     conn = psycopg2.connect(url)
     try:
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
         with conn.cursor() as cur:
             cur.execute((HERE / "seed.sql").read_text(encoding="utf-8"))
         conn.commit()
@@ -74,10 +63,6 @@ def t3d_url(db_url, t3d_home):
     finally:
         conn.close()
     yield url
-    with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
 
 
 @pytest.fixture

@@ -47,29 +47,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def web_db(db_url):
+def web_db(make_database):
     """A migrated database with the web-test county only; dropped at the end."""
-    name = f"cim_web_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(db_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(db_url)._replace(path="/" + name))
+    url = make_database("cim_web")
     conn = psycopg2.connect(url)
     try:
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
         with conn.cursor() as cur:
             cur.execute((HERE / "seed.sql").read_text(encoding="utf-8"))
         conn.commit()
     finally:
         conn.close()
     yield url
-    with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
 
 
 def _newest(paths) -> float:
