@@ -6,10 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
-import psycopg2
-
 from cim.embedded import EmbeddedCluster
-from cim.migrate import migrate
+from cim.migrate import prepare_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,13 +16,7 @@ def migrated_cluster(home: Path) -> tuple[EmbeddedCluster, str]:
     """Start an embedded cluster under ``home`` with PostGIS and the platform schema; return it and its URL."""
     cluster = EmbeddedCluster(home)
     url = cluster.start().url
-    conn = psycopg2.connect(url)
-    try:
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
-    finally:
-        conn.close()
+    prepare_database(url)
     return cluster, url
 
 

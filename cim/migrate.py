@@ -153,6 +153,20 @@ def seed_dictionaries(conn: psycopg2.extensions.connection, seed_file: Path = SE
     return counts
 
 
+def prepare_database(url: str) -> list[Migration]:
+    """Make a database ready for the platform: PostGIS installed, migrations applied, dictionaries seeded."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        conn.commit()
+        return migrate(conn)
+    finally:
+        conn.close()
+
+
 def status(conn: psycopg2.extensions.connection, directory: Path = MIGRATIONS_DIR) -> list[tuple[Migration, bool]]:
     """Every migration with whether it has been applied."""
     with conn.cursor() as cur:

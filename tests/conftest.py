@@ -28,7 +28,7 @@ import psycopg2
 import pytest
 
 from cim.embedded import EmbeddedCluster
-from cim.migrate import migrate
+from cim.migrate import prepare_database
 from cim.settings import DatabaseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,13 +76,7 @@ def db_url(test_cluster_home):
         cluster = EmbeddedCluster(test_cluster_home)
         url = cluster.start().url
         cleanup = cluster.destroy
-    conn = psycopg2.connect(url)
-    try:
-        conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        conn.commit()
-        migrate(conn)
-    finally:
-        conn.close()
+    prepare_database(url)
     old = os.environ.get("CIM_DATABASE_URL")
     os.environ["CIM_DATABASE_URL"] = url
     yield url
@@ -185,8 +179,6 @@ def make_database(db_url):
     Suites that seed data of their own (tiles, 3D Tiles, web) use one so the counts other suites
     see in the shared test database stay untouched.
     """
-    from cim.migrate import migrate as apply_migrations
-
     admin = psycopg2.connect(db_url)
     admin.autocommit = True
     names: list[str] = []
@@ -197,13 +189,7 @@ def make_database(db_url):
             cur.execute(f'CREATE DATABASE "{name}"')
         names.append(name)
         url = urlunparse(urlparse(db_url)._replace(path="/" + name))
-        conn = psycopg2.connect(url)
-        try:
-            conn.cursor().execute("CREATE EXTENSION IF NOT EXISTS postgis")
-            conn.commit()
-            apply_migrations(conn)
-        finally:
-            conn.close()
+        prepare_database(url)
         return url
 
     yield make
