@@ -1,10 +1,16 @@
-"""Q20: crossing pipes whose vertical clear distance (outer wall to outer wall) is below the
-minimum for the pair of networks in ``rules.yaml`` (domain.md §2.13, §4.2: GB 50289 table,
-0.15 m unless listed).
+"""Clearances between pipes of a delivery (domain.md §2.13, §4.2), limits from ``rules.yaml``.
 
-Crossing pairs come from one STRtree query (predicate ``crosses``: lines that meet in their
-interiors, not at shared points); each pipe's elevation at the crossing is interpolated along
-the segment and moved from its reference (top / invert / centre) to the pipe centre.
+Q20: crossing pipes whose vertical clear distance (outer wall to outer wall) is below the
+minimum for the pair of networks (GB 50289 table, 0.15 m unless listed). Crossing pairs come
+from one STRtree query (predicate ``crosses``: lines that meet in their interiors, not at shared
+points); each pipe's elevation at the crossing is interpolated along the segment and moved from
+its reference (top / invert / centre) to the pipe centre.
+
+Q21: parallel runs closer in plan than the horizontal table (GB 50028 表6.3.3-1 for gas pipes,
+optional limits for other pairs). Candidate pairs come from one STRtree query (predicate
+``dwithin``, distance per gas segment from the largest limit of its pressure class); the
+parallel test, the common stretch and the clearance along it are numpy on the pair arrays.
+Segments are taken as straight lines between their ends, as Q20 does.
 """
 
 from __future__ import annotations
@@ -68,3 +74,146 @@ def check_clearance(ctx: Ctx, net: Net) -> None:
          zh=fmt("与 {n} 管段 {o} 交叉处垂直净距 {c} m，小于 {l} m", n=other_net, o=other, c=c, l=lim),
          en=fmt("crosses {n} segment {o} with a vertical clearance of {c} m (minimum {l} m)", n=other_net, o=other,
                 c=c, l=lim))
+
+
+
+GAS = "RQ"
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer code per row and the distinct values (missing values get code -1)."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object))
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _in(codes: np.ndarray, uniques: np.ndarray, allowed) -> np.ndarray:
+    """Rows whose value is in ``allowed`` (one set lookup per distinct value)."""
+    hit = np.array([u in allowed for u in uniques] + [False])
+    return hit[codes]
+
+
+def check_parallel(ctx: Ctx, net: Net) -> None:
+    """Q21: warn about parallel runs closer than the horizontal clear distance of their pair."""
+    if ctx.rule("Q21") is None or not len(net.S):
+        return
+    par = ctx.rules["Q21"].params
+    gas_t, cond_t = par.get("gas") or {}, par.get("gas_conduit") or {}
+    pairs = {tuple(str(k).split("-")): float(v) for k, v in (par.get("pairs") or {}).items()}
+    pair_nets = {n for k in pairs for n in k}
+    classes = par.get("classes") or {}
+    cls_list = list(classes) or ["-"]
+    S = net.S.reset_index(drop=True)
+    ncode, nets = _codes(S["network"])
+    bcode, burials = _codes(S["burial_type"])
+    xy = S[["sx", "sy", "ex", "ey"]].to_numpy(float)
+    d = xy[:, 2:] - xy[:, :2]
+    length = np.hypot(d[:, 0], d[:, 1])
+    ok = (np.isfinite(xy).all(axis=1) & (length > 0) & _in(ncode, nets, {GAS, *gas_t, *cond_t, *pair_nets})
+          & ~_in(bcode, burials, set(par.get("skip_burial_types") or [])))
+    gas = ok & _in(ncode, nets, {GAS})
+    query = gas | (ok & _in(ncode, nets, pair_nets))
+    if not query.any() or ok.sum() < 2:
+        return
+    conduit = _in(bcode, burials, set(par.get("conduit_burial_types") or []))
+    size = S["diameter_mm"].to_numpy(dtype=float)
+    r = np.nan_to_num(np.where(np.isfinite(size), size, S["width_mm"].to_numpy(dtype=float)) / 2000.0)
+
+    # pressure-class column (index into cls_list) of each gas pipe
+    alias = par.get("class_alias") or {}
+    unknown = cls_list.index(par["unknown_class"]) if par.get("unknown_class") in classes else 0
+    pcode, pcs = _codes(S["pressure_class"])
+    col_of = np.array([cls_list.index(alias.get(c, c)) if alias.get(c, c) in classes else unknown for c in pcs]
+                      + [unknown], dtype=np.int64)
+    col = col_of[pcode]
+
+    # limit tables over (network code, class column) and (network code, network code)
+    nan = float("nan")
+    direct = np.array([[float(gas_t.get(n, {}).get(c, nan)) for c in cls_list] for n in nets] + [[nan] * len(cls_list)])
+    inside = np.array([[float(cond_t.get(n, {}).get(c, nan)) for c in cls_list] for n in nets] + [[nan] * len(cls_list)])
+    pair_m = np.full((len(nets) + 1, len(nets) + 1), nan)
+    for (n1, n2), v in pairs.items():
+        for x, y in ((n1, n2), (n2, n1)):
+            if x in nets and y in nets:
+                pair_m[list(nets).index(x), list(nets).index(y)] = v
+    gg = par.get("gas_gas") or {}
+    small, large = float(gg.get("small_m", 0.4)), float(gg.get("large_m", 0.5))
+    dn_cut = float(gg.get("large_above_dn_mm", 300))
+
+    # how far each query segment looks: its largest possible limit plus both half widths
+    col_max = np.fmax.reduce(np.vstack([direct, inside, np.full((1, len(cls_list)), large)]), axis=0)
+    net_max = np.fmax.reduce(np.hstack([pair_m, np.zeros((len(pair_m), 1))]), axis=1)
+    reach = np.where(gas, np.fmax(col_max[col], net_max[ncode]), net_max[ncode])
+
+    # candidates: segments whose envelope meets a query segment's envelope grown by that reach
+    # (an envelope query; the exact distances along the common stretch are computed below)
+    sub = np.flatnonzero(ok)
+    pos = np.full(len(S), -1)
+    pos[sub] = np.arange(len(sub))
+    lines = shapely.linestrings(xy[sub].reshape(-1, 2, 2))
+    q = np.flatnonzero(query)
+    grow = np.full(len(S), -1.0)
+    grow[q] = reach[q] + r[q] + r[sub].max()
+    lo = np.minimum(xy[q, :2], xy[q, 2:]) - grow[q, None]
+    hi = np.maximum(xy[q, :2], xy[q, 2:]) + grow[q, None]
+    qi, b = shapely.STRtree(lines).query(shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]))
+    i, j = q[qi], sub[b]
+    # each pair once: a pair of two query segments is always found from the one grown more
+    keep = (i != j) & ((grow[j] < grow[i]) | ((grow[j] == grow[i]) & (i < j)))
+    i, j = i[keep], j[keep]
+    flip = ~gas[i] & gas[j]                                  # the gas pipe first
+    i, j = np.where(flip, j, i), np.where(flip, i, j)
+
+    # roughly parallel, with a common stretch of min_run_m or more (measured along i)
+    run_min = float(par.get("min_run_m", 2.0))
+    u = d[i] / length[i, None]
+    cos = np.abs((u * d[j]).sum(1)) / length[j]
+    t0 = ((xy[j, :2] - xy[i, :2]) * u).sum(1)
+    t1 = ((xy[j, 2:] - xy[i, :2]) * u).sum(1)
+    lo, hi = np.maximum(0.0, np.minimum(t0, t1)), np.minimum(length[i], np.maximum(t0, t1))
+    sel = (cos >= np.cos(np.radians(float(par.get("max_angle_deg", 30.0))))) & (hi - lo >= run_min)
+    i, j, t0, t1, lo, hi, u = i[sel], j[sel], t0[sel], t1[sel], lo[sel], hi[sel], u[sel]
+    if not len(i):
+        return
+
+    # limit of each pair: gas-gas by the larger DN, gas-other by class and burial, else pairs
+    gi, gj = gas[i], gas[j]
+    c, nj = col[i], ncode[j]
+    limit = np.where(conduit[j] & np.isfinite(inside[nj, c]), inside[nj, c], direct[nj, c])
+    limit = np.where(gi & gj, np.where(np.fmax(size[i], size[j]) > dn_cut, large, small), limit)
+    limit = np.where(gi, limit, pair_m[ncode[i], nj])
+
+    # offset of j from i's axis at both ends of the common stretch (linear in between)
+    v0, v1 = xy[j, :2] - xy[i, :2], xy[j, 2:] - xy[i, :2]
+    n0 = u[:, 0] * v0[:, 1] - u[:, 1] * v0[:, 0]
+    n1 = u[:, 0] * v1[:, 1] - u[:, 1] * v1[:, 0]
+    slope = (n1 - n0) / (t1 - t0)
+    o_lo, o_hi = np.abs(n0 + (lo - t0) * slope), np.abs(n0 + (hi - t0) * slope)
+    omin, omax = np.minimum(o_lo, o_hi), np.maximum(o_lo, o_hi)
+    need = limit + r[i] + r[j]                               # centre-line distance the limit asks for
+    with np.errstate(invalid="ignore", divide="ignore"):
+        close = np.where(omax < need, hi - lo, np.where(omin >= need, 0.0, (hi - lo) * (need - omin) / (omax - omin)))
+    bad = np.isfinite(limit) & (close >= run_min)
+    i, j, limit, close, clear = i[bad], j[bad], limit[bad], close[bad], (omin - r[i] - r[j])[bad]
+    if not len(i):
+        return
+    far = shapely.distance(lines[pos[i]], lines[pos[j]]) > float(par.get("touch_m", 0.01))
+    i, j, limit, close, clear = i[far], j[far], limit[far], close[far], clear[far]   # touching or crossing: no run
+    if not len(i):
+        return
+
+    gi, gj = gas[i], gas[j]
+    ni, nj = nets[ncode[i]].astype(str), nets[ncode[j]].astype(str)
+    name = [classes.get(cls_list[k], [cls_list[k]]) for k in col[i]]
+    pair = ["-".join(sorted(p)) for p in zip(ni, nj, strict=True)]
+    why_zh = [("燃气管之间" if b else f"{nm[0]}燃气管") if a else f"管线 {p}"
+              for a, b, nm, p in zip(gi, gj, name, pair, strict=True)]
+    why_en = [("between gas pipes" if b else f"{nm[-1]} gas") if a else f"pair {p}"
+              for a, b, nm, p in zip(gi, gj, name, pair, strict=True)]
+    sel = S.iloc[i]
+    other = seg_key(S.iloc[j]).to_numpy()
+    run, clear = np.round(close, 1), np.round(clear, 3)
+    emit(ctx, net, "Q21", sel, key=seg_key(sel), value=clear,
+         zh=fmt("与 {n} 管段 {o} 平行 {s} m，水平净距 {c} m，小于 {l} m（{w}）", n=nj, o=other, s=run, c=clear,
+                l=limit, w=why_zh),
+         en=fmt("runs {s} m parallel to {n} segment {o} with a horizontal clearance of {c} m (minimum {l} m, {w})",
+                n=nj, o=other, s=run, c=clear, l=limit, w=why_en))

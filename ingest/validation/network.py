@@ -19,7 +19,8 @@ from ingest.validation.core import Ctx, fmt
 
 PCOLS = ["network", "subtype", "exp_no", "feature", "appurtenance", "node_type", "ground_z"]
 SCOLS = ["network", "subtype", "start_exp_no", "end_exp_no", "start_depth", "end_depth", "start_z", "end_z",
-         "z_ref", "diameter_mm", "width_mm", "height_mm", "material", "burial_type", "flow_dir", "length_m"]
+         "z_ref", "diameter_mm", "width_mm", "height_mm", "material", "burial_type", "flow_dir", "length_m",
+         "pressure_class"]
 
 
 @dataclass

@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ingest.demo.generate import generate
-from ingest.read import read_delivery
+from ingest.read import read_deliveries, read_delivery
 from ingest.validate import validate
+from ingest.validation.core import RULES_PATH
 
 COUNTY = "430703"
 
@@ -46,6 +48,23 @@ def test_validation_finds_exactly_the_planted_defects(demo):
         hits = [f for name, f in findings if name == d["file"] and _matches(f, d)]
         assert hits, f"planted {d['rule_id']} {d['key']} not reported"
     assert {f.rule_id for _, f in findings} == {d["rule_id"] for d in manifest["defects"]}
+
+
+def test_pipe_networks_together_keep_their_horizontal_clearances(demo):
+    """Read as one delivery, the gas mains sit beside telecom ducts and lighting cables (1.5–2.5 m
+    apart) and other pipes: no Q21 finding, although the rule examines those pairs."""
+    out, _ = demo
+    files = [out / n for n in ("排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "通信管线成果表.xlsx")]
+    delivery = read_deliveries(files, county=COUNTY)
+    assert {b.network for b in delivery.batches if b.target == "pipe_segment"} == {"PS", "JS", "RQ", "DL", "TX"}
+    assert [f for f in validate(delivery).findings if f.rule_id == "Q21"] == []
+    # with a 3 m limit for 中压B gas beside telecom ducts the same pairs are reported
+    rules = yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
+    rules["Q21"]["params"]["gas_conduit"]["TX"]["ZB"] = 3.0
+    wide = out / "q21-wide.yaml"
+    wide.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    found = [f for f in validate(delivery, rules_path=wide).findings if f.rule_id == "Q21"]
+    assert found and all(f.source_layer == "RQLINE" and "TX" in f.message_zh and 1.4 < f.value < 2.7 for f in found)
 
 
 def test_error_variant_is_rejected_by_validation(tmp_path):
