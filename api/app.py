@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.routers import ROUTERS
+from api.routers.tiles import TileFastPath
 from cim import db
 from cim.settings import Settings, load
 from layers.catalog import load_catalog
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # range (206) answers are left alone by the middleware.
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.add_middleware(HeadAsGet)
+    app.add_middleware(TileFastPath)  # outermost: see api.routers.tiles
     return app
 
 

