@@ -31,11 +31,16 @@ def test_landing_links(client):
 def test_conformance_classes(client):
     classes = client.get("/ogc/conformance").json()["conformsTo"]
     for tail in ("ogcapi-features-1/1.0/conf/core", "ogcapi-features-1/1.0/conf/geojson",
-                 "ogcapi-features-1/1.0/conf/oas30", "ogcapi-features-2/1.0/conf/crs",
+                 "ogcapi-features-2/1.0/conf/crs",
                  "ogcapi-features-3/1.0/conf/filter", "ogcapi-features-3/1.0/conf/features-filter",
                  "cql2/1.0/conf/cql2-text", "cql2/1.0/conf/cql2-json", "cql2/1.0/conf/basic-cql2",
                  "cql2/1.0/conf/basic-spatial-functions", "ogcapi-tiles-1/1.0/conf/mvt"):
         assert any(c.endswith(tail) for c in classes), tail
+    # /openapi.json is OpenAPI 3.1: the 3.0 requirements classes are not claimed, the link says 3.1
+    assert not any(c.endswith("/oas30") for c in classes)
+    assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
+    desc = [ln for ln in client.get("/ogc").json()["links"] if ln["rel"] == "service-desc"]
+    assert desc[0]["type"] == "application/vnd.oai.openapi+json;version=3.1"
 
 
 def test_collections_list_every_public_layer(client):
