@@ -238,16 +238,61 @@ def _interior(feature: dict, extent: int = 4096) -> bool:
     return max(xs) > 1 and min(xs) < extent - 1 and max(ys) > 1 and min(ys) < extent - 1
 
 
-def parity(ours_port: int, tipg_port: int, layer: str, tiles: list) -> dict:
-    """Compare feature ids per tile (ours: MVT feature id; tipg: its ``id`` property).
+def _rings(geom: dict) -> list[list[tuple]]:
+    """Rings / lines of a decoded geometry; closed rings rotated to start at their smallest vertex."""
+    parts = []
+    kind, coords = geom["type"], geom["coordinates"]
+    if kind == "Polygon":
+        coords = [coords]
+    if kind in ("Polygon", "MultiPolygon"):
+        for poly in coords:
+            for ring in poly:
+                pts = [tuple(p) for p in ring[:-1]]
+                i = pts.index(min(pts))
+                parts.append(pts[i:] + pts[:i])
+    elif kind == "LineString":
+        parts.append([tuple(p) for p in coords])
+    elif kind == "MultiLineString":
+        parts.extend([tuple(p) for p in line] for line in coords)
+    else:
+        parts.append([tuple(coords)] if kind == "Point" else [tuple(p) for p in coords])
+    return sorted(parts)
 
-    tipg selects rows by the tile itself, ours by the tile plus its 64-unit buffer (what MapLibre
-    needs to draw strokes and labels across tile edges), so ours may hold extra buffer-only
-    features. A tile counts as equal when tipg's ids ⊆ ours and every feature of ours that
-    reaches into the tile proper is also in tipg's.
+
+def _same_geometry(a: dict, b: dict, tol: int = 1) -> bool:
+    """Same parts and vertices, each coordinate within ``tol`` tile units (4096 per tile)."""
+    ra, rb = _rings(a), _rings(b)
+    if len(ra) != len(rb):
+        return False
+    for pa, pb in zip(ra, rb, strict=True):
+        if len(pa) != len(pb):
+            return False
+        if any(abs(x1 - x2) > tol or abs(y1 - y2) > tol for (x1, y1), (x2, y2) in zip(pa, pb, strict=True)):
+            return False
+    return True
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return b is not None and a is not None and abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+    return a == b
+
+
+def parity(ours_port: int, tipg_port: int, layer: str, tiles: list) -> dict:
+    """Compare the decoded features of every tile: ids, properties and geometry.
+
+    Ids: ours carry the row id as MVT feature id, tipg as its ``id`` property. tipg selects rows
+    by the tile itself, ours by the tile plus its 64-unit buffer (what MapLibre needs to draw
+    strokes and labels across tile edges), so ours may hold extra buffer-only features; a tile's
+    ids count as equal when tipg's ids ⊆ ours and every feature of ours that reaches into the
+    tile proper is also in tipg's. Every feature in both is then compared: the same properties
+    (tipg's without its ``id``) and the same geometry, vertex by vertex within one tile unit
+    (ours maps lon/lat linearly onto the tile from z14, tipg projects each vertex; a ring may
+    start at another vertex).
     """
     same = differ = 0
     extra_buffer = 0
+    compared = props_equal = geom_equal = 0
     examples = []
     with httpx.Client(timeout=120) as c:
         for (z, x, y), (po, pt) in zip(tiles, zip(paths("ours", layer, tiles), paths("tipg", layer, tiles),
@@ -268,7 +313,26 @@ def parity(ours_port: int, tipg_port: int, layer: str, tiles: list) -> dict:
                 differ += 1
                 examples.append({"tile": [z, x, y], "ours": len(ida), "tipg": len(idb),
                                  "only_ours_in_tile": len(inner - idb), "only_tipg": len(idb - ida)})
+            by_id = {f["id"]: f for f in fa}
+            for g in fb:
+                props = dict(g.get("properties", {}))
+                fid = props.pop("id", g.get("id"))
+                f = by_id.get(fid)
+                if f is None:
+                    continue
+                compared += 1
+                mine = f.get("properties", {})
+                if mine.keys() == props.keys() and all(_same_value(mine[k], props[k]) for k in props):
+                    props_equal += 1
+                elif len(examples) < 10:
+                    examples.append({"tile": [z, x, y], "id": fid, "ours": mine, "tipg": props})
+                if _same_geometry(f["geometry"], g["geometry"]):
+                    geom_equal += 1
+                elif len(examples) < 10:
+                    examples.append({"tile": [z, x, y], "id": fid, "ours_geom": f["geometry"],
+                                     "tipg_geom": g["geometry"]})
     return {"tiles_equal": same, "tiles_different": differ, "buffer_only_extra_in_ours": extra_buffer,
+            "features_compared": compared, "properties_equal": props_equal, "geometry_equal": geom_equal,
             "examples": examples[:5]}
 
 
@@ -333,9 +397,11 @@ def table(results: dict) -> str:
             lines.append(f"| {name} | {o['rps']:.0f} | {t['rps']:.0f} | **×{row['ratio']:.1f}** | "
                          f"{o['p50_us'] / 1000:.1f} / {o['p95_us'] / 1000:.1f} | "
                          f"{t['p50_us'] / 1000:.1f} / {t['p95_us'] / 1000:.1f} |")
-        lines.append("\nParity at z ≥ 16 (feature ids, ours vs tipg; ours also keeps buffer-zone features): " +
-                     "; ".join(f"{k}: {v['tiles_equal']} equal, {v['tiles_different']} different "
-                               f"(+{v.get('buffer_only_extra_in_ours', 0)} buffer-only in ours)"
+        lines.append("\nParity at z ≥ 16 (decoded tiles, ours vs tipg; ours also keeps buffer-zone features): " +
+                     "; ".join(f"{k}: ids equal in {v['tiles_equal']} tiles, different in {v['tiles_different']} "
+                               f"(+{v.get('buffer_only_extra_in_ours', 0)} buffer-only in ours), of "
+                               f"{v.get('features_compared', 0)} features in both {v.get('properties_equal', 0)} "
+                               f"with equal properties and {v.get('geometry_equal', 0)} with equal geometry (±1 unit)"
                                for k, v in res["parity"].items()))
     return "\n".join(lines)
 
