@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 
@@ -13,6 +12,7 @@ import pytest
 from layers import features as lf
 from layers.catalog import load_catalog
 from layers.sqlbuild import Params
+from tests import aio
 
 NASTY = ["", " ", "'", '"', "\\", "%", "_", "\x00", "NaN", "inf", "-inf", "1e400", "-0", "9" * 30, "１２", "测试",
          "' OR 1=1 --", "); DROP TABLE cim.building; --", "$1", "::text", "{", "[", "null", "true", "a" * 5000,
@@ -132,7 +132,7 @@ def test_bbox_and_spatial_filters_use_the_gist_index(db_url, seeded, filter_text
         finally:
             await conn.close()
 
-    text = asyncio.run(plan())
+    text = aio.run(plan())
     assert "Index Cond: (geom &&" in text and "streetlight_geom_idx" in text, text
     assert "st_transform(t.geom" not in text.lower()
 

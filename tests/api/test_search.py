@@ -8,6 +8,8 @@ import httpx
 import psycopg2
 import pytest
 
+from tests import aio
+
 
 def test_search_address_contains(client, seeded):
     out = client.get("/api/search", params={"q": "幸福路", "limit": 20}).json()["results"]
@@ -114,7 +116,6 @@ _FILL = {  # rows that make the table big enough for the planner to prefer an in
                                          ("streetlights", "streetlight_search_trgm_idx")])
 def test_search_uses_the_trigram_index(db_url, seeded, layer, index):
     """The builder's search text is the migration's index expression (0020_search_trgm.sql)."""
-    import asyncio
 
     import asyncpg
 
@@ -136,5 +137,5 @@ def test_search_uses_the_trigram_index(db_url, seeded, layer, index):
             await tr.rollback()
             await conn.close()
 
-    text = asyncio.run(plan())
+    text = aio.run(plan())
     assert index in text, text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import itertools
 import json
@@ -18,6 +17,7 @@ from pmtiles.reader import MmapSource, Reader, all_tiles
 
 from cim.settings import TileSettings
 from layers.catalog import load_catalog
+from tests import aio
 from tests.conftest import CIM_BIN
 from tests.tiles.conftest import KNOWN_LAT, KNOWN_LON
 from tests.tiles.test_tile_content import tile_of
@@ -57,7 +57,7 @@ def _plans(url: str, queries: list, seqscan: bool = True, generic: bool = False)
             return [json.dumps(await conn.fetchval("EXPLAIN (FORMAT JSON) " + q.sql, *q.args)) for q in queries]
         finally:
             await conn.close()
-    return asyncio.run(run())
+    return aio.run(run())
 
 
 _names = itertools.count()
@@ -164,7 +164,7 @@ def test_unclipped_polygons_equal_st_asmvtgeom(tile_data, layer, table):
             await conn.close()
         return compared
 
-    assert asyncio.run(run()) > 100
+    assert aio.run(run()) > 100
 
 
 def _nodes(node: dict):
@@ -281,7 +281,7 @@ def test_linear_lonlat_mapping_matches_the_projection(tile_data, layer, z):
         finally:
             await conn.close()
 
-    linear, exact = (mapbox_vector_tile.decode(t)[layer]["features"] for t in asyncio.run(run()))
+    linear, exact = (mapbox_vector_tile.decode(t)[layer]["features"] for t in aio.run(run()))
     assert len(linear) == len(exact) > 0
     by_id = {f["id"]: f for f in exact}
     worst = 0
