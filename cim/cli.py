@@ -31,6 +31,7 @@ db_app = typer.Typer(help="Database: embedded cluster and migrations / 数据库
 token_app = typer.Typer(help="API tokens / 访问令牌", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+_CORE_COMMANDS = frozenset({"db", "token"})
 
 
 def fail(exc: CimError, code: int = 2) -> None:
@@ -204,9 +205,18 @@ def token_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
                    f"{','.join(r['counties'] or []) or '-':<14} expires={r['expires_at'] or '-'}  {r['name']}")
 
 
-def _load_plugins() -> None:
-    """Attach the command groups other packages register under ``cim.commands``."""
-    for ep in sorted(entry_points(group="cim.commands"), key=lambda e: e.name):
+def _load_plugins(argv: list[str]) -> None:
+    """Attach the command groups other packages register under ``cim.commands``.
+
+    ``cim <plugin> …`` loads only that plugin (each pulls in its own libraries, so a command
+    starts faster); ``cim --help`` and unknown commands load them all.
+    """
+    plugins = sorted(entry_points(group="cim.commands"), key=lambda e: e.name)
+    first = next((a for a in argv[1:] if not a.startswith("-")), None)
+    chosen = [ep for ep in plugins if ep.name == first]
+    if not chosen and first in _CORE_COMMANDS:
+        return
+    for ep in chosen or plugins:
         obj = ep.load()
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=ep.name)
@@ -218,7 +228,7 @@ def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=os.environ.get("CIM_LOG_LEVEL", "WARNING"),
                         format="%(levelname)s %(name)s: %(message)s")
-    _load_plugins()
+    _load_plugins(sys.argv)
     try:
         app()
     except CimError as exc:

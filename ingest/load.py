@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import psycopg2.extensions
 
 from cim import auth
@@ -177,19 +178,37 @@ def begin(conn: psycopg2.extensions.connection, delivery: Delivery, *, principal
     Returns a :class:`LoadResult` with state ``duplicate`` (committed, nothing loaded) when the
     same file was already loaded for the county, else a :class:`Pending` to :func:`commit` or
     :func:`abort`. Validation may run meanwhile on another connection: until the commit, no
-    other session sees any of these rows.
+    other session sees any of these rows. :func:`open_load` does the same batch by batch, for
+    a reader that hands batches over while it is still reading.
+    """
+    if not delivery.batches:
+        raise InvalidInput("成果中没有可入库的图层", "the delivery contains no loadable layer")
+    scopes(delivery)  # a pipeline batch without a network is refused before anything is written
+    loading = open_load(conn, delivery, principal=principal, archive_dir=archive_dir, county=county,
+                        client_addr=client_addr, progress=progress, originals=originals)
+    if isinstance(loading, LoadResult):
+        return loading
+    for target in ORDER:
+        for batch in delivery.batches:
+            if batch.target == target:
+                loading.write(batch)
+    return loading.finish(delivery)
+
+
+def open_load(conn: psycopg2.extensions.connection, delivery: Delivery, *, principal: auth.Principal,
+              archive_dir: Path | None = None, county: str | None = None, client_addr: str | None = None,
+              progress: Progress | None = None, originals: list[Path] | None = None) -> Loading | LoadResult:
+    """Start a load: county lock, duplicate check, the delivery row (state ``loading``).
+
+    Needs only the delivery's file facts (name, sha256, size) and county: the batches may
+    still be being read. Returns a :class:`LoadResult` with state ``duplicate`` (committed,
+    nothing loaded) for a file already loaded for the county, else a :class:`Loading` to
+    :meth:`~Loading.write` batches into and :meth:`~Loading.finish`.
     """
     county = county or delivery.county_code
     if not county:
         raise InvalidInput("未指定县级行政区代码（--county）", "no county code given (--county)")
     auth.authorize(principal, auth.Action.write, county=county)
-    if not delivery.batches:
-        raise InvalidInput("成果中没有可入库的图层", "the delivery contains no loadable layer")
-    scope_list = scopes(delivery)
-    archived = None
-    if archive_dir:
-        for original in originals or [delivery.path]:
-            archived = archived or archive_original(original, delivery.sha256, archive_dir)
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL statement_timeout = 0")
@@ -202,50 +221,114 @@ def begin(conn: psycopg2.extensions.connection, delivery: Delivery, *, principal
                 auth.audit(cur, principal, "ingest.duplicate", target=f"delivery:{dup['id']}", county=county,
                            client_addr=client_addr, detail={"sha256": delivery.sha256, "file": delivery.file_name})
                 conn.commit()
-                return LoadResult(dup["id"], "duplicate", scopes=scope_list,
+                archived = _archive(delivery, archive_dir, originals)
+                return LoadResult(dup["id"], "duplicate", scopes=scopes(delivery) if delivery.batches else [],
                                   archive_path=str(archived) if archived else None,
                                   message_zh=f"同一文件（sha256 相同）已作为成果 {dup['id']} 入库（{dup['state']}），未重复入库",
                                   message_en=f"the same file (same sha256) was already loaded as delivery {dup['id']} "
                                              f"({dup['state']}); nothing loaded")
-            delivery_id = _insert_delivery(cur, delivery, county, scope_list, archived, principal)
-            retired: set[int] = set()
-            for scope in scope_list:
-                target, network = _split_scope(scope)
-                retired.update(_retire(cur, target, county, network, delivery_id))
-            counts = _write_rows(cur, delivery, county, delivery_id, progress)
-    except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-        conn.rollback()
-        raise _constraint_error(exc) from exc
+            delivery_id = _insert_delivery(cur, delivery, county, principal)
     except BaseException:
         conn.rollback()
         raise
-    return Pending(conn, delivery, county, principal, client_addr, delivery_id, scope_list, counts, retired, archived)
+    return Loading(conn, county, principal, client_addr, delivery_id, progress, archive_dir, originals)
 
 
-def _write_rows(cur, delivery: Delivery, county: str, delivery_id: int, progress: Progress | None) -> dict[str, int]:
-    """COPY the batches, target by target in :data:`ORDER` (points before segments)."""
-    total = sum(len(b) for b in delivery.batches)
-    done = [0]
+def _archive(delivery: Delivery, archive_dir: Path | None, originals: list[Path] | None) -> Path | None:
+    archived = None
+    if archive_dir:
+        for original in originals or [delivery.path]:
+            archived = archived or archive_original(original, delivery.sha256, archive_dir)
+    return archived
 
-    def step(n: int) -> None:
-        done[0] += n
-        if progress:
-            progress("copy", done[0], total)
 
-    if progress:
-        progress("copy", 0, total)
-    counts: dict[str, int] = {}
-    points = None
-    for target in ORDER:
-        batches = [b for b in delivery.batches if b.target == target]
-        if not batches:
-            continue
-        written = rows.write_target(cur, target, batches, county=county, delivery_id=delivery_id, progress=step,
-                                    points=points)
-        if target == "pipe_point":
-            points = written
-        counts[target] = sum(len(b) for b in batches)
-    return counts
+class Loading:
+    """A load whose delivery row is written and whose batches are COPYed as they come.
+
+    Batches of any target are written on arrival, except pipe segments: they wait for
+    :meth:`finish`, when every pipe point of the delivery is in and their ends can be resolved.
+    The transaction stays open throughout; any failure rolls it back.
+    """
+
+    def __init__(self, conn: psycopg2.extensions.connection, county: str, principal: auth.Principal,
+                 client_addr: str | None, delivery_id: int, progress: Progress | None,
+                 archive_dir: Path | None, originals: list[Path] | None) -> None:
+        self.conn, self.county, self.principal, self.client_addr = conn, county, principal, client_addr
+        self.delivery_id, self.progress = delivery_id, progress
+        self.archive_dir, self.originals = archive_dir, originals
+        self.counts: dict[str, int] = {}
+        self.points: list[pd.DataFrame] = []      # (network, exp_no, id) of the points written
+        self.segments: list[LayerBatch] = []
+        self.done = self.total = 0
+
+    def _step(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress("copy", self.done, self.total)
+
+    def _guarded(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+            self.conn.rollback()
+            raise _constraint_error(exc) from exc
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def write(self, batch: LayerBatch) -> None:
+        """COPY one batch (pipe segments are kept for :meth:`finish`)."""
+        self.total += len(batch)
+        self.counts[batch.target] = self.counts.get(batch.target, 0) + len(batch)
+        if self.progress:
+            self.progress("copy", self.done, self.total)
+        if batch.target == "pipe_segment":
+            self.segments.append(batch)
+            return
+
+        def copy() -> None:
+            with self.conn.cursor() as cur:
+                written = rows.write_target(cur, batch.target, [batch], county=self.county,
+                                            delivery_id=self.delivery_id, progress=self._step)
+            if batch.target == "pipe_point":
+                self.points.append(written)
+        self._guarded(copy)
+
+    def finish(self, delivery: Delivery) -> Pending:
+        """Write the pipe segments, complete the delivery row, retire the rows the delivery
+        replaces: the :class:`Pending` load, ready for :func:`commit` once validation passed."""
+        if not delivery.batches:
+            self.conn.rollback()
+            raise InvalidInput("成果中没有可入库的图层", "the delivery contains no loadable layer")
+        try:
+            scope_list = scopes(delivery)
+        except BaseException:
+            self.conn.rollback()
+            raise
+        result: dict[str, object] = {}
+
+        def complete() -> None:
+            with self.conn.cursor() as cur:
+                if self.segments:
+                    points = (pd.concat(self.points, ignore_index=True) if self.points
+                              else pd.DataFrame(columns=["network", "exp_no", "id"]))
+                    rows.write_target(cur, "pipe_segment", self.segments, county=self.county,
+                                      delivery_id=self.delivery_id, progress=self._step, points=points)
+                archived = _archive(delivery, self.archive_dir, self.originals)
+                _describe_delivery(cur, delivery, self.delivery_id, scope_list, archived)
+                retired: set[int] = set()
+                for scope in scope_list:
+                    target, network = _split_scope(scope)
+                    retired.update(_retire(cur, target, self.county, network, self.delivery_id))
+                result.update(archived=archived, retired=retired)
+        self._guarded(complete)
+        counts = {t: self.counts[t] for t in ORDER if t in self.counts}
+        return Pending(self.conn, delivery, self.county, self.principal, self.client_addr, self.delivery_id,
+                       scope_list, counts, result["retired"], result["archived"])
+
+    def abort(self) -> None:
+        """Roll the load back: nothing of it remains."""
+        self.conn.rollback()
 
 
 def abort(pending: Pending) -> None:
@@ -336,17 +419,24 @@ def _joined(values: list[str | None]) -> str | None:
     return ", ".join(vals) or None
 
 
-def _insert_delivery(cur, delivery: Delivery, county: str, scope_list: list[str], archived: Path | None,
-                     principal: auth.Principal) -> int:
-    profiles = _joined([b.profile_id for b in delivery.batches])
+def _insert_delivery(cur, delivery: Delivery, county: str, principal: auth.Principal) -> int:
+    """The delivery row, state ``loading``; :func:`_describe_delivery` completes it once read."""
     cur.execute(
-        "INSERT INTO cim.delivery (county_code, file_name, sha256, size_bytes, archive_path, profile, layers, "
-        "source_crs, encoding, state, submitted_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'loading', %s) "
-        "RETURNING id",
-        (county, delivery.file_name, delivery.sha256, delivery.size_bytes, str(archived) if archived else None,
-         profiles, scope_list, _joined([b.source_crs for b in delivery.batches]),
-         _joined([b.encoding for b in delivery.batches]), principal.name))
+        "INSERT INTO cim.delivery (county_code, file_name, sha256, size_bytes, state, submitted_by) "
+        "VALUES (%s, %s, %s, %s, 'loading', %s) RETURNING id",
+        (county, delivery.file_name, delivery.sha256, delivery.size_bytes, principal.name))
     return cur.fetchone()[0]
+
+
+def _describe_delivery(cur, delivery: Delivery, delivery_id: int, scope_list: list[str],
+                       archived: Path | None) -> None:
+    """Profiles, scopes, source CRSs, encodings and archive path of a read delivery."""
+    cur.execute(
+        "UPDATE cim.delivery SET archive_path = %s, profile = %s, layers = %s, source_crs = %s, encoding = %s "
+        "WHERE id = %s",
+        (str(archived) if archived else None, _joined([b.profile_id for b in delivery.batches]), scope_list,
+         _joined([b.source_crs for b in delivery.batches]), _joined([b.encoding for b in delivery.batches]),
+         delivery_id))
 
 
 def _retire(cur, target: str, county: str, network: str | None, keep: int) -> list[int]:

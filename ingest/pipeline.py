@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import queue
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from cim import auth, db
 from cim.errors import CimError, ConfigError, IngestRejected, InvalidInput, UnreadableInput
 from cim.settings import Settings
 from ingest import load as loader
-from ingest.model import Delivery, Note, Report, Severity
+from ingest.model import Delivery, LayerBatch, Note, Report, Severity
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,18 @@ def _function(module: str, name: str) -> Callable:
 
 
 def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
-         conn: psycopg2.extensions.connection | None, settings: Settings | None = None) -> Delivery:
-    """Read one delivery from one file (zip, GeoPackage, …) or from several loose files."""
+         conn: psycopg2.extensions.connection | None, settings: Settings | None = None,
+         on_start: Callable[[Delivery], None] | None = None,
+         on_batch: Callable[[LayerBatch], None] | None = None) -> Delivery:
+    """Read one delivery from one file (zip, GeoPackage, …) or from several loose files
+    (``on_start`` / ``on_batch``: see :func:`ingest.read.read_deliveries`)."""
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise UnreadableInput(f"文件不存在：{names}", f"no such file: {names}")
     return _function("ingest.read", "read_deliveries")(_main_files(paths), profile=profile, county=county,
-                                                        conn=conn, settings=settings.ingest if settings else None)
+                                                        conn=conn, settings=settings.ingest if settings else None,
+                                                        on_start=on_start, on_batch=on_batch)
 
 
 def _main_files(paths: Sequence[Path]) -> list[Path]:
@@ -107,6 +113,11 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     if county:
         auth.authorize(principal, auth.Action.write, county=county)
     _batch_session(conn)
+    if delivery is None and county and not dry_run:
+        delivery, report, result = _read_load_validate(conn, paths, settings=settings, principal=principal,
+                                                       profile=profile, county=county, progress=progress,
+                                                       client_addr=client_addr, on_commit=on_commit)
+        return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
     if delivery is None:
         if progress:
             progress("read", 0, 1)
@@ -132,8 +143,14 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     report, result = _validate_while_loading(validate, conn, delivery, settings=settings, principal=principal,
                                              client_addr=client_addr, progress=progress,
                                              originals=[Path(p) for p in paths] or None, on_commit=on_commit)
+    return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
+
+
+def _outcome(conn, report: Report, result: loader.LoadResult | None, *, reports: Sequence[Path],
+             principal: auth.Principal, client_addr: str | None) -> Outcome:
+    """Write the reports; keep a rejected delivery in the history."""
     if result is not None and result.state == "duplicate":
-        _note_duplicate(delivery, result.delivery_id, None)
+        _note_duplicate(report.delivery, result.delivery_id, None)
     _write_reports(report, reports)
     if result is None:
         did = loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
@@ -216,6 +233,121 @@ def _validate_while_loading(validate: Callable, conn, delivery: Delivery, *, set
     if refused is not None:
         raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
     return report, loader.commit(pending, report, progress, on_commit)
+
+
+_END = object()
+
+
+class _Feed:
+    """Hands read batches to a loader thread that COPYs them on the load connection.
+
+    The thread opens the load (:func:`ingest.load.open_load`) as soon as the reader has hashed
+    the files, writes each batch as it arrives and, after :meth:`close`, finishes the load
+    (pipe segments, delivery row, retired rows). What it raised is kept for :meth:`result`;
+    by then it has rolled its transaction back.
+    """
+
+    def __init__(self, conn: psycopg2.extensions.connection, **load_args) -> None:
+        self.conn, self.load_args = conn, load_args
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.delivery: Delivery | None = None
+        self.outcome: loader.Pending | loader.LoadResult | None = None
+        self.error: BaseException | None = None
+
+    def start(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.thread = threading.Thread(target=self._run, name="cim-load", daemon=True)
+        self.thread.start()
+
+    def put(self, batch: LayerBatch) -> None:
+        self.queue.put(batch)
+
+    def close(self) -> None:
+        self.queue.put(_END)
+
+    def cancel(self) -> None:
+        """Stop writing and roll back (the reader or the validation failed)."""
+        self.cancelled.set()
+        self.queue.put(_END)
+        if self.thread is not None:
+            self.thread.join()
+        if isinstance(self.outcome, loader.Pending):
+            loader.abort(self.outcome)
+
+    def _run(self) -> None:
+        try:
+            opened = loader.open_load(self.conn, self.delivery, **self.load_args)
+            if isinstance(opened, loader.LoadResult):   # the same file again: nothing to write
+                self.outcome = opened
+                return
+            while (batch := self.queue.get()) is not _END and not self.cancelled.is_set():
+                opened.write(batch)
+            if self.cancelled.is_set():
+                opened.abort()
+                return
+            self.outcome = opened.finish(self.delivery)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by result()
+            self.error = exc
+
+    def result(self) -> loader.Pending | loader.LoadResult | None:
+        """Wait for the loader; re-raise what it raised."""
+        if self.thread is None:
+            return None
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.outcome
+
+
+def _read_load_validate(conn, paths: Sequence[Path], *, settings: Settings, principal: auth.Principal,
+                        profile: str | None, county: str, progress: Progress | None, client_addr: str | None,
+                        on_commit: loader.OnCommit | None) -> tuple[Delivery, Report, loader.LoadResult | None]:
+    """Read, write and validate a delivery at the same time; commit only a clean report.
+
+    A loader thread COPYs each layer on ``conn`` as soon as it is read, while the reader goes
+    on with the next (the database ingests on one core while Python reads on the other). Once
+    the read is complete, validation runs on a second connection while the loader writes the
+    pipe segments and completes the delivery row. Validation sees committed data only (never
+    this load's rows) and does not change the delivery. Returns the delivery, the report and
+    the load result, or ``None`` as result when the delivery is rejected (rolled back).
+    """
+    validate = _function("ingest.validate", "validate")
+    vconn = db.connect(settings.db, application_name="cim-ingest-validate")
+    feed = _Feed(conn, principal=principal, archive_dir=archive_dir(settings), county=county,
+                 client_addr=client_addr, progress=progress, originals=[Path(p) for p in paths] or None)
+    try:
+        _batch_session(vconn)
+        try:
+            if progress:
+                progress("read", 0, 1)
+            delivery = read(paths, profile=profile, county=county, conn=vconn, settings=settings,
+                            on_start=feed.start, on_batch=feed.put)
+            delivery.county_code = county
+            if progress:
+                progress("read", 1, 1)
+            feed.close()
+            report = _validated(validate, delivery, vconn, progress)
+        except BaseException:
+            feed.cancel()
+            raise
+        refused: InvalidInput | None = None
+        try:
+            pending = feed.result()
+        except InvalidInput as exc:  # rows the database refuses; the report may say why
+            pending, refused = None, exc
+    finally:
+        vconn.close()
+    if isinstance(pending, loader.LoadResult):  # the same file again: nothing was loaded
+        return delivery, report, pending
+    if report.has_errors:
+        if isinstance(pending, loader.Pending):
+            loader.abort(pending)
+        return delivery, report, None
+    if refused is not None:
+        raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
+    return delivery, report, loader.commit(pending, report, progress, on_commit)
 
 
 def exit_code_for(exc: CimError) -> int:

@@ -229,6 +229,11 @@ def _name_match(spec: LayerSpec, layer_name: str) -> dict[str, str] | None:
     return None
 
 
+def name_targets(layer_name: str, profiles: dict[str, Profile]) -> set[str]:
+    """Target tables whose profile layers match a layer name (the name only, no fields read)."""
+    return {spec.target for prof in profiles.values() for spec in prof.layers if _name_match(spec, layer_name) is not None}
+
+
 def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dict[str, Profile], *,
            profile: str | None = None) -> Match | None:
     """Best profile layer for a source layer from its name, its fields and its geometry kind.

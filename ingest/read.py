@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from ingest.crsdetect import longitude_for_county, resolve
 from ingest.geometry import fit_geometry_type, metric_geometry, prepare_geometry, table_coordinates
 from ingest.model import Delivery, LayerBatch, Note
 from ingest.normalize import convert_columns, derive, load_dictionaries
-from ingest.profile import Match, detect, load_profiles
+from ingest.profile import Match, detect, load_profiles, name_targets
 from ingest.readers import SourceLayer
 from ingest.readers.archive import extract_zip, sniff
 from ingest.readers.table import read_csv, read_xlsx
@@ -125,8 +125,15 @@ def _expand(path: Path, n: int, settings: IngestSettings, work: Path) -> tuple[P
 def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) -> tuple[list[SourceLayer], list[Note]]:
     """Every layer of the given files, folders and zips (zips expanded safely under ``work``;
     zips found in a folder are expanded too)."""
-    layers: list[SourceLayer] = []
     notes: list[Note] = []
+    return list(iter_sources(paths, settings, work, notes)), notes
+
+
+def iter_sources(paths: Sequence[Path], settings: IngestSettings, work: Path, notes: list[Note],
+                 rank: Callable[[Path], int] | None = None) -> Iterator[SourceLayer]:
+    """The layers of the given files, folders and zips, each as soon as it is read; notes about
+    skipped files are appended to ``notes``. ``rank`` orders the files of each folder or zip
+    (stable: equal ranks keep their name order)."""
     queue = list(paths)
     n = 0
     while queue:
@@ -136,7 +143,7 @@ def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) ->
         for orphan in _orphans(files, root):
             notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
                               f"{orphan} has no matching .shp and was ignored"))
-        for p in files:
+        for p in sorted(files, key=rank) if rank else files:
             ext = p.suffix.lower()
             rel = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
             if ext in COMPANIONS:
@@ -148,20 +155,28 @@ def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) ->
                 notes.append(Note(rel, "file", f"未识别的文件类型，已忽略：{rel}", f"unrecognised file type, ignored: {rel}"))
                 continue
             try:
-                layers.extend(_guarded(_read_file, rel, p, rel))
+                layers = _guarded(_read_file, rel, p, rel)
             except UnreadableInput as exc:
                 if ext not in LENIENT or len(files) == 1:
                     raise
                 # side files (readme.txt, metadata.json) must not sink a delivery
                 notes.append(Note(rel, "file", f"{rel} 无法作为数据读取，已忽略：{exc.zh}",
                                   f"{rel} cannot be read as data and was ignored: {exc.en}"))
-    return layers, notes
+                continue
+            yield from layers
 
 
 def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, county: str | None = None,
                     conn=None, settings: IngestSettings | None = None,
-                    profile_dirs: Sequence[Path | str] = ()) -> Delivery:
-    """Read several files or folders as one delivery (e.g. a point workbook and a line workbook)."""
+                    profile_dirs: Sequence[Path | str] = (), on_start: Callable[[Delivery], None] | None = None,
+                    on_batch: Callable[[LayerBatch], None] | None = None) -> Delivery:
+    """Read several files or folders as one delivery (e.g. a point workbook and a line workbook).
+
+    ``on_start(delivery)`` is called once the files are hashed, before any layer is read;
+    ``on_batch(batch)`` with every finished batch, as soon as it is ready: a loader can write
+    one layer while the next is read. Pipe segments whose lines are built from the point
+    tables come last, once every layer is read. A batch handed over is not changed afterwards.
+    """
     paths = [Path(p) for p in paths]
     if not paths:
         raise UnreadableInput("未提供交付文件", "no delivery file given")
@@ -172,27 +187,35 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     sha, size = _digest([f for p in paths for f in _files_of(p)])
     delivery = Delivery(path=paths[0], file_name=", ".join(p.name for p in paths), sha256=sha, size_bytes=size,
                         county_code=county)
-    with tempfile.TemporaryDirectory(prefix="cim-ingest-") as tmp:
-        layers, notes = read_sources(paths, settings, Path(tmp))
-    delivery.notes.extend(notes)
-    if not layers:
-        raise UnreadableInput("交付中没有可读取的图层或表格", "the delivery holds no readable layer or table")
+    if on_start:
+        on_start(delivery)
     profiles = load_profiles(profile_dirs)
     dicts = load_dictionaries(conn)
     county_lon = longitude_for_county(county, conn)
-    for layer in layers:
-        for topic, zh, en in layer.notes:
-            delivery.notes.append(Note(layer.name, topic, zh, en))
-        match = detect(layer.name, list(layer.frame.columns), layer.geometry_kind, profiles, profile=profile)
-        if match is None:
-            delivery.notes.append(Note(layer.name, "profile", f"图层 {layer.file} 无法匹配任何交付规范，未导入",
-                                       f"layer {layer.file} matches no delivery profile and was not read"))
-            continue
-        delivery.notes.append(Note(layer.name, "profile", f"图层 {layer.file} → 规范 {match.profile.id} / "
-                                   f"{match.spec.id} → 表 {match.spec.target}",
-                                   f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
-                                   f"table {match.spec.target}"))
-        delivery.batches.append(_guarded(_to_batch, layer.file, layer, match, dicts, county_lon, delivery))
+    handed: set[int] = set()
+    read_any = False
+    with tempfile.TemporaryDirectory(prefix="cim-ingest-") as tmp:
+        for layer in iter_sources(paths, settings, Path(tmp), delivery.notes, _load_rank(profiles)):
+            read_any = True
+            for topic, zh, en in layer.notes:
+                delivery.notes.append(Note(layer.name, topic, zh, en))
+            match = detect(layer.name, list(layer.frame.columns), layer.geometry_kind, profiles, profile=profile)
+            if match is None:
+                delivery.notes.append(Note(layer.name, "profile", f"图层 {layer.file} 无法匹配任何交付规范，未导入",
+                                           f"layer {layer.file} matches no delivery profile and was not read"))
+                continue
+            delivery.notes.append(Note(layer.name, "profile", f"图层 {layer.file} → 规范 {match.profile.id} / "
+                                       f"{match.spec.id} → 表 {match.spec.target}",
+                                       f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
+                                       f"table {match.spec.target}"))
+            batch = _guarded(_to_batch, layer.file, layer, match, dicts, county_lon, delivery)
+            delivery.batches.append(batch)
+            if on_batch and not _needs_point_lines(batch):
+                _fill_length(batch)
+                handed.add(id(batch))
+                on_batch(batch)
+    if not read_any:
+        raise UnreadableInput("交付中没有可读取的图层或表格", "the delivery holds no readable layer or table")
     if not delivery.batches:
         raise UnreadableInput("交付中没有图层能匹配已知的交付规范；请指定 --profile 或添加规范文件",
                               "no layer of the delivery matches a known profile; pass a profile or add a profile file")
@@ -201,7 +224,30 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
         _fill_length(b)
     if delivery.county_code is None:
         _county_from_admin_areas(delivery)
+    if on_batch:
+        for b in delivery.batches:
+            if id(b) not in handed:
+                on_batch(b)
     return delivery
+
+
+# Reading order by the target a file name suggests: pipe points before pipe segments (a loader
+# writes segments once every point is in), segments last; names that suggest nothing go with them.
+READ_ORDER = ("admin_area", "building", "green_space", "streetlight", "pipe_point", "pipe_segment")
+
+
+def _load_rank(profiles) -> Callable[[Path], int]:
+    rank = {t: i for i, t in enumerate(READ_ORDER)}
+
+    def key(path: Path) -> int:
+        return min((rank.get(t, len(READ_ORDER) - 1) for t in name_targets(path.stem, profiles)),
+                   default=len(READ_ORDER) - 1)
+    return key
+
+
+def _needs_point_lines(batch: LayerBatch) -> bool:
+    """A pipe-segment table without geometry: its lines come from the point tables."""
+    return batch.target == "pipe_segment" and len(batch) > 0 and bool(batch.frame["geom"].isna().all())
 
 
 def _county_from_admin_areas(delivery: Delivery) -> None:
@@ -296,7 +342,7 @@ def build_lines_from_points(delivery: Delivery) -> None:
     Points are looked up by (network, 物探点号) among the delivery's point batches; segments
     whose points are missing keep an empty geometry (rules Q05 and G02 report them).
     """
-    todo = [b for b in delivery.batches if b.target == "pipe_segment" and b.frame["geom"].isna().all() and len(b)]
+    todo = [b for b in delivery.batches if _needs_point_lines(b)]
     points = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
     if not todo or not points:
         return

@@ -1,7 +1,7 @@
 """Rows of a delivery written into the feature tables with ``COPY … FROM STDIN`` (psycopg2).
 
-The COPY buffer is built column-wise with pandas (no per-row Python): only table columns some
-row of the batch fills, values coerced to the column's SQL type, the lineage columns
+The COPY buffer is built column-wise (no per-row Python) and formatted as CSV by Arrow: only
+table columns some row of the batch fills, values coerced to the column's SQL type, the lineage columns
 (``county_code``, ``delivery_id``, ``source_layer``, ``source_row``) and ``geom`` as hex EWKB
 with SRID 4490 from ``shapely.to_wkb``. Geometries are normalised to the column type first
 (Polygon → MultiPolygon, single-part Multi* → the part); empty, missing or unfit geometries are
@@ -12,7 +12,6 @@ the COPY, so pipe segments can carry ``start_point_id`` / ``end_point_id`` resol
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import shapely
 
 from cim.db import quote_ident
@@ -89,29 +90,86 @@ def geometries(batch: LayerBatch, target: str) -> np.ndarray:
     return shapely.set_srid(g, 4490)
 
 
+class _Part:
+    """One batch prepared for COPY: geometries fitted and checked, the column plan fixed.
+
+    Chunks of it are formatted one by one (:meth:`frame`), so formatting overlaps the COPY.
+    """
+
+    def __init__(self, batch: LayerBatch, target: str, columns: dict[str, tuple[str, str | None, bool]],
+                 defaults: dict[str, object]) -> None:
+        self.batch, self.target, self.defaults = batch, target, defaults
+        self.geom = geometries(batch, target)             # refuses unfit rows before anything is written
+        df = batch.frame
+        self.filled: list[tuple[str, str]] = []           # (column, SQL type) taken from the frame
+        self.constant: dict[str, object] = {}             # column → one value for every row
+        for col, (dtype, _default, _nullable) in columns.items():
+            if col in LOADER_COLUMNS or col == "geom":
+                continue
+            if col in df.columns and df[col].notna().any():
+                self.filled.append((col, dtype))
+            elif col == "source_layer":
+                self.constant[col] = batch.source_layer
+            elif col == "network" and batch.network:
+                self.constant[col] = batch.network
+            elif col == "subtype" and batch.subtype:
+                self.constant[col] = batch.subtype
+        self.extra: dict[str, object] = {}                # loader columns: county, delivery, ids
+        order = {c: i for i, c in enumerate(columns)}
+        self.columns = sorted([c for c, _ in self.filled] + list(self.constant) + ["geom"], key=order.__getitem__)
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def column(self, col: str) -> np.ndarray:
+        """A column's values for every row (from the frame or the batch constant)."""
+        if col in self.constant:
+            return np.full(len(self), self.constant[col], dtype=object)
+        return self.batch.frame[col].to_numpy(dtype=object)
+
+    def frame(self, start: int, stop: int) -> pd.DataFrame:
+        """Rows ``start:stop`` as COPY wants them: SQL-typed values, lineage, hex EWKB."""
+        df = self.batch.frame.iloc[start:stop]
+        types = dict(self.filled)
+        out: dict[str, object] = {}
+        for col, value in self.extra.items():
+            out[col] = value[start:stop] if isinstance(value, (np.ndarray, pd.api.extensions.ExtensionArray)) else value
+        for col in self.columns:
+            if col == "geom":
+                out[col] = shapely.to_wkb(self.geom[start:stop], hex=True, include_srid=True, output_dimension=2)
+            elif col in self.constant:
+                out[col] = self.constant[col]
+            else:
+                s = _coerce(df[col], types[col], col, self.batch.source_layer)
+                out[col] = s.fillna(self.defaults[col]) if col in self.defaults else s
+        return pd.DataFrame(out, index=df.index)
+
+
 def copy_frame(batch: LayerBatch, target: str, columns: dict[str, tuple[str, str | None, bool]]) -> pd.DataFrame:
-    """The frame to COPY: filled table columns, lineage, network, ``geom`` as hex EWKB."""
-    df = batch.frame
-    out: dict[str, object] = {}
-    for col, (dtype, _default, _nullable) in columns.items():
-        if col in LOADER_COLUMNS or col == "geom":
-            continue
-        if col in df.columns and df[col].notna().any():
-            out[col] = _coerce(df[col], dtype, col, batch.source_layer)
-        elif col == "source_layer":
-            out[col] = batch.source_layer
-        elif col == "network" and batch.network:
-            out[col] = batch.network
-        elif col == "subtype" and batch.subtype:
-            out[col] = batch.subtype
-    out["geom"] = shapely.to_wkb(geometries(batch, target), hex=True, include_srid=True, output_dimension=2)
-    return pd.DataFrame(out, index=df.index)
+    """The frame to COPY for a whole batch: filled table columns, lineage, network, ``geom`` as hex EWKB."""
+    return _Part(batch, target, columns, {}).frame(0, len(batch))
 
 
-def _csv(frame: pd.DataFrame) -> io.StringIO:
-    text = frame.to_csv(header=False, index=False, na_rep="", quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    # PostgreSQL text cannot hold NUL characters: drop them from the whole buffer at once.
-    return io.StringIO(text.replace("\x00", "") if "\x00" in text else text)
+def _arrow(series: pd.Series) -> pa.Array:
+    """One frame column as an Arrow array (missing values null); mixed Python objects as text."""
+    try:
+        return pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a text column holding str and int
+        return pa.array(series.map(str, na_action="ignore"), type=pa.string(), from_pandas=True)
+
+
+def _csv(frame: pd.DataFrame) -> io.BytesIO:
+    """The frame as PostgreSQL CSV, formatted by Arrow's C++ writer (which releases the GIL).
+
+    Arrow quotes every text value and leaves missing values empty and unquoted, which is exactly
+    PostgreSQL's CSV rule for '' versus NULL; numbers and booleans are written as is.
+    """
+    table = pa.Table.from_arrays([_arrow(frame[c]) for c in frame.columns], names=[str(c) for c in frame.columns])
+    out = io.BytesIO()
+    pa_csv.write_csv(table, out, pa_csv.WriteOptions(include_header=False, batch_size=8192))
+    data = out.getvalue()
+    # PostgreSQL text cannot hold NUL characters; in UTF-8 only U+0000 itself has a zero byte.
+    return io.BytesIO(data.replace(b"\x00", b"") if b"\x00" in data else data)
 
 
 def _defaults(cur, columns: dict[str, tuple[str, str | None, bool]]) -> dict[str, object]:
@@ -125,15 +183,26 @@ def _defaults(cur, columns: dict[str, tuple[str, str | None, bool]]) -> dict[str
 
 
 def _point_ids(cur, n: int) -> np.ndarray:
-    """``n`` ids from ``cim.pipe_point``'s sequence (taken inside the load transaction)."""
-    cur.execute("SELECT nextval(pg_get_serial_sequence('cim.pipe_point', 'id')) FROM generate_series(1, %s)", (n,))
-    return np.fromiter((r[0] for r in cur.fetchall()), dtype=np.int64, count=n)
+    """``n`` ids from ``cim.pipe_point``'s sequence (taken inside the load transaction).
+
+    The ids come back as their range when they are consecutive (the usual case), else as an array.
+    """
+    cur.execute("WITH s AS (SELECT nextval(pg_get_serial_sequence('cim.pipe_point', 'id')) AS id "
+                "FROM generate_series(1, %s)) "
+                "SELECT min(id), max(id), CASE WHEN max(id) - min(id) + 1 = count(*) THEN NULL "
+                "ELSE array_agg(id ORDER BY id) END FROM s", (n,))
+    lo, _hi, ids = cur.fetchone()
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(lo, lo + n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
 
 
-def _segment_ends(cur, frame: pd.DataFrame, points: pd.DataFrame, county: str) -> None:
-    """Fill start/end point ids from this delivery's points, else the county's current points."""
+def _segment_ends(cur, part: _Part, points: pd.DataFrame, county: str) -> None:
+    """Start/end point ids from this delivery's points, else the county's current points."""
+    raw = pd.Series(part.column("network"))
+    network = raw.astype(str)
     lookup = points.drop_duplicates(["network", "exp_no"], keep="first")
-    missing_nets = sorted(set(frame["network"].dropna()) - set(lookup["network"]))
+    missing_nets = sorted(set(raw.dropna()) - set(lookup["network"]))
     if missing_nets:
         cur.execute("SELECT network, exp_no, min(id) FROM cim.pipe_point WHERE county_code = %s AND is_current "
                     "AND network = ANY(%s) GROUP BY 1, 2", (county, missing_nets))
@@ -142,10 +211,10 @@ def _segment_ends(cur, frame: pd.DataFrame, points: pd.DataFrame, county: str) -
     index = pd.MultiIndex.from_arrays([lookup["network"].astype(str), lookup["exp_no"].astype(str)])
     ids = lookup["id"].to_numpy()
     for end in ("start", "end"):
-        pos = index.get_indexer(pd.MultiIndex.from_arrays([frame["network"].astype(str),
-                                                           frame[f"{end}_exp_no"].astype(str)]))
-        frame[f"{end}_point_id"] = pd.array(np.where(pos >= 0, ids[pos], 0), dtype="Int64")
-        frame.loc[pos < 0, f"{end}_point_id"] = pd.NA
+        pos = index.get_indexer(pd.MultiIndex.from_arrays([network, pd.Series(part.column(f"{end}_exp_no")).astype(str)]))
+        found = pd.array(np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else 0, 0), dtype="Int64")
+        found[pos < 0] = pd.NA
+        part.extra[f"{end}_point_id"] = found
 
 
 def write_target(cur, target: str, batches: list[LayerBatch], *, county: str, delivery_id: int,
@@ -156,30 +225,37 @@ def write_target(cur, target: str, batches: list[LayerBatch], *, county: str, de
     segments of the same load are written; an empty frame for other targets.
     """
     columns = table_columns(cur, target)
-    frames = [copy_frame(b, target, columns) for b in batches]
-    frame = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-    frame = frame[[c for c in columns if c in frame.columns]]  # table order, one column set
-    for col, value in _defaults(cur, columns).items():
-        if col in frame.columns:
-            frame[col] = frame[col].fillna(value)
-    frame.insert(0, "county_code", county)
-    frame.insert(1, "delivery_id", delivery_id)
-    written = pd.DataFrame(columns=["network", "exp_no", "id"])
-    if target == "pipe_point":
-        frame.insert(0, "id", _point_ids(cur, len(frame)))
-        written = frame[["network", "exp_no", "id"]]
+    defaults = _defaults(cur, columns)
+    parts = [_Part(b, target, columns, defaults) for b in batches]
+    written = [pd.DataFrame(columns=["network", "exp_no", "id"])]
+    for part in parts:
+        part.extra.update(county_code=county, delivery_id=delivery_id)
+        if target == "pipe_point":
+            part.extra["id"] = _point_ids(cur, len(part))
+            written.append(pd.DataFrame({"network": part.column("network"), "exp_no": part.column("exp_no"),
+                                         "id": part.extra["id"]}))
+    written_points = pd.concat(written[1:], ignore_index=True) if len(written) > 1 else written[0]
     if target == "pipe_segment":
-        _segment_ends(cur, frame, points if points is not None else written, county)
-    sql = f"COPY cim.{quote_ident(target)} ({', '.join(quote_ident(c) for c in frame.columns)}) FROM STDIN WITH (FORMAT csv)"
-    chunks = [frame.iloc[start:start + CHUNK_ROWS] for start in range(0, len(frame), CHUNK_ROWS)]
-    # Pipeline: a helper thread formats chunk k+1 while the server ingests chunk k (psycopg2
-    # releases the GIL while it waits for the server).
+        for part in parts:
+            _segment_ends(cur, part, points if points is not None else written_points, county)
+    chunks = [(part, start, min(start + CHUNK_ROWS, len(part)))
+              for part in parts for start in range(0, len(part), CHUNK_ROWS)]
+
+    def formatted(k: int) -> tuple[str, io.BytesIO, int]:
+        part, start, stop = chunks[k]
+        frame = part.frame(start, stop)
+        sql = (f"COPY cim.{quote_ident(target)} ({', '.join(quote_ident(c) for c in frame.columns)}) "
+               "FROM STDIN WITH (FORMAT csv)")
+        return sql, _csv(frame), stop - start
+
+    # Pipeline: a helper thread builds and formats chunk k+1 while the server ingests chunk k
+    # (psycopg2 releases the GIL while it waits for the server).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cim-copy-csv") as pool:
-        pending = pool.submit(_csv, chunks[0]) if chunks else None
-        for k, chunk in enumerate(chunks):
-            buf = pending.result()
-            pending = pool.submit(_csv, chunks[k + 1]) if k + 1 < len(chunks) else None
+        pending = pool.submit(formatted, 0) if chunks else None
+        for k in range(len(chunks)):
+            sql, buf, n = pending.result()
+            pending = pool.submit(formatted, k + 1) if k + 1 < len(chunks) else None
             cur.copy_expert(sql, buf, size=1 << 20)
             if progress:
-                progress(len(chunk))
-    return written
+                progress(n)
+    return written_points

@@ -72,12 +72,12 @@ def index_cost(url: str, delivery: Path) -> dict[str, dict[str, float]]:
         cols = ", ".join(rows.quote_ident(c) for c in frame.columns)
         cur.execute("SET LOCAL gin_pending_list_limit = '512MB'")
         t = time.monotonic()
-        cur.copy_expert(f"COPY cim.{b.target} ({cols}) FROM STDIN WITH (FORMAT csv)", io.StringIO(text))
+        cur.copy_expert(f"COPY cim.{b.target} ({cols}) FROM STDIN WITH (FORMAT csv)", io.BytesIO(text))
         indexed = time.monotonic() - t
         conn.rollback()
         cur.execute(f"CREATE TEMP TABLE bare (LIKE cim.{b.target} INCLUDING DEFAULTS)")
         t = time.monotonic()
-        cur.copy_expert(f"COPY bare ({cols}) FROM STDIN WITH (FORMAT csv)", io.StringIO(text))
+        cur.copy_expert(f"COPY bare ({cols}) FROM STDIN WITH (FORMAT csv)", io.BytesIO(text))
         bare = time.monotonic() - t
         t = time.monotonic()
         cur.execute("CREATE INDEX ON bare USING gist (geom)")
