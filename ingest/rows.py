@@ -28,6 +28,7 @@ from cim.errors import InvalidInput
 from ingest.model import LayerBatch
 
 CHUNK_ROWS = 25_000
+FIRST_CHUNK_ROWS = 4_000
 # Columns the loader sets itself (never taken from a batch frame).
 LOADER_COLUMNS = frozenset({"id", "county_code", "delivery_id", "is_current", "start_point_id", "end_point_id"})
 _INT_TYPES = {"smallint", "integer", "bigint"}
@@ -208,13 +209,18 @@ def _segment_ends(cur, part: _Part, points: pd.DataFrame, county: str) -> None:
                     "AND network = ANY(%s) GROUP BY 1, 2", (county, missing_nets))
         current = pd.DataFrame(cur.fetchall(), columns=["network", "exp_no", "id"])
         lookup = pd.concat([lookup, current], ignore_index=True)
-    index = pd.MultiIndex.from_arrays([lookup["network"].astype(str), lookup["exp_no"].astype(str)])
+    index = pd.Index(_keys(lookup["network"], lookup["exp_no"]))
     ids = lookup["id"].to_numpy()
     for end in ("start", "end"):
-        pos = index.get_indexer(pd.MultiIndex.from_arrays([network, pd.Series(part.column(f"{end}_exp_no")).astype(str)]))
+        pos = index.get_indexer(_keys(network, pd.Series(part.column(f"{end}_exp_no"))))
         found = pd.array(np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else 0, 0), dtype="Int64")
         found[pos < 0] = pd.NA
         part.extra[f"{end}_point_id"] = found
+
+
+def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:
+    """One hashable text key per (network, point number) (U+001F never occurs in either)."""
+    return (network.astype(str).to_numpy(dtype=object) + "\x1f" + exp_no.astype(str).to_numpy(dtype=object))
 
 
 def write_target(cur, target: str, batches: list[LayerBatch], *, county: str, delivery_id: int,
@@ -238,8 +244,11 @@ def write_target(cur, target: str, batches: list[LayerBatch], *, county: str, de
     if target == "pipe_segment":
         for part in parts:
             _segment_ends(cur, part, points if points is not None else written_points, county)
-    chunks = [(part, start, min(start + CHUNK_ROWS, len(part)))
-              for part in parts for start in range(0, len(part), CHUNK_ROWS)]
+    # A small first chunk per batch: the server starts on it while the next one is formatted.
+    chunks = [(part, start, min(stop, len(part))) for part in parts
+              for start, stop in zip([0, *range(FIRST_CHUNK_ROWS, len(part), CHUNK_ROWS)],
+                                     [*range(FIRST_CHUNK_ROWS, len(part), CHUNK_ROWS), len(part)], strict=True)
+              if len(part)]
 
     def formatted(k: int) -> tuple[str, io.BytesIO, int]:
         part, start, stop = chunks[k]

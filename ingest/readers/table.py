@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-from openpyxl import load_workbook
 
 try:  # calamine (Rust) reads workbooks about ten times faster than openpyxl
     from python_calamine import CalamineWorkbook
@@ -85,6 +84,8 @@ def _calamine_sheets(path: Path) -> list[tuple[str, list[list]]]:
 
 
 def _openpyxl_sheets(path: Path) -> list[tuple[str, list[list]]]:
+    from openpyxl import load_workbook  # only without calamine; imported here to keep start-up short
+
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile/KeyError/InvalidFileException
