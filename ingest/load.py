@@ -50,7 +50,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import psycopg2.extensions
 
 from cim import auth
@@ -245,9 +244,11 @@ def _archive(delivery: Delivery, archive_dir: Path | None, originals: list[Path]
 class Loading:
     """A load whose delivery row is written and whose batches are COPYed as they come.
 
-    Batches of any target are written on arrival, except pipe segments: they wait for
-    :meth:`finish`, when every pipe point of the delivery is in and their ends can be resolved.
-    The transaction stays open throughout; any failure rolls it back.
+    :meth:`write` queues a batch with the load's :class:`ingest.rows.Copier`; :meth:`pump`
+    COPYs one chunk, so a caller can queue the next batch as soon as it arrives while earlier
+    ones are still being written. Pipe segments wait for :meth:`finish`, when every pipe point
+    of the delivery is queued and their ends can be resolved. The transaction stays open
+    throughout; any failure rolls it back.
     """
 
     def __init__(self, conn: psycopg2.extensions.connection, county: str, principal: auth.Principal,
@@ -257,27 +258,33 @@ class Loading:
         self.delivery_id, self.progress = delivery_id, progress
         self.archive_dir, self.originals = archive_dir, originals
         self.counts: dict[str, int] = {}
-        self.points: list[pd.DataFrame] = []      # (network, exp_no, id) of the points written
         self.segments: list[LayerBatch] = []
         self.done = self.total = 0
+        self.cur = conn.cursor()
+        self.copier = rows.Copier(self.cur, county=county, delivery_id=delivery_id, progress=self._step)
 
     def _step(self, n: int) -> None:
         self.done += n
         if self.progress:
             self.progress("copy", self.done, self.total)
 
-    def _guarded(self, fn: Callable[[], None]) -> None:
+    def _guarded(self, fn: Callable[[], object]) -> object:
         try:
-            fn()
+            return fn()
         except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-            self.conn.rollback()
+            self.abort()
             raise _constraint_error(exc) from exc
         except BaseException:
-            self.conn.rollback()
+            self.abort()
             raise
 
+    @property
+    def busy(self) -> bool:
+        """Queued chunks are waiting for :meth:`pump`."""
+        return self.copier.busy
+
     def write(self, batch: LayerBatch) -> None:
-        """COPY one batch (pipe segments are kept for :meth:`finish`)."""
+        """Queue one batch (pipe segments are kept for :meth:`finish`)."""
         self.total += len(batch)
         self.counts[batch.target] = self.counts.get(batch.target, 0) + len(batch)
         if self.progress:
@@ -285,42 +292,37 @@ class Loading:
         if batch.target == "pipe_segment":
             self.segments.append(batch)
             return
+        self._guarded(lambda: self.copier.add(batch.target, batch))
 
-        def copy() -> None:
-            with self.conn.cursor() as cur:
-                written = rows.write_target(cur, batch.target, [batch], county=self.county,
-                                            delivery_id=self.delivery_id, progress=self._step)
-            if batch.target == "pipe_point":
-                self.points.append(written)
-        self._guarded(copy)
+    def pump(self) -> bool:
+        """COPY one queued chunk; False when nothing is queued."""
+        return bool(self._guarded(self.copier.pump))
 
     def finish(self, delivery: Delivery) -> Pending:
-        """Write the pipe segments, complete the delivery row, retire the rows the delivery
-        replaces: the :class:`Pending` load, ready for :func:`commit` once validation passed."""
+        """Write the rest (pipe segments last), complete the delivery row, retire the rows the
+        delivery replaces: the :class:`Pending` load, ready for :func:`commit` once validation passed."""
         if not delivery.batches:
-            self.conn.rollback()
+            self.abort()
             raise InvalidInput("成果中没有可入库的图层", "the delivery contains no loadable layer")
         try:
             scope_list = scopes(delivery)
         except BaseException:
-            self.conn.rollback()
+            self.abort()
             raise
         result: dict[str, object] = {}
 
         def complete() -> None:
-            with self.conn.cursor() as cur:
-                if self.segments:
-                    points = (pd.concat(self.points, ignore_index=True) if self.points
-                              else pd.DataFrame(columns=["network", "exp_no", "id"]))
-                    rows.write_target(cur, "pipe_segment", self.segments, county=self.county,
-                                      delivery_id=self.delivery_id, progress=self._step, points=points)
-                archived = _archive(delivery, self.archive_dir, self.originals)
-                _describe_delivery(cur, delivery, self.delivery_id, scope_list, archived)
-                retired: set[int] = set()
-                for scope in scope_list:
-                    target, network = _split_scope(scope)
-                    retired.update(_retire(cur, target, self.county, network, self.delivery_id))
-                result.update(archived=archived, retired=retired)
+            for batch in self.segments:
+                self.copier.add("pipe_segment", batch)
+            self.copier.drain()
+            self.copier.close()
+            archived = _archive(delivery, self.archive_dir, self.originals)
+            _describe_delivery(self.cur, delivery, self.delivery_id, scope_list, archived)
+            retired: set[int] = set()
+            for scope in scope_list:
+                target, network = _split_scope(scope)
+                retired.update(_retire(self.cur, target, self.county, network, self.delivery_id))
+            result.update(archived=archived, retired=retired)
         self._guarded(complete)
         counts = {t: self.counts[t] for t in ORDER if t in self.counts}
         return Pending(self.conn, delivery, self.county, self.principal, self.client_addr, self.delivery_id,
@@ -328,6 +330,7 @@ class Loading:
 
     def abort(self) -> None:
         """Roll the load back: nothing of it remains."""
+        self.copier.close()
         self.conn.rollback()
 
 

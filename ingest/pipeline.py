@@ -282,7 +282,18 @@ class _Feed:
             if isinstance(opened, loader.LoadResult):   # the same file again: nothing to write
                 self.outcome = opened
                 return
-            while (batch := self.queue.get()) is not _END and not self.cancelled.is_set():
+            while not self.cancelled.is_set():
+                # COPY queued chunks while no batch is waiting; queue each batch on arrival
+                if opened.busy:
+                    try:
+                        batch = self.queue.get_nowait()
+                    except queue.Empty:
+                        opened.pump()
+                        continue
+                else:
+                    batch = self.queue.get()
+                if batch is _END:
+                    break
                 opened.write(batch)
             if self.cancelled.is_set():
                 opened.abort()

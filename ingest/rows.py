@@ -13,8 +13,9 @@ the COPY, so pipe segments can carry ``start_point_id`` / ``end_point_id`` resol
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -198,17 +199,22 @@ def _point_ids(cur, n: int) -> np.ndarray:
     return np.arange(lo, lo + n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
 
 
-def _segment_ends(cur, part: _Part, points: pd.DataFrame, county: str) -> None:
-    """Start/end point ids from this delivery's points, else the county's current points."""
-    raw = pd.Series(part.column("network"))
-    network = raw.astype(str)
+def _end_lookup(cur, networks: set, points: pd.DataFrame, county: str) -> pd.DataFrame:
+    """(network, exp_no, id) to resolve segment ends: this delivery's points first, then, for
+    networks without points in this delivery, the county's current points."""
     lookup = points.drop_duplicates(["network", "exp_no"], keep="first")
-    missing_nets = sorted(set(raw.dropna()) - set(lookup["network"]))
+    missing_nets = sorted(networks - set(lookup["network"]))
     if missing_nets:
         cur.execute("SELECT network, exp_no, min(id) FROM cim.pipe_point WHERE county_code = %s AND is_current "
                     "AND network = ANY(%s) GROUP BY 1, 2", (county, missing_nets))
         current = pd.DataFrame(cur.fetchall(), columns=["network", "exp_no", "id"])
         lookup = pd.concat([lookup, current], ignore_index=True)
+    return lookup
+
+
+def _resolve_ends(part: _Part, lookup: pd.DataFrame) -> None:
+    """Start/end point ids of the segments of ``part`` (NULL where no point matches)."""
+    network = pd.Series(part.column("network")).astype(str)
     index = pd.Index(_keys(lookup["network"], lookup["exp_no"]))
     ids = lookup["id"].to_numpy()
     for end in ("start", "end"):
@@ -223,48 +229,130 @@ def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:
     return (network.astype(str).to_numpy(dtype=object) + "\x1f" + exp_no.astype(str).to_numpy(dtype=object))
 
 
+def _batch_networks(batch: LayerBatch) -> np.ndarray:
+    if "network" in batch.frame.columns and batch.frame["network"].notna().any():
+        return batch.frame["network"].to_numpy(dtype=object)
+    return np.full(len(batch), batch.network, dtype=object)
+
+
+class Copier:
+    """COPYs batches into the feature tables on one cursor, keeping the server busy.
+
+    A formatting thread prepares each batch (geometries fitted and checked, segment ends
+    resolved) and formats its chunks, at most ``LOOKAHEAD`` chunks ahead of the COPY, across
+    batch boundaries: while the server ingests the last chunk of one batch, the first chunk of
+    the next is ready. Work that needs the connection (point ids from the sequence, current
+    points of other deliveries) is done by the caller's thread between two COPYs.
+
+    :meth:`add` queues batches (pipe points before the segments that refer to them);
+    :meth:`pump` COPYs one chunk; :meth:`drain` COPYs everything queued.
+    """
+
+    LOOKAHEAD = 2
+
+    def __init__(self, cur: psycopg2.extensions.cursor, *, county: str, delivery_id: int,
+                 progress: Progress | None = None) -> None:
+        self.cur, self.county, self.delivery_id, self.progress = cur, county, delivery_id, progress
+        self.meta: dict[str, tuple[dict, dict]] = {}
+        self.points: list[pd.DataFrame] = []             # (network, exp_no, id) of the queued points
+        self.todo: deque = deque()                        # (part future, start, stop) not yet formatting
+        self.inflight: deque[Future] = deque()            # formatted chunks, in COPY order
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cim-copy-format")
+
+    def _columns(self, target: str) -> tuple[dict, dict]:
+        if target not in self.meta:
+            columns = table_columns(self.cur, target)
+            self.meta[target] = (columns, _defaults(self.cur, columns))
+        return self.meta[target]
+
+    def add(self, target: str, batch: LayerBatch) -> None:
+        """Queue one batch of ``target`` (queries the connection: call it between COPYs)."""
+        columns, defaults = self._columns(target)
+        extra: dict[str, object] = {"county_code": self.county, "delivery_id": self.delivery_id}
+        lookup = None
+        if target == "pipe_point":
+            extra["id"] = _point_ids(self.cur, len(batch))
+            self.points.append(pd.DataFrame({"network": _batch_networks(batch),
+                                             "exp_no": batch.frame["exp_no"].to_numpy(dtype=object),
+                                             "id": extra["id"]}))
+        elif target == "pipe_segment":
+            nets = set(pd.Series(_batch_networks(batch)).dropna())
+            lookup = _end_lookup(self.cur, nets, self.written_points(), self.county)
+
+        def prepare() -> _Part:
+            part = _Part(batch, target, columns, defaults)
+            part.extra.update(extra)
+            if lookup is not None:
+                _resolve_ends(part, lookup)
+            return part
+
+        future = self.pool.submit(prepare)
+        n = len(batch)
+        starts = [0, *range(FIRST_CHUNK_ROWS, n, CHUNK_ROWS)] if n else []
+        for start, stop in zip(starts, [*starts[1:], n], strict=True):
+            self.todo.append((future, start, stop, target))
+        self._fill()
+
+    def written_points(self) -> pd.DataFrame:
+        """(network, exp_no, id) of every pipe point queued so far, in order."""
+        if not self.points:
+            return pd.DataFrame(columns=["network", "exp_no", "id"])
+        return pd.concat(self.points, ignore_index=True) if len(self.points) > 1 else self.points[0]
+
+    def _fill(self) -> None:
+        while self.todo and len(self.inflight) < self.LOOKAHEAD:
+            future, start, stop, target = self.todo.popleft()
+            self.inflight.append(self.pool.submit(_format, future, start, stop, target))
+
+    @property
+    def busy(self) -> bool:
+        """Chunks are queued for COPY."""
+        return bool(self.inflight or self.todo)
+
+    def pump(self) -> bool:
+        """COPY the next chunk; False when nothing is queued."""
+        self._fill()
+        if not self.inflight:
+            return False
+        sql, buf, n = self.inflight.popleft().result()
+        self._fill()
+        self.cur.copy_expert(sql, buf, size=1 << 20)
+        if self.progress:
+            self.progress(n)
+        return True
+
+    def drain(self) -> None:
+        """COPY everything queued."""
+        while self.pump():
+            pass
+
+    def close(self) -> None:
+        """Stop the formatting thread (queued work is dropped)."""
+        self.todo.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _format(part_future: Future, start: int, stop: int, target: str) -> tuple[str, io.BytesIO, int]:
+    frame = part_future.result().frame(start, stop)
+    sql = (f"COPY cim.{quote_ident(target)} ({', '.join(quote_ident(c) for c in frame.columns)}) "
+           "FROM STDIN WITH (FORMAT csv)")
+    return sql, _csv(frame), stop - start
+
+
 def write_target(cur, target: str, batches: list[LayerBatch], *, county: str, delivery_id: int,
                  progress: Progress | None = None, points: pd.DataFrame | None = None) -> pd.DataFrame:
-    """COPY every batch of one target table into ``cim.<target>``.
+    """COPY every batch of one target table into ``cim.<target>`` (a :class:`Copier` drained).
 
-    Returns the written (network, exp_no, id) of pipe points, to pass as ``points`` when the
-    segments of the same load are written; an empty frame for other targets.
+    Returns the written (network, exp_no, id) of pipe points; pass them as ``points`` when the
+    segments of the same load are written by another call.
     """
-    columns = table_columns(cur, target)
-    defaults = _defaults(cur, columns)
-    parts = [_Part(b, target, columns, defaults) for b in batches]
-    written = [pd.DataFrame(columns=["network", "exp_no", "id"])]
-    for part in parts:
-        part.extra.update(county_code=county, delivery_id=delivery_id)
-        if target == "pipe_point":
-            part.extra["id"] = _point_ids(cur, len(part))
-            written.append(pd.DataFrame({"network": part.column("network"), "exp_no": part.column("exp_no"),
-                                         "id": part.extra["id"]}))
-    written_points = pd.concat(written[1:], ignore_index=True) if len(written) > 1 else written[0]
-    if target == "pipe_segment":
-        for part in parts:
-            _segment_ends(cur, part, points if points is not None else written_points, county)
-    # A small first chunk per batch: the server starts on it while the next one is formatted.
-    chunks = [(part, start, min(stop, len(part))) for part in parts
-              for start, stop in zip([0, *range(FIRST_CHUNK_ROWS, len(part), CHUNK_ROWS)],
-                                     [*range(FIRST_CHUNK_ROWS, len(part), CHUNK_ROWS), len(part)], strict=True)
-              if len(part)]
-
-    def formatted(k: int) -> tuple[str, io.BytesIO, int]:
-        part, start, stop = chunks[k]
-        frame = part.frame(start, stop)
-        sql = (f"COPY cim.{quote_ident(target)} ({', '.join(quote_ident(c) for c in frame.columns)}) "
-               "FROM STDIN WITH (FORMAT csv)")
-        return sql, _csv(frame), stop - start
-
-    # Pipeline: a helper thread builds and formats chunk k+1 while the server ingests chunk k
-    # (psycopg2 releases the GIL while it waits for the server).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cim-copy-csv") as pool:
-        pending = pool.submit(formatted, 0) if chunks else None
-        for k in range(len(chunks)):
-            sql, buf, n = pending.result()
-            pending = pool.submit(formatted, k + 1) if k + 1 < len(chunks) else None
-            cur.copy_expert(sql, buf, size=1 << 20)
-            if progress:
-                progress(n)
-    return written_points
+    copier = Copier(cur, county=county, delivery_id=delivery_id, progress=progress)
+    try:
+        if points is not None:
+            copier.points.append(points)
+        for batch in batches:
+            copier.add(target, batch)
+        copier.drain()
+    finally:
+        copier.close()
+    return copier.written_points() if target == "pipe_point" else pd.DataFrame(columns=["network", "exp_no", "id"])
