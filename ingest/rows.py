@@ -3,7 +3,7 @@
 The COPY buffer is built column-wise (no per-row Python) and formatted as CSV by Arrow: only
 table columns some row of the batch fills, values coerced to the column's SQL type, the lineage columns
 (``county_code``, ``delivery_id``, ``source_layer``, ``source_row``) and ``geom`` as hex EWKB
-with SRID 4490 from ``shapely.to_wkb``. Geometries are normalised to the column type first
+with SRID 4490 (:func:`ewkb_hex`). Geometries are normalised to the column type first
 (Polygon → MultiPolygon, single-part Multi* → the part); empty, missing or unfit geometries are
 refused with their source rows named. Pipe points get their ids from the table's sequence before
 the COPY, so pipe segments can carry ``start_point_id`` / ``end_point_id`` resolved in pandas on
@@ -13,6 +13,7 @@ the COPY, so pipe segments can carry ``start_point_id`` / ``end_point_id`` resol
 from __future__ import annotations
 
 import io
+import struct
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -68,7 +69,7 @@ def _coerce(series: pd.Series, dtype: str, column: str, layer: str) -> pd.Series
 
 
 def geometries(batch: LayerBatch, target: str) -> np.ndarray:
-    """The batch's geometries fitted to the target column type, SRID 4490; refuse unfit rows."""
+    """The batch's geometries fitted to the target column type; refuse unfit rows."""
     g = np.array(batch.frame["geom"].to_numpy(), dtype=object)
     want = GEOM_KIND[target]
     tid = shapely.get_type_id(g)
@@ -89,7 +90,7 @@ def geometries(batch: LayerBatch, target: str) -> np.ndarray:
         where = "; ".join(f"{batch.source_layer} #{r}: {w}" for r, w in zip(rows, what, strict=True))
         raise InvalidInput(f"{target} 有 {len(bad)} 个几何不可入库（空、缺失或类型不符）：{where}",
                            f"{len(bad)} {target} geometries cannot be stored (empty, missing or wrong type): {where}")
-    return shapely.set_srid(g, 4490)
+    return g
 
 
 class _Part:
@@ -138,13 +139,39 @@ class _Part:
             out[col] = value[start:stop] if isinstance(value, (np.ndarray, pd.api.extensions.ExtensionArray)) else value
         for col in self.columns:
             if col == "geom":
-                out[col] = shapely.to_wkb(self.geom[start:stop], hex=True, include_srid=True, output_dimension=2)
+                out[col] = pd.arrays.ArrowExtensionArray(ewkb_hex(self.geom[start:stop], STORAGE_SRID))
             elif col in self.constant:
                 out[col] = self.constant[col]
             else:
                 s = _coerce(df[col], types[col], col, self.batch.source_layer)
                 out[col] = s.fillna(self.defaults[col]) if col in self.defaults else s
         return pd.DataFrame(out, index=df.index)
+
+
+STORAGE_SRID = 4490
+_HEX = np.frombuffer(b"".join(f"{i:02X}".encode() for i in range(256)), dtype=np.uint16)  # byte → 2 hex digits
+
+
+def ewkb_hex(geoms: np.ndarray, srid: int) -> pa.Array:
+    """Hex EWKB (2D, little-endian, with ``srid``) of each geometry, as an Arrow string array.
+
+    GEOS writes plain WKB; the SRID flag and the four SRID bytes are put into the buffer and the
+    buffer hex-encoded with numpy, so no Python string is made per geometry (and no geometry is
+    copied to carry an SRID). Equal to ``shapely.to_wkb(hex=True, include_srid=True)``.
+    """
+    wkb = shapely.to_wkb(geoms, hex=False, output_dimension=2, byte_order=1, flavor="extended")
+    n = len(wkb)
+    lens = np.fromiter(map(len, wkb), dtype=np.int64, count=n)
+    data = np.frombuffer(b"".join(wkb), dtype=np.uint8)
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(lens[:-1], out=starts[1:])
+    # after the byte-order byte and the 4-byte type: the SRID; the type gets the EWKB SRID flag
+    srid_bytes = np.frombuffer(struct.pack("<I", srid), dtype=np.uint8)
+    out = np.insert(data, np.repeat(starts + 5, 4), np.tile(srid_bytes, n))
+    out[starts + 4 * np.arange(n) + 4] |= 0x20
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum((lens + 4) * 2, out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(_HEX[out]))
 
 
 def copy_frame(batch: LayerBatch, target: str, columns: dict[str, tuple[str, str | None, bool]]) -> pd.DataFrame:
@@ -187,15 +214,17 @@ def _defaults(cur, columns: dict[str, tuple[str, str | None, bool]]) -> dict[str
 def _point_ids(cur, n: int) -> np.ndarray:
     """``n`` ids from ``cim.pipe_point``'s sequence (taken inside the load transaction).
 
-    The ids come back as their range when they are consecutive (the usual case), else as an array.
+    They come back as their first value when consecutive (the usual case), else as an array.
     """
-    cur.execute("WITH s AS (SELECT nextval(pg_get_serial_sequence('cim.pipe_point', 'id')) AS id "
-                "FROM generate_series(1, %s)) "
-                "SELECT min(id), max(id), CASE WHEN max(id) - min(id) + 1 = count(*) THEN NULL "
-                "ELSE array_agg(id ORDER BY id) END FROM s", (n,))
-    lo, _hi, ids = cur.fetchone()
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    cur.execute("SELECT pg_get_serial_sequence('cim.pipe_point', 'id')")
+    seq = cur.fetchone()[0]
+    cur.execute("WITH s AS MATERIALIZED (SELECT nextval(%s::regclass) AS id FROM generate_series(1, %s)), "
+                "r AS (SELECT min(id) AS lo, max(id) AS hi, count(*) AS n FROM s) "
+                "SELECT lo, CASE WHEN hi - lo + 1 = n THEN NULL ELSE (SELECT array_agg(id ORDER BY id) FROM s) END "
+                "FROM r", (seq, n))
+    lo, ids = cur.fetchone()
     return np.arange(lo, lo + n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
 
 
