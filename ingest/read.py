@@ -8,6 +8,7 @@ pipe segments from the point tables when a line table has no geometry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import struct
 import tempfile
@@ -28,7 +29,7 @@ from ingest.model import Delivery, LayerBatch, Note
 from ingest.normalize import convert_columns, derive, load_dictionaries
 from ingest.profile import Match, detect, load_profiles, name_targets
 from ingest.readers import SourceLayer
-from ingest.readers.archive import extract_zip, sniff
+from ingest.readers.archive import Extraction, sniff
 from ingest.readers.table import read_csv, read_xlsx
 from ingest.readers.vector import library_message, read_dbf, read_geojson, read_gpkg, read_shapefile
 
@@ -107,9 +108,10 @@ def _is_zip(path: Path) -> bool:
     return path.is_file() and (ext == ".zip" or (ext not in (".xlsx", ".xlsm") and sniff(path) == "zip"))
 
 
-def _expand(path: Path, n: int, settings: IngestSettings, work: Path) -> tuple[Path, list[Path]]:
-    """The root folder and the files of one input: a folder's files, a zip's extracted members
-    (under ``work``), or the file itself."""
+def _expand(path: Path, n: int, settings: IngestSettings, work: Path,
+            rank: Callable[[Path], int] | None = None) -> tuple[Path, list[Path], Extraction | None]:
+    """The root folder and the files of one input: a folder's files, a zip's members (being
+    extracted under ``work`` in ``rank`` order), or the file itself."""
     if not path.exists():
         raise UnreadableInput(f"文件不存在：{path}", f"no such file: {path}")
     if path.is_file() and path.suffix.lower() in (".shx", ".prj", ".cpg"):
@@ -118,8 +120,9 @@ def _expand(path: Path, n: int, settings: IngestSettings, work: Path) -> tuple[P
     if _is_zip(path):
         root = work / f"z{n}"
         root.mkdir()
-        return root, extract_zip(path, root, settings)
-    return (path, _files_of(path)) if path.is_dir() else (path.parent, [path])
+        extraction = Extraction(path, root, settings, rank)
+        return root, extraction.files, extraction
+    return (path, _files_of(path), None) if path.is_dir() else (path.parent, [path], None)
 
 
 def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) -> tuple[list[SourceLayer], list[Note]]:
@@ -138,32 +141,42 @@ def iter_sources(paths: Sequence[Path], settings: IngestSettings, work: Path, no
     n = 0
     while queue:
         path = queue.pop(0)
-        root, files = _expand(path, n, settings, work)
+        root, files, extraction = _expand(path, n, settings, work, rank)
         n += 1
-        for orphan in _orphans(files, root):
-            notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
-                              f"{orphan} has no matching .shp and was ignored"))
-        for p in sorted(files, key=rank) if rank else files:
-            ext = p.suffix.lower()
-            rel = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
-            if ext in COMPANIONS:
-                continue
-            if ext == ".zip" and path.is_dir():
-                queue.append(p)
-                continue
-            if ext not in READABLE or ext == ".zip":
-                notes.append(Note(rel, "file", f"未识别的文件类型，已忽略：{rel}", f"unrecognised file type, ignored: {rel}"))
-                continue
-            try:
-                layers = _guarded(_read_file, rel, p, rel)
-            except UnreadableInput as exc:
-                if ext not in LENIENT or len(files) == 1:
-                    raise
-                # side files (readme.txt, metadata.json) must not sink a delivery
-                notes.append(Note(rel, "file", f"{rel} 无法作为数据读取，已忽略：{exc.zh}",
-                                  f"{rel} cannot be read as data and was ignored: {exc.en}"))
-                continue
-            yield from layers
+        with extraction or contextlib.nullcontext():
+            yield from _read_files(path, root, files, extraction, notes, rank, queue)
+
+
+def _read_files(path: Path, root: Path, files: list[Path], extraction: Extraction | None, notes: list[Note],
+                rank: Callable[[Path], int] | None, queue: list[Path]) -> Iterator[SourceLayer]:
+    for orphan in _orphans(files, root):
+        notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
+                          f"{orphan} has no matching .shp and was ignored"))
+    for p in sorted(files, key=rank) if rank else files:
+        ext = p.suffix.lower()
+        rel = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+        if ext in COMPANIONS:
+            continue
+        if ext == ".zip" and path.is_dir():
+            queue.append(p)
+            continue
+        if ext not in READABLE or ext == ".zip":
+            notes.append(Note(rel, "file", f"未识别的文件类型，已忽略：{rel}", f"unrecognised file type, ignored: {rel}"))
+            continue
+        if extraction is not None:   # the file and its companions (same folder and name)
+            extraction.wait([f for f in files if f.parent == p.parent and f.stem.lower() == p.stem.lower()])
+        try:
+            layers = _guarded(_read_file, rel, p, rel)
+        except UnreadableInput as exc:
+            if ext not in LENIENT or len(files) == 1:
+                raise
+            # side files (readme.txt, metadata.json) must not sink a delivery
+            notes.append(Note(rel, "file", f"{rel} 无法作为数据读取，已忽略：{exc.zh}",
+                              f"{rel} cannot be read as data and was ignored: {exc.en}"))
+            continue
+        yield from layers
+    if extraction is not None:
+        extraction.wait([])          # members no reader asked for must have extracted cleanly too
 
 
 def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, county: str | None = None,

@@ -13,11 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font, PatternFill
-
 from ingest.model import Report
 from ingest.validation.core import load_rules
 
@@ -70,6 +65,8 @@ def _rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write_html(report: Report, path: Path | str, *, max_rows: int = 20000) -> Path:
     """Write a standalone HTML page (inline CSS, no external resources) in Chinese."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape  # report writers load on use
+
     path = Path(path)
     data = report_dict(report)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
@@ -83,6 +80,10 @@ def write_html(report: Report, path: Path | str, *, max_rows: int = 20000) -> Pa
 
 def write_xlsx(report: Report, path: Path | str) -> Path:
     """Write a workbook: a summary sheet, then one sheet per rule with its findings."""
+    from openpyxl import Workbook  # report writers load on use
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+
     path = Path(path)
     data = report_dict(report)
     s = data["summary"]

@@ -10,8 +10,10 @@ again while streaming in case the headers lie. Member names are decoded per the 
 from __future__ import annotations
 
 import stat
+import threading
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from cim.errors import UnreadableInput
@@ -92,32 +94,13 @@ def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0
                 budget: list[int] | None = None) -> list[Path]:
     """Extract a zip safely into ``dest``; nested zips are expanded in place within the same
     uncompressed-size budget. Returns the files."""
-    if sniff(path) != "zip":
-        raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive")
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive") from exc
-    with zf:
-        members = _check_members(zf, settings, path.name)
-        if not members:
-            raise UnreadableInput(f"压缩包 {path.name} 为空", f"the zip archive {path.name} is empty")
+    with _open_zip(path) as zf:
+        members = _targets(zf, path, dest, settings)
         if budget is None:
             budget = [settings.max_unzipped_mb * (1 << 20)]
         out: list[Path] = []
-        for info, rel in members:
-            target = dest.joinpath(*rel.parts)
-            if not target.resolve().is_relative_to(dest.resolve()):
-                raise UnreadableInput(f"压缩包含路径穿越条目：{rel}", f"the zip holds a path-traversal entry: {rel}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with zf.open(info) as src, target.open("wb") as dst:
-                    budget[0] -= _copy_limited(src, dst, min(budget[0], info.file_size), str(rel))
-            except (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError) as exc:
-                raise UnreadableInput(f"压缩包条目 {rel} 损坏", f"zip entry {rel} is corrupt") from exc
-            except (NotImplementedError, RuntimeError) as exc:  # unsupported method, encryption
-                raise UnreadableInput(f"压缩包条目 {rel} 使用了不支持的压缩方式或已加密",
-                                      f"zip entry {rel} uses an unsupported compression method or is encrypted") from exc
+        for info, rel, target in members:
+            _extract_member(zf, info, rel, target, budget)
             if target.suffix.lower() == ".zip" and depth < MAX_DEPTH:
                 sub = target.with_suffix("")
                 sub.mkdir(exist_ok=True)
@@ -126,3 +109,113 @@ def extract_zip(path: Path, dest: Path, settings: IngestSettings, depth: int = 0
             else:
                 out.append(target)
     return out
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if sniff(path) != "zip":
+        raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnreadableInput(f"{path.name} 不是有效的 zip 压缩包", f"{path.name} is not a valid zip archive") from exc
+
+
+def _targets(zf: zipfile.ZipFile, path: Path, dest: Path,
+             settings: IngestSettings) -> list[tuple[zipfile.ZipInfo, PurePosixPath, Path]]:
+    """Checked members with the paths they extract to (refused before anything is written)."""
+    members = _check_members(zf, settings, path.name)
+    if not members:
+        raise UnreadableInput(f"压缩包 {path.name} 为空", f"the zip archive {path.name} is empty")
+    out = []
+    for info, rel in members:
+        target = dest.joinpath(*rel.parts)
+        if not target.resolve().is_relative_to(dest.resolve()):
+            raise UnreadableInput(f"压缩包含路径穿越条目：{rel}", f"the zip holds a path-traversal entry: {rel}")
+        out.append((info, rel, target))
+    return out
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, rel: PurePosixPath, target: Path,
+                    budget: list[int]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zf.open(info) as src, target.open("wb") as dst:
+            budget[0] -= _copy_limited(src, dst, min(budget[0], info.file_size), str(rel))
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError) as exc:
+        raise UnreadableInput(f"压缩包条目 {rel} 损坏", f"zip entry {rel} is corrupt") from exc
+    except (NotImplementedError, RuntimeError) as exc:  # unsupported method, encryption
+        raise UnreadableInput(f"压缩包条目 {rel} 使用了不支持的压缩方式或已加密",
+                              f"zip entry {rel} uses an unsupported compression method or is encrypted") from exc
+
+
+class Extraction:
+    """A zip extracted on a worker thread, members in the order the reader will want them.
+
+    The members are checked (names, links, sizes, ratios) before the thread starts, so
+    :attr:`files` is known at once; :meth:`wait` blocks until given files are on disk (zlib and
+    file writes run outside the GIL, so reading the first files overlaps extracting the rest).
+    A zip holding zips is extracted at once instead, by :func:`extract_zip`. Use it as a context
+    manager: leaving it stops and joins the thread.
+    """
+
+    def __init__(self, path: Path, dest: Path, settings: IngestSettings,
+                 order: Callable[[Path], int] | None = None) -> None:
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        with _open_zip(path) as zf:
+            members = _targets(zf, path, dest, settings)
+        if any(t.suffix.lower() == ".zip" for _, _, t in members):
+            self.files = extract_zip(path, dest, settings)
+            self.ready = {f: _DONE for f in self.files}
+            return
+        if order is not None:
+            members.sort(key=lambda m: order(m[2]))
+        self.files = [t for _, _, t in members]
+        self.ready = {t: threading.Event() for t in self.files}
+        budget = [settings.max_unzipped_mb * (1 << 20)]
+        self.thread = threading.Thread(target=self._run, args=(path, members, budget), name="cim-unzip", daemon=True)
+        self.thread.start()
+
+    def _run(self, path: Path, members: list, budget: list[int]) -> None:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for info, rel, target in members:
+                    if self.stop.is_set():
+                        return
+                    _extract_member(zf, info, rel, target, budget)
+                    self.ready[target].set()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by wait()
+            self.error = exc
+        finally:
+            for event in self.ready.values():
+                event.set()
+
+    def wait(self, files: list[Path]) -> None:
+        """Block until ``files`` are extracted; raise what the extraction raised."""
+        for f in files:
+            if f in self.ready:
+                self.ready[f].wait()
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> Extraction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+class _Done:
+    """An event that is always set (files extracted before the reader started)."""
+
+    def set(self) -> None:
+        pass
+
+    def wait(self) -> bool:
+        return True
+
+
+_DONE = _Done()

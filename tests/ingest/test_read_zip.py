@@ -150,3 +150,45 @@ def test_encrypted_or_unsupported_members(tmp_path):
     with pytest.raises(UnreadableInput) as exc:
         read_delivery(z)
     assert "encrypted" in exc.value.en
+
+
+def test_members_extracted_in_reading_order_on_a_worker(tmp_path):
+    """Pipe points come before pipe segments (ingest.read.READ_ORDER); the worker thread is
+    joined when the extraction is left, and the files are all there."""
+    import threading
+
+    from ingest.readers.archive import Extraction
+
+    write_network_shapefiles(tmp_path / "d")
+    z = zip_folder(tmp_path / "d", tmp_path / "n.zip")
+    rank = {"YSPOINT": 0, "YSLINE": 1}
+    work = tmp_path / "w"
+    work.mkdir()
+    with Extraction(z, work, IngestSettings(), lambda p: rank.get(p.stem, 2)) as ex:
+        ex.wait(ex.files)
+        names = [f.stem for f in ex.files]
+        assert names.index("YSPOINT") < names.index("YSLINE")
+        assert all(f.exists() for f in ex.files)
+    assert not any(t.name == "cim-unzip" for t in threading.enumerate())
+    d = read_delivery(z, county="430702")
+    assert [b.source_layer for b in d.batches] == ["YSPOINT", "YSLINE"]
+
+
+def test_a_corrupt_member_read_last_still_refuses_the_delivery(tmp_path):
+    """A member that fails to extract while earlier files are being read is reported as
+    unreadable input, not lost in the worker thread."""
+    import random
+
+    write_network_shapefiles(tmp_path / "d")
+    z = zip_folder(tmp_path / "d", tmp_path / "n.zip")
+    with zipfile.ZipFile(z, "a") as zf:
+        zf.writestr("zz_notes.txt", random.Random(3).randbytes(20000), compress_type=zipfile.ZIP_DEFLATED)
+    blob = bytearray(z.read_bytes())
+    name = blob.find(b"zz_notes.txt")                 # local header of the last member
+    data = name + len("zz_notes.txt")
+    for i in range(data + 400, data + 440):           # damage its compressed bytes
+        blob[i] ^= 0xFF
+    z.write_bytes(bytes(blob))
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(z, county="430702")
+    assert "zz_notes.txt" in exc.value.en
