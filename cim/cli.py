@@ -224,6 +224,20 @@ def _load_plugins(argv: list[str]) -> None:
             app.command(ep.name)(obj)
 
 
+_KEPT: list[object] = []
+
+
+def keep_until_exit(obj: object) -> None:
+    """Let the process end without freeing ``obj`` (and without tearing the interpreter down).
+
+    A command that held a whole delivery in memory would otherwise spend a noticeable share of
+    its run freeing millions of small objects after its work is done (mypy exits the same way
+    for the same reason). Only :func:`main`, the console entry point, honours this; a command
+    run in-process (tests) frees as usual.
+    """
+    _KEPT.append(obj)
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=os.environ.get("CIM_LOG_LEVEL", "WARNING"),
@@ -234,6 +248,16 @@ def main() -> None:
     except CimError as exc:
         typer.echo(f"错误 / error [{exc.code}]: {exc.zh}\n  {exc.en}", err=True)
         sys.exit(2)
+    except SystemExit as exc:
+        if not _KEPT:
+            raise
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
 
 
 if __name__ == "__main__":

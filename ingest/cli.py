@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from typer.core import TyperGroup
 
 from cim import db
-from cim.cli import cli_principal
+from cim.cli import cli_principal, keep_until_exit
 from cim.errors import CimError
 from cim.settings import load as load_settings
 from ingest import load as loader
@@ -122,6 +122,7 @@ def load_cmd(
     except CimError as exc:
         _fail(exc, pipeline.exit_code_for(exc))
     _print_outcome(outcome, as_json, phases.seconds())
+    keep_until_exit(outcome)
     raise typer.Exit(outcome.exit_code)
 
 

@@ -68,29 +68,49 @@ def _coerce(series: pd.Series, dtype: str, column: str, layer: str) -> pd.Series
     return series
 
 
-def geometries(batch: LayerBatch, target: str) -> np.ndarray:
-    """The batch's geometries fitted to the target column type; refuse unfit rows."""
-    g = np.array(batch.frame["geom"].to_numpy(), dtype=object)
+def check_geometries(batch: LayerBatch, target: str) -> np.ndarray:
+    """The batch's geometries, refused with their source rows named unless each fits the target
+    column type once :func:`fit_geometries` has run (Polygon → MultiPolygon, a single-part
+    Multi* → its part). Cheap: types and emptiness only, nothing is converted."""
+    g = np.asarray(batch.frame["geom"].to_numpy(), dtype=object)
     want = GEOM_KIND[target]
     tid = shapely.get_type_id(g)
+    fitted = tid.copy()
     if want == _MPOLY:
-        poly = np.flatnonzero(tid == _POLY)
-        if len(poly):
-            g[poly] = shapely.multipolygons(g[poly], indices=np.arange(len(poly)))
+        fitted[tid == _POLY] = _MPOLY
     else:
-        multi = np.flatnonzero((tid == want + 4) & (shapely.get_num_geometries(g) == 1))
-        if len(multi):
-            g[multi] = shapely.get_geometry(g[multi], 0)
-    tid = shapely.get_type_id(g)
+        fitted[(tid == want + 4) & (shapely.get_num_geometries(g) == 1)] = want
     empty = (tid >= 0) & shapely.is_empty(g)
-    bad = np.flatnonzero((tid != want) | empty)
+    bad = np.flatnonzero((fitted != want) | empty)
     if len(bad):
         rows = batch.frame["source_row"].to_numpy()[bad[:5]]
-        what = ["empty" if empty[i] else _TYPE_NAMES.get(int(tid[i]), "?") for i in bad[:5]]
+        what = ["empty" if empty[i] else _TYPE_NAMES.get(int(fitted[i]), "?") for i in bad[:5]]
         where = "; ".join(f"{batch.source_layer} #{r}: {w}" for r, w in zip(rows, what, strict=True))
         raise InvalidInput(f"{target} 有 {len(bad)} 个几何不可入库（空、缺失或类型不符）：{where}",
                            f"{len(bad)} {target} geometries cannot be stored (empty, missing or wrong type): {where}")
     return g
+
+
+def fit_geometries(g: np.ndarray, target: str) -> np.ndarray:
+    """Geometries (checked by :func:`check_geometries`) in the target column's type."""
+    want = GEOM_KIND[target]
+    tid = shapely.get_type_id(g)
+    if want == _MPOLY:
+        fix = np.flatnonzero(tid == _POLY)
+        if len(fix):
+            g = g.copy()
+            g[fix] = shapely.multipolygons(g[fix], indices=np.arange(len(fix)))
+    else:
+        fix = np.flatnonzero(tid == want + 4)
+        if len(fix):
+            g = g.copy()
+            g[fix] = shapely.get_geometry(g[fix], 0)
+    return g
+
+
+def geometries(batch: LayerBatch, target: str) -> np.ndarray:
+    """The batch's geometries fitted to the target column type; refuse unfit rows."""
+    return fit_geometries(check_geometries(batch, target), target)
 
 
 class _Part:
@@ -102,7 +122,7 @@ class _Part:
     def __init__(self, batch: LayerBatch, target: str, columns: dict[str, tuple[str, str | None, bool]],
                  defaults: dict[str, object]) -> None:
         self.batch, self.target, self.defaults = batch, target, defaults
-        self.geom = geometries(batch, target)             # refuses unfit rows before anything is written
+        self.geom = check_geometries(batch, target)       # refuses unfit rows before anything is written
         df = batch.frame
         self.filled: list[tuple[str, str]] = []           # (column, SQL type) taken from the frame
         self.constant: dict[str, object] = {}             # column → one value for every row
@@ -139,7 +159,8 @@ class _Part:
             out[col] = value[start:stop] if isinstance(value, (np.ndarray, pd.api.extensions.ExtensionArray)) else value
         for col in self.columns:
             if col == "geom":
-                out[col] = pd.arrays.ArrowExtensionArray(ewkb_hex(self.geom[start:stop], STORAGE_SRID))
+                fitted = fit_geometries(self.geom[start:stop], self.target)
+                out[col] = pd.arrays.ArrowExtensionArray(ewkb_hex(fitted, STORAGE_SRID))
             elif col in self.constant:
                 out[col] = self.constant[col]
             else:
