@@ -14,23 +14,25 @@ One transaction
 
     1. a per-county advisory lock serialises loads and restores of the same county;
     2. the same file (sha256) already loaded for the county is a no-op (audited, committed);
-    3. the delivery row is inserted (state ``loading``);
-    4. swap, part one: the current rows of each scope get ``is_current = false``;
-    5. the delivery's rows are streamed with ``COPY … FROM STDIN`` straight into the feature
-       tables as current rows (:mod:`ingest.rows`). The staging area is the uncommitted
-       transaction itself: no other session sees these rows before the commit. A separate
-       staging table would write every row twice (COPY into it, then INSERT … SELECT with all
-       index maintenance after validation); measured at 300k rows that costs 8.6 s against
-       5.3 s for the direct COPY (bench/README.md "Ingest"). Checks: geometries are fitted
-       and refused client-side with their source rows named; the database enforces the
-       column types (geometry type and SRID 4490 typmods), NOT NULL, CHECK and foreign keys;
-    6. pipe segments carry ``start_point_id`` / ``end_point_id`` resolved on (network, survey
-       point number) against this delivery's points (ids drawn from the sequence before the
-       COPY), else against the county's current points of that network;
+    3. the delivery row is inserted (state ``loading``) — :func:`open_load` needs only the
+       file facts and the county, so it runs while the delivery is still being read;
+    4. the delivery's rows are streamed with ``COPY … FROM STDIN`` straight into the feature
+       tables as current rows (:class:`Loading` and :class:`ingest.rows.Copier`), batch by
+       batch as the reader hands them over. The staging area is the uncommitted transaction
+       itself: no other session sees these rows before the commit. A separate staging table
+       would write every row twice (COPY into it, then INSERT … SELECT with all index
+       maintenance after validation). Checks: geometries are fitted and refused client-side
+       with their source rows named; the database enforces the column types (geometry type
+       and SRID 4490 typmods), NOT NULL, CHECK and the references (migration 0050);
+    5. pipe segments come last and carry ``start_point_id`` / ``end_point_id`` resolved on
+       (network, survey point number) against this delivery's points (ids drawn from the
+       sequence before their COPY), else against the county's current points of that network;
+    6. :meth:`Loading.finish` completes the delivery row (profiles, scopes, CRSs, encodings,
+       archive) and gives the current rows of each scope ``is_current = false``;
     7. :func:`commit` — only once validation passed — makes the delivery ``current`` with its
        counts and ``finished_at``, marks deliveries left without current rows ``superseded``,
-       audits, and commits. :func:`begin` and :func:`commit` are separate so validation can
-       run on another connection while the rows are written (``ingest.pipeline``).
+       audits, and commits. Loading and committing are separate so validation can run on
+       another connection while the rows are written (``ingest.pipeline``).
 
     The statement triggers of migration 0003 bump ``cim.data_version`` of every table the load
     touched, inside the same transaction.
