@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ingest.model import Delivery, Report
 from ingest.normalize import load_dictionaries
-from ingest.validation.clearance import check_clearance, check_parallel
+from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
 from ingest.validation.core import Ctx, load_rules
 from ingest.validation.drainage import check_drainage
 from ingest.validation.existing import check_existing
@@ -38,8 +38,9 @@ def validate(delivery: Delivery, conn=None, *, rules_path: Path | str | None = N
         ends = check_network(ctx, net)
         if ends is not None:
             check_drainage(ctx, net, ends)
-        check_clearance(ctx, net)
-        check_parallel(ctx, net)
+        near = with_loaded(ctx, net)
+        check_clearance(ctx, net, near)
+        check_parallel(ctx, net, near)
     for batch in delivery.batches:
         check_existing(ctx, batch)
     order = {"error": 0, "warning": 1, "info": 2}

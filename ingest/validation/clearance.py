@@ -11,6 +11,12 @@ optional limits for other pairs). Candidate pairs come from one STRtree query (p
 ``dwithin``, distance per gas segment from the largest limit of its pressure class); the
 parallel test, the common stretch and the clearance along it are numpy on the pair arrays.
 Segments are taken as straight lines between their ends, as Q20 does.
+
+Both rules also look at what is already loaded (:func:`with_loaded`): with a database at hand,
+the county's current segments of the networks this delivery leaves in place, near the
+delivery, take part as the *other* pipe of a pair (a new gas main beside a water main loaded
+last year). Findings always name a row of the delivery; a pair of two loaded pipes is not the
+delivery's to report.
 """
 
 from __future__ import annotations
@@ -19,8 +25,93 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ingest.geometry import local_metric_epsg
 from ingest.validation.core import Ctx, fmt
-from ingest.validation.network import Net, emit, seg_key
+from ingest.validation.network import SCOLS, Net, emit, seg_key
+
+DEG_PER_M = 1 / 111_000.0
+
+
+def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
+    """The delivery's segments plus loaded ones nearby, for Q20 and Q21.
+
+    Loaded segments are the county's current ``pipe_segment`` rows of networks the delivery
+    does not replace, within ``loaded_reach_m`` (rules.yaml, Q21) of the delivery's pipelines;
+    they get ``bi = -1`` and their id in ``loaded_id``. When there are some, every segment's
+    ends are given in the local UTM zone (one frame for both; the source projection differs
+    from it by well under a millimetre per metre); else the delivery's own frame is kept.
+    """
+    S = net.S.reset_index(drop=True)
+    S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
+    if (ctx.conn is None or not ctx.delivery.county_code or not len(S)
+            or (ctx.rule("Q20") is None and ctx.rule("Q21") is None)):
+        return S
+    geoms = np.concatenate([b.frame["geom"].to_numpy() for b in net.batches
+                            if b.target == "pipe_segment" and len(b)])
+    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    if not len(geoms):
+        return S
+    reach = float(ctx.param("Q21", "loaded_reach_m", 20.0)) * DEG_PER_M * 2
+    x0, y0, x1, y1 = (float(v) for v in shapely.total_bounds(geoms))
+    replaced = sorted({str(n) for n in S["network"].dropna()})
+    cols = ", ".join(SCOLS)
+    with ctx.conn.cursor() as cur:
+        cur.execute(f"SELECT id, {cols}, ST_X(ST_StartPoint(geom)), ST_Y(ST_StartPoint(geom)), "
+                    "ST_X(ST_EndPoint(geom)), ST_Y(ST_EndPoint(geom)) FROM cim.pipe_segment "
+                    "WHERE county_code = %s AND is_current AND NOT (network = ANY(%s)) "
+                    "AND geom && ST_MakeEnvelope(%s, %s, %s, %s, 4490)",
+                    (ctx.delivery.county_code, replaced, x0 - reach, y0 - reach, x1 + reach, y1 + reach))
+        rows = cur.fetchall()
+    if not rows:
+        return S
+    L = pd.DataFrame(rows, columns=["loaded_id", *SCOLS, "lx0", "ly0", "lx1", "ly1"])
+    for c in SCOLS:
+        if c in S.columns and pd.api.types.is_float_dtype(S[c]):
+            L[c] = pd.to_numeric(L[c], errors="coerce")
+    tr = _utm(local_metric_epsg(geoms))
+    L["sx"], L["sy"] = tr.transform(L["lx0"].to_numpy(float), L["ly0"].to_numpy(float))
+    L["ex"], L["ey"] = tr.transform(L["lx1"].to_numpy(float), L["ly1"].to_numpy(float))
+    L["bi"], L["row"] = -1, -1
+    L["loaded_id"] = L["loaded_id"].astype("Int64")
+    # the delivery's segments in the same frame
+    S = S.copy()
+    for bi in S["bi"].unique():
+        b = net.batches[int(bi)]
+        at = np.flatnonzero(S["bi"].to_numpy() == bi)
+        g = b.frame["geom"].to_numpy()[S["row"].to_numpy()[at]]
+        ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
+        xy = np.full((len(at), 4), np.nan)
+        if ok.any():
+            s0, s1 = shapely.get_point(g[ok], 0), shapely.get_point(g[ok], -1)
+            xy[ok, 0], xy[ok, 1] = tr.transform(shapely.get_x(s0), shapely.get_y(s0))
+            xy[ok, 2], xy[ok, 3] = tr.transform(shapely.get_x(s1), shapely.get_y(s1))
+        S.loc[at, ["sx", "sy", "ex", "ey"]] = xy
+    return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
+
+
+def _utm(epsg: int):
+    from ingest.geometry import _to_utm
+    return _to_utm(epsg)
+
+
+def _subjects(S: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pair as (delivery segment, other), dropping pairs of two loaded segments; also
+    the positions in the pair arrays that were kept."""
+    loaded = S["bi"].to_numpy() < 0
+    keep = np.flatnonzero(~(loaded[a] & loaded[b]))
+    a, b = a[keep], b[keep]
+    swap = loaded[a]
+    return np.where(swap, b, a), np.where(swap, a, b), keep
+
+
+def _other_key(S: pd.DataFrame, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How a finding names the other segment: its point numbers, and for a loaded one its id."""
+    key = seg_key(S.iloc[j]).to_numpy(dtype=object)
+    lid = S["loaded_id"].to_numpy(dtype=object)[j]
+    loaded = S["bi"].to_numpy()[j] < 0
+    zh = np.where(loaded, [f"{k}（已入库 #{i}）" for k, i in zip(key, lid, strict=True)], key)
+    en = np.where(loaded, [f"{k} (loaded #{i})" for k, i in zip(key, lid, strict=True)], key)
+    return zh, en
 
 
 def _centre_z(S: pd.DataFrame, t: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,11 +126,11 @@ def _centre_z(S: pd.DataFrame, t: np.ndarray, idx: np.ndarray) -> tuple[np.ndarr
     return z + np.where(ref == "invert", r, np.where(ref == "top", -r, 0.0)), r
 
 
-def check_clearance(ctx: Ctx, net: Net) -> None:
-    """Warn about crossings with too little vertical clearance."""
+def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
+    """Warn about crossings with too little vertical clearance (``S``: :func:`with_loaded`)."""
     if ctx.rule("Q20") is None or not len(net.S):
         return
-    S = net.S.reset_index(drop=True)
+    S = net.S.reset_index(drop=True) if S is None else S
     ok = (S["start_z"].notna() & S["end_z"].notna() & S["sx"].notna() & S["ex"].notna()).to_numpy()
     if ok.sum() < 2:
         return
@@ -66,14 +157,17 @@ def check_clearance(ctx: Ctx, net: Net) -> None:
     bad = np.isfinite(clear) & (clear < limit)
     if not bad.any():
         return
-    ia, ib, c, lim = sub[a][bad], sub[b][bad], clear[bad], limit[bad]
+    ia, ib, kept = _subjects(S, sub[a][bad], sub[b][bad])
+    c, lim = clear[bad][kept], limit[bad][kept]
+    if not len(ia):
+        return
     sel = S.iloc[ia]
-    other = seg_key(S.iloc[ib]).to_numpy()
+    other_zh, other_en = _other_key(S, ib)
     other_net = S["network"].to_numpy()[ib]
     emit(ctx, net, "Q20", sel, key=seg_key(sel), value=np.round(c, 3),
-         zh=fmt("与 {n} 管段 {o} 交叉处垂直净距 {c} m，小于 {l} m", n=other_net, o=other, c=c, l=lim),
-         en=fmt("crosses {n} segment {o} with a vertical clearance of {c} m (minimum {l} m)", n=other_net, o=other,
-                c=c, l=lim))
+         zh=fmt("与 {n} 管段 {o} 交叉处垂直净距 {c} m，小于 {l} m", n=other_net, o=other_zh, c=c, l=lim),
+         en=fmt("crosses {n} segment {o} with a vertical clearance of {c} m (minimum {l} m)", n=other_net,
+                o=other_en, c=c, l=lim))
 
 
 
@@ -92,8 +186,9 @@ def _in(codes: np.ndarray, uniques: np.ndarray, allowed) -> np.ndarray:
     return hit[codes]
 
 
-def check_parallel(ctx: Ctx, net: Net) -> None:
-    """Q21: warn about parallel runs closer than the horizontal clear distance of their pair."""
+def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
+    """Q21: warn about parallel runs closer than the horizontal clear distance of their pair
+    (``S``: :func:`with_loaded`)."""
     if ctx.rule("Q21") is None or not len(net.S):
         return
     par = ctx.rules["Q21"].params
@@ -102,7 +197,7 @@ def check_parallel(ctx: Ctx, net: Net) -> None:
     pair_nets = {n for k in pairs for n in k}
     classes = par.get("classes") or {}
     cls_list = list(classes) or ["-"]
-    S = net.S.reset_index(drop=True)
+    S = net.S.reset_index(drop=True) if S is None else S
     ncode, nets = _codes(S["network"])
     bcode, burials = _codes(S["burial_type"])
     xy = S[["sx", "sy", "ex", "ey"]].to_numpy(float)
@@ -205,15 +300,19 @@ def check_parallel(ctx: Ctx, net: Net) -> None:
     ni, nj = nets[ncode[i]].astype(str), nets[ncode[j]].astype(str)
     name = [classes.get(cls_list[k], [cls_list[k]]) for k in col[i]]
     pair = ["-".join(sorted(p)) for p in zip(ni, nj, strict=True)]
-    why_zh = [("燃气管之间" if b else f"{nm[0]}燃气管") if a else f"管线 {p}"
-              for a, b, nm, p in zip(gi, gj, name, pair, strict=True)]
-    why_en = [("between gas pipes" if b else f"{nm[-1]} gas") if a else f"pair {p}"
-              for a, b, nm, p in zip(gi, gj, name, pair, strict=True)]
-    sel = S.iloc[i]
-    other = seg_key(S.iloc[j]).to_numpy()
-    run, clear = np.round(close, 1), np.round(clear, 3)
+    why_zh = np.array([("燃气管之间" if b else f"{nm[0]}燃气管") if a else f"管线 {p}"
+                       for a, b, nm, p in zip(gi, gj, name, pair, strict=True)], dtype=object)
+    why_en = np.array([("between gas pipes" if b else f"{nm[-1]} gas") if a else f"pair {p}"
+                       for a, b, nm, p in zip(gi, gj, name, pair, strict=True)], dtype=object)
+    subject, other, kept = _subjects(S, i, j)
+    if not len(subject):
+        return
+    sel = S.iloc[subject]
+    other_zh, other_en = _other_key(S, other)
+    n_other = nets[ncode[other]].astype(str)
+    run, clear, limit = np.round(close[kept], 1), np.round(clear[kept], 3), limit[kept]
     emit(ctx, net, "Q21", sel, key=seg_key(sel), value=clear,
-         zh=fmt("与 {n} 管段 {o} 平行 {s} m，水平净距 {c} m，小于 {l} m（{w}）", n=nj, o=other, s=run, c=clear,
-                l=limit, w=why_zh),
+         zh=fmt("与 {n} 管段 {o} 平行 {s} m，水平净距 {c} m，小于 {l} m（{w}）", n=n_other, o=other_zh, s=run,
+                c=clear, l=limit, w=why_zh[kept]),
          en=fmt("runs {s} m parallel to {n} segment {o} with a horizontal clearance of {c} m (minimum {l} m, {w})",
-                n=nj, o=other, s=run, c=clear, l=limit, w=why_en))
+                n=n_other, o=other_en, s=run, c=clear, l=limit, w=why_en[kept]))

@@ -149,3 +149,73 @@ def test_other_pairs_and_thresholds_come_from_rules_yaml(tmp_path):
     longer = tmp_path / "longer.yaml"
     longer.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
     assert q21(run(tmp_path, longer, JS=water(), YS=ys)) == []
+
+
+# --- against what is already loaded -----------------------------------------------------------
+
+def _load(conn, tmp_path, county, **layers):
+    """Read, validate and load a delivery of the given pipes for ``county``."""
+    from cim import auth
+    from ingest import load
+
+    sheets = {}
+    for prefix, (pts, lines) in layers.items():
+        sheets[f"{prefix}POINT"], sheets[f"{prefix}LINE"] = pts, lines
+    path = write_xlsx(tmp_path / f"l{len(list(tmp_path.glob('*.xlsx')))}.xlsx", sheets)
+    report = validate(read_delivery(path, county=county), conn=conn)
+    return load.load(conn, report, principal=auth.Principal(name="test", role=auth.Role.admin))
+
+
+def _county():
+    import random
+    return f"43{random.randint(1000, 9999)}"
+
+
+def test_new_gas_main_beside_a_loaded_water_main(tmp_path, conn):
+    """A gas-only delivery is checked against the water main loaded before it: the finding is on
+    the new gas segment and names the loaded one by its point numbers and id."""
+    county = _county()
+    loaded = _load(conn, tmp_path, county, JS=water())
+    assert loaded.state == "current"
+    sheets = {"RQPOINT": gas(N0 + 0.6)[0], "RQLINE": gas(N0 + 0.6)[1]}
+    path = write_xlsx(tmp_path / "gas.xlsx", sheets)
+    f = q21(validate(read_delivery(path, county=county), conn=conn))
+    assert {(x.key, x.source_layer) for x in f} == {("RQ1-RQ2", "RQLINE"), ("RQ2-RQ3", "RQLINE")}
+    assert all(x.value == pytest.approx(0.42, abs=0.002) for x in f)     # UTM frame: within 2 mm
+    assert any("JS1-JS2（已入库 #" in x.message_zh and "中压B" in x.message_zh for x in f)
+    assert any("JS1-JS2 (loaded #" in x.message_en for x in f)
+    # without a database, or a metre further away, nothing to report
+    assert q21(validate(read_delivery(path, county=county))) == []
+    far = write_xlsx(tmp_path / "far.xlsx", {"RQPOINT": gas(N0 + 1.6)[0], "RQLINE": gas(N0 + 1.6)[1]})
+    assert q21(validate(read_delivery(far, county=county), conn=conn)) == []
+
+
+def test_a_network_being_replaced_is_not_its_own_neighbour(tmp_path, conn):
+    """A new water delivery replaces the loaded water network, so it is not checked against it;
+    another county's pipes are not looked at either."""
+    county = _county()
+    _load(conn, tmp_path, county, RQ=gas(N0 + 0.6))
+    again = write_xlsx(tmp_path / "js.xlsx", {"JSPOINT": water()[0], "JSLINE": water()[1]})
+    # the gas main stays current beside the new water main: found from the water side
+    f = q21(validate(read_delivery(again, county=county), conn=conn))
+    assert {x.key for x in f} == {"JS1-JS2", "JS2-JS3"} and all("RQ" in x.message_zh for x in f)
+    # the same delivery for another county sees nothing loaded
+    assert q21(validate(read_delivery(again, county=_county()), conn=conn)) == []
+    # a gas delivery replacing the gas main is not checked against the gas main it replaces
+    gas_again = write_xlsx(tmp_path / "rq.xlsx", {"RQPOINT": gas(N0 + 5)[0], "RQLINE": gas(N0 + 5)[1]})
+    assert q21(validate(read_delivery(gas_again, county=county), conn=conn)) == []
+
+
+def test_crossing_a_loaded_pipe_too_close_vertically(tmp_path, conn):
+    """Q20 against a loaded pipe: a new water main crossing a loaded drain 0.3 m above it (0.40 m
+    needed between water and drainage)."""
+    county = _county()
+    drain = pipe("YS", N0, [E0, E0 + 30], 300, material="混凝土")
+    drain[1]["起点高程"] = drain[1]["终点高程"] = 48.0          # drain invert: its top at 48.30
+    _load(conn, tmp_path, county, YS=drain)
+    js = pipe("JS", [N0 - 20, N0 + 20], [E0 + 15, E0 + 15], 200, material="PE")
+    js[1]["起点高程"] = js[1]["终点高程"] = 48.8                 # water main top: its bottom at 48.60
+    path = write_xlsx(tmp_path / "js.xlsx", {"JSPOINT": js[0], "JSLINE": js[1]})
+    q20 = [x for x in validate(read_delivery(path, county=county), conn=conn).findings if x.rule_id == "Q20"]
+    assert len(q20) == 1 and q20[0].source_layer == "JSLINE" and q20[0].key == "JS1-JS2"
+    assert q20[0].value == pytest.approx(0.3, abs=0.005) and "YS1-YS2（已入库 #" in q20[0].message_zh
