@@ -321,9 +321,15 @@ class Loading:
             archived = _archive(delivery, self.archive_dir, self.originals)
             _describe_delivery(self.cur, delivery, self.delivery_id, scope_list, archived)
             retired: set[int] = set()
+            replaced_points: list[str] = []
             for scope in scope_list:
                 target, network = _split_scope(scope)
-                retired.update(_retire(self.cur, target, self.county, network, self.delivery_id))
+                gone = _retire(self.cur, target, self.county, network, self.delivery_id)
+                retired.update(gone)
+                if target == "pipe_point" and gone:
+                    replaced_points.append(network)
+            if replaced_points:   # segments of other deliveries now meet this delivery's points
+                _repoint(self.cur, self.county, replaced_points, self.delivery_id)
             result.update(archived=archived, retired=retired)
         self._guarded(complete)
         counts = {t: self.counts[t] for t in ORDER if t in self.counts}
@@ -454,6 +460,35 @@ def _retire(cur, target: str, county: str, network: str | None, keep: int) -> li
     return [r[0] for r in cur.fetchall()]
 
 
+def _repoint(cur, county: str, networks: list[str], delivery_id: int) -> int:
+    """Make the county's current segments of ``networks`` refer to the current point of each of
+    their point numbers (the first by id when a number repeats), where they refer to another.
+
+    Needed when the points of a network change without its segments: a point-only delivery, or
+    a restore. Segments whose point numbers have no current point keep their reference (the
+    point of their own survey). Only segments of deliveries holding those scopes are visited
+    (index on ``delivery_id``). Returns the number of references changed.
+    """
+    scopes_ = [f"pipe_segment:{n}" for n in networks]
+    cur.execute("SELECT id FROM cim.delivery WHERE county_code = %s AND (state = 'current' OR id = %s) "
+                "AND layers && %s::text[]", (county, delivery_id, scopes_))
+    holders = [r[0] for r in cur.fetchall()]
+    if not holders:
+        return 0
+    changed = 0
+    for end in ("start", "end"):
+        cur.execute(
+            f"UPDATE cim.pipe_segment s SET {end}_point_id = p.id "
+            "FROM (SELECT DISTINCT ON (network, exp_no) network, exp_no, id FROM cim.pipe_point "
+            "      WHERE county_code = %(c)s AND is_current AND network = ANY(%(n)s) "
+            "      ORDER BY network, exp_no, id) p "
+            f"WHERE s.delivery_id = ANY(%(d)s) AND s.is_current AND s.network = ANY(%(n)s) "
+            f"AND p.network = s.network AND p.exp_no = s.{end}_exp_no AND s.{end}_point_id IS DISTINCT FROM p.id",
+            {"c": county, "n": networks, "d": holders})
+        changed += cur.rowcount
+    return changed
+
+
 def _settle(cur, delivery_ids: set[int]) -> list[int]:
     """Deliveries among ``delivery_ids`` left without current rows become ``superseded``."""
     if not delivery_ids:
@@ -513,6 +548,9 @@ def restore(conn: psycopg2.extensions.connection, delivery_id: int, *, principal
                 cur.execute(f"UPDATE cim.{quote_ident(target)} SET is_current = true "
                             f"WHERE delivery_id = %s AND NOT is_current {net_sql}", params)
             cur.execute("UPDATE cim.delivery SET state = 'current' WHERE id = %s", (delivery_id,))
+            pipe_nets = sorted({n for t, n in map(_split_scope, d["layers"]) if n and t in NETWORK_SCOPED})
+            if pipe_nets:
+                _repoint(cur, d["county_code"], pipe_nets, delivery_id)
             superseded = _settle(cur, touched - {delivery_id})
             auth.audit(cur, principal, "ingest.restore", target=f"delivery:{delivery_id}",
                        county=d["county_code"], client_addr=client_addr,

@@ -188,3 +188,25 @@ def test_list_deliveries_newest_first(conn, tmp_path):
         rows = loader.list_deliveries(cur, county)
     assert [r["id"] for r in rows] == [b.delivery_id, a.delivery_id]
     assert [r["state"] for r in rows] == ["current", "superseded"]
+
+
+def test_segments_follow_replaced_points_and_restore(conn, tmp_path):
+    """A point-only delivery replaces a network's points while its segments stay current: the
+    segments then refer to the new points of their point numbers; restoring the first delivery
+    points them back (section profiles and 3D Tiles read the ground through these ids)."""
+    county = county_code()
+    first = loader.load(conn, delivery(tmp_path, [points(5, "JS"), segments(5, "JS")], county, "a.zip"),
+                        principal=ADMIN)
+    ends_sql = ("SELECT s.start_exp_no, sp.delivery_id, ep.delivery_id FROM cim.pipe_segment s "
+                "JOIN cim.pipe_point sp ON sp.id = s.start_point_id JOIN cim.pipe_point ep ON ep.id = s.end_point_id "
+                "WHERE s.county_code = %s AND s.is_current ORDER BY 1")
+    assert {(a, b) for _, a, b in _all(conn, ends_sql, (county,))} == {(first.delivery_id, first.delivery_id)}
+    # new survey of the points only: JS0..JS3 (JS4 no longer surveyed)
+    second = loader.load(conn, delivery(tmp_path, [points(4, "JS", dx=1e-6)], county, "b.zip"), principal=ADMIN)
+    rows = _all(conn, ends_sql, (county,))
+    assert [(no, a, b) for no, a, b in rows] == [
+        ("JS0", second.delivery_id, second.delivery_id), ("JS1", second.delivery_id, second.delivery_id),
+        ("JS2", second.delivery_id, second.delivery_id),
+        ("JS3", second.delivery_id, first.delivery_id)]       # JS4 has no current point: keeps its own
+    loader.restore(conn, first.delivery_id, principal=ADMIN)
+    assert {(a, b) for _, a, b in _all(conn, ends_sql, (county,))} == {(first.delivery_id, first.delivery_id)}
