@@ -67,6 +67,7 @@ class IngestSettings(BaseSettings):
     max_unzipped_mb: int = 4096
     max_zip_ratio: float = 200.0
     archive_dir: Path | None = None  # default: $CIM_HOME/archive
+    datum_shifts: Path | None = None  # Xian 1980 / Beijing 1954 → CGCS2000; default ingest/datum_shifts.yaml
 
 
 class TileSettings(BaseSettings):

@@ -9,16 +9,20 @@ area of use does not contain the data is refused.
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError as PyprojCRSError
 
 from cim.crs import STORAGE_SRID, GKZone, crs_from_epsg, gk_zones
-from cim.errors import CrsError
+from cim.errors import ConfigError, CrsError
 from ingest.profile import read_yaml
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +42,7 @@ class ResolvedCrs:
     label: str                       # "EPSG:4546" or the CRS name
     swapped: bool = False
     notes: list[tuple[str, str, str]] = field(default_factory=list)  # (topic, zh, en)
+    pipeline: str | None = None      # PROJ pipeline to EPSG:4490 lon/lat when a datum shift applies
 
     @property
     def is_geographic(self) -> bool:
@@ -170,6 +175,135 @@ def to_storage(x: np.ndarray, y: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.n
     return transformer_to_storage(crs.to_wkt()).transform(x, y)
 
 
+# --- old datums to CGCS2000 (ingest/datum_shifts.yaml) ---------------------------------------
+
+DATUM_SHIFTS = Path(__file__).with_name("datum_shifts.yaml")
+OLD_DATUMS = {"Xian1980": ("西安80", "Xian 1980"), "Beijing1954": ("北京54", "Beijing 1954")}
+
+
+class Plane4(BaseModel):
+    """Plane 4-parameter transformation (survey convention: X north, Y east)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dx: float
+    dy: float
+    rotation_arcsec: float = 0.0
+    scale_ppm: float = 0.0
+
+
+class DatumShift(BaseModel):
+    """One entry of ``datum_shifts.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counties: list[str] = Field(min_length=1)
+    source: str
+    helmert7: list[float] | None = Field(default=None, min_length=7, max_length=7)
+    convention: Literal["position_vector", "coordinate_frame"] = "position_vector"
+    plane4: Plane4 | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> DatumShift:
+        if (self.helmert7 is None) == (self.plane4 is None):
+            raise ValueError("give exactly one of helmert7 and plane4")
+        return self
+
+
+@lru_cache(maxsize=8)
+def load_datum_shifts(path: str | None = None) -> dict[str, tuple[DatumShift, ...]]:
+    """The datum-shift table (``ingest/datum_shifts.yaml`` unless another file is given)."""
+    p = Path(path) if path else DATUM_SHIFTS
+    try:
+        data = read_yaml(p) or {}
+        unknown = set(data) - set(OLD_DATUMS)
+        if unknown:
+            raise ValueError(f"unknown datums {sorted(unknown)}; expected {sorted(OLD_DATUMS)}")
+        return {d: tuple(DatumShift.model_validate(e) for e in (data.get(d) or [])) for d in OLD_DATUMS}
+    except Exception as exc:
+        raise ConfigError(f"基准转换参数文件 {p.name} 无效：{exc}", f"invalid datum-shift file {p}: {exc}") from exc
+
+
+def _shift_for(datum: str, county: str | None, shifts: dict[str, tuple[DatumShift, ...]]) -> DatumShift | None:
+    best, length = None, -1
+    for entry in shifts.get(datum, ()):
+        for prefix in entry.counties:
+            if county and county.startswith(prefix) and len(prefix) > length:
+                best, length = entry, len(prefix)
+    return best
+
+
+def _proj4_terms(crs: CRS) -> list[str]:
+    with warnings.catch_warnings():   # a GK zone loses nothing in PROJ.4 form
+        warnings.simplefilter("ignore", UserWarning)
+        text = crs.to_proj4()
+    return [t for t in text.split() if t not in ("+no_defs", "+type=crs")]
+
+
+def _ellipsoid_terms(terms: list[str]) -> list[str]:
+    return [t for t in terms if t.split("=")[0] in ("+ellps", "+a", "+b", "+rf", "+f")]
+
+
+def shift_pipeline(crs: CRS, shift: DatumShift) -> str:
+    """PROJ pipeline from ``crs`` (x = easting or longitude) to CGCS2000 lon/lat in degrees."""
+    terms = _proj4_terms(crs)
+    to_deg = "+step +proj=unitconvert +xy_in=rad +xy_out=deg"
+    if shift.plane4 is not None:
+        if crs.is_geographic or "+proj=tmerc" not in terms:
+            raise CrsError("平面四参数只适用于高斯-克吕格投影坐标", "plane 4-parameter shifts apply to Gauss-Krüger "
+                           "projected coordinates only")
+        p = shift.plane4
+        a = math.radians(p.rotation_arcsec / 3600.0)
+        k = 1.0 + p.scale_ppm * 1e-6
+        # (E, N) → (E', N'):  E' = dy + k(N sin a + E cos a),  N' = dx + k(N cos a − E sin a)
+        affine = (f"+step +proj=affine +xoff={p.dy!r} +yoff={p.dx!r} +s11={k * math.cos(a)!r} "
+                  f"+s12={k * math.sin(a)!r} +s21={-k * math.sin(a)!r} +s22={k * math.cos(a)!r}")
+        tm = [t for t in terms if t.split("=")[0] not in ("+ellps", "+a", "+b", "+rf", "+f", "+towgs84",
+                                                          "+datum", "+nadgrids")]
+        return f"+proj=pipeline {affine} +step +inv {' '.join(tm)} +ellps=GRS80 {to_deg}"
+    h = [float(v) for v in shift.helmert7 or []]
+    conv = "position_vector" if shift.convention == "position_vector" else "coordinate_frame"
+    ellps = " ".join(_ellipsoid_terms(terms))
+    if crs.is_geographic:
+        first = "+step +proj=unitconvert +xy_in=deg +xy_out=rad"
+    else:
+        first = "+step +inv " + " ".join(t for t in terms if t.split("=")[0] not in ("+towgs84", "+datum", "+nadgrids"))
+    return (f"+proj=pipeline {first} +step +proj=cart {ellps} "
+            f"+step +proj=helmert +x={h[0]!r} +y={h[1]!r} +z={h[2]!r} +rx={h[3]!r} +ry={h[4]!r} +rz={h[5]!r} "
+            f"+s={h[6]!r} +convention={conv} +step +inv +proj=cart +ellps=GRS80 {to_deg}")
+
+
+def apply_datum_shift(out: ResolvedCrs, county: str | None, layer: str,
+                      shifts: dict[str, tuple[DatumShift, ...]] | None = None) -> None:
+    """For a Xian 1980 or Beijing 1954 layer: the county's transformation to CGCS2000 from the
+    datum-shift table, or a note that PROJ's ballpark (no shift) is used."""
+    datum = _datum_of(out.crs)
+    if datum not in OLD_DATUMS:
+        return
+    zh, en = OLD_DATUMS[datum]
+    shift = _shift_for(datum, county, load_datum_shifts() if shifts is None else shifts)
+    if shift is None:
+        out.notes.append(("crs", f"图层 {layer} 为{zh}坐标系，未配置县 {county or '?'} 的{zh}至 CGCS2000 转换参数："
+                                 "按 PROJ 默认近似（经纬度不变）转换，平面位置可能偏差数十米；"
+                                 "请在 datum_shifts.yaml 中配置当地七参数或四参数后重新入库",
+                          f"layer {layer}: {en} coordinates and no {en} → CGCS2000 parameters configured for county "
+                          f"{county or '?'}: PROJ's ballpark transformation was used (latitude and longitude kept), "
+                          "which may be tens of metres off; configure the local 7- or 4-parameter set in "
+                          "datum_shifts.yaml and ingest again"))
+        return
+    out.pipeline = shift_pipeline(out.crs, shift)
+    kind_zh, kind_en = ("七参数", "7-parameter") if shift.helmert7 is not None else ("平面四参数", "plane 4-parameter")
+    out.notes.append(("crs", f"图层 {layer}：{zh}坐标按{kind_zh}转换至 CGCS2000（{shift.source}）",
+                      f"layer {layer}: {en} coordinates transformed to CGCS2000 with the {kind_en} set "
+                      f"'{shift.source}'"))
+
+
+@lru_cache(maxsize=64)
+def transformer_from_pipeline(pipeline: str) -> Transformer:
+    """Cached transformer for a datum-shift pipeline."""
+    return Transformer.from_pipeline(pipeline)
+
+
 def check_area_of_use(crs: CRS, label: str, x: np.ndarray, y: np.ndarray, layer: str) -> None:
     """Refuse a CRS whose area of use does not contain the data (CrsError)."""
     aou = crs.area_of_use
@@ -204,12 +338,16 @@ def _prefix_variant(zone: GKZone, want_prefixed: bool) -> GKZone | None:
 
 
 def resolve(declared: CRS | None, x: np.ndarray, y: np.ndarray, *, layer: str,
-            county_lon: float | None = None) -> ResolvedCrs:
-    """Decide the CRS and axis order of a layer from its declaration and coordinates."""
+            county_lon: float | None = None, county: str | None = None,
+            shifts: dict[str, tuple[DatumShift, ...]] | None = None) -> ResolvedCrs:
+    """Decide the CRS and axis order of a layer from its declaration and coordinates; for Xian
+    1980 and Beijing 1954, the county's datum shift (``shifts``: :func:`load_datum_shifts`)."""
     b = _bbox(x, y)
-    if declared is not None:
-        return _resolve_declared(declared, b, x, y, layer)
-    return _infer(b, layer, county_lon)
+    if declared is None:
+        return _infer(b, layer, county_lon)
+    out = _resolve_declared(declared, b, x, y, layer)
+    apply_datum_shift(out, county, layer, shifts)
+    return out
 
 
 def _resolve_declared(crs: CRS, b, x, y, layer: str) -> ResolvedCrs:

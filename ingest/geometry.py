@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.crsdetect import ResolvedCrs, to_storage
+from ingest.crsdetect import ResolvedCrs, to_storage, transformer_from_pipeline
 from ingest.model import LayerBatch
 from ingest.normalize import as_float
 from ingest.profile import Match, norm_name, target_columns
@@ -40,7 +40,10 @@ def prepare_geometry(layer: SourceLayer, match: Match, resolved: ResolvedCrs | N
         geom = _swap(geom)
 
     def fwd(c: np.ndarray) -> np.ndarray:
-        lon, lat = to_storage(c[:, 0], c[:, 1], resolved.crs)
+        if resolved.pipeline:   # a configured datum shift (Xian 1980 / Beijing 1954 → CGCS2000)
+            lon, lat = transformer_from_pipeline(resolved.pipeline).transform(c[:, 0], c[:, 1])
+        else:
+            lon, lat = to_storage(c[:, 0], c[:, 1], resolved.crs)
         return np.column_stack([lon, lat])
 
     return geom, shapely.transform(geom, fwd)

@@ -23,7 +23,7 @@ from shapely.errors import GEOSException
 
 from cim.errors import CimError, UnreadableInput
 from cim.settings import IngestSettings
-from ingest.crsdetect import longitude_for_county, resolve
+from ingest.crsdetect import load_datum_shifts, longitude_for_county, resolve
 from ingest.geometry import fit_geometry_type, metric_geometry, prepare_geometry, table_coordinates
 from ingest.model import Delivery, LayerBatch, Note
 from ingest.normalize import convert_columns, derive, load_dictionaries
@@ -205,6 +205,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     profiles = load_profiles(profile_dirs)
     dicts = load_dictionaries(conn)
     county_lon = longitude_for_county(county, conn)
+    shifts = load_datum_shifts(str(settings.datum_shifts) if settings.datum_shifts else None)
     handed: set[int] = set()
     read_any = False
     with tempfile.TemporaryDirectory(prefix="cim-ingest-") as tmp:
@@ -221,7 +222,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
                                        f"{match.spec.id} → 表 {match.spec.target}",
                                        f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
                                        f"table {match.spec.target}"))
-            batch = _guarded(_to_batch, layer.file, layer, match, dicts, county_lon, delivery)
+            batch = _guarded(_to_batch, layer.file, layer, match, dicts, county_lon, delivery, shifts)
             delivery.batches.append(batch)
             if on_batch and not _needs_point_lines(batch):
                 _fill_length(batch)
@@ -315,7 +316,8 @@ def _outliers(b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Delivery) -> LayerBatch:
+def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Delivery,
+              shifts=None) -> LayerBatch:
     frame, raw = convert_columns(layer.frame, match, dicts, clean_text=layer.clean_text)
     net, sub = derive(frame, match, dicts)
     resolved = None
@@ -326,7 +328,8 @@ def _to_batch(layer: SourceLayer, match: Match, dicts, county_lon, delivery: Del
         if keep.any():
             xs = np.concatenate([b[0, keep], b[2, keep]])
             ys = np.concatenate([b[1, keep], b[3, keep]])
-            resolved = resolve(layer.crs, xs, ys, layer=layer.name, county_lon=county_lon)
+            resolved = resolve(layer.crs, xs, ys, layer=layer.name, county_lon=county_lon,
+                               county=delivery.county_code, shifts=shifts)
             for topic, zh, en in resolved.notes:
                 delivery.notes.append(Note(layer.name, topic, zh, en))
     src, geom = prepare_geometry(layer, match, resolved, frame)

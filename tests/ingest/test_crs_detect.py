@@ -163,3 +163,95 @@ def test_lines_keep_their_source_crs(tmp_path):
     assert d.batches[0].source_crs == "EPSG:4546"
     assert d.batches[0].source_geom is not None
     assert shapely.get_coordinates(d.batches[0].source_geom)[0] == pytest.approx([E0, N0])
+
+
+# --- Xian 1980 / Beijing 1954 → CGCS2000 (ingest/datum_shifts.yaml) -----------------------------
+
+XIAN80_CM111 = 2382          # Xian 1980 / 3-degree Gauss-Kruger CM 111E
+
+
+def _xian_delivery(tmp_path):
+    pts, _ = network(n_points=3)
+    return _write_points(tmp_path, pts, prj=CRS.from_epsg(XIAN80_CM111).to_wkt("WKT1_ESRI"))
+
+
+def _shifts(tmp_path, text: str):
+    from cim.settings import IngestSettings
+    path = tmp_path / "shifts.yaml"
+    path.write_text(text, encoding="utf-8")
+    return IngestSettings(datum_shifts=path)
+
+
+def _bound(p):
+    """pyproj's own Bursa-Wolf route (BoundCRS on both sides) as the reference."""
+    from pyproj import Transformer
+    from pyproj.crs import BoundCRS
+    from pyproj.crs.coordinate_operation import ToWGS84Transformation
+
+    src, dst = CRS.from_epsg(XIAN80_CM111), CRS.from_epsg(4490)
+    b_src = BoundCRS(src, CRS.from_epsg(4326), ToWGS84Transformation(src.geodetic_crs, *p))
+    b_dst = BoundCRS(dst, CRS.from_epsg(4326), ToWGS84Transformation(dst.geodetic_crs, 0, 0, 0, 0, 0, 0, 0))
+    return Transformer.from_crs(b_src, b_dst, always_xy=True)
+
+
+def test_xian80_without_parameters_says_so(tmp_path):
+    from pyproj import Transformer
+    d = read_delivery(_xian_delivery(tmp_path), county="430702")
+    b, x, y = _first_point(d)
+    assert b.source_crs == f"EPSG:{XIAN80_CM111}"
+    ballpark = Transformer.from_crs(CRS.from_epsg(XIAN80_CM111), CRS.from_epsg(4490), always_xy=True)
+    assert (x, y) == pytest.approx(ballpark.transform(E0, N0), abs=1e-9)
+    notes = [n for n in d.notes if n.topic == "crs" and "西安80" in n.message_zh]
+    assert notes and "未配置" in notes[0].message_zh and "ballpark" in notes[0].message_en
+
+
+def test_xian80_seven_parameters_for_the_county(tmp_path):
+    p = [-15.8, 137.2, 62.4, 0.5, -1.2, 0.8, 2.1]
+    settings = _shifts(tmp_path, "Xian1980:\n  - counties: ['4307']\n    source: 测试参数\n"
+                                 f"    helmert7: {p}\n")
+    shp = _xian_delivery(tmp_path)
+    d = read_delivery(shp, county="430702", settings=settings)
+    _, x, y = _first_point(d)
+    assert (x, y) == pytest.approx(_bound(p).transform(E0, N0), abs=1e-9)     # sub-millimetre
+    assert any("七参数" in n.message_zh and "测试参数" in n.message_zh for n in d.notes)
+    # metres, not centimetres, from the ballpark: the parameters matter
+    from pyproj import Transformer
+    bx, by = Transformer.from_crs(CRS.from_epsg(XIAN80_CM111), CRS.from_epsg(4490), always_xy=True).transform(E0, N0)
+    assert abs(x - bx) * 97_000 > 5 or abs(y - by) * 111_000 > 5
+    # coordinate-frame rotations are the position-vector ones with the opposite sign
+    cf = _shifts(tmp_path, "Xian1980:\n  - counties: ['4307']\n    source: t\n    convention: coordinate_frame\n"
+                           f"    helmert7: {p[:3] + [-v for v in p[3:6]] + p[6:]}\n")
+    _, x2, y2 = _first_point(read_delivery(shp, county="430702", settings=cf))
+    assert (x2, y2) == pytest.approx((x, y), abs=1e-9)
+    # another county: no parameters
+    other = read_delivery(shp, county="440103", settings=settings)
+    assert any("未配置" in n.message_zh for n in other.notes)
+
+
+def test_beijing54_plane_four_parameters(tmp_path):
+    """Plane 4-parameter set: X' = dx + (1+m)(X cos a − Y sin a), Y' = dy + (1+m)(X sin a + Y cos a)
+    in the zone, then the CGCS2000 zone of the same central meridian."""
+    import math
+
+    from pyproj import Transformer
+    settings = _shifts(tmp_path, "Beijing1954:\n  - counties: ['430702']\n    source: 四参数\n"
+                                 "    plane4: {dx: -42.3, dy: 118.9, rotation_arcsec: 1.2, scale_ppm: -3.4}\n")
+    pts, _ = network(n_points=3)
+    east, north = E0 + 37_000_000, N0
+    geoms = shapely.points(np.full(3, east) + np.arange(3) * 10.0, np.full(3, north))
+    shp = _write_points(tmp_path, pts, geoms, prj=CRS.from_epsg(2413).to_wkt("WKT1_ESRI"))  # Beijing 1954 zone 37
+    d = read_delivery(shp, county="430702", settings=settings)
+    _, x, y = _first_point(d)
+    a, k = math.radians(1.2 / 3600), 1 - 3.4e-6
+    n2 = -42.3 + k * (north * math.cos(a) - east * math.sin(a))
+    e2 = 118.9 + k * (north * math.sin(a) + east * math.cos(a))
+    ref = Transformer.from_crs(CRS.from_epsg(4525), CRS.from_epsg(4490), always_xy=True).transform(e2, n2)
+    assert (x, y) == pytest.approx(ref, abs=1e-9)
+    assert any("平面四参数" in n.message_zh for n in d.notes)
+
+
+def test_invalid_datum_shift_file_is_a_config_error(tmp_path):
+    from cim.errors import ConfigError
+    bad = _shifts(tmp_path, "Xian1980:\n  - counties: ['43']\n    source: x\n    helmert7: [1, 2, 3]\n")
+    with pytest.raises(ConfigError):
+        read_delivery(_xian_delivery(tmp_path), county="430702", settings=bad)
