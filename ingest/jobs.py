@@ -220,22 +220,29 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> None:
 
 def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None:
     job_id, work_dir = job["id"], Path(job["work_dir"])
-    last = [0.0, ""]
+    last = [0.0, "", 0]                   # time, state and percentage last written
+    lock = threading.Lock()
 
     def progress(phase: str, done: int, total: int) -> None:
+        # Called from the reading thread and from the loader thread (rows are written while
+        # later layers are read), so the percentage only ever grows and the state follows it.
         state, lo, hi = _PHASE.get(phase, ("loading", 50, 95))
         if phase == "swap" and done > 0:
             return  # committed: the job row was set inside the transaction
         now = time.monotonic()
-        if state != last[1] or now - last[0] > 0.5 or done >= total:
-            pct = lo + (hi - lo) * (done / total if total else 1)
-            with status.cursor() as cur:
-                cur.execute("UPDATE cim.ingest_job SET state = %s, progress = %s, updated_at = now() "
-                            "WHERE id = %s RETURNING cancel_requested", (state, int(min(pct, 99)), job_id))
-                row = cur.fetchone()
-            last[:] = [now, state]
-            if row and row[0]:
-                raise Cancelled(job_id)
+        pct = int(min(lo + (hi - lo) * (done / total if total else 1), 99))
+        with lock:
+            if pct < last[2]:
+                pct, state = last[2], last[1]
+            if state == last[1] and now - last[0] <= 0.5 and done < total:
+                return
+            last[:] = [now, state, pct]
+        with status.cursor() as cur:
+            cur.execute("UPDATE cim.ingest_job SET state = %s, progress = %s, updated_at = now() "
+                        "WHERE id = %s RETURNING cancel_requested", (state, pct, job_id))
+            row = cur.fetchone()
+        if row and row[0]:
+            raise Cancelled(job_id)
 
     def mark_done(cur, result) -> None:  # inside the load transaction: done iff committed
         _update(cur.connection, job_id, state="done", progress=100, finished=True, delivery_id=result.delivery_id,
