@@ -135,3 +135,25 @@ def test_tif_goes_to_the_dem_store(cli, tmp_path):
     res = cli("ingest", str(dem), env={"CIM_HOME": str(tmp_path / "home")})
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["dem"] == str(dem)
+
+
+def test_a_failure_after_layers_were_written_leaves_nothing(cli, conn, deliveries, tmp_path):
+    """Layers are COPYed while later ones are read: a member of the zip that turns out corrupt
+    after the first layers went in rolls the whole load back (exit 2, database unchanged)."""
+    import random
+
+    bad = tmp_path / "late_failure.zip"
+    with zipfile.ZipFile(deliveries["a"]) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+        dst.writestr("zz_notes.txt", random.Random(5).randbytes(200_000))
+    blob = bytearray(bad.read_bytes())
+    at = blob.find(b"zz_notes.txt") + len("zz_notes.txt")
+    for i in range(at + 50_000, at + 50_100):            # damage its deflate stream mid-way
+        blob[i] ^= 0x5A
+    bad.write_bytes(bytes(blob))
+    before = snapshot(conn)
+    res = cli("ingest", str(bad), "--county", county_code(), "--json", env={"CIM_HOME": str(tmp_path)})
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "zz_notes.txt" in res.stderr
+    assert snapshot(conn) == before
