@@ -64,7 +64,8 @@ def table_coordinates(frame: pd.DataFrame, match: Match) -> tuple[np.ndarray, np
 
 
 def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cast to the target's geometry type and repair invalid geometries with make_valid.
+    """Cast to the target's geometry type (Polygon and MultiPolygon both fit a MultiPolygon
+    column) and repair invalid geometries with make_valid.
 
     Returns the geometries and a bool array of repaired rows.
     """
@@ -87,9 +88,8 @@ def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.nda
                      if shapely.get_type_id(g) == 7 else g for g in fixed]  # only the invalid rows
             geom[invalid] = np.array(polys, dtype=object)
             repaired = invalid
-        single = present & (shapely.get_type_id(geom) == 3)
-        if single.any():
-            geom[single] = shapely.multipolygons(geom[single], indices=np.arange(int(single.sum())))
+        # Polygons stay Polygons here: the loader stores them as MultiPolygons chunk by chunk
+        # (ingest.rows.fit_geometries), off the reading thread.
     return geom, repaired
 
 

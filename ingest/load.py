@@ -52,6 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psycopg2.extensions
 
 from cim import auth
@@ -329,7 +331,7 @@ class Loading:
                 if target == "pipe_point" and gone:
                     replaced_points.append(network)
             if replaced_points:   # segments of other deliveries now meet this delivery's points
-                _repoint(self.cur, self.county, replaced_points, self.delivery_id)
+                _repoint(self.cur, self.county, replaced_points, exclude=self.delivery_id)
             result.update(archived=archived, retired=retired)
         self._guarded(complete)
         counts = {t: self.counts[t] for t in ORDER if t in self.counts}
@@ -460,33 +462,48 @@ def _retire(cur, target: str, county: str, network: str | None, keep: int) -> li
     return [r[0] for r in cur.fetchall()]
 
 
-def _repoint(cur, county: str, networks: list[str], delivery_id: int) -> int:
+def _repoint(cur, county: str, networks: list[str], *, exclude: int | None = None,
+             include: int | None = None) -> int:
     """Make the county's current segments of ``networks`` refer to the current point of each of
     their point numbers (the first by id when a number repeats), where they refer to another.
 
     Needed when the points of a network change without its segments: a point-only delivery, or
     a restore. Segments whose point numbers have no current point keep their reference (the
-    point of their own survey). Only segments of deliveries holding those scopes are visited
-    (index on ``delivery_id``). Returns the number of references changed.
+    point of their own survey). Only segments of the current deliveries holding those scopes
+    are read (index on ``delivery_id``; ``exclude`` a delivery whose segments are resolved
+    already, ``include`` one being restored); the new ids are worked out in pandas and written
+    by primary key, so no plan depends on the statistics of rows written in this transaction.
+    Returns the number of segments changed.
     """
     scopes_ = [f"pipe_segment:{n}" for n in networks]
     cur.execute("SELECT id FROM cim.delivery WHERE county_code = %s AND (state = 'current' OR id = %s) "
-                "AND layers && %s::text[]", (county, delivery_id, scopes_))
+                "AND id IS DISTINCT FROM %s AND layers && %s::text[]", (county, include, exclude, scopes_))
     holders = [r[0] for r in cur.fetchall()]
     if not holders:
         return 0
-    changed = 0
+    cur.execute("SELECT id, network, start_exp_no, end_exp_no, start_point_id, end_point_id FROM cim.pipe_segment "
+                "WHERE delivery_id = ANY(%s) AND is_current AND network = ANY(%s)", (holders, networks))
+    seg = pd.DataFrame(cur.fetchall(), columns=["id", "network", "start_exp_no", "end_exp_no", "sp", "ep"])
+    if seg.empty:
+        return 0
+    cur.execute("SELECT network, exp_no, min(id) FROM cim.pipe_point WHERE county_code = %s AND is_current "
+                "AND network = ANY(%s) GROUP BY 1, 2", (county, networks))
+    pts = pd.DataFrame(cur.fetchall(), columns=["network", "exp_no", "pid"])
+    index = pd.MultiIndex.from_frame(pts[["network", "exp_no"]])
+    ids = pts["pid"].to_numpy(dtype=np.int64)
+    old, new = {}, {}
     for end in ("start", "end"):
-        cur.execute(
-            f"UPDATE cim.pipe_segment s SET {end}_point_id = p.id "
-            "FROM (SELECT DISTINCT ON (network, exp_no) network, exp_no, id FROM cim.pipe_point "
-            "      WHERE county_code = %(c)s AND is_current AND network = ANY(%(n)s) "
-            "      ORDER BY network, exp_no, id) p "
-            f"WHERE s.delivery_id = ANY(%(d)s) AND s.is_current AND s.network = ANY(%(n)s) "
-            f"AND p.network = s.network AND p.exp_no = s.{end}_exp_no AND s.{end}_point_id IS DISTINCT FROM p.id",
-            {"c": county, "n": networks, "d": holders})
-        changed += cur.rowcount
-    return changed
+        old[end] = seg[f"{end[0]}p"].fillna(-1).to_numpy(dtype=np.int64)      # -1: no reference
+        pos = index.get_indexer(pd.MultiIndex.from_arrays([seg["network"], seg[f"{end}_exp_no"]]))
+        new[end] = np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, old[end])
+    changed = np.flatnonzero((new["start"] != old["start"]) | (new["end"] != old["end"]))
+    if not len(changed):
+        return 0
+    refs = [[int(v) if v >= 0 else None for v in new[end][changed]] for end in ("start", "end")]
+    cur.execute("UPDATE cim.pipe_segment s SET start_point_id = v.sp, end_point_id = v.ep "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(id, sp, ep) WHERE s.id = v.id",
+                ([int(i) for i in seg["id"].to_numpy()[changed]], *refs))
+    return len(changed)
 
 
 def _settle(cur, delivery_ids: set[int]) -> list[int]:
@@ -550,7 +567,7 @@ def restore(conn: psycopg2.extensions.connection, delivery_id: int, *, principal
             cur.execute("UPDATE cim.delivery SET state = 'current' WHERE id = %s", (delivery_id,))
             pipe_nets = sorted({n for t, n in map(_split_scope, d["layers"]) if n and t in NETWORK_SCOPED})
             if pipe_nets:
-                _repoint(cur, d["county_code"], pipe_nets, delivery_id)
+                _repoint(cur, d["county_code"], pipe_nets, include=delivery_id)
             superseded = _settle(cur, touched - {delivery_id})
             auth.audit(cur, principal, "ingest.restore", target=f"delivery:{delivery_id}",
                        county=d["county_code"], client_addr=client_addr,

@@ -11,7 +11,7 @@ from ingest.model import LayerBatch
 from ingest.profile import target_columns
 from ingest.validation.core import Ctx, fmt, key_column
 
-_TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiPolygon": (6,)}
+_TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiPolygon": (3, 6)}   # a Polygon is stored as one-part
 
 
 def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:
