@@ -208,8 +208,10 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     shifts = load_datum_shifts(str(settings.datum_shifts) if settings.datum_shifts else None)
     handed: set[int] = set()
     read_any = False
-    with tempfile.TemporaryDirectory(prefix="cim-ingest-") as tmp:
-        for layer in iter_sources(paths, settings, Path(tmp), delivery.notes, _load_rank(profiles)):
+    # the sources close (joining a zip's extraction thread) before the folder they extract into goes
+    with (tempfile.TemporaryDirectory(prefix="cim-ingest-") as tmp,
+          contextlib.closing(iter_sources(paths, settings, Path(tmp), delivery.notes, _load_rank(profiles))) as sources):
+        for layer in sources:
             read_any = True
             for topic, zh, en in layer.notes:
                 delivery.notes.append(Note(layer.name, topic, zh, en))

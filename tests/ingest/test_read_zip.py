@@ -192,3 +192,24 @@ def test_a_corrupt_member_read_last_still_refuses_the_delivery(tmp_path):
     with pytest.raises(UnreadableInput) as exc:
         read_delivery(z, county="430702")
     assert "zz_notes.txt" in exc.value.en
+
+
+def test_an_unreadable_first_file_stops_the_extraction_cleanly(tmp_path):
+    """The reader fails on the first file while the worker is still extracting the rest: the
+    error is the reader's, the worker is joined, the scratch folder is gone."""
+    import random
+    import tempfile
+    import threading
+
+    p, _ = write_network_shapefiles(tmp_path / "d")
+    shp = p.with_suffix(".shp")
+    shp.write_bytes(shp.read_bytes()[:150])                 # truncated .shp, read first (a point table)
+    z = zip_folder(tmp_path / "d", tmp_path / "t.zip")
+    with zipfile.ZipFile(z, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zz_big.bin", random.Random(9).randbytes(8 << 20))
+    scratch = set(Path(tempfile.gettempdir()).glob("cim-ingest-*"))
+    with pytest.raises(UnreadableInput) as exc:
+        read_delivery(z, county="430702")
+    assert "YSPOINT" in exc.value.en
+    assert not any(t.name == "cim-unzip" for t in threading.enumerate())
+    assert set(Path(tempfile.gettempdir()).glob("cim-ingest-*")) == scratch
