@@ -12,7 +12,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,9 +129,8 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     auth.authorize(principal, auth.Action.write, county=delivery.county_code)
     if progress:
         progress("read", 1, 1)
-    validate = _function("ingest.validate", "validate")
     if dry_run:
-        report = _validated(validate, delivery, conn, progress)
+        report = _validated(_function("ingest.validate", "validate"), delivery, conn, progress)
         with conn.cursor() as cur:
             dup = loader.find_duplicate(cur, delivery.sha256, delivery.county_code)
         conn.rollback()  # validation only reads
@@ -140,9 +138,9 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
             _note_duplicate(delivery, dup["id"], dup["state"])
         _write_reports(report, reports)
         return Outcome("rejected" if report.has_errors else "dry_run", report)
-    report, result = _validate_while_loading(validate, conn, delivery, settings=settings, principal=principal,
-                                             client_addr=client_addr, progress=progress,
-                                             originals=[Path(p) for p in paths] or None, on_commit=on_commit)
+    _, report, result = _read_load_validate(conn, paths, settings=settings, principal=principal, profile=profile,
+                                            county=delivery.county_code, progress=progress, client_addr=client_addr,
+                                            on_commit=on_commit, delivery=delivery)
     return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
 
 
@@ -187,52 +185,6 @@ def _validated(validate: Callable, delivery: Delivery, conn, progress: Progress 
 def _write_reports(report: Report, paths: Sequence[Path]) -> None:
     for path in paths:
         write_report(report, Path(path))
-
-
-def _validate_while_loading(validate: Callable, conn, delivery: Delivery, *, settings: Settings,
-                            principal: auth.Principal, client_addr: str | None, progress: Progress | None,
-                            originals: list[Path] | None,
-                            on_commit: loader.OnCommit | None = None) -> tuple[Report, loader.LoadResult | None]:
-    """Validate on a second connection while :func:`ingest.load.begin` writes the rows in the
-    still-open load transaction; commit only if the report has no errors.
-
-    Validation sees committed data only (never this load's rows), and reads the delivery
-    without changing it, so the two can run side by side: the database ingests rows on one
-    core while Python validates on the other. Returns the report and the load result, or
-    ``None`` as result when the delivery is rejected (the transaction is rolled back).
-    """
-    vconn = db.connect(settings.db, application_name="cim-ingest-validate")
-    _batch_session(vconn)
-    pending: loader.Pending | loader.LoadResult | None = None
-    refused: InvalidInput | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cim-validate") as pool:
-            checking = pool.submit(_validated, validate, delivery, vconn, progress)
-            try:
-                pending = loader.begin(conn, delivery, principal=principal, archive_dir=archive_dir(settings),
-                                       client_addr=client_addr, progress=progress, originals=originals)
-            except InvalidInput as exc:  # rows the database refuses; the report may say why
-                refused = exc
-            except BaseException:
-                checking.cancel()
-                raise
-            try:
-                report = checking.result()
-            except BaseException:
-                if isinstance(pending, loader.Pending):
-                    loader.abort(pending)
-                raise
-    finally:
-        vconn.close()
-    if isinstance(pending, loader.LoadResult):  # the same file again: nothing was loaded
-        return report, pending
-    if report.has_errors:
-        if isinstance(pending, loader.Pending):
-            loader.abort(pending)
-        return report, None
-    if refused is not None:
-        raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
-    return report, loader.commit(pending, report, progress, on_commit)
 
 
 _END = object()
@@ -314,15 +266,17 @@ class _Feed:
 
 def _read_load_validate(conn, paths: Sequence[Path], *, settings: Settings, principal: auth.Principal,
                         profile: str | None, county: str, progress: Progress | None, client_addr: str | None,
-                        on_commit: loader.OnCommit | None) -> tuple[Delivery, Report, loader.LoadResult | None]:
+                        on_commit: loader.OnCommit | None,
+                        delivery: Delivery | None = None) -> tuple[Delivery, Report, loader.LoadResult | None]:
     """Read, write and validate a delivery at the same time; commit only a clean report.
 
     A loader thread COPYs each layer on ``conn`` as soon as it is read, while the reader goes
     on with the next (the database ingests on one core while Python reads on the other). Once
     the read is complete, validation runs on a second connection while the loader writes the
     pipe segments and completes the delivery row. Validation sees committed data only (never
-    this load's rows) and does not change the delivery. Returns the delivery, the report and
-    the load result, or ``None`` as result when the delivery is rejected (rolled back).
+    this load's rows) and does not change the delivery. A ``delivery`` read beforehand is
+    handed to the loader whole. Returns the delivery, the report and the load result, or
+    ``None`` as result when the delivery is rejected (rolled back).
     """
     validate = _function("ingest.validate", "validate")
     vconn = db.connect(settings.db, application_name="cim-ingest-validate")
@@ -331,13 +285,18 @@ def _read_load_validate(conn, paths: Sequence[Path], *, settings: Settings, prin
     try:
         _batch_session(vconn)
         try:
-            if progress:
-                progress("read", 0, 1)
-            delivery = read(paths, profile=profile, county=county, conn=vconn, settings=settings,
-                            on_start=feed.start, on_batch=feed.put)
-            delivery.county_code = county
-            if progress:
-                progress("read", 1, 1)
+            if delivery is None:
+                if progress:
+                    progress("read", 0, 1)
+                delivery = read(paths, profile=profile, county=county, conn=vconn, settings=settings,
+                                on_start=feed.start, on_batch=feed.put)
+                delivery.county_code = county
+                if progress:
+                    progress("read", 1, 1)
+            else:
+                feed.start(delivery)
+                for batch in delivery.batches:
+                    feed.put(batch)
             feed.close()
             report = _validated(validate, delivery, vconn, progress)
         except BaseException:

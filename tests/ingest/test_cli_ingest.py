@@ -157,3 +157,25 @@ def test_a_failure_after_layers_were_written_leaves_nothing(cli, conn, deliverie
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert "zz_notes.txt" in res.stderr
     assert snapshot(conn) == before
+
+
+def test_county_taken_from_a_delivered_boundary_loads(cli, conn, tmp_path):
+    """Without --county the delivery is read first (the county comes from its boundary) and then
+    loaded whole, validated while it is written."""
+    import pandas as pd
+    import shapely
+    from fixtures import E0, N0, write_network_shapefiles, write_shapefile
+
+    county = county_code()
+    square = shapely.box(E0 - 500, N0 - 500, E0 + 500, N0 + 500)
+    write_shapefile(tmp_path / "d", "县界", pd.DataFrame({"行政区划代码": [county], "名称": ["测试县"]}), [square])
+    write_network_shapefiles(tmp_path / "d")
+    out = _json(cli("ingest", str(tmp_path / "d"), "--json", env={"CIM_HOME": str(tmp_path / "home")}, check=True))
+    assert out["state"] == "loaded" and out["counts"]["admin_area"] == 1 and out["counts"]["pipe_point"] > 0
+    with conn.cursor() as cur:
+        cur.execute("SELECT county_code, state FROM cim.delivery WHERE id = %s", (out["delivery_id"],))
+        assert cur.fetchone() == (county, "current")
+        cur.execute("SELECT count(*) FROM cim.pipe_segment WHERE delivery_id = %s AND start_point_id IS NOT NULL",
+                    (out["delivery_id"],))
+        assert cur.fetchone()[0] == out["counts"]["pipe_segment"]
+    conn.rollback()
