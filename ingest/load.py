@@ -486,16 +486,12 @@ def _repoint(cur, county: str, networks: list[str], *, exclude: int | None = Non
     seg = pd.DataFrame(cur.fetchall(), columns=["id", "network", "start_exp_no", "end_exp_no", "sp", "ep"])
     if seg.empty:
         return 0
-    cur.execute("SELECT network, exp_no, min(id) FROM cim.pipe_point WHERE county_code = %s AND is_current "
-                "AND network = ANY(%s) GROUP BY 1, 2", (county, networks))
-    pts = pd.DataFrame(cur.fetchall(), columns=["network", "exp_no", "pid"])
-    index = pd.MultiIndex.from_frame(pts[["network", "exp_no"]])
-    ids = pts["pid"].to_numpy(dtype=np.int64)
+    pts = rows.current_points(cur, county, networks)
     old, new = {}, {}
     for end in ("start", "end"):
         old[end] = seg[f"{end[0]}p"].fillna(-1).to_numpy(dtype=np.int64)      # -1: no reference
-        pos = index.get_indexer(pd.MultiIndex.from_arrays([seg["network"], seg[f"{end}_exp_no"]]))
-        new[end] = np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, old[end])
+        found = rows.point_ids(pts, seg["network"].to_numpy(dtype=object), seg[f"{end}_exp_no"].to_numpy(dtype=object))
+        new[end] = np.where(found >= 0, found, old[end])
     changed = np.flatnonzero((new["start"] != old["start"]) | (new["end"] != old["end"]))
     if not len(changed):
         return 0

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import shapely
 
+from cim.crs import STORAGE_SRID
 from cim.db import quote_ident
 from cim.errors import InvalidInput
 from ingest.model import LayerBatch
@@ -124,13 +125,13 @@ class _Part:
         self.batch, self.target, self.defaults = batch, target, defaults
         self.geom = check_geometries(batch, target)       # refuses unfit rows before anything is written
         df = batch.frame
-        self.filled: list[tuple[str, str]] = []           # (column, SQL type) taken from the frame
+        self.filled: dict[str, str] = {}                  # column → SQL type, taken from the frame
         self.constant: dict[str, object] = {}             # column → one value for every row
         for col, (dtype, _default, _nullable) in columns.items():
             if col in LOADER_COLUMNS or col == "geom":
                 continue
             if col in df.columns and df[col].notna().any():
-                self.filled.append((col, dtype))
+                self.filled[col] = dtype
             elif col == "source_layer":
                 self.constant[col] = batch.source_layer
             elif col == "network" and batch.network:
@@ -139,21 +140,14 @@ class _Part:
                 self.constant[col] = batch.subtype
         self.extra: dict[str, object] = {}                # loader columns: county, delivery, ids
         order = {c: i for i, c in enumerate(columns)}
-        self.columns = sorted([c for c, _ in self.filled] + list(self.constant) + ["geom"], key=order.__getitem__)
+        self.columns = sorted([*self.filled, *self.constant, "geom"], key=order.__getitem__)
 
     def __len__(self) -> int:
         return len(self.batch)
 
-    def column(self, col: str) -> np.ndarray:
-        """A column's values for every row (from the frame or the batch constant)."""
-        if col in self.constant:
-            return np.full(len(self), self.constant[col], dtype=object)
-        return self.batch.frame[col].to_numpy(dtype=object)
-
     def frame(self, start: int, stop: int) -> pd.DataFrame:
         """Rows ``start:stop`` as COPY wants them: SQL-typed values, lineage, hex EWKB."""
         df = self.batch.frame.iloc[start:stop]
-        types = dict(self.filled)
         out: dict[str, object] = {}
         for col, value in self.extra.items():
             out[col] = value[start:stop] if isinstance(value, (np.ndarray, pd.api.extensions.ExtensionArray)) else value
@@ -164,12 +158,11 @@ class _Part:
             elif col in self.constant:
                 out[col] = self.constant[col]
             else:
-                s = _coerce(df[col], types[col], col, self.batch.source_layer)
+                s = _coerce(df[col], self.filled[col], col, self.batch.source_layer)
                 out[col] = s.fillna(self.defaults[col]) if col in self.defaults else s
         return pd.DataFrame(out, index=df.index)
 
 
-STORAGE_SRID = 4490
 _HEX = np.frombuffer(b"".join(f"{i:02X}".encode() for i in range(256)), dtype=np.uint16)  # byte → 2 hex digits
 
 
@@ -249,29 +242,39 @@ def _point_ids(cur, n: int) -> np.ndarray:
     return np.arange(lo, lo + n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
 
 
+def current_points(cur, county: str, networks: list[str]) -> pd.DataFrame:
+    """(network, exp_no, id) of the county's current points of ``networks``, the first id of a
+    repeated point number."""
+    cur.execute("SELECT network, exp_no, min(id) FROM cim.pipe_point WHERE county_code = %s AND is_current "
+                "AND network = ANY(%s) GROUP BY 1, 2", (county, networks))
+    return pd.DataFrame(cur.fetchall(), columns=["network", "exp_no", "id"])
+
+
+def point_ids(lookup: pd.DataFrame, network, exp_no) -> np.ndarray:
+    """The ``lookup`` id of each (network, point number), -1 where there is none; the first
+    row of ``lookup`` wins for a repeated key."""
+    first = lookup.drop_duplicates(["network", "exp_no"], keep="first")
+    index = pd.Index(_keys(first["network"], first["exp_no"]))
+    pos = index.get_indexer(_keys(pd.Series(network), pd.Series(exp_no)))
+    ids = first["id"].to_numpy(dtype=np.int64)
+    return np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, -1)
+
+
 def _end_lookup(cur, networks: set, points: pd.DataFrame, county: str) -> pd.DataFrame:
     """(network, exp_no, id) to resolve segment ends: this delivery's points first, then, for
     networks without points in this delivery, the county's current points."""
-    lookup = points.drop_duplicates(["network", "exp_no"], keep="first")
-    missing_nets = sorted(networks - set(lookup["network"]))
+    missing_nets = sorted(networks - set(points["network"]))
     if missing_nets:
-        cur.execute("SELECT network, exp_no, min(id) FROM cim.pipe_point WHERE county_code = %s AND is_current "
-                    "AND network = ANY(%s) GROUP BY 1, 2", (county, missing_nets))
-        current = pd.DataFrame(cur.fetchall(), columns=["network", "exp_no", "id"])
-        lookup = pd.concat([lookup, current], ignore_index=True)
-    return lookup
+        return pd.concat([points, current_points(cur, county, missing_nets)], ignore_index=True)
+    return points
 
 
 def _resolve_ends(part: _Part, lookup: pd.DataFrame) -> None:
     """Start/end point ids of the segments of ``part`` (NULL where no point matches)."""
-    network = pd.Series(part.column("network")).astype(str)
-    index = pd.Index(_keys(lookup["network"], lookup["exp_no"]))
-    ids = lookup["id"].to_numpy()
+    network = _batch_networks(part.batch)
     for end in ("start", "end"):
-        pos = index.get_indexer(_keys(network, pd.Series(part.column(f"{end}_exp_no"))))
-        found = pd.array(np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else 0, 0), dtype="Int64")
-        found[pos < 0] = pd.NA
-        part.extra[f"{end}_point_id"] = found
+        found = point_ids(lookup, network, part.batch.frame[f"{end}_exp_no"].to_numpy(dtype=object))
+        part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")
 
 
 def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:
@@ -280,6 +283,7 @@ def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:
 
 
 def _batch_networks(batch: LayerBatch) -> np.ndarray:
+    """The network code of every row: the frame's column, else the batch's one network."""
     if "network" in batch.frame.columns and batch.frame["network"].notna().any():
         return batch.frame["network"].to_numpy(dtype=object)
     return np.full(len(batch), batch.network, dtype=object)
@@ -387,22 +391,3 @@ def _format(part_future: Future, start: int, stop: int, target: str) -> tuple[st
     sql = (f"COPY cim.{quote_ident(target)} ({', '.join(quote_ident(c) for c in frame.columns)}) "
            "FROM STDIN WITH (FORMAT csv)")
     return sql, _csv(frame), stop - start
-
-
-def write_target(cur, target: str, batches: list[LayerBatch], *, county: str, delivery_id: int,
-                 progress: Progress | None = None, points: pd.DataFrame | None = None) -> pd.DataFrame:
-    """COPY every batch of one target table into ``cim.<target>`` (a :class:`Copier` drained).
-
-    Returns the written (network, exp_no, id) of pipe points; pass them as ``points`` when the
-    segments of the same load are written by another call.
-    """
-    copier = Copier(cur, county=county, delivery_id=delivery_id, progress=progress)
-    try:
-        if points is not None:
-            copier.points.append(points)
-        for batch in batches:
-            copier.add(target, batch)
-        copier.drain()
-    finally:
-        copier.close()
-    return copier.written_points() if target == "pipe_point" else pd.DataFrame(columns=["network", "exp_no", "id"])
