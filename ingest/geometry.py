@@ -93,8 +93,12 @@ def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.nda
     return geom, repaired
 
 
+DEG_PER_M = 1 / 111_000.0      # rough degrees per metre, for padding lon/lat search boxes
+
+
 @lru_cache(maxsize=32)
-def _to_utm(epsg: int):
+def utm_transformer(epsg: int):
+    """Cached transformer from EPSG:4490 lon/lat to a metric CRS (x = easting)."""
     from pyproj import Transformer
 
     from cim.crs import STORAGE_SRID, crs_from_epsg
@@ -113,7 +117,7 @@ def local_metric_epsg(geom: np.ndarray) -> int:
 
 def to_metric(geom: np.ndarray, epsg: int) -> np.ndarray:
     """EPSG:4490 geometries projected to a metric CRS."""
-    tr = _to_utm(epsg)
+    tr = utm_transformer(epsg)
 
     def fwd(c: np.ndarray) -> np.ndarray:
         x, y = tr.transform(c[:, 0], c[:, 1])

@@ -167,7 +167,9 @@ class Extraction:
             members = _targets(zf, path, dest, settings)
         if any(t.suffix.lower() == ".zip" for _, _, t in members):
             self.files = extract_zip(path, dest, settings)
-            self.ready = {f: _DONE for f in self.files}
+            self.ready = {f: threading.Event() for f in self.files}
+            for event in self.ready.values():
+                event.set()
             return
         if order is not None:
             members.sort(key=lambda m: order(m[2]))
@@ -206,16 +208,3 @@ class Extraction:
         self.stop.set()
         if self.thread is not None:
             self.thread.join()
-
-
-class _Done:
-    """An event that is always set (files extracted before the reader started)."""
-
-    def set(self) -> None:
-        pass
-
-    def wait(self) -> bool:
-        return True
-
-
-_DONE = _Done()

@@ -25,11 +25,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.geometry import local_metric_epsg
+from ingest.geometry import DEG_PER_M, local_metric_epsg, utm_transformer
 from ingest.validation.core import Ctx, fmt
-from ingest.validation.network import SCOLS, Net, emit, seg_key
-
-DEG_PER_M = 1 / 111_000.0
+from ingest.validation.network import SCOLS, Net, emit, gather, seg_key
 
 
 def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
@@ -68,30 +66,15 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     for c in SCOLS:
         if c in S.columns and pd.api.types.is_float_dtype(S[c]):
             L[c] = pd.to_numeric(L[c], errors="coerce")
-    tr = _utm(local_metric_epsg(geoms))
+    epsg = local_metric_epsg(geoms)
+    tr = utm_transformer(epsg)
     L["sx"], L["sy"] = tr.transform(L["lx0"].to_numpy(float), L["ly0"].to_numpy(float))
     L["ex"], L["ey"] = tr.transform(L["lx1"].to_numpy(float), L["ly1"].to_numpy(float))
     L["bi"], L["row"] = -1, -1
     L["loaded_id"] = L["loaded_id"].astype("Int64")
-    # the delivery's segments in the same frame
-    S = S.copy()
-    for bi in S["bi"].unique():
-        b = net.batches[int(bi)]
-        at = np.flatnonzero(S["bi"].to_numpy() == bi)
-        g = b.frame["geom"].to_numpy()[S["row"].to_numpy()[at]]
-        ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
-        xy = np.full((len(at), 4), np.nan)
-        if ok.any():
-            s0, s1 = shapely.get_point(g[ok], 0), shapely.get_point(g[ok], -1)
-            xy[ok, 0], xy[ok, 1] = tr.transform(shapely.get_x(s0), shapely.get_y(s0))
-            xy[ok, 2], xy[ok, 3] = tr.transform(shapely.get_x(s1), shapely.get_y(s1))
-        S.loc[at, ["sx", "sy", "ex", "ey"]] = xy
+    S = gather(net.batches, metric_epsg=epsg).S.reset_index(drop=True)   # the delivery in the same frame
+    S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
     return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
-
-
-def _utm(epsg: int):
-    from ingest.geometry import _to_utm
-    return _to_utm(epsg)
 
 
 def _subjects(S: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,11 +7,9 @@ import numpy as np
 import shapely
 
 from cim.db import quote_ident
-from ingest.geometry import local_metric_epsg, to_metric
+from ingest.geometry import DEG_PER_M, local_metric_epsg, to_metric
 from ingest.model import LayerBatch
 from ingest.validation.core import Ctx, fmt, key_column
-
-DEG_PER_M = 1 / 111_000.0
 
 
 def _loaded(ctx: Ctx, batch: LayerBatch, bbox) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -41,12 +41,13 @@ def _metric_epsg(batches: list[LayerBatch]) -> int | None:
     return local_metric_epsg(geoms)
 
 
-def gather(batches: list[LayerBatch]) -> Net | None:
-    """Point and segment tables of all pipeline batches."""
+def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | None:
+    """Point and segment tables of all pipeline batches (coordinates in ``metric_epsg`` when
+    given, else as :func:`_metric_epsg` decides)."""
     pipe = [b for b in batches if b.target in ("pipe_point", "pipe_segment") and len(b)]
     if not pipe:
         return None
-    epsg = _metric_epsg(pipe)
+    epsg = metric_epsg or _metric_epsg(pipe)
     ps, ss = [], []
     for bi, b in enumerate(batches):
         if b not in pipe:
