@@ -64,7 +64,7 @@ from ingest.model import TARGETS, Delivery, LayerBatch, Report
 
 log = logging.getLogger(__name__)
 
-# Load order: points before segments so segment ends can be resolved.
+# Order of the row counts reported for a load.
 ORDER = ("admin_area", "building", "pipe_point", "pipe_segment", "green_space", "streetlight")
 NETWORK_SCOPED = frozenset({"pipe_point", "pipe_segment"})
 Progress = Callable[[str, int, int], None]
@@ -191,10 +191,8 @@ def begin(conn: psycopg2.extensions.connection, delivery: Delivery, *, principal
                         client_addr=client_addr, progress=progress, originals=originals)
     if isinstance(loading, LoadResult):
         return loading
-    for target in ORDER:
-        for batch in delivery.batches:
-            if batch.target == target:
-                loading.write(batch)
+    for batch in delivery.batches:      # segments wait inside Loading until every point is in
+        loading.write(batch)
     return loading.finish(delivery)
 
 

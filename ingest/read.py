@@ -125,13 +125,6 @@ def _expand(path: Path, n: int, settings: IngestSettings, work: Path,
     return (path, _files_of(path), None) if path.is_dir() else (path.parent, [path], None)
 
 
-def read_sources(paths: Sequence[Path], settings: IngestSettings, work: Path) -> tuple[list[SourceLayer], list[Note]]:
-    """Every layer of the given files, folders and zips (zips expanded safely under ``work``;
-    zips found in a folder are expanded too)."""
-    notes: list[Note] = []
-    return list(iter_sources(paths, settings, work, notes)), notes
-
-
 def iter_sources(paths: Sequence[Path], settings: IngestSettings, work: Path, notes: list[Note],
                  rank: Callable[[Path], int] | None = None) -> Iterator[SourceLayer]:
     """The layers of the given files, folders and zips, each as soon as it is read; notes about
