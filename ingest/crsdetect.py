@@ -240,8 +240,13 @@ def _proj4_terms(crs: CRS) -> list[str]:
     return [t for t in text.split() if t not in ("+no_defs", "+type=crs")]
 
 
-def _ellipsoid_terms(terms: list[str]) -> list[str]:
-    return [t for t in terms if t.split("=")[0] in ("+ellps", "+a", "+b", "+rf", "+f")]
+_ELLIPSOID_KEYS = frozenset({"+ellps", "+a", "+b", "+rf", "+f"})
+_DATUM_KEYS = frozenset({"+towgs84", "+datum", "+nadgrids"})
+
+
+def _terms(terms: list[str], keys: frozenset[str], *, keep: bool) -> str:
+    """The PROJ terms whose key is (``keep``) or is not in ``keys``."""
+    return " ".join(t for t in terms if (t.split("=")[0] in keys) == keep)
 
 
 def shift_pipeline(crs: CRS, shift: DatumShift) -> str:
@@ -258,19 +263,16 @@ def shift_pipeline(crs: CRS, shift: DatumShift) -> str:
         # (E, N) → (E', N'):  E' = dy + k(N sin a + E cos a),  N' = dx + k(N cos a − E sin a)
         affine = (f"+step +proj=affine +xoff={p.dy!r} +yoff={p.dx!r} +s11={k * math.cos(a)!r} "
                   f"+s12={k * math.sin(a)!r} +s21={-k * math.sin(a)!r} +s22={k * math.cos(a)!r}")
-        tm = [t for t in terms if t.split("=")[0] not in ("+ellps", "+a", "+b", "+rf", "+f", "+towgs84",
-                                                          "+datum", "+nadgrids")]
-        return f"+proj=pipeline {affine} +step +inv {' '.join(tm)} +ellps=GRS80 {to_deg}"
+        tm = _terms(terms, _ELLIPSOID_KEYS | _DATUM_KEYS, keep=False)    # the same zone on GRS80
+        return f"+proj=pipeline {affine} +step +inv {tm} +ellps=GRS80 {to_deg}"
     h = [float(v) for v in shift.helmert7 or []]
-    conv = "position_vector" if shift.convention == "position_vector" else "coordinate_frame"
-    ellps = " ".join(_ellipsoid_terms(terms))
     if crs.is_geographic:
         first = "+step +proj=unitconvert +xy_in=deg +xy_out=rad"
     else:
-        first = "+step +inv " + " ".join(t for t in terms if t.split("=")[0] not in ("+towgs84", "+datum", "+nadgrids"))
-    return (f"+proj=pipeline {first} +step +proj=cart {ellps} "
+        first = "+step +inv " + _terms(terms, _DATUM_KEYS, keep=False)
+    return (f"+proj=pipeline {first} +step +proj=cart {_terms(terms, _ELLIPSOID_KEYS, keep=True)} "
             f"+step +proj=helmert +x={h[0]!r} +y={h[1]!r} +z={h[2]!r} +rx={h[3]!r} +ry={h[4]!r} +rz={h[5]!r} "
-            f"+s={h[6]!r} +convention={conv} +step +inv +proj=cart +ellps=GRS80 {to_deg}")
+            f"+s={h[6]!r} +convention={shift.convention} +step +inv +proj=cart +ellps=GRS80 {to_deg}")
 
 
 def apply_datum_shift(out: ResolvedCrs, county: str | None, layer: str,
