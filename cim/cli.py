@@ -211,7 +211,7 @@ def backup_cmd(
     out: Annotated[Path, typer.Argument(help="new or empty directory for the backup / 备份目录（新建或空目录）")],
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest summary as JSON")] = False,
 ) -> None:
-    """Back up the database (pg_dump, one consistent snapshot), the delivery archive and the DEMs / 备份。"""
+    """Back up the database (pg_dump, one consistent snapshot), the delivery archive and the DEMs / 备份数据库与成果文件。"""
     from cim import backup
 
     say = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
@@ -244,7 +244,7 @@ def restore_cmd(
                                                 help="apply newer migrations after the restore")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
-    """Restore a backup into an empty database (the embedded cluster is created when needed) / 恢复。"""
+    """Restore a backup into an empty database (the embedded cluster is created when needed) / 从备份恢复。"""
     from cim import restore
 
     say = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
