@@ -414,6 +414,32 @@ def test_a_damaged_backup_is_refused_and_nothing_is_written(backup_dir, blank_da
     assert _scalar(target, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'cim%'") == 0
 
 
+def test_a_restore_differing_from_its_manifest_fails_and_force_redoes_it(backup_dir, blank_database, tmp_path):
+    """The manifest itself carries no checksum of its own: an edited row count passes the file check,
+    and the table check after pg_restore catches it."""
+    out, manifest = backup_dir
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    wrong = json.loads((edited / MANIFEST).read_text(encoding="utf-8"))
+    wrong["tables"]["cim.building"]["rows"] += 1
+    (edited / MANIFEST).write_text(json.dumps(wrong), encoding="utf-8")
+    target = blank_database("cim_bk_mismatch")
+    home = tmp_path / "home"
+
+    res = _run("restore", str(edited), env=_env(target, home))
+    assert res.returncode == 1, res.stderr
+    assert "cim.building" in res.stderr and "differs from the backup manifest" in res.stderr
+    assert "--force" in res.stderr and "与备份清单不一致" in res.stderr
+    assert _scalar(target, "SELECT count(*) FROM cim.audit_log WHERE action = 'restore' AND NOT ok") == 1
+
+    res = _run("restore", str(out), env=_env(target, home))            # not empty any more
+    assert res.returncode == 1 and "--force" in res.stderr
+    res = _run("restore", str(out), "--force", env=_env(target, home))
+    assert res.returncode == 0, res.stderr
+    assert compare_tables(manifest["tables"], _digests(target, _sets(manifest, _settings(target, home)),
+                                                       drop_restore_audit=True)) == []
+
+
 def test_an_older_backup_is_migrated_on_restore(make_database, blank_database, tmp_path):
     """A backup taken before the newest migrations: restored as it was, then migrated."""
     old = tmp_path / "migrations"
