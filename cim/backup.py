@@ -37,7 +37,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import psycopg2.extensions
 
@@ -390,6 +390,8 @@ def _dump_with_snapshot(settings: Settings, url: str, out: Path, snap: _Snapshot
         with conn.cursor() as cur:
             cur.execute("SELECT pg_export_snapshot(), current_setting('server_version_num')::int")
             snapshot_id, server_num = cur.fetchone()
+            # the transaction waits for pg_dump once the checksums are done: not an idle session to end
+            cur.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
             if server_num // 10000 > major:
                 raise ConfigError(
                     f"pg_dump {major} 不能备份 PostgreSQL {server_num // 10000} 服务器；请把 CIM_PG_BINDIR 指向同版本的程序",
@@ -417,7 +419,6 @@ def _dump_with_snapshot(settings: Settings, url: str, out: Path, snap: _Snapshot
                 message = err.read().decode(errors="replace").strip()
             if rc != 0:
                 raise BackupRejected(f"pg_dump 失败：{message[-800:]}", f"pg_dump failed: {message[-800:]}")
-        conn.rollback()
     finally:
         conn.close()
     return {"schemas": schemas, "pg_dump": version_line}
@@ -434,12 +435,11 @@ def _copy_sets(settings: Settings, staging: Path, snap: _Snapshot,
             files[rel] = {"sha256": sha, "size": size}
         missing, outside = [], []
         prefix = str(root) + "/"
+        present = set(files) | {p.as_posix() for rel in files for p in PurePosixPath(rel).parents}
         for ref in sorted(snap.references.get(fs.name, ())):
             if not ref.startswith(prefix):
                 outside.append(ref)
-                continue
-            rel = ref[len(prefix):]
-            if rel not in files and not any(f.startswith(rel.rstrip("/") + "/") for f in files):
+            elif ref[len(prefix):].rstrip("/") not in present:   # a file, or a folder of files
                 missing.append(ref)
         for ref in missing:
             warnings.append(f"{fs.name}: 数据库引用的文件不存在 / file named by the database is missing: {ref}")
@@ -493,6 +493,9 @@ def backup(settings: Settings, out: Path, *, principal: auth.Principal | None = 
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+    except psycopg2.Error as exc:
+        _audit(url, principal, "backup", str(out), ok=False, detail={"error": str(exc)})
+        raise BackupRejected(f"备份时数据库出错：{exc}", f"database error during the backup: {exc}") from exc
     except CimError as exc:
         _audit(url, principal, "backup", str(out), ok=False, detail={"error": exc.en})
         raise

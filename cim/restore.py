@@ -14,19 +14,17 @@ Order of work, so that a failure leaves nothing half-done that a rerun cannot fi
    source's folders to this host's, and the post-data section (indexes, triggers). The rewrite
    runs before the triggers exist, so it changes no data version. Any error rolls everything
    back, including the drop;
-5. move the staged files into place;
+5. drop the markers of 3D Tiles builds in ``$CIM_HOME`` (their data versions could equal the
+   restored ones while they show other data) and move the staged files into place;
 6. recount and re-checksum every table and compare with the manifest (a mismatch exits 1 and
    says that ``--force`` redoes the restore);
-7. audit, ANALYZE, apply newer migrations (none for a same-version backup), and drop the
-   markers of 3D Tiles builds in ``$CIM_HOME`` (their data versions could equal the restored ones
-   while they show other data).
+7. audit, ANALYZE, apply newer migrations (none for a same-version backup).
 """
 
 from __future__ import annotations
 
 import getpass
 import json
-import logging
 import re
 import shutil
 import subprocess
@@ -65,8 +63,6 @@ from cim.backup import (
 from cim.embedded import EmbeddedCluster
 from cim.errors import BackupRejected, ConfigError, InvalidInput
 from cim.settings import Settings
-
-log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -400,9 +396,16 @@ def restore(settings: Settings, src: Path, *, force: bool = False, run_migration
     without ``force``, failed restore, restored database differing from the manifest).
     """
     progress = progress or (lambda _msg: None)
-    warn = warn or progress
     principal = principal or auth.Principal(name=f"cli:{getpass.getuser()}", role=auth.Role.admin)
-    src = Path(src).expanduser().resolve()
+    try:
+        return _restore(settings, Path(src).expanduser().resolve(), force=force, run_migrations=run_migrations,
+                        principal=principal, progress=progress, warn=warn or progress)
+    except psycopg2.Error as exc:
+        raise BackupRejected(f"恢复时数据库出错：{exc}", f"database error during the restore: {exc}") from exc
+
+
+def _restore(settings: Settings, src: Path, *, force: bool, run_migrations: bool, principal: auth.Principal,
+             progress: Callable[[str], None], warn: Callable[[str], None]) -> dict:
     manifest = read_manifest(src)
     applied_migrations_known(manifest)
     pg_restore_major, _ = tool_version(client_tool("pg_restore", settings.db))
@@ -454,6 +457,7 @@ def restore(settings: Settings, src: Path, *, force: bool = False, run_migration
 
         progress("pg_restore → 数据库（单一事务）/ database (one transaction)")
         _run_restore_script(settings, url, src / DUMP, script)
+        stale = _forget_3d_builds(settings)
         try:
             placed = _place_files(staging, roots)
         except OSError as exc:
@@ -485,7 +489,7 @@ def restore(settings: Settings, src: Path, *, force: bool = False, run_migration
 
     result = {"source": manifest["source"], "created_at": manifest["created_at"],
               "tables": len(actual), "rows": sum(t["rows"] for t in actual.values()),
-              "files": placed, "paths_rewritten": moved, "forced": bool(contents)}
+              "files": placed, "paths_rewritten": moved, "forced": bool(contents), "stale_3d_builds_removed": stale}
     _audit(url, principal, "restore", str(src), ok=True, detail=result)
 
     conn = db.connect(url, autocommit=True, application_name="cim-restore")
@@ -499,5 +503,4 @@ def restore(settings: Settings, src: Path, *, force: bool = False, run_migration
         raise BackupRejected(f"恢复完成，但迁移失败：{exc}", f"restored, but migrating failed: {exc}") from exc
     finally:
         conn.close()
-    result["stale_3d_builds_removed"] = _forget_3d_builds(settings)
     return result
