@@ -93,17 +93,30 @@ def _scalar(url: str, sql: str, params: tuple = ()):
 
 @pytest.fixture(scope="module")
 def blank_database(db_url):
-    """Factory of databases with nothing in them (not even PostGIS), dropped after the module."""
+    """Factory of databases with nothing in them (not even PostGIS), dropped after the module.
+
+    ``make(prefix, *extensions, owned=True)`` builds what a managed PostgreSQL hands over: a
+    database owned by an ordinary role (no superuser), with the extensions already created by the
+    administrator in ``public``; the URL then logs in as that role.
+    """
     admin = psycopg2.connect(db_url)
     admin.autocommit = True
     names: list[str] = []
+    roles: list[str] = []
 
-    def make(prefix: str, *extensions: str) -> str:
+    def make(prefix: str, *extensions: str, owned: bool = False) -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        parts = urlparse(db_url)
         with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            if owned:
+                role, password = f"{name}_owner", uuid.uuid4().hex
+                cur.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER PASSWORD %s', (password,))
+                roles.append(role)
+                cur.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+            else:
+                cur.execute(f'CREATE DATABASE "{name}"')
         names.append(name)
-        url = urlunparse(urlparse(db_url)._replace(path="/" + name))
+        url = urlunparse(parts._replace(path="/" + name))
         if extensions:
             conn = psycopg2.connect(url)
             conn.autocommit = True
@@ -111,6 +124,8 @@ def blank_database(db_url):
                 for ext in extensions:
                     cur.execute(f'CREATE EXTENSION "{ext}" SCHEMA public')
             conn.close()
+        if owned:
+            url = urlunparse(parts._replace(path="/" + name, netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
         return url
 
     yield make
@@ -118,6 +133,8 @@ def blank_database(db_url):
         for name in names:
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
             cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        for role in roles:
+            cur.execute(f'DROP ROLE IF EXISTS "{role}"')
     admin.close()
 
 
@@ -289,8 +306,10 @@ def test_round_trip_into_a_fresh_database_under_another_home(source, backup_dir,
                                                              tmp_path):
     src_url, src_home = source
     out, manifest = backup_dir
-    # a managed-server-like target: pg_trgm already installed in public (the source has it in cim)
-    target = blank_database("cim_bk_rt", "pg_trgm")
+    # a managed-server-like target: an ordinary role owning the database, PostGIS and pg_trgm
+    # created by the administrator in public (the source has pg_trgm in cim)
+    target = blank_database("cim_bk_rt", "postgis", "pg_trgm", owned=True)
+    assert not _scalar(target, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     home = tmp_path / "restored-home"
     res = _run("restore", str(out), "--json", env=_env(target, home))
     assert res.returncode == 0, res.stderr
