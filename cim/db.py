@@ -92,9 +92,3 @@ def fetch_dicts(cur: psycopg2.extensions.cursor, sql: str, params: tuple | dict 
     cur.execute(sql, params)
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
-
-
-def data_versions(cur: psycopg2.extensions.cursor) -> dict[str, int]:
-    """Current data version of every source table."""
-    cur.execute("SELECT source_table, version FROM cim.data_version")
-    return dict(cur.fetchall())

@@ -1,7 +1,7 @@
 """The dependency rules of the design card, checked on the source: imports point downwards only.
 
-api → ingest / tiles → layers → cim; ingest and tiles never import each other; nothing imports
-api; only api imports the web framework.
+api → ingest / tiles / cimplus → layers → cim; ingest, tiles and cimplus never import each other;
+nothing imports api; only api imports the web framework.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cim", "layers", "ingest", "tiles", "api")
+PACKAGES = ("cim", "layers", "ingest", "tiles", "cimplus", "api")
 ALLOWED = {
     "cim": {"cim"},
     "layers": {"cim", "layers"},
     "ingest": {"cim", "layers", "ingest"},
     "tiles": {"cim", "layers", "tiles"},
-    "api": {"cim", "layers", "ingest", "tiles", "api"},
+    "cimplus": {"cim", "layers", "cimplus"},
+    "api": {"cim", "layers", "ingest", "tiles", "cimplus", "api"},
 }
 WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn"}
 

@@ -307,7 +307,7 @@ def register(app: FastAPI) -> None:
     app.state.pmtiles = ArchiveSet(pm_dir)
 
     async def start(app: FastAPI) -> None:
-        svc = TileService(app.state.catalog, settings.tiles, db.resolve_url(settings.db))
+        svc = TileService(app.state.catalog, settings.tiles, db.resolve_url(settings.db), app.state.versions)
         await svc.start(settings.db.statement_timeout_ms, settings.db.pool_max)
         app.state.tiles = svc
 

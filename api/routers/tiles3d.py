@@ -20,8 +20,7 @@ from api import deps
 from cim import db
 from cim.auth import Action
 from cim.errors import NotFound
-from tiles.threed.service import MEDIA, ThreeDService, check_layer
-from tiles.threed.sources import SOURCE_TABLES
+from tiles.threed.service import MEDIA, ThreeDService
 
 router = APIRouter(tags=["3D Tiles / 三维瓦片"], dependencies=[Depends(deps.require(Action.read))])
 _NUM = re.compile(r"^\d{1,7}$")
@@ -49,20 +48,16 @@ def _respond(request: Request, body: bytes | Path, etag: str, media: str) -> Res
     return Response(body, media_type=media, headers=headers)
 
 
-async def _versions(request: Request, layer: str) -> dict[str, int]:
-    check_layer(layer)
-    async with request.app.state.pool.acquire() as conn:
-        rows = await conn.fetch("SELECT source_table, version FROM cim.data_version WHERE source_table = ANY($1)",
-                                list(SOURCE_TABLES[layer]))
-    got = {r["source_table"]: int(r["version"]) for r in rows}
-    return {t: got.get(t, 0) for t in SOURCE_TABLES[layer]}
+def _versions(request: Request, layer: str) -> dict[str, int]:
+    """Data versions of the layer's tables, from the server's watcher (no database round trip)."""
+    return request.app.state.versions.mapping(_service(request).source_tables(layer))
 
 
 @router.get("/3dtiles/{layer}/tileset.json", summary="三维瓦片集 / 3D Tiles 1.1 tileset",
             responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown or empty layer"}})
 async def tileset(request: Request, layer: str) -> Response:
     """Tileset of `buildings` (LOD1 blocks) or `pipelines` (tubes, wells, appurtenances), quadtree with ADD."""
-    versions = await _versions(request, layer)
+    versions = _versions(request, layer)
     body, etag = await run_in_threadpool(_service(request).tileset, layer, versions)
     return _respond(request, body, etag, MEDIA["json"])
 
@@ -73,7 +68,7 @@ async def content(request: Request, layer: str, level: str, x: str, y: str, ext:
     """GLB with EXT_mesh_features ids and an EXT_structural_metadata property table per feature kind."""
     if not (_NUM.match(level) and _NUM.match(x) and _NUM.match(y)):
         raise NotFound("三维瓦片地址无效", "invalid 3D tile address")
-    versions = await _versions(request, layer)
+    versions = _versions(request, layer)
     body, etag = await run_in_threadpool(_service(request).content, layer, versions, f"{int(level)}/{int(x)}/{int(y)}",
                                          ext)
     return _respond(request, body, etag, MEDIA.get(ext, "application/octet-stream"))

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psycopg2.pool
 
-from cim.db import data_versions
 from cim.errors import NotFound
 from layers.catalog import Catalog
 from tiles.threed import sources
@@ -71,12 +70,10 @@ class ThreeDService:
             self._pool.closeall()
             self._pool = None
 
-    def versions(self, layer: str) -> dict[str, int]:
-        """Current data versions of the layer's source tables."""
+    def source_tables(self, layer: str) -> tuple[str, ...]:
+        """The data-version keys of a 3D layer (look them up in the server's version watcher)."""
         check_layer(layer)
-        with self._conn() as conn, conn.cursor() as cur:
-            allv = data_versions(cur)
-        return {t: int(allv.get(t, 0)) for t in sources.SOURCE_TABLES[layer]}
+        return sources.source_tables(layer, self.catalog)
 
     # -------------------------------------------------------------- built folders
     def _built(self, layer: str, versions: dict[str, int]) -> Path | None:
