@@ -56,10 +56,18 @@ def _rid(request: Request) -> str:
     return request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
 
 
+def _server_error(request: Request, status: int) -> None:
+    """Tell the app's recorder about a 5xx answer (the heartbeat counts them; see api.routers.tiers)."""
+    hook = getattr(request.app.state, "on_server_error", None)
+    if hook is not None:
+        hook(request, status)
+
+
 async def _cim_error(request: Request, exc: e.CimError) -> JSONResponse:
     status = status_for(exc)
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
+        _server_error(request, status)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(error_body(exc.code, exc.zh, exc.en, _rid(request), exc.detail or None),
                         status_code=status, headers=headers)
@@ -91,9 +99,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = _rid(request)
     name = type(exc).__name__
     if name in ("QueryCanceledError", "QueryCanceled"):  # statement_timeout (asyncpg / psycopg2)
+        _server_error(request, 503)
         return JSONResponse(error_body("query_timeout", "查询超时，请缩小范围后重试",
                                        "query timed out; narrow it down and retry", rid), status_code=503)
     log.exception("unhandled error %s on %s %s", rid, request.method, request.url.path)
+    _server_error(request, 500)
     return JSONResponse(error_body("internal", "服务器内部错误，请联系管理员并提供请求编号",
                                    "internal server error; quote the request id to the administrator", rid),
                         status_code=500)

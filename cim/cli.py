@@ -1,6 +1,7 @@
 """The ``cim`` command line.
 
-The root program owns ``cim db``, ``cim token``, ``cim backup`` and ``cim restore``; every other group (``layers``, ``ingest``,
+The root program owns ``cim db``, ``cim token``, ``cim tier`` (:mod:`cim.tier_cli`), ``cim backup`` and
+``cim restore``; every other group (``layers``, ``ingest``,
 ``demo``, ``tiles``, ``tiles3d``, ``serve`` ...) is contributed by its package through the
 ``cim.commands`` entry-point group in ``pyproject.toml``, so ``cim`` never imports a package
 above it. Exit codes: 0 ok, 1 rejected / failed check, 2 unusable input or environment.
@@ -32,7 +33,7 @@ db_app = typer.Typer(help="Database: embedded cluster and migrations / 数据库
 token_app = typer.Typer(help="API tokens / 访问令牌", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
-_CORE_COMMANDS = frozenset({"db", "token", "backup", "restore"})
+_CORE_COMMANDS = frozenset({"db", "token", "tier", "backup", "restore"})
 
 
 def fail(exc: CimError, code: int = 2) -> None:
@@ -47,7 +48,7 @@ def cli_principal() -> auth.Principal:
 
 
 def _cluster(settings: DatabaseSettings) -> EmbeddedCluster:
-    return EmbeddedCluster(settings.home_dir, settings.pg_bindir, settings.db_os_user)
+    return EmbeddedCluster(settings.home_dir, settings.pg_bindir, settings.db_os_user, listen=settings.db_listen)
 
 
 @db_app.command("up")
@@ -58,8 +59,12 @@ def db_up(migrate_schema: Annotated[bool, typer.Option("--migrate/--no-migrate")
         if settings.database_url:
             typer.echo("CIM_DATABASE_URL 已设置，使用外部数据库 / using the external database from CIM_DATABASE_URL")
         else:
-            info = _cluster(settings).start()
-            typer.echo(f"本地数据库已启动 / local database running on 127.0.0.1:{info.port}")
+            cluster = _cluster(settings)
+            info = cluster.start()
+            typer.echo(f"本地数据库已启动 / local database running on {cluster.listen}:{info.port}")
+            if cluster.restart_needed():
+                typer.echo("CIM_DB_LISTEN 已更改，重启后生效（cim db down && cim db up） / CIM_DB_LISTEN changed: "
+                           "restart the database to apply it", err=True)
         if migrate_schema:
             _migrate(settings)
     except CimError as exc:
@@ -270,6 +275,14 @@ def restore_cmd(
                    f"{', '.join(result.get('migrations_applied') or []) or '-'}")
         for removed in result["stale_3d_builds_removed"]:
             typer.echo(f"已作废三维瓦片构建 / 3D Tiles build marked stale: {removed} (cim tiles3d build)", err=True)
+
+
+def _add_tier_commands() -> None:
+    from cim.tier_cli import app as tier_app
+    app.add_typer(tier_app, name="tier")
+
+
+_add_tier_commands()
 
 
 def _load_plugins(argv: list[str]) -> None:

@@ -2,8 +2,11 @@
 
 Used when ``CIM_DATABASE_URL`` is unset. The cluster lives under ``$CIM_HOME/pg`` (data,
 log, socket and a ``cluster.json`` with port and credentials), uses the system PostgreSQL
-binaries, listens on 127.0.0.1 only on a free port, and runs as an unprivileged OS user when
-started by root (PostgreSQL refuses to run as root).
+binaries, listens on 127.0.0.1 only on a free port (plus the addresses set explicitly in
+``CIM_DB_LISTEN``), and runs as an unprivileged OS user when started by root (PostgreSQL
+refuses to run as root). It is configured for logical replication, so an instance can publish
+to or subscribe from the other tiers (docs/tiers.md); ``pg_hba.conf`` entries for the
+replication role are kept in one marked block (:meth:`EmbeddedCluster.set_hba_block`).
 """
 
 from __future__ import annotations
@@ -28,9 +31,26 @@ log = logging.getLogger(__name__)
 DB_NAME = "cim"
 DB_SUPERUSER = "cim"
 FALLBACK_OS_USER = "cimdb"
+LOOPBACK = "127.0.0.1"
+HBA_BEGIN = "# BEGIN cim tier: replication role (managed by `cim tier publish`)"
+HBA_END = "# END cim tier"
+_ADDRESS = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9.:-]{0,252})$")
 
 # Server settings for a 2-core machine serving tiles: small parallelism, no JIT (it only adds
 # latency to short tile queries), enough shared buffers to keep a county in memory.
+# Logical replication between tiers (PostgreSQL 15 §31.10 configuration settings), sized for a
+# province subscribing to ~120 counties directly on a small server:
+#   wal_level = logical                  publications need it (WAL archiving needs ≥ replica too);
+#   max_replication_slots = 160          on a subscriber: one replication origin per subscription
+#                                        (120) plus table-sync reserve; on a publisher: one slot per
+#                                        subscriber plus a temporary slot per table-sync worker;
+#   max_wal_senders = 32                 a county or city serves its city and province (apply and
+#                                        table-sync connections, ≤ 3 each during the initial copy),
+#                                        a standby or pg_basebackup: ample headroom;
+#   max_logical_replication_workers = 136  120 apply workers + 16 table-sync workers;
+#   max_sync_workers_per_subscription = 2  (the default) initial copies run two tables at a time;
+#   max_worker_processes = 152           136 replication workers + the launcher + 8 parallel-query
+#                                        workers + margin. An idle apply worker holds a few MB.
 SERVER_CONF = {
     "listen_addresses": "'127.0.0.1'",
     "max_connections": "100",
@@ -41,8 +61,12 @@ SERVER_CONF = {
     "max_parallel_workers_per_gather": "2",
     "jit": "off",
     "random_page_cost": "1.1",
-    "wal_level": "minimal",
-    "max_wal_senders": "0",
+    "wal_level": "logical",
+    "max_replication_slots": "160",
+    "max_wal_senders": "32",
+    "max_logical_replication_workers": "136",
+    "max_sync_workers_per_subscription": "2",
+    "max_worker_processes": "152",
     "max_wal_size": "'2GB'",
     "logging_collector": "off",
     "log_min_messages": "warning",
@@ -86,10 +110,34 @@ def find_bindir(explicit: Path | None = None) -> Path:
     )
 
 
-class EmbeddedCluster:
-    """Create, start, stop and describe the project-local cluster under ``home``."""
+def listen_addresses(listen: str | None) -> str:
+    """``listen_addresses`` for ``CIM_DB_LISTEN``: 127.0.0.1 always, plus the addresses given.
 
-    def __init__(self, home: Path, bindir: Path | None = None, os_user: str | None = None) -> None:
+    Each address is ``*``, a host name or an IP literal; anything else is refused, so the value
+    can be written into the server configuration safely.
+    """
+    out = [LOOPBACK]
+    for item in (listen or "").split(","):
+        addr = item.strip()
+        if not addr or addr in out:
+            continue
+        if not _ADDRESS.match(addr):
+            raise ConfigError(f"CIM_DB_LISTEN 中的地址不合法：{addr[:60]}", f"invalid address in CIM_DB_LISTEN: {addr[:60]}")
+        out.append(addr)
+    return "*" if "*" in out else ",".join(out)
+
+
+class EmbeddedCluster:
+    """Create, start, stop and describe the project-local cluster under ``home``.
+
+    ``listen`` adds addresses to 127.0.0.1 (``CIM_DB_LISTEN``); ``extra_conf`` overrides server
+    settings (tests run several small clusters side by side).
+    """
+
+    def __init__(self, home: Path, bindir: Path | None = None, os_user: str | None = None, *,
+                 listen: str | None = None, extra_conf: dict[str, str] | None = None) -> None:
+        self.listen = listen_addresses(listen)
+        self.extra_conf = dict(extra_conf or {})
         self.home = Path(home).expanduser().resolve()
         self.root = self.home / "pg"
         self.data = self.root / "data"
@@ -208,7 +256,9 @@ class EmbeddedCluster:
         return info
 
     def _write_conf(self, port: int) -> None:
-        conf = dict(SERVER_CONF, port=str(port), unix_socket_directories=f"'{self.run_dir}'")
+        conf = dict(SERVER_CONF, port=str(port), unix_socket_directories=f"'{self.run_dir}'",
+                    listen_addresses=f"'{self.listen}'")
+        conf.update(self.extra_conf)
         text = "".join(f"{k} = {v}\n" for k, v in conf.items())
         target = self.data / "cim.conf"
         self._write_as_server_user(target, text)
@@ -291,6 +341,38 @@ class EmbeddedCluster:
         conf = (self.data / "cim.conf").read_text() if (self.data / "cim.conf").exists() else ""
         m = re.search(r"listen_addresses = '([^']*)'", conf)
         return [a.strip() for a in m.group(1).split(",")] if m else []
+
+    def restart_needed(self) -> bool:
+        """True when the running server's configuration differs from what a start would write
+        (e.g. ``CIM_DB_LISTEN`` changed): listen addresses are read at server start only."""
+        return self.is_running() and self.listen_addresses() != self.listen.split(",")
+
+    def set_hba_block(self, lines: list[str]) -> None:
+        """Replace the managed block of ``pg_hba.conf`` with ``lines`` and reload the server.
+
+        The block is appended after initdb's entries (which only admit local and loopback
+        connections), so it only adds the remote addresses given to the replication role.
+        """
+        path = self.data / "pg_hba.conf"
+        text = path.read_text()
+        if HBA_BEGIN in text:
+            head, _, rest = text.partition(HBA_BEGIN)
+            _, _, tail = rest.partition(HBA_END)
+            text = head.rstrip("\n") + "\n" + tail.lstrip("\n")
+        if lines:
+            text = text.rstrip("\n") + "\n" + "\n".join([HBA_BEGIN, *lines, HBA_END]) + "\n"
+        self._write_as_server_user(path, text)
+        if self.is_running():
+            subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "reload", "-D", str(self.data)]),
+                           check=True, capture_output=True)
+
+    def hba_block(self) -> list[str]:
+        """Lines of the managed block of ``pg_hba.conf``."""
+        text = (self.data / "pg_hba.conf").read_text() if (self.data / "pg_hba.conf").exists() else ""
+        if HBA_BEGIN not in text:
+            return []
+        body = text.partition(HBA_BEGIN)[2].partition(HBA_END)[0]
+        return [line for line in body.splitlines() if line.strip()]
 
 
 def free_port() -> int:

@@ -1,15 +1,28 @@
-"""Digital elevation model access: find the current DEM and sample it at many points at once.
+"""Digital elevation models: the current DEM of each county, their files, and sampling at many points.
 
-The DEM is a GeoTIFF registered in ``cim.dem`` (``ingest.dem.store_dem`` copies it under
-``$CIM_HOME/dem/``). Heights are whatever the raster holds (normally 1985 National Height Datum,
-metres). Sampling is vectorised: the query points are transformed into the raster CRS with one
-pyproj call and read from the band array with numpy (bilinear by default, nearest on request).
-Points outside the raster or on nodata cells give NaN.
+DEMs are GeoTIFFs registered in ``cim.dem`` (``ingest.dem.store_dem`` copies them under
+``$CIM_HOME/dem/<sha256>.tif``). Each county has at most one current DEM (``county_code``); a
+DEM registered without a county (``''``) serves the whole instance, for the features of a county
+without one of its own. A county's DEM never stands in for another county's: a city or province
+holding several counties places each county's features on that county's ground
+(:func:`sample_by_county`). Heights are whatever the raster holds (normally 1985 National Height
+Datum, metres). Sampling is vectorised: the query points are transformed into the raster CRS with
+one pyproj call and read from the band array with numpy (bilinear by default, nearest on request).
+Points outside a raster or on nodata cells give NaN.
+
+Files of DEMs received from lower-tier instances
+    A DEM file is not in the database, so an instance that publishes keeps the bytes of its
+    area's current DEMs in ``cim.dem_file`` (:func:`publish_dem_files`), which replicates with the
+    registrations. A subscriber writes them back to ``<dem_dir>/<sha256>.tif`` (its
+    ``cim.tier_instance.dem_dir``) the first time a reader needs that DEM (:func:`dem_path`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
+import os
 import threading
 from pathlib import Path
 
@@ -18,20 +31,132 @@ import psycopg2.extensions
 import rasterio
 from pyproj import Transformer
 
+log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
+PART_BYTES = 8 * 1024 * 1024
+INSTANCE = ""   # county_code of a DEM serving the whole instance
+
+_CURRENT_SQL = ("SELECT d.id, d.county_code, d.name, d.file_path, d.sha256, d.srid, d.min_z, d.max_z, d.loaded_at, "
+                "ST_XMin(d.bounds), ST_YMin(d.bounds), ST_XMax(d.bounds), ST_YMax(d.bounds) "
+                "FROM cim.dem d WHERE d.is_current ORDER BY d.id DESC")
+_FIELDS = ("id", "county_code", "name", "file_path", "sha256", "srid", "min_z", "max_z", "loaded_at")
 
 
-def current_dem(cur: psycopg2.extensions.cursor) -> dict | None:
-    """The current DEM row (id, name, file_path, srid, bounds as [w, s, e, n]) or None."""
-    cur.execute("SELECT id, name, file_path, srid, ST_XMin(bounds), ST_YMin(bounds), ST_XMax(bounds), "
-                "ST_YMax(bounds) FROM cim.dem WHERE is_current ORDER BY id DESC LIMIT 1")
+def _row(row) -> dict:
+    out = dict(zip(_FIELDS, row[:9], strict=True))
+    out["bounds"] = [float(v) for v in row[9:13]]
+    return out
+
+
+def current_dems(cur: psycopg2.extensions.cursor) -> list[dict]:
+    """Every current DEM (one per county, plus the instance's own), newest first."""
+    cur.execute(_CURRENT_SQL)
+    return [_row(r) for r in cur.fetchall()]
+
+
+async def current_dems_async(conn) -> list[dict]:
+    """:func:`current_dems` on an asyncpg connection or pool."""
+    return [_row(tuple(r)) for r in await conn.fetch(_CURRENT_SQL)]
+
+
+def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> dict | None:
+    """The current DEM of ``county`` (else the instance's), or the newest of all when no county is named."""
+    dems = current_dems(cur)
+    if county is None:
+        return dems[0] if dems else None
+    by = {d["county_code"]: d for d in dems}
+    return by.get(county) or by.get(INSTANCE)
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+def _dem_dir(cur: psycopg2.extensions.cursor) -> Path | None:
+    cur.execute("SELECT dem_dir FROM cim.tier_instance")
     row = cur.fetchone()
-    if row is None:
-        return None
-    return {"id": row[0], "name": row[1], "file_path": row[2], "srid": row[3], "bounds": list(row[4:8])}
+    return Path(row[0]) if row and row[0] else None
 
 
-@functools.lru_cache(maxsize=4)
+def dem_path(cur: psycopg2.extensions.cursor, dem: dict) -> str | None:
+    """A readable file of ``dem``: this instance's copy ``<dem_dir>/<sha256>.tif``, written from the
+    replicated bytes when it is missing, else the registered ``file_path``; None when neither exists."""
+    local_dir = _dem_dir(cur)
+    if local_dir is not None:
+        local = local_dir / f"{dem['sha256']}.tif"
+        if local.is_file():
+            return str(local)
+        try:
+            if _materialise(cur, dem, local):
+                return str(local)
+        except OSError as exc:   # an unwritable dem_dir: fall back to the registered path
+            log.warning("cannot write DEM %s to %s: %s", dem["sha256"][:12], local_dir, exc)
+    path = Path(dem["file_path"])
+    return str(path) if path.is_file() else None
+
+
+def _materialise(cur: psycopg2.extensions.cursor, dem: dict, target: Path) -> bool:
+    """Write the replicated parts of ``dem`` to ``target`` (checked against its sha256); False
+    when they are not (all) here yet."""
+    cur.execute("SELECT count(*), max(parts) FROM cim.dem_file WHERE county_code = %s AND sha256 = %s",
+                (dem["county_code"], dem["sha256"]))
+    have, parts = cur.fetchone()
+    if not parts or have != parts:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as fh:
+        for part in range(parts):
+            cur.execute("SELECT data FROM cim.dem_file WHERE county_code = %s AND sha256 = %s AND part = %s",
+                        (dem["county_code"], dem["sha256"], part))
+            data = bytes(cur.fetchone()[0])
+            digest.update(data)
+            fh.write(data)
+    if digest.hexdigest() != dem["sha256"]:
+        tmp.unlink(missing_ok=True)
+        return False
+    os.replace(tmp, target)
+    return True
+
+
+def store_dem_file(cur: psycopg2.extensions.cursor, county: str, sha256: str, path: Path | str) -> int:
+    """Put the bytes of a DEM file into ``cim.dem_file`` in parts (replaced if present); returns the parts."""
+    size = Path(path).stat().st_size
+    parts = max(1, -(-size // PART_BYTES))
+    cur.execute("DELETE FROM cim.dem_file WHERE county_code = %s AND sha256 = %s", (county, sha256))
+    with open(path, "rb") as fh:
+        for part in range(parts):
+            cur.execute("INSERT INTO cim.dem_file (county_code, sha256, part, parts, data) VALUES (%s, %s, %s, %s, %s)",
+                        (county, sha256, part, parts, psycopg2.Binary(fh.read(PART_BYTES))))
+    return parts
+
+
+def publish_dem_files(cur: psycopg2.extensions.cursor, prefix: str) -> list[str]:
+    """Keep in ``cim.dem_file`` the bytes of exactly the current DEMs of the counties under ``prefix``
+    (the ones this instance holds the file of); returns the counties whose bytes were added."""
+    cur.execute("DELETE FROM cim.dem_file f WHERE starts_with(f.county_code, %s) AND NOT EXISTS (SELECT 1 FROM cim.dem d "
+                "WHERE d.is_current AND d.county_code = f.county_code AND d.sha256 = f.sha256)", (prefix,))
+    added = []
+    for dem in current_dems(cur):
+        if not dem["county_code"].startswith(prefix) or not dem["county_code"]:
+            continue
+        cur.execute("SELECT 1 FROM cim.dem_file WHERE county_code = %s AND sha256 = %s LIMIT 1",
+                    (dem["county_code"], dem["sha256"]))
+        if cur.fetchone() is None and Path(dem["file_path"]).is_file():
+            store_dem_file(cur, dem["county_code"], dem["sha256"], dem["file_path"])
+            added.append(dem["county_code"])
+    return added
+
+
+def publishes(cur: psycopg2.extensions.cursor, county: str) -> bool:
+    """True when this instance publishes the rows of ``county`` (so its DEM bytes must travel)."""
+    cur.execute("SELECT EXISTS (SELECT 1 FROM cim.tier_instance i JOIN pg_publication p ON p.pubname = 'cim_' || i.code "
+                "WHERE starts_with(%s, cim.tier_prefix(i.code)))", (county,))
+    return bool(cur.fetchone()[0])
+
+
+# --- reading and sampling ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=8)
 def _load(path: str, mtime: float) -> tuple[np.ndarray, object, object]:
     """Band 1 as float64 with nodata → NaN, the affine transform and the CRS (cached per file)."""
     with rasterio.open(path) as src:
@@ -44,16 +169,6 @@ def read_dem(path: Path | str) -> tuple[np.ndarray, object, object]:
     p = str(path)
     with _LOCK:
         return _load(p, Path(p).stat().st_mtime)
-
-
-def _resolve(conn_or_path) -> str | None:
-    if isinstance(conn_or_path, (str, Path)):
-        return str(conn_or_path)
-    with conn_or_path.cursor() as cur:
-        dem = current_dem(cur)
-    if dem is None or not Path(dem["file_path"]).is_file():
-        return None
-    return dem["file_path"]
 
 
 def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = "bilinear") -> np.ndarray:
@@ -89,14 +204,57 @@ def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = 
     return out
 
 
-def sample_dem(conn_or_path, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
-    """Elevations at lon/lat points from the current DEM (a connection) or a DEM file (a path).
-
-    Returns a float array (NaN outside the raster or on nodata) or None when no DEM is loaded.
-    ``method`` is ``"bilinear"`` (default) or ``"nearest"``.
-    """
-    path = _resolve(conn_or_path)
-    if path is None:
-        return None
+def _sample_file(path: str, lons, lats, method: str) -> np.ndarray:
     data, transform, crs = read_dem(path)
     return sample_array(data, transform, crs, lons, lats, method=method)
+
+
+def sample_dem(conn_or_path, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+    """Elevations at lon/lat points from a DEM file (a path) or the current DEMs (a connection).
+
+    With a connection each point takes the newest current DEM that covers it (whatever its
+    county): the ground of a place, e.g. along a cross-section. Features are placed by
+    :func:`sample_by_county` instead. Returns a float array (NaN where no DEM covers a point or
+    on nodata) or None when no DEM is loaded. ``method`` is ``"bilinear"`` or ``"nearest"``.
+    """
+    if isinstance(conn_or_path, (str, Path)):
+        return _sample_file(str(conn_or_path), lons, lats, method)
+    lons = np.asarray(lons, dtype="float64").ravel()
+    lats = np.asarray(lats, dtype="float64").ravel()
+    with conn_or_path.cursor() as cur:
+        dems = [(d, dem_path(cur, d)) for d in current_dems(cur)]
+    dems = [(d, p) for d, p in dems if p]
+    if not dems:
+        return None
+    out = np.full(lons.shape, np.nan)
+    for _dem, path in dems:
+        todo = np.isnan(out)
+        if not todo.any():
+            break
+        out[todo] = _sample_file(path, lons[todo], lats[todo], method)
+    return out
+
+
+def sample_by_county(conn, counties, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+    """Elevations of features at lon/lat points, each from the current DEM of its own county
+    (``counties[i]``), else from the instance's DEM; NaN where that DEM does not cover the point.
+    None when no DEM is loaded at all."""
+    lons = np.asarray(lons, dtype="float64").ravel()
+    lats = np.asarray(lats, dtype="float64").ravel()
+    counties = np.asarray(counties, dtype=object).ravel()
+    with conn.cursor() as cur:
+        dems = current_dems(cur)
+        if not dems:
+            return None
+        by = {d["county_code"]: d for d in dems}
+        paths: dict[str, str | None] = {}
+        for county in sorted({str(c) for c in counties}):
+            dem = by.get(county) or by.get(INSTANCE)
+            paths[county] = dem_path(cur, dem) if dem else None
+    out = np.full(lons.shape, np.nan)
+    for county, path in paths.items():
+        if path is None:
+            continue
+        sel = counties == county
+        out[sel] = _sample_file(path, lons[sel], lats[sel], method)
+    return out

@@ -24,6 +24,8 @@ class DatabaseSettings(BaseSettings):
     pool_max: int = Field(8, ge=1)
     pg_bindir: Path | None = None
     db_os_user: str | None = None
+    db_listen: str = Field("127.0.0.1", description="addresses the embedded cluster listens on besides 127.0.0.1 "
+                                                  "(comma-separated; set explicitly to let lower-tier subscribers in)")
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> DatabaseSettings:
@@ -86,6 +88,29 @@ class TileSettings(BaseSettings):
     threed_dir: Path | None = None  # default: $CIM_HOME/3dtiles
 
 
+class TierSettings(BaseSettings):
+    """Linked tiers: heartbeat schedule and the thresholds of the lower-tier running status.
+
+    A lower-tier instance is green while its latest heartbeat is younger than ``amber_after_s``
+    and arrived within ``lag_amber_s``; amber up to ``red_after_s`` / ``lag_red_s`` (or when its
+    dictionaries or schema differ from this instance's); red beyond, or without any heartbeat.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CIM_TIER_", extra="ignore")
+
+    heartbeat_s: float = Field(30.0, gt=0, description="seconds between heartbeats of this instance")
+    amber_after_s: float = Field(90.0, gt=0)
+    red_after_s: float = Field(300.0, gt=0)
+    lag_amber_s: float = Field(60.0, gt=0)
+    lag_red_s: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierSettings:
+        if self.amber_after_s > self.red_after_s or self.lag_amber_s > self.lag_red_s:
+            raise ValueError("CIM_TIER_*_AMBER_* thresholds must not exceed the red ones")
+        return self
+
+
 class Settings(BaseSettings):
     """All concerns together, for the composition roots (CLI, API)."""
 
@@ -96,6 +121,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
+    tier: TierSettings = Field(default_factory=TierSettings)
 
     @property
     def archive_dir(self) -> Path:

@@ -80,15 +80,16 @@ class _Bar:
         return {k: round(b - a, 2) for k, (a, b) in self.spans.items()}
 
 
-def _store_dems(conn, settings, paths: list[Path]) -> None:
+def _store_dems(conn, settings, paths: list[Path], county: str | None = None) -> None:
     try:
         from ingest.dem import store_dem
     except ImportError:
         _err.print("错误 / error: 未安装 DEM 支持（ingest.dem）\n  DEM support not installed (ingest.dem)")
         raise typer.Exit(2) from None
     for path in paths:
-        row = store_dem(conn, path, principal=cli_principal(), home=settings.db.home_dir)
-        typer.echo(json.dumps({"dem": str(path), **{k: v for k, v in row.items() if k in ("id", "sha256", "srid")}},
+        row = store_dem(conn, path, principal=cli_principal(), home=settings.db.home_dir, county=county)
+        typer.echo(json.dumps({"dem": str(path), **{k: v for k, v in row.items()
+                                                    if k in ("id", "sha256", "srid", "county_code")}},
                               ensure_ascii=False, default=str))
 
 
@@ -109,7 +110,7 @@ def load_cmd(
         settings, conn = _connect()
         try:
             if dems:
-                _store_dems(conn, settings, dems)
+                _store_dems(conn, settings, dems, county)
             if not files:
                 return
             with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),

@@ -1,10 +1,13 @@
 """Store a GeoTIFF digital elevation model: validate, copy under ``$CIM_HOME/dem/``, register.
 
-``cim ingest dem.tif`` dispatches ``*.tif`` / ``*.tiff`` here. The raster must be readable by
-rasterio (GDAL), carry a CRS that PROJ knows and have at least one band; its footprint is
-stored in EPSG:4490 so the map and the 3D builder can tell where it applies. The copy is named by
-its SHA-256, so storing the same file twice reuses one copy. Registration (the new row, the
-previous DEM no longer current, the audit entry) is one transaction.
+``cim ingest dem.tif [--county CODE]`` dispatches ``*.tif`` / ``*.tiff`` here. The raster must be
+readable by rasterio (GDAL), carry a CRS that PROJ knows and have at least one band; its footprint
+is stored in EPSG:4490 so the map and the 3D builder can tell where it applies. The copy is named by
+its SHA-256, so storing the same file twice reuses one copy. A DEM belongs to a county and replaces
+only that county's previous DEM; without ``--county`` it is the county platform's own county
+(``cim tier init``), else the DEM of the whole instance. Registration (the new row, the county's
+previous DEM no longer current, the bytes for subscribers when this instance publishes the county,
+the audit entry) is one transaction.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.warp import transform_bounds
 
-from cim import auth
+from cim import auth, raster, tiers
 from cim.auth import Principal
 from cim.db import transaction
-from cim.errors import CrsError, UnreadableInput
+from cim.errors import CrsError, InvalidInput, UnreadableInput
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,20 @@ def inspect_dem(path: Path) -> dict:
                               f"{path.name} is not a readable raster (GeoTIFF) file") from exc
 
 
-def store_dem(conn: psycopg2.extensions.connection, path: Path, *, principal: Principal, home: Path) -> dict:
-    """Validate, copy and register a DEM as the current one; returns the registered row as a dict."""
+def _county(cur, county: str | None) -> str:
+    """The county a DEM is stored for: the one given, else a county platform's own, else '' (the instance's)."""
+    if county:
+        county = str(county).strip()
+        if not (county.isdigit() and len(county) in (6, 9, 12)):
+            raise InvalidInput(f"行政区代码不合法：{county[:20]}", f"invalid county code: {county[:20]}")
+        return county
+    ident = tiers.identity(cur)
+    return ident.code if ident is not None and ident.level == "county" else raster.INSTANCE
+
+
+def store_dem(conn: psycopg2.extensions.connection, path: Path, *, principal: Principal, home: Path,
+              county: str | None = None) -> dict:
+    """Validate, copy and register a DEM as the current one of its county; returns the registered row."""
     path = Path(path)
     if path.suffix.lower() not in DEM_SUFFIXES:
         raise UnreadableInput(f"DEM 需为 GeoTIFF（.tif/.tiff）：{path.name}",
@@ -91,22 +106,28 @@ def store_dem(conn: psycopg2.extensions.connection, path: Path, *, principal: Pr
         os.replace(tmp, target)
     try:
         with transaction(conn) as cur:
-            cur.execute("UPDATE cim.dem SET is_current = false WHERE is_current")
+            county = _county(cur, county)
+            if county:
+                auth.authorize(principal, auth.Action.write, county=county)
+                tiers.check_writable(cur, county)
+            cur.execute("UPDATE cim.dem SET is_current = false WHERE is_current AND county_code = %s", (county,))
             w, s, e, n = meta["bounds"]
             cur.execute(
                 "INSERT INTO cim.dem (name, file_path, sha256, srid, crs_wkt, width, height, resolution_x, "
-                "resolution_y, nodata, min_z, max_z, bounds, loaded_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, ST_MakeEnvelope(%s, %s, %s, %s, 4490), %s) RETURNING id, loaded_at",
+                "resolution_y, nodata, min_z, max_z, bounds, loaded_by, county_code) VALUES (%s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s, ST_MakeEnvelope(%s, %s, %s, %s, 4490), %s, %s) RETURNING id, loaded_at",
                 (path.name, str(target), digest, meta["srid"], meta["crs_wkt"], meta["width"], meta["height"],
                  meta["resolution_x"], meta["resolution_y"], meta["nodata"], meta["min_z"], meta["max_z"],
-                 w, s, e, n, principal.name))
+                 w, s, e, n, principal.name, county))
             dem_id, loaded_at = cur.fetchone()
-            auth.audit(cur, principal, "dem.store", target=f"dem/{dem_id}",
+            if county and raster.publishes(cur, county):   # subscribers receive the bytes with the row
+                raster.publish_dem_files(cur, county)
+            auth.audit(cur, principal, "dem.store", target=f"dem/{dem_id}", county=county or None,
                        detail={"file": path.name, "sha256": digest, "srid": meta["srid"], "bounds": meta["bounds"]})
     except BaseException:
         if created:
             target.unlink(missing_ok=True)
         raise
     log.info("stored DEM %s as %s (id %s)", path.name, target, dem_id)
-    return {"id": dem_id, "name": path.name, "file_path": str(target), "sha256": digest,
+    return {"id": dem_id, "name": path.name, "file_path": str(target), "sha256": digest, "county_code": county,
             "loaded_at": loaded_at.isoformat(), **meta}

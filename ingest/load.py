@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 import psycopg2.extensions
 
-from cim import auth
+from cim import auth, tiers
 from cim.db import fetch_dicts, quote_ident
 from cim.errors import Conflict, IngestRejected, InvalidInput, NotFound
 from cim.schema import FEATURE_TABLES, TABLES
@@ -216,6 +216,7 @@ def open_load(conn: psycopg2.extensions.connection, delivery: Delivery, *, princ
             # limit keeps the merge of that list out of the load (autovacuum does it afterwards).
             cur.execute("SET LOCAL gin_pending_list_limit = '512MB'")
             _lock_county(cur, county)
+            tiers.check_writable(cur, county)   # a county replicated from a lower tier is read-only here
             dup = find_duplicate(cur, delivery.sha256, county)
             if dup is not None:
                 auth.audit(cur, principal, "ingest.duplicate", target=f"delivery:{dup['id']}", county=county,
@@ -550,6 +551,7 @@ def restore(conn: psycopg2.extensions.connection, delivery_id: int, *, principal
                 raise Conflict(f"成果 {delivery_id} 状态为 {d['state']}，无法恢复",
                                f"delivery {delivery_id} is {d['state']} and cannot be restored")
             _lock_county(cur, d["county_code"])
+            tiers.check_writable(cur, d["county_code"])
             touched: set[int] = set()
             for scope in d["layers"]:
                 target, network = _split_scope(scope)

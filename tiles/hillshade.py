@@ -1,11 +1,13 @@
-"""Hillshade raster tiles of the current DEM in Web Mercator (XYZ, 256 px, transparent PNG).
+"""Hillshade raster tiles of the current DEMs in Web Mercator (XYZ, 256 px, transparent PNG).
 
-The DEM is resampled onto the tile grid (plus a one-pixel margin for the gradient) with
-``rasterio.warp.reproject`` (bilinear), shaded from central-difference slopes and aspects with the standard formula (sun azimuth
-315°, altitude 45°; slope from ground distances, i.e. Mercator pixel size × cos(latitude)), and
-written as black (shadow) or white (sunlit slope) with an alpha that grows with the difference from
-flat ground, so the tile shades the map below it and is transparent on flat ground, outside the DEM
-and on nodata.
+Every current DEM (one per county, plus the instance's own) is resampled onto the tile grid (plus
+a one-pixel margin for the gradient) with ``rasterio.warp.reproject`` (bilinear), the newer drawn
+over the older where they overlap, so the counties of a city or province shade seamlessly. The
+joined elevations are shaded from central-difference slopes and aspects with the standard formula
+(sun azimuth 315°, altitude 45°; slope from ground distances, i.e. Mercator pixel size ×
+cos(latitude)), and written as black (shadow) or white (sunlit slope) with an alpha that grows
+with the difference from flat ground, so the tile shades the map below it and is transparent on
+flat ground, outside every DEM and on nodata.
 """
 
 from __future__ import annotations
@@ -59,18 +61,22 @@ def shade(z: np.ndarray, cell_m: float, azimuth: float = 315.0, altitude: float 
     return np.clip(out, 0, 1)
 
 
-def hillshade_tile(path: str, z: int, x: int, y: int) -> bytes:
-    """PNG hillshade of the DEM file for tile z/x/y (transparent outside the DEM)."""
-    try:
-        data, transform, crs = read_dem(path)
-    except OSError as exc:
-        raise NotFound("高程模型文件缺失，请重新入库 DEM", "the DEM file is missing; store the DEM again") from exc
+def hillshade_tile(paths: str | list[str], z: int, x: int, y: int) -> bytes:
+    """PNG hillshade of the DEM files (oldest first; later ones drawn over earlier ones) for tile
+    z/x/y, transparent outside every DEM."""
     xmin, ymin, xmax, ymax = tile_bounds(z, x, y)
     px = (xmax - xmin) / SIZE
     dst = np.full((SIZE + 2, SIZE + 2), np.nan, "f8")
     dst_transform = from_bounds(xmin - px, ymin - px, xmax + px, ymax + px, SIZE + 2, SIZE + 2)
-    reproject(source=data, destination=dst, src_transform=transform, src_crs=crs, src_nodata=np.nan,
-              dst_transform=dst_transform, dst_crs=MERCATOR, dst_nodata=np.nan, resampling=Resampling.bilinear)
+    for path in [paths] if isinstance(paths, str) else paths:
+        try:
+            data, transform, crs = read_dem(path)
+        except OSError as exc:
+            raise NotFound("高程模型文件缺失，请重新入库 DEM", "the DEM file is missing; store the DEM again") from exc
+        layer = np.full_like(dst, np.nan)
+        reproject(source=data, destination=layer, src_transform=transform, src_crs=crs, src_nodata=np.nan,
+                  dst_transform=dst_transform, dst_crs=MERCATOR, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        dst = np.where(np.isnan(layer), dst, layer)
     if np.isnan(dst).all():
         return EMPTY_PNG
     lat = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / 2 ** z))))

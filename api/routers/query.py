@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import dbcall, deps
-from cim import raster
+from cim import db, raster
 from cim.auth import Action, Principal
 from cim.errors import InvalidInput, NotFound, PayloadTooLarge
 from layers import features as lf
@@ -326,15 +326,21 @@ def _crossing(row, ground_dem: float | None) -> dict:
             "lon": round(row["lon"], 8), "lat": round(row["lat"], 8)}
 
 
-async def _dem_sample(conn, lons: list[float], lats: list[float]) -> list[float | None] | None:
-    """Ground elevations from the current DEM, or None when no DEM is loaded."""
-    if not lons or await conn.fetchval("SELECT to_regclass('cim.dem')") is None:
+async def _dem_sample(request: Request, lons: list[float], lats: list[float]) -> list[float | None] | None:
+    """Ground elevations from the current DEMs (each point from the newest DEM covering it), or
+    None when no DEM is loaded."""
+    if not lons:
         return None
-    path = await conn.fetchval("SELECT file_path FROM cim.dem WHERE is_current ORDER BY id DESC LIMIT 1")
-    if path is None:
-        return None
+
+    def sample():
+        conn = db.connect(request.app.state.settings.db, application_name="cim-api")
+        try:
+            return raster.sample_dem(conn, lons, lats)
+        finally:
+            conn.close()
+
     try:
-        values = await asyncio.to_thread(raster.sample_dem, path, lons, lats)
+        values = await asyncio.to_thread(sample)
     except OSError:
         return None
     if values is None:
@@ -363,7 +369,7 @@ async def section(body: SectionRequest, request: Request, who: Principal = QUERY
         samples = await dbcall.run(conn, "fetch", sql, *args)
         sql, args = lq.section_sql(specs, wkb, srid)
         rows = await dbcall.run(conn, "fetch", sql, *args)
-        dem = await _dem_sample(conn, [s["lon"] for s in samples] + [r["lon"] for r in rows],
+        dem = await _dem_sample(request, [s["lon"] for s in samples] + [r["lon"] for r in rows],
                                 [s["lat"] for s in samples] + [r["lat"] for r in rows])
     dem_ground = dem[:len(samples)] if dem else [None] * len(samples)
     dem_cross = dem[len(samples):] if dem else [None] * len(rows)

@@ -34,6 +34,7 @@ _NUMERIC = {
     "int": ("SCALAR", "INT32", "<i4", -2147483648),
     "bool": ("SCALAR", "UINT8", "u1", 255),
     "id": ("SCALAR", "UINT32", "<u4", None),
+    "id64": ("SCALAR", "FLOAT64", "<f8", None),   # ids above 2^32: exact below 2^53, a Number in JavaScript
 }
 
 

@@ -14,6 +14,9 @@ from it in numpy, so tile bounding volumes and meshes agree exactly. Elevation r
   point's ground_z, else the DEM, else 0), else ground − 1 m to the top; the reference is turned
   into the centre line by z_ref: top → −h/2, invert → +h/2, centre → as is;
 - well: from ground down to invert_z, else ground − well_depth, else 1.5 m.
+"The DEM" is the current DEM of the feature's own county (else the instance's), so the features
+of several counties in one instance (a city, a province) each stand on their own county's ground
+(:func:`cim.raster.sample_by_county`); every height is per feature, there is no tileset offset.
 """
 
 from __future__ import annotations
@@ -85,14 +88,18 @@ def _where(spec: LayerSpec, alias: str) -> tuple[str, list]:
     return "".join(" AND " + c for c in conds), params
 
 
-def _ground(fallback: np.ndarray, conn, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Stored ground where known, else the DEM, else 0."""
+def _ground(fallback: np.ndarray, conn, lon: np.ndarray, lat: np.ndarray, counties: np.ndarray) -> np.ndarray:
+    """Stored ground where known, else the DEM of the feature's county, else 0."""
     out = fallback.copy()
     missing = np.isnan(out)
     if missing.any():
-        dem = raster.sample_dem(conn, lon[missing], lat[missing])
+        dem = raster.sample_by_county(conn, counties[missing], lon[missing], lat[missing])
         out[missing] = dem if dem is not None else np.nan
     return np.nan_to_num(out, nan=0.0)
+
+
+def _counties(rows: list, i: int) -> np.ndarray:
+    return np.array([r[i] for r in rows], dtype=object)
 
 
 def building_index(conn: psycopg2.extensions.connection, catalog: Catalog) -> Index:
@@ -101,7 +108,8 @@ def building_index(conn: psycopg2.extensions.connection, catalog: Catalog) -> In
     with conn.cursor() as cur:
         cur.execute(
             "SELECT b.id, ST_XMin(x.bx), ST_YMin(x.bx), ST_XMax(x.bx), ST_YMax(x.bx), b.height_m, b.floors_above, "
-            "COALESCE((u.attrs->>'storey_height_m')::float8, (pu.attrs->>'storey_height_m')::float8), b.ground_z "
+            "COALESCE((u.attrs->>'storey_height_m')::float8, (pu.attrs->>'storey_height_m')::float8), b.ground_z, "
+            "b.county_code "
             "FROM cim.building b CROSS JOIN LATERAL (SELECT b.geom::box2d AS bx) x "
             "LEFT JOIN cim.dict_building_use u ON u.code = b.use_code "
             "LEFT JOIN cim.dict_building_use pu ON pu.code = u.parent_code "
@@ -115,7 +123,7 @@ def building_index(conn: psycopg2.extensions.connection, catalog: Catalog) -> In
     h = np.where(height > 0, height, np.where(floors > 0, floors * storey, DEFAULT_HEIGHT_M))
     h = np.nan_to_num(h, nan=DEFAULT_HEIGHT_M)
     cx, cy = (bbox[:, 0] + bbox[:, 2]) / 2, (bbox[:, 1] + bbox[:, 3]) / 2
-    base = _ground(_f(rows, 8), conn, cx, cy) if n else np.zeros(0)
+    base = _ground(_f(rows, 8), conn, cx, cy, _counties(rows, 9)) if n else np.zeros(0)
     return Index("buildings", np.zeros(n, "i1"), ids, bbox, base, base + h, {"base": base, "top": base + h})
 
 
@@ -135,7 +143,7 @@ def pipeline_index(conn: psycopg2.extensions.connection, catalog: Catalog) -> In
             "ST_YMax(s.geom::box2d), s.start_z, s.end_z, s.start_depth, s.end_depth, s.diameter_mm, s.width_mm, "
             "s.height_mm, " + ground_sql.format(a="sp", no="start_exp_no") + ", "
             + ground_sql.format(a="ep", no="end_exp_no") + ", ST_X(ST_StartPoint(s.geom)), ST_Y(ST_StartPoint(s.geom)), "
-            "ST_X(ST_EndPoint(s.geom)), ST_Y(ST_EndPoint(s.geom)), s.z_ref, s.section_shape "
+            "ST_X(ST_EndPoint(s.geom)), ST_Y(ST_EndPoint(s.geom)), s.z_ref, s.section_shape, s.county_code "
             "FROM cim.pipe_segment s LEFT JOIN cim.pipe_point sp ON sp.id = s.start_point_id "
             "LEFT JOIN cim.pipe_point ep ON ep.id = s.end_point_id WHERE s.is_current" + seg_where + " ORDER BY s.id",
             seg_params)
@@ -143,7 +151,7 @@ def pipeline_index(conn: psycopg2.extensions.connection, catalog: Catalog) -> In
         cur.execute(
             "SELECT p.id, ST_X(p.geom), ST_Y(p.geom), p.ground_z, p.well_depth, p.depth, p.invert_z, p.well_cover, "
             "(p.well_depth IS NOT NULL OR p.invert_z IS NOT NULL OR p.node_type IN ('manhole', 'inlet') "
-            " OR p.appurtenance LIKE '%%井%%') "
+            " OR p.appurtenance LIKE '%%井%%'), p.county_code "
             "FROM cim.pipe_point p WHERE p.is_current AND (p.appurtenance IS NOT NULL OR p.node_type IS NOT NULL "
             "OR p.well_depth IS NOT NULL OR p.invert_z IS NOT NULL)" + pt_where + " ORDER BY p.id", pt_params)
         prows = cur.fetchall()
@@ -173,8 +181,9 @@ def _segment_params(conn, rows: list) -> Index | None:
     dia = np.where(dia > 0, dia, DEFAULT_DIAMETER_MM)
     hw = np.where(rect, wid, dia) / 2000.0
     hh = np.where(rect, hei, dia) / 2000.0
-    g0 = _ground(_f(rows, 12), conn, x0, y0)
-    g1 = _ground(_f(rows, 13), conn, x1, y1)
+    counties = _counties(rows, 20)
+    g0 = _ground(_f(rows, 12), conn, x0, y0, counties)
+    g1 = _ground(_f(rows, 13), conn, x1, y1, counties)
     c = []
     for z, d, g in ((sz, sd, g0), (ez, ed, g1)):
         known = ~np.isnan(z) | ~np.isnan(d)
@@ -203,7 +212,7 @@ def _point_params(conn, rows: list) -> Index | None:
     n = len(rows)
     ids = np.array([r[0] for r in rows], dtype="i8")
     x, y = _f(rows, 1), _f(rows, 2)
-    ground = _ground(_f(rows, 3), conn, x, y)
+    ground = _ground(_f(rows, 3), conn, x, y, _counties(rows, 9))
     wd, dep, inv = _f(rows, 4), _f(rows, 5), _f(rows, 6)
     well = np.array([bool(r[8]) for r in rows])
     radius = np.array([_cover_radius(r[7]) for r in rows])
@@ -271,9 +280,18 @@ def _fetch(cur, spec: LayerSpec, ids: np.ndarray, geometry: bool) -> tuple[list,
     return ([bytes(r[1]) for r in ordered] if geometry else []), [dict(zip(names, r[off:], strict=True)) for r in ordered]
 
 
+def _id_column(ids: np.ndarray) -> Column:
+    """The feature id column: UINT32 while every id fits, else FLOAT64, which holds every id below
+    2^53 exactly (ids of an instance with a tier identity start at its code × 10^10) and which
+    CesiumJS reads as a Number, not a BigInt."""
+    if len(ids) and int(ids.max()) > 0xFFFFFFFF:
+        return Column("id", "id64", ids.astype("f8"), "feature id (row id of the layer table; an exact integer)")
+    return Column("id", "id", ids.astype("u4"), "feature id (row id of the layer table)")
+
+
 def _columns(spec: LayerSpec, ids: np.ndarray, attrs: list[dict], dicts: dict, extra: dict) -> list[Column]:
     kinds = {"text": "text", "date": "text", "int": "int", "float": "float", "bool": "bool"}
-    cols = [Column("id", "id", ids.astype("u4"), "feature id (row id of the layer table)")]
+    cols = [_id_column(ids)]
     for a in spec.attributes:
         vals = [r[a.name] for r in attrs]
         cols.append(Column(a.name, kinds[a.type], vals, f"{a.label_zh} / {a.label_en}"))
