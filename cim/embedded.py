@@ -383,8 +383,13 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """True when nothing is bound to 127.0.0.1:port."""
+    """True when nothing listens on 127.0.0.1:port.
+
+    SO_REUSEADDR as PostgreSQL sets it: connections of a just-stopped server left in TIME_WAIT do
+    not count, so a restarted cluster keeps its port (subscribers of other tiers connect to it).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True

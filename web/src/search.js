@@ -71,13 +71,28 @@ export function setupSearch(map) {
   onLangChange(() => { if (!list.hidden) render(); });
 }
 
-/** Fill the admin-area picker (#admin-picker) from /ogc and zoom to the chosen area. */
+const ADMIN_PAGES = 20;
+
+/** Every admin area (all counties of a city or province: pages followed through their "next" links). */
+async function adminAreas() {
+  let url = "/ogc/collections/admin_areas/items?limit=1000";
+  const out = [];
+  for (let page = 0; url && page < ADMIN_PAGES; page++) {
+    const fc = await getJSON(url, { what: "GET /ogc/collections/admin_areas/items" });
+    out.push(...(fc?.features || []));
+    const next = (fc?.links || []).find((l) => l.rel === "next");
+    url = next ? new URL(next.href, window.location.href).pathname + new URL(next.href, window.location.href).search : null;
+  }
+  return out;
+}
+
+/** Fill the admin-area picker (#admin-picker) from /ogc and zoom to the chosen area. Areas are
+ * sorted by code, so each county's streets and communities follow their county, county after county. */
 export async function setupAdminPicker(map) {
   const select = document.getElementById("admin-picker");
   let features = [];
   try {
-    const fc = await getJSON("/ogc/collections/admin_areas/items?limit=1000", { what: "GET /ogc/collections/admin_areas/items" });
-    features = (fc?.features || []).sort((a, b) => String(a.properties.code).localeCompare(String(b.properties.code)));
+    features = (await adminAreas()).sort((a, b) => String(a.properties.code).localeCompare(String(b.properties.code)));
   } catch (err) {
     notifyError(err);
     return;
