@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,15 +32,23 @@ import pytest
 from cim.auth import CLI_PRINCIPAL
 from cim.embedded import EmbeddedCluster, free_port
 from cim.migrate import prepare_database
-from cim.settings import (ApiSettings, AuthSettings, DatabaseSettings, IngestSettings, Settings, TierSettings,
-                          TileSettings)
+from cim.settings import (
+    ApiSettings,
+    AuthSettings,
+    DatabaseSettings,
+    IngestSettings,
+    Settings,
+    TierSettings,
+    TileSettings,
+)
+from cim.tiers import REPLICATED
 from ingest import load as loader
 from tests.tiers import kit
 from tests.web.conftest import browser, page, web_dist  # noqa: F401 - fixtures for the browser test
 
 ROOT = Path(__file__).resolve().parents[2]
 CIM = str(Path(sys.executable).parent / "cim")
-SMALL = {"shared_buffers": "'64MB'", "max_parallel_workers_per_gather": "0"}
+SMALL = {"shared_buffers": "'64MB'", "max_parallel_workers_per_gather": "0", "max_sync_workers_per_subscription": "4"}
 TIER = TierSettings(heartbeat_s=0.5, amber_after_s=3, red_after_s=6, lag_amber_s=3, lag_red_s=6)
 COUNTIES = {"430703": "鼎城区", "430721": "安乡县"}
 PROVINCE = ("430000", "湖南省")
@@ -174,23 +183,25 @@ def tiers_net(web_dist):  # noqa: F811 - the browser test's fixture
         name = COUNTIES.get(code) or PROVINCE[1]
         inst[code] = Instance(code, name, home, cluster, url=cluster.start().url)
     a, b, prov = inst["430703"], inst["430721"], inst[PROVINCE[0]]
+    pool = ThreadPoolExecutor(3)   # the commands of different instances run side by side
     try:
-        for i in inst.values():
-            i.cli("tier", "init", i.code, "--name", i.name)
+        list(pool.map(lambda i: i.cli("tier", "init", i.code, "--name", i.name), inst.values()))
         for c in (a, b):   # each county's model before it publishes: the initial copy brings it
             c.load([kit.admin_area(c.code, c.name)])
             c.load([kit.buildings(c.code, 5, tag=f"B{c.code}"), *kit.pipes(c.code, 6, tag=f"J{c.code}-")])
         urls = {}
-        for c in (a, b):
-            out = json.loads(c.cli("tier", "publish", "--json").stdout)
+        for c, res in zip((a, b), pool.map(lambda c: c.cli("tier", "publish", "--json"), (a, b)), strict=True):
+            out = json.loads(res.stdout)
             assert out["password"] and out["port"] == c.cluster.info().port
             urls[c.code] = out["url"]
         for c in (a, b):
-            prov.cli("tier", "subscribe", urls[c.code], "--county", c.code, "--wait", "90")
-        for i in inst.values():
-            i.start_api(web_dist)
+            prov.cli("tier", "subscribe", urls[c.code], "--county", c.code, "--wait", "0")
+        list(pool.map(lambda i: i.start_api(web_dist), inst.values()))
+        wait_for(lambda: prov.scalar("SELECT count(*) = 2 * %s AND bool_and(srsubstate = 'r') FROM pg_subscription_rel",
+                                     (len(REPLICATED),)), 90, "the initial copy did not finish")
         yield Tiers(a, b, prov, urls)
     finally:
+        pool.shutdown()
         for i in inst.values():
             i.stop_api()
         for i in (prov, a, b):   # subscriber first: its workers stop calling the publishers

@@ -7,7 +7,10 @@ them, every county stands on its own DEM in 3D, and a stopped county turns red a
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
 
 import httpx
 import mapbox_vector_tile
@@ -19,7 +22,7 @@ from pyproj import Transformer
 from cim.tiers import ID_BLOCK, JS_SAFE_INTEGER, id_base
 from tests.ingest.fixtures import line_geoms, network, point_geoms, write_shapefile, zip_folder
 from tests.tiers import kit
-from tests.tiers.conftest import wait_for
+from tests.tiers.conftest import CIM, wait_for
 from tests.tiles3d.checks import parse_glb, walk
 
 pytestmark = pytest.mark.timeout(300)
@@ -178,7 +181,7 @@ def test_counties_never_overwrite_each_other(tiers_net):
 
 
 def test_the_province_refuses_local_writes_to_replicated_rows(tiers_net, tmp_path):
-    net, prov = tiers_net, tiers_net.province
+    prov = tiers_net.province
     before = _snapshot(prov, "430703")
     refused = [
         "INSERT INTO cim.building (county_code, name, geom) VALUES "
@@ -243,13 +246,61 @@ def test_each_county_stands_on_its_own_ground(tiers_net, tmp_path):
     for fid, z in ground.items():   # the province's own buildings (430000) have no DEM: ground 0
         assert z == pytest.approx(kit.GROUND.get(counties[fid], 0.0), abs=0.5), (fid, counties[fid], z)
     # the province wrote each DEM it received to its own home, checked against the sha256
-    for code, sha in shas.items():
+    for sha in shas.values():
         assert (prov.home / "dem" / f"{sha}.tif").is_file()
     # a new DEM of one county replaces that county's only
     net.a.cli("ingest", str(kit.write_dem(tmp_path / "dem-a2.tif", 60.0)))
     wait_for(lambda: prov.scalar("SELECT count(*) FROM cim.dem WHERE is_current AND county_code = '430703' "
                                  "AND max_z < 100") == 1, 30, "the new DEM never reached the province")
     assert prov.scalar("SELECT sha256 FROM cim.dem WHERE is_current AND county_code = '430721'") == shas["430721"]
+
+
+def test_a_second_subscriber_then_drop(tiers_net, make_database):
+    """A city database (on another cluster) subscribes to the same county, then drops it with its rows."""
+    net, county = tiers_net, tiers_net.a
+    url = make_database("cim_tier_city")
+    env = {**{k: v for k, v in os.environ.items() if k != "CIM_HOME"}, "CIM_DATABASE_URL": url}
+
+    def cim(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([CIM, *args], capture_output=True, text=True, env=env, timeout=300)
+
+    assert cim("tier", "init", "430700", "--name", "常德市").returncode == 0
+    # re-publishing keeps the password unless asked; a network may be let in through pg_hba
+    out = json.loads(county.cli("tier", "publish", "--allow", "10.20.30.0/24", "--json").stdout)
+    assert out["password"] is None and "hostssl" not in out["pg_hba"]["applied"][0]
+    assert county.scalar("SELECT count(*) FROM pg_hba_file_rules WHERE 'cim_replicator' = ANY(user_name) "
+                         "AND address = '10.20.30.0' AND error IS NULL") == 1
+    wrong = net.urls[county.code].replace("cim_replicator:", "cim_replicator:x")
+    res = cim("tier", "subscribe", wrong, "--county", county.code)
+    assert res.returncode == 2 and "password" in res.stderr
+    res = cim("tier", "subscribe", net.urls[county.code], "--county", "430721")
+    assert res.returncode == 2 and "430703" in res.stderr            # the URL leads to another county
+    res = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--wait", "60", "--json")
+    assert res.returncode == 0, res.stderr
+    sub = json.loads(res.stdout)
+    assert sub["name"] == "cim_430700_from_430703" and sub["copied"] is True
+    res = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--name", "again")
+    assert res.returncode == 1                                       # its rows come by one subscription only
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM cim.building WHERE county_code = '430703'")
+            assert cur.fetchone()[0] == county.scalar("SELECT count(*) FROM cim.building")
+        conn.rollback()
+        listed = json.loads(cim("tier", "list", "--json").stdout)
+        assert [s["name"] for s in listed["subscriptions"]] == ["cim_430700_from_430703"]
+        assert listed["status"]["instances"][0]["code"] == "430703"
+        assert cim("tier", "drop", "cim_430700_from_430703", "--purge").returncode == 0
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM cim.building WHERE county_code = '430703'")
+            assert cur.fetchone()[0] == 0
+            cur.execute("SELECT count(*) FROM pg_subscription")
+            assert cur.fetchone()[0] == 0
+        conn.rollback()
+    finally:
+        conn.close()
+    assert county.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cim_430700_from_430703'") == 0
+    assert county.scalar("SELECT count(*) FROM pg_replication_slots") == 1   # the province's
 
 
 def _status(net, code: str) -> dict:
