@@ -492,20 +492,23 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
     county = validate_code(county)
     prefix = prefix_of(county)
     conninfo, shown = _parse_url(url)
-    conn.autocommit = False
-    with conn.cursor() as cur:
-        ident = require_identity(cur)
-        if county == ident.code:
-            raise InvalidInput("不能订阅本平台自己", "an instance cannot subscribe to itself")
-        name = name or f"cim_{ident.code}_from_{county}"
-        if not _NAME.match(name):
-            raise InvalidInput("订阅名只能含小写字母、数字和下划线，且以字母开头",
-                               "a subscription name holds lower-case letters, digits and _ and starts with a letter")
-        cur.execute("SELECT name, county_code FROM cim.tier_subscription WHERE starts_with(prefix, %s) "
-                    "OR starts_with(%s, prefix) OR name = %s LIMIT 1", (prefix, prefix, name))
-        clash = cur.fetchone()
-        here = _columns_here(cur)
     conn.rollback()
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            ident = require_identity(cur)
+            if county == ident.code:
+                raise InvalidInput("不能订阅本平台自己", "an instance cannot subscribe to itself")
+            name = name or f"cim_{ident.code}_from_{county}"
+            if not _NAME.match(name):
+                raise InvalidInput("订阅名只能含小写字母、数字和下划线，且以字母开头",
+                                   "a subscription name holds lower-case letters, digits and _ and starts with a letter")
+            cur.execute("SELECT name, county_code FROM cim.tier_subscription WHERE starts_with(prefix, %s) "
+                        "OR starts_with(%s, prefix) OR name = %s LIMIT 1", (prefix, prefix, name))
+            clash = cur.fetchone()
+            here = _columns_here(cur)
+    finally:
+        conn.rollback()
     if clash:
         raise Conflict(f"订阅 {clash[0]}（{clash[1]}）已包含 {county} 的数据或同名",
                        f"subscription {clash[0]} ({clash[1]}) already carries rows of {county} or has that name")
@@ -582,13 +585,16 @@ def drop_subscription(conn: psycopg2.extensions.connection, name: str, *, princi
     subscription is detached from its slot first and the slot's name is returned, to be dropped
     on the publisher (``cim tier drop --publication`` or ``pg_drop_replication_slot``).
     """
-    with conn.cursor() as cur:
-        cur.execute("SELECT county_code, prefix FROM cim.tier_subscription WHERE name = %s", (name,))
-        row = cur.fetchone()
-        cur.execute("SELECT subslotname FROM pg_subscription WHERE subname = %s "
-                    "AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
-        sub = cur.fetchone()
     conn.rollback()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT county_code, prefix FROM cim.tier_subscription WHERE name = %s", (name,))
+            row = cur.fetchone()
+            cur.execute("SELECT subslotname FROM pg_subscription WHERE subname = %s "
+                        "AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
+            sub = cur.fetchone()
+    finally:
+        conn.rollback()
     if row is None and sub is None:
         raise NotFound(f"没有订阅 {name}", f"no subscription {name}")
     left_slot = None

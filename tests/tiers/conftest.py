@@ -194,17 +194,16 @@ def tiers_net(web_dist):  # noqa: F811 - the browser test's fixture
             out = json.loads(res.stdout)
             assert out["password"] and out["port"] == c.cluster.info().port
             urls[c.code] = out["url"]
-        for c in (a, b):
-            prov.cli("tier", "subscribe", urls[c.code], "--county", c.code, "--wait", "0")
+        list(pool.map(lambda c: prov.cli("tier", "subscribe", urls[c.code], "--county", c.code, "--wait", "0"), (a, b)))
         list(pool.map(lambda i: i.start_api(web_dist), inst.values()))
         wait_for(lambda: prov.scalar("SELECT count(*) = 2 * %s AND bool_and(srsubstate = 'r') FROM pg_subscription_rel",
                                      (len(REPLICATED),)), 90, "the initial copy did not finish")
         yield Tiers(a, b, prov, urls)
     finally:
+        list(pool.map(lambda i: i.stop_api(), inst.values()))
         pool.shutdown()
+        prov.cluster.destroy()   # the subscriber first: its workers stop calling the publishers
+        list(ThreadPoolExecutor(2).map(lambda c: c.cluster.destroy(), (a, b)))
         for i in inst.values():
-            i.stop_api()
-        for i in (prov, a, b):   # subscriber first: its workers stop calling the publishers
-            i.cluster.destroy()
             shutil.rmtree(i.tmp, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)

@@ -3,7 +3,6 @@ the single heartbeat writer, and the command-line refusals (no second cluster ne
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,8 +14,8 @@ import pytest
 
 from cim import heartbeat, tiers
 from cim.auth import CLI_PRINCIPAL
-from cim.embedded import listen_addresses
-from cim.errors import ConfigError, Conflict, InvalidInput
+from cim.embedded import free_port, listen_addresses
+from cim.errors import ConfigError, Conflict, DatabaseUnavailable, InvalidInput, NotFound
 from ingest import load as loader
 from ingest.dem import store_dem
 from tests.tiers import kit
@@ -111,23 +110,30 @@ def test_codes_and_blocks():
             tiers.validate_code(bad)
 
 
-def test_cli_refuses_bad_input(make_database):
+def test_refusals_before_and_after_an_identity(make_database):
     url = make_database("cim_tier_cli")
     res = _cli(url, "tier", "init", "12345", "--name", "x")
     assert res.returncode == 2 and "430703" in res.stderr           # the message shows a valid example
     res = _cli(url, "tier", "publish")
     assert res.returncode == 1 and "cim tier init" in res.stderr     # no identity yet
-    res = _cli(url, "tier", "subscribe", "postgresql://u:p@127.0.0.1:1/cim", "--county", "430703")
-    assert res.returncode == 1 and "cim tier init" in res.stderr
-    assert _cli(url, "tier", "init", "430100", "--name", "长沙市").returncode == 0
-    res = _cli(url, "tier", "subscribe", "http://example.org/", "--county", "430703")
-    assert res.returncode == 2 and "postgresql://" in res.stderr
-    res = _cli(url, "tier", "subscribe", "postgresql://u:p@127.0.0.1:1/cim", "--county", "430100")
-    assert res.returncode == 2 and "itself" in res.stderr
-    res = _cli(url, "tier", "drop", "no_such_subscription")
-    assert res.returncode == 1
-    out = json.loads(_cli(url, "tier", "list", "--json").stdout)
-    assert out["identity"]["level"] == "city" and out["identity"]["prefix"] == "4301" and out["subscriptions"] == []
+    conn = psycopg2.connect(url)
+    try:
+        with pytest.raises(Conflict, match="cim tier init"):
+            tiers.subscribe(conn, "postgresql://u:p@127.0.0.1:1/cim", "430703", principal=CLI_PRINCIPAL)
+        tiers.init(conn, "430100", "长沙市", principal=CLI_PRINCIPAL)
+        with pytest.raises(InvalidInput, match="postgresql://"):
+            tiers.subscribe(conn, "http://example.org/", "430703", principal=CLI_PRINCIPAL)
+        with pytest.raises(InvalidInput, match="itself"):
+            tiers.subscribe(conn, "postgresql://u:p@127.0.0.1:1/cim", "430100", principal=CLI_PRINCIPAL)
+        with pytest.raises(DatabaseUnavailable):                   # nothing listens there
+            tiers.subscribe(conn, f"postgresql://u:p@127.0.0.1:{free_port()}/cim", "430103", principal=CLI_PRINCIPAL)
+        with pytest.raises(NotFound):
+            tiers.drop_subscription(conn, "no_such_subscription", principal=CLI_PRINCIPAL)
+        out = tiers.describe(conn)
+        assert out["identity"]["level"] == "city" and out["identity"]["prefix"] == "4301"
+        assert out["subscriptions"] == [] and out["publication"] is None
+    finally:
+        conn.close()
 
 
 def test_one_heartbeat_per_interval_however_many_processes_beat(make_database):

@@ -19,6 +19,9 @@ import psycopg2
 import pytest
 from pyproj import Transformer
 
+from cim import tiers
+from cim.auth import CLI_PRINCIPAL
+from cim.errors import Conflict, DatabaseUnavailable, InvalidInput
 from cim.tiers import ID_BLOCK, JS_SAFE_INTEGER, id_base
 from tests.ingest.fixtures import line_geoms, network, point_geoms, write_shapefile, zip_folder
 from tests.tiers import kit
@@ -264,25 +267,25 @@ def test_a_second_subscriber_then_drop(tiers_net, make_database):
     def cim(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([CIM, *args], capture_output=True, text=True, env=env, timeout=300)
 
-    assert cim("tier", "init", "430700", "--name", "常德市").returncode == 0
-    # re-publishing keeps the password unless asked; a network may be let in through pg_hba
-    out = json.loads(county.cli("tier", "publish", "--allow", "10.20.30.0/24", "--json").stdout)
-    assert out["password"] is None and "hostssl" not in out["pg_hba"]["applied"][0]
-    assert county.scalar("SELECT count(*) FROM pg_hba_file_rules WHERE 'cim_replicator' = ANY(user_name) "
-                         "AND address = '10.20.30.0' AND error IS NULL") == 1
-    wrong = net.urls[county.code].replace("cim_replicator:", "cim_replicator:x")
-    res = cim("tier", "subscribe", wrong, "--county", county.code)
-    assert res.returncode == 2 and "password" in res.stderr
-    res = cim("tier", "subscribe", net.urls[county.code], "--county", "430721")
-    assert res.returncode == 2 and "430703" in res.stderr            # the URL leads to another county
-    res = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--wait", "60", "--json")
-    assert res.returncode == 0, res.stderr
-    sub = json.loads(res.stdout)
-    assert sub["name"] == "cim_430700_from_430703" and sub["copied"] is True
-    res = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--name", "again")
-    assert res.returncode == 1                                       # its rows come by one subscription only
     conn = psycopg2.connect(url)
     try:
+        tiers.init(conn, "430700", "常德市", principal=CLI_PRINCIPAL)
+        # re-publishing keeps the password unless asked; a network may be let in through pg_hba
+        out = json.loads(county.cli("tier", "publish", "--allow", "10.20.30.0/24", "--json").stdout)
+        assert out["password"] is None and "hostssl" not in out["pg_hba"]["applied"][0]
+        assert county.scalar("SELECT count(*) FROM pg_hba_file_rules WHERE 'cim_replicator' = ANY(user_name) "
+                             "AND address = '10.20.30.0' AND error IS NULL") == 1
+        wrong = net.urls[county.code].replace("cim_replicator:", "cim_replicator:x")
+        with pytest.raises(DatabaseUnavailable, match="password"):
+            tiers.subscribe(conn, wrong, county.code, principal=CLI_PRINCIPAL)
+        with pytest.raises(InvalidInput, match="430703"):            # the URL leads to another county
+            tiers.subscribe(conn, net.urls[county.code], "430721", principal=CLI_PRINCIPAL)
+        res = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--wait", "60", "--json")
+        assert res.returncode == 0, res.stderr
+        sub = json.loads(res.stdout)
+        assert sub["name"] == "cim_430700_from_430703" and sub["copied"] is True
+        with pytest.raises(Conflict):                                # its rows come by one subscription only
+            tiers.subscribe(conn, net.urls[county.code], county.code, principal=CLI_PRINCIPAL, name="again")
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM cim.building WHERE county_code = '430703'")
             assert cur.fetchone()[0] == county.scalar("SELECT count(*) FROM cim.building")

@@ -33,7 +33,11 @@ export class TiersPanel {
     this.map = map;
     this.timer = null;
     this.data = null;
-    onLangChange(() => { if (this.isOpen()) this.render(); });
+    onLangChange(() => {
+      if (!this.isOpen()) return;
+      document.getElementById("panel-title").textContent = t("tiers.title");
+      this.render();
+    });
   }
 
   isOpen() {
