@@ -113,11 +113,24 @@ def migrate(conn: psycopg2.extensions.connection, directory: Path = MIGRATIONS_D
             conn.commit()
             done.append(mig)
         seed_dictionaries(conn)
+        _prepare_tiers(conn)
     finally:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
         conn.commit()
     return done
+
+
+def _prepare_tiers(conn: psycopg2.extensions.connection) -> None:
+    """On an instance with a tier identity, give tables a migration added the tier preparation
+    (replica identity, read-only guard; see cim.tiers) at once."""
+    from cim import tiers
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('cim.tier_instance') IS NOT NULL")
+        if cur.fetchone()[0] and tiers.identity(cur) is not None:
+            tiers.prepare(cur)
+    conn.commit()
 
 
 def seed_dictionaries(conn: psycopg2.extensions.connection, seed_file: Path = SEED_FILE) -> dict[str, int]:

@@ -7,6 +7,7 @@
 - ``cim tier subscribe URL --county CODE [--name N]`` on a city or province;
 - ``cim tier list``                 identity, publication, subscribers, subscriptions, lower-tier status;
 - ``cim tier drop NAME [--purge]`` / ``cim tier drop --publication``;
+- ``cim tier refresh``              after an upgrade: new tables published and subscribed;
 - ``cim tier beat``                 write this instance's heartbeat now (for a timer when no server runs).
 
 Exit codes: 0 done, 1 refused (conflict, forbidden), 2 unusable input or environment.
@@ -249,6 +250,26 @@ def drop_cmd(
                          f"cim tier drop --publication 或 SELECT pg_drop_replication_slot('{res['slot_left_on_publisher']}') / "
                          "the publisher was unreachable: drop its slot there, it retains WAL")
     _echo(res, as_json, lines)
+
+
+@app.command("refresh")
+def refresh_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """After an upgrade: prepare new tables, re-publish, and copy tables new to the subscriptions."""
+    settings = load()
+    try:
+        conn = db.connect(settings.db)
+        try:
+            res = tiers.refresh(conn, principal=_principal())
+        finally:
+            conn.close()
+    except CimError as exc:
+        _fail(exc)
+    lines = [f"已准备 / prepared: {len(res['tables'])} 张表 / tables; 已重新发布 / republished: {res['republished']}; "
+             f"已刷新订阅 / subscriptions refreshed: {', '.join(n for n in res['subscriptions'] if n not in res['failed']) or '-'}"]
+    lines += [f"警告 / warning: {n}: {m}" for n, m in res["failed"].items()]
+    _echo(res, as_json, lines)
+    if res["failed"]:
+        raise typer.Exit(1)
 
 
 @app.command("beat")

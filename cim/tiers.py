@@ -629,6 +629,40 @@ def drop_subscription(conn: psycopg2.extensions.connection, name: str, *, princi
     return {"name": name, "county": row[0] if row else None, "purged": purged, "slot_left_on_publisher": left_slot}
 
 
+def refresh(conn: psycopg2.extensions.connection, *, principal: auth.Principal) -> dict:
+    """After a software upgrade (a migration may add a replicated table): prepare every table,
+    re-publish (same password) when this instance publishes, and refresh every subscription so
+    tables the publishers added are copied too (``ALTER SUBSCRIPTION … REFRESH PUBLICATION``)."""
+    conn.rollback()
+    try:
+        with conn.cursor() as cur:
+            ident = require_identity(cur)
+            tables = prepare(cur)
+            cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication_name(ident.code),))
+            published = cur.fetchone() is not None
+            cur.execute("SELECT t.name FROM cim.tier_subscription t JOIN pg_subscription s ON s.subname = t.name "
+                        "AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1")
+            subs = [r[0] for r in cur.fetchall()]
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    if published:
+        publish(conn, principal=principal)
+    failed: dict[str, str] = {}
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for name in subs:
+                try:
+                    cur.execute(f"ALTER SUBSCRIPTION {quote_ident(name)} REFRESH PUBLICATION")
+                except psycopg2.Error as exc:   # a publisher that does not answer now: refresh it later
+                    failed[name] = (exc.diag.message_primary or str(exc))[:200]
+    finally:
+        conn.autocommit = False
+    return {"tables": tables, "republished": published, "subscriptions": subs, "failed": failed}
+
+
 # --- listing ------------------------------------------------------------------------------------
 
 def describe(conn: psycopg2.extensions.connection) -> dict:

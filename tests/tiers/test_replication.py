@@ -258,6 +258,22 @@ def test_each_county_stands_on_its_own_ground(tiers_net, tmp_path):
     assert prov.scalar("SELECT sha256 FROM cim.dem WHERE is_current AND county_code = '430721'") == shas["430721"]
 
 
+def test_refresh_after_an_upgrade(tiers_net):
+    """``cim tier refresh``: the county re-publishes (same password), the province refreshes its subscriptions."""
+    net = tiers_net
+    out = json.loads(net.a.cli("tier", "refresh", "--json").stdout)
+    assert out["republished"] is True and out["subscriptions"] == [] and "tier_heartbeat" in out["tables"]
+    conn = net.province.connect()
+    try:
+        res = tiers.refresh(conn, principal=CLI_PRINCIPAL)
+    finally:
+        conn.close()
+    assert res["republished"] is False and res["failed"] == {}
+    assert res["subscriptions"] == ["cim_430000_from_430703", "cim_430000_from_430721"]
+    for county in net.counties:
+        wait_for(lambda c=county: _in_sync(net, c), 30, f"the province's copy of {county.code} differs after refresh")
+
+
 def test_a_second_subscriber_then_drop(tiers_net, make_database):
     """A city database (on another cluster) subscribes to the same county, then drops it with its rows."""
     net, county = tiers_net, tiers_net.a
