@@ -29,7 +29,7 @@ import psycopg2.extensions
 
 from cim.db import quote_ident
 from cim.settings import TierSettings
-from cim.tiers import LEVEL_ZH, SUBSCRIPTIONS_SQL, identity, level_of, prefix_of
+from cim.tiers import LEVEL_ZH, identity, level_of, prefix_of, subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict:
     cur.execute("SELECT (SELECT count(*) FROM cim.task WHERE state = 'failed' AND finished_at > now() - interval '1 hour'), "
                 "(SELECT count(*) FROM cim.server_error WHERE at > now() - interval '1 hour')")
     failed, http5xx = cur.fetchone()
-    cur.execute(SUBSCRIPTIONS_SQL)
-    cols = [c.name for c in cur.description]
-    subs = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    subs = subscriptions(cur)
     cur.execute("SELECT application_name, state, extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication "
                 "ORDER BY application_name")
     downstream = [{"name": n, "state": s, "replay_lag_s": lag} for n, s, lag in cur.fetchall()]
@@ -205,9 +203,7 @@ def status(cur: psycopg2.extensions.cursor, settings: TierSettings) -> dict:
     cur.execute(_HEARTBEATS_SQL)
     cols = [c.name for c in cur.description]
     beats = {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
-    cur.execute(SUBSCRIPTIONS_SQL)
-    cols = [c.name for c in cur.description]
-    subs = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    subs = subscriptions(cur)
     own = beats.pop(ident.code, None) if ident else None
     codes = sorted(set(beats) | {s["county_code"] for s in subs})
     instances = []

@@ -51,7 +51,7 @@ import psycopg2.extensions
 
 from cim import auth
 from cim.db import fetch_dicts, quote_ident
-from cim.errors import Conflict, DatabaseUnavailable, Forbidden, InvalidInput, NotFound
+from cim.errors import ConfigError, Conflict, DatabaseUnavailable, Forbidden, InvalidInput, NotFound
 from cim.schema import FEATURE_TABLES, TABLES
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,14 @@ def identity(cur: psycopg2.extensions.cursor) -> Identity | None:
     cur.execute("SELECT code, name, level, id_base, dem_dir FROM cim.tier_instance")
     row = cur.fetchone()
     return Identity(*row) if row else None
+
+
+def require_pg15(cur: psycopg2.extensions.cursor) -> None:
+    """:class:`ConfigError` unless the server is PostgreSQL ≥ 15 (publication row filters)."""
+    cur.execute("SELECT current_setting('server_version_num')::int")
+    if cur.fetchone()[0] < 150000:
+        raise ConfigError("省市县级联需要 PostgreSQL 15 或更高版本（发布的行过滤）",
+                          "linked tiers need PostgreSQL 15 or later (publication row filters)")
 
 
 def require_identity(cur: psycopg2.extensions.cursor) -> Identity:
@@ -338,6 +346,7 @@ def publish(conn: psycopg2.extensions.connection, *, principal: auth.Principal, 
             cur.execute("SET LOCAL statement_timeout = 0")
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
             ident = require_identity(cur)
+            require_pg15(cur)
             tables = prepare(cur)
             pub = publication_name(ident.code)
             where = f"county_code LIKE '{ident.prefix}%'"   # digits only (validate_code)
@@ -497,6 +506,7 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
     try:
         with conn.cursor() as cur:
             ident = require_identity(cur)
+            require_pg15(cur)
             if county == ident.code:
                 raise InvalidInput("不能订阅本平台自己", "an instance cannot subscribe to itself")
             name = name or f"cim_{ident.code}_from_{county}"
@@ -682,7 +692,7 @@ def describe(conn: psycopg2.extensions.connection) -> dict:
                  "r.client_addr::text, r.state, extract(epoch FROM r.replay_lag)::float8 AS replay_lag_s "
                  "FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid "
                  "WHERE s.database = current_database() AND s.slot_type = 'logical' ORDER BY s.slot_name")
-        out["subscriptions"] = fetch_dicts(cur, SUBSCRIPTIONS_SQL)
+        out["subscriptions"] = subscriptions(cur)
     conn.rollback()
     return out
 
@@ -692,15 +702,26 @@ SUBSCRIPTIONS_SQL = (
     "SELECT t.name, t.county_code, t.prefix, t.publisher, t.created_at, s.subenabled AS enabled, "
     "       w.pid IS NOT NULL AS running, w.last_msg_receipt_time AS last_message_at, "
     "       extract(epoch FROM now() - w.last_msg_receipt_time)::float8 AS last_message_age_s, "
-    "       coalesce(st.apply_error_count, 0) AS apply_errors, coalesce(st.sync_error_count, 0) AS sync_errors, "
+    "       {errors} "
     "       (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid) AS tables, "
     "       (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate IN ('r', 's')) AS tables_ready "
     "FROM cim.tier_subscription t "
     "LEFT JOIN pg_subscription s ON s.subname = t.name "
     "     AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL "
-    "LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid "
-    "ORDER BY t.county_code")
+    "{stats} ORDER BY t.county_code")
+
+
+def subscriptions(cur: psycopg2.extensions.cursor) -> list[dict]:
+    """Subscriptions with their worker, errors (PostgreSQL 15 statistics) and copy progress."""
+    cur.execute("SELECT current_setting('server_version_num')::int >= 150000")
+    if cur.fetchone()[0]:
+        sql = SUBSCRIPTIONS_SQL.format(
+            errors="coalesce(st.apply_error_count, 0) AS apply_errors, coalesce(st.sync_error_count, 0) AS sync_errors,",
+            stats="LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid")
+    else:
+        sql = SUBSCRIPTIONS_SQL.format(errors="0::bigint AS apply_errors, 0::bigint AS sync_errors,", stats="")
+    return fetch_dicts(cur, sql)
 
 
 def _json(obj: object) -> str:

@@ -45,6 +45,22 @@ def _contents(doc: dict) -> list[str]:
     return [t["content"]["uri"] for t, _, _ in walk(doc["root"]) if "content" in t]
 
 
+def _one(conn, sql: str, params: tuple = ()):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        row = cur.fetchone()
+    conn.rollback()
+    return row[0] if row else None
+
+
+def _all(conn, sql: str, params: tuple = ()) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    conn.rollback()
+    return rows
+
+
 def _tile(lon: float, lat: float, z: int) -> tuple[int, int]:
     x = int((lon + 180) / 360 * 2 ** z)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2 ** z)
@@ -306,6 +322,35 @@ def test_a_second_subscriber_then_drop(tiers_net, make_database):
             cur.execute("SELECT count(*) FROM cim.building WHERE county_code = '430703'")
             assert cur.fetchone()[0] == county.scalar("SELECT count(*) FROM cim.building")
         conn.rollback()
+        # the city re-publishes what it receives (PostgreSQL 15 has no origin filter): a change of the
+        # county, applied here by the subscription, is decoded into the city's own publication
+        tiers.publish(conn, principal=CLI_PRINCIPAL)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_create_logical_replication_slot('cim_cascade_probe', 'pgoutput')")
+        conn.autocommit = False
+        try:
+            did = county.load([kit.buildings(county.code, 2, tag="CASCADE", row=3)])
+            wait_for(lambda: _one(conn, "SELECT count(*) FROM cim.delivery WHERE id = %s AND state = 'current'",
+                                  (did,)), 30, "the county's delivery never reached the city")
+
+            def decoded() -> list[bytes]:
+                # the apply worker commits with synchronous_commit = off: its WAL is flushed (and
+                # decodable) a moment after its rows are visible
+                rows = _all(conn, "SELECT data FROM pg_logical_slot_peek_binary_changes('cim_cascade_probe', NULL, "
+                                  "NULL, 'proto_version', '1', 'publication_names', 'cim_430700')")
+                messages = [bytes(r[0]) for r in rows]
+                return messages if sum(m[:1] == b"I" for m in messages) >= 3 else []
+
+            messages = wait_for(decoded, 30, "the county's change was not decoded into the city's publication")
+            assert any(m[:1] == b"R" and b"building" in m for m in messages)
+            assert any(m[:1] == b"R" and b"delivery" in m for m in messages)
+        finally:
+            conn.rollback()
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_drop_replication_slot('cim_cascade_probe')")
+            conn.autocommit = False
         listed = json.loads(cim("tier", "list", "--json").stdout)
         assert [s["name"] for s in listed["subscriptions"]] == ["cim_430700_from_430703"]
         assert listed["status"]["instances"][0]["code"] == "430703"
