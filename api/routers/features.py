@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
-from api import dbcall, deps, ogc_html
+from api import dbcall, deps, encoding, ogc_html
 from cim.auth import Action, Principal
 from cim.errors import InvalidInput, NotFound
 from layers import features as lf
@@ -321,7 +321,7 @@ async def items(
     body = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"features":[' + (row["features"] or "") + "]}"
     if ogc_html.wants_html(request):
         return ogc_html.items(body, f"{spec.title_zh} ({spec.id})")
-    return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{req.crs.uri}>"})
+    return await encoding.gzip_response(request, body.encode(), GEOJSON, {"Content-Crs": f"<{req.crs.uri}>"})
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}", summary="单个要素 / one feature",
