@@ -218,7 +218,7 @@ def compare(a: tuple[int, list[str]], b: tuple[int, list[str]], seconds: int, wo
         total["p99_us"] = sum(r.get("p99_us", 0) for r in rs) / len(rs)
         total["bytes_per_answer"] = total["bytes"] / max(total["requests"], 1)
         out[name] = total
-    out["ratio"] = out["ours"]["rps"] / out["tipg"]["rps"]
+    out["ratio"] = out["ours"]["rps"] / out["tipg"]["rps"] if out["tipg"]["rps"] else float("inf")
     return out
 
 
