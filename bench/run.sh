@@ -13,6 +13,8 @@ if [ ! -x bench/.venv-tipg/bin/python ] || ! bench/.venv-tipg/bin/python -c "imp
   bench/.venv-tipg/bin/pip install -q tipg 'uvicorn[standard]'
 fi
 $PY bench/tiles/vs_tipg.py --scales "${BENCH_TILE_SCALES:-10000,1000000}" --seconds "${BENCH_SECONDS:-6}"
+# items pages at 8 concurrent clients on 100k buildings: throughput and tail (p50/p95/p99) side by side
+$PY bench/tiles/vs_tipg.py --only items --scales "${BENCH_ITEMS_SCALE:-100000}" --seconds "${BENCH_ITEMS_SECONDS:-10}"
 
 # --- 3D Tiles build vs py3dtiles export (bench/tiles3d/run.py); py3dtiles in its own virtualenv (gitignored) ---
 if [ ! -x bench/.venv-py3dtiles/bin/py3dtiles ]; then

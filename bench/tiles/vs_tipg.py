@@ -11,10 +11,11 @@ What it does, in one process tree, against a throwaway PostGIS cluster it create
    tile, and bbox queries (items, limit=100);
 4. runs wrk (-t1 -c8, after one warm-up pass, in A-B-B-A order so load drift on the shared
    machine falls on both) with bench/tiles/cycle.lua cycling the list; reports req/s, p50, p95
-   per zoom and the ratio ours/tipg;
+   per zoom and the ratio ours/tipg, and for the items p99 and bytes per answer too;
 5. at z >= 16 decodes every sampled tile from both servers and compares feature ids.
 
     .venv/bin/python bench/tiles/vs_tipg.py [--scales 10000,1000000] [--seconds 5]
+    .venv/bin/python bench/tiles/vs_tipg.py --only items --scales 100000 --seconds 10   # items tail
 
 Results: bench/results/tiles-<stamp>.json and a Markdown table on stdout.
 """
