@@ -116,8 +116,8 @@ def test_reads_need_a_token_without_public_read(tile_data):
         finally:
             conn.close()
         auth_header = {"Authorization": f"Bearer {token}"}
-        # the first request verifies the token (route), the next ones take the fast path with the
-        # verified token; a wrong token is refused on both
+        # the tile adapter verifies the token once (api.deps.principal_of, the same as the routes'
+        # dependency) and then uses the verified one; a wrong token is refused (the route answers 401)
         answers = [httpx.get(base + f"/tiles/buildings/18/{x}/{y}.mvt", headers=auth_header) for _ in range(3)]
         assert [r.status_code for r in answers] == [200, 200, 200]
         assert len({r.content for r in answers}) == 1 and answers[0].content
