@@ -66,11 +66,15 @@ class Answer:
 
 
 def etag_matches(etag: str, if_none_match: str | None) -> bool:
-    """True when ``If-None-Match`` names ``etag`` (or is ``*``)."""
+    """True when ``If-None-Match`` names ``etag`` or is ``*``.
+
+    Weak comparison, as RFC 9110 §13.1.2 requires for If-None-Match: ``W/"x"`` matches ``"x"``
+    (a proxy that compresses a response may weaken its ETag).
+    """
     if not if_none_match:
         return False
-    tags = {t.strip() for t in if_none_match.split(",")}
-    return etag in tags or "*" in tags
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return etag.removeprefix("W/") in tags or "*" in tags
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

@@ -49,7 +49,3 @@ async def run(conn: asyncpg.Connection | asyncpg.Pool, method: str, sql: str, *a
                            "the query cannot run with these parameters (a value out of range or an invalid geometry)",
                            sqlstate=getattr(exc, "sqlstate", None)) from exc
 
-
-async def postgis_version(pool: asyncpg.Pool) -> str:
-    """PostGIS library version: a round trip that proves the database answers (health check)."""
-    return await run(pool, "fetchval", "SELECT postgis_lib_version()")

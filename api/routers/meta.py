@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from api import deps
-from cim import dbcall
+from cim import health as liveness
 from cim import versions as data_versions
 from cim.auth import Action, Principal
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["meta / 元数据"])
 @router.get("/health", summary="健康检查 / health check")
 async def health(request: Request) -> dict:
     """Liveness plus a database round trip (for the province's platform monitor)."""
-    return {"status": "ok", "postgis": await dbcall.postgis_version(deps.pool(request))}
+    return await liveness.check(deps.pool(request))
 
 
 @router.get("/api/layers", summary="图层目录 / layer catalogue")
