@@ -9,7 +9,7 @@ short time so tile traffic does not write ``last_used_at`` on every request.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -36,12 +36,6 @@ def catalog(request: Request) -> Catalog:
 def pool(request: Request) -> asyncpg.Pool:
     """The asyncpg pool (statement timeout set on every connection)."""
     return request.app.state.pool
-
-
-async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for the duration of a request."""
-    async with request.app.state.pool.acquire() as conn:
-        yield conn
 
 
 def token_from(headers: Mapping[str, str]) -> str | None:
