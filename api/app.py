@@ -1,7 +1,8 @@
 """The composition root: ``create_app(settings)`` builds the whole HTTP service.
 
 Start-up opens the asyncpg pool (statement timeout on every connection, so one heavy query
-cannot stall the server), loads the layer catalogue into ``app.state``, mounts every router
+cannot stall the server), starts the one data-version watcher (``app.state.versions``) every
+cache keys on, loads the layer catalogue into ``app.state``, mounts every router
 listed in :mod:`api.routers`, installs the single error table, and serves the built web map.
 """
 
@@ -19,12 +20,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, tasks
 from api.encoding import GZipMiddleware
 from api.routers import ROUTERS
 from api.routers.tiles import TileFastPath
 from cim import db
 from cim.settings import Settings, load
+from cim.versions import VersionWatcher
 from layers.catalog import load_catalog
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             init=lambda c: _init_connection(c, timeout), command_timeout=max(timeout / 1000 * 2, 5),
             # startup parameters survive the pool's RESET ALL on release (a SET in init does not)
             server_settings={"statement_timeout": str(int(timeout)), "jit": "off"})
+        app.state.versions = VersionWatcher(url)
+        await app.state.versions.start(app.state.pool)
         for hook in app.state.startup_hooks:
             await hook(app)
         # The catalogue, routes, OpenAPI models and imported modules are ~120k objects that live as
@@ -65,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             for hook in app.state.shutdown_hooks:
                 await hook(app)
+            await app.state.versions.stop()
             await app.state.pool.close()
 
     app = FastAPI(title="CIM 一张图 API", version="0.1.0", lifespan=lifespan,
@@ -77,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
     errors.install(app)
+    tasks.install(app)
     app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Link"])
     for name in ROUTERS:

@@ -56,6 +56,7 @@ class ApiSettings(BaseSettings):
     workers: int = 1
     cors_origins: list[str] = ["*"]
     web_root: Path | None = None
+    task_threads: int = Field(2, ge=0, description="background-task worker threads per process (0: run none)")
 
 
 class IngestSettings(BaseSettings):
@@ -95,6 +96,11 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where delivery originals are archived: ``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
+        return (self.ingest.archive_dir or self.db.home_dir / "archive").expanduser().resolve()
 
 
 def load() -> Settings:

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from cim.schema import feature_table
 from ingest.crsdetect import ResolvedCrs, to_storage, transformer_from_pipeline
 from ingest.model import LayerBatch
 from ingest.normalize import as_float
-from ingest.profile import Match, norm_name, target_columns
+from ingest.profile import Match, norm_name
 from ingest.readers import SourceLayer
 
 
@@ -69,7 +70,7 @@ def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.nda
 
     Returns the geometries and a bool array of repaired rows.
     """
-    kind = target_columns()[target]["geometry"]
+    kind = feature_table(target).geometry
     repaired = np.zeros(len(geom), dtype=bool)
     present = ~shapely.is_missing(geom)
     if kind == "Point":

@@ -59,14 +59,13 @@ import psycopg2.extensions
 from cim import auth
 from cim.db import fetch_dicts, quote_ident
 from cim.errors import Conflict, IngestRejected, InvalidInput, NotFound
+from cim.schema import FEATURE_TABLES, TABLES
 from ingest import rows
-from ingest.model import TARGETS, Delivery, LayerBatch, Report
+from ingest.model import Delivery, LayerBatch, Report
 
 log = logging.getLogger(__name__)
 
-# Order of the row counts reported for a load.
-ORDER = ("admin_area", "building", "pipe_point", "pipe_segment", "green_space", "streetlight")
-NETWORK_SCOPED = frozenset({"pipe_point", "pipe_segment"})
+NETWORK_SCOPED = frozenset(t.name for t in TABLES.values() if t.network_scoped)
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``: phase is ``copy`` (rows written) or ``swap`` (commit)."""
 
@@ -138,7 +137,7 @@ def scopes(delivery: Delivery) -> list[str]:
 
 def _split_scope(scope: str) -> tuple[str, str | None]:
     target, _, network = scope.partition(":")
-    if target not in TARGETS:
+    if target not in TABLES:
         raise InvalidInput(f"未知的图层范围 {scope}", f"unknown layer scope {scope}")
     return target, network or None
 
@@ -332,7 +331,7 @@ class Loading:
                 _repoint(self.cur, self.county, replaced_points, exclude=self.delivery_id)
             result.update(archived=archived, retired=retired)
         self._guarded(complete)
-        counts = {t: self.counts[t] for t in ORDER if t in self.counts}
+        counts = {t: self.counts[t] for t in FEATURE_TABLES if t in self.counts}
         return Pending(self.conn, delivery, self.county, self.principal, self.client_addr, self.delivery_id,
                        scope_list, counts, result["retired"], result["archived"])
 
@@ -505,7 +504,7 @@ def _settle(cur, delivery_ids: set[int]) -> list[int]:
     if not delivery_ids:
         return []
     alive = " OR ".join(f"EXISTS (SELECT 1 FROM cim.{quote_ident(t)} x WHERE x.delivery_id = d.id AND x.is_current)"
-                        for t in TARGETS)
+                        for t in FEATURE_TABLES)
     cur.execute(f"UPDATE cim.delivery d SET state = 'superseded' WHERE d.id = ANY(%s) AND d.state = 'current' "
                 f"AND NOT ({alive}) RETURNING d.id", (sorted(delivery_ids),))
     return sorted(r[0] for r in cur.fetchall())

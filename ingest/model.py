@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-TARGETS = ("admin_area", "building", "pipe_point", "pipe_segment", "green_space", "streetlight")
+from cim.schema import FEATURE_TABLES
+
+TARGETS = FEATURE_TABLES
 
 
 class Severity(str, Enum):
@@ -66,7 +68,7 @@ class Note:
 class LayerBatch:
     """Rows of one source layer mapped onto one target table."""
 
-    target: str                     # one of TARGETS
+    target: str                     # a feature table of cim.schema
     source_layer: str
     profile_id: str
     frame: pd.DataFrame             # DB column names; 'geom' holds shapely geometries (EPSG:4490)

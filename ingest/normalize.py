@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ingest.profile import CodeList, Match, Profile, codelists_for, read_yaml, target_columns
+from cim.schema import feature_table
+from ingest.profile import CodeList, Match, Profile, codelists_for, read_yaml
 
 SEED = Path(__file__).resolve().parent.parent / "cim" / "seed" / "dictionaries.yaml"
 UNIT_M = {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254, "ft": 0.3048}
@@ -181,7 +182,7 @@ def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries, *,
     reader), so text targets take them as they are.
     """
     spec, prof = match.spec, match.profile
-    types = target_columns()[spec.target]["columns"]
+    types = feature_table(spec.target).kinds()
     lists = codelists_for(prof)
     out: dict[str, pd.Series] = {}
     raw: dict[str, pd.Series] = {}

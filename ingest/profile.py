@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cim.errors import ConfigError, InvalidInput
-from ingest.model import TARGETS
+from cim.schema import FEATURE_TABLES
 
 HERE = Path(__file__).resolve().parent
 PROFILE_DIR = HERE / "profiles"
@@ -65,7 +65,7 @@ class LayerSpec(_Strict):
     """One kind of delivered layer and its target table."""
 
     id: str
-    target: Literal[TARGETS]  # type: ignore[valid-type]
+    target: str                                        # a feature table (cim.schema)
     names: list[str]                                   # regexes, full match, case-insensitive
     geometry: Literal["point", "line", "polygon", "none"]
     coords: CoordSpec | None = None                    # point tables without geometry
@@ -77,6 +77,8 @@ class LayerSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> LayerSpec:
+        if self.target not in FEATURE_TABLES:
+            raise ValueError(f"target {self.target!r} is not a feature table ({', '.join(FEATURE_TABLES)})")
         for pat in self.names:
             re.compile(pat)
         if self.lines_from_points and self.target != "pipe_segment":
@@ -170,12 +172,6 @@ def codelists_for(profile: Profile) -> dict[str, CodeList]:
         else:
             out[name] = CodeList(dictionary=cl.dictionary or base.dictionary, map={**base.map, **cl.map})
     return out
-
-
-@lru_cache(maxsize=1)
-def target_columns() -> dict[str, dict[str, Any]]:
-    """Column types of the target tables (``ingest/targets.yaml``)."""
-    return read_yaml(HERE / "targets.yaml")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pyproj.exceptions import ProjError
 from shapely.errors import GEOSException
 
 from cim.errors import CimError, UnreadableInput
+from cim.schema import FEATURE_TABLES, rank
 from cim.settings import IngestSettings
 from ingest.crsdetect import load_datum_shifts, longitude_for_county, resolve
 from ingest.geometry import fit_geometry_type, metric_geometry, prepare_geometry, table_coordinates
@@ -240,17 +241,14 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     return delivery
 
 
-# Reading order by the target a file name suggests: pipe points before pipe segments (a loader
-# writes segments once every point is in), segments last; names that suggest nothing go with them.
-READ_ORDER = ("admin_area", "building", "green_space", "streetlight", "pipe_point", "pipe_segment")
-
-
 def _load_rank(profiles) -> Callable[[Path], int]:
-    rank = {t: i for i, t in enumerate(READ_ORDER)}
+    """Reading order by the target a file name suggests (:data:`cim.schema.FEATURE_TABLES`: pipe
+    points before pipe segments, which a loader writes once every point is in); names that
+    suggest nothing go last, with the segments."""
+    last = len(FEATURE_TABLES) - 1
 
     def key(path: Path) -> int:
-        return min((rank.get(t, len(READ_ORDER) - 1) for t in name_targets(path.stem, profiles)),
-                   default=len(READ_ORDER) - 1)
+        return min((min(rank(t), last) for t in name_targets(path.stem, profiles)), default=last)
     return key
 
 

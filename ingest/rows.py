@@ -28,18 +28,20 @@ import shapely
 from cim.crs import STORAGE_SRID
 from cim.db import quote_ident
 from cim.errors import InvalidInput
+from cim.schema import TABLES
 from ingest.model import LayerBatch
 
 CHUNK_ROWS = 25_000
 FIRST_CHUNK_ROWS = 4_000
 # Columns the loader sets itself (never taken from a batch frame).
-LOADER_COLUMNS = frozenset({"id", "county_code", "delivery_id", "is_current", "start_point_id", "end_point_id"})
+LOADER_COLUMNS = frozenset({"id", "county_code", "delivery_id", "is_current",
+                            *(c for t in TABLES.values() for c in t.resolved)})
 _INT_TYPES = {"smallint", "integer", "bigint"}
 _TEXT_TYPES = {"text", "character varying", "character"}
 # shapely type ids accepted per target geometry column, and the single-part id of a Multi* type.
 _POINT, _LINE, _POLY, _MPOINT, _MLINE, _MPOLY = 0, 1, 3, 4, 5, 6
-GEOM_KIND = {"admin_area": _MPOLY, "building": _MPOLY, "green_space": _MPOLY, "pipe_point": _POINT,
-             "streetlight": _POINT, "pipe_segment": _LINE}
+_KIND_OF_TYPE = {"Point": _POINT, "LineString": _LINE, "MultiLineString": _MLINE, "MultiPolygon": _MPOLY}
+GEOM_KIND = {t.name: _KIND_OF_TYPE[t.geometry] for t in TABLES.values()}
 _TYPE_NAMES = {-1: "missing", 0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 

@@ -108,6 +108,9 @@ class LayerSpec(Strict):
     threed: ThreeD | None = None
     public: bool = True
     order: int = Field(100, description="draw order, low first")
+    versions: list[str] | None = Field(None, description="data-version keys (cim.data_version.source_table) the "
+                                       "layer's content follows; default: its table. A view names the tables "
+                                       "it reads, so caches follow them")
 
     @field_validator("where")
     @classmethod
@@ -138,6 +141,11 @@ class LayerSpec(Strict):
     def table_name(self) -> str:
         """Table part of ``table``."""
         return self.table.split(".", 1)[1]
+
+    @property
+    def version_keys(self) -> tuple[str, ...]:
+        """Data-version keys of the layer (``versions``, else its table)."""
+        return tuple(self.versions) if self.versions else (self.table_name,)
 
     def attribute(self, name: str) -> Attribute | None:
         """Exposed attribute by name (the whitelist for filters and sorting)."""

@@ -9,6 +9,7 @@ driver's prepared-statement cache hits on every repeat.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from cim.db import quote_ident
@@ -47,17 +48,33 @@ def geom_col(spec: LayerSpec, alias: str = "t") -> str:
     return col(spec, spec.geometry.column, alias)
 
 
-def base_where(spec: LayerSpec, params: Params, alias: str = "t") -> list[str]:
-    """Conditions every public read applies: current rows and the spec's ``where``."""
-    conds = [f"{alias}.is_current"]
+Bind = Callable[[Any, str], str]
+"""``bind(value, pg_type) -> placeholder``: binds a value in the caller's driver style
+(``$n`` for asyncpg, ``%s`` for psycopg2) and returns the SQL text that stands for it."""
+
+
+def where_conditions(spec: LayerSpec, alias: str | None, bind: Bind) -> list[str]:
+    """The one builder of a spec's fixed filter (``where``): ``column = value`` for a value,
+    ``column = ANY(values)`` for a list, the column quoted (from the catalogue), every value bound.
+
+    Every reader of a layer (features, queries, search, vector tiles, 3D Tiles, the CIM+
+    applications) filters through this function, so a spec's ``where`` means the same
+    everywhere. ``alias`` qualifies the column (None: bare column names).
+    """
+    conds = []
     for column, value in spec.where.items():
-        ref = col(spec, column, alias)
+        ref = f"{alias}.{quote_ident(column)}" if alias else quote_ident(column)
         if isinstance(value, list):
             kind = "bigint[]" if value and isinstance(value[0], int) else "text[]"
-            conds.append(f"{ref} = ANY({params.add(list(value), kind)})")
+            conds.append(f"{ref} = ANY({bind(list(value), kind)})")
         else:
-            conds.append(f"{ref} = {params.add(value, 'bigint' if isinstance(value, int) else 'text')}")
+            conds.append(f"{ref} = {bind(value, 'bigint' if isinstance(value, int) else 'text')}")
     return conds
+
+
+def base_where(spec: LayerSpec, params: Params, alias: str = "t") -> list[str]:
+    """Conditions every public read applies: current rows and the spec's ``where``."""
+    return [f"{alias}.is_current", *where_conditions(spec, alias, params.add)]
 
 
 def coerce(attr_type: str, value: Any) -> Any:

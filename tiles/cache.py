@@ -1,11 +1,9 @@
 """Server-side tile cache keyed by data versions, so an ingest never serves a stale tile.
 
-The key of a tile is ``(layers, the layers' data versions, z, x, y)``. A data version is the
-counter in ``cim.data_version`` that a statement trigger bumps on every change to a feature
-table (migration 0001); migration 0030 makes every bump ``NOTIFY cim_data_version``. The
-:class:`VersionWatcher` listens on that channel and also re-reads the table about once a second
-(in case the listening connection drops), so a cache hit costs no database round trip and a new
-version simply makes new keys: old entries age out of the LRU, nothing is ever purged by hand.
+The key of a tile is ``(layers, the layers' data versions, z, x, y)``. The versions come from
+the server's one :class:`cim.versions.VersionWatcher` (NOTIFY-driven, polled as a fallback), so a
+cache hit costs no database round trip and a new version simply makes new keys: old entries age
+out of the LRU, nothing is ever purged by hand.
 
 Entries are stored gzip-compressed once; the ETag is derived from the key, so a conditional
 request (``If-None-Match``) is answered with 304 before any tile is looked up or rendered.
@@ -13,20 +11,15 @@ request (``If-None-Match``) is answered with 304 before any tile is looked up or
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import asyncpg
 from isal import igzip
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "cim_data_version"
 _ENTRY_OVERHEAD = 200  # bytes of bookkeeping per entry, counted against the budget
 
 
@@ -45,7 +38,12 @@ class TileEntry:
 
     def raw(self) -> bytes:
         """Uncompressed MVT bytes (for clients that do not accept gzip)."""
-        return igzip.decompress(self.gz) if self.gz else b""
+        return gunzip(self.gz)
+
+
+def gunzip(gz: bytes) -> bytes:
+    """Inflate a gzip body (ISA-L); empty stays empty."""
+    return igzip.decompress(gz) if gz else b""
 
 
 def make_etag(fingerprint: str, key: tuple) -> str:
@@ -106,65 +104,3 @@ class TileCache:
         """Counters for monitoring."""
         return {"entries": len(self._data), "bytes": self.bytes, "max_bytes": self.max_bytes,
                 "hits": self.hits, "misses": self.misses}
-
-
-class VersionWatcher:
-    """Current data version per source table, pushed by NOTIFY and polled as a fallback."""
-
-    def __init__(self, url: str, poll_s: float = 1.0) -> None:
-        self.url = url
-        self.poll_s = poll_s
-        self.versions: dict[str, int] = {}
-        self.refreshed_at = 0.0
-        self._listener: asyncpg.Connection | None = None
-        self._task: asyncio.Task | None = None
-
-    async def start(self, pool: asyncpg.Pool) -> None:
-        """Read the versions, LISTEN for bumps and start the fallback poll."""
-        self._pool = pool
-        await self.refresh()
-        try:
-            self._listener = await asyncpg.connect(self.url)
-            await self._listener.add_listener(CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError) as exc:  # polling alone still keeps tiles fresh
-            log.warning("tile cache: LISTEN %s failed (%s); polling only", CHANNEL, exc)
-            self._listener = None
-        self._task = asyncio.create_task(self._poll())
-
-    async def stop(self) -> None:
-        """Stop listening and polling."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
-
-    def _notified(self, _conn, _pid, _channel, payload: str) -> None:
-        table, _, version = payload.rpartition(":")
-        with contextlib.suppress(ValueError):
-            v = int(version)
-            if v > self.versions.get(table, 0):
-                self.versions[table] = v
-
-    async def refresh(self) -> None:
-        """Re-read ``cim.data_version`` (one small indexed table)."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch("SELECT source_table, version FROM cim.data_version")
-        for r in rows:
-            if r["version"] > self.versions.get(r["source_table"], 0):
-                self.versions[r["source_table"]] = r["version"]
-        self.refreshed_at = time.monotonic()
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                await self.refresh()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                log.warning("tile cache: version poll failed: %s", exc)
-
-    def of(self, tables: tuple[str, ...]) -> tuple[int, ...]:
-        """Versions of these source tables (0 for a table never seen)."""
-        return tuple(self.versions.get(t, 0) for t in tables)

@@ -16,6 +16,7 @@ polygons as centroids below ``centroid_below``); a ``LIMIT`` caps features per l
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from cim.errors import InvalidInput, NotFound
 from cim.settings import TileSettings
 from layers.catalog import Catalog
 from layers.spec import LayerSpec
+from layers.sqlbuild import where_conditions
 
 MAX_ZOOM = 24
 WEB_MERCATOR = 3857
@@ -155,11 +157,8 @@ def _fragment(spec: LayerSpec, band: Band, settings: TileSettings, first_param: 
             conds.append(f"{dx} * {dy} >= {float(g.min_area_px)} * $5::float8 * $6::float8")
         if line and g.min_length_px:
             conds.append(f"GREATEST({dx} / $5::float8, {dy} / $6::float8) >= {float(g.min_length_px)}")
-    param = first_param
-    for col, value in spec.where.items():
-        op = "= ANY(${})" if isinstance(value, list) else "= ${}"
-        conds.append(f"{quote_ident(col)} {op.format(param)}")
-        param += 1
+    placeholders = itertools.count(first_param)
+    conds += where_conditions(spec, None, lambda _value, _pg_type: f"${next(placeholders)}")
     cols = _select_list(spec, band)
     inner_cols = ", ".join([f"{quote_ident(spec.id_column)} AS __id", *cols, f"{mvt} AS __geom"])
     outer_cols = ", ".join(["__id", *[c.split(" AS ")[-1] for c in cols], "__geom"])
@@ -290,10 +289,8 @@ def check_tile(z: int, x: int, y: int) -> None:
 def bounds_query(spec: LayerSpec) -> tuple[str, tuple]:
     """SQL (and bound values) for the lon/lat extent of a layer's current rows."""
     geom = quote_ident(spec.geometry.column)
-    conds, args = ["is_current"], []
-    for col, value in spec.where.items():
-        args.append(value)
-        conds.append(f"{quote_ident(col)} {'= ANY' if isinstance(value, list) else '='} (${len(args)})")
+    args: list = []
+    conds = ["is_current", *where_conditions(spec, None, lambda value, _pg_type: args.append(value) or f"${len(args)}")]
     sql = (f"SELECT ST_XMin(e) AS xmin, ST_YMin(e) AS ymin, ST_XMax(e) AS xmax, ST_YMax(e) AS ymax FROM ("
            f"SELECT ST_Extent(ST_Transform({geom}, 4490))::geometry AS e FROM {qualified(spec.table)} "
            f"WHERE {' AND '.join(conds)}) b")

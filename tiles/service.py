@@ -16,9 +16,10 @@ import json
 import asyncpg
 
 from cim.settings import TileSettings
+from cim.versions import VersionWatcher
 from layers.catalog import Catalog
-from tiles.cache import TileCache, TileEntry, VersionWatcher, make_entry, make_etag
-from tiles.mvt import TileCompiler, cap_for_budget, check_tile, layer_stats
+from tiles.cache import TileCache, TileEntry, make_entry, make_etag
+from tiles.mvt import TileCompiler, bounds_query, cap_for_budget, check_tile, layer_stats
 
 _MAX_SHRINK = 4  # at most this many re-renders, each with a lower feature cap
 
@@ -33,18 +34,20 @@ def fingerprint(catalog: Catalog, settings: TileSettings) -> str:
 class TileService:
     """Everything the tile routes need, created at app start-up."""
 
-    def __init__(self, catalog: Catalog, settings: TileSettings, url: str) -> None:
+    def __init__(self, catalog: Catalog, settings: TileSettings, url: str, watcher: VersionWatcher) -> None:
         self.catalog = catalog
         self.settings = settings
+        self.url = url
         self.compiler = TileCompiler.from_catalog(catalog, settings)
         self.cache = TileCache(settings.cache_mb * 1024 * 1024)
-        self.watcher = VersionWatcher(url)
+        self.watcher = watcher
         self.fingerprint = fingerprint(catalog, settings)
         self.budget = settings.max_tile_kb * 1024
         self.pool: asyncpg.Pool | None = None
+        self._bounds: dict[tuple, list[float]] = {}
 
     async def start(self, statement_timeout_ms: int, pool_max: int) -> None:
-        """Open the tile pool and start following data versions.
+        """Open the tile pool (the data versions come from the server's shared watcher).
 
         Tiles get a pool of their own so a burst of map traffic cannot starve the other
         endpoints; its sessions run without parallel workers (on a small server, concurrent
@@ -57,20 +60,38 @@ class TileService:
             await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}; SET jit = off; "
                                "SET max_parallel_workers_per_gather = 0; SET plan_cache_mode = force_generic_plan")
 
-        self.pool = await asyncpg.create_pool(self.watcher.url, min_size=1, max_size=pool_max, init=init,
+        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=pool_max, init=init,
                                               command_timeout=max(statement_timeout_ms / 1000 * 2, 5))
-        await self.watcher.start(self.pool)
 
     async def stop(self) -> None:
-        """Stop the version watcher and close the pool."""
-        await self.watcher.stop()
+        """Close the tile pool."""
         if self.pool is not None:
             await self.pool.close()
 
     def key(self, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> tuple:
         """Cache key: layers, their data versions, tile address."""
-        tables = tuple(self.compiler.layers[i].spec.table_name for i in layer_ids)
-        return (layer_ids, self.watcher.of(tables), z, x, y)
+        keys = tuple(k for i in layer_ids for k in self.compiler.layers[i].spec.version_keys)
+        return (layer_ids, self.watcher.of(keys), z, x, y)
+
+    async def bounds(self, layer_ids: tuple[str, ...]) -> list[float] | None:
+        """Lon/lat bounds ``[w, s, e, n]`` of the current data of these layers (None when they
+        hold no features), read once per data version."""
+        key = self.key(layer_ids, 0, 0, 0)[:2]
+        cached = self._bounds.get(key)
+        if cached is None:
+            boxes = []
+            async with self.pool.acquire() as conn:
+                for lid in layer_ids:
+                    sql, args = bounds_query(self.compiler.layers[lid].spec)
+                    row = await conn.fetchrow(sql, *args)
+                    if row and row["xmin"] is not None:
+                        boxes.append([row["xmin"], row["ymin"], row["xmax"], row["ymax"]])
+            cached = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                      max(b[3] for b in boxes)] if boxes else []
+            if len(self._bounds) > 1000:
+                self._bounds.clear()
+            self._bounds[key] = cached
+        return cached or None
 
     def etag(self, key: tuple) -> str:
         """ETag of a key (no rendering needed)."""

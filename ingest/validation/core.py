@@ -12,6 +12,7 @@ import pandas as pd
 import shapely
 from pydantic import BaseModel, ConfigDict, Field
 
+from cim import standards
 from cim.errors import ConfigError
 from ingest.model import Delivery, Finding, LayerBatch, Report, Severity
 from ingest.normalize import Dictionaries
@@ -33,15 +34,46 @@ class Rule(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-@lru_cache(maxsize=8)
 def load_rules(path: str | None = None) -> dict[str, Rule]:
-    """The rule table (``ingest/rules.yaml`` unless another file is given)."""
+    """The rule table (``ingest/rules.yaml`` unless another file is given), with the
+    engineering tables of :mod:`cim.standards` filled in (:func:`with_standards`)."""
+    return with_standards(_parse_rules(path))
+
+
+@lru_cache(maxsize=8)
+def _parse_rules(path: str | None) -> dict[str, Rule]:
     p = Path(path) if path else RULES_PATH
     try:
         data = read_yaml(p)
         return {str(k): Rule.model_validate(v) for k, v in data.items()}
     except Exception as exc:
         raise ConfigError(f"规则文件 {p.name} 无效：{exc}", f"invalid rules file {p}: {exc}") from exc
+
+
+def with_standards(rules: dict[str, Rule]) -> dict[str, Rule]:
+    """Give the clearance rules their engineering tables from :mod:`cim.standards`.
+
+    Q19 (cover), Q20 (vertical clearances) and Q21 (horizontal clearances, what a parallel run
+    is) take their limits from ``cim/standards/clearances.yaml``, the file the hazard rules
+    read too; a value the rules file sets for the rule itself wins.
+    """
+    c = standards.clearances()
+    gas, run = c["gas_horizontal"], c["parallel_run"]
+    tables = {
+        "Q19": {"min_cover_m": {n: c["cover"][n]["other"] for n in
+                                (rules["Q19"].params.get("min_cover_networks") or []) if n in c["cover"]}
+                if "Q19" in rules else {}},
+        "Q20": {"min_vertical_m": c["vertical"]["default_m"], "pairs": c["vertical"]["pairs"]},
+        "Q21": {"classes": c["pressure_classes"], "class_alias": c["class_alias"], "unknown_class": c["unknown_class"],
+                "gas": gas["direct"], "gas_conduit": gas["conduit"], "gas_gas": gas["gas_gas"],
+                "conduit_burial_types": gas["conduit_burial_types"], "skip_burial_types": gas["skip_burial_types"],
+                "pairs": c["other_horizontal"]["pairs"], **standards.without_meta(run)},
+    }
+    out = dict(rules)
+    for rule_id, params in tables.items():
+        if rule_id in out:
+            out[rule_id] = out[rule_id].model_copy(update={"params": {**params, **out[rule_id].params}})
+    return out
 
 
 def _val(v: Any) -> Any:

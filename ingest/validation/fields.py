@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cim.schema import feature_table
 from ingest.model import LayerBatch, Severity
 from ingest.normalize import by_unique, clean_text
-from ingest.profile import codelists_for, load_profiles, target_columns
+from ingest.profile import codelists_for, load_profiles
 from ingest.validation.core import Ctx, fmt, key_column, source_field
 
 
@@ -103,7 +104,7 @@ def _dictionaries(ctx: Ctx, batch: LayerBatch, prof, spec, keyv) -> None:
 def _unparsable(ctx: Ctx, batch: LayerBatch, keyv) -> None:
     if batch.raw is None:
         return
-    types = target_columns()[batch.target]["columns"]
+    types = feature_table(batch.target).kinds()
     for col in batch.raw.columns:
         if types.get(col) not in ("float", "int", "date", "bool") or col not in batch.frame:
             continue

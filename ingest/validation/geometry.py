@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from cim.schema import feature_table
 from ingest.geometry import metric_geometry
 from ingest.model import LayerBatch
-from ingest.profile import target_columns
 from ingest.validation.core import Ctx, fmt, key_column
 
 _TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiPolygon": (3, 6)}   # a Polygon is stored as one-part
@@ -33,7 +33,7 @@ def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:
                  zh=fmt("第 {r} 行没有几何（坐标为空或无法连接起止点）", r=batch.frame["source_row"].to_numpy()[rows]),
                  en=fmt("row {r} has no geometry (empty coordinates or unresolvable end points)",
                         r=batch.frame["source_row"].to_numpy()[rows]))
-    want = _TYPE_IDS[target_columns()[batch.target]["geometry"]]
+    want = _TYPE_IDS[feature_table(batch.target).geometry]
     wrong = ~empty & ~np.isin(shapely.get_type_id(g), want)
     rows = np.flatnonzero(wrong)
     if len(rows):

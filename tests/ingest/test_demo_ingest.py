@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cim import standards
 from ingest.demo.generate import generate
 from ingest.read import read_deliveries, read_delivery
 from ingest.validate import validate
-from ingest.validation.core import RULES_PATH
 
 COUNTY = "430703"
 
@@ -50,7 +50,7 @@ def test_validation_finds_exactly_the_planted_defects(demo):
     assert {f.rule_id for _, f in findings} == {d["rule_id"] for d in manifest["defects"]}
 
 
-def test_pipe_networks_together_keep_their_horizontal_clearances(demo):
+def test_pipe_networks_together_keep_their_horizontal_clearances(demo, monkeypatch):
     """Read as one delivery, the gas mains sit beside telecom ducts and lighting cables (1.5–2.5 m
     apart) and other pipes: no Q21 finding, although the rule examines those pairs."""
     out, _ = demo
@@ -58,12 +58,15 @@ def test_pipe_networks_together_keep_their_horizontal_clearances(demo):
     delivery = read_deliveries(files, county=COUNTY)
     assert {b.network for b in delivery.batches if b.target == "pipe_segment"} == {"PS", "JS", "RQ", "DL", "TX"}
     assert [f for f in validate(delivery).findings if f.rule_id == "Q21"] == []
-    # with a 3 m limit for 中压B gas beside telecom ducts the same pairs are reported
-    rules = yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
-    rules["Q21"]["params"]["gas_conduit"]["TX"]["ZB"] = 3.0
-    wide = out / "q21-wide.yaml"
-    wide.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
-    found = [f for f in validate(delivery, rules_path=wide).findings if f.rule_id == "Q21"]
+    # with a 3 m limit for 中压B gas beside telecom ducts (a bureau's own copy of the standards
+    # tables, CIM_STANDARDS_DIR) the same pairs are reported
+    tables = yaml.safe_load((standards.HERE / "clearances.yaml").read_text(encoding="utf-8"))
+    tables["gas_horizontal"]["conduit"]["TX"]["ZB"] = 3.0
+    wide = out / "standards-wide"
+    wide.mkdir()
+    (wide / "clearances.yaml").write_text(yaml.safe_dump(tables, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv(standards.ENV_VAR, str(wide))
+    found = [f for f in validate(delivery).findings if f.rule_id == "Q21"]
     assert found and all(f.source_layer == "RQLINE" and "TX" in f.message_zh and 1.4 < f.value < 2.7 for f in found)
 
 

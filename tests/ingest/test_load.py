@@ -13,8 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make 
 from loadkit import buildings, county_code, delivery, points, segments, snapshot  # noqa: E402
 
 from cim import auth
-from cim.db import data_versions
 from cim.errors import Forbidden, IngestRejected, InvalidInput
+from cim.versions import read as data_versions
 from ingest import load as loader
 from ingest.model import Finding, Severity
 

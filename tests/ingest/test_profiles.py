@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import network, point_geoms, write_shapefile, write_xlsx  # noqa: E402
 
 from cim.errors import ConfigError, InvalidInput  # noqa: E402
-from ingest.profile import PROFILE_DIR, detect, load_profiles, match_columns, target_columns  # noqa: E402
+from cim.schema import TABLES  # noqa: E402
+from ingest.profile import PROFILE_DIR, detect, load_profiles, match_columns  # noqa: E402
 from ingest.read import read_delivery  # noqa: E402
 
 POINT_FIELDS = ["物探点号", "X", "Y", "地面高程", "特征", "附属物"]
@@ -30,10 +31,10 @@ def test_shipped_profiles_load():
     assert {"cjj61-pipeline", "drainage-census", "gas", "buildings", "green-space", "streetlight", "admin-area",
             "us-stormwater"} <= set(profiles)
     targets = {spec.target for p in profiles.values() for spec in p.layers}
-    assert targets == set(target_columns())
+    assert targets == set(TABLES)
     for p in profiles.values():                       # every mapped column exists in its target table
         for spec in p.layers:
-            cols = set(target_columns()[spec.target]["columns"])
+            cols = set(TABLES[spec.target].kinds())
             assert set(spec.fields) <= cols, (p.id, spec.id, set(spec.fields) - cols)
             assert set(spec.defaults) <= cols
 
@@ -201,20 +202,6 @@ def test_unknown_profile_name(tmp_path):
     shp = write_shapefile(tmp_path, "YSPOINT", pts, point_geoms(pts))
     with pytest.raises(InvalidInput):
         read_delivery(shp, profile="no-such-profile")
-
-
-def test_target_columns_match_the_schema(conn):
-    with conn.cursor() as cur:
-        for table, spec in target_columns().items():
-            cur.execute("SELECT column_name, data_type FROM information_schema.columns "
-                        "WHERE table_schema = 'cim' AND table_name = %s", (table,))
-            live = dict(cur.fetchall())
-            for col, kind in spec["columns"].items():
-                assert col in live, (table, col)
-                pg = live[col]
-                ok = {"text": ("text", "character varying", "character"), "float": ("double precision",),
-                      "int": ("smallint", "integer", "bigint"), "date": ("date",), "bool": ("boolean",)}[kind]
-                assert pg in ok, (table, col, pg, kind)
 
 
 def test_profiles_dir_is_data_only():

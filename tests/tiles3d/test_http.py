@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 
 import httpx
@@ -43,6 +44,23 @@ def test_tilesets_and_contents_served(server, tmp_path):
             assert all(rep["errors"] == 0 for rep in validate_gltf(files))
 
 
+def test_conditional_answers_follow_the_tile_rule(server):
+    """Tileset and content answer If-None-Match (a list, a weak tag) with 304 and the validators of
+    the 200, by the same rule as the vector tiles (api.tile_answer)."""
+    with httpx.Client(base_url=server, timeout=60) as c:
+        ts = c.get("/3dtiles/pipelines/tileset.json")
+        glb = c.get(f"/3dtiles/pipelines/{_contents(ts.json())[0]}")
+        for full in (ts, glb):
+            assert full.status_code == 200 and full.headers["cache-control"] == "no-cache"
+            etag = full.headers["etag"]
+            for inm in (etag, f'"nope", {etag}', "W/" + etag):
+                r = c.get(full.request.url, headers={"If-None-Match": inm})
+                assert r.status_code == 304 and r.content == b""
+                assert (r.headers["etag"], r.headers["cache-control"]) == (etag, "no-cache")
+            assert c.get(full.request.url, headers={"If-None-Match": '"nope"'}).content == full.content
+        assert ts.headers["etag"] != glb.headers["etag"]
+
+
 def test_errors_are_bilingual_404(server):
     with httpx.Client(base_url=server, timeout=30) as c:
         r = c.get("/3dtiles/roads/tileset.json")
@@ -62,7 +80,13 @@ def test_new_data_changes_the_tileset(server, t3d_url):
                 cur.execute("INSERT INTO cim.building (code, floors_above, county_code, geom) VALUES ('B-NEW', 30, "
                             "'430521', ST_Multi(ST_MakeEnvelope(111.47, 27.25, 111.4702, 27.2502, 4490))) RETURNING id")
                 new_id = cur.fetchone()[0]
+            # the new data version reaches the server's watcher by NOTIFY (or its 1 s poll), as for
+            # vector tiles: no request reads cim.data_version itself
             after = c.get("/3dtiles/buildings/tileset.json")
+            deadline = time.monotonic() + 10
+            while after.headers["etag"] == before.headers["etag"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+                after = c.get("/3dtiles/buildings/tileset.json")
             assert after.headers["etag"] != before.headers["etag"]
             doc = after.json()
             assert doc["extras"]["cim:features"] == before.json()["extras"]["cim:features"] + 1

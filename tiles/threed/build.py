@@ -21,7 +21,8 @@ from pathlib import Path
 
 import psycopg2.extensions
 
-from cim.db import connect, data_versions
+from cim import versions as data_versions
+from cim.db import connect
 from layers.catalog import Catalog, load_catalog
 from tiles.threed import sources
 from tiles.threed.glb import build_b3dm, build_glb
@@ -48,10 +49,9 @@ class Plan:
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def layer_versions(cur: psycopg2.extensions.cursor, layer: str) -> dict[str, int]:
+def layer_versions(cur: psycopg2.extensions.cursor, layer: str, catalog: Catalog) -> dict[str, int]:
     """Data versions of the tables a 3D layer is made from."""
-    allv = data_versions(cur)
-    return {t: int(allv.get(t, 0)) for t in sources.SOURCE_TABLES[layer]}
+    return data_versions.read(cur, sources.source_tables(layer, catalog))
 
 
 def max_per_tile(catalog: Catalog, layer: str) -> int:
@@ -70,7 +70,7 @@ def plan(conn: psycopg2.extensions.connection, layer: str, catalog: Catalog | No
         raise ValueError(layer)
     catalog = catalog or load_catalog()
     with conn.cursor() as cur:  # versions first: data changed meanwhile only make the next plan newer
-        versions = layer_versions(cur, layer)
+        versions = layer_versions(cur, layer, catalog)
     index = sources.load_index(conn, layer, catalog)
     if not conn.autocommit:
         conn.rollback()

@@ -29,13 +29,14 @@ import shapely
 from cim import raster
 from cim.db import quote_ident
 from cim.errors import Conflict
+from cim.schema import DEM_VERSION_KEY
 from layers.catalog import Catalog
 from layers.spec import LayerSpec
+from layers.sqlbuild import where_conditions
 from tiles.threed.geometry import CIRCLE, RECT, Frame, Mesh, extrude, tubes
 from tiles.threed.glb import Column, Primitive
 
 LAYERS = ("buildings", "pipelines")
-SOURCE_TABLES = {"buildings": ("building", "dem"), "pipelines": ("pipe_point", "pipe_segment", "dem")}
 SPEC_IDS = {"buildings": ("buildings",), "pipelines": ("pipeline_segments", "pipeline_points")}
 DEFAULT_STOREY_M = 3.0
 DEFAULT_HEIGHT_M = 3.0
@@ -67,20 +68,21 @@ class Index:
                      {k: v[sel] for k, v in self.params.items()})
 
 
+def source_tables(layer: str, catalog: Catalog) -> tuple[str, ...]:
+    """The data-version keys a 3D layer depends on: its specs' tables and the DEM (ground)."""
+    tables = sorted({key for spec_id in SPEC_IDS[layer] for key in catalog.get(spec_id).version_keys})
+    return (*tables, DEM_VERSION_KEY)
+
+
 def _f(rows: list, i: int) -> np.ndarray:
     return np.array([np.nan if r[i] is None else r[i] for r in rows], dtype="f8")
 
 
 def _where(spec: LayerSpec, alias: str) -> tuple[str, list]:
-    """The spec's fixed filter (column → value(s)) as SQL with bound values."""
-    parts, params = [], []
-    for col, val in spec.where.items():
-        if isinstance(val, list):
-            parts.append(f"{alias}.{quote_ident(col)} = ANY(%s)")
-        else:
-            parts.append(f"{alias}.{quote_ident(col)} = %s")
-        params.append(val)
-    return "".join(" AND " + p for p in parts), params
+    """The spec's fixed filter as `` AND …`` SQL with psycopg2-bound values."""
+    params: list = []
+    conds = where_conditions(spec, alias, lambda value, _pg_type: params.append(value) or "%s")
+    return "".join(" AND " + c for c in conds), params
 
 
 def _ground(fallback: np.ndarray, conn, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
