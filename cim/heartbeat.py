@@ -20,6 +20,7 @@ Status
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -27,7 +28,7 @@ from importlib import metadata
 
 import psycopg2.extensions
 
-from cim.db import quote_ident
+from cim.db import connect, quote_ident
 from cim.settings import TierSettings
 from cim.tiers import LEVEL_ZH, identity, level_of, prefix_of, subscriptions
 
@@ -100,6 +101,22 @@ def beat(conn: psycopg2.extensions.connection, *, interval_s: float, started_at:
         conn.rollback()
         raise
     return True
+
+
+def beat_once(db_settings, *, interval_s: float, started_at: dt.datetime | None = None) -> bool:
+    """:func:`beat` on a connection of its own (the server's heartbeat loop), then closed."""
+    conn = connect(db_settings, application_name="cim-heartbeat")
+    try:
+        return beat(conn, interval_s=interval_s, started_at=started_at)
+    finally:
+        conn.close()
+
+
+async def record_server_error(pool, status: int, path: str) -> None:
+    """Count an HTTP 5xx answer in ``cim.server_error`` (the heartbeat reports the last hour's);
+    silent when the database itself is what failed."""
+    with contextlib.suppress(Exception):
+        await pool.execute("INSERT INTO cim.server_error (status, path) VALUES ($1, $2)", status, path[:300])
 
 
 def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict:

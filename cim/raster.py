@@ -19,6 +19,7 @@ Files of DEMs received from lower-tier instances
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
@@ -68,6 +69,22 @@ def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> d
     return by.get(county) or by.get(INSTANCE)
 
 
+def summary(dems: list[dict]) -> dict:
+    """``GET /api/dem``: whether a DEM is loaded, the union of the current DEMs' extents, the
+    newest one's name and time, the elevation range, and each DEM."""
+    if not dems:
+        return {"loaded": False, "bounds": None}
+    b = [d["bounds"] for d in dems]
+    newest = dems[0]
+    lows = [d["min_z"] for d in dems if d["min_z"] is not None]
+    highs = [d["max_z"] for d in dems if d["max_z"] is not None]
+    return {"loaded": True, "bounds": [min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b)],
+            "id": newest["id"], "name": newest["name"], "min_z": min(lows, default=None), "max_z": max(highs, default=None),
+            "loaded_at": newest["loaded_at"].isoformat(),
+            "dems": [{"id": d["id"], "county_code": d["county_code"] or None, "name": d["name"], "bounds": d["bounds"],
+                      "min_z": d["min_z"], "max_z": d["max_z"], "loaded_at": d["loaded_at"].isoformat()} for d in dems]}
+
+
 # --- files ---------------------------------------------------------------------------------------
 
 def _dem_dir(cur: psycopg2.extensions.cursor) -> Path | None:
@@ -101,21 +118,56 @@ def _materialise(cur: psycopg2.extensions.cursor, dem: dict, target: Path) -> bo
     have, parts = cur.fetchone()
     if not parts or have != parts:
         return False
+
+    def chunks():
+        for part in range(parts):
+            cur.execute("SELECT data FROM cim.dem_file WHERE county_code = %s AND sha256 = %s AND part = %s",
+                        (dem["county_code"], dem["sha256"], part))
+            yield bytes(cur.fetchone()[0])
+
+    return _write_parts(target, dem["sha256"], chunks())
+
+
+def _write_parts(target: Path, sha256: str, chunks) -> bool:
+    """Write ``chunks`` to ``target`` through a temporary file, kept only when its sha256 matches."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
     digest = hashlib.sha256()
     with tmp.open("wb") as fh:
-        for part in range(parts):
-            cur.execute("SELECT data FROM cim.dem_file WHERE county_code = %s AND sha256 = %s AND part = %s",
-                        (dem["county_code"], dem["sha256"], part))
-            data = bytes(cur.fetchone()[0])
+        for data in chunks:
             digest.update(data)
             fh.write(data)
-    if digest.hexdigest() != dem["sha256"]:
+    if digest.hexdigest() != sha256:
         tmp.unlink(missing_ok=True)
         return False
     os.replace(tmp, target)
     return True
+
+
+async def dem_paths_async(conn, dems: list[dict]) -> list[str | None]:
+    """:func:`dem_path` of each of ``dems`` on an asyncpg connection or pool (the API's request
+    path); replicated bytes are written out in a worker thread."""
+    local_dir = await conn.fetchval("SELECT dem_dir FROM cim.tier_instance")
+    out: list[str | None] = []
+    for dem in dems:
+        path = None
+        if local_dir:
+            local = Path(local_dir) / f"{dem['sha256']}.tif"
+            if local.is_file():
+                path = str(local)
+            else:
+                rows = await conn.fetch("SELECT parts, data FROM cim.dem_file WHERE county_code = $1 AND sha256 = $2 "
+                                        "ORDER BY part", dem["county_code"], dem["sha256"])
+                if rows and len(rows) == rows[0]["parts"]:
+                    try:
+                        if await asyncio.to_thread(_write_parts, local, dem["sha256"], [bytes(r["data"]) for r in rows]):
+                            path = str(local)
+                    except OSError as exc:   # an unwritable dem_dir: fall back to the registered path
+                        log.warning("cannot write DEM %s to %s: %s", dem["sha256"][:12], local_dir, exc)
+        if path is None and Path(dem["file_path"]).is_file():
+            path = dem["file_path"]
+        out.append(path)
+    return out
 
 
 def store_dem_file(cur: psycopg2.extensions.cursor, county: str, sha256: str, path: Path | str) -> int:
@@ -219,15 +271,28 @@ def sample_dem(conn_or_path, lons, lats, *, method: str = "bilinear") -> np.ndar
     """
     if isinstance(conn_or_path, (str, Path)):
         return _sample_file(str(conn_or_path), lons, lats, method)
+    with conn_or_path.cursor() as cur:
+        paths = [dem_path(cur, d) for d in current_dems(cur)]
+    return _sample_paths(paths, lons, lats, method)
+
+
+async def sample_dem_async(conn, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+    """:func:`sample_dem` of the current DEMs on an asyncpg connection or pool; the files are
+    read in a worker thread. OSError when a DEM file cannot be read."""
+    paths = await dem_paths_async(conn, await current_dems_async(conn))
+    return await asyncio.to_thread(_sample_paths, paths, lons, lats, method)
+
+
+def _sample_paths(paths: list[str | None], lons, lats, method: str) -> np.ndarray | None:
+    """Each point from the first of ``paths`` (newest first) that has a value there; None when no
+    path is readable."""
+    paths = [p for p in paths if p]
+    if not paths:
+        return None
     lons = np.asarray(lons, dtype="float64").ravel()
     lats = np.asarray(lats, dtype="float64").ravel()
-    with conn_or_path.cursor() as cur:
-        dems = [(d, dem_path(cur, d)) for d in current_dems(cur)]
-    dems = [(d, p) for d, p in dems if p]
-    if not dems:
-        return None
     out = np.full(lons.shape, np.nan)
-    for _dem, path in dems:
+    for path in paths:
         todo = np.isnan(out)
         if not todo.any():
             break

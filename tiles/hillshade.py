@@ -12,19 +12,24 @@ flat ground, outside every DEM and on nodata.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import math
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import from_bounds
 from rasterio.warp import Resampling, reproject
 
-from cim.errors import NotFound
-from cim.raster import read_dem
+from cim.errors import InvalidInput, NotFound
+from cim.raster import current_dems_async, dem_paths_async, read_dem
 
 SIZE = 256
+MAX_ZOOM = 22
 ORIGIN = 20037508.342789244
 MERCATOR = CRS.from_epsg(3857)
 
@@ -89,3 +94,72 @@ def hillshade_tile(paths: str | list[str], z: int, x: int, y: int) -> bytes:
     rgba[..., :3] = np.where(lit, 255, 0)[..., None]  # white on slopes facing the sun, black in shadow
     rgba[..., 3] = alpha.astype("u1")
     return png_rgba(rgba)
+
+
+def check_address(z: int, x: int, y: int) -> None:
+    """InvalidInput for a tile address outside the XYZ matrix (zoom 0–22)."""
+    if not (0 <= z <= MAX_ZOOM and 0 <= x < 2 ** z and 0 <= y < 2 ** z):
+        raise InvalidInput(f"瓦片坐标越界：{z}/{x}/{y}", f"tile address out of range: {z}/{x}/{y}")
+
+
+class HillshadeTiles:
+    """Hillshade tiles of the current DEMs: rendered in a worker thread, kept in an LRU of PNGs.
+
+    Entries are keyed by the set of current DEM ids, so storing a DEM (here or in a county whose
+    rows replicate here) makes new keys (and new ETags); old ones age out. The files of a set of
+    DEMs are resolved once per set (a DEM received from a lower tier is written out on first use).
+    """
+
+    def __init__(self, max_tiles: int = 2048) -> None:
+        self.max_tiles = max_tiles
+        self._cache: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
+        self._paths: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(dems: list[dict]) -> str:
+        return "-".join(str(d["id"]) for d in dems)
+
+    async def current(self, conn, z: int, x: int, y: int) -> tuple[list[dict], str]:
+        """The current DEMs (newest first) and the tile's ETag; InvalidInput for a bad address,
+        NotFound without a DEM."""
+        check_address(z, x, y)
+        dems = await current_dems_async(conn)
+        if not dems:
+            raise NotFound("尚未加载高程模型（DEM）", "no DEM is loaded")
+        digest = hashlib.sha256(self._key(dems).encode()).hexdigest()[:16]
+        return dems, f'"dem{digest}-{z}-{x}-{y}"'
+
+    async def _files(self, conn, dems: list[dict]) -> list[str]:
+        """Readable files of ``dems``, oldest first; NotFound naming the DEMs whose file is missing."""
+        key = self._key(dems)
+        with self._lock:
+            paths = self._paths.get(key)
+        if paths is not None:
+            return paths
+        oldest = list(reversed(dems))
+        found = await dem_paths_async(conn, oldest)
+        missing = [d["name"] for d, p in zip(oldest, found, strict=True) if p is None]
+        if missing:
+            raise NotFound(f"高程模型文件缺失：{', '.join(missing)}，请重新入库 DEM",
+                           f"DEM file missing: {', '.join(missing)}; store the DEM again")
+        with self._lock:
+            if len(self._paths) > 64:
+                self._paths.clear()
+            self._paths[key] = found
+        return found
+
+    async def tile(self, conn, dems: list[dict], z: int, x: int, y: int) -> bytes:
+        """PNG of tile z/x/y of ``dems`` (cached, else rendered in a worker thread)."""
+        key = (self._key(dems), z, x, y)
+        with self._lock:
+            png = self._cache.get(key)
+            if png is not None:
+                self._cache.move_to_end(key)
+                return png
+        png = await asyncio.to_thread(hillshade_tile, await self._files(conn, dems), z, x, y)
+        with self._lock:
+            self._cache[key] = png
+            while len(self._cache) > self.max_tiles:
+                self._cache.popitem(last=False)
+        return png

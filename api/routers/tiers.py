@@ -7,7 +7,8 @@
   map's 下级平台运行状态 panel draws it.
 - Every server process runs the heartbeat loop; :func:`cim.heartbeat.beat` writes one row per
   interval for the instance however many processes call it.
-- HTTP 5xx answers are recorded in ``cim.server_error`` (counted by the heartbeat).
+- HTTP 5xx answers are recorded in ``cim.server_error`` (:func:`cim.heartbeat.record_server_error`,
+  counted by the heartbeat).
 """
 
 from __future__ import annotations
@@ -28,20 +29,12 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["tiers / 省市县级联"])
 
 
-def _status(request: Request) -> dict:
-    conn = db.connect(request.app.state.settings.db, application_name="cim-api")
-    try:
-        with conn.cursor() as cur:
-            return heartbeat.status(cur, request.app.state.settings.tier)
-    finally:
-        conn.close()
-
-
 @router.get("/api/tiers", summary="下级平台运行状态 / lower-tier running status")
 async def tiers_status(request: Request, who: Principal = Depends(deps.require(Action.read))) -> dict:
     """This instance and every instance below it: green / amber / red from heartbeat age and
     replication lag, with software version, last delivery, data versions and errors."""
-    return await run_in_threadpool(_status, request)
+    settings = deps.settings(request)
+    return await run_in_threadpool(db.with_cursor, settings.db, heartbeat.status, settings.tier)
 
 
 def register(app: FastAPI) -> None:
@@ -55,29 +48,18 @@ def register(app: FastAPI) -> None:
         pool = getattr(request.app.state, "pool", None)
         if pool is None:
             return
-
-        async def write() -> None:
-            with contextlib.suppress(Exception):   # the database itself may be what failed
-                await pool.execute("INSERT INTO cim.server_error (status, path) VALUES ($1, $2)",
-                                   status, request.url.path[:300])
-
-        task = asyncio.get_running_loop().create_task(write())
+        task = asyncio.get_running_loop().create_task(
+            heartbeat.record_server_error(pool, status, request.url.path))
         pending.add(task)
         task.add_done_callback(pending.discard)
 
     app.state.on_server_error = on_server_error
 
-    def beat_once() -> bool:
-        conn = db.connect(settings.db, application_name="cim-heartbeat")
-        try:
-            return heartbeat.beat(conn, interval_s=settings.tier.heartbeat_s, started_at=started_at)
-        finally:
-            conn.close()
-
     async def loop() -> None:
         while True:
             try:
-                await asyncio.to_thread(beat_once)
+                await asyncio.to_thread(heartbeat.beat_once, settings.db, interval_s=settings.tier.heartbeat_s,
+                                        started_at=started_at)
             except Exception as exc:  # noqa: BLE001 - a missed beat is what the status shows; keep beating
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(settings.tier.heartbeat_s)
