@@ -495,7 +495,9 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
     """Subscribe to the lower-tier instance ``county`` at ``url`` (its publication ``cim_<county>``).
 
     Refused when the county is this instance, when another subscription already carries any of
-    its rows, or (unless ``replace``: delete them first) when rows of it are here already. The
+    its rows, or (unless ``replace``: delete them first) when rows of it are here already. With
+    ``replace``, a subscription recorded in ``cim.tier_subscription`` that PostgreSQL does not have
+    (the database was restored from a backup, which holds no subscriptions) is replaced too. The
     initial copy then runs in the background (``cim tier list`` shows its progress).
     """
     county = validate_code(county)
@@ -513,16 +515,41 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
             if not _NAME.match(name):
                 raise InvalidInput("订阅名只能含小写字母、数字和下划线，且以字母开头",
                                    "a subscription name holds lower-case letters, digits and _ and starts with a letter")
-            cur.execute("SELECT name, county_code FROM cim.tier_subscription WHERE starts_with(prefix, %s) "
-                        "OR starts_with(%s, prefix) OR name = %s LIMIT 1", (prefix, prefix, name))
-            clash = cur.fetchone()
+            cur.execute("SELECT t.name, t.county_code, s.oid IS NULL AS stale FROM cim.tier_subscription t "
+                        "LEFT JOIN pg_subscription s ON s.subname = t.name "
+                        "     AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                        "WHERE starts_with(t.prefix, %s) OR starts_with(%s, t.prefix) OR t.name = %s ORDER BY t.name",
+                        (prefix, prefix, name))
+            found = cur.fetchall()
             here = _columns_here(cur)
     finally:
         conn.rollback()
+    # rows of tier_subscription without their PostgreSQL subscription come from a restored backup
+    # (subscriptions are not in a dump): --replace takes their place
+    stale = [r[0] for r in found if r[2]] if replace else []
+    clash = next((r for r in found if r[0] not in stale), None)
     if clash:
         raise Conflict(f"订阅 {clash[0]}（{clash[1]}）已包含 {county} 的数据或同名",
                        f"subscription {clash[0]} ({clash[1]}) already carries rows of {county} or has that name")
     _probe(conninfo, county, here)
+    # held for the session until the subscription exists: CREATE SUBSCRIPTION locks every table it
+    # registers, and a concurrent subscribe altering triggers on those tables would deadlock with it
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (_LOCK,))
+    conn.autocommit = False
+    try:
+        return _subscribe_locked(conn, conninfo, county, prefix, name, shown, stale, replace, principal)
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK,))
+        conn.autocommit = False
+
+
+def _subscribe_locked(conn: psycopg2.extensions.connection, conninfo: str, county: str, prefix: str, name: str,
+                      shown: str, stale: list[str], replace: bool, principal: auth.Principal) -> dict:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
@@ -530,6 +557,8 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
             if held and not replace:
                 raise Conflict(f"本平台已有 {county} 的数据（{held}），请加 --replace 先删除后订阅",
                                f"rows of {county} are here already ({held}); add --replace to delete them first")
+            if stale:   # first: the read-only guard protects the rows a recorded subscription carries
+                cur.execute("DELETE FROM cim.tier_subscription WHERE name = ANY(%s)", (stale,))
             if held:
                 purge(cur, prefix)
             prepare(cur)
@@ -538,7 +567,7 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
                         (name, county, prefix, publication_name(county), shown, principal.name))
             set_guard(cur)
             auth.audit(cur, principal, "tier.subscribe", target=f"subscription:{name}", county=county,
-                       detail={"publisher": shown, "replaced": held})
+                       detail={"publisher": shown, "replaced": held, "stale_subscriptions": stale})
         conn.commit()
     except BaseException:
         conn.rollback()

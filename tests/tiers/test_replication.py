@@ -361,6 +361,22 @@ def test_a_second_subscriber_then_drop(tiers_net, make_database):
             cur.execute("SELECT count(*) FROM pg_subscription")
             assert cur.fetchone()[0] == 0
         conn.rollback()
+        # a restored backup records its subscription (cim.tier_subscription) but PostgreSQL has none
+        # (a dump holds no subscriptions): --replace takes the stale record's place
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO cim.tier_subscription (name, county_code, prefix, publication, publisher, created_by) "
+                        "VALUES ('cim_430700_from_430703', '430703', '430703', 'cim_430703', 'restored', 'test')")
+        conn.commit()
+        refused = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--json")
+        assert refused.returncode == 1 and "cim_430700_from_430703" in refused.stderr
+        res = cim("tier", "subscribe", net.urls[county.code], "--county", county.code, "--replace", "--wait", "60", "--json")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["copied"] is True
+        assert _one(conn, "SELECT count(*) FROM cim.building WHERE county_code = '430703'") == \
+            county.scalar("SELECT count(*) FROM cim.building")
+        assert _all(conn, "SELECT name, publisher <> 'restored' FROM cim.tier_subscription") == \
+            [("cim_430700_from_430703", True)]
+        assert cim("tier", "drop", "cim_430700_from_430703", "--purge").returncode == 0
     finally:
         conn.close()
     assert county.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'cim_430700_from_430703'") == 0
