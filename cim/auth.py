@@ -20,10 +20,14 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import psycopg2.extensions
 
 from cim.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+
+if TYPE_CHECKING:
+    from cim.dbcall import AsyncConn
 
 
 class Role(str, Enum):
@@ -124,7 +128,9 @@ def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, coun
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (name, role.value, counties, prefix, psycopg2.Binary(_digest(secret)), expires),
     )
-    return NewToken(cur.fetchone()[0], name, role, secret, expires)
+    row = cur.fetchone()
+    assert row is not None  # INSERT ... RETURNING
+    return NewToken(row[0], name, role, secret, expires)
 
 
 def authenticate(cur: psycopg2.extensions.cursor, token: str | None) -> Principal:
@@ -150,17 +156,18 @@ def revoke_token(cur: psycopg2.extensions.cursor, token_id: int) -> None:
         raise NotFound(f"没有可吊销的令牌 {token_id}", f"no active token {token_id}")
 
 
-def list_tokens(cur: psycopg2.extensions.cursor) -> list[dict]:
+def list_tokens(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     """All tokens without secrets."""
     cur.execute("SELECT id, name, role, counties, token_prefix, created_at, expires_at, revoked_at, last_used_at "
                 "FROM cim.api_token ORDER BY id")
+    assert cur.description is not None  # a SELECT
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
 
 
 def audit(cur: psycopg2.extensions.cursor, principal: Principal, action: str, *, target: str | None = None,
           county: str | None = None, client_addr: str | None = None, ok: bool = True,
-          detail: dict | None = None) -> None:
+          detail: dict[str, Any] | None = None) -> None:
     """Record a write in the audit log (same transaction as the write where possible)."""
     cur.execute(
         "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "
@@ -181,7 +188,7 @@ _AUTH_SQL_ASYNC = (
 )
 
 
-async def authenticate_async(conn, token: str | None) -> Principal:
+async def authenticate_async(conn: AsyncConn, token: str | None) -> Principal:
     """:func:`authenticate` for an asyncpg connection (the API's request path)."""
     if not token:
         return ANONYMOUS
@@ -192,9 +199,9 @@ async def authenticate_async(conn, token: str | None) -> Principal:
                      counties=frozenset(row["counties"] or []))
 
 
-async def audit_async(conn, principal: Principal, action: str, *, target: str | None = None,
+async def audit_async(conn: AsyncConn, principal: Principal, action: str, *, target: str | None = None,
                       county: str | None = None, client_addr: str | None = None, ok: bool = True,
-                      detail: dict | None = None) -> None:
+                      detail: dict[str, Any] | None = None) -> None:
     """:func:`audit` for an asyncpg connection."""
     await conn.execute(
         "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "

@@ -12,11 +12,18 @@ from __future__ import annotations
 import functools
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psycopg2.extensions
 import rasterio
 from pyproj import Transformer
+
+if TYPE_CHECKING:
+    import asyncpg
+    import numpy.typing as npt
+
+    from cim.dbcall import AsyncConn
 
 _LOCK = threading.Lock()
 
@@ -26,22 +33,23 @@ _CURRENT_SQL = ("SELECT id, name, file_path, srid, min_z, max_z, loaded_at, ST_X
                 "FROM cim.dem WHERE is_current ORDER BY id DESC LIMIT 1")
 
 
-def _dem(row: dict) -> dict:
+def _dem(row: dict[str, Any]) -> dict[str, Any]:
     bounds = [row.pop(k) for k in ("w", "s", "e", "n")]
     return {**row, "bounds": bounds}
 
 
-def current_dem(cur: psycopg2.extensions.cursor) -> dict | None:
+def current_dem(cur: psycopg2.extensions.cursor) -> dict[str, Any] | None:
     """The current DEM row (id, name, file_path, srid, min_z, max_z, loaded_at, bounds as
     [w, s, e, n] in EPSG:4490) or None."""
     cur.execute(_CURRENT_SQL)
     row = cur.fetchone()
     if row is None:
         return None
+    assert cur.description is not None  # a SELECT
     return _dem(dict(zip([d[0] for d in cur.description], row, strict=True)))
 
 
-async def current_dem_async(conn) -> dict | None:
+async def current_dem_async(conn: AsyncConn | asyncpg.Pool) -> dict[str, Any] | None:
     """:func:`current_dem` on an asyncpg connection or pool (the API's request path)."""
     row = await conn.fetchrow(_CURRENT_SQL)
     return None if row is None else _dem(dict(row))
@@ -62,17 +70,17 @@ def read_dem(path: Path | str) -> tuple[np.ndarray, object, object]:
         return _load(p, Path(p).stat().st_mtime)
 
 
-def _resolve(conn_or_path) -> str | None:
+def _resolve(conn_or_path: psycopg2.extensions.connection | Path | str) -> str | None:
     if isinstance(conn_or_path, (str, Path)):
         return str(conn_or_path)
     with conn_or_path.cursor() as cur:
         dem = current_dem(cur)
     if dem is None or not Path(dem["file_path"]).is_file():
         return None
-    return dem["file_path"]
+    return str(dem["file_path"])
 
 
-def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = "bilinear") -> np.ndarray:
+def sample_array(data: np.ndarray, transform: Any, crs: Any, lons: npt.ArrayLike, lats: npt.ArrayLike, *, method: str = "bilinear") -> np.ndarray:
     """Sample an elevation array at lon/lat points (EPSG:4490 axis order lon, lat)."""
     lons = np.asarray(lons, dtype="float64").ravel()
     lats = np.asarray(lats, dtype="float64").ravel()
@@ -105,7 +113,7 @@ def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = 
     return out
 
 
-def sample_dem(conn_or_path, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+def sample_dem(conn_or_path: psycopg2.extensions.connection | Path | str, lons: npt.ArrayLike, lats: npt.ArrayLike, *, method: str = "bilinear") -> np.ndarray | None:
     """Elevations at lon/lat points from the current DEM (a connection) or a DEM file (a path).
 
     Returns a float array (NaN outside the raster or on nodata) or None when no DEM is loaded.

@@ -81,7 +81,7 @@ def _end_ground(ground: float | None, z: float | None, depth: float | None) -> f
     return z + depth if z is not None and depth is not None else None
 
 
-def crossing(row: Mapping[str, Any], ground_dem: float | None) -> dict:
+def crossing(row: Mapping[str, Any], ground_dem: float | None) -> dict[str, Any]:
     """Elevations of one crossing, interpolated along the pipe at the crossing.
 
     ``z_ref`` says which part of the section the recorded elevations and depths refer to
@@ -113,7 +113,7 @@ def crossing(row: Mapping[str, Any], ground_dem: float | None) -> dict:
             "lon": round(row["lon"], 8), "lat": round(row["lat"], 8)}
 
 
-def ground_profile(samples: Sequence[Mapping[str, Any]], dem: Sequence[float | None], length_m: float) -> list[dict]:
+def ground_profile(samples: Sequence[Mapping[str, Any]], dem: Sequence[float | None], length_m: float) -> list[dict[str, Any]]:
     """Ground at each sample: the DEM where it has a value, else the pipe points' estimate."""
     out = []
     for s, zd in zip(samples, dem, strict=True):
@@ -122,7 +122,7 @@ def ground_profile(samples: Sequence[Mapping[str, Any]], dem: Sequence[float | N
     return out
 
 
-async def dem_heights(conn: asyncpg.Connection, lons: list[float], lats: list[float]) -> list[float | None] | None:
+async def dem_heights(conn: dbcall.AsyncConn, lons: list[float], lats: list[float]) -> list[float | None] | None:
     """Ground elevations from the current DEM (None where it has no value), or None without a DEM.
 
     A DEM registered but unreadable (file moved away) counts as none, so the section still
@@ -144,7 +144,7 @@ async def dem_heights(conn: asyncpg.Connection, lons: list[float], lats: list[fl
 
 
 async def section(pool: asyncpg.Pool, specs: Sequence[LayerSpec], wkb: bytes, srid: int,
-                  samples: int | None = None) -> dict:
+                  samples: int | None = None) -> dict[str, Any]:
     """Pipes of ``specs`` crossing the line ``wkb`` (in ``srid``) and the ground profile along it.
 
     Returns ``{"length_m", "ground_source", "ground": [{distance_m, z}], "pipes": [crossing]}``,
