@@ -84,7 +84,7 @@ def _varint(n: int) -> bytes:
 
 def _field(num: int, wire: int, payload: bytes | int) -> bytes:
     key = _varint((num << 3) | wire)
-    if wire == 0:
+    if isinstance(payload, int):  # wire type 0 (varint)
         return key + _varint(payload)
     return key + _varint(len(payload)) + payload
 
