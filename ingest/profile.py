@@ -253,7 +253,7 @@ def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dic
                 continue
             if not _geometry_fits(spec, geometry):
                 continue
-            score = (10 if groups is not None else 0) + sum(2 if c in mand else 1 for c in cols) + 3
+            score: float = (10 if groups is not None else 0) + sum(2 if c in mand else 1 for c in cols) + 3
             score += 0.5 * has_mand
             if best is None or score > best.score:
                 best = Match(prof, spec, score, groups or {}, cols)
