@@ -107,7 +107,6 @@ class NewToken:
     name: str
     role: Role
     secret: str
-    expires_at: dt.datetime | None
 
 
 def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, counties: list[str] | None = None,
@@ -130,7 +129,7 @@ def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, coun
     )
     row = cur.fetchone()
     assert row is not None  # INSERT ... RETURNING
-    return NewToken(row[0], name, role, secret, expires)
+    return NewToken(row[0], name, role, secret)
 
 
 def authenticate(cur: psycopg2.extensions.cursor, token: str | None) -> Principal:
@@ -198,14 +197,3 @@ async def authenticate_async(conn: AsyncConn, token: str | None) -> Principal:
     return Principal(name=row["name"], role=Role(row["role"]), token_id=row["id"],
                      counties=frozenset(row["counties"] or []))
 
-
-async def audit_async(conn: AsyncConn, principal: Principal, action: str, *, target: str | None = None,
-                      county: str | None = None, client_addr: str | None = None, ok: bool = True,
-                      detail: dict[str, Any] | None = None) -> None:
-    """:func:`audit` for an asyncpg connection."""
-    await conn.execute(
-        "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
-        principal.name, principal.role.value if principal.role else None, principal.token_id, action, target,
-        county, client_addr, ok, json.dumps(detail or {}, ensure_ascii=False, default=str),
-    )

@@ -94,7 +94,6 @@ class EmbeddedCluster:
         self.root = self.home / "pg"
         self.data = self.root / "data"
         self.run_dir = self.root / "run"
-        self.logfile = self.root / "server.log"
         self.info_file = self.root / "cluster.json"
         self._bindir = bindir
         self._os_user = os_user

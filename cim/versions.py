@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,7 +51,6 @@ class VersionWatcher:
         self.url = url
         self.poll_s = poll_s
         self.versions: dict[str, int] = {}
-        self.refreshed_at = 0.0
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -96,7 +94,6 @@ class VersionWatcher:
             found = await read_async(conn)
         for table, version in found.items():
             self._raise(table, version)
-        self.refreshed_at = time.monotonic()
 
     async def _poll(self) -> None:
         while True:

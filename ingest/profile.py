@@ -27,7 +27,6 @@ from cim.schema import FEATURE_TABLES
 HERE = Path(__file__).resolve().parent
 PROFILE_DIR = HERE / "profiles"
 ENV_VAR = "CIM_INGEST_PROFILES"
-UNITS = ("mm", "cm", "m", "km", "in", "ft")
 
 
 class _Strict(BaseModel):
