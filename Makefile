@@ -7,11 +7,12 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := .make
 export CIM_HOME ?= $(CURDIR)/.cim
 
-.PHONY: demo test lint bench serve sysdeps venv web db clean help
+.PHONY: demo test check lint typecheck deadcode bench serve sysdeps venv web db clean help
 
 help:
 	@echo "make demo   set everything up, load the demo county, serve http://127.0.0.1:8000"
-	@echo "make test   set everything up and run the test suite (real PostGIS, HTTP, Chromium)"
+	@echo "make test   set everything up, run the static checks, then the test suite (real PostGIS, HTTP, Chromium)"
+	@echo "make check  the static checks alone: ruff, mypy, vulture (docs/contributing.md)"
 	@echo "make lint   ruff"
 	@echo "make bench  benchmarks against the peers (see bench/README.md)"
 	@echo "make serve  start the server on the existing database"
@@ -41,7 +42,8 @@ $(STAMP)/web: $(wildcard web/package.json web/package-lock.json web/src/*.js web
 db: sysdeps venv
 	$(BIN)/cim db up
 
-test: sysdeps venv web
+# The static checks first: a failing one fails the target before the (long) test suite runs.
+test: check sysdeps web
 	@set +e; $(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is broken" >&2; exit 1; fi; exit $$rc
 
@@ -51,8 +53,17 @@ demo: sysdeps venv web db
 serve: venv
 	CIM_PUBLIC_READ=$${CIM_PUBLIC_READ:-true} $(BIN)/cim serve
 
+# Static checks; their configuration is in pyproject.toml ([tool.ruff], [tool.mypy], [tool.vulture]).
+check: lint typecheck deadcode
+
 lint: venv
 	$(BIN)/ruff check cim layers ingest tiles cimplus api tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+deadcode: venv
+	$(BIN)/vulture
 
 bench: sysdeps venv
 	bash bench/run.sh

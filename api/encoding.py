@@ -47,8 +47,8 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
             q_gzip = q if q_gzip is None else max(q_gzip, q)
         elif coding == "*":
             q_any = q
-    q = q_gzip if q_gzip is not None else q_any
-    return q is not None and q > 0
+    chosen = q_gzip if q_gzip is not None else q_any
+    return chosen is not None and chosen > 0
 
 
 def _gzip(body: bytes) -> bytes:

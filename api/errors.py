@@ -46,7 +46,7 @@ def status_for(exc: e.CimError) -> int:
 
 def error_body(code: str, zh: str, en: str, request_id: str, detail: object | None = None) -> dict:
     """Bilingual error body."""
-    body = {"code": code, "message_zh": zh, "message_en": en, "request_id": request_id}
+    body: dict[str, object] = {"code": code, "message_zh": zh, "message_en": en, "request_id": request_id}
     if detail:
         body["detail"] = detail
     return body
@@ -111,7 +111,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Register the handlers on an app."""
-    app.add_exception_handler(e.CimError, _cim_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    # Starlette types a handler as taking any Exception; it calls each with the class registered.
+    app.add_exception_handler(e.CimError, _cim_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

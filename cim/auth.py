@@ -20,10 +20,14 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import psycopg2.extensions
 
 from cim.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+
+if TYPE_CHECKING:
+    from cim.dbcall import AsyncConn
 
 
 class Role(str, Enum):
@@ -103,7 +107,6 @@ class NewToken:
     name: str
     role: Role
     secret: str
-    expires_at: dt.datetime | None
 
 
 def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, counties: list[str] | None = None,
@@ -124,7 +127,9 @@ def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, coun
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (name, role.value, counties, prefix, psycopg2.Binary(_digest(secret)), expires),
     )
-    return NewToken(cur.fetchone()[0], name, role, secret, expires)
+    row = cur.fetchone()
+    assert row is not None  # INSERT ... RETURNING
+    return NewToken(row[0], name, role, secret)
 
 
 def authenticate(cur: psycopg2.extensions.cursor, token: str | None) -> Principal:
@@ -150,17 +155,18 @@ def revoke_token(cur: psycopg2.extensions.cursor, token_id: int) -> None:
         raise NotFound(f"没有可吊销的令牌 {token_id}", f"no active token {token_id}")
 
 
-def list_tokens(cur: psycopg2.extensions.cursor) -> list[dict]:
+def list_tokens(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     """All tokens without secrets."""
     cur.execute("SELECT id, name, role, counties, token_prefix, created_at, expires_at, revoked_at, last_used_at "
                 "FROM cim.api_token ORDER BY id")
+    assert cur.description is not None  # a SELECT
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]
 
 
 def audit(cur: psycopg2.extensions.cursor, principal: Principal, action: str, *, target: str | None = None,
           county: str | None = None, client_addr: str | None = None, ok: bool = True,
-          detail: dict | None = None) -> None:
+          detail: dict[str, Any] | None = None) -> None:
     """Record a write in the audit log (same transaction as the write where possible)."""
     cur.execute(
         "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "
@@ -181,7 +187,7 @@ _AUTH_SQL_ASYNC = (
 )
 
 
-async def authenticate_async(conn, token: str | None) -> Principal:
+async def authenticate_async(conn: AsyncConn, token: str | None) -> Principal:
     """:func:`authenticate` for an asyncpg connection (the API's request path)."""
     if not token:
         return ANONYMOUS
@@ -191,14 +197,3 @@ async def authenticate_async(conn, token: str | None) -> Principal:
     return Principal(name=row["name"], role=Role(row["role"]), token_id=row["id"],
                      counties=frozenset(row["counties"] or []))
 
-
-async def audit_async(conn, principal: Principal, action: str, *, target: str | None = None,
-                      county: str | None = None, client_addr: str | None = None, ok: bool = True,
-                      detail: dict | None = None) -> None:
-    """:func:`audit` for an asyncpg connection."""
-    await conn.execute(
-        "INSERT INTO cim.audit_log (actor, role, token_id, action, target, county_code, client_addr, ok, detail) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
-        principal.name, principal.role.value if principal.role else None, principal.token_id, action, target,
-        county, client_addr, ok, json.dumps(detail or {}, ensure_ascii=False, default=str),
-    )

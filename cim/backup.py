@@ -34,10 +34,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import psycopg2.extensions
 
@@ -119,8 +120,8 @@ def host_sets(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
     return {fs.name: (str(set_root(fs, settings)), fs.references) for fs in FILE_SETS}
 
 
-def path_columns(tables: dict[str, list[str]],
-                 sets: dict[str, tuple[str, tuple[str, ...] | list[str]]]) -> dict[str, dict[str, tuple[str, str]]]:
+def path_columns(tables: Mapping[str, list[str]],
+                 sets: Mapping[str, tuple[str, tuple[str, ...] | list[str]]]) -> dict[str, dict[str, tuple[str, str]]]:
     """``schema.table`` → {column → (set name, folder with trailing slash)} for the referencing
     columns of ``sets`` (name → (folder, columns)) that exist in ``tables``."""
     out: dict[str, dict[str, tuple[str, str]]] = {}
@@ -196,12 +197,14 @@ def table_digest(cur: psycopg2.extensions.cursor, table: str, columns: list[str]
         "SELECT count(*), coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint), 0)::text, "
         "coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint), 0)::text "
         f"FROM (SELECT md5({row}) AS h FROM {qualified_table(table)} t) d", params)
-    n, hi, lo = cur.fetchone()
+    counted = cur.fetchone()
+    assert counted is not None  # an aggregate returns one row
+    n, hi, lo = counted
     return int(n), f"{int(hi) % 2**64:016x}{int(lo) % 2**64:016x}"
 
 
 def table_digests(cur: psycopg2.extensions.cursor,
-                  sets: dict[str, tuple[str, tuple[str, ...] | list[str]]]) -> dict[str, dict]:
+                  sets: Mapping[str, tuple[str, tuple[str, ...] | list[str]]]) -> dict[str, dict[str, Any]]:
     """``schema.table`` → {rows, checksum, columns} for every platform table, in the current
     transaction (whose text output this fixes). ``sets``: see :func:`path_columns`."""
     fix_text_output(cur)
@@ -214,7 +217,7 @@ def table_digests(cur: psycopg2.extensions.cursor,
     return out
 
 
-def compare_tables(expected: dict[str, dict], actual: dict[str, dict]) -> list[str]:
+def compare_tables(expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:
     """Differences between two ``table_digests`` results, one line per table (empty when equal)."""
     problems = []
     for table in sorted(set(expected) | set(actual)):
@@ -327,8 +330,8 @@ def software_version() -> str:
 class _Snapshot:
     """What the snapshot transaction saw."""
 
-    meta: dict = field(default_factory=dict)
-    tables: dict[str, dict] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict[str, Any])
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict[str, Any])
     references: dict[str, set[str]] = field(default_factory=dict)  # set name → referenced paths
 
 
@@ -351,17 +354,22 @@ def _read_snapshot(cur: psycopg2.extensions.cursor, settings: Settings, snap: _S
     """Everything the manifest needs from the database, inside the snapshot transaction."""
     cur.execute("SELECT current_database(), current_setting('server_version'), "
                 "current_setting('server_version_num')::int, now()")
-    dbname, server_version, server_num, taken = cur.fetchone()
+    row = cur.fetchone()
+    assert row is not None
+    dbname, server_version, server_num, taken = row
     cur.execute("SELECT extname, extversion, extnamespace::regnamespace::text FROM pg_extension "
                 "WHERE extname <> 'plpgsql' ORDER BY extname")
     extensions = [{"name": n, "version": v, "schema": s} for n, v, s in cur.fetchall()]
     postgis = None
     if any(e["name"] == "postgis" for e in extensions):
         cur.execute("SELECT postgis_lib_version()")
-        postgis = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None
+        postgis = row[0]
     cur.execute("SELECT to_regclass('cim_meta.schema_migration') IS NOT NULL")
     migrations = []
-    if cur.fetchone()[0]:
+    row = cur.fetchone()
+    if row is not None and row[0]:
         cur.execute("SELECT version, name, checksum FROM cim_meta.schema_migration ORDER BY version")
         migrations = [{"version": v, "name": n, "checksum": c.strip()} for v, n, c in cur.fetchall()]
     snap.meta = {"database": dbname, "postgres": server_version, "server_version_num": server_num,
@@ -380,7 +388,7 @@ def _read_snapshot(cur: psycopg2.extensions.cursor, settings: Settings, snap: _S
 
 
 def _dump_with_snapshot(settings: Settings, url: str, out: Path, snap: _Snapshot,
-                        progress: Callable[[str], None]) -> dict:
+                        progress: Callable[[str], None]) -> dict[str, Any]:
     """Export a snapshot, run pg_dump on it and read the manifest data in the same snapshot."""
     pg_dump = client_tool("pg_dump", settings.db)
     major, version_line = tool_version(pg_dump)
@@ -389,7 +397,9 @@ def _dump_with_snapshot(settings: Settings, url: str, out: Path, snap: _Snapshot
         conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         with conn.cursor() as cur:
             cur.execute("SELECT pg_export_snapshot(), current_setting('server_version_num')::int")
-            snapshot_id, server_num = cur.fetchone()
+            row = cur.fetchone()
+            assert row is not None
+            snapshot_id, server_num = row
             # the transaction waits for pg_dump once the checksums are done: not an idle session to end
             cur.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
             if server_num // 10000 > major:
@@ -425,11 +435,11 @@ def _dump_with_snapshot(settings: Settings, url: str, out: Path, snap: _Snapshot
 
 
 def _copy_sets(settings: Settings, staging: Path, snap: _Snapshot,
-               progress: Callable[[str], None]) -> tuple[dict, list[str]]:
+               progress: Callable[[str], None]) -> tuple[dict[str, Any], list[str]]:
     sets, warnings = {}, []
     for fs in FILE_SETS:
         root = set_root(fs, settings)
-        files = {}
+        files: dict[str, dict[str, Any]] = {}
         for rel in walk_set(root):
             sha, size = copy_hashed(root / rel, staging / FILES / fs.name / rel)
             files[rel] = {"sha256": sha, "size": size}
@@ -453,7 +463,7 @@ def _copy_sets(settings: Settings, staging: Path, snap: _Snapshot,
 
 
 def backup(settings: Settings, out: Path, *, principal: auth.Principal | None = None,
-           progress: Callable[[str], None] | None = None) -> dict:
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write a backup into the new or empty directory ``out``; returns the manifest.
 
     The backup is assembled in a hidden sibling directory and renamed to ``out`` when complete,
@@ -506,7 +516,7 @@ def backup(settings: Settings, out: Path, *, principal: auth.Principal | None = 
     return manifest
 
 
-def _audit(url: str, principal: auth.Principal, action: str, target: str, *, ok: bool, detail: dict) -> None:
+def _audit(url: str, principal: auth.Principal, action: str, target: str, *, ok: bool, detail: dict[str, Any]) -> None:
     """Record a backup or restore in ``cim.audit_log`` (a database that cannot take the row is
     reported in the log, the command's outcome stands)."""
     try:
@@ -523,7 +533,7 @@ def _audit(url: str, principal: auth.Principal, action: str, target: str, *, ok:
         conn.close()
 
 
-def applied_migrations_known(manifest: dict) -> None:
+def applied_migrations_known(manifest: dict[str, Any]) -> None:
     """Refuse a backup whose applied migrations this software does not have (a newer version
     made it) or whose migration files differ from ours."""
     ours = {m.version: m for m in migrate.discover()}

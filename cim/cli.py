@@ -16,7 +16,7 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -110,7 +110,7 @@ def db_down() -> None:
 def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show where the database is, whether it runs, and the migration state."""
     settings = DatabaseSettings()
-    out: dict = {"external": bool(settings.database_url)}
+    out: dict[str, Any] = {"external": bool(settings.database_url)}
     try:
         if not settings.database_url:
             cluster = _cluster(settings)
@@ -123,7 +123,9 @@ def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 out["migrations"] = {m.path.name: ok for m, ok in migrate.status(conn)}
                 with conn.cursor() as cur:
                     cur.execute("SELECT postgis_lib_version(), current_setting('server_version')")
-                    out["postgis"], out["postgres"] = cur.fetchone()
+                    row = cur.fetchone()
+                    assert row is not None
+                    out["postgis"], out["postgres"] = row
             finally:
                 conn.close()
     except CimError as exc:

@@ -18,9 +18,7 @@ from cim.errors import CrsError
 
 STORAGE_SRID = 4490
 WEB_MERCATOR = 3857
-ECEF = 4978
 WGS84 = 4326
-HEIGHT_1985 = 5737  # 1985 国家高程基准
 
 
 @dataclass(frozen=True)
@@ -64,23 +62,6 @@ def gk_zones() -> tuple[GKZone, ...]:
     return tuple(zones)
 
 
-def gk_zone(epsg: int) -> GKZone | None:
-    """The zone description for an EPSG code, or None if it is not a GK zone."""
-    return next((z for z in gk_zones() if z.epsg == epsg), None)
-
-
-def gk_for_longitude(lon: float, *, datum: str = "CGCS2000", width: int = 3, prefixed: bool = False) -> GKZone:
-    """The zone whose strip contains ``lon``."""
-    zone = round(lon / 3) if width == 3 else int(lon // 6) + 1
-    for z in gk_zones():
-        if z.datum == datum and z.width == width and z.zone == zone and z.prefixed == prefixed:
-            return z
-    raise CrsError(f"经度 {lon} 不在中国高斯-克吕格分带范围内", f"longitude {lon} is outside the Chinese GK zones")
-
-
-SUPPORTED_OUTPUT = (STORAGE_SRID, WGS84, WEB_MERCATOR)
-
-
 def parse_crs_uri(value: str) -> int:
     """Parse an OGC CRS URI / CURIE / ``EPSG:n`` into an EPSG code (CRS84 → 4326).
 
@@ -102,13 +83,6 @@ def parse_crs_uri(value: str) -> int:
     return int(tail)
 
 
-def crs_uri(epsg: int) -> str:
-    """OGC URI for an EPSG code (4326 is given as CRS84, lon/lat)."""
-    if epsg == WGS84:
-        return "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-    return f"http://www.opengis.net/def/crs/EPSG/0/{epsg}"
-
-
 def output_crs_list() -> list[int]:
     """CRSs offered by the features API: storage, CRS84, Web Mercator and every CGCS2000 GK zone."""
     return [STORAGE_SRID, WGS84, WEB_MERCATOR] + [z.epsg for z in gk_zones() if z.datum == "CGCS2000"]
@@ -122,8 +96,3 @@ def crs_from_epsg(epsg: int) -> CRS:
     except Exception as exc:  # pyproj raises CRSError
         raise CrsError(f"未知的 EPSG 代码：{epsg}", f"unknown EPSG code: {epsg}") from exc
 
-
-def is_geographic_latlon(epsg: int) -> bool:
-    """True when the authority axis order is lat/lon (EPSG:4490, 4326 as EPSG)."""
-    crs = crs_from_epsg(epsg)
-    return crs.is_geographic and crs.axis_info[0].direction in ("north", "south")

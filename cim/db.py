@@ -89,9 +89,10 @@ def transaction(conn: psycopg2.extensions.connection) -> Iterator[psycopg2.exten
         raise
 
 
-def fetch_dicts(cur: psycopg2.extensions.cursor, sql: str, params: tuple | dict = ()) -> list[dict]:
+def fetch_dicts(cur: psycopg2.extensions.cursor, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
     """Execute and return rows as dicts keyed by column name."""
     cur.execute(sql, params)
+    assert cur.description is not None, "fetch_dicts needs a statement that returns rows"
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
 

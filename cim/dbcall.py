@@ -12,13 +12,17 @@ never sent to the client.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
+import asyncpg.pool
 
 from cim.errors import InvalidInput, QueryTimeout
 
 log = logging.getLogger(__name__)
+
+AsyncConn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+"""An asyncpg connection, opened directly or acquired from the pool."""
 
 # SQLSTATE classes caused by request values rather than by the server
 _INPUT_ERRORS = (asyncpg.exceptions.DataError, asyncpg.exceptions.InternalServerError,
@@ -32,7 +36,7 @@ def timeout_error() -> QueryTimeout:
                         "the query timed out; narrow the area or add filters and retry")
 
 
-async def run(conn: asyncpg.Connection | asyncpg.Pool, method: str, sql: str, *args: Any) -> Any:
+async def run(conn: AsyncConn | asyncpg.Pool, method: str, sql: str, *args: Any) -> Any:
     """``conn.fetch`` / ``fetchrow`` / ``fetchval`` with the error mapping above (a pool acquires
     a connection for the one statement)."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import asyncpg
 
@@ -17,7 +18,7 @@ def _not_found(table: str) -> NotFound:
     return NotFound(f"没有字典 {table}", f"no dictionary {table}")
 
 
-async def rows(pool: asyncpg.Pool, table: str) -> list[dict]:
+async def rows(pool: asyncpg.Pool, table: str) -> list[dict[str, Any]]:
     """Rows of the dictionary ``table`` by code: ``[{code, parent_code, name_zh, name_en, attrs}]``.
 
     NotFound unless ``table`` is a plain ``dict_*`` name of an existing table (checked against

@@ -142,7 +142,6 @@ class EmbeddedCluster:
         self.root = self.home / "pg"
         self.data = self.root / "data"
         self.run_dir = self.root / "run"
-        self.logfile = self.root / "server.log"
         self.info_file = self.root / "cluster.json"
         self._bindir = bindir
         self._os_user = os_user
@@ -379,7 +378,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_is_free(port: int) -> bool:

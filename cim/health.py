@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from cim import dbcall
 
 
-async def check(pool: asyncpg.Pool) -> dict:
+async def check(pool: asyncpg.Pool) -> dict[str, Any]:
     """``{"status": "ok", "postgis": <library version>}`` after one database round trip."""
     return {"status": "ok", "postgis": await dbcall.run(pool, "fetchval", "SELECT postgis_lib_version()")}

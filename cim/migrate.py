@@ -184,6 +184,7 @@ def status(conn: psycopg2.extensions.connection, directory: Path = MIGRATIONS_DI
     """Every migration with whether it has been applied."""
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('cim_meta.schema_migration')")
-        have = applied(cur) if cur.fetchone()[0] else {}
+        row = cur.fetchone()
+        have = applied(cur) if row and row[0] else {}
     conn.rollback()
     return [(m, m.version in have) for m in discover(directory)]

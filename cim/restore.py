@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 import psycopg2
 import psycopg2.extensions
@@ -71,7 +72,7 @@ _MAX_LISTED = 12
 
 # --- the backup --------------------------------------------------------------------------------
 
-def read_manifest(src: Path) -> dict:
+def read_manifest(src: Path) -> dict[str, Any]:
     """The manifest of a backup directory, checked for shape; InvalidInput when unusable."""
     path = Path(src) / MANIFEST
     if not Path(src).is_dir():
@@ -115,7 +116,7 @@ def _safe_rel(rel: str) -> PurePosixPath:
     return p
 
 
-def verify_files(src: Path, manifest: dict, staging: dict[str, Path] | None = None,
+def verify_files(src: Path, manifest: dict[str, Any], staging: dict[str, Path] | None = None,
                  progress: Callable[[str], None] | None = None) -> int:
     """Check the dump and every file of the backup against the manifest (sha256 and size);
     with ``staging`` (set name → folder), copy each file there while checking it.
@@ -180,11 +181,13 @@ def target_contents(cur: psycopg2.extensions.cursor) -> dict[str, bool]:
     out = {}
     for table in platform_tables(cur):
         cur.execute(f"SELECT EXISTS (SELECT 1 FROM {qualified_table(table)})")
-        out[table] = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None  # EXISTS returns one row
+        out[table] = row[0]
     return out
 
 
-def _check_extensions(cur: psycopg2.extensions.cursor, manifest: dict) -> None:
+def _check_extensions(cur: psycopg2.extensions.cursor, manifest: dict[str, Any]) -> None:
     cur.execute("SELECT name FROM pg_available_extensions")
     available = {r[0] for r in cur.fetchall()}
     missing = [e["name"] for e in manifest["extensions"] if e["name"] not in available]
@@ -216,7 +219,7 @@ class _Script:
         names = re.compile(rb"(?<![\w\"$.])(" + schemas + rb")\.([A-Za-z_][\w$]*|\"[^\"]+\")")
         operators = re.compile(rb"OPERATOR\((" + schemas + rb")\.([^)\s]+)\)")
 
-        def swap(m: re.Match) -> bytes:
+        def swap(m: re.Match[bytes]) -> bytes:
             target = self.relocated[m.group(1).decode()].get(m.group(2).decode().strip('"'))
             if target is None:
                 return m.group(0)
@@ -225,7 +228,7 @@ class _Script:
         return lambda line: operators.sub(swap, names.sub(swap, line))
 
 
-def _plan_script(cur, conn, manifest: dict, drop: list[str], force: bool) -> _Script:
+def _plan_script(cur: psycopg2.extensions.cursor, conn: psycopg2.extensions.connection, manifest: dict[str, Any], drop: list[str], force: bool) -> _Script:
     """Drops, extensions (created where the backup had them, or used where the target has
     them), in the right places of the transaction."""
     script = _Script(preamble=["SET client_min_messages = warning;", "SET lock_timeout = '60s';", "BEGIN;"])
@@ -270,7 +273,7 @@ _MEMBERS_SQL = """
     WHERE e.extname = %s"""
 
 
-def _rewrites(conn, manifest: dict, roots: dict[str, Path]) -> tuple[list[str], dict]:
+def _rewrites(conn: psycopg2.extensions.connection, manifest: dict[str, Any], roots: dict[str, Path]) -> tuple[list[str], dict[str, Any]]:
     """UPDATE statements moving the file paths of the backup's folders to this host's (the
     columns the manifest names for each set: the ones its checksums treat as paths)."""
     tables = {t: info["columns"] for t, info in manifest["tables"].items()}
@@ -291,7 +294,7 @@ def _rewrites(conn, manifest: dict, roots: dict[str, Path]) -> tuple[list[str], 
     return statements, moved
 
 
-def _copy_stream(src, dst, line_filter: Callable[[bytes], bytes] | None) -> None:
+def _copy_stream(src: IO[bytes], dst: IO[bytes], line_filter: Callable[[bytes], bytes] | None) -> None:
     if line_filter is None:
         shutil.copyfileobj(src, dst, 1 << 20)
         return
@@ -314,11 +317,13 @@ def _run_restore_script(settings: Settings, url: str, dump: Path, script: _Scrip
         proc = subprocess.Popen([str(psql), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", "-"],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=psql_err, env=env)
         failed_section = None
+        assert proc.stdin is not None  # stdin=PIPE
         try:
             proc.stdin.write(("\n".join(script.preamble) + "\n").encode())
             for section, line_filter, after in parts:
                 part = subprocess.Popen([*restore_args, f"--section={section}", str(dump)],
                                         stdout=subprocess.PIPE, stderr=restore_err)
+                assert part.stdout is not None  # stdout=PIPE
                 try:
                     _copy_stream(part.stdout, proc.stdin, line_filter)
                 finally:
@@ -379,7 +384,7 @@ def _forget_3d_builds(settings: Settings) -> list[str]:
 
 # --- restore -----------------------------------------------------------------------------------
 
-def check(src: Path, progress: Callable[[str], None] | None = None) -> dict:
+def check(src: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Verify a backup without restoring it: manifest shape and every file's sha256."""
     manifest = read_manifest(Path(src))
     checked = verify_files(Path(src), manifest, None, progress)
@@ -388,7 +393,7 @@ def check(src: Path, progress: Callable[[str], None] | None = None) -> dict:
 
 def restore(settings: Settings, src: Path, *, force: bool = False, run_migrations: bool = True,
             principal: auth.Principal | None = None, progress: Callable[[str], None] | None = None,
-            warn: Callable[[str], None] | None = None) -> dict:
+            warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Restore the backup directory ``src`` into the configured database and ``$CIM_HOME``.
 
     Raises :class:`InvalidInput` / :class:`ConfigError` / ``DatabaseUnavailable`` (unusable
@@ -405,7 +410,7 @@ def restore(settings: Settings, src: Path, *, force: bool = False, run_migration
 
 
 def _restore(settings: Settings, src: Path, *, force: bool, run_migrations: bool, principal: auth.Principal,
-             progress: Callable[[str], None], warn: Callable[[str], None]) -> dict:
+             progress: Callable[[str], None], warn: Callable[[str], None]) -> dict[str, Any]:
     manifest = read_manifest(src)
     applied_migrations_known(manifest)
     pg_restore_major, _ = tool_version(client_tool("pg_restore", settings.db))

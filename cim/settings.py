@@ -45,7 +45,6 @@ class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIM_", extra="ignore")
 
     public_read: bool = False
-    token_default_expiry_days: int | None = None
 
 
 class ApiSettings(BaseSettings):

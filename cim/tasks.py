@@ -146,7 +146,9 @@ def fail(conn: psycopg2.extensions.connection, task: Task, error: str, *, retry:
         cur.execute("UPDATE cim.task SET state = %s, error = %s, finished_at = CASE WHEN %s THEN NULL ELSE now() END, "
                     "run_after = now() + make_interval(secs => %s) WHERE id = %s RETURNING state",
                     ("queued" if again else "failed", error[:2000], again, 2.0 ** task.attempts, task.id))
-        state = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None  # RETURNING on the task row just claimed
+        state = row[0]
     conn.commit()
     return str(state)
 
@@ -277,7 +279,8 @@ class Worker:
                     self._running.add(task.id)
                     assert self._pool is not None
                     self._pool.submit(self._execute, task)
-                ready = select.select([conn, self._wake_r], [], [], self.poll_s)[0]
+                watched: list[psycopg2.extensions.connection | socket.socket] = [conn, self._wake_r]
+                ready = select.select(watched, [], [], self.poll_s)[0]
                 if self._wake_r in ready:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)

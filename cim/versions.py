@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 import psycopg2.extensions
+
+from cim.dbcall import AsyncConn
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def read(cur: psycopg2.extensions.cursor, tables: Iterable[str] | None = None) -
     return {t: found.get(t, 0) for t in tables}
 
 
-async def read_async(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+async def read_async(conn: AsyncConn | asyncpg.Pool) -> dict[str, int]:
     """Current version of every source table (asyncpg)."""
     return {r["source_table"]: int(r["version"]) for r in await conn.fetch(_SQL)}
 
@@ -49,10 +51,9 @@ class VersionWatcher:
         self.url = url
         self.poll_s = poll_s
         self.versions: dict[str, int] = {}
-        self.refreshed_at = 0.0
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[Any] | None = None
 
     async def start(self, pool: asyncpg.Pool) -> None:
         """Read the versions, LISTEN for bumps and start the fallback poll."""
@@ -76,8 +77,8 @@ class VersionWatcher:
             with contextlib.suppress(Exception):
                 await self._listener.close()
 
-    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        table, _, version = payload.rpartition(":")
+    def _notified(self, _conn: AsyncConn, _pid: int, _channel: str, payload: object) -> None:
+        table, _, version = str(payload).rpartition(":")  # asyncpg passes the payload as str
         with contextlib.suppress(ValueError):
             self._raise(table, int(version))
 
@@ -93,7 +94,6 @@ class VersionWatcher:
             found = await read_async(conn)
         for table, version in found.items():
             self._raise(table, version)
-        self.refreshed_at = time.monotonic()
 
     async def _poll(self) -> None:
         while True:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from cim import db
@@ -36,7 +35,7 @@ _err = Console(stderr=True)
 class _LoadByDefault(TyperGroup):
     """A group whose unknown first argument is a path for the ``load`` command."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's click Context (vendored by recent typer)
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["load", *args]
         return super().parse_args(ctx, args)
@@ -65,7 +64,7 @@ class _Bar:
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
         self.spans: dict[str, list[float]] = {}   # phase → [first, last] monotonic time
 
     def __call__(self, phase: str, done: int, total: int) -> None:

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -69,7 +69,8 @@ def parse_prj(text: str) -> CRS:
 
 
 def _datum_of(crs: CRS) -> str | None:
-    name = (crs.geodetic_crs.datum.name if crs.geodetic_crs else "").lower().replace("_", " ")
+    datum = crs.geodetic_crs.datum if crs.geodetic_crs else None
+    name = (datum.name if datum else "").lower().replace("_", " ")
     if "2000" in name or "cgcs" in name or "china geodetic" in name:
         return "CGCS2000"
     if "xian" in name or "xi'an" in name or "1980" in name:
@@ -83,7 +84,7 @@ def _tm_params(crs: CRS) -> dict[str, float] | None:
     op = crs.coordinate_operation
     if op is None or "transverse mercator" not in op.method_name.lower():
         return None
-    out = {}
+    out: dict[str, Any] = {}
     for p in op.params:
         n = p.name.lower()
         if "longitude of natural origin" in n or "central meridian" in n:

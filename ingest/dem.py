@@ -119,7 +119,9 @@ def store_dem(conn: psycopg2.extensions.connection, path: Path, *, principal: Pr
                 (path.name, str(target), digest, meta["srid"], meta["crs_wkt"], meta["width"], meta["height"],
                  meta["resolution_x"], meta["resolution_y"], meta["nodata"], meta["min_z"], meta["max_z"],
                  w, s, e, n, principal.name, county))
-            dem_id, loaded_at = cur.fetchone()
+            row = cur.fetchone()
+            assert row is not None  # INSERT ... RETURNING
+            dem_id, loaded_at = row
             if county and raster.publishes(cur, county):   # subscribers receive the bytes with the row
                 raster.publish_dem_files(cur, county)
             auth.audit(cur, principal, "dem.store", target=f"dem/{dem_id}", county=county or None,

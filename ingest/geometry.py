@@ -4,6 +4,7 @@ repairs, and metric coordinates for distance rules. All operations are shapely 2
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ def prepare_geometry(layer: SourceLayer, match: Match, resolved: ResolvedCrs | N
     Point tables get points from their coordinate columns; line tables without geometry get
     None here (built later from the point layers).
     """
-    geom = layer.geom
+    geom: Any = layer.geom
     if geom is None and match.spec.coords is not None:
         east, north = table_coordinates(layer.frame, match)
         geom = shapely.points(np.column_stack([east, north]))
@@ -53,6 +54,7 @@ def prepare_geometry(layer: SourceLayer, match: Match, resolved: ResolvedCrs | N
 def table_coordinates(frame: pd.DataFrame, match: Match) -> tuple[np.ndarray, np.ndarray]:
     """Easting and northing arrays from a point table's X/Y columns (X = northing by default)."""
     cs = match.spec.coords
+    assert cs is not None, "only point tables have coordinate columns"
     by_norm = {norm_name(c): c for c in frame.columns}
     xcol = next((by_norm[norm_name(a)] for a in cs.x if norm_name(a) in by_norm), None)
     ycol = next((by_norm[norm_name(a)] for a in cs.y if norm_name(a) in by_norm), None)

@@ -24,6 +24,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg2.extensions
 
@@ -220,7 +221,7 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> None:
 
 def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None:
     job_id, work_dir = job["id"], Path(job["work_dir"])
-    last = [0.0, "", 0]                   # time, state and percentage last written
+    last: list[Any] = [0.0, "", 0]        # time, state and percentage last written
     lock = threading.Lock()
 
     def progress(phase: str, done: int, total: int) -> None:

@@ -27,7 +27,6 @@ from cim.schema import FEATURE_TABLES
 HERE = Path(__file__).resolve().parent
 PROFILE_DIR = HERE / "profiles"
 ENV_VAR = "CIM_INGEST_PROFILES"
-UNITS = ("mm", "cm", "m", "km", "in", "ft")
 
 
 class _Strict(BaseModel):
@@ -253,7 +252,7 @@ def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dic
                 continue
             if not _geometry_fits(spec, geometry):
                 continue
-            score = (10 if groups is not None else 0) + sum(2 if c in mand else 1 for c in cols) + 3
+            score: float = (10 if groups is not None else 0) + sum(2 if c in mand else 1 for c in cols) + 3
             score += 0.5 * has_mand
             if best is None or score > best.score:
                 best = Match(prof, spec, score, groups or {}, cols)

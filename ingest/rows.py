@@ -276,7 +276,8 @@ def _resolve_ends(part: _Part, lookup: pd.DataFrame) -> None:
     network = _batch_networks(part.batch)
     for end in ("start", "end"):
         found = point_ids(lookup, network, part.batch.frame[f"{end}_exp_no"].to_numpy(dtype=object))
-        part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")
+        # the numpy stubs do not list None as a value, which makes an object array here
+        part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")  # type: ignore[call-overload]
 
 
 def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +54,7 @@ class Catalog:
         (any change to any of them shows)."""
         return {s.id: sum(by_table.get(k, 0) for k in s.version_keys) for s in self.public()}
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[LayerSpec]:
         return iter(self.layers.values())
 
     def __len__(self) -> int:
@@ -138,6 +138,7 @@ def validate_against_db(cur: psycopg2.extensions.cursor, catalog: Catalog) -> li
         for attr in spec.attributes:
             if attr.dictionary:
                 cur.execute("SELECT to_regclass(%s)", (f"cim.{attr.dictionary}",))
-                if cur.fetchone()[0] is None:
+                found = cur.fetchone()
+                if found is None or found[0] is None:
                     problems.append(f"{spec.id}.{attr.name}: dictionary cim.{attr.dictionary} does not exist")
     return problems

@@ -26,6 +26,7 @@ import shapely
 import shapely.errors
 import shapely.geometry
 import shapely.ops
+from shapely.geometry.base import BaseGeometry
 
 from cim.crs import STORAGE_SRID
 from cim.errors import InvalidInput
@@ -113,7 +114,7 @@ def _property(name: Any, ctx: FilterContext) -> _Expr:
     return _Expr(col(spec, attr.name, ctx.alias), attr.type)
 
 
-def _temporal(node: dict, ctx: FilterContext) -> _Expr:
+def _temporal(node: dict[str, Any], ctx: FilterContext) -> _Expr:
     if "date" in node:
         try:
             return _Expr(ctx.params.add(dt.date.fromisoformat(str(node["date"])), "date"), "date")
@@ -128,7 +129,12 @@ def _temporal(node: dict, ctx: FilterContext) -> _Expr:
     return _Expr(ctx.params.add(value, "timestamptz"), "timestamp")
 
 
-def _geometry_literal(node: dict, ctx: FilterContext) -> _Expr:
+def _swap_xy(x: Any, y: Any, z: Any = None) -> tuple[Any, Any]:
+    return y, x
+
+
+def _geometry_literal(node: dict[str, Any], ctx: FilterContext) -> _Expr:
+    geom: BaseGeometry | None
     try:
         if "bbox" in node:
             b = [float(v) for v in node["bbox"]]
@@ -145,7 +151,7 @@ def _geometry_literal(node: dict, ctx: FilterContext) -> _Expr:
     if geom is None or geom.is_empty or not bool(np.all(np.abs(shapely.get_coordinates(geom)) < 1e9)):
         raise bad_filter("几何字面量为空或坐标超出范围", "geometry literal is empty or its coordinates are out of range")
     if ctx.flip:
-        geom = shapely.ops.transform(lambda x, y, z=None: (y, x), geom)
+        geom = shapely.ops.transform(_swap_xy, geom)
     if not geom.is_valid:
         try:
             geom = shapely.make_valid(geom)
@@ -192,7 +198,7 @@ def _literal_as(node: Any, kind: str, ctx: FilterContext) -> _Expr:
     return _Expr(ctx.params.add(value, PG_TYPE[kind]), kind)
 
 
-def _args(node: dict, count: int | tuple[int, ...]) -> list:
+def _args(node: dict[str, Any], count: int | tuple[int, ...]) -> list[Any]:
     args = node.get("args")
     counts = (count,) if isinstance(count, int) else count
     if not isinstance(args, list) or len(args) not in counts:
@@ -200,7 +206,7 @@ def _args(node: dict, count: int | tuple[int, ...]) -> list:
     return args
 
 
-def _op(node: dict, ctx: FilterContext, depth: int) -> _Expr:
+def _op(node: dict[str, Any], ctx: FilterContext, depth: int) -> _Expr:
     op = str(node["op"]).lower()
     if op in ("and", "or"):
         args = node.get("args")

@@ -56,6 +56,7 @@ def _tokenize(text: str) -> list[_Tok]:
             raise bad_filter(f"第 {pos + 1} 个字符处无法识别：{text[pos:pos + 10]!r}",
                        f"unexpected character at position {pos + 1}: {text[pos:pos + 10]!r}")
         kind = m.lastgroup
+        assert kind is not None  # every alternative of the token pattern is a named group
         if kind == "id" and m.group().upper() in _WKT:
             end = _wkt_end(text, m.end())
             toks.append(_Tok("wkt", text[m.start():end], m.start()))
@@ -71,6 +72,7 @@ def _tokenize(text: str) -> list[_Tok]:
 def _wkt_end(text: str, pos: int) -> int:
     """End of a WKT literal starting before ``pos`` (balanced parentheses or EMPTY)."""
     m = re.compile(r"\s*(?:ZM|Z|M)?\s*").match(text, pos)
+    assert m is not None  # the pattern matches the empty string
     pos = m.end()
     if text[pos:pos + 5].upper() == "EMPTY":
         return pos + 5
@@ -273,13 +275,13 @@ def _number(tok: _Tok) -> int | float:
     return value
 
 
-def _one_string(args: list, name: str) -> str:
+def _one_string(args: list[Any], name: str) -> str:
     if len(args) != 1 or not isinstance(args[0], str):
         raise bad_filter(f"{name}() 需要一个字符串参数", f"{name}() takes one string argument")
     return args[0]
 
 
-def _wkt_to_geojson(text: str) -> dict:
+def _wkt_to_geojson(text: str) -> dict[str, Any]:
     try:
         geom = shapely.wkt.loads(text)
     except Exception as exc:  # shapely raises GEOSException / ShapelyError
@@ -299,7 +301,7 @@ def parse_text(text: str) -> Any:
         raise bad_filter("嵌套过深", "nesting too deep") from exc
 
 
-def parse_json(text: str | dict) -> Any:
+def parse_json(text: str | dict[str, Any]) -> Any:
     """Parse the CQL2 JSON encoding (a string or an already decoded object)."""
     if isinstance(text, str):
         if len(text) > MAX_FILTER_LEN * 5:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from cim import crs as cimcrs
 from cim.errors import CrsError, InvalidInput
@@ -201,6 +202,7 @@ def where_clause(req: ItemsRequest, params: Params) -> str:
         conds.append(f"{geom_col(spec)} && {envelope}")
     for name, raw in req.equals.items():
         attr = spec.attribute(name)
+        assert attr is not None, f"{name} is checked against the spec when the request is parsed"
         try:
             value = coerce(attr.type, raw)
         except (ValueError, TypeError) as exc:
@@ -212,7 +214,7 @@ def where_clause(req: ItemsRequest, params: Params) -> str:
     return " AND ".join(conds)
 
 
-def items_sql(req: ItemsRequest) -> tuple[str, list]:
+def items_sql(req: ItemsRequest) -> tuple[str, list[Any]]:
     """One statement returning (capped exact count, rows returned, features joined as JSON text)."""
     spec = req.spec
     params = Params()
@@ -234,7 +236,7 @@ def items_sql(req: ItemsRequest) -> tuple[str, list]:
     return sql, params.values
 
 
-def item_sql(spec: LayerSpec, fid: int, out: CrsChoice, attrs: list[Attribute] | None = None) -> tuple[str, list]:
+def item_sql(spec: LayerSpec, fid: int, out: CrsChoice, attrs: list[Attribute] | None = None) -> tuple[str, list[Any]]:
     """One feature by id (current rows of the layer only)."""
     params = Params()
     geom = output_geometry(spec, out, params)
@@ -245,7 +247,7 @@ def item_sql(spec: LayerSpec, fid: int, out: CrsChoice, attrs: list[Attribute] |
     return sql, params.values
 
 
-def layer_stats_sql(spec: LayerSpec) -> tuple[str, str, list]:
+def layer_stats_sql(spec: LayerSpec) -> tuple[str, str, list[Any]]:
     """(planner-estimate SQL, exact-count-and-extent SQL, params) of a layer's current rows.
 
     The estimate is ``EXPLAIN`` of the unfiltered layer query (reltuples scaled by the
@@ -261,11 +263,11 @@ def layer_stats_sql(spec: LayerSpec) -> tuple[str, str, list]:
     return explain, exact, params.values
 
 
-def queryables(spec: LayerSpec, base_url: str) -> dict:
+def queryables(spec: LayerSpec, base_url: str) -> dict[str, Any]:
     """JSON Schema of a layer's queryables (OGC 19-079r2 §6.2)."""
     types = {"text": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
              "bool": {"type": "boolean"}, "date": {"type": "string", "format": "date"}}
-    props: dict[str, dict] = {
+    props: dict[str, dict[str, Any]] = {
         "geometry": {"format": f"geometry-{spec.geometry.type.lower()}",
                      "$ref": f"https://geojson.org/schema/{spec.geometry.type}.json", "x-ogc-role": "primary-geometry"},
         "id": {"title": "编号 / id", "type": "integer", "x-ogc-role": "id"},
@@ -283,7 +285,7 @@ def queryables(spec: LayerSpec, base_url: str) -> dict:
             "properties": props, "additionalProperties": False}
 
 
-def sortables(spec: LayerSpec, base_url: str) -> dict:
+def sortables(spec: LayerSpec, base_url: str) -> dict[str, Any]:
     """JSON Schema of the properties ``sortby`` accepts (OGC API – Features Part 5 sortables)."""
     schema = queryables(spec, base_url)
     schema["$id"] = f"{base_url}/ogc/collections/{spec.id}/sortables"

@@ -17,10 +17,12 @@ rules of the paging:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -41,10 +43,10 @@ class LayerStats:
 
     def __init__(self, ttl_s: float = STATS_TTL_S) -> None:
         self.ttl_s = ttl_s
-        self._cache: dict[str, dict] = {}
-        self._refreshing: dict[str, asyncio.Task] = {}
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._refreshing: dict[str, asyncio.Task[Any]] = {}
 
-    async def get(self, pool: asyncpg.Pool, spec: LayerSpec) -> dict:
+    async def get(self, pool: asyncpg.Pool, spec: LayerSpec) -> dict[str, Any]:
         """``{"at", "rows", "bbox": [w, s, e, n] | None}`` of the layer's current rows.
 
         Fresh figures are answered from memory. Expired ones start a refresh unless one is
@@ -58,17 +60,17 @@ class LayerStats:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._refresh(pool, spec))
             self._refreshing[spec.id] = task
-            task.add_done_callback(lambda t, key=spec.id: self._refreshed(key, t))
+            task.add_done_callback(functools.partial(self._refreshed, spec.id))
         if hit:
             return hit
         return await asyncio.shield(task)
 
-    def _refreshed(self, key: str, task: asyncio.Task) -> None:
+    def _refreshed(self, key: str, task: asyncio.Task[Any]) -> None:
         self._refreshing.pop(key, None)
         if not task.cancelled() and task.exception() is not None:  # waiters, if any, get it too
             log.warning("layer stats of %s not refreshed: %s", key, task.exception())
 
-    async def _refresh(self, pool: asyncpg.Pool, spec: LayerSpec) -> dict:
+    async def _refresh(self, pool: asyncpg.Pool, spec: LayerSpec) -> dict[str, Any]:
         now = time.monotonic()
         explain, exact, args = lf.layer_stats_sql(spec)
         async with pool.acquire() as conn:
@@ -91,7 +93,7 @@ class LayerStats:
         return hit
 
 
-def number_matched(req: lf.ItemsRequest, capped: int, stats: dict) -> int:
+def number_matched(req: lf.ItemsRequest, capped: int, stats: dict[str, Any]) -> int:
     """Exact when below the cap, else the layer estimate scaled by the bbox's share of the extent."""
     if capped < lf.EXACT_COUNT_CAP:
         return capped
@@ -134,4 +136,5 @@ async def item(pool: asyncpg.Pool, spec: LayerSpec, fid: int, out: lf.CrsChoice,
                attrs: list[Attribute] | None = None) -> str | None:
     """One current feature's GeoJSON text by id, or None."""
     sql, args = lf.item_sql(spec, fid, out, attrs)
-    return await dbcall.run(pool, "fetchval", sql, *args)
+    text: str | None = await dbcall.run(pool, "fetchval", sql, *args)
+    return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import shapely
 import shapely.errors
@@ -29,12 +30,13 @@ _M_PER_DEG = 110_000.0
 
 
 @lru_cache(maxsize=1)
-def classes() -> dict:
+def classes() -> dict[str, Any]:
     """Class breaks used by the statistics (data: layers/query_classes.yaml)."""
-    return yaml.safe_load(CLASSES_FILE.read_text(encoding="utf-8"))
+    found: dict[str, Any] = yaml.safe_load(CLASSES_FILE.read_text(encoding="utf-8"))
+    return found
 
 
-def input_geometry(geojson: dict, *, allowed: tuple[str, ...] | None = None) -> bytes:
+def input_geometry(geojson: dict[str, Any], *, allowed: tuple[str, ...] | None = None) -> bytes:
     """Validate a posted GeoJSON geometry and return it as WKB (x/y order, made valid)."""
     try:
         geom = shapely.geometry.shape(geojson)
@@ -80,7 +82,7 @@ def _within_metres(spec: LayerSpec, g: str, metres: str) -> str:
 
 
 def identify_sql(specs: list[LayerSpec], x: float, y: float, srid: int, tolerance_m: float,
-                 limit: int) -> tuple[str, list]:
+                 limit: int) -> tuple[str, list[Any]]:
     """Features of several layers within ``tolerance_m`` of a point, nearest first.
 
     Rows: (layer, id, feature GeoJSON text, distance in metres).
@@ -102,7 +104,7 @@ def identify_sql(specs: list[LayerSpec], x: float, y: float, srid: int, toleranc
 
 
 def spatial_sql(spec: LayerSpec, op: str, wkb: bytes, srid: int, distance_m: float | None,
-                cql_text: str | None, limit: int) -> tuple[str, list]:
+                cql_text: str | None, limit: int) -> tuple[str, list[Any]]:
     """Features of one layer that intersect / lie within / lie within a distance of a geometry.
 
     Rows: (feature GeoJSON text); at most ``limit + 1`` so the caller can tell truncation.
@@ -127,7 +129,7 @@ def spatial_sql(spec: LayerSpec, op: str, wkb: bytes, srid: int, distance_m: flo
     return sql, params.values
 
 
-def nearest_sql(spec: LayerSpec, x: float, y: float, srid: int, k: int) -> tuple[str, list]:
+def nearest_sql(spec: LayerSpec, x: float, y: float, srid: int, k: int) -> tuple[str, list[Any]]:
     """The k nearest features: KNN (``<->``, index-assisted) candidates, then geodesic order.
 
     Rows: (feature GeoJSON text, distance in metres).
@@ -143,7 +145,7 @@ def nearest_sql(spec: LayerSpec, x: float, y: float, srid: int, k: int) -> tuple
     return sql, params.values
 
 
-def section_sql(specs: list[LayerSpec], wkb: bytes, srid: int) -> tuple[str, list]:
+def section_sql(specs: list[LayerSpec], wkb: bytes, srid: int) -> tuple[str, list[Any]]:
     """Pipes crossing a line: one row per crossing with the attributes needed for elevations.
 
     ``t_seg`` is the crossing's fraction along the pipe (start → end), ``along_m`` its geodesic
@@ -188,7 +190,7 @@ ORDER BY along_m, x.id"""
     return sql, params.values
 
 
-def line_samples_sql(wkb: bytes, srid: int, samples: int, radius_m: float = 300.0) -> tuple[str, list]:
+def line_samples_sql(wkb: bytes, srid: int, samples: int, radius_m: float = 300.0) -> tuple[str, list[Any]]:
     """Evenly spaced samples along a line with the line's geodesic length and, per sample, the
     inverse-distance-weighted ground elevation of the nearest (≤ 4, within ``radius_m``) pipe
     points (the ground profile when no DEM is loaded).
@@ -221,17 +223,18 @@ def area_sql(params: Params, wkb: bytes | None, srid: int, admin_code: str | Non
     if admin_code is not None:
         return (f"(SELECT ST_Union(geom) FROM cim.admin_area WHERE is_current AND code = "
                 f"{params.add(admin_code, 'text')})")
+    assert wkb is not None, "area_sql needs a polygon or an admin code"
     return geom_param(params, wkb, srid)
 
 
-def stats_sql(specs: list[LayerSpec], wkb: bytes | None, srid: int, admin_code: str | None) -> dict[str, tuple[str, list]]:
+def stats_sql(specs: list[LayerSpec], wkb: bytes | None, srid: int, admin_code: str | None) -> dict[str, tuple[str, list[Any]]]:
     """Statements of the statistics: area, counts per layer, pipe lengths, green and building areas.
 
     Every statement starts from the same area CTE ``a`` (one row, NULL geometry when the admin
     code is unknown). Lengths and areas are clipped to the polygon; buildings are counted by
     their point on surface so a building on the boundary counts once.
     """
-    out: dict[str, tuple[str, list]] = {}
+    out: dict[str, tuple[str, list[Any]]] = {}
 
     def head(params: Params) -> str:
         return f"WITH a AS MATERIALIZED (SELECT {area_sql(params, wkb, srid, admin_code)} AS g) "
@@ -303,7 +306,7 @@ def trgm_expression(spec: LayerSpec, alias: str = "t") -> str | None:
     return " || E'\\x1f' || ".join(f"coalesce({col(spec, c, alias)}, '')" for c in cols)
 
 
-def search_sql(specs: list[LayerSpec], q: str, limit: int) -> tuple[str, list]:
+def search_sql(specs: list[LayerSpec], q: str, limit: int) -> tuple[str, list[Any]]:
     """Case-insensitive contains search over the searchable attributes of the layers.
 
     Rows: (layer, id, match_field, value, extra, rank, w, s, e, n, cx, cy); prefix matches

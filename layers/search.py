@@ -9,6 +9,7 @@ bbox and a point on the feature to fly to.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -28,7 +29,7 @@ def clean_query(q: str) -> str:
     return text
 
 
-async def search(pool: asyncpg.Pool, specs: Sequence[LayerSpec], q: str, limit: int) -> list[dict]:
+async def search(pool: asyncpg.Pool, specs: Sequence[LayerSpec], q: str, limit: int) -> list[dict[str, Any]]:
     """At most ``limit`` features of ``specs`` whose searchable attributes contain ``q``.
 
     Each result: ``{layer, layer_title_zh, id, label, match_field, value, bbox, center}``. A row
@@ -43,7 +44,7 @@ async def search(pool: asyncpg.Pool, specs: Sequence[LayerSpec], q: str, limit: 
     by_id = {s.id: s for s in specs}
     rows = sorted(rows, key=lambda r: (r["rank"], len(r["value"] or ""), not by_id[r["layer"]].where, r["layer"], r["id"]))
     seen: set[tuple[str, int]] = set()
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
     for r in rows:
         spec = by_id[r["layer"]]
         key = (spec.table, r["id"])

@@ -121,7 +121,7 @@ def ground_profile(samples: Sequence[Mapping[str, Any]], dem: Sequence[float | N
     return out
 
 
-async def dem_heights(conn: asyncpg.Connection, lons: list[float], lats: list[float]) -> list[float | None] | None:
+async def dem_heights(conn: dbcall.AsyncConn, lons: list[float], lats: list[float]) -> list[float | None] | None:
     """Ground elevations from the current DEMs (each point from the newest DEM covering it, whatever
     its county; None where none has a value), or None without a DEM.
 

@@ -8,7 +8,7 @@ never SQL text: the tile and feature builders quote identifiers and bind filter 
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -114,7 +114,7 @@ class LayerSpec(Strict):
 
     @field_validator("where")
     @classmethod
-    def _where_columns(cls, v: dict) -> dict:
+    def _where_columns(cls, v: dict[str, Any]) -> dict[str, Any]:
         for col in v:
             if not re.match(_IDENT, col):
                 raise ValueError(f"filter column is not a plain identifier: {col}")

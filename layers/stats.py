@@ -29,7 +29,7 @@ def check_area(has_geometry: bool, admin_code: str | None) -> None:
         raise InvalidInput("须给出 geometry 或 admin_code 之一", "give exactly one of geometry or admin_code")
 
 
-def pipe_lengths(rows: Iterable[Mapping[str, Any]]) -> dict:
+def pipe_lengths(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Pipe length (m, 2 decimals) by network, material and diameter class, plus the total."""
     by: dict[str, dict[str, float]] = {key: {} for key, _ in _PIPE_KEYS}
     for r in rows:
@@ -40,13 +40,13 @@ def pipe_lengths(rows: Iterable[Mapping[str, Any]]) -> dict:
     return out
 
 
-def green_areas(rows: Sequence[Mapping[str, Any]]) -> dict:
+def green_areas(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Green area (m², 1 decimal) by class code, plus the total."""
     return {"by_class": {r["class_code"]: round(r["area_m2"], 1) for r in rows},
             "total": round(sum(r["area_m2"] for r in rows), 1)}
 
 
-def building_areas(rows: Sequence[Mapping[str, Any]]) -> dict:
+def building_areas(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Building floor area and count by use code, the footprint total and the floor-area total."""
     return {"by_use": {r["use_code"]: round(r["area_m2"], 1) for r in rows},
             "count_by_use": {r["use_code"]: r["n"] for r in rows},
@@ -55,7 +55,7 @@ def building_areas(rows: Sequence[Mapping[str, Any]]) -> dict:
 
 
 async def stats(pool: asyncpg.Pool, specs: Sequence[LayerSpec], wkb: bytes | None, srid: int,
-                admin_code: str | None) -> dict:
+                admin_code: str | None) -> dict[str, Any]:
     """Statistics of ``specs`` inside the polygon ``wkb`` (in ``srid``) or the admin area ``admin_code``.
 
     Returns ``{"area_m2", "counts", "pipe_length_m", "green_area_m2", "building_area_m2",

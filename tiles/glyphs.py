@@ -15,6 +15,7 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -85,8 +86,9 @@ def _varint(n: int) -> bytes:
 def _field(num: int, wire: int, payload: bytes | int) -> bytes:
     key = _varint((num << 3) | wire)
     if wire == 0:
-        return key + _varint(payload)
-    return key + _varint(len(payload)) + payload
+        return key + _varint(cast(int, payload))
+    data = cast(bytes, payload)
+    return key + _varint(len(data)) + data
 
 
 def _zigzag(n: int) -> int:

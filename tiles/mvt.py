@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from cim.db import qualified, quote_ident
 from cim.errors import InvalidInput, NotFound
@@ -289,8 +290,13 @@ def check_tile(z: int, x: int, y: int) -> None:
 def bounds_query(spec: LayerSpec) -> tuple[str, tuple]:
     """SQL (and bound values) for the lon/lat extent of a layer's current rows."""
     geom = quote_ident(spec.geometry.column)
-    args: list = []
-    conds = ["is_current", *where_conditions(spec, None, lambda value, _pg_type: args.append(value) or f"${len(args)}")]
+    args: list[Any] = []
+
+    def bind(value: Any, _pg_type: str) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    conds = ["is_current", *where_conditions(spec, None, bind)]
     sql = (f"SELECT ST_XMin(e) AS xmin, ST_YMin(e) AS ymin, ST_XMax(e) AS xmax, ST_YMax(e) AS ymax FROM ("
            f"SELECT ST_Extent(ST_Transform({geom}, 4490))::geometry AS e FROM {qualified(spec.table)} "
            f"WHERE {' AND '.join(conds)}) b")

@@ -6,6 +6,7 @@ Only WebMercatorQuad is offered: the tiles are built in EPSG:3857 by ``ST_AsMVTG
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from layers.spec import LayerSpec
 
@@ -85,7 +86,7 @@ def tileset(spec: LayerSpec, base: str, bounds: list[float] | None) -> dict:
     """Tileset metadata of a collection in WebMercatorQuad."""
     fields = {a.name: {"type": {"int": "integer", "float": "number", "bool": "boolean"}.get(a.type, "string"),
                        "title": a.label_zh, "description": a.label_en} for a in spec.attributes}
-    doc = {
+    doc: dict[str, Any] = {
         "title": f"{spec.title_zh} / {spec.title_en}", "dataType": "vector", "crs": CRS_3857,
         "tileMatrixSetURI": TMS_URI, "links": _links(spec, base),
         "tileMatrixSetLimits": limits(spec, bounds),

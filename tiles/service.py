@@ -15,6 +15,7 @@ import json
 
 import asyncpg
 
+from cim.dbcall import AsyncConn
 from cim.settings import TileSettings
 from cim.versions import VersionWatcher
 from layers.catalog import Catalog
@@ -80,6 +81,7 @@ class TileService:
         cached = self._bounds.get(key)
         if cached is None:
             boxes = []
+            assert self.pool is not None, "start() opens the pool"
             async with self.pool.acquire() as conn:
                 for lid in layer_ids:
                     sql, args = bounds_query(self.compiler.layers[lid].spec)
@@ -113,11 +115,12 @@ class TileService:
 
     async def render(self, layer_ids: tuple[str, ...], z: int, x: int, y: int) -> bytes:
         """Render one tile on a pooled connection."""
+        assert self.pool is not None, "start() opens the pool"
         async with self.pool.acquire() as conn:
             return await render_tile(conn, self.compiler, layer_ids, z, x, y, self.budget)
 
 
-async def render_tile(conn: asyncpg.Connection, compiler: TileCompiler, layer_ids: tuple[str, ...],
+async def render_tile(conn: AsyncConn, compiler: TileCompiler, layer_ids: tuple[str, ...],
                       z: int, x: int, y: int, budget: int) -> bytes:
     """Run the composite statement; lower the feature cap while the tile exceeds ``budget`` bytes."""
     cap = None

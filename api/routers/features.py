@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
@@ -117,7 +117,7 @@ async def _layer_stats(request: Request, spec: LayerSpec) -> dict:
 
 def _collection(spec: LayerSpec, stats: dict, b: str) -> dict:
     base = f"{b}/ogc/collections/{spec.id}"
-    out = {
+    out: dict[str, Any] = {
         "id": spec.id,
         "title": spec.title_zh,
         "description": f"{spec.title_en}（{spec.group_zh}）",

@@ -11,7 +11,7 @@ nothing. Jobs run in :class:`ingest.jobs.Runner`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse
@@ -35,7 +35,7 @@ def _too_large(limit_mb: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"上传超过 {limit_mb} MB 上限", f"upload exceeds the {limit_mb} MB limit")
 
 
-async def _limited(request: Request, limit: int, limit_mb: int) -> AsyncIterator[bytes]:
+async def _limited(request: Request, limit: int, limit_mb: int) -> AsyncGenerator[bytes, None]:
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)

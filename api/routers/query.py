@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Message
 
 from api import deps
 from cim.auth import Action, Principal
@@ -52,9 +53,9 @@ class _BoundedBodyRoute(APIRoute):
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
                     raise _too_large()
-            pending = [{"type": "http.request", "body": bytes(body), "more_body": False}]
+            pending: list[Message] = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
-            async def replay() -> dict:  # the buffered body once, then the connection's own events
+            async def replay() -> Message:  # the buffered body once, then the connection's own events
                 return pending.pop() if pending else await request.receive()
 
             return await handler(Request(request.scope, replay))
@@ -67,7 +68,7 @@ QUERY = Depends(deps.require(Action.query))
 GEOJSON = "application/geo+json"
 CRS_DOC = "输入坐标系（默认 EPSG:4490；可用 EPSG:4326、CRS84、3857、CGCS2000 高斯-克吕格分带）/ input CRS"
 
-_EX_POLYGON = {"type": "Polygon", "coordinates": [[[111.69, 29.03], [111.71, 29.03], [111.71, 29.05],
+_EX_POLYGON: dict[str, Any] = {"type": "Polygon", "coordinates": [[[111.69, 29.03], [111.71, 29.03], [111.71, 29.05],
                                                    [111.69, 29.05], [111.69, 29.03]]]}
 
 
@@ -137,7 +138,7 @@ class StatsRequest(_Body):
         {"admin_code": "430703"}, {"geometry": _EX_POLYGON}]})
 
 
-_EX_FEATURE = {"type": "Feature", "id": 3844, "geometry": {"type": "Point", "coordinates": [111.7012, 29.0405]},
+_EX_FEATURE: dict[str, Any] = {"type": "Feature", "id": 3844, "geometry": {"type": "Point", "coordinates": [111.7012, 29.0405]},
                "properties": {"pole_no": "LG00484", "road_name": "人民路"}}
 EX_IDENTIFY = {"type": "FeatureCollection", "numberReturned": 1, "features": [
     {**_EX_FEATURE, "layer": "streetlights", "layer_title_zh": "路灯", "distance_m": 1.82}]}

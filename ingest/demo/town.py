@@ -99,10 +99,6 @@ class Town:
         """EPSG:4546 (n, 2) → local metres."""
         return (np.asarray(xy, dtype=float) - self._centre_world) @ self._rot + self._centre_local
 
-    def geoms_to_world(self, geoms: np.ndarray) -> np.ndarray:
-        """Shapely geometries in the local frame → EPSG:4546."""
-        return shapely.transform(geoms, self.to_world)
-
     # --- river and terrain ---------------------------------------------------------------------
     def river_y(self, x: np.ndarray) -> np.ndarray:
         """Local y of the river centreline below the riverside road."""
@@ -124,13 +120,6 @@ class Town:
         south = BANK_Z + 0.003 * (-d - RIVER_HALF_WIDTH)
         bed = NORMAL_WATER_Z - 2.0 + (BANK_Z - NORMAL_WATER_Z + 2.0) * (ad / RIVER_HALF_WIDTH) ** 2
         return np.where(ad < RIVER_HALF_WIDTH, bed, np.where(d > 0, north, south))
-
-    def river_polygon(self) -> shapely.Polygon:
-        """The river channel between its bank tops (local frame)."""
-        x = np.linspace(-600, self.width + 600, 200)
-        yc = self.river_y(x)
-        ring = np.concatenate([np.c_[x, yc + RIVER_HALF_WIDTH], np.c_[x[::-1], yc[::-1] - RIVER_HALF_WIDTH]])
-        return shapely.Polygon(ring)
 
     # --- blocks --------------------------------------------------------------------------------
     def blocks(self, setback: float = 6.0) -> list[tuple[int, int, shapely.Polygon]]:

@@ -19,7 +19,8 @@ from cim.errors import UnreadableInput
 
 
 def _fields(head: bytes, encoding: str) -> list[tuple[str, str, int, int]]:
-    out, off, seen = [], 1, set()
+    out: list[tuple[str, str, int, int]] = []
+    off, seen = 1, set()
     for i in range(32, len(head) - 31, 32):
         d = head[i:i + 32]
         if d[0] == 0x0D:
@@ -84,7 +85,8 @@ def _column(mat: np.ndarray, ftype: str, encoding: str) -> pd.Series:
         return pd.to_datetime(txt.where(txt.str.len() == 8, None), format="%Y%m%d", errors="coerce")
     if ftype == "L":
         up = np.char.upper(np.char.strip(col))
-        return pd.Series(np.where(np.isin(up, [b"T", b"Y"]), True, np.where(np.isin(up, [b"F", b"N"]), False, None)),
+        # the numpy stubs do not list None as a value, which makes an object array here
+        return pd.Series(np.where(np.isin(up, [b"T", b"Y"]), True, np.where(np.isin(up, [b"F", b"N"]), False, None)),  # type: ignore[call-overload]
                          dtype=object)
     return pd.Series(np.char.decode(col, "latin-1"), dtype=object)
 

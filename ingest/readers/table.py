@@ -11,7 +11,7 @@ import pandas as pd
 try:  # calamine (Rust) reads workbooks about ten times faster than openpyxl
     from python_calamine import CalamineWorkbook
 except ImportError:  # pragma: no cover - optional speed-up
-    CalamineWorkbook = None
+    CalamineWorkbook = None  # type: ignore[assignment,misc]  # the optional import's fallback
 
 from cim.errors import UnreadableInput
 from ingest.encoding import text_file_encoding

@@ -74,6 +74,7 @@ def check_shapefile(shp: Path) -> None:
         raise UnreadableInput(f"{shp.name} 文件被截断（应为 {declared} 字节，实为 {size} 字节）",
                               f"{shp.name} is truncated ({size} of {declared} bytes)", file=shp.name)
     shx = _sibling(shp, ".shx")
+    assert shx is not None  # checked above
     shx_size = shx.stat().st_size
     with shx.open("rb") as fh:
         shx_head = fh.read(100)
@@ -91,6 +92,7 @@ def read_shapefile(shp: Path, rel: str) -> SourceLayer:
     prj = _sibling(shp, ".prj")
     crs = parse_prj(prj.read_text(errors="replace")) if prj is not None else None
     dbf = _sibling(shp, ".dbf")
+    assert dbf is not None  # check_shapefile refuses a set without one
     enc = dbf_encoding(dbf)
     frame, deleted = read_dbf_frame(dbf, enc.encoding)
     if deleted:

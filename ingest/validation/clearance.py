@@ -21,6 +21,8 @@ delivery's to report.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import shapely
@@ -72,7 +74,9 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     L["ex"], L["ey"] = tr.transform(L["lx1"].to_numpy(float), L["ly1"].to_numpy(float))
     L["bi"], L["row"] = -1, -1
     L["loaded_id"] = L["loaded_id"].astype("Int64")
-    S = gather(net.batches, metric_epsg=epsg).S.reset_index(drop=True)   # the delivery in the same frame
+    delivery = gather(net.batches, metric_epsg=epsg)
+    assert delivery is not None  # the batches ``net`` was gathered from
+    S = delivery.S.reset_index(drop=True)   # the delivery in the same frame
     S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
     return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
 
@@ -118,7 +122,7 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     if ok.sum() < 2:
         return
     sub = np.flatnonzero(ok)
-    lines = shapely.linestrings(np.stack([S[["sx", "sy"]].to_numpy(float)[sub], S[["ex", "ey"]].to_numpy(float)[sub]],
+    lines: Any = shapely.linestrings(np.stack([S[["sx", "sy"]].to_numpy(float)[sub], S[["ex", "ey"]].to_numpy(float)[sub]],
                                          axis=1))
     tree = shapely.STRtree(lines)
     a, b = tree.query(lines, predicate="crosses")
@@ -127,8 +131,8 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     if not len(a):
         return
     pts = shapely.centroid(shapely.intersection(lines[a], lines[b]))
-    ta = shapely.line_locate_point(lines[a], pts, normalized=True)
-    tb = shapely.line_locate_point(lines[b], pts, normalized=True)
+    ta: Any = shapely.line_locate_point(lines[a], pts, normalized=True)   # arrays in, arrays out
+    tb: Any = shapely.line_locate_point(lines[b], pts, normalized=True)
     za, ra = _centre_z(S, ta, sub[a])
     zb, rb = _centre_z(S, tb, sub[b])
     clear = np.abs(za - zb) - ra - rb
@@ -227,7 +231,7 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     sub = np.flatnonzero(ok)
     pos = np.full(len(S), -1)
     pos[sub] = np.arange(len(sub))
-    lines = shapely.linestrings(xy[sub].reshape(-1, 2, 2))
+    lines: Any = shapely.linestrings(xy[sub].reshape(-1, 2, 2))
     q = np.flatnonzero(query)
     grow = np.full(len(S), -1.0)
     grow[q] = reach[q] + r[q] + r[sub].max()

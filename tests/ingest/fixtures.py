@@ -8,10 +8,8 @@ them over (GBK attributes, no .cpg, a DBF language byte claiming Windows-1252), 
 
 from __future__ import annotations
 
-import io
 import secrets
 import stat
-import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -24,7 +22,6 @@ from openpyxl import Workbook
 
 E0, N0 = 567_000.0, 3_214_000.0          # EPSG:4546 near 111.69E 29.04N
 EPSG_GK = 4546
-EPSG_GK_PREFIXED = 4525
 ESRI_GK_CM111 = (
     'PROJCS["CGCS2000_3_Degree_GK_CM_111E",GEOGCS["GCS_China_Geodetic_Coordinate_System_2000",'
     'DATUM["D_China_2000",SPHEROID["CGCS2000",6378137.0,298.257222101]],PRIMEM["Greenwich",0.0],'
@@ -157,11 +154,6 @@ def zip_raw_names(path: Path, members: dict[bytes, bytes]) -> Path:
     return path
 
 
-def add_raw_name(zf: zipfile.ZipFile, raw_name: bytes, data: bytes) -> None:
-    """Add an ASCII-named member (non-ASCII names need :func:`zip_raw_names`)."""
-    zf.writestr(raw_name.decode("ascii"), data)
-
-
 def zip_entries(path: Path, entries: dict[str, bytes]) -> Path:
     """A zip with the given member names (traversal names are written verbatim)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -190,35 +182,9 @@ def zip_bomb(path: Path, megabytes: int = 64) -> Path:
     return path
 
 
-def truncate(path: Path, keep: float = 0.5) -> Path:
-    """Cut a file to a fraction of its size (a broken transfer)."""
-    data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * keep)])
-    return path
-
-
 def dbf_language_byte(path: Path) -> int:
     """The LDID byte of a DBF header."""
     with path.open("rb") as fh:
         fh.seek(29)
         return fh.read(1)[0]
 
-
-def shp_declared_length(path: Path) -> int:
-    """File length in bytes declared by a .shp header."""
-    with path.open("rb") as fh:
-        head = fh.read(28)
-    return struct.unpack(">i", head[24:28])[0] * 2
-
-
-def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
-    """Workbook bytes (for zips and uploads)."""
-    buf = io.BytesIO()
-    wb = Workbook(write_only=True)
-    for name, frame in sheets.items():
-        ws = wb.create_sheet(name)
-        ws.append(list(frame.columns))
-        for row in frame.itertuples(index=False):
-            ws.append(list(row))
-    wb.save(buf)
-    return buf.getvalue()

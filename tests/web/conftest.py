@@ -37,7 +37,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swi
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--disable-dev-shm-usage"]
 WEB_COUNTY = "990002"
-CENTER = (111.5, 27.2)
 
 
 def _free_port() -> int:

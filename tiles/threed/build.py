@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2.extensions
 
@@ -131,9 +132,10 @@ def build_folder(url: str, layer: str, out: Path, *, workers: int = 2, fmt: str 
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    stats = {"layer": layer, "features": 0, "tiles": 0, "bytes": 0, "format": fmt}
+    stats: dict[str, Any] = {"layer": layer, "features": 0, "tiles": 0, "bytes": 0, "format": fmt}
     if p is not None:
-        jobs = [(leaf.key, p.index.subset(leaf.members), leaf.region, fmt, str(tmp)) for leaf in leaves(p.root)]
+        jobs = [(leaf.key, p.index.subset(leaf.members), leaf.region, fmt, str(tmp))
+                for leaf in leaves(p.root) if leaf.members is not None]  # leaves() yields only cells with members
         jobs.sort(key=lambda j: -len(j[1]))          # big tiles first keeps both workers busy to the end
         done = 0
         if workers > 1:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ FLOAT, UBYTE, USHORT, UINT = 5126, 5121, 5123, 5125
 
 # Property types of the property tables: our column kind → (EXT_structural_metadata type, componentType,
 # numpy dtype, noData). Nulls are written as noData (declared in the schema).
-_NUMERIC = {
+_NUMERIC: dict[str, tuple[str, str, str, Any]] = {  # kind → type, componentType, dtype, noData
     "float": ("SCALAR", "FLOAT64", "<f8", -9999.0),
     "int": ("SCALAR", "INT32", "<i4", -2147483648),
     "bool": ("SCALAR", "UINT8", "u1", 255),
@@ -118,7 +119,7 @@ def _property_table(bin_: _Bin, prim: Primitive, class_props: dict) -> dict:
                 raw = np.array(col.values, dtype="f8") if col.values else np.zeros(0)
                 arr = np.where(np.isnan(raw), nodata, raw).astype(dtype)
             view = bin_.add(arr.tobytes())
-            desc = {"type": type_, "componentType": comp}
+            desc: dict[str, Any] = {"type": type_, "componentType": comp}
             if nodata is not None:
                 desc["noData"] = nodata
             class_props[col.name] = desc
@@ -212,7 +213,8 @@ def build_b3dm(primitives: list[Primitive]) -> bytes:
     """
     glb = build_glb(primitives, metadata=False, batch_attribute="_BATCHID")
     glb += b"\0" * ((-len(glb)) % 8)
-    first = primitives[0] if primitives else Primitive(*([np.zeros(0)] * 5), class_name="none")
+    empty = np.zeros(0)
+    first = primitives[0] if primitives else Primitive(empty, empty, empty, empty, empty, class_name="none")
     batch_length = int(first.feature_count)
     ft = json.dumps({"BATCH_LENGTH": batch_length}, separators=(",", ":")).encode()
     bt_obj = {c.name: [None if (isinstance(v, float) and v != v) else

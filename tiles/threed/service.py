@@ -140,6 +140,7 @@ class ThreeDService:
             if hit is not None:
                 self._cache.move_to_end(ckey)
                 return hit
+        assert leaf.members is not None and leaf.region is not None  # set on every leaf by the partition
         with self._conn() as conn:
             data = render(conn, p.index.subset(leaf.members), leaf.region, self.catalog)
         with self._cache_lock:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import psycopg2.extensions
@@ -83,8 +84,13 @@ def _f(rows: list, i: int) -> np.ndarray:
 
 def _where(spec: LayerSpec, alias: str) -> tuple[str, list]:
     """The spec's fixed filter as `` AND …`` SQL with psycopg2-bound values."""
-    params: list = []
-    conds = where_conditions(spec, alias, lambda value, _pg_type: params.append(value) or "%s")
+    params: list[Any] = []
+
+    def bind(value: Any, _pg_type: str) -> str:
+        params.append(value)
+        return "%s"
+
+    conds = where_conditions(spec, alias, bind)
     return "".join(" AND " + c for c in conds), params
 
 
@@ -360,7 +366,9 @@ def _segment_mesh(conn, index: Index, frame: Frame, spec: LayerSpec) -> Primitiv
         return None
     extra = {"z_centre_start": (p["z0"], "起点中心高程 / centre-line elevation at start (m)"),
              "z_centre_end": (p["z1"], "终点中心高程 / centre-line elevation at end (m)")}
-    return Primitive(*mesh.arrays(), "pipe_segment", _columns(spec, index.ids, attrs, dicts, extra), len(index.ids))
+    positions, normals, colours_, feature_ids, indices = mesh.arrays()
+    return Primitive(positions, normals, colours_, feature_ids, indices, "pipe_segment",
+                     _columns(spec, index.ids, attrs, dicts, extra), len(index.ids))
 
 
 def _point_mesh(conn, index: Index, frame: Frame, spec: LayerSpec) -> Primitive | None:

@@ -18,6 +18,7 @@ its children's, so every volume contains its content and its children. Leaves ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,8 @@ def tileset_json(root: Node, index, *, ext: str = "glb", version: str = "", max_
 
     errors(body, 0)
     body["refine"] = "ADD"
-    doc = {"asset": {"version": "1.1", "generator": "cim-onemap"}, "geometricError": root_error * 2, "root": body}
+    doc: dict[str, Any] = {"asset": {"version": "1.1", "generator": "cim-onemap"}, "geometricError": root_error * 2,
+                           "root": body}
     if version:
         doc["asset"]["tilesetVersion"] = version
     if max_extra:
@@ -156,7 +158,8 @@ def find(root: Node, key: str) -> Node | None:
     while node.level < level:
         shift = level - node.level - 1
         qx, qy = (x >> shift) & 1, (y >> shift) & 1
-        node = next((c for c in node.children if c.x == node.x * 2 + qx and c.y == node.y * 2 + qy), None)
-        if node is None:
+        child = next((c for c in node.children if c.x == node.x * 2 + qx and c.y == node.y * 2 + qy), None)
+        if child is None:
             return None
+        node = child
     return node if (node.level, node.x, node.y) == (level, x, y) and not node.children else None
