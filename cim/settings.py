@@ -86,6 +86,18 @@ class TileSettings(BaseSettings):
     threed_dir: Path | None = None  # default: $CIM_HOME/3dtiles
 
 
+class HazardSettings(BaseSettings):
+    """Hazard ledger: attachments, scans, listing."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_HAZARDS_", extra="ignore")
+
+    attachments_dir: Path | None = None  # default: $CIM_HOME/hazards/attachments
+    attachment_max_mb: float = Field(20.0, gt=0, description="largest photo or report accepted")
+    timezone: str = "Asia/Shanghai"      # the ledger's dates (deadlines, 逾期, number years)
+    scan_timeout_s: int = Field(900, ge=10, description="statement timeout of one scan statement")
+    page_max: int = Field(1000, ge=1)
+
+
 class Settings(BaseSettings):
     """All concerns together, for the composition roots (CLI, API)."""
 
@@ -96,6 +108,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
+    hazards: HazardSettings = Field(default_factory=HazardSettings)
 
 
 def load() -> Settings:
