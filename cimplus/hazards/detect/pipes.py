@@ -60,7 +60,7 @@ def cover_depth(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     segs = _segments(params, net, rule.params.get("skip_burial_types") or [])
     roads = road_polygons(cur, ctx)
     params.update(carriageway=float(table.get("carriageway", table["other"])), other=float(table["other"]),
-                  road_source=roads)
+                  road_source=f"cim.{ctx.rules.roads.table}" if roads and ctx.rules.roads else None)
     if roads:
         r = ctx.rules.roads
         assert r is not None

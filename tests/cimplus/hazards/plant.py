@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import numpy as np
 import psycopg2.extensions
+import shapely
 from pyproj import Transformer
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 
@@ -24,9 +26,8 @@ _numbers = itertools.count(1)
 
 def geo(geom):
     """A metric shapely geometry → EWKT in EPSG:4490."""
-    from shapely.ops import transform
-    g = transform(lambda x, y, z=None: _TO_GEO.transform(x, y), geom)
-    return f"SRID=4490;{g.wkt}"
+    g = shapely.transform(geom, lambda c: np.column_stack(_TO_GEO.transform(c[:, 0], c[:, 1])))
+    return f"SRID=4490;{shapely.to_wkt(g, rounding_precision=-1)}"
 
 
 class Plant:
