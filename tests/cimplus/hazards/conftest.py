@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 import psycopg2
@@ -58,16 +59,17 @@ def plant(hz_conn, county) -> Plant:
     return Plant(hz_conn, county)
 
 
-@pytest.fixture
-def settings(hz_url, tmp_path) -> Settings:
+@pytest.fixture(scope="session")
+def settings(hz_url, tmp_path_factory) -> Settings:
     """Settings on the test database, attachments in a temporary directory, small upload limit."""
-    return Settings(db=DatabaseSettings(database_url=hz_url, home=tmp_path),
-                    hazards=HazardSettings(attachments_dir=tmp_path / "attachments", attachment_max_mb=1))
+    home = tmp_path_factory.mktemp("hzsvc")
+    return Settings(db=DatabaseSettings(database_url=hz_url, home=home),
+                    hazards=HazardSettings(attachments_dir=home / "attachments", attachment_max_mb=1))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def svc(settings):
-    """The ledger service."""
+    """The ledger service (one for the session: its pool is reused)."""
     from cimplus.hazards.service import HazardService
 
     s = HazardService(settings)
@@ -108,9 +110,10 @@ def entries(conn, county: str, rule: str | None = None) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hz_server(make_database, tmp_path_factory):
-    """A live server on a database of its own (module scope): yields (base_url, url, token)."""
+    """A live server on a database of its own: ``.base`` URL, database ``.url``, ``.home`` (CIM_HOME),
+    ``.token(role, *codes)`` → request headers with a new token."""
     import threading
     import time
 
@@ -146,7 +149,7 @@ def hz_server(make_database, tmp_path_factory):
         conn.commit()
         return {"Authorization": f"Bearer {tok.secret}"}
 
-    yield base, url, token
+    yield SimpleNamespace(base=base, url=url, home=home, token=token)
     conn.close()
     server.should_exit = True
     thread.join(timeout=10)
