@@ -95,6 +95,7 @@ class HazardSettings(BaseSettings):
     attachment_max_mb: float = Field(20.0, gt=0, description="largest photo or report accepted")
     timezone: str = "Asia/Shanghai"      # the ledger's dates (deadlines, 逾期, number years)
     scan_timeout_s: int = Field(900, ge=10, description="statement timeout of one scan statement")
+    scan_workers: int = Field(2, ge=1, le=16, description="database connections one scan spreads its rules over")
     page_max: int = Field(1000, ge=1)
 
 

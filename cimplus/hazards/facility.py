@@ -78,6 +78,7 @@ class Frame:
     srid: int
     proj: str
     lat_max: float           # largest |latitude| of the county's data (degree radii are sized for it)
+    new: bool = False        # registered by this transaction (other connections cannot see it yet)
 
     def deg(self, metres: float) -> float:
         """A degree radius that holds every point within ``metres`` (a superset for index queries)."""
@@ -115,9 +116,14 @@ def county_frame(cur: psycopg2.extensions.cursor, county: str) -> Frame | None:
     lon, lat = (x0 + x1) / 2, (y0 + y1) / 2
     lat_max = max(abs(y0), abs(y1))
     cur.execute("SAVEPOINT hz_frame")
+    new = False
     try:
+        cur.execute("SELECT count(*) FROM spatial_ref_sys")
+        before = cur.fetchone()[0]
         cur.execute("SELECT cim.metric_frame(%s, %s)", (lon, lat))
         srid = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM spatial_ref_sys")
+        new = cur.fetchone()[0] > before
         cur.execute("RELEASE SAVEPOINT hz_frame")
     except psycopg2.Error as exc:
         cur.execute("ROLLBACK TO SAVEPOINT hz_frame")
@@ -127,4 +133,4 @@ def county_frame(cur: psycopg2.extensions.cursor, county: str) -> Frame | None:
         srid = _gk_zone(lon)
     cur.execute("SELECT proj4text FROM spatial_ref_sys WHERE srid = %s", (srid,))
     proj = cur.fetchone()[0]
-    return Frame(int(srid), str(proj).strip(), lat_max)
+    return Frame(int(srid), str(proj).strip(), lat_max, new)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    Computed,
     Date,
     DateTime,
     ForeignKey,
@@ -90,6 +91,7 @@ class Hazard(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=4490, spatial_index=False))
     marker: Mapped[Any] = mapped_column(Geometry("POINT", srid=4490, spatial_index=False))
+    is_current: Mapped[bool] = mapped_column(Boolean, Computed("status NOT IN ('closed', 'dismissed')"))
 
     events: Mapped[list[HazardEvent]] = relationship(back_populates="hazard", order_by="HazardEvent.id",
                                                       lazy="raise", cascade="save-update")

@@ -21,9 +21,12 @@ or the evidence differs materially) gets a new linked entry.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +34,7 @@ import psycopg2.extensions
 
 from cim.errors import InvalidInput, NotFound
 from cimplus.hazards import changes, config
-from cimplus.hazards.detect import FIND_DDL, Ctx, load_methods
+from cimplus.hazards.detect import FIND_COLUMNS, FIND_DDL, Ctx, load_methods
 from cimplus.hazards.facility import county_frame
 
 log = logging.getLogger(__name__)
@@ -104,9 +107,14 @@ def counties(cur: psycopg2.extensions.cursor) -> list[str]:
 
 def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[str] | None = None,
          dry_run: bool = False, incremental: bool = False, delivery_id: int | None = None, actor: str = "system",
-         timezone: str = "Asia/Shanghai", timeout_s: int = 900, ruleset: config.RuleSet | None = None) -> ScanReport:
+         timezone: str = "Asia/Shanghai", timeout_s: int = 900, ruleset: config.RuleSet | None = None,
+         connect: Callable[[], psycopg2.extensions.connection] | None = None, workers: int = 1) -> ScanReport:
     """Scan one county (see the module docstring); ``incremental`` evaluates only what changed
-    since each rule last ran (:mod:`changes`). Commits unless ``dry_run``."""
+    since each rule last ran (:mod:`changes`). Commits unless ``dry_run``.
+
+    With ``connect`` and ``workers`` > 1, rules run whole are spread over that many database
+    connections (rules sharing a candidate table stay together, :func:`partition`); the findings
+    of the other connections are copied into this one's before they are reconciled."""
     if not (county.isdigit() and len(county) == 6):
         raise InvalidInput(f"县级行政区代码须为 6 位数字：{county}", f"a county code has 6 digits: {county}")
     ruleset = ruleset or config.rules()
@@ -136,14 +144,19 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
             report.frame = f"EPSG:{frame.srid} {frame.proj}" if frame.srid < 600000 else frame.proj
             plan = _plan(cur, ctx, rules, methods, incremental)
             for rule in rules:
-                counts = report.rules.setdefault(rule.id, RuleCounts())
-                counts.mode = plan[rule.id]["mode"]
-                if counts.mode == "skip":
-                    continue
-                t0 = time.monotonic()
-                methods[rule.method].run(cur, ctx, rule)
-                counts.seconds = round(time.monotonic() - t0, 3)
+                report.rules.setdefault(rule.id, RuleCounts()).mode = plan[rule.id]["mode"]
             run = [r for r in rules if plan[r.id]["mode"] != "skip"]
+            whole = [r for r in run if plan[r.id]["mode"] == "full"]
+            groups = partition(whole, methods, workers if connect is not None and not frame.new else 1)
+            local = groups[0] + [r for r in run if plan[r.id]["mode"] == "focus"]
+            with ThreadPoolExecutor(max(1, len(groups) - 1), thread_name_prefix="hz-scan") as pool:
+                remote = [pool.submit(_run_elsewhere, connect, ctx, g, methods, timeout_s) for g in groups[1:]]
+                _run_here(cur, ctx, local, methods, report)
+                for fut in remote:
+                    data, seconds = fut.result()
+                    cur.copy_expert(f"COPY hz_find ({', '.join(FIND_COLUMNS)}) FROM STDIN", data)
+                    for rule_id, sec in seconds.items():
+                        report.rules[rule_id].seconds = sec
             if run:
                 _finish_findings(cur, county)
                 _reconcile(cur, ctx, run, plan, report, actor=actor, dry_run=dry_run)
@@ -161,6 +174,55 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
     report.seconds = round(time.monotonic() - started, 3)
     log.info("hazard scan %s: %s", county, report.totals())
     return report
+
+
+def partition(rules: list[config.Rule], methods: dict, workers: int) -> list[list[config.Rule]]:
+    """Spread rules over ``workers`` connections: rules sharing a candidate table form one unit,
+    units go heaviest first to the lightest connection. The first group runs on the scan's own
+    connection; it is never empty."""
+    units: dict[str, list[config.Rule]] = {}
+    for r in rules:
+        units.setdefault(methods[r.method].shares or f"rule:{r.id}", []).append(r)
+    bins: list[list[config.Rule]] = [[] for _ in range(max(1, min(workers, len(units))))]
+    load = [0.0] * len(bins)
+    for unit in sorted(units.values(), key=lambda u: -sum(methods[r.method].weight for r in u)):
+        i = load.index(min(load))
+        bins[i].extend(unit)
+        load[i] += sum(methods[r.method].weight for r in unit)
+    return bins
+
+
+def _run_here(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rule], methods: dict,
+              report: ScanReport) -> None:
+    for rule in rules:
+        t0 = time.monotonic()
+        methods[rule.method].run(cur, ctx, rule)
+        report.rules[rule.id].seconds = round(time.monotonic() - t0, 3)
+
+
+def _run_elsewhere(connect: Callable[[], psycopg2.extensions.connection], ctx: Ctx, rules: list[config.Rule],
+                   methods: dict, timeout_s: int) -> tuple[io.StringIO, dict[str, float]]:
+    """Run whole-county rules on another connection; returns their findings (COPY text) and
+    seconds per rule. Nothing is written there: its temporary tables go with its rollback."""
+    conn = connect()
+    try:
+        conn.autocommit = False
+        seconds = {}
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_s) * 1000),))
+            cur.execute(FIND_DDL + changes.DDL)
+            mine = Ctx(ctx.county, ctx.frame, ctx.year, ctx.rules, ctx.clearances, ctx.aging)
+            for rule in rules:
+                t0 = time.monotonic()
+                methods[rule.method].run(cur, mine, rule)
+                seconds[rule.id] = round(time.monotonic() - t0, 3)
+            data = io.StringIO()
+            cur.copy_expert(f"COPY hz_find ({', '.join(FIND_COLUMNS)}) TO STDOUT", data)
+            data.seek(0)
+        conn.rollback()
+        return data, seconds
+    finally:
+        conn.close()
 
 
 def _plan(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rule], methods: dict,

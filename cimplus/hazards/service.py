@@ -162,7 +162,8 @@ class HazardService:
         try:
             return scan.scan(conn, county, rule_ids=rule_ids, dry_run=dry_run, incremental=incremental,
                              delivery_id=delivery_id, actor=actor, timezone=self.timezone,
-                             timeout_s=self.settings.hazards.scan_timeout_s)
+                             timeout_s=self.settings.hazards.scan_timeout_s, workers=self.settings.hazards.scan_workers,
+                             connect=lambda: db.connect(self.settings.db, application_name="cim-hazards-scan"))
         finally:
             conn.close()
 

@@ -61,6 +61,9 @@ CREATE TABLE cim.hazard (
     updated_at          timestamptz NOT NULL DEFAULT now(),
     geom                geometry(Geometry, 4490) NOT NULL,  -- crossing / closest approach / the facility
     marker              geometry(Point, 4490) NOT NULL,     -- where the map symbol goes
+    -- the public layer `hazards` (layers/catalog/hazards.yaml) shows the entries whose is_current
+    -- is true, like every layer: here the open ones (not 已销号 / 不成立)
+    is_current          boolean GENERATED ALWAYS AS (status NOT IN ('closed', 'dismissed')) STORED,
     CHECK ((source = 'rule') = (rule_id IS NOT NULL AND rule_key IS NOT NULL))
 );
 -- one open automatic entry per rule and facilities: a rescan updates it, never duplicates it
@@ -70,6 +73,7 @@ CREATE INDEX hazard_rule_key_idx ON cim.hazard (rule_key, id DESC) WHERE rule_ke
 CREATE INDEX hazard_county_idx ON cim.hazard (county_code, status);
 CREATE INDEX hazard_rule_idx ON cim.hazard (county_code, rule_id);
 CREATE INDEX hazard_marker_idx ON cim.hazard USING gist (marker);
+CREATE INDEX hazard_geom_idx ON cim.hazard USING gist (geom);
 CREATE INDEX hazard_previous_idx ON cim.hazard (previous_id) WHERE previous_id IS NOT NULL;
 
 -- Every change of an entry: who, when, from, to, comment and the changed fields (old → new).
@@ -137,16 +141,6 @@ CREATE TABLE cim.hazard_scan (
     finished_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX hazard_scan_county_idx ON cim.hazard_scan (county_code, id);
-
--- The public layer `hazards` (layers/catalog/hazards.yaml): every entry with its map symbol;
--- public reads filter is_current, which is true for open entries.
-CREATE VIEW cim.hazard_map AS
-SELECT h.id, h.number, h.status, h.source, h.rule_id, h.facility_type, h.hazard_class, h.risk_level,
-       h.supervision, h.deadline, h.condition_cleared, h.title, h.location, h.county_code, h.street_code,
-       h.community_code, h.found_at::date AS found_on,
-       h.status NOT IN ('closed', 'dismissed') AS is_current,
-       h.marker::geometry(Point, 4490) AS geom
-FROM cim.hazard h;
 
 -- Tiles and OGC caches follow the ledger through its data version.
 INSERT INTO cim.data_version (source_table) VALUES ('hazard') ON CONFLICT DO NOTHING;

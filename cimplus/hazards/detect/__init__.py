@@ -49,6 +49,7 @@ class Ctx:
     clearances: dict[str, Any] = field(default_factory=standards.clearances)
     aging: dict[str, Any] = field(default_factory=standards.aging)
     focus: dict[str, set[str]] = field(default_factory=dict)   # rule id → scopes with focus rows
+    cache: dict[str, Any] = field(default_factory=dict)          # temp tables shared by rules of one scan
 
     def base(self, rule: Rule) -> dict[str, Any]:
         """Bound values every statement of a rule uses."""
@@ -67,16 +68,19 @@ class Method:
     run: Runner
     inputs: Callable[[Rule], list[str]]
     focusable: bool = False
+    shares: str | None = None   # methods sharing a candidate table run on the same connection
+    weight: float = 0.5         # relative cost of a whole-county run (to spread rules over connections)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def method(name: str, inputs: Callable[[Rule], list[str]], focusable: bool = False) -> Callable[[Runner], Runner]:
+def method(name: str, inputs: Callable[[Rule], list[str]], focusable: bool = False, shares: str | None = None,
+           weight: float = 0.5) -> Callable[[Runner], Runner]:
     """Register an evaluation method under ``name`` (the ``method`` of rules.yaml)."""
 
     def deco(fn: Runner) -> Runner:
-        METHODS[name] = Method(name, fn, inputs, focusable)
+        METHODS[name] = Method(name, fn, inputs, focusable, shares, weight)
         return fn
 
     return deco
