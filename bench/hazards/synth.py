@@ -123,7 +123,7 @@ def buildings(n: int, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame({"code": [f"B{v}" for v in range(len(i))], "x0": x0, "y0": y0, "x1": x0 + 10.0,
                          "y1": y0 + 12.0, "floors_above": rng.integers(1, 8, len(i)),
                          "use_code": rng.choice(["ZZ", "ZZ", "ZZ", "PF", "CY", "BG", "JY"], len(i)),
-                         "self_built": rng.random(len(i)) < 0.2,
+                         "self_built": rng.random(len(i)) < 0.03,
                          "appraisal_grade": rng.choice(["A", "B", None], len(i), p=[0.3, 0.2, 0.5])})
 
 

@@ -114,18 +114,24 @@ def gas_under_building(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
               "'material', g.material, 'burial_type', g.burial_type, 'building_code', b.code, "
               "'floors_above', b.floors_above)")
     insert(cur, f"""
+        WITH x AS MATERIALIZED (
+            SELECT p.gid, p.bid, ST_CollectionExtract(ST_Intersection(g.geom, b.geom), 2) AS part
+            FROM hz_gb p JOIN cim.pipe_segment g ON g.id = p.gid JOIN cim.building b ON b.id = p.bid
+            WHERE p.hit AND {_not_burial('g', 'skip_burial')}),
+        y AS MATERIALIZED (
+            SELECT x.*, round(ST_Length(ST_Transform(x.part, %(srid)s))::numeric, 3)::float8 AS len,
+                   ST_ClosestPoint(x.part, ST_Centroid(x.part)) AS marker
+            FROM x WHERE NOT ST_IsEmpty(x.part))
         SELECT NULL::text AS grade,
                jsonb_build_array({ref_sql('pipe_segment', 'g')}, {ref_sql('building', 'b')}) AS refs,
                ARRAY[{key_sql('pipe_segment', 'g')}, {key_sql('building', 'b')}] AS keys,
-               i.part AS geom, ST_ClosestPoint(i.part, ST_Centroid(i.part)) AS marker, x.len AS measured,
-               {evidence_sql('x.len', '0', 'm', '=', inputs, "'quantity', 'length_under_footprint'")} AS evidence,
+               y.part AS geom, y.marker AS marker, y.len AS measured,
+               {evidence_sql('y.len', '0', 'm', '=', inputs, "'quantity', 'length_under_footprint'")} AS evidence,
                format('%%s：燃气管段 %%s 穿越房屋 %%s 下方 %%s m', %(rule_zh)s::text, {code_sql('pipe_segment', 'g')},
-                      {code_sql('building', 'b')}, x.len) AS title,
+                      {code_sql('building', 'b')}, y.len) AS title,
                coalesce(b.address, g.road) AS location, b.community_code AS community_code
-        FROM hz_gb p JOIN cim.pipe_segment g ON g.id = p.gid JOIN cim.building b ON b.id = p.bid
-        CROSS JOIN LATERAL (SELECT ST_CollectionExtract(ST_Intersection(g.geom, b.geom), 2) AS part) i
-        CROSS JOIN LATERAL (SELECT round(ST_Length(ST_Transform(i.part, %(srid)s))::numeric, 3)::float8 AS len) x
-        WHERE p.hit AND {_not_burial('g', 'skip_burial')} AND NOT ST_IsEmpty(i.part) AND x.len > 0
+        FROM y JOIN cim.pipe_segment g ON g.id = y.gid JOIN cim.building b ON b.id = y.bid
+        WHERE y.len > 0
     """, params)
 
 
@@ -214,9 +220,12 @@ def _pair_networks(ctx: Ctx) -> list[str]:
 
 
 def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
-    """``hz_gs (gid, oid, hit, crosses)``: gas segments in service × other segments in service
-    (networks of G03 and G04) within the largest horizontal limit of the gas pipe's class (+ both
-    radii); ``hit``: they meet; ``crosses``: their interiors cross. Once per scan (G03, G04)."""
+    """``hz_gs``: gas segments in service × other segments in service (networks of G03 and G04)
+    whose boxes come within the largest horizontal limit of the gas pipe's class (+ both radii),
+    with both segments' end points in degrees (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the
+    degree-space prefilters of G03 and the crossing test of G04, ``touch``: the boxes meet (only
+    such pairs can cross), ``simple``: both are straight two-point segments (the crossing test is
+    then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan."""
     if "hz_gs" in ctx.cache:
         return
     nets = _pair_networks(ctx)
@@ -226,19 +235,24 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)), 0) / 2000.0 FROM cim.pipe_segment "
                 "WHERE county_code = %s AND is_current AND network = ANY(%s)", (ctx.county, nets))
     params.update(nets=nets, rmax=float(cur.fetchone()[0]), dpm=ctx.frame.deg(1.0))
-    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, hit boolean, crosses boolean) ON COMMIT DROP")
+    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gburial text, onet text, "
+                "oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, ox0 float8, oy0 float8, ox1 float8, "
+                "oy1 float8) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
         cur.execute(f"""
             INSERT INTO hz_gs
             WITH g AS ({_gas(ctx, params)})
-            SELECT g.id, o.id, ST_Intersects(g.geom, o.geom), ST_Crosses(g.geom, o.geom)
+            SELECT g.id, o.id, o.geom && g.geom, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.burial_type,
+                   o.network, o.burial_type,
+                   ST_X(ST_StartPoint(g.geom)), ST_Y(ST_StartPoint(g.geom)), ST_X(ST_EndPoint(g.geom)),
+                   ST_Y(ST_EndPoint(g.geom)), ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
+                   ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
             FROM g JOIN hz_gsreach l ON l.cls = g.cls
-            JOIN cim.pipe_segment o ON ST_DWithin(o.geom, g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
+            JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
             WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
               AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
               AND (o.network <> 'RQ' OR o.id > g.id) {extra}
         """, params)
-    cur.execute("CREATE INDEX ON hz_gs (gid); ANALYZE hz_gs")
     ctx.cache["hz_gs"] = True
 
 
@@ -266,17 +280,25 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                   large=t["large"], cut=t["cut"], run=t["min_run_m"], touch=t["touch_m"],
                   cos_max=math.cos(math.radians(t["max_angle_deg"])),
                   cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat))
-    cur.execute(f"""
+    # degree-space prefilters, with margins far above the frame's distortion inside a county:
+    # directions within max_angle + 3°, a common stretch of at least min_run − 1 m, and the
+    # other pipe within reach of the gas pipe's line there
+    params["m"] = 1.0 / ctx.frame.deg(1.0) * 1.01
+    cur.execute("""
         CREATE TEMP TABLE hz_g03p ON COMMIT DROP AS
         SELECT p.gid, p.oid FROM hz_gs p
-        JOIN cim.pipe_segment g ON g.id = p.gid JOIN cim.pipe_segment o ON o.id = p.oid
         CROSS JOIN LATERAL (
-            SELECT (ST_X(ST_EndPoint(g.geom)) - ST_X(ST_StartPoint(g.geom))) * %(kx)s AS gx,
-                   ST_Y(ST_EndPoint(g.geom)) - ST_Y(ST_StartPoint(g.geom)) AS gy,
-                   (ST_X(ST_EndPoint(o.geom)) - ST_X(ST_StartPoint(o.geom))) * %(kx)s AS ox,
-                   ST_Y(ST_EndPoint(o.geom)) - ST_Y(ST_StartPoint(o.geom)) AS oy) v
-        WHERE NOT p.hit AND o.network = ANY(%(nets)s) AND {_not_burial('g', 'skip')} AND {_not_burial('o', 'skip')}
-          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * sqrt(v.gx ^ 2 + v.gy ^ 2) * sqrt(v.ox ^ 2 + v.oy ^ 2)
+            SELECT (p.gx1 - p.gx0) * %(kx)s AS gx, p.gy1 - p.gy0 AS gy,
+                   (p.ox1 - p.ox0) * %(kx)s AS ox, p.oy1 - p.oy0 AS oy,
+                   (p.ox0 - p.gx0) * %(kx)s AS ax, p.oy0 - p.gy0 AS ay,
+                   (p.ox1 - p.gx0) * %(kx)s AS bx, p.oy1 - p.gy0 AS by) v
+        CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
+        WHERE p.onet = ANY(%(nets)s) AND (p.gburial IS NULL OR NOT p.gburial = ANY(%(skip)s))
+          AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND n.lg > 0 AND n.lo > 0
+          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
+          AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
+              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
+              >= (%(run)s - 1.0) / %(m)s
     """, params)
     cur.execute("""
         CREATE TEMP TABLE hz_g03x ON COMMIT DROP AS
@@ -365,8 +387,8 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                                                                         r.params.get("networks") or [])],
         focusable=True, shares="hz_gs", weight=4)
 def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
-    """G04: where a gas pipe crosses another pipe in plan (interiors cross; touching ends do
-    not), each pipe's elevation is interpolated along it, moved from its reference (top / invert /
+    """G04: where a gas pipe crosses another pipe in plan (interiors cross; ends touching the
+    other pipe, within 1 mm, do not), each pipe's elevation is interpolated along it, moved from its reference (top / invert /
     centre) to the centre with its size, and the vertical clear distance outer wall to outer wall
     is compared with the GB 50289 vertical table (as ingest rule Q20 computes it)."""
     gas_segment_pairs(cur, ctx, rule)
@@ -375,7 +397,8 @@ def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
     params = ctx.base(rule)
     _lookup(cur, "hz_vlim", "pair text PRIMARY KEY, limit_m float8",
             [(str(k), float(val)) for k, val in (v.get("pairs") or {}).items()])
-    params.update(nets=nets, default_m=float(v["default_m"]))
+    # an end closer than 1 mm to the other pipe is a connection (T-junction), not a crossing
+    params.update(nets=nets, default_m=float(v["default_m"]), tol=ctx.frame.deg(0.001))
     centre = ("({a}.start_z + {t} * ({a}.end_z - {a}.start_z) + CASE {a}.z_ref WHEN 'invert' THEN {r} "
               "WHEN 'top' THEN -{r} ELSE 0 END)")
     inputs = ("jsonb_build_object('other_network', o.network, 'gas_centre_z', round(z.za::numeric, 3), "
@@ -383,28 +406,44 @@ def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
               "'other_diameter_mm', coalesce(o.diameter_mm, o.height_mm), 'gas_z_ref', g.z_ref, 'other_z_ref', o.z_ref, "
               "'pair', z.pair)")
     insert(cur, f"""
+        WITH c AS MATERIALIZED (
+            SELECT p.*, (p.gx1 - p.gx0) * (p.oy0 - p.gy0) - (p.gy1 - p.gy0) * (p.ox0 - p.gx0) AS d1,
+                   (p.gx1 - p.gx0) * (p.oy1 - p.gy0) - (p.gy1 - p.gy0) * (p.ox1 - p.gx0) AS d2,
+                   (p.ox1 - p.ox0) * (p.gy0 - p.oy0) - (p.oy1 - p.oy0) * (p.gx0 - p.ox0) AS d3,
+                   (p.ox1 - p.ox0) * (p.gy1 - p.oy0) - (p.oy1 - p.oy0) * (p.gx1 - p.ox0) AS d4,
+                   sqrt((p.gx1 - p.gx0) ^ 2 + (p.gy1 - p.gy0) ^ 2) AS lg, sqrt((p.ox1 - p.ox0) ^ 2 + (p.oy1 - p.oy0) ^ 2) AS lo
+            FROM hz_gs p WHERE p.touch AND p.onet = ANY(%(nets)s)),
+        x AS MATERIALIZED (
+            SELECT c.gid, c.oid,
+                   CASE WHEN c.simple THEN ST_SetSRID(ST_MakePoint(c.gx0 + (c.gx1 - c.gx0) * c.d3 / (c.d3 - c.d4),
+                                                                   c.gy0 + (c.gy1 - c.gy0) * c.d3 / (c.d3 - c.d4)), 4490)
+                        ELSE ST_Centroid(ST_Intersection(g.geom, o.geom)) END AS pt
+            FROM c JOIN cim.pipe_segment g ON g.id = c.gid JOIN cim.pipe_segment o ON o.id = c.oid
+            WHERE g.start_z IS NOT NULL AND g.end_z IS NOT NULL AND o.start_z IS NOT NULL AND o.end_z IS NOT NULL
+              AND CASE WHEN c.simple THEN c.d1 * c.d2 < 0 AND c.d3 * c.d4 < 0
+                                          AND least(abs(c.d1), abs(c.d2)) > %(tol)s * c.lg
+                                          AND least(abs(c.d3), abs(c.d4)) > %(tol)s * c.lo
+                       ELSE ST_Crosses(g.geom, o.geom) END),
+        z AS MATERIALIZED (
+            SELECT x.*, zz.za, zz.zb, zz.pair, round((abs(zz.za - zz.zb) - zz.ra - zz.rb)::numeric, 3)::float8 AS clear
+            FROM x JOIN cim.pipe_segment g ON g.id = x.gid JOIN cim.pipe_segment o ON o.id = x.oid
+            CROSS JOIN LATERAL (
+                SELECT {centre.format(a='g', t='f.ta', r='f.ra')} AS za, {centre.format(a='o', t='f.tb', r='f.rb')} AS zb,
+                       f.ra, f.rb, least(g.network, o.network) || '-' || greatest(g.network, o.network) AS pair
+                FROM (SELECT ST_LineLocatePoint(g.geom, x.pt) AS ta, ST_LineLocatePoint(o.geom, x.pt) AS tb,
+                             coalesce(g.diameter_mm, g.height_mm, 0) / 2000.0 AS ra,
+                             coalesce(o.diameter_mm, o.height_mm, 0) / 2000.0 AS rb OFFSET 0) f) zz)
         SELECT NULL::text AS grade,
                jsonb_build_array({ref_sql('pipe_segment', 'g')}, {ref_sql('pipe_segment', 'o')}) AS refs,
                ARRAY[{key_sql('pipe_segment', 'g')}, {key_sql('pipe_segment', 'o')}] AS keys,
-               x.pt AS geom, x.pt AS marker, z.clear AS measured,
-               {evidence_sql('z.clear', 'z.limit_m', 'm', '>=', inputs)} AS evidence,
+               z.pt AS geom, z.pt AS marker, z.clear AS measured,
+               {evidence_sql('z.clear', 'l.limit_m', 'm', '>=', inputs)} AS evidence,
                format('%%s：燃气管段 %%s 与 %%s 管段 %%s 交叉处垂直净距 %%s m，要求 ≥ %%s m', %(rule_zh)s::text,
                       {code_sql('pipe_segment', 'g')}, o.network, {code_sql('pipe_segment', 'o')}, z.clear,
-                      z.limit_m) AS title,
+                      l.limit_m) AS title,
                coalesce(g.road, o.road) AS location, NULL::text AS community_code
-        FROM hz_gs p JOIN cim.pipe_segment g ON g.id = p.gid JOIN cim.pipe_segment o ON o.id = p.oid
-        CROSS JOIN LATERAL (SELECT ST_Centroid(ST_Intersection(g.geom, o.geom)) AS pt) x0
-        CROSS JOIN LATERAL (SELECT x0.pt, ST_LineLocatePoint(g.geom, x0.pt) AS ta,
-                                   ST_LineLocatePoint(o.geom, x0.pt) AS tb,
-                                   coalesce(g.diameter_mm, g.height_mm, 0) / 2000.0 AS ra,
-                                   coalesce(o.diameter_mm, o.height_mm, 0) / 2000.0 AS rb) x
-        CROSS JOIN LATERAL (
-            SELECT zz.za, zz.zb, zz.pair,
-                   round((abs(zz.za - zz.zb) - x.ra - x.rb)::numeric, 3)::float8 AS clear,
-                   coalesce((SELECT l.limit_m FROM hz_vlim l WHERE l.pair = zz.pair), %(default_m)s) AS limit_m
-            FROM (SELECT {centre.format(a='g', t='x.ta', r='x.ra')} AS za, {centre.format(a='o', t='x.tb', r='x.rb')} AS zb,
-                         least(g.network, o.network) || '-' || greatest(g.network, o.network) AS pair) zz) z
-        WHERE p.crosses AND o.network = ANY(%(nets)s)
-          AND g.start_z IS NOT NULL AND g.end_z IS NOT NULL AND o.start_z IS NOT NULL AND o.end_z IS NOT NULL
-          AND z.clear < z.limit_m
+        FROM z JOIN cim.pipe_segment g ON g.id = z.gid JOIN cim.pipe_segment o ON o.id = z.oid
+        CROSS JOIN LATERAL (SELECT coalesce((SELECT v.limit_m FROM hz_vlim v WHERE v.pair = z.pair), %(default_m)s)
+                            AS limit_m) l
+        WHERE z.clear < l.limit_m
     """, params)
