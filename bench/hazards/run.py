@@ -98,8 +98,13 @@ def main() -> None:
 
         report, out["full_scan_s"] = timed(svc.run_scan, synth.COUNTY)
         out["full_scan"] = {k: {"findings": c.findings, "seconds": c.seconds} for k, c in report.rules.items()}
+        out["full_scan_phases"] = report.phases
         out["findings"] = report.totals()["findings"]
+        print(f"# full scan phases {report.phases}", file=sys.stderr)
         again, out["full_rescan_s"] = timed(svc.run_scan, synth.COUNTY)
+        out["full_rescan_phases"] = again.phases
+        out["full_rescan"] = {k: c.seconds for k, c in again.rules.items()}
+        print(f"# full rescan phases {again.phases}", file=sys.stderr)
         assert again.totals()["new"] == 0 and again.totals()["updated"] == 0, again.totals()
         print(f"# full scan {out['full_scan_s']} s ({out['findings']} findings), again {out['full_rescan_s']} s",
               file=sys.stderr)
@@ -130,6 +135,7 @@ def main() -> None:
                                                         delivery_id=delivery)
         out["rescan"] = {k: {"mode": c.mode, "new": c.new, "updated": c.updated, "cleared": c.cleared,
                              "seconds": c.seconds} for k, c in report.rules.items()}
+        out["rescan_phases"] = report.phases
         print(f"# rescan after a gas delivery {out['rescan_after_delivery_s']} s: {report.totals()}", file=sys.stderr)
         svc.close()
         conn.close()

@@ -69,6 +69,7 @@ class ScanReport:
     seconds: float = 0.0
     frame: str = ""
     rules: dict[str, RuleCounts] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)   # seconds: plan, rules, findings, reconcile, write
 
     def totals(self) -> dict[str, int]:
         """Sums over the rules."""
@@ -142,24 +143,35 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
             cur.execute(FIND_DDL + changes.DDL)
             ctx = Ctx(county, frame, year, ruleset)
             report.frame = f"EPSG:{frame.srid} {frame.proj}" if frame.srid < 600000 else frame.proj
+            clock = time.monotonic()
+            report.phases["frame"] = round(clock - started, 3)
             plan = _plan(cur, ctx, rules, methods, incremental)
+            clock = _lap(report, "plan", clock)
             for rule in rules:
                 report.rules.setdefault(rule.id, RuleCounts()).mode = plan[rule.id]["mode"]
             run = [r for r in rules if plan[r.id]["mode"] != "skip"]
             whole = [r for r in run if plan[r.id]["mode"] == "full"]
-            groups = partition(whole, methods, workers if connect is not None and not frame.new else 1)
-            local = groups[0] + [r for r in run if plan[r.id]["mode"] == "focus"]
+            focus = [r for r in run if plan[r.id]["mode"] == "focus"]
+            n = workers if connect is not None and not frame.new else 1
+            groups = partition(whole, methods, n)
+            shards = len(groups) if len(groups) > 1 and any(methods[r.method].shardable for r in whole) else 0
             with ThreadPoolExecutor(max(1, len(groups) - 1), thread_name_prefix="hz-scan") as pool:
-                remote = [pool.submit(_run_elsewhere, connect, ctx, g, methods, timeout_s) for g in groups[1:]]
-                _run_here(cur, ctx, local, methods, report)
+                remote = [pool.submit(_run_elsewhere, connect, ctx, g, methods, timeout_s,
+                                      (k, shards) if shards else None) for k, g in enumerate(groups) if k > 0]
+                here = Ctx(county, frame, year, ruleset, ctx.clearances, ctx.aging, shard=(0, shards)) if shards else ctx
+                _run_here(cur, here, groups[0], methods, report)
+                _run_here(cur, ctx, focus, methods, report)
                 for fut in remote:
                     data, seconds = fut.result()
                     cur.copy_expert(f"COPY hz_find ({', '.join(FIND_COLUMNS)}) FROM STDIN", data)
                     for rule_id, sec in seconds.items():
-                        report.rules[rule_id].seconds = sec
+                        report.rules[rule_id].seconds = max(report.rules[rule_id].seconds, sec)
+            clock = _lap(report, "rules", clock)
             if run:
                 _finish_findings(cur, county)
+                clock = _lap(report, "findings", clock)
                 _reconcile(cur, ctx, run, plan, report, actor=actor, dry_run=dry_run)
+                clock = _lap(report, "reconcile", clock)
             if not dry_run:
                 for rule in run:
                     changes.record(cur, county, rule.id, plan[rule.id]["now"])
@@ -168,6 +180,7 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
             conn.rollback()
         else:
             conn.commit()
+        _lap(report, "commit", clock)
     except BaseException:
         conn.rollback()
         raise
@@ -176,15 +189,26 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
     return report
 
 
+def _lap(report: ScanReport, phase: str, since: float) -> float:
+    now = time.monotonic()
+    report.phases[phase] = round(now - since, 3)
+    return now
+
+
 def partition(rules: list[config.Rule], methods: dict, workers: int) -> list[list[config.Rule]]:
-    """Spread rules over ``workers`` connections: rules sharing a candidate table form one unit,
-    units go heaviest first to the lightest connection. The first group runs on the scan's own
-    connection; it is never empty."""
+    """Spread whole-county rules over ``workers`` connections. Shardable rules (the gas pair
+    rules) go to every connection, each evaluating its share of the gas segments; the other rules
+    form units (rules sharing a candidate table stay together) that go heaviest first to the
+    lightest connection. The first group runs on the scan's own connection."""
+    split = [r for r in rules if methods[r.method].shardable]
     units: dict[str, list[config.Rule]] = {}
     for r in rules:
-        units.setdefault(methods[r.method].shares or f"rule:{r.id}", []).append(r)
-    bins: list[list[config.Rule]] = [[] for _ in range(max(1, min(workers, len(units))))]
-    load = [0.0] * len(bins)
+        if not methods[r.method].shardable:
+            units.setdefault(methods[r.method].shares or f"rule:{r.id}", []).append(r)
+    count = max(1, min(workers, len(units) + (workers if split else 0)))
+    bins: list[list[config.Rule]] = [list(split) for _ in range(count)]
+    each = sum(methods[r.method].weight for r in split) / count
+    load = [each] * count
     for unit in sorted(units.values(), key=lambda u: -sum(methods[r.method].weight for r in u)):
         i = load.index(min(load))
         bins[i].extend(unit)
@@ -201,7 +225,7 @@ def _run_here(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rule
 
 
 def _run_elsewhere(connect: Callable[[], psycopg2.extensions.connection], ctx: Ctx, rules: list[config.Rule],
-                   methods: dict, timeout_s: int) -> tuple[io.StringIO, dict[str, float]]:
+                   methods: dict, timeout_s: int, shard: tuple[int, int] | None) -> tuple[io.StringIO, dict[str, float]]:
     """Run whole-county rules on another connection; returns their findings (COPY text) and
     seconds per rule. Nothing is written there: its temporary tables go with its rollback."""
     conn = connect()
@@ -211,7 +235,7 @@ def _run_elsewhere(connect: Callable[[], psycopg2.extensions.connection], ctx: C
         with conn.cursor() as cur:
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_s) * 1000),))
             cur.execute(FIND_DDL + changes.DDL)
-            mine = Ctx(ctx.county, ctx.frame, ctx.year, ctx.rules, ctx.clearances, ctx.aging)
+            mine = Ctx(ctx.county, ctx.frame, ctx.year, ctx.rules, ctx.clearances, ctx.aging, shard=shard)
             for rule in rules:
                 t0 = time.monotonic()
                 methods[rule.method].run(cur, mine, rule)

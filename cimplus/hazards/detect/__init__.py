@@ -50,6 +50,7 @@ class Ctx:
     aging: dict[str, Any] = field(default_factory=standards.aging)
     focus: dict[str, set[str]] = field(default_factory=dict)   # rule id → scopes with focus rows
     cache: dict[str, Any] = field(default_factory=dict)          # temp tables shared by rules of one scan
+    shard: tuple[int, int] | None = None   # (k, n): this connection evaluates the gas segments with id % n = k
 
     def base(self, rule: Rule) -> dict[str, Any]:
         """Bound values every statement of a rule uses."""
@@ -70,17 +71,18 @@ class Method:
     focusable: bool = False
     shares: str | None = None   # methods sharing a candidate table run on the same connection
     weight: float = 0.5         # relative cost of a whole-county run (to spread rules over connections)
+    shardable: bool = False     # a whole-county run may be split over connections by gas segment id
 
 
 METHODS: dict[str, Method] = {}
 
 
 def method(name: str, inputs: Callable[[Rule], list[str]], focusable: bool = False, shares: str | None = None,
-           weight: float = 0.5) -> Callable[[Runner], Runner]:
+           weight: float = 0.5, shardable: bool = False) -> Callable[[Runner], Runner]:
     """Register an evaluation method under ``name`` (the ``method`` of rules.yaml)."""
 
     def deco(fn: Runner) -> Runner:
-        METHODS[name] = Method(name, fn, inputs, focusable, shares, weight)
+        METHODS[name] = Method(name, fn, inputs, focusable, shares, weight, shardable)
         return fn
 
     return deco

@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg2.extensions
 
 from cimplus.hazards.config import Rule
-from cimplus.hazards.detect import Ctx, evidence_sql, insert, method
+from cimplus.hazards.detect import Ctx, evidence_sql, insert, method, variants
 from cimplus.hazards.facility import code_sql, key_sql, ref_sql
 
 _PS = ("SELECT s.*, CASE WHEN s.flow_dir = -1 THEN s.end_point_id ELSE s.start_point_id END AS up, "
@@ -27,7 +27,7 @@ _PS = ("SELECT s.*, CASE WHEN s.flow_dir = -1 THEN s.end_point_id ELSE s.start_p
 _NODES = ("SELECT p.* FROM cim.pipe_point p WHERE p.county_code = %(county)s AND p.is_current AND p.network = 'PS'")
 
 
-@method("reverse_slope", inputs=lambda r: ["pipe_segment:PS"])
+@method("reverse_slope", inputs=lambda r: ["pipe_segment:PS"], focusable=True)
 def reverse_slope(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """D01: the elevation rises along the flow by more than ``tolerance_m`` (the offset between a
     segment's reference and its invert is the same at both ends, so any reference serves)."""
@@ -35,8 +35,9 @@ def reverse_slope(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None
     params["tol"] = float(rule.params.get("tolerance_m", 0.01))
     inputs = ("jsonb_build_object('upstream', s.no_up, 'downstream', s.no_down, 'z_up', s.z_up, 'z_down', s.z_down, "
               "'z_ref', s.z_ref, 'flow_dir', s.flow_dir, 'tolerance_m', %(tol)s)")
+    [extra] = variants(ctx, rule, {"s": ["pipe_segment:PS"]}, params)
     insert(cur, f"""
-        WITH s AS ({_PS})
+        WITH s AS ({_PS}{extra})
         SELECT NULL::text AS grade, jsonb_build_array({ref_sql('pipe_segment', 's')}) AS refs,
                ARRAY[{key_sql('pipe_segment', 's')}] AS keys, s.geom AS geom,
                ST_LineInterpolatePoint(s.geom, 0.5) AS marker, x.rise AS measured,
@@ -113,7 +114,7 @@ def cross_connection(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> N
     """, params)
 
 
-@method("outfall_backflow", inputs=lambda r: ["pipe_point:PS"])
+@method("outfall_backflow", inputs=lambda r: ["pipe_point:PS"], focusable=True)
 def outfall_backflow(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """D04: an outfall whose invert lies below the receiving water (the first recorded level of
     ``levels``: normal, then flood) and that has no flap gate recorded (拍门 not 是)."""
@@ -123,6 +124,7 @@ def outfall_backflow(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> N
     levels = [v for v in levels if v in allowed] or ["normal_water_z"]
     level = "coalesce(" + ", ".join(f"p.{v}" for v in levels) + ")"
     basis = "CASE " + " ".join(f"WHEN p.{v} IS NOT NULL THEN '{v}'" for v in levels) + " END"
+    [extra] = variants(ctx, rule, {"p": ["pipe_point:PS"]}, params)
     inputs = (f"jsonb_build_object('invert_z', p.invert_z, 'level_basis', {basis}, 'normal_water_z', p.normal_water_z, "
               "'flood_water_z', p.flood_water_z, 'flap_gate', p.flap_gate, 'receiving_water', p.receiving_water)")
     insert(cur, f"""
@@ -135,16 +137,17 @@ def outfall_backflow(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> N
                p.road AS location, NULL::text AS community_code
         FROM ({_NODES}) p
         CROSS JOIN LATERAL (SELECT round(({level} - p.invert_z)::numeric, 3)::float8 AS below) x
-        WHERE p.node_type = 'outfall' AND p.invert_z IS NOT NULL AND x.below > 0 AND p.flap_gate IS NOT TRUE
+        WHERE p.node_type = 'outfall' AND p.invert_z IS NOT NULL AND x.below > 0 AND p.flap_gate IS NOT TRUE {extra}
     """, params)
 
 
-@method("manhole_safety", inputs=lambda r: ["pipe_point:PS"])
+@method("manhole_safety", inputs=lambda r: ["pipe_point:PS"], focusable=True)
 def manhole_safety(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """D06: a manhole whose cover is recorded missing (井盖规格 in ``missing_cover_values``) →
     ``missing_cover``; one recorded without an anti-fall net (防坠网 否) → ``no_anti_fall_net``."""
     params = ctx.base(rule)
     params["missing"] = [str(v) for v in (rule.params.get("missing_cover_values") or [])]
+    [extra] = variants(ctx, rule, {"p": ["pipe_point:PS"]}, params)
     inputs = "jsonb_build_object('kinds', k.kinds, 'well_cover', p.well_cover, 'anti_fall_net', p.anti_fall_net)"
     insert(cur, f"""
         SELECT CASE WHEN 'missing_cover' = ANY(k.kinds) THEN 'missing_cover' ELSE 'no_anti_fall_net' END AS grade,
@@ -159,5 +162,5 @@ def manhole_safety(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> Non
         CROSS JOIN LATERAL (
             SELECT array_remove(ARRAY[CASE WHEN trim(p.well_cover) = ANY(%(missing)s) THEN 'missing_cover' END,
                                       CASE WHEN p.anti_fall_net IS FALSE THEN 'no_anti_fall_net' END], NULL) AS kinds) k
-        WHERE (p.node_type = 'manhole' OR p.appurtenance = '检查井') AND cardinality(k.kinds) > 0
+        WHERE (p.node_type = 'manhole' OR p.appurtenance = '检查井') AND cardinality(k.kinds) > 0 {extra}
     """, params)

@@ -36,11 +36,16 @@ def _classes(ctx: Ctx, params: dict[str, Any]) -> str:
             "CASE WHEN s.pressure_class = ANY(%(classes)s) THEN s.pressure_class END, %(unknown_class)s)")
 
 
-def _gas(ctx: Ctx, params: dict[str, Any]) -> str:
-    """Current gas segments of the county in service, with outer radius ``r`` (m) and ``cls``."""
-    return (f"SELECT s.*, coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {_classes(ctx, params)} AS cls "
-            "FROM cim.pipe_segment s WHERE s.county_code = %(county)s AND s.is_current AND s.network = 'RQ' "
-            "AND (s.status IS NULL OR NOT s.status = ANY(%(skip_status)s))")
+def _gas(ctx: Ctx, params: dict[str, Any], columns: str = "") -> str:
+    """Current gas segments of the county in service, with outer radius ``r`` (m) and ``cls``
+    (and ``columns``); only this connection's share of them when the scan is sharded."""
+    shard = ""
+    if ctx.shard:
+        params.update(shard_k=ctx.shard[0], shard_n=ctx.shard[1])
+        shard = " AND s.id %% %(shard_n)s = %(shard_k)s"
+    return (f"SELECT s.*, coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {_classes(ctx, params)} AS cls"
+            f"{columns} FROM cim.pipe_segment s WHERE s.county_code = %(county)s AND s.is_current "
+            f"AND s.network = 'RQ' AND (s.status IS NULL OR NOT s.status = ANY(%(skip_status)s)){shard}")
 
 
 def _not_burial(alias: str, param: str) -> str:
@@ -103,7 +108,7 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
 
 
 @method("gas_under_building", inputs=lambda r: ["pipe_segment:RQ", "building"], focusable=True, shares="hz_gb",
-        weight=6)
+        weight=6, shardable=True)
 def gas_under_building(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G01: a gas segment (not aerial) whose centre line runs under a building footprint; the
     finding is the part under the footprint, measured as its length."""
@@ -136,7 +141,7 @@ def gas_under_building(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
 
 
 @method("gas_building_clearance", inputs=lambda r: ["pipe_segment:RQ", "building"], focusable=True,
-        shares="hz_gb", weight=2)
+        shares="hz_gb", weight=2, shardable=True)
 def gas_building_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G02: the outer wall of a gas pipe closer to a building footprint than its pressure class
     allows (GB 50028 表6.3.3-1); a reduction applies only where the record qualifies (its wall
@@ -235,18 +240,18 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)), 0) / 2000.0 FROM cim.pipe_segment "
                 "WHERE county_code = %s AND is_current AND network = ANY(%s)", (ctx.county, nets))
     params.update(nets=nets, rmax=float(cur.fetchone()[0]), dpm=ctx.frame.deg(1.0))
+    gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
+              "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
     cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gburial text, onet text, "
                 "oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, ox0 float8, oy0 float8, ox1 float8, "
                 "oy1 float8) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
         cur.execute(f"""
             INSERT INTO hz_gs
-            WITH g AS ({_gas(ctx, params)})
-            SELECT g.id, o.id, o.geom && g.geom, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.burial_type,
-                   o.network, o.burial_type,
-                   ST_X(ST_StartPoint(g.geom)), ST_Y(ST_StartPoint(g.geom)), ST_X(ST_EndPoint(g.geom)),
-                   ST_Y(ST_EndPoint(g.geom)), ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
-                   ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)})
+            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.burial_type,
+                   o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
+                   ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
             FROM g JOIN hz_gsreach l ON l.cls = g.cls
             JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
             WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
@@ -258,7 +263,7 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
 
 @method("gas_parallel_clearance", inputs=lambda r: ["pipe_segment:RQ", *(f"pipe_segment:{n}" for n in
                                                                         r.params.get("networks") or [])],
-        focusable=True, shares="hz_gs", weight=14)
+        focusable=True, shares="hz_gs", weight=14, shardable=True)
 def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G03: a gas pipe and another pipe running parallel (directions at most ``max_angle_deg``
     apart, a common stretch of ``min_run_m``) closer than the horizontal table along at least
@@ -305,10 +310,10 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
         SELECT s.id, s.network, s.burial_type, coalesce(s.diameter_mm, s.width_mm) AS dn,
                coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, ST_X(t.a) AS sx, ST_Y(t.a) AS sy,
                ST_X(t.b) AS ex, ST_Y(t.b) AS ey
-        FROM cim.pipe_segment s
+        FROM (SELECT gid AS id FROM hz_g03p UNION SELECT oid FROM hz_g03p) ids
+        JOIN LATERAL (SELECT * FROM cim.pipe_segment x WHERE x.id = ids.id) s ON true
         CROSS JOIN LATERAL (SELECT ST_Transform(ST_StartPoint(s.geom), %(srid)s) AS a,
-                                   ST_Transform(ST_EndPoint(s.geom), %(srid)s) AS b) t
-        WHERE s.id IN (SELECT gid FROM hz_g03p UNION SELECT oid FROM hz_g03p);
+                                   ST_Transform(ST_EndPoint(s.geom), %(srid)s) AS b) t;
         CREATE UNIQUE INDEX ON hz_g03x (id); ANALYZE hz_g03x; ANALYZE hz_g03p
     """, params)
     cls_sql = _classes(ctx, params).replace("s.pressure_class", "gs.pressure_class")
@@ -385,7 +390,7 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
 
 @method("gas_crossing_clearance", inputs=lambda r: ["pipe_segment:RQ", *(f"pipe_segment:{n}" for n in
                                                                         r.params.get("networks") or [])],
-        focusable=True, shares="hz_gs", weight=4)
+        focusable=True, shares="hz_gs", weight=4, shardable=True)
 def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G04: where a gas pipe crosses another pipe in plan (interiors cross; ends touching the
     other pipe, within 1 mm, do not), each pipe's elevation is interpolated along it, moved from its reference (top / invert /

@@ -12,7 +12,7 @@ import psycopg2.extensions
 from cim.db import quote_ident
 from cim.errors import ConfigError
 from cimplus.hazards.config import Rule
-from cimplus.hazards.detect import Ctx, evidence_sql, insert, method
+from cimplus.hazards.detect import Ctx, evidence_sql, insert, method, variants
 from cimplus.hazards.facility import code_sql, key_sql, ref_sql
 
 
@@ -44,7 +44,7 @@ def road_polygons(cur: psycopg2.extensions.cursor, ctx: Ctx) -> str | None:
     return f"cim.{quote_ident(roads.table)}"
 
 
-@method("cover_depth", inputs=lambda r: [f"pipe_segment:{r.params.get('network')}"])
+@method("cover_depth", inputs=lambda r: [f"pipe_segment:{r.params.get('network')}"], focusable=True)
 def cover_depth(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G05 / D09: cover from the ground to the pipe's outer top, at both ends, below the minimum
     of the cover table. The depth at an end (埋深, to the segment's elevation reference) is the
@@ -75,8 +75,9 @@ def cover_depth(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
               "'start_cover_m', c.c0, 'end_cover_m', c.c1, 'start_depth', s.start_depth, 'end_depth', s.end_depth, "
               "'z_ref', s.z_ref, 'diameter_mm', coalesce(s.diameter_mm, s.height_mm), "
               "'pressure_class', s.pressure_class, 'burial_type', s.burial_type)")
+    [extra] = variants(ctx, rule, {"s": [f"pipe_segment:{net}"]}, params)
     insert(cur, f"""
-        WITH s AS ({segs})
+        WITH s AS ({segs}{extra})
         SELECT NULL::text AS grade, jsonb_build_array({ref_sql('pipe_segment', 's')}) AS refs,
                ARRAY[{key_sql('pipe_segment', 's')}] AS keys, s.geom AS geom,
                CASE WHEN c.c1 IS NULL OR c.c0 <= c.c1 THEN ST_StartPoint(s.geom) ELSE ST_EndPoint(s.geom) END AS marker,
@@ -99,7 +100,7 @@ def cover_depth(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """, params)
 
 
-@method("aging", inputs=lambda r: [f"pipe_segment:{r.params.get('network')}"])
+@method("aging", inputs=lambda r: [f"pipe_segment:{r.params.get('network')}"], focusable=True)
 def aging(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G06 / W01 / H01 / D10: 22号 renewal criteria per network (aging.yaml). A material renewed
     whatever its age → grade ``material``; age (reference year − install year) at least
@@ -118,8 +119,9 @@ def aging(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     covered = "(%(any_material)s OR s.material = ANY(%(materials)s) OR s.material IS NULL)"
     inputs = ("jsonb_build_object('criterion', a.grade, 'material', s.material, 'install_year', s.install_year, "
               "'age_years', %(year)s - s.install_year, 'reference_year', %(year)s, 'min_years', %(min_years)s)")
+    [extra] = variants(ctx, rule, {"s": [f"pipe_segment:{net}"]}, params)
     insert(cur, f"""
-        WITH s AS ({segs})
+        WITH s AS ({segs}{extra})
         SELECT a.grade, jsonb_build_array({ref_sql('pipe_segment', 's')}) AS refs,
                ARRAY[{key_sql('pipe_segment', 's')}] AS keys, s.geom AS geom,
                ST_LineInterpolatePoint(s.geom, 0.5) AS marker,

@@ -151,12 +151,14 @@ def test_numbers_are_consecutive_per_county_and_year(plant, hz_conn, county, run
     assert sorted(e["number"] for e in entries(hz_conn, county)) == [f"{county}-{year}-{i:05d}" for i in range(1, 6)]
 
 
-def _gas_delivery(plant, hz_conn, *, moved: float = 0.0):
-    """A gas delivery: 20 segments along y = −1.3 (one moved by ``moved`` m) and one far away."""
+def _gas_delivery(plant, hz_conn, *, moved: float = 0.0, grey: int | None = None):
+    """A gas delivery: 20 segments along y = −1.3 (segment 3 moved by ``moved`` m, segment
+    ``grey`` of grey cast iron)."""
     plant.new_delivery(["pipe_segment:RQ", "pipe_point:RQ"])
     for i in range(20):
         y = -1.3 - (moved if i == 3 else 0.0)
-        plant.segment("RQ", (i * 30.0, y), (i * 30.0 + 30, y), start_exp_no=f"G{i}", end_exp_no=f"G{i + 1}", **GAS)
+        plant.segment("RQ", (i * 30.0, y), (i * 30.0 + 30, y), start_exp_no=f"G{i}", end_exp_no=f"G{i + 1}",
+                      **{**GAS, "material": "ZT-HK" if i == grey else GAS["material"]})
     plant.make_current(["pipe_segment:RQ", "pipe_point:RQ"])
     hz_conn.commit()
 
@@ -174,12 +176,13 @@ def test_incremental_rescans_follow_deliveries(plant, hz_conn, county, run_scan)
     assert {c.mode for c in again.rules.values()} == {"skip"} and again.totals()["findings"] == 0
     before = {e["rule_key"]: e for e in entries(hz_conn, county)}
 
-    _gas_delivery(plant, hz_conn, moved=0.1)                             # re-survey: one segment 0.1 m further off
-    report = run_scan(incremental=True)
+    _gas_delivery(plant, hz_conn, moved=0.1, grey=7)                     # re-survey: one segment 0.1 m further off,
+    report = run_scan(incremental=True)                                  # one found to be grey cast iron
     assert report.rules["G02"].mode == "focus" and report.rules["G01"].mode == "focus"
-    assert report.rules["B01"].mode == "skip" and report.rules["G06"].mode == "full"
-    assert counts(report, "G02") == (0, 1, 0, 0)                          # only the moved segment was evaluated
-    after = {e["rule_key"]: e for e in entries(hz_conn, county)}
+    assert report.rules["B01"].mode == "skip" and report.rules["G06"].mode == "focus"
+    assert counts(report, "G02") == (0, 1, 1, 0)                          # only the two changed segments evaluated
+    assert counts(report, "G06") == (1, 0, 0, 0)
+    after = {e["rule_key"]: e for e in entries(hz_conn, county) if e["rule_id"] != "G06"}
     assert set(after) == set(before)
     changed = [k for k in after if after[k]["evidence"] != before[k]["evidence"]]
     assert len(changed) == 1 and after[changed[0]]["evidence"]["measured"] == 1.3
@@ -190,4 +193,9 @@ def test_incremental_rescans_follow_deliveries(plant, hz_conn, county, run_scan)
                     "AND NOT s.is_current", (county,))
         assert cur.fetchone()[0] == 0
     hz_conn.rollback()
-    assert run_scan().totals()["updated"] == 0                           # a whole scan agrees with the focused one
+    whole = run_scan()                                                    # a whole scan agrees with the focused one
+    assert whole.totals()["updated"] == 0 and whole.totals()["new"] == 0 and whole.totals()["cleared"] == 0
+
+    _gas_delivery(plant, hz_conn)                                         # back as first delivered: G06 cleared,
+    report = run_scan(incremental=True)                                   # G02 back to 1.2 m
+    assert counts(report, "G06") == (0, 0, 0, 1) and counts(report, "G02") == (0, 1, 1, 0)
