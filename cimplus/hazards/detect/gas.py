@@ -305,10 +305,11 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
               - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
               >= (%(run)s - 1.0) / %(m)s
     """, params)
-    cur.execute("""
+    cls_sql = _classes(ctx, params)
+    cur.execute(f"""
         CREATE TEMP TABLE hz_g03x ON COMMIT DROP AS
         SELECT s.id, s.network, s.burial_type, coalesce(s.diameter_mm, s.width_mm) AS dn,
-               coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, ST_X(t.a) AS sx, ST_Y(t.a) AS sy,
+               coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {cls_sql} AS cls, ST_X(t.a) AS sx, ST_Y(t.a) AS sy,
                ST_X(t.b) AS ex, ST_Y(t.b) AS ey
         FROM (SELECT gid AS id FROM hz_g03p UNION SELECT oid FROM hz_g03p) ids
         JOIN LATERAL (SELECT * FROM cim.pipe_segment x WHERE x.id = ids.id) s ON true
@@ -316,47 +317,47 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                                    ST_Transform(ST_EndPoint(s.geom), %(srid)s) AS b) t;
         CREATE UNIQUE INDEX ON hz_g03x (id); ANALYZE hz_g03x; ANALYZE hz_g03p
     """, params)
-    cls_sql = _classes(ctx, params).replace("s.pressure_class", "gs.pressure_class")
-    cur.execute(f"""
+    # one pass over the pairs; each LATERAL step is evaluated once per pair (OFFSET 0) and drops
+    # the pair as soon as a condition of the parallel run fails
+    cur.execute("""
         CREATE TEMP TABLE hz_g03m ON COMMIT DROP AS
-        WITH a AS MATERIALIZED (
-            SELECT p.gid, p.oid, i.sx, i.sy, i.ex, i.ey, i.r AS ri, i.dn AS dni, j.network AS onet,
-                   j.burial_type AS oburial, j.sx AS jsx, j.sy AS jsy, j.ex AS jex, j.ey AS jey, j.r AS rj,
-                   j.dn AS dnj, {cls_sql} AS cls,
-                   sqrt((i.ex - i.sx) ^ 2 + (i.ey - i.sy) ^ 2) AS len_i, sqrt((j.ex - j.sx) ^ 2 + (j.ey - j.sy) ^ 2) AS len_j
-            FROM hz_g03p p JOIN hz_g03x i ON i.id = p.gid JOIN hz_g03x j ON j.id = p.oid
-            JOIN cim.pipe_segment gs ON gs.id = p.gid),
-        b AS MATERIALIZED (
-            SELECT a.*, (a.ex - a.sx) / a.len_i AS ux, (a.ey - a.sy) / a.len_i AS uy FROM a
-            WHERE a.len_i > 0 AND a.len_j > 0),
-        c AS MATERIALIZED (
-            SELECT b.*, abs(b.ux * (b.jex - b.jsx) + b.uy * (b.jey - b.jsy)) / b.len_j AS cos,
-                   (b.jsx - b.sx) * b.ux + (b.jsy - b.sy) * b.uy AS t0,
-                   (b.jex - b.sx) * b.ux + (b.jey - b.sy) * b.uy AS t1,
-                   b.ux * (b.jsy - b.sy) - b.uy * (b.jsx - b.sx) AS n0,
-                   b.ux * (b.jey - b.sy) - b.uy * (b.jex - b.sx) AS n1
-            FROM b),
-        d AS MATERIALIZED (
-            SELECT c.*, greatest(0.0, least(c.t0, c.t1)) AS lo, least(c.len_i, greatest(c.t0, c.t1)) AS hi
-            FROM c WHERE c.cos >= %(cos_max)s AND c.t1 <> c.t0),
-        e AS MATERIALIZED (
-            SELECT d.*, abs(d.n0 + (d.lo - d.t0) * (d.n1 - d.n0) / (d.t1 - d.t0)) AS o_lo,
-                   abs(d.n0 + (d.hi - d.t0) * (d.n1 - d.n0) / (d.t1 - d.t0)) AS o_hi,
-                   CASE WHEN d.onet = 'RQ' THEN CASE WHEN greatest(d.dni, d.dnj) > %(cut)s THEN %(large)s ELSE %(small)s END
-                        ELSE coalesce((SELECT l.limit_m FROM hz_gslim l WHERE l.cls = d.cls AND l.net = d.onet
-                                         AND l.conduit AND d.oburial = ANY(%(conduit_types)s)),
-                                      (SELECT l.limit_m FROM hz_gslim l WHERE l.cls = d.cls AND l.net = d.onet
-                                         AND NOT l.conduit)) END AS limit_m
-            FROM d WHERE d.hi - d.lo >= %(run)s),
-        f AS MATERIALIZED (
-            SELECT e.*, round((e.o_lo - e.ri - e.rj)::numeric, 3)::float8 AS c_lo,
-                   round((e.o_hi - e.ri - e.rj)::numeric, 3)::float8 AS c_hi
-            FROM e WHERE e.limit_m IS NOT NULL)
-        SELECT f.*, CASE WHEN greatest(f.c_lo, f.c_hi) < f.limit_m THEN f.hi - f.lo
-                         WHEN least(f.c_lo, f.c_hi) >= f.limit_m THEN 0.0
-                         ELSE (f.hi - f.lo) * (f.limit_m + f.ri + f.rj - least(f.o_lo, f.o_hi))
-                              / abs(f.o_hi - f.o_lo) END AS close
-        FROM f WHERE least(f.c_lo, f.c_hi) < f.limit_m
+        SELECT p.gid, p.oid, i.cls, i.sx, i.sy, i.ex, i.ey, i.r AS ri, j.r AS rj, j.network AS onet,
+               j.sx AS jsx, j.sy AS jsy, j.ex AS jex, j.ey AS jey, u.ux, u.uy, c.cos, c.t0, c.t1, c.n0, c.n1,
+               w.lo, w.hi, o.o_lo, o.o_hi, lim.limit_m, k.c_lo, k.c_hi,
+               CASE WHEN greatest(k.c_lo, k.c_hi) < lim.limit_m THEN w.hi - w.lo
+                    WHEN least(k.c_lo, k.c_hi) >= lim.limit_m THEN 0.0
+                    ELSE (w.hi - w.lo) * (lim.limit_m + i.r + j.r - least(o.o_lo, o.o_hi)) / abs(o.o_hi - o.o_lo)
+               END AS close
+        FROM hz_g03p p JOIN hz_g03x i ON i.id = p.gid JOIN hz_g03x j ON j.id = p.oid
+        CROSS JOIN LATERAL (
+            SELECT (i.ex - i.sx) / l.len_i AS ux, (i.ey - i.sy) / l.len_i AS uy, l.len_i, l.len_j
+            FROM (SELECT sqrt((i.ex - i.sx) ^ 2 + (i.ey - i.sy) ^ 2) AS len_i,
+                         sqrt((j.ex - j.sx) ^ 2 + (j.ey - j.sy) ^ 2) AS len_j) l
+            WHERE l.len_i > 0 AND l.len_j > 0 OFFSET 0) u
+        CROSS JOIN LATERAL (
+            SELECT * FROM (SELECT abs(u.ux * (j.ex - j.sx) + u.uy * (j.ey - j.sy)) / u.len_j AS cos,
+                                  (j.sx - i.sx) * u.ux + (j.sy - i.sy) * u.uy AS t0,
+                                  (j.ex - i.sx) * u.ux + (j.ey - i.sy) * u.uy AS t1,
+                                  u.ux * (j.sy - i.sy) - u.uy * (j.sx - i.sx) AS n0,
+                                  u.ux * (j.ey - i.sy) - u.uy * (j.ex - i.sx) AS n1) c0
+            WHERE c0.cos >= %(cos_max)s AND c0.t1 <> c0.t0 OFFSET 0) c
+        CROSS JOIN LATERAL (
+            SELECT * FROM (SELECT greatest(0.0, least(c.t0, c.t1)) AS lo, least(u.len_i, greatest(c.t0, c.t1)) AS hi) w0
+            WHERE w0.hi - w0.lo >= %(run)s OFFSET 0) w
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN j.network = 'RQ' THEN
+                            CASE WHEN greatest(i.dn, j.dn) > %(cut)s THEN %(large)s ELSE %(small)s END
+                        ELSE coalesce((SELECT l.limit_m FROM hz_gslim l WHERE l.cls = i.cls AND l.net = j.network
+                                         AND l.conduit AND j.burial_type = ANY(%(conduit_types)s)),
+                                      (SELECT l.limit_m FROM hz_gslim l WHERE l.cls = i.cls AND l.net = j.network
+                                         AND NOT l.conduit)) END AS limit_m OFFSET 0) lim
+        CROSS JOIN LATERAL (
+            SELECT abs(c.n0 + (w.lo - c.t0) * (c.n1 - c.n0) / (c.t1 - c.t0)) AS o_lo,
+                   abs(c.n0 + (w.hi - c.t0) * (c.n1 - c.n0) / (c.t1 - c.t0)) AS o_hi OFFSET 0) o
+        CROSS JOIN LATERAL (
+            SELECT round((o.o_lo - i.r - j.r)::numeric, 3)::float8 AS c_lo,
+                   round((o.o_hi - i.r - j.r)::numeric, 3)::float8 AS c_hi OFFSET 0) k
+        WHERE lim.limit_m IS NOT NULL AND least(k.c_lo, k.c_hi) < lim.limit_m
     """, params)
     inputs = ("jsonb_build_object('pressure_class', g.pressure_class, 'class_column', m.cls, 'diameter_mm', "
               "g.diameter_mm, 'other_network', o.network, 'other_burial_type', o.burial_type, "
