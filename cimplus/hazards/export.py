@@ -70,7 +70,7 @@ def rows(session: Session, filters: Filters, timezone: str) -> list[dict[str, An
     rules = config.rules().rules
     out = []
     for h in entries:
-        base = {c.key: getattr(h, c.key) for c in Hazard.__table__.columns if c.key not in ("geom", "marker")}
+        base = {c.key: getattr(h, c.key) for c in Hazard.__table__.columns if c.key not in ("geom", "shape")}
         row = {**base, **labels(base)}
         ev = h.evidence or {}
         unit = ev.get("unit") or ""

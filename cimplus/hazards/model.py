@@ -89,8 +89,8 @@ class Hazard(Base):
     scanned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=4490, spatial_index=False))
-    marker: Mapped[Any] = mapped_column(Geometry("POINT", srid=4490, spatial_index=False))
+    shape: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=4490, spatial_index=False))   # the finding
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=4490, spatial_index=False))       # its map marker
     is_current: Mapped[bool] = mapped_column(Boolean, Computed("status NOT IN ('closed', 'dismissed')"))
 
     events: Mapped[list[HazardEvent]] = relationship(back_populates="hazard", order_by="HazardEvent.id",

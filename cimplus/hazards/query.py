@@ -124,7 +124,7 @@ class Filters:
             od = overdue_sql(timezone)
             conds.append(od if self.overdue else ~od)
         if self.bbox:
-            conds.append(h.marker.op("&&")(func.ST_MakeEnvelope(*self.bbox, 4490)))
+            conds.append(h.geom.op("&&")(func.ST_MakeEnvelope(*self.bbox, 4490)))
         return conds
 
 
@@ -205,7 +205,7 @@ def list_geojson(session: Session, filters: Filters, *, limit: int, cursor: int 
     rows = session.execute(
         select(*cols, case((od, True), else_=False).label("overdue"),
                Hazard.evidence["measured"].label("measured"), Hazard.evidence["required"].label("required"),
-               Hazard.evidence["unit"].label("unit"), func.ST_AsGeoJSON(Hazard.marker, 7).label("marker"))
+               Hazard.evidence["unit"].label("unit"), func.ST_AsGeoJSON(Hazard.geom, 7, 0).label("marker"))
         .where(*page_conds).order_by(Hazard.id.desc()).limit(limit + 1)).mappings().all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -230,12 +230,12 @@ def entry(session: Session, h: Hazard, *, timezone: str, who: Principal | None =
     """One entry in full: every field, labels, 逾期, geometry and marker (GeoJSON), facility
     references, evidence, the event timeline, attachments, linked entries and, for a caller,
     the actions it may take now."""
-    cols = [c.key for c in Hazard.__table__.columns if c.key not in ("geom", "marker")]
+    cols = [c.key for c in Hazard.__table__.columns if c.key not in ("geom", "shape")]
     out: dict[str, Any] = {c: _iso(getattr(h, c)) for c in cols}
     out.update(labels(out))
     out["overdue"] = is_overdue(h, timezone)
-    out["geometry"] = mapping(to_shape(h.geom)) if h.geom is not None else None
-    out["marker"] = mapping(to_shape(h.marker)) if h.marker is not None else None
+    out["geometry"] = mapping(to_shape(h.shape)) if h.shape is not None else None
+    out["marker"] = mapping(to_shape(h.geom)) if h.geom is not None else None
     if who is not None:
         out["allowed_actions"] = allowed_actions(who, h)
     if not full:

@@ -325,7 +325,7 @@ def _reconcile(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rul
         FROM jsonb_array_elements(%(meta)s::jsonb) m;
         CREATE TEMP TABLE hz_last ON COMMIT DROP AS
         SELECT DISTINCT ON (h.rule_key) h.id, h.rule_key, h.rule_id, h.status, h.evidence, h.condition_cleared,
-               h.facility_keys, h.facility_refs, h.geom, h.number
+               h.facility_keys, h.facility_refs, h.shape, h.number
         FROM cim.hazard h
         WHERE h.county_code = %(county)s AND h.source = 'rule' AND h.rule_id = ANY(%(rules)s)
         ORDER BY h.rule_key, h.id DESC;
@@ -347,7 +347,7 @@ def _reconcile(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rul
                CASE WHEN l.id IS NULL THEN 'new'
                     WHEN l.status = ANY(%(open)s) THEN
                         CASE WHEN l.evidence = f.evidence AND NOT l.condition_cleared
-                                  AND ST_AsEWKB(l.geom) = ST_AsEWKB(f.geom) THEN 'unchanged' ELSE 'updated' END
+                                  AND ST_AsEWKB(l.shape) = ST_AsEWKB(f.geom) THEN 'unchanged' ELSE 'updated' END
                     WHEN l.status = 'dismissed' THEN CASE WHEN {material} THEN 'recur' ELSE 'kept' END
                     ELSE CASE WHEN l.condition_cleared OR {material} THEN 'recur' ELSE 'kept' END
                END AS outcome
@@ -399,7 +399,7 @@ def _write_new(cur: psycopg2.extensions.cursor, ctx: Ctx, p: dict[str, Any]) -> 
             INSERT INTO cim.hazard (number, source, rule_id, rule_key, facility_type, facility_refs, facility_keys,
                                     province_code, city_code, county_code, street_code, community_code, title, location,
                                     hazard_class, risk_level, found_by, status, evidence, previous_id, scanned_at,
-                                    geom, marker)
+                                    shape, geom)
             SELECT %(county)s || '-' || %(year)s || '-' || lpad((%(base)s + s.seq)::text, 5, '0'), 'rule', s.rule_id,
                    s.rule_key, s.facility_type, s.refs, s.keys, left(%(county)s, 2) || '0000',
                    left(%(county)s, 4) || '00', %(county)s, s.street_code, s.community_code, s.title, s.location,
@@ -421,8 +421,8 @@ def _write_updates(cur: psycopg2.extensions.cursor, p: dict[str, Any]) -> None:
     """Updated open entries, cleared conditions, each with its event."""
     cur.execute("""
         WITH u AS (
-            UPDATE cim.hazard h SET evidence = c.evidence, geom = ST_SetSRID(c.geom, 4490),
-                   marker = ST_SetSRID(c.marker, 4490), facility_refs = c.refs, title = c.title,
+            UPDATE cim.hazard h SET evidence = c.evidence, shape = ST_SetSRID(c.geom, 4490),
+                   geom = ST_SetSRID(c.marker, 4490), facility_refs = c.refs, title = c.title,
                    location = coalesce(h.location, c.location),
                    street_code = coalesce(c.street_code, h.street_code),
                    community_code = coalesce(c.community_code, h.community_code),

@@ -278,7 +278,7 @@ def register(session: Session, who: Principal, data: dict[str, Any], *, timezone
                facility_keys=sorted(r["key"] for r in refs), province_code=county[:2] + "0000",
                city_code=county[:4] + "00", county_code=county, found_by=who.name, status=reg.status,
                supervision="none", hazard_class=values.pop("hazard_class", None) or "general", evidence={},
-               geom=text_geom(geom_wkt), marker=text_geom(geom_wkt, marker=True), **values)
+               shape=text_geom(geom_wkt), geom=text_geom(geom_wkt, marker=True), **values)
     session.add(h)
     session.flush()
     _locate(session, h)
@@ -307,9 +307,9 @@ def _locate(session: Session, h: Hazard) -> None:
     session.execute(text("""
         UPDATE cim.hazard h SET
             community_code = (SELECT a.code FROM cim.admin_area a WHERE a.county_code = h.county_code AND a.is_current
-                              AND a.level = 'community' AND ST_Intersects(a.geom, h.marker) LIMIT 1),
+                              AND a.level = 'community' AND ST_Intersects(a.geom, h.geom) LIMIT 1),
             street_code = (SELECT a.code FROM cim.admin_area a WHERE a.county_code = h.county_code AND a.is_current
-                           AND a.level = 'street' AND ST_Intersects(a.geom, h.marker) LIMIT 1)
+                           AND a.level = 'street' AND ST_Intersects(a.geom, h.geom) LIMIT 1)
         WHERE h.id = :id"""), {"id": h.id})
     session.expire(h, ["community_code", "street_code"])
 

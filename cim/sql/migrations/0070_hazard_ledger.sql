@@ -59,8 +59,8 @@ CREATE TABLE cim.hazard (
     scanned_at          timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
-    geom                geometry(Geometry, 4490) NOT NULL,  -- crossing / closest approach / the facility
-    marker              geometry(Point, 4490) NOT NULL,     -- where the map symbol goes
+    shape               geometry(Geometry, 4490) NOT NULL,  -- crossing / closest approach / the facility
+    geom                geometry(Point, 4490) NOT NULL,     -- where the map symbol goes (the layer's geometry)
     -- the public layer `hazards` (layers/catalog/hazards.yaml) shows the entries whose is_current
     -- is true, like every layer: here the open ones (not 已销号 / 不成立)
     is_current          boolean GENERATED ALWAYS AS (status NOT IN ('closed', 'dismissed')) STORED,
@@ -72,8 +72,8 @@ CREATE UNIQUE INDEX hazard_open_rule_key_idx ON cim.hazard (rule_key)
 CREATE INDEX hazard_rule_key_idx ON cim.hazard (rule_key, id DESC) WHERE rule_key IS NOT NULL;
 CREATE INDEX hazard_county_idx ON cim.hazard (county_code, status);
 CREATE INDEX hazard_rule_idx ON cim.hazard (county_code, rule_id);
-CREATE INDEX hazard_marker_idx ON cim.hazard USING gist (marker);
 CREATE INDEX hazard_geom_idx ON cim.hazard USING gist (geom);
+CREATE INDEX hazard_shape_idx ON cim.hazard USING gist (shape);
 CREATE INDEX hazard_previous_idx ON cim.hazard (previous_id) WHERE previous_id IS NOT NULL;
 
 -- Every change of an entry: who, when, from, to, comment and the changed fields (old → new).

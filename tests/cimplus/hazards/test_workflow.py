@@ -48,7 +48,7 @@ def make_entry(conn, county: str, status: str, **fields) -> dict:
               "found_by": "test", "status": status, **fields}
     cols = ", ".join(values)
     with conn.cursor() as cur:
-        cur.execute(f"INSERT INTO cim.hazard ({cols}, geom, marker) VALUES ({', '.join(['%s'] * len(values))}, "
+        cur.execute(f"INSERT INTO cim.hazard ({cols}, shape, geom) VALUES ({', '.join(['%s'] * len(values))}, "
                     "ST_SetSRID(ST_MakePoint(111.7, 29.1), 4490), ST_SetSRID(ST_MakePoint(111.7, 29.1), 4490)) "
                     "RETURNING id, version", list(values.values()))
         hid, version = cur.fetchone()
