@@ -242,14 +242,15 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     params.update(nets=nets, rmax=float(cur.fetchone()[0]), dpm=ctx.frame.deg(1.0))
     gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
               "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
-    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gburial text, onet text, "
-                "oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, ox0 float8, oy0 float8, ox1 float8, "
-                "oy1 float8) ON COMMIT DROP")
+    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "
+                "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
+                "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
         cur.execute(f"""
             INSERT INTO hz_gs
             WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)})
-            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.burial_type,
+            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
+                   coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
                    o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
                    ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
             FROM g JOIN hz_gsreach l ON l.cls = g.cls
@@ -278,20 +279,31 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
     rows = [(cls, net, False, float(v[cls])) for net, v in t["direct"].items() for cls in classes if cls in v]
     rows += [(cls, net, True, float(v[cls])) for net, v in t["conduit"].items() for cls in classes if cls in v]
     _lookup(cur, "hz_gslim", "cls text, net text, conduit boolean, limit_m float8", rows)
-    # degree-space prefilter of the angle: a few degrees wider than the rule (the frame's meridian
-    # convergence and scale differences inside a county are far smaller)
+    # degree-space prefilters, with margins far above the frame's distortion inside a county
+    # (x scaled by the cosine of the county's highest latitude: a scaled unit is at least
+    # 110 574 m): directions within max_angle + 3°; a common stretch of at least min_run − 1 m;
+    # and the other pipe not clearly compliant: its nearer end (a lower bound of the offset along
+    # the common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm
     lat = math.radians(ctx.frame.lat_max)
     params.update(nets=nets, skip=t["skip_types"], conduit_types=t["conduit_types"], small=t["small"],
                   large=t["large"], cut=t["cut"], run=t["min_run_m"], touch=t["touch_m"],
                   cos_max=math.cos(math.radians(t["max_angle_deg"])),
-                  cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat))
-    # degree-space prefilters, with margins far above the frame's distortion inside a county:
-    # directions within max_angle + 3°, a common stretch of at least min_run − 1 m, and the
-    # other pipe within reach of the gas pipe's line there
-    params["m"] = 1.0 / ctx.frame.deg(1.0) * 1.01
+                  cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat),
+                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
+    maxlim = []     # (class, network, other pipe in a conduit, the largest limit that can apply)
+    for cls in classes:
+        for net in {*t["direct"], *t["conduit"]}:
+            direct = (t["direct"].get(net) or {}).get(cls)
+            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
+            maxlim += [(cls, net, False, direct), (cls, net, True, conduit)]
+        maxlim += [(cls, "RQ", False, t["large"]), (cls, "RQ", True, t["large"])]
+    _lookup(cur, "hz_gsmax", "cls text, net text, conduit boolean, limit_m float8",
+            [r for r in maxlim if r[3] is not None])
     cur.execute("""
         CREATE TEMP TABLE hz_g03p ON COMMIT DROP AS
         SELECT p.gid, p.oid FROM hz_gs p
+        JOIN hz_gsmax l ON l.cls = p.gcls AND l.net = p.onet
+                       AND l.conduit = coalesce(p.oburial = ANY(%(conduit_types)s), false)
         CROSS JOIN LATERAL (
             SELECT (p.gx1 - p.gx0) * %(kx)s AS gx, p.gy1 - p.gy0 AS gy,
                    (p.ox1 - p.ox0) * %(kx)s AS ox, p.oy1 - p.oy0 AS oy,
@@ -302,8 +314,10 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
           AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND n.lg > 0 AND n.lo > 0
           AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
           AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
-              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
-              >= (%(run)s - 1.0) / %(m)s
+              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
+          AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
+               OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
+                  - p.gr - p.orr < l.limit_m + 0.05)
     """, params)
     cls_sql = _classes(ctx, params)
     cur.execute(f"""
