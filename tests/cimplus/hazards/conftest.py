@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import itertools
 import sys
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg2
 import pytest

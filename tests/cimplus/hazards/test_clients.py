@@ -19,7 +19,7 @@ import pandas as pd
 import psycopg2
 import pytest
 import shapely
-from plant import LON0, LAT0, Plant
+from plant import LAT0, LON0, Plant
 from pyproj import Transformer
 
 COUNTY = "439601"
