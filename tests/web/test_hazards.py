@@ -67,7 +67,7 @@ def _rendered_numbers(page, layer_filter: str) -> list[str]:
     }}""")
 
 
-def test_patrol_registration_to_closure(page, web_server, tokens, artifacts):
+def test_patrol_registration_to_closure(page, browser, web_server, tokens, artifacts):
     if not web_server.has("POST", "/api/hazards"):
         pytest.skip("the hazard ledger API is not in this server")
     open_map(page, web_server, view=f"17/{SPOT[1]}/{SPOT[0]}")
@@ -105,11 +105,18 @@ def test_patrol_registration_to_closure(page, web_server, tokens, artifacts):
     assert page.locator(f'#hz-list li[data-number="{number}"]').get_attribute("data-status") == "registered"
     wait_idle(page)
     assert number in _rendered_numbers(page, "l.id === 'hz-ledger-circle'")
-    page.wait_for_function("""(n) => {
-        const m = window.cim.map;
-        const ids = m.getStyle().layers.filter((l) => l.metadata?.['cim:layer'] === 'hazards').map((l) => l.id);
-        return m.queryRenderedFeatures({ layers: ids }).some((f) => f.properties.number === n);
-    }""", arg=number, timeout=30_000)
+    # the catalogue layer (vector tiles; a browser keeps a tile up to its max-age, so a new
+    # browser context reads the tiles the ledger's data version now yields)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    try:
+        other = context.new_page()
+        open_map(other, web_server, view=f"17/{SPOT[1]}/{SPOT[0]}")
+        other.evaluate("() => window.cim.tree.setVisible('hazards', true)")
+        wait_idle(other)
+        drawn = _rendered_numbers(other, "l.metadata?.['cim:layer'] === 'hazards'")
+        assert number in drawn, drawn
+    finally:
+        context.close()
     page.screenshot(path=str(artifacts / "web_hazards_list.png"))
 
     # 整改: the 六定 fixed, rectification started, then submitted for acceptance
