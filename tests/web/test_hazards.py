@@ -171,3 +171,74 @@ def test_patrol_registration_to_closure(page, browser, web_server, tokens, artif
     assert page.locator("#hz-chart-level canvas").count() >= 1
     assert "1" in page.locator("#hz-stats-total").inner_text()
     assert not page.errors, page.errors
+
+
+RULE_SPOT = (111.5160, 27.2160)
+
+
+@pytest.fixture(scope="module")
+def found_by_rule(web_server) -> str:
+    """An entry as a scan writes it (待核实, rule G01, evidence with the clause, its detect event)."""
+    number = f"{WEB_COUNTY}-2020-00901"
+    evidence = ('{"measured": 0.0, "required": 0.0, "unit": "m", "comparison": ">", '
+                '"inputs": {"overlap_m": 12.5, "pressure_class": "ZA"}, "clause": "GB 50028-2006 第6.3.2条"}')
+    conn = psycopg2.connect(web_server.db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""
+                INSERT INTO cim.hazard (number, source, rule_id, rule_key, facility_type, facility_refs, facility_keys,
+                                        county_code, title, risk_level, hazard_class, found_by, status, evidence,
+                                        shape, geom)
+                VALUES (%(n)s, 'rule', 'G01', 'G01|web-test', 'gas_pipe',
+                        '[{"table": "pipe_segment", "id": 1, "key": "web-test", "code": "RQ0001-RQ0002"}]',
+                        '{web-test}', %(c)s, 'G01 燃气管道占压：管段 RQ0001-RQ0002 被房屋占压 12.5 m', 1, 'major',
+                        'system', 'pending', %(e)s::jsonb,
+                        ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490), ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4490))
+                RETURNING id""", {"n": number, "c": WEB_COUNTY, "e": evidence, "x": RULE_SPOT[0], "y": RULE_SPOT[1]})
+            hid = cur.fetchone()[0]
+            cur.execute("INSERT INTO cim.hazard_event (hazard_id, actor, role, action, from_status, to_status, version) "
+                        "VALUES (%s, 'scan', 'system', 'detect', NULL, 'pending', 1)", (hid,))
+        conn.commit()
+    finally:
+        conn.close()
+    return number
+
+
+def test_rule_finding_evidence_and_dismissal(page, web_server, tokens, found_by_rule):
+    """A 待核实 entry of an automatic rule: the G01 filter finds it, its evidence shows measured
+    vs required and the clause; dismissal (不成立) is offered to the supervisor, not the inspector."""
+    if not web_server.has("POST", "/api/hazards"):
+        pytest.skip("the hazard ledger API is not in this server")
+    number = found_by_rule
+    open_map(page, web_server, view=f"17/{RULE_SPOT[1]}/{RULE_SPOT[0]}")
+    page.locator("#btn-hazards").click()
+    page.locator("#hz-list").wait_for(timeout=20_000)
+    page.locator("#hz-f-rule").select_option("rule:G01")
+    page.locator("#hz-f-risk").select_option("1")
+    page.locator("#hz-apply").click()
+    item = page.locator(f'#hz-list li[data-number="{number}"]')
+    item.wait_for(timeout=20_000)
+    assert page.locator("#hz-list li").count() == 1
+    _use_token(page, tokens["inspector"])
+    item.click()
+    page.locator("#hz-d-evidence").wait_for()
+    evidence = page.locator("#hz-d-evidence").inner_text()
+    assert "GB 50028-2006 第6.3.2条" in evidence and "overlap_m=12.5" in evidence
+    assert _status(page) == "pending"
+    offered = page.locator("#hz-actions button").evaluate_all("bs => bs.map(b => b.dataset.action)")
+    assert "dismiss" not in offered and "register" in offered, offered
+
+    _use_token(page, tokens["supervisor"])
+    page.wait_for_function("document.querySelector('#hz-actions button[data-action=\"dismiss\"]') !== null",
+                           timeout=20_000)
+    # a dismissal needs a comment: without one the server refuses and the entry stays
+    _act(page, "dismiss")
+    page.locator(".notice.error").first.wait_for(timeout=10_000)
+    assert _status(page) == "pending"
+    page.locator('form.hz-form[data-action="dismiss"] #hz-in-comment').fill("现场核实：该段已于上月迁改，不存在占压")
+    page.locator("#hz-action-submit").click()
+    _wait_status(page, "dismissed")
+    steps = page.locator("#hz-events li").evaluate_all("ls => ls.map(l => [l.dataset.action, l.dataset.to])")
+    assert steps == [["detect", "pending"], ["dismiss", "dismissed"]], steps
+    assert "不存在占压" in page.locator("#hz-events").inner_text()
+    assert not [e for e in page.errors if "400" not in e], page.errors

@@ -49,8 +49,24 @@ export class HazardPanel {
   level(code) { return label(this.vocab?.risk_levels?.[String(code)], String(code ?? "")); }
   hex(code) { return this.vocab?.risk_levels?.[String(code)]?.hex || "#888"; }
   rule(id) { const r = this.vocab?.rules?.[id]; return r ? `${id} ${label({ zh: r.name_zh, en: r.name_en })}` : id; }
-  field(name) { return label(this.vocab?.fields?.[name], name); }
-  action(name) { return label(this.vocab?.actions?.[name], name); }
+  field(name) {
+    const spec = this.vocab?.fields?.[name];
+    if (spec) return label(spec, name);
+    return tx(`f.${name}`) === `f.${name}` ? name : tx(`f.${name}`);
+  }
+  action(name) {
+    if (this.vocab?.actions?.[name]) return label(this.vocab.actions[name], name);
+    return tx(`ev.${name}`) === `ev.${name}` ? name : tx(`ev.${name}`);
+  }
+  /** A changed field's value as people read it (codes by their labels). */
+  shown(name, value) {
+    if (value === null || value === undefined || value === "") return "—";
+    if (name === "status") return this.status(value);
+    if (name === "risk_level") return this.level(value);
+    if (name === "hazard_class") return label(this.vocab?.hazard_classes?.[value], value);
+    if (name === "supervision") return label(this.vocab?.supervision?.[value], value);
+    return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
 
   /** Open the panel on the list (the first time: vocabulary, filters, map layer). */
   async open() {
@@ -199,8 +215,8 @@ export class HazardPanel {
         el("small", {}, [p.rule_id ? this.rule(p.rule_id) : this.source(p.source), this.ftype(p.facility_type), p.location].filter(Boolean).join(" · ")));
     });
     this.listBox.replaceChildren(el("p", { id: "hz-count" }, tx("count", { n: this.matched ?? this.features.length })),
-      el("ul", { class: "hz-items" }, rows),
-      this.next ? el("button", { type: "button", id: "hz-more", onclick: () => this.more() }, tx("more")) : null);
+      el("ul", { class: "hz-items" }, rows));
+    if (this.next) this.listBox.append(el("button", { type: "button", id: "hz-more", onclick: () => this.more() }, tx("more")));
   }
 
   // ---- map ----------------------------------------------------------------------------------
@@ -332,7 +348,7 @@ export class HazardPanel {
   timeline(h) {
     const events = [...(h.events || [])].sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
     return el("ol", { id: "hz-events", class: "hz-events" }, events.map((ev) => {
-      const changes = Object.entries(ev.changes || {}).map(([k, v]) => `${this.field(k)}：${Array.isArray(v) ? `${v[0] ?? "—"} → ${v[1] ?? "—"}` : JSON.stringify(v)}`);
+      const changes = Object.entries(ev.changes || {}).map(([k, v]) => `${this.field(k)}：${Array.isArray(v) ? `${this.shown(k, v[0])} → ${this.shown(k, v[1])}` : JSON.stringify(v)}`);
       return el("li", { dataset: { action: ev.action || "", to: ev.to_status || "" } },
         el("div", {}, el("time", {}, (ev.at || "").replace("T", " ").slice(0, 19)), " ",
           el("strong", {}, this.action(ev.action)), " ",
@@ -388,7 +404,7 @@ export class HazardPanel {
       return el("select", { id, name }, Object.keys(this.vocab.risk_levels).map((c) => el("option", { value: c, selected: String(value) === c }, this.level(c))));
     }
     if (spec.type === "code") {
-      const codes = name === "supervision" && this.vocab.supervision_by_role ? Object.keys(this.vocab[spec.codes] || {}) : Object.keys(this.vocab[spec.codes] || {});
+      const codes = Object.keys(this.vocab[spec.codes] || {});
       return el("select", { id, name }, el("option", { value: "" }, "—"),
         codes.map((c) => el("option", { value: c, selected: value === c }, label(this.vocab[spec.codes][c], c))));
     }

@@ -73,6 +73,19 @@ const STRINGS = {
   "byLevel": ["按风险等级", "By risk level"],
   "byType": ["按设施类型", "By facility type"],
   "total": ["合计 {n} 条，逾期 {o} 条", "{n} entries, {o} overdue"],
+  // events written by the platform rather than by a workflow action
+  "ev.register_manual": ["登记", "Registered"],
+  "ev.detect": ["自动规则发现", "Found by a rule"],
+  "ev.rescan": ["复查扫描更新", "Updated by a rescan"],
+  "ev.condition_cleared": ["条件已消除", "Condition cleared"],
+  "ev.attach": ["上传附件", "Attachment added"],
+  "f.status": ["状态", "Status"],
+  "f.closed_by": ["销号人", "Closed by"],
+  "f.verified_by": ["验收人", "Accepted by"],
+  "f.condition_cleared": ["条件已消除", "Condition cleared"],
+  "f.measured": ["实测值", "Measured"],
+  "f.required": ["要求值", "Required"],
+  "f.inputs": ["输入参数", "Inputs"],
 };
 
 /** Panel text for a key, with {name} placeholders filled. */
