@@ -10,6 +10,8 @@ draw from /api/hazards/stats. Real server, real PostGIS, Debian's Chromium.
 
 from __future__ import annotations
 
+import base64
+
 import psycopg2
 import pytest
 
@@ -18,6 +20,7 @@ from tests.web.conftest import WEB_COUNTY, click_lonlat, open_map, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 SPOT = (111.5150, 27.2150)   # inside the web-test county, away from the seeded features
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +123,11 @@ def test_patrol_registration_to_closure(page, browser, web_server, tokens, artif
     page.screenshot(path=str(artifacts / "web_hazards_list.png"))
 
     # 整改: the 六定 fixed, rectification started, then submitted for acceptance
-    page.locator(f'#hz-list li[data-number="{number}"]').click()
-    page.locator("#hz-d-number").wait_for()
+    # a click on the entry's symbol opens its detail
+    click_lonlat(page, *SPOT)
+    page.wait_for_function("(n) => document.querySelector('#hz-d-number')?.textContent === n", arg=number,
+                           timeout=20_000)
+    assert page.locator("#panel").get_attribute("data-owner") == "hazards"
     _act(page, "start", {"responsible_unit": "城关街道办", "responsible_person": "张三", "measures": "补装井盖并加设防坠网",
                          "budget": "1200", "deadline": "2030-06-30", "reviewer": "李四"})
     _wait_status(page, "rectifying")
@@ -206,7 +212,8 @@ def found_by_rule(web_server) -> str:
 
 def test_rule_finding_evidence_and_dismissal(page, web_server, tokens, found_by_rule):
     """A 待核实 entry of an automatic rule: the G01 filter finds it, its evidence shows measured
-    vs required and the clause; dismissal (不成立) is offered to the supervisor, not the inspector."""
+    vs required and the clause; the inspector attaches a site photo; dismissal (不成立) is offered
+    to the supervisor, not the inspector."""
     if not web_server.has("POST", "/api/hazards"):
         pytest.skip("the hazard ledger API is not in this server")
     number = found_by_rule
@@ -228,6 +235,15 @@ def test_rule_finding_evidence_and_dismissal(page, web_server, tokens, found_by_
     offered = page.locator("#hz-actions button").evaluate_all("bs => bs.map(b => b.dataset.action)")
     assert "dismiss" not in offered and "register" in offered, offered
 
+    # a site photo, uploaded by the inspector: listed with its kind, the file served back
+    page.locator("#hz-file-kind").select_option("before")
+    page.locator("#hz-file-caption").fill("现场照片")
+    page.locator("#hz-file").set_input_files({"name": "现场.png", "mimeType": "image/png", "buffer": PNG})
+    page.locator("#hz-file-send").click()
+    page.locator("#hz-attachments li img").wait_for(timeout=20_000)
+    assert "现场.png" in page.locator("#hz-attachments").inner_text()
+    assert page.locator("#hz-attachments li img").evaluate("img => img.complete && img.naturalWidth") == 1
+
     _use_token(page, tokens["supervisor"])
     page.wait_for_function("document.querySelector('#hz-actions button[data-action=\"dismiss\"]') !== null",
                            timeout=20_000)
@@ -239,6 +255,6 @@ def test_rule_finding_evidence_and_dismissal(page, web_server, tokens, found_by_
     page.locator("#hz-action-submit").click()
     _wait_status(page, "dismissed")
     steps = page.locator("#hz-events li").evaluate_all("ls => ls.map(l => [l.dataset.action, l.dataset.to])")
-    assert steps == [["detect", "pending"], ["dismiss", "dismissed"]], steps
+    assert steps == [["detect", "pending"], ["attach", "pending"], ["dismiss", "dismissed"]], steps
     assert "不存在占压" in page.locator("#hz-events").inner_text()
     assert not [e for e in page.errors if "400" not in e], page.errors

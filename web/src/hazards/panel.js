@@ -230,9 +230,15 @@ export class HazardPanel {
       paint: { "circle-radius": 7, "circle-color": ["coalesce", ["get", "risk_hex"], "#888888"],
         "circle-stroke-width": ["case", ["==", ["get", "overdue"], true], 3, 1.5],
         "circle-stroke-color": ["case", ["==", ["get", "overdue"], true], "#7a0010", "#ffffff"] } });
+    // a press on an entry opens it here instead of the identify popup
+    this.map.on("mousedown", "hz-ledger-circle", () => {
+      if (!this.identify || !this.isOpen()) return;
+      this.identify.enabled = false;
+      setTimeout(() => { this.identify.enabled = true; }, 600);
+    });
     this.map.on("click", "hz-ledger-circle", (e) => {
       const id = e.features?.[0]?.properties?.id;
-      if (id && this.isOpen()) setTimeout(() => this.show(Number(id)), 0); // after identify's own answer
+      if (id && this.isOpen()) this.show(Number(id));
     });
     this.map.on("mouseenter", "hz-ledger-circle", () => { this.map.getCanvas().style.cursor = "pointer"; });
     this.map.on("mouseleave", "hz-ledger-circle", () => { this.map.getCanvas().style.cursor = ""; });
