@@ -94,6 +94,17 @@ def require(action: Action, county_param: str | None = None) -> Callable:
     return dep
 
 
+def require_role(*actions: Action) -> Callable:
+    """Dependency factory: the caller's role may do one of ``actions`` somewhere; the county
+    check follows where the county becomes known (e.g. from the ledger entry acted on)."""
+
+    async def dep(request: Request, who: Principal = Depends(principal)) -> Principal:
+        auth.authorize_role(who, actions, public_read=request.app.state.settings.auth.public_read)
+        return who
+
+    return dep
+
+
 def check(request: Request, who: Principal, action: Action, county: str | None = None) -> None:
     """Run the shared access check with the app's public-read setting."""
     allow(request.app.state, who, action, county)

@@ -8,7 +8,16 @@ Roles:
 - ``viewer`` reads layers, features and tiles;
 - ``client`` is a machine account: reads and calls the query endpoints;
 - ``uploader`` reads and writes (ingest) only for its county codes;
+- ``inspector`` (county hazard staff) registers hazards and reports rectification progress
+  (``report``) in its counties;
+- ``supervisor`` (county supervising department) also accepts, closes and dismisses hazard
+  entries and runs scans (``accept``) and puts entries under county supervision (``oversee``);
+- ``city`` and ``province`` put entries under supervision (挂牌督办, ``oversee``) in the counties
+  their codes cover (a city code ``xxxx00`` covers its counties, a province code ``xx0000`` its
+  cities' counties);
 - ``admin`` does everything.
+Which hazard transition needs which action, and which supervision level each role may set, is
+the ledger's matrix (``cimplus/hazards/ledger.yaml``, docs/hazards.md).
 Anonymous reads are allowed only when ``CIM_PUBLIC_READ=true``.
 """
 
@@ -37,6 +46,10 @@ class Role(str, Enum):
     uploader = "uploader"
     viewer = "viewer"
     client = "client"
+    inspector = "inspector"
+    supervisor = "supervisor"
+    city = "city"
+    province = "province"
 
 
 class Action(str, Enum):
@@ -46,14 +59,27 @@ class Action(str, Enum):
     query = "query"    # /api/query/* spatial queries
     write = "write"    # ingest, restore, confirm: needs a county
     admin = "admin"    # tokens, everything else
+    report = "report"  # hazard ledger: register, report rectification progress (needs a county)
+    accept = "accept"  # hazard ledger: accept / close / dismiss, run scans (needs a county)
+    oversee = "oversee"  # hazard ledger: 挂牌督办 supervision (needs a county)
 
 
 _ALLOWED: dict[Role, set[Action]] = {
     Role.viewer: {Action.read, Action.query},
     Role.client: {Action.read, Action.query},
     Role.uploader: {Action.read, Action.query, Action.write},
+    Role.inspector: {Action.read, Action.query, Action.report},
+    Role.supervisor: {Action.read, Action.query, Action.report, Action.accept, Action.oversee},
+    Role.city: {Action.read, Action.query, Action.oversee},
+    Role.province: {Action.read, Action.query, Action.oversee},
     Role.admin: set(Action),
 }
+
+#: Actions that act on one county's data: the caller's codes must cover it (admin excepted).
+COUNTY_ACTIONS = frozenset({Action.write, Action.report, Action.accept, Action.oversee})
+
+#: Roles whose codes must be given when their token is made.
+SCOPED_ROLES = frozenset({Role.uploader, Role.inspector, Role.supervisor, Role.city, Role.province})
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,38 @@ def authorize(principal: Principal, action: Action, *, county: str | None = None
             raise Forbidden("上传需要指定县级行政区代码", "an upload must name its county code")
         if county not in principal.counties:
             raise Forbidden(f"令牌无权写入行政区 {county}", f"token may not write county {county}")
+    elif action in COUNTY_ACTIONS and principal.role is not Role.admin:
+        if county is None:
+            raise Forbidden("该操作需要指定县级行政区代码", f"{action.value} must name its county code")
+        if not covers(principal.counties, county):
+            raise Forbidden(f"令牌无权处理行政区 {county} 的事项", f"token may not {action.value} in county {county}")
+
+
+def authorize_role(principal: Principal, actions: tuple[Action, ...], *, public_read: bool = False) -> None:
+    """The role part of :func:`authorize`: the caller's role may do one of ``actions`` in some
+    county. For requests whose county is known only once the object they act on is read (a
+    ledger entry); the module that reads it then calls :func:`authorize` with that county."""
+    if principal.role is None:
+        if public_read and all(a in (Action.read, Action.query) for a in actions):
+            return
+        raise Unauthenticated("需要有效的访问令牌", "a valid API token is required")
+    if not any(a in _ALLOWED[principal.role] for a in actions):
+        names = "/".join(a.value for a in actions)
+        raise Forbidden(f"角色 {principal.role.value} 无权执行 {names}", f"role {principal.role.value} may not {names}")
+
+
+def covers(codes: frozenset[str] | set[str], county: str) -> bool:
+    """Whether administrative codes cover a county: the county itself, its city (``xxxx00``) or
+    its province (``xx0000``) (GB/T 2260: 2 digits province, 4 city, 6 county)."""
+    for code in codes:
+        if code == county:
+            return True
+        if len(code) == 6 and len(county) >= 6:
+            if code.endswith("0000") and county[:2] == code[:2]:
+                return True
+            if code.endswith("00") and county[:4] == code[:4]:
+                return True
+    return False
 
 
 def _digest(token: str) -> bytes:
@@ -119,6 +177,9 @@ def create_token(cur: psycopg2.extensions.cursor, *, name: str, role: Role, coun
     if role is Role.uploader and not counties:
         raise InvalidInput("上传员令牌必须至少指定一个县级代码（--county）",
                            "an uploader token needs at least one --county")
+    if role in SCOPED_ROLES and not counties:
+        raise InvalidInput(f"{role.value} 令牌必须至少指定一个行政区代码（--county）",
+                           f"a {role.value} token needs at least one --county (county, city or province code)")
     prefix = secrets.token_hex(4)
     secret = f"cim_{prefix}_{secrets.token_urlsafe(32)}"
     expires = (dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_days)) if expires_days else None

@@ -160,8 +160,8 @@ def db_psql(ctx: typer.Context) -> None:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[auth.Role, typer.Option(help="admin | uploader | viewer | client")],
-    county: Annotated[list[str] | None, typer.Option(help="county code (repeatable; uploader scope)")] = None,
+    role: Annotated[auth.Role, typer.Option(help="admin | uploader | viewer | client | inspector | supervisor | city | province")],
+    county: Annotated[list[str] | None, typer.Option(help="county code (repeatable; scope of uploader, inspector, supervisor; city / province code for city, province)")] = None,
     expires: Annotated[int | None, typer.Option(help="days until expiry")] = None,
     name: Annotated[str, typer.Option(help="label shown in `cim token list`")] = "",
 ) -> None:

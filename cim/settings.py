@@ -110,6 +110,19 @@ class TierSettings(BaseSettings):
         return self
 
 
+class HazardSettings(BaseSettings):
+    """Hazard ledger: attachments, scans, listing."""
+
+    model_config = SettingsConfigDict(env_prefix="CIM_HAZARDS_", extra="ignore")
+
+    attachments_dir: Path | None = None  # default: $CIM_HOME/hazards/attachments
+    attachment_max_mb: float = Field(20.0, gt=0, description="largest photo or report accepted")
+    timezone: str = "Asia/Shanghai"      # the ledger's dates (deadlines, 逾期, number years)
+    scan_timeout_s: int = Field(900, ge=10, description="statement timeout of one scan statement")
+    scan_workers: int = Field(2, ge=1, le=16, description="database connections one scan spreads its rules over")
+    page_max: int = Field(1000, ge=1)
+
+
 class Settings(BaseSettings):
     """All concerns together, for the composition roots (CLI, API)."""
 
@@ -121,6 +134,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
     tier: TierSettings = Field(default_factory=TierSettings)
+    hazards: HazardSettings = Field(default_factory=HazardSettings)
 
     @property
     def archive_dir(self) -> Path:

@@ -23,8 +23,6 @@ PACKAGES = ("cim", "layers", "ingest", "tiles", "cimplus", "api")
 # Declared runtime dependencies that no module imports by name, and why they are declared.
 NOT_IMPORTED = {
     "python-multipart": "Starlette imports it to parse multipart uploads (POST /api/ingest)",
-    "sqlalchemy": "ORM of the hazard ledger's records (cimplus/hazards)",
-    "geoalchemy2": "PostGIS column types for the hazard ledger's ORM models",
 }
 
 

@@ -19,11 +19,14 @@ const result = await build({
   entryPoints: [join(here, "src", "main.js")],
   bundle: true,
   format: "esm",
+  splitting: true, // modules imported on demand (charts) become chunks loaded when first needed
   target: ["es2020"],
   minify: !watch,
   sourcemap: true,
   metafile: true,
-  outfile: join(dist, "app.js"),
+  outdir: dist,
+  entryNames: "app",
+  chunkNames: "chunks/[name]-[hash]",
   logLevel: "warning",
   legalComments: "linked",
 });

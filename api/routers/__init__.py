@@ -11,4 +11,5 @@ ROUTERS = [
     "api.routers.dem",
     "api.routers.tasks",
     "api.routers.tiers",
+    "api.routers.hazards",
 ]

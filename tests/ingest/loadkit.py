@@ -75,7 +75,8 @@ def delivery(tmp: Path, batches: list[LayerBatch], county: str, name: str = "del
 
 
 def snapshot(conn) -> dict:
-    """Row counts per feature table (current and all), delivery and audit rows, data versions."""
+    """Row counts per feature table (current and all), delivery rows, data versions of the feature
+    tables (what a load writes; the CIM+ applications' own tables follow loads in the background)."""
     out: dict = {}
     with conn.cursor() as cur:
         for t in ("admin_area", "building", "pipe_point", "pipe_segment", "green_space", "streetlight"):
@@ -85,7 +86,8 @@ def snapshot(conn) -> dict:
         out["delivery"] = cur.fetchone()
         cur.execute("SELECT id, state FROM cim.delivery ORDER BY id")
         out["delivery_states"] = cur.fetchall()
-        cur.execute("SELECT source_table, version FROM cim.data_version ORDER BY 1")
+        cur.execute("SELECT source_table, version FROM cim.data_version WHERE source_table = ANY(%s) ORDER BY 1",
+                    (["admin_area", "building", "pipe_point", "pipe_segment", "green_space", "streetlight", "dem"],))
         out["versions"] = cur.fetchall()
     conn.rollback()
     return out

@@ -1,0 +1,469 @@
+"""Gas rules G01–G04 (domain.md §4.2): under buildings, clearance to buildings, horizontal
+clearance on parallel runs, vertical clearance at crossings. Limits come from
+``cim/standards/clearances.yaml`` (the file ingest rules Q19–Q21 read).
+
+Distances are outer wall to outer wall: a pipe's outer wall is its centre line ± DN/2
+(``diameter_mm``, else ``width_mm``). Candidates come from the GiST indexes in degrees, once per
+scan for the rules that share them (``hz_gb``: gas segments × buildings within the largest G02
+distance, for G01 and G02; ``hz_gs``: gas segments × other segments within the largest G03
+distance, for G03 and G04); metres are measured on candidates only, in the county's metric
+frame; values are compared after rounding to the millimetre, so a facility planted at exactly
+the required distance is compliant.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import psycopg2.extensions
+
+from cimplus.hazards.config import Rule
+from cimplus.hazards.detect import Ctx, evidence_sql, insert, method, variants
+from cimplus.hazards.facility import code_sql, key_sql, ref_sql
+
+GAS = "RQ"
+
+
+def _classes(ctx: Ctx, params: dict[str, Any]) -> str:
+    """SQL of a gas segment's pressure-class column ``cls`` in the clearance tables (高压 classes
+    through ``class_alias``, unknown ones as ``unknown_class``)."""
+    c = ctx.clearances
+    alias = c.get("class_alias") or {}
+    params.update(classes=list(c["pressure_classes"]), alias_from=list(alias), alias_to=list(alias.values()),
+                  unknown_class=c.get("unknown_class"))
+    return ("coalesce((%(alias_to)s::text[])[array_position(%(alias_from)s::text[], s.pressure_class)], "
+            "CASE WHEN s.pressure_class = ANY(%(classes)s) THEN s.pressure_class END, %(unknown_class)s)")
+
+
+def _gas(ctx: Ctx, params: dict[str, Any], columns: str = "") -> str:
+    """Current gas segments of the county in service, with outer radius ``r`` (m) and ``cls``
+    (and ``columns``); only this connection's share of them when the scan is sharded."""
+    shard = ""
+    if ctx.shard:
+        params.update(shard_k=ctx.shard[0], shard_n=ctx.shard[1])
+        shard = " AND s.id %% %(shard_n)s = %(shard_k)s"
+    return (f"SELECT s.*, coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {_classes(ctx, params)} AS cls"
+            f"{columns} FROM cim.pipe_segment s WHERE s.county_code = %(county)s AND s.is_current "
+            f"AND s.network = 'RQ' AND (s.status IS NULL OR NOT s.status = ANY(%(skip_status)s)){shard}")
+
+
+def _not_burial(alias: str, param: str) -> str:
+    return f"({alias}.burial_type IS NULL OR NOT {alias}.burial_type = ANY(%({param})s))"
+
+
+def _lookup(cur: psycopg2.extensions.cursor, name: str, columns: str, rows: list[tuple]) -> None:
+    """A small temporary lookup table (limits by class …), joined by equality in the rules."""
+    cur.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
+    if rows:
+        marks = ", ".join(["%s"] * len(rows[0]))
+        cur.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+
+
+# --- gas × buildings (G01, G02) --------------------------------------------------------------
+
+def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per pressure-class column: the standard distance to a building (``std``), what it is
+    measured to (``basis``), and the reduced distance (``red``) or wall-thickness steps
+    (``wall``: [[min wall mm, distance], …], thickest first) of the reductions."""
+    gb = clearances["gas_building"]
+    red = gb.get("reductions") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for basis in ("foundation", "outer_wall"):
+        for cls, value in (gb.get(basis) or {}).items():
+            out[cls] = {"std": float(value), "basis": basis}
+    for cls, entry in out.items():
+        if cls in red:
+            entry["red"] = float(red[cls])
+        steps = red.get(f"{cls}_wall_mm")
+        if steps:
+            entry["wall"] = sorted(([float(t), float(v)] for t, v in steps), reverse=True)
+    return out
+
+
+def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """``hz_gb (gid, bid, hit)``: gas segments in service × current buildings within the largest
+    distance of the segment's class (+ its radius); ``hit``: the centre line meets the footprint.
+    Made once per scan (G01 and G02 read the same inputs, so they share their focus too)."""
+    if "hz_gb" in ctx.cache:
+        return
+    limits = building_limits(ctx.clearances)
+    _lookup(cur, "hz_gblim", "cls text PRIMARY KEY, std float8, basis text, red float8, wall float8[]",
+            [(c, v["std"], v["basis"], v.get("red"), [x for step in v.get("wall", []) for x in step] or None)
+             for c, v in limits.items()])
+    params = ctx.base(rule)
+    params["dpm"] = ctx.frame.deg(1.0)
+    cur.execute("CREATE TEMP TABLE hz_gb (gid bigint, bid bigint, hit boolean) ON COMMIT DROP")
+    for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "b": ["building"]}, params):
+        cur.execute(f"""
+            INSERT INTO hz_gb
+            WITH g AS ({_gas(ctx, params)})
+            SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
+            FROM g JOIN hz_gblim l ON l.cls = g.cls
+            JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s)
+            WHERE b.county_code = %(county)s AND b.is_current {extra}
+        """, params)
+    cur.execute("CREATE INDEX ON hz_gb (gid); ANALYZE hz_gb")
+    ctx.cache["hz_gb"] = True
+
+
+@method("gas_under_building", inputs=lambda r: ["pipe_segment:RQ", "building"], focusable=True, shares="hz_gb",
+        weight=6, shardable=True)
+def gas_under_building(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """G01: a gas segment (not aerial) whose centre line runs under a building footprint; the
+    finding is the part under the footprint, measured as its length."""
+    gas_building_pairs(cur, ctx, rule)
+    params = ctx.base(rule)
+    params["skip_burial"] = list(rule.params.get("skip_burial_types") or [])
+    inputs = ("jsonb_build_object('pressure_class', g.pressure_class, 'diameter_mm', g.diameter_mm, "
+              "'material', g.material, 'burial_type', g.burial_type, 'building_code', b.code, "
+              "'floors_above', b.floors_above)")
+    insert(cur, f"""
+        WITH x AS MATERIALIZED (
+            SELECT p.gid, p.bid, ST_CollectionExtract(ST_Intersection(g.geom, b.geom), 2) AS part
+            FROM hz_gb p JOIN cim.pipe_segment g ON g.id = p.gid JOIN cim.building b ON b.id = p.bid
+            WHERE p.hit AND {_not_burial('g', 'skip_burial')}),
+        y AS MATERIALIZED (
+            SELECT x.*, round(ST_Length(ST_Transform(x.part, %(srid)s))::numeric, 3)::float8 AS len,
+                   ST_ClosestPoint(x.part, ST_Centroid(x.part)) AS marker
+            FROM x WHERE NOT ST_IsEmpty(x.part))
+        SELECT NULL::text AS grade,
+               jsonb_build_array({ref_sql('pipe_segment', 'g')}, {ref_sql('building', 'b')}) AS refs,
+               ARRAY[{key_sql('pipe_segment', 'g')}, {key_sql('building', 'b')}] AS keys,
+               y.part AS geom, y.marker AS marker, y.len AS measured,
+               {evidence_sql('y.len', '0', 'm', '=', inputs, "'quantity', 'length_under_footprint'")} AS evidence,
+               format('%%s：燃气管段 %%s 穿越房屋 %%s 下方 %%s m', %(rule_zh)s::text, {code_sql('pipe_segment', 'g')},
+                      {code_sql('building', 'b')}, y.len) AS title,
+               coalesce(b.address, g.road) AS location, b.community_code AS community_code
+        FROM y JOIN cim.pipe_segment g ON g.id = y.gid JOIN cim.building b ON b.id = y.bid
+        WHERE y.len > 0
+    """, params)
+
+
+@method("gas_building_clearance", inputs=lambda r: ["pipe_segment:RQ", "building"], focusable=True,
+        shares="hz_gb", weight=2, shardable=True)
+def gas_building_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """G02: the outer wall of a gas pipe closer to a building footprint than its pressure class
+    allows (GB 50028 表6.3.3-1); a reduction applies only where the record qualifies (its wall
+    thickness is recorded; for 次高压A the thickness picks the step). Pipes under the building
+    are G01's."""
+    from cim.db import quote_ident
+    from cim.errors import ConfigError
+    from cim.schema import feature_table
+
+    needs = str(rule.params.get("reduction_needs") or "wall_thickness_mm")
+    if feature_table("pipe_segment").column(needs) is None:
+        raise ConfigError(f"规则 {rule.id} 的 reduction_needs 不是管段字段：{needs}",
+                          f"rule {rule.id}: reduction_needs is not a pipe_segment column: {needs}")
+    gas_building_pairs(cur, ctx, rule)
+    params = ctx.base(rule)
+    params.update(skip_burial=list(rule.params.get("skip_burial_types") or []), dpm=ctx.frame.deg(1.0))
+    need_col = f"g.{quote_ident(needs)}"
+    inputs = ("jsonb_build_object('pressure_class', g.pressure_class, 'class_column', l.cls, 'diameter_mm', "
+              "g.diameter_mm, 'wall_thickness_mm', g.wall_thickness_mm, 'reduction', q.red IS NOT NULL, "
+              "'required_basis', CASE WHEN q.red IS NOT NULL THEN 'reduced_' || l.basis ELSE l.basis END, "
+              "'standard_m', l.std, 'building_code', b.code, 'centre_distance_m', round(d.centre::numeric, 3))")
+    insert(cur, f"""
+        WITH g AS ({_gas(ctx, params)})
+        SELECT NULL::text AS grade,
+               jsonb_build_array({ref_sql('pipe_segment', 'g')}, {ref_sql('building', 'b')}) AS refs,
+               ARRAY[{key_sql('pipe_segment', 'g')}, {key_sql('building', 'b')}] AS keys,
+               ST_ShortestLine(g.geom, b.geom) AS geom, ST_ClosestPoint(g.geom, b.geom) AS marker,
+               d.clear AS measured,
+               {evidence_sql('d.clear', 'q.required', 'm', '>=', inputs)} AS evidence,
+               format('%%s：燃气管段 %%s 外壁距房屋 %%s %%s m，要求 ≥ %%s m', %(rule_zh)s::text,
+                      {code_sql('pipe_segment', 'g')}, {code_sql('building', 'b')}, d.clear, q.required) AS title,
+               coalesce(b.address, g.road) AS location, b.community_code AS community_code
+        FROM hz_gb p JOIN g ON g.id = p.gid JOIN hz_gblim l ON l.cls = g.cls
+        JOIN cim.building b ON b.id = p.bid
+        CROSS JOIN LATERAL (
+            SELECT r.red, coalesce(r.red, l.std) AS required
+            FROM (SELECT CASE WHEN {need_col} IS NULL THEN NULL
+                              WHEN l.wall IS NOT NULL THEN
+                                  (SELECT l.wall[2 * k] FROM generate_series(1, cardinality(l.wall) / 2) k
+                                   WHERE g.wall_thickness_mm >= l.wall[2 * k - 1] ORDER BY l.wall[2 * k - 1] DESC LIMIT 1)
+                              ELSE l.red END AS red) r) q
+        CROSS JOIN LATERAL (
+            SELECT c.centre, round((c.centre - g.r)::numeric, 3)::float8 AS clear
+            FROM (SELECT ST_Distance(ST_Transform(g.geom, %(srid)s), ST_Transform(b.geom, %(srid)s)) AS centre) c) d
+        WHERE NOT p.hit AND {_not_burial('g', 'skip_burial')}
+          AND ST_DWithin(b.geom, g.geom, (q.required + g.r) * %(dpm)s) AND d.clear < q.required
+    """, params)
+
+
+# --- gas × other pipes (G03, G04) ------------------------------------------------------------
+
+def horizontal_tables(clearances: dict[str, Any]) -> dict[str, Any]:
+    """The horizontal clearance tables and the parallel-run definition."""
+    gh, run = clearances["gas_horizontal"], clearances["parallel_run"]
+    gg = gh.get("gas_gas") or {}
+    return {"direct": gh.get("direct") or {}, "conduit": gh.get("conduit") or {},
+            "conduit_types": list(gh.get("conduit_burial_types") or []),
+            "skip_types": list(gh.get("skip_burial_types") or []),
+            "small": float(gg.get("small_m", 0.4)), "large": float(gg.get("large_m", 0.5)),
+            "cut": float(gg.get("large_above_dn_mm", 300)),
+            "max_angle_deg": float(run["max_angle_deg"]), "min_run_m": float(run["min_run_m"]),
+            "touch_m": float(run["touch_m"])}
+
+
+def _segment_reach(ctx: Ctx) -> dict[str, float]:
+    """Largest horizontal limit per pressure-class column (gas-gas included)."""
+    t = horizontal_tables(ctx.clearances)
+    out = {}
+    for cls in ctx.clearances["pressure_classes"]:
+        vals = [float(v[cls]) for table in (t["direct"], t["conduit"]) for v in table.values() if cls in v]
+        out[cls] = max([*vals, t["large"]])
+    return out
+
+
+def _pair_networks(ctx: Ctx) -> list[str]:
+    nets = set()
+    for r in ctx.rules.rules.values():
+        if r.method in ("gas_parallel_clearance", "gas_crossing_clearance"):
+            nets |= {str(n) for n in r.params.get("networks") or []}
+    return sorted(nets)
+
+
+def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """``hz_gs``: gas segments in service × other segments in service (networks of G03 and G04)
+    whose boxes come within the largest horizontal limit of the gas pipe's class (+ both radii),
+    with both segments' end points in degrees (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the
+    degree-space prefilters of G03 and the crossing test of G04, ``touch``: the boxes meet (only
+    such pairs can cross), ``simple``: both are straight two-point segments (the crossing test is
+    then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan."""
+    if "hz_gs" in ctx.cache:
+        return
+    nets = _pair_networks(ctx)
+    params = ctx.base(rule)
+    reach = _segment_reach(ctx)
+    _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
+    cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)), 0) / 2000.0 FROM cim.pipe_segment "
+                "WHERE county_code = %s AND is_current AND network = ANY(%s)", (ctx.county, nets))
+    params.update(nets=nets, rmax=float(cur.fetchone()[0]), dpm=ctx.frame.deg(1.0))
+    gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
+              "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
+    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "
+                "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
+                "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
+    for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
+        cur.execute(f"""
+            INSERT INTO hz_gs
+            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)})
+            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
+                   coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
+                   o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
+                   ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+            FROM g JOIN hz_gsreach l ON l.cls = g.cls
+            JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
+            WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
+              AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
+              AND (o.network <> 'RQ' OR o.id > g.id) {extra}
+        """, params)
+    ctx.cache["hz_gs"] = True
+
+
+@method("gas_parallel_clearance", inputs=lambda r: ["pipe_segment:RQ", *(f"pipe_segment:{n}" for n in
+                                                                        r.params.get("networks") or [])],
+        focusable=True, shares="hz_gs", weight=14, shardable=True)
+def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """G03: a gas pipe and another pipe running parallel (directions at most ``max_angle_deg``
+    apart, a common stretch of ``min_run_m``) closer than the horizontal table along at least
+    ``min_run_m`` of that stretch. Pipes that touch or cross (closer than ``touch_m``) are not a
+    run, so crossings are never reported here. Segments are straight lines between their ends,
+    as in ingest rule Q21."""
+    gas_segment_pairs(cur, ctx, rule)
+    t = horizontal_tables(ctx.clearances)
+    nets = [str(n) for n in (rule.params.get("networks") or [])]
+    params = ctx.base(rule)
+    classes = list(ctx.clearances["pressure_classes"])
+    rows = [(cls, net, False, float(v[cls])) for net, v in t["direct"].items() for cls in classes if cls in v]
+    rows += [(cls, net, True, float(v[cls])) for net, v in t["conduit"].items() for cls in classes if cls in v]
+    _lookup(cur, "hz_gslim", "cls text, net text, conduit boolean, limit_m float8", rows)
+    # degree-space prefilters, with margins far above the frame's distortion inside a county
+    # (x scaled by the cosine of the county's highest latitude: a scaled unit is at least
+    # 110 574 m): directions within max_angle + 3°; a common stretch of at least min_run − 1 m;
+    # and the other pipe not clearly compliant: its nearer end (a lower bound of the offset along
+    # the common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm
+    lat = math.radians(ctx.frame.lat_max)
+    params.update(nets=nets, skip=t["skip_types"], conduit_types=t["conduit_types"], small=t["small"],
+                  large=t["large"], cut=t["cut"], run=t["min_run_m"], touch=t["touch_m"],
+                  cos_max=math.cos(math.radians(t["max_angle_deg"])),
+                  cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat),
+                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
+    maxlim = []     # (class, network, other pipe in a conduit, the largest limit that can apply)
+    for cls in classes:
+        for net in {*t["direct"], *t["conduit"]}:
+            direct = (t["direct"].get(net) or {}).get(cls)
+            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
+            maxlim += [(cls, net, False, direct), (cls, net, True, conduit)]
+        maxlim += [(cls, "RQ", False, t["large"]), (cls, "RQ", True, t["large"])]
+    _lookup(cur, "hz_gsmax", "cls text, net text, conduit boolean, limit_m float8",
+            [r for r in maxlim if r[3] is not None])
+    cur.execute("""
+        CREATE TEMP TABLE hz_g03p ON COMMIT DROP AS
+        SELECT p.gid, p.oid FROM hz_gs p
+        JOIN hz_gsmax l ON l.cls = p.gcls AND l.net = p.onet
+                       AND l.conduit = coalesce(p.oburial = ANY(%(conduit_types)s), false)
+        CROSS JOIN LATERAL (
+            SELECT (p.gx1 - p.gx0) * %(kx)s AS gx, p.gy1 - p.gy0 AS gy,
+                   (p.ox1 - p.ox0) * %(kx)s AS ox, p.oy1 - p.oy0 AS oy,
+                   (p.ox0 - p.gx0) * %(kx)s AS ax, p.oy0 - p.gy0 AS ay,
+                   (p.ox1 - p.gx0) * %(kx)s AS bx, p.oy1 - p.gy0 AS by) v
+        CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
+        WHERE p.onet = ANY(%(nets)s) AND (p.gburial IS NULL OR NOT p.gburial = ANY(%(skip)s))
+          AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND n.lg > 0 AND n.lo > 0
+          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
+          AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
+              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
+          AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
+               OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
+                  - p.gr - p.orr < l.limit_m + 0.05)
+    """, params)
+    cls_sql = _classes(ctx, params)
+    cur.execute(f"""
+        CREATE TEMP TABLE hz_g03x ON COMMIT DROP AS
+        SELECT s.id, s.network, s.burial_type, coalesce(s.diameter_mm, s.width_mm) AS dn,
+               coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {cls_sql} AS cls, ST_X(t.a) AS sx, ST_Y(t.a) AS sy,
+               ST_X(t.b) AS ex, ST_Y(t.b) AS ey
+        FROM (SELECT gid AS id FROM hz_g03p UNION SELECT oid FROM hz_g03p) ids
+        JOIN LATERAL (SELECT * FROM cim.pipe_segment x WHERE x.id = ids.id) s ON true
+        CROSS JOIN LATERAL (SELECT ST_Transform(ST_StartPoint(s.geom), %(srid)s) AS a,
+                                   ST_Transform(ST_EndPoint(s.geom), %(srid)s) AS b) t;
+        CREATE UNIQUE INDEX ON hz_g03x (id); ANALYZE hz_g03x; ANALYZE hz_g03p
+    """, params)
+    # one pass over the pairs; each LATERAL step is evaluated once per pair (OFFSET 0) and drops
+    # the pair as soon as a condition of the parallel run fails
+    cur.execute("""
+        CREATE TEMP TABLE hz_g03m ON COMMIT DROP AS
+        SELECT p.gid, p.oid, i.cls, i.sx, i.sy, i.ex, i.ey, i.r AS ri, j.r AS rj, j.network AS onet,
+               j.sx AS jsx, j.sy AS jsy, j.ex AS jex, j.ey AS jey, u.ux, u.uy, c.cos, c.t0, c.t1, c.n0, c.n1,
+               w.lo, w.hi, o.o_lo, o.o_hi, lim.limit_m, k.c_lo, k.c_hi,
+               CASE WHEN greatest(k.c_lo, k.c_hi) < lim.limit_m THEN w.hi - w.lo
+                    WHEN least(k.c_lo, k.c_hi) >= lim.limit_m THEN 0.0
+                    ELSE (w.hi - w.lo) * (lim.limit_m + i.r + j.r - least(o.o_lo, o.o_hi)) / abs(o.o_hi - o.o_lo)
+               END AS close
+        FROM hz_g03p p JOIN hz_g03x i ON i.id = p.gid JOIN hz_g03x j ON j.id = p.oid
+        CROSS JOIN LATERAL (
+            SELECT (i.ex - i.sx) / l.len_i AS ux, (i.ey - i.sy) / l.len_i AS uy, l.len_i, l.len_j
+            FROM (SELECT sqrt((i.ex - i.sx) ^ 2 + (i.ey - i.sy) ^ 2) AS len_i,
+                         sqrt((j.ex - j.sx) ^ 2 + (j.ey - j.sy) ^ 2) AS len_j) l
+            WHERE l.len_i > 0 AND l.len_j > 0 OFFSET 0) u
+        CROSS JOIN LATERAL (
+            SELECT * FROM (SELECT abs(u.ux * (j.ex - j.sx) + u.uy * (j.ey - j.sy)) / u.len_j AS cos,
+                                  (j.sx - i.sx) * u.ux + (j.sy - i.sy) * u.uy AS t0,
+                                  (j.ex - i.sx) * u.ux + (j.ey - i.sy) * u.uy AS t1,
+                                  u.ux * (j.sy - i.sy) - u.uy * (j.sx - i.sx) AS n0,
+                                  u.ux * (j.ey - i.sy) - u.uy * (j.ex - i.sx) AS n1) c0
+            WHERE c0.cos >= %(cos_max)s AND c0.t1 <> c0.t0 OFFSET 0) c
+        CROSS JOIN LATERAL (
+            SELECT * FROM (SELECT greatest(0.0, least(c.t0, c.t1)) AS lo, least(u.len_i, greatest(c.t0, c.t1)) AS hi) w0
+            WHERE w0.hi - w0.lo >= %(run)s OFFSET 0) w
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN j.network = 'RQ' THEN
+                            CASE WHEN greatest(i.dn, j.dn) > %(cut)s THEN %(large)s ELSE %(small)s END
+                        ELSE coalesce((SELECT l.limit_m FROM hz_gslim l WHERE l.cls = i.cls AND l.net = j.network
+                                         AND l.conduit AND j.burial_type = ANY(%(conduit_types)s)),
+                                      (SELECT l.limit_m FROM hz_gslim l WHERE l.cls = i.cls AND l.net = j.network
+                                         AND NOT l.conduit)) END AS limit_m OFFSET 0) lim
+        CROSS JOIN LATERAL (
+            SELECT abs(c.n0 + (w.lo - c.t0) * (c.n1 - c.n0) / (c.t1 - c.t0)) AS o_lo,
+                   abs(c.n0 + (w.hi - c.t0) * (c.n1 - c.n0) / (c.t1 - c.t0)) AS o_hi OFFSET 0) o
+        CROSS JOIN LATERAL (
+            SELECT round((o.o_lo - i.r - j.r)::numeric, 3)::float8 AS c_lo,
+                   round((o.o_hi - i.r - j.r)::numeric, 3)::float8 AS c_hi OFFSET 0) k
+        WHERE lim.limit_m IS NOT NULL AND least(k.c_lo, k.c_hi) < lim.limit_m
+    """, params)
+    inputs = ("jsonb_build_object('pressure_class', g.pressure_class, 'class_column', m.cls, 'diameter_mm', "
+              "g.diameter_mm, 'other_network', o.network, 'other_burial_type', o.burial_type, "
+              "'other_diameter_mm', coalesce(o.diameter_mm, o.width_mm), 'run_m', round(m.close::numeric, 1), "
+              "'angle_deg', round(degrees(acos(least(1.0, m.cos)))::numeric, 1))")
+    insert(cur, f"""
+        WITH p AS (
+            SELECT f.*, f.sx + f.ux * f.tm AS px, f.sy + f.uy * f.tm AS py,
+                   f.n0 + (f.tm - f.t0) * (f.n1 - f.n0) / (f.t1 - f.t0) AS off
+            FROM (SELECT m.*, CASE WHEN m.c_lo <= m.c_hi THEN m.lo ELSE m.hi END AS tm FROM hz_g03m m
+                  WHERE m.close >= %(run)s
+                    AND ST_Distance(ST_MakeLine(ST_MakePoint(m.sx, m.sy), ST_MakePoint(m.ex, m.ey)),
+                                    ST_MakeLine(ST_MakePoint(m.jsx, m.jsy), ST_MakePoint(m.jex, m.jey))) > %(touch)s) f)
+        SELECT NULL::text AS grade,
+               jsonb_build_array({ref_sql('pipe_segment', 'g')}, {ref_sql('pipe_segment', 'o')}) AS refs,
+               ARRAY[{key_sql('pipe_segment', 'g')}, {key_sql('pipe_segment', 'o')}] AS keys,
+               ST_Transform(ST_SetSRID(ST_MakeLine(ST_MakePoint(m.px, m.py),
+                                                   ST_MakePoint(m.px - m.uy * m.off, m.py + m.ux * m.off)), %(srid)s),
+                            4490) AS geom,
+               ST_Transform(ST_SetSRID(ST_MakePoint(m.px - m.uy * m.off / 2, m.py + m.ux * m.off / 2), %(srid)s),
+                            4490) AS marker,
+               least(m.c_lo, m.c_hi) AS measured,
+               {evidence_sql('least(m.c_lo, m.c_hi)', 'm.limit_m', 'm', '>=', inputs)} AS evidence,
+               format('%%s：燃气管段 %%s 与 %%s 管段 %%s 平行 %%s m，净距 %%s m，要求 ≥ %%s m', %(rule_zh)s::text,
+                      {code_sql('pipe_segment', 'g')}, o.network, {code_sql('pipe_segment', 'o')},
+                      round(m.close::numeric, 1), least(m.c_lo, m.c_hi), m.limit_m) AS title,
+               coalesce(g.road, o.road) AS location, NULL::text AS community_code
+        FROM p m JOIN cim.pipe_segment g ON g.id = m.gid JOIN cim.pipe_segment o ON o.id = m.oid
+    """, params)
+
+
+@method("gas_crossing_clearance", inputs=lambda r: ["pipe_segment:RQ", *(f"pipe_segment:{n}" for n in
+                                                                        r.params.get("networks") or [])],
+        focusable=True, shares="hz_gs", weight=4, shardable=True)
+def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """G04: where a gas pipe crosses another pipe in plan (interiors cross; ends touching the
+    other pipe, within 1 mm, do not), each pipe's elevation is interpolated along it, moved from its reference (top / invert /
+    centre) to the centre with its size, and the vertical clear distance outer wall to outer wall
+    is compared with the GB 50289 vertical table (as ingest rule Q20 computes it)."""
+    gas_segment_pairs(cur, ctx, rule)
+    v = ctx.clearances["vertical"]
+    nets = [str(n) for n in (rule.params.get("networks") or [])]
+    params = ctx.base(rule)
+    _lookup(cur, "hz_vlim", "pair text PRIMARY KEY, limit_m float8",
+            [(str(k), float(val)) for k, val in (v.get("pairs") or {}).items()])
+    # an end closer than 1 mm to the other pipe is a connection (T-junction), not a crossing
+    params.update(nets=nets, default_m=float(v["default_m"]), tol=ctx.frame.deg(0.001))
+    centre = ("({a}.start_z + {t} * ({a}.end_z - {a}.start_z) + CASE {a}.z_ref WHEN 'invert' THEN {r} "
+              "WHEN 'top' THEN -{r} ELSE 0 END)")
+    inputs = ("jsonb_build_object('other_network', o.network, 'gas_centre_z', round(z.za::numeric, 3), "
+              "'other_centre_z', round(z.zb::numeric, 3), 'gas_diameter_mm', coalesce(g.diameter_mm, g.height_mm), "
+              "'other_diameter_mm', coalesce(o.diameter_mm, o.height_mm), 'gas_z_ref', g.z_ref, 'other_z_ref', o.z_ref, "
+              "'pair', z.pair)")
+    insert(cur, f"""
+        WITH c AS MATERIALIZED (
+            SELECT p.*, (p.gx1 - p.gx0) * (p.oy0 - p.gy0) - (p.gy1 - p.gy0) * (p.ox0 - p.gx0) AS d1,
+                   (p.gx1 - p.gx0) * (p.oy1 - p.gy0) - (p.gy1 - p.gy0) * (p.ox1 - p.gx0) AS d2,
+                   (p.ox1 - p.ox0) * (p.gy0 - p.oy0) - (p.oy1 - p.oy0) * (p.gx0 - p.ox0) AS d3,
+                   (p.ox1 - p.ox0) * (p.gy1 - p.oy0) - (p.oy1 - p.oy0) * (p.gx1 - p.ox0) AS d4,
+                   sqrt((p.gx1 - p.gx0) ^ 2 + (p.gy1 - p.gy0) ^ 2) AS lg, sqrt((p.ox1 - p.ox0) ^ 2 + (p.oy1 - p.oy0) ^ 2) AS lo
+            FROM hz_gs p WHERE p.touch AND p.onet = ANY(%(nets)s)),
+        x AS MATERIALIZED (
+            SELECT c.gid, c.oid,
+                   CASE WHEN c.simple THEN ST_SetSRID(ST_MakePoint(c.gx0 + (c.gx1 - c.gx0) * c.d3 / (c.d3 - c.d4),
+                                                                   c.gy0 + (c.gy1 - c.gy0) * c.d3 / (c.d3 - c.d4)), 4490)
+                        ELSE ST_Centroid(ST_Intersection(g.geom, o.geom)) END AS pt
+            FROM c JOIN cim.pipe_segment g ON g.id = c.gid JOIN cim.pipe_segment o ON o.id = c.oid
+            WHERE g.start_z IS NOT NULL AND g.end_z IS NOT NULL AND o.start_z IS NOT NULL AND o.end_z IS NOT NULL
+              AND CASE WHEN c.simple THEN c.d1 * c.d2 < 0 AND c.d3 * c.d4 < 0
+                                          AND least(abs(c.d1), abs(c.d2)) > %(tol)s * c.lg
+                                          AND least(abs(c.d3), abs(c.d4)) > %(tol)s * c.lo
+                       ELSE ST_Crosses(g.geom, o.geom) END),
+        z AS MATERIALIZED (
+            SELECT x.*, zz.za, zz.zb, zz.pair, round((abs(zz.za - zz.zb) - zz.ra - zz.rb)::numeric, 3)::float8 AS clear
+            FROM x JOIN cim.pipe_segment g ON g.id = x.gid JOIN cim.pipe_segment o ON o.id = x.oid
+            CROSS JOIN LATERAL (
+                SELECT {centre.format(a='g', t='f.ta', r='f.ra')} AS za, {centre.format(a='o', t='f.tb', r='f.rb')} AS zb,
+                       f.ra, f.rb, least(g.network, o.network) || '-' || greatest(g.network, o.network) AS pair
+                FROM (SELECT ST_LineLocatePoint(g.geom, x.pt) AS ta, ST_LineLocatePoint(o.geom, x.pt) AS tb,
+                             coalesce(g.diameter_mm, g.height_mm, 0) / 2000.0 AS ra,
+                             coalesce(o.diameter_mm, o.height_mm, 0) / 2000.0 AS rb OFFSET 0) f) zz)
+        SELECT NULL::text AS grade,
+               jsonb_build_array({ref_sql('pipe_segment', 'g')}, {ref_sql('pipe_segment', 'o')}) AS refs,
+               ARRAY[{key_sql('pipe_segment', 'g')}, {key_sql('pipe_segment', 'o')}] AS keys,
+               z.pt AS geom, z.pt AS marker, z.clear AS measured,
+               {evidence_sql('z.clear', 'l.limit_m', 'm', '>=', inputs)} AS evidence,
+               format('%%s：燃气管段 %%s 与 %%s 管段 %%s 交叉处垂直净距 %%s m，要求 ≥ %%s m', %(rule_zh)s::text,
+                      {code_sql('pipe_segment', 'g')}, o.network, {code_sql('pipe_segment', 'o')}, z.clear,
+                      l.limit_m) AS title,
+               coalesce(g.road, o.road) AS location, NULL::text AS community_code
+        FROM z JOIN cim.pipe_segment g ON g.id = z.gid JOIN cim.pipe_segment o ON o.id = z.oid
+        CROSS JOIN LATERAL (SELECT coalesce((SELECT v.limit_m FROM hz_vlim v WHERE v.pair = z.pair), %(default_m)s)
+                            AS limit_m) l
+        WHERE z.clear < l.limit_m
+    """, params)

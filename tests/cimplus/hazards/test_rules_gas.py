@@ -1,0 +1,177 @@
+"""Gas rules G01–G06 on planted geometry: a positive case, a negative case and the boundary at
+exactly the required value (compliant) for each; crossings are never parallel runs."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import entries
+
+GAS = dict(pressure_class="ZB", diameter_mm=100, material="PE", install_year=2020, start_depth=1.2, end_depth=1.2,
+           z_ref="centre")
+
+
+def findings(run_scan, conn, county, rule):
+    run_scan(rule_ids=[rule])
+    return entries(conn, county, rule)
+
+
+def test_g01_gas_under_building(plant, hz_conn, county, run_scan):
+    plant.building(0, 0, 10, 10, code="UNDER")
+    under = plant.segment("RQ", (-5, 5), (15, 5), **GAS)                 # 10 m under the footprint
+    plant.building(30, 0, 40, 10, code="TOUCH")
+    plant.segment("RQ", (20, 5), (30, 5), **GAS)                         # ends exactly on the wall: not under
+    plant.building(60, 0, 70, 10, code="AERIAL")
+    plant.segment("RQ", (55, 5), (75, 5), **{**GAS, "burial_type": "JK"})  # aerial: passes over
+    plant.building(90, 0, 100, 10, code="BESIDE")
+    plant.segment("RQ", (85, -3), (105, -3), **GAS)                      # beside it: G02's business
+    hz_conn.commit()
+    found = findings(run_scan, hz_conn, county, "G01")
+    assert len(found) == 1, [f["title"] for f in found]
+    f = found[0]
+    assert f["evidence"]["measured"] == 10.0 and f["evidence"]["required"] == 0
+    assert {r["table"] for r in f["facility_refs"]} == {"pipe_segment", "building"}
+    assert under in [r["id"] for r in f["facility_refs"]]
+    assert f["hazard_class"] == "major" and f["risk_level"] == 1 and f["status"] == "pending"
+
+
+@pytest.mark.parametrize("cls,wall,clear,found", [
+    ("ZA", None, 1.2, True),      # 中压A: 1.5 m to the foundation
+    ("ZA", None, 1.5, False),     # exactly the required distance: compliant
+    ("ZA", None, 1.499, True),
+    ("ZA", None, 2.0, False),
+    ("ZA", 8.0, 1.2, False),      # wall thickness recorded: the reduction (1.0 m) applies
+    ("ZA", 8.0, 0.9, True),
+    ("DY", None, 0.7, False),     # 低压 0.7 m, no reduction
+    ("DY", None, 0.65, True),
+    ("CGA", None, 7.0, True),     # 次高压A 13.5 m to the outer wall
+    ("CGA", 10.0, 7.0, False),    # wall ≥ 9.5 mm: 6.5 m
+    ("CGA", 10.0, 6.4, True),
+    ("CGA", 12.0, 3.0, False),    # wall ≥ 11.9 mm: 3.0 m, at exactly 3.0 m
+    ("GA", None, 13.0, True),     # 高压 held to the 次高压A column
+])
+def test_g02_clearance_to_buildings(plant, hz_conn, county, run_scan, cls, wall, clear, found):
+    plant.building(0, 0, 20, 10, code="HOUSE")
+    r = 0.1                                                              # DN 200: outer wall 0.1 m off the axis
+    plant.segment("RQ", (-5, -clear - r), (25, -clear - r),
+                  **{**GAS, "pressure_class": cls, "diameter_mm": 200, "wall_thickness_mm": wall})
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G02")
+    assert bool(got) is found, [g["evidence"] for g in got]
+    if found:
+        ev = got[0]["evidence"]
+        assert ev["measured"] == pytest.approx(clear, abs=0.0015)
+        assert ev["measured"] < ev["required"]
+        assert ev["inputs"]["reduction"] is (wall is not None and ev["inputs"]["required_basis"].startswith("reduced"))
+
+
+@pytest.mark.parametrize("other,offset,found", [
+    (dict(network="JS", diameter_mm=100), 0.35, True),       # 中压B ↔ 给水 0.5 m
+    (dict(network="JS", diameter_mm=100), 0.50, False),      # exactly 0.5 m
+    (dict(network="JS", diameter_mm=100), 0.80, False),
+    (dict(network="PS", diameter_mm=300), 1.10, True),       # ↔ 排水 1.2 m
+    (dict(network="DL", diameter_mm=100, burial_type="GG"), 0.9, True),   # power in a trench: 1.0 m
+    (dict(network="DL", diameter_mm=100), 0.9, False),       # directly buried power: 0.5 m
+    (dict(network="RQ", diameter_mm=400, pressure_class="ZB"), 0.45, True),  # gas-gas, DN > 300: 0.5 m
+    (dict(network="RQ", diameter_mm=100, pressure_class="ZB"), 0.45, False),  # gas-gas, DN ≤ 300: 0.4 m
+])
+def test_g03_parallel_runs(plant, hz_conn, county, run_scan, other, offset, found):
+    plant.segment("RQ", (0, 0), (30, 0), **GAS)
+    props = dict(other)
+    net = props.pop("network")
+    r_other = props["diameter_mm"] / 2000
+    plant.segment(net, (0, 0.05 + offset + r_other), (30, 0.05 + offset + r_other), **props)
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G03")
+    assert bool(got) is found, [g["evidence"] for g in got]
+    if found:
+        assert got[0]["evidence"]["measured"] == pytest.approx(offset, abs=0.0015)
+        assert got[0]["evidence"]["inputs"]["run_m"] == 30.0
+
+
+def test_g03_needs_a_parallel_run_never_a_crossing(plant, hz_conn, county, run_scan):
+    plant.segment("RQ", (0, 0), (30, 0), **GAS)
+    plant.segment("JS", (15, -10), (15.5, 10), diameter_mm=100)          # crosses: G04's business, never G03
+    plant.segment("JS", (40, 0.2), (60, 0.2), diameter_mm=100)           # close but no common stretch
+    plant.segment("RQ", (100, 0), (130, 0), **GAS)
+    plant.segment("JS", (100, 0.3), (101.5, 0.3), diameter_mm=100)       # common stretch 1.5 m < 2 m
+    plant.segment("RQ", (200, 0), (230, 0), **GAS)
+    plant.segment("JS", (200, 0.3), (220, 0.3 + 20 * 0.84), diameter_mm=100)   # 40° apart
+    plant.segment("RQ", (300, 0), (330, 0), **GAS)
+    plant.segment("JS", (310, -0.2), (320, 0.2), diameter_mm=100)       # shallow crossing within 30°
+    hz_conn.commit()
+    assert findings(run_scan, hz_conn, county, "G03") == []
+
+
+@pytest.mark.parametrize("gap,found", [(0.10, True), (0.15, False), (0.30, False)])
+def test_g04_vertical_clearance_at_crossings(plant, hz_conn, county, run_scan, gap, found):
+    # gas DN100 centre at 10.0 (top 10.05); water DN200 recorded by its invert: centre = invert + 0.1
+    plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_z": 10.0, "end_z": 10.0})
+    invert = 10.05 + gap
+    plant.segment("JS", (15, -10), (15, 10), diameter_mm=200, start_z=invert - 0.1, end_z=invert + 0.1,
+                  z_ref="invert")                                        # interpolated at the crossing: invert
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G04")
+    assert bool(got) is found, [g["evidence"] for g in got]
+    if found:
+        ev = got[0]["evidence"]
+        assert ev["measured"] == pytest.approx(gap, abs=0.0015) and ev["required"] == 0.15
+        assert ev["inputs"]["other_centre_z"] == pytest.approx(invert + 0.1, abs=1e-3)
+
+
+def test_g04_touching_ends_are_not_crossings(plant, hz_conn, county, run_scan):
+    plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_z": 10.0, "end_z": 10.0})
+    plant.segment("JS", (30, 0), (30, 10), diameter_mm=200, start_z=10.0, end_z=10.0)   # meets at an end
+    hz_conn.commit()
+    assert findings(run_scan, hz_conn, county, "G04") == []
+
+
+@pytest.mark.parametrize("depth,found", [(0.6, True), (0.65, False), (0.95, False)])
+def test_g05_cover_without_roads(plant, hz_conn, county, run_scan, depth, found):
+    # centre reference, DN100: cover = depth − 0.05; the non-carriageway minimum is 0.6 m
+    plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_depth": depth, "end_depth": depth + 0.5})
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G05")
+    assert bool(got) is found
+    if found:
+        ev = got[0]["evidence"]
+        assert ev["measured"] == pytest.approx(depth - 0.05) and ev["required"] == 0.6
+        assert ev["inputs"]["cover_basis"] == "other" and ev["inputs"]["road_source"] is None
+
+
+def test_g05_cover_under_a_carriageway(plant, hz_conn, county, run_scan):
+    from plant import geo
+    from shapely.geometry import box
+
+    with hz_conn.cursor() as cur:
+        cur.execute("CREATE TABLE cim.road (id serial PRIMARY KEY, road_class text, geom geometry(MultiPolygon, 4490))")
+        cur.execute("INSERT INTO cim.road (road_class, geom) VALUES ('ZG', ST_Multi(ST_GeomFromEWKT(%s)))",
+                    (geo(box(-10, -10, 40, 10)),))
+    try:
+        plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})   # cover 0.8 < 0.9
+        plant.segment("RQ", (0, 50), (30, 50), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})  # off the road
+        hz_conn.commit()
+        got = findings(run_scan, hz_conn, county, "G05")
+        assert len(got) == 1
+        assert got[0]["evidence"]["inputs"]["cover_basis"] == "carriageway"
+        assert got[0]["evidence"]["required"] == 0.9 and got[0]["evidence"]["inputs"]["road_source"] == "cim.road"
+    finally:
+        with hz_conn.cursor() as cur:
+            cur.execute("DROP TABLE cim.road")
+        hz_conn.commit()
+
+
+def test_g06_aging_gas(plant, hz_conn, county, run_scan, svc):
+    import datetime as dt
+    year = dt.date.today().year
+    grey = plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "material": "ZT-HK", "install_year": year - 2})
+    old = plant.segment("RQ", (0, 10), (30, 10), **{**GAS, "material": "G", "install_year": year - 20})
+    plant.segment("RQ", (0, 20), (30, 20), **{**GAS, "material": "G", "install_year": year - 19})
+    unknown = plant.segment("RQ", (0, 30), (30, 30), **{**GAS, "material": "PE", "install_year": None})
+    plant.segment("RQ", (0, 40), (30, 40), **{**GAS, "material": "QM", "install_year": None})   # not a 22号 age case
+    hz_conn.commit()
+    got = {f["facility_refs"][0]["id"]: f for f in findings(run_scan, hz_conn, county, "G06")}
+    assert set(got) == {grey, old, unknown}
+    assert got[grey]["evidence"]["inputs"]["criterion"] == "material" and got[grey]["risk_level"] == 2
+    assert got[old]["evidence"]["measured"] == 20 and got[old]["risk_level"] == 3
+    assert got[unknown]["evidence"]["inputs"]["criterion"] == "unknown_year" and got[unknown]["risk_level"] == 4
+    assert "年代不详" in got[unknown]["title"]
