@@ -10,4 +10,5 @@ ROUTERS = [
     "api.routers.tiles3d",
     "api.routers.dem",
     "api.routers.tasks",
+    "api.routers.healthcheck",
 ]

@@ -91,14 +91,14 @@ def _explain_all(hc: HealthCheck, conn) -> list[str]:
     import psycopg2
 
     from cimplus.healthcheck import areas
-    from cimplus.healthcheck.template import Expander, Scope
+    from cimplus.healthcheck.template import Expander
 
     out = []
     try:
         with conn.cursor() as cur:
             counties = areas.counties_in_scope(cur, None)[:1]
             area_set = areas.prepare(cur, counties, list(ADMIN_LEVELS), 2025)
-            expander = Expander(hc.layers, hc.catalogue, Scope(counties, 2025, area_set.srid, area_set.deg_per_m))
+            expander = Expander(hc.layers, hc.catalogue, area_set.scope(2025))
             for ind in hc.catalogue.indicators:
                 for text in (ind.formula, ind.features):
                     if not text:

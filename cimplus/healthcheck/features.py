@@ -18,7 +18,7 @@ from cim import versions
 from cim.errors import InvalidInput, NotFound
 from cimplus.healthcheck import areas, history
 from cimplus.healthcheck.catalog import Catalogue, Indicator
-from cimplus.healthcheck.template import Expander, Scope, ledger_present
+from cimplus.healthcheck.template import Expander, ledger_present
 from layers.catalog import Catalog
 from layers.sqlbuild import feature_sql, table_sql
 
@@ -48,7 +48,7 @@ def features(conn: psycopg2.extensions.connection, layers: Catalog, catalogue: C
             spec = layers.get(ind.layer)
             area_set = areas.prepare(cur, list(run["counties"]), [found[0]], int(run["year"]), only_code=area_code)
             present, _ = ledger_present(cur, catalogue.hazard_ledger)
-            scope = Scope(list(run["counties"]), int(run["year"]), area_set.srid, area_set.deg_per_m, present)
+            scope = area_set.scope(int(run["year"]), present)
             single = Catalogue.model_validate({**catalogue.model_dump(), "indicators": [definition], "params": {}})
             stmt = Expander(layers, single, scope).expand(ind.features, ind)
             cur.execute(f"SELECT DISTINCT f.feature_id FROM ({stmt.sql}) f ORDER BY 1 LIMIT %(_limit)s",

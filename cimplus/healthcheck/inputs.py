@@ -157,7 +157,9 @@ def read_population(path: Path, year: int | None = None) -> list[dict[str, Any]]
     out: list[dict[str, Any]] = []
     seen: dict[tuple[str, int], int] = {}
     for n, r in enumerate(rows[1:], start=2):
-        cell = (lambda k: r[col[k]] if k in col and col[k] < len(r) else None)
+        def cell(k: str, r: tuple = r) -> Any:
+            return r[col[k]] if k in col and col[k] < len(r) else None
+
         code = _code(cell("code"))
         if code is None:
             problems.append(Problem(n, "code", f"区划代码“{cell('code')}”应为 6、9 或 12 位数字",

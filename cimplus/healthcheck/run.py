@@ -29,12 +29,13 @@ from cim import auth, db, versions
 from cim.errors import CimError, InvalidInput
 from cimplus.healthcheck import areas, judge
 from cimplus.healthcheck.catalog import ADMIN_LEVELS, Catalogue, Indicator
-from cimplus.healthcheck.template import Expander, Scope, ledger_present
+from cimplus.healthcheck.template import Expander, ledger_present
 from layers.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
 RUN_TIMEOUT_MS = 30 * 60 * 1000        # one run may read a whole city; requests keep their own timeout
+RUN_WORK_MEM = "256MB"                 # hashes and sorts of a million memberships stay in memory
 Progress = Callable[[int, str], None]
 
 
@@ -66,6 +67,7 @@ def start(conn: psycopg2.extensions.connection, catalogue: Catalogue, *, county:
     """Record a new run (state ``running``) for the scope; audited. Returns its id."""
     year, levels = check_request(year, levels, catalogue)
     with db.transaction(conn) as cur:
+        close_stale(cur)
         counties = areas.counties_in_scope(cur, county)
         cur.execute("INSERT INTO cim.healthcheck_run (year, counties, levels, task_id, catalogue, catalogue_sha, "
                     "created_by) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
@@ -76,6 +78,14 @@ def start(conn: psycopg2.extensions.connection, catalogue: Catalogue, *, county:
                    client_addr=client_addr, detail={"year": year, "levels": levels, "counties": counties,
                                                     "catalogue": catalogue.source, "task_id": task_id})
     return run_id
+
+
+def close_stale(cur: psycopg2.extensions.cursor) -> list[int]:
+    """Runs left ``running`` by a session that no longer exists (a killed process): closed as failed."""
+    cur.execute("UPDATE cim.healthcheck_run SET state = 'failed', finished_at = now(), "
+                "error = '计算该运行的进程已停止 / the process computing this run stopped' "
+                "WHERE state = 'running' AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity) RETURNING id")
+    return [int(r[0]) for r in cur.fetchall()]
 
 
 def compute(conn: psycopg2.extensions.connection, run_id: int, catalogue: Catalogue, layers: Catalog,
@@ -101,10 +111,11 @@ def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int
              levels: list[str], progress: Progress | None, began: float) -> dict[str, Any]:
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(RUN_TIMEOUT_MS),))
+        cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
+                    (str(RUN_TIMEOUT_MS), RUN_WORK_MEM))
         area_set = areas.prepare(cur, counties, levels, year)
         present, ledger_note = ledger_present(cur, catalogue.hazard_ledger)
-        scope = Scope(counties, year, area_set.srid, area_set.deg_per_m, present)
+        scope = area_set.scope(year, present)
         expander = Expander(layers, catalogue, scope)
         area_rows = _areas(cur)
         data_versions = versions.read(cur, sorted(_tables(catalogue, layers)))
@@ -199,9 +210,10 @@ def _indicator(cur, ind: Indicator, expander: Expander, catalogue: Catalogue, ar
         return Outcome({}, skipped, time.monotonic() - t0)
     if ind.kind == "count":
         inner = expander.expand(ind.features or "", ind)
-        sql = (f"SELECT a.id AS area_id, count(DISTINCT f.feature_id)::float8 AS value "
-               f"FROM {expander.expand('{areas}', ind).sql} a LEFT JOIN ({inner.sql}) f ON f.area_id = a.id "
-               f"GROUP BY a.id")
+        sql = (f"WITH f AS MATERIALIZED (SELECT DISTINCT x.area_id, x.feature_id FROM ({inner.sql}) x), "
+               f"n AS MATERIALIZED (SELECT area_id, count(*) AS n FROM f GROUP BY area_id) "
+               f"SELECT a.id AS area_id, coalesce(n.n, 0)::float8 AS value "
+               f"FROM {expander.expand('{areas}', ind).sql} a LEFT JOIN n ON n.area_id = a.id")
         params = inner.params
     else:
         stmt = expander.expand(ind.formula or "", ind)

@@ -56,6 +56,8 @@ CREATE TABLE cim.healthcheck_run (
     levels         text[] NOT NULL,                   -- admin levels checked (county, street, community)
     state          text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'done', 'failed')),
     task_id        bigint,                            -- cim.task that ran it (HTTP runs)
+    backend_pid    integer NOT NULL DEFAULT pg_backend_pid(),  -- the session computing it (a stale run's
+                                                      -- session is gone: the next run closes it as failed)
     catalogue      jsonb NOT NULL,                    -- indicator id → definition used
     catalogue_sha  char(64) NOT NULL,
     metric_srid    integer,                           -- CGCS2000 3° Gauss-Krüger zone of lengths and areas
@@ -115,7 +117,7 @@ BEGIN
        OR NEW.id <> OLD.id OR NEW.year <> OLD.year OR NEW.counties <> OLD.counties OR NEW.levels <> OLD.levels
        OR NEW.catalogue <> OLD.catalogue OR NEW.catalogue_sha <> OLD.catalogue_sha
        OR NEW.created_by <> OLD.created_by OR NEW.started_at <> OLD.started_at
-       OR NEW.task_id IS DISTINCT FROM OLD.task_id THEN
+       OR NEW.task_id IS DISTINCT FROM OLD.task_id OR NEW.backend_pid <> OLD.backend_pid THEN
         RAISE EXCEPTION 'health-check run % is immutable once % (城市体检运行结果不可修改)', OLD.id, OLD.state
             USING ERRCODE = 'integrity_constraint_violation', SCHEMA = 'cim', TABLE = 'healthcheck_run';
     END IF;
