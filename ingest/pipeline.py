@@ -58,7 +58,7 @@ class Outcome:
 
 def archive_dir(settings: Settings) -> Path:
     """``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
-    return (settings.ingest.archive_dir or settings.db.home_dir / "archive").expanduser().resolve()
+    return settings.archive_dir
 
 
 def _function(module: str, name: str) -> Callable:
