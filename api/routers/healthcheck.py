@@ -6,8 +6,6 @@ value, reports and the inputs. Every route parses, makes one call into
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -17,23 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api import deps, tasks
-from cim import auth, db
-from cim import tasks as task_queue
+from cim import db
 from cim.auth import Action, Principal
-from cim.errors import InvalidInput, PayloadTooLarge
 from cim.tasks import TaskContext
-from cimplus.healthcheck import inputs as hc_inputs
-from cimplus.healthcheck.service import HealthCheck
+from cimplus.healthcheck.service import TASK_KIND, HealthCheck, with_connection
 
 router = APIRouter(prefix="/api/healthcheck", tags=["healthcheck / 城市体检"])
 READ = Depends(deps.require(Action.read))
-KIND = "healthcheck.run"
 Level = Literal["county", "street", "community"]
 _INDICATOR = r"^[a-z][a-z0-9_]*$"
 _AREA = r"^\d{6,12}$"
 _MEDIA = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
           "html": "text/html; charset=utf-8"}
-MAX_INPUT_MB = 64
 
 
 class RunRequest(BaseModel):
@@ -50,23 +43,14 @@ def _hc(request: Request) -> HealthCheck:
     return request.app.state.healthcheck
 
 
-def _with_conn(request: Request, fn, *args, **kwargs):
-    """Run ``fn(conn, …)`` on a fresh psycopg2 connection (reads roll back)."""
-    conn = db.connect(request.app.state.settings.db, application_name="cim-api")
-    try:
-        return fn(conn, *args, **kwargs)
-    finally:
-        conn.rollback()
-        conn.close()
+def _read(request: Request, fn, *args, **kwargs):
+    """``fn(cursor, …)`` in a worker thread on a connection of its own."""
+    return run_in_threadpool(db.with_cursor, deps.settings(request).db, fn, *args, **kwargs)
 
 
-def _with_cur(request: Request, fn, *args, **kwargs):
-    return _with_conn(request, lambda conn: _cursor_call(conn, fn, *args, **kwargs))
-
-
-def _cursor_call(conn, fn, *args, **kwargs):
-    with conn.cursor() as cur:
-        return fn(cur, *args, **kwargs)
+def _conn(request: Request, fn, *args, **kwargs):
+    """``fn(connection, …)`` in a worker thread on a connection of its own."""
+    return run_in_threadpool(with_connection, deps.settings(request).db, fn, *args, **kwargs)
 
 
 @router.get("/indicators", summary="体检指标目录 / indicator catalogue")
@@ -81,18 +65,11 @@ async def start_run(request: Request, body: RunRequest, who: Principal = Depends
     """Queue a run; answer 202 with the task. ``GET /api/tasks/{task_id}`` follows it; its message
     and, when done, its result carry ``run_id`` (also ``GET /api/healthcheck/runs?task_id=``)."""
     deps.check(request, who, Action.write if body.county else Action.admin, body.county)
-    task_id = await run_in_threadpool(_with_conn, request, _enqueue, body, who, deps.client_addr(request))
+    task_id = await run_in_threadpool(db.with_cursor, deps.settings(request).db, _hc(request).request_run,
+                                      body.model_dump(), principal=who, client_addr=deps.client_addr(request))
     return JSONResponse({"task_id": task_id, "state": "queued", "task": f"/api/tasks/{task_id}",
                          "runs": f"/api/healthcheck/runs?task_id={task_id}"}, status_code=202,
                         headers={"Location": f"/api/tasks/{task_id}"})
-
-
-def _enqueue(conn, body: RunRequest, who: Principal, addr: str | None) -> int:
-    with db.transaction(conn) as cur:
-        task_id = task_queue.enqueue(cur, KIND, body.model_dump(), created_by=who.name, max_attempts=2)
-        auth.audit(cur, who, "healthcheck.run.request", target=f"task:{task_id}", county=body.county,
-                   client_addr=addr, detail=body.model_dump())
-    return task_id
 
 
 @router.get("/runs", summary="体检运行列表 / runs, newest first")
@@ -102,7 +79,7 @@ async def list_runs(request: Request, county: str | None = Query(None, pattern=r
                     task_id: int | None = Query(None, ge=1), limit: int = Query(50, ge=1, le=500),
                     who: Principal = READ) -> list[dict]:
     """Runs with scope, state, summary, data versions and inputs used."""
-    return await run_in_threadpool(_with_cur, request, _hc(request).runs, county=county, year=year, state=state,
+    return await _read(request, _hc(request).runs, county=county, year=year, state=state,
                                    task_id=task_id, limit=limit)
 
 
@@ -113,7 +90,7 @@ async def get_run(request: Request, run_id: int, level: Level | None = None,
                   who: Principal = READ) -> dict:
     """The run (definitions and classes it used) and its values, filtered by level, indicator and
     area; each value carries ``previous`` (the latest earlier year's run) when there is one."""
-    return await run_in_threadpool(_with_cur, request, _hc(request).values, run_id, level=level,
+    return await _read(request, _hc(request).values, run_id, level=level,
                                    indicator=indicator, area=area, previous=previous)
 
 
@@ -123,7 +100,7 @@ async def compare(request: Request, run_id: int, other: int | None = Query(None,
                   area: str | None = Query(None, pattern=_AREA), who: Principal = READ) -> dict:
     """Per indicator and area: value, previous value, change, change in %, trend (improved /
     worsened by the indicator's direction, unchanged, new, not_comparable)."""
-    return await run_in_threadpool(_with_cur, request, _hc(request).compare, run_id, other, level=level,
+    return await _read(request, _hc(request).compare, run_id, other, level=level,
                                    indicator=indicator, area=area)
 
 
@@ -131,7 +108,7 @@ async def compare(request: Request, run_id: int, other: int | None = Query(None,
 async def classes(request: Request, run_id: int, indicator: str | None = Query(None, pattern=_INDICATOR),
                   level: Level | None = None, who: Principal = READ) -> dict:
     """indicator → level → {classes: [{no, min, max, pass, color, label_zh, label_en}], threshold, op}."""
-    return await run_in_threadpool(_with_cur, request, _hc(request).classes, run_id, indicator, level)
+    return await _read(request, _hc(request).classes, run_id, indicator, level)
 
 
 @router.get("/runs/{run_id}/features", summary="指标对应的要素 / the features behind a value")
@@ -142,7 +119,7 @@ async def features(request: Request, run_id: int, indicator: str = Query(..., pa
     """The buildings, pipes or lights an indicator counted in an area (today's data): ``layer``,
     ``ids`` (the vector-tile feature ids of that layer), ``features`` (GeoJSON), ``cql2`` (the
     attribute filter on ``/ogc/collections/{layer}/items``), ``data_changed`` since the run."""
-    return await run_in_threadpool(_with_conn, request, _hc(request).features, run_id, indicator, area,
+    return await _conn(request, _hc(request).features, run_id, indicator, area,
                                    limit=limit, geometry=geometry)
 
 
@@ -150,7 +127,7 @@ async def features(request: Request, run_id: int, indicator: str = Query(..., pa
 async def report(request: Request, run_id: int, fmt: Literal["xlsx", "html"], who: Principal = READ) -> Response:
     """The Excel workbook (a sheet per level, failing cells marked) or the printable HTML page
     (maps of failing indicators)."""
-    body = await run_in_threadpool(_with_conn, request, _hc(request).report_bytes, run_id, fmt)
+    body = await _conn(request, _hc(request).report_bytes, run_id, fmt)
     name = quote(f"体检报告-{run_id}.{fmt}")
     disposition = "inline" if fmt == "html" else "attachment"
     return Response(body, media_type=_MEDIA[fmt],
@@ -162,8 +139,7 @@ async def report(request: Request, run_id: int, fmt: Literal["xlsx", "html"], wh
 async def list_inputs(request: Request, kind: Literal["population", "builtup"] | None = None,
                       who: Principal = READ) -> list[dict]:
     """Population and built-up area uploads, newest first."""
-    rows = await run_in_threadpool(_with_cur, request, _hc(request).inputs, kind)
-    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+    return await _read(request, _hc(request).inputs, kind)
 
 
 @router.post("/inputs", status_code=201, summary="上传输入数据 / upload an input")
@@ -175,47 +151,22 @@ async def upload_input(request: Request, file: UploadFile = File(..., descriptio
     """Load resident population per admin area or a county's built-up area (admin only; audited).
     A file with bad rows is refused whole (400, every problem listed by row and column)."""
     deps.check(request, who, Action.admin)
-    name = Path(file.filename or "").name
-    if not name:
-        raise InvalidInput("上传文件缺少文件名", "the uploaded file has no name")
-    loaded = await run_in_threadpool(_load_input, request, file, name, who, kind, year, county)
+    loaded = await run_in_threadpool(_hc(request).receive_input, deps.settings(request).db, file.file, file.filename,
+                                     principal=who, kind=kind, year=year, county=county,
+                                     client_addr=deps.client_addr(request))
     return loaded.to_dict()
 
 
-def _load_input(request: Request, file: UploadFile, name: str, who: Principal, kind, year, county):
-    with tempfile.TemporaryDirectory(prefix="cim-hc-input-") as tmp:
-        path = Path(tmp) / ("input" + Path(name).suffix.lower())
-        size = 0
-        with path.open("wb") as out:
-            while chunk := file.file.read(1 << 20):
-                size += len(chunk)
-                if size > MAX_INPUT_MB << 20:
-                    raise PayloadTooLarge(f"输入文件超过 {MAX_INPUT_MB} MB", f"the input file exceeds {MAX_INPUT_MB} MB")
-                out.write(chunk)
-        hc_inputs.kind_of(Path(name))
-        return _with_conn(request, _hc(request).load_input, path, principal=who, kind=kind, year=year,
-                          county=county, client_addr=deps.client_addr(request), file_name=name)
-
-
 def register(app: FastAPI) -> None:
-    """Mount the router, build the service and run ``healthcheck.run`` tasks in the worker."""
+    """Mount the router, build the service, run ``healthcheck.run`` tasks in the worker and re-check
+    a county after its data changes (when it has been checked before)."""
     app.state.healthcheck = HealthCheck(app.state.catalog)
     settings = app.state.settings
 
     def run_task(ctx: TaskContext) -> dict[str, Any]:
-        hc: HealthCheck = app.state.healthcheck
-        args = RunRequest.model_validate(ctx.args)
-        who = auth.Principal(name=ctx.task.created_by, role=None)
-        conn = db.connect(settings.db, application_name="cim-healthcheck")
-        try:
-            run_id = hc.start(conn, county=args.county, year=args.year, levels=args.levels, principal=who,
-                              task_id=ctx.task.id)
-            ctx.progress(1, f"run {run_id}")
-            summary = hc.compute(conn, run_id, progress=lambda pct, msg: ctx.progress(pct, msg))
-        finally:
-            conn.close()
-        return {"run_id": run_id, "values": summary["values"], "computed": summary["computed"],
-                "failing": summary["failing"], "elapsed_s": summary["elapsed_s"]}
+        return app.state.healthcheck.run_task(settings.db, dict(ctx.args), created_by=ctx.task.created_by,
+                                              task_id=ctx.task.id, progress=ctx.progress)
 
-    tasks.handle(app, KIND, run_task)
+    tasks.handle(app, TASK_KIND, run_task)
+    tasks.follow_county_changes(app, TASK_KIND)
     app.include_router(router)

@@ -1,7 +1,8 @@
 """Judging values: pass / fail against the threshold, and the choropleth classes of a level.
 
-Classes are quantiles of the computed values of one indicator at one admin level, with the
-threshold of the run's year always a class break, so no class straddles pass and fail. Failing
+Classes are quantiles of the computed values of one indicator at one admin level, taken apart
+on each side of the threshold of the run's year, so no class holds both a passing and a failing
+value. Failing
 classes take the ``fail`` colours (darker further from the target), passing classes the
 ``passing`` colours (darker further beyond it), indicators without a threshold the ``neutral``
 ramp (darker = higher value). A value's class and colour are stored with it, so the map, the
@@ -37,24 +38,34 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if float(v).is_integer() and abs(v) >= 10 else f"{v:.4g}" if abs(v) < 1 else f"{v:.1f}"
 
 
+def _quantiles(vals: list[float], k: int) -> list[tuple[float, float]]:
+    """Up to ``k`` quantile spans of sorted ``vals`` (one span when they are all equal)."""
+    n = len(vals)
+    breaks = sorted({vals[round(i * (n - 1) / k)] for i in range(k + 1)})
+    return [(breaks[i], breaks[i + 1]) for i in range(len(breaks) - 1)] or [(breaks[0], breaks[0])]
+
+
 def classes(ind: Indicator, values: list[float], year: int, palette: Palette) -> list[dict[str, Any]]:
-    """The classes of one indicator at one level: ``[{no, min, max, pass, color, label_zh, label_en}]``."""
+    """The classes of one indicator at one level: ``[{no, min, max, pass, color, label_zh, label_en}]``.
+
+    With a threshold, the passing and the failing values get classes of their own (quantiles
+    within each side, the classes shared in proportion to the values, at least one per side), so
+    a class never holds both a passing and a failing value, even when a value equals the threshold."""
     vals = sorted(v for v in values if v is not None)
     if not vals:
         return []
     k, n = palette.count, len(vals)
-    breaks = sorted({vals[round(i * (n - 1) / k)] for i in range(k + 1)})
     t = ind.threshold.for_year(year) if ind.threshold else None
-    if t is not None and vals[0] < t < vals[-1]:
-        breaks = sorted({*breaks, t})
-    spans = [(breaks[i], breaks[i + 1]) for i in range(len(breaks) - 1)] or [(breaks[0], breaks[0])]
-    if t is not None and len(spans) > 1 and any(lo == hi == t for lo, hi in spans):
-        spans = [s for s in spans if not (s[0] == s[1] == t)]
-    out = []
-    for lo, hi in spans:
-        mid = (lo + hi) / 2
-        passed = None if ind.threshold is None else ind.threshold.passes(mid if lo != hi else lo, year)
-        out.append({"min": lo, "max": hi, "pass": passed})
+    if ind.threshold is None:
+        out = [{"min": lo, "max": hi, "pass": None} for lo, hi in _quantiles(vals, k)]
+    else:
+        ok = [v for v in vals if ind.threshold.passes(v, year)]
+        bad = [v for v in vals if not ind.threshold.passes(v, year)]
+        k_ok = 0 if not ok else (k - 1 if not bad else min(k - 1, max(1, round(k * len(ok) / n))))
+        k_ok = k if not bad else k_ok
+        out = [{"min": lo, "max": hi, "pass": True} for lo, hi in (_quantiles(ok, k_ok) if ok else [])]
+        out += [{"min": lo, "max": hi, "pass": False} for lo, hi in (_quantiles(bad, k - k_ok) if bad else [])]
+        out.sort(key=lambda c: (c["min"], c["max"]))
     _colour(out, ind, t, palette)
     unit = ind.unit
     for no, c in enumerate(out):

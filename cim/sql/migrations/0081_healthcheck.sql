@@ -48,6 +48,7 @@ CREATE TABLE cim.healthcheck_builtup (
     geom         geometry(MultiPolygon, 4490) NOT NULL,
     PRIMARY KEY (input_id, county_code, year)
 );
+CREATE INDEX healthcheck_builtup_geom_idx ON cim.healthcheck_builtup USING gist (geom);
 
 CREATE TABLE cim.healthcheck_run (
     id             bigserial PRIMARY KEY,
