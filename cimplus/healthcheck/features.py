@@ -31,7 +31,7 @@ def features(conn: psycopg2.extensions.connection, layers: Catalog, catalogue: C
     limit = max(1, min(int(limit), MAX_FEATURES))
     try:
         with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # temp tables: not READ ONLY
             run = history.get_run(cur, run_id)
             definition = (run["catalogue"] or {}).get(indicator)
             if definition is None:

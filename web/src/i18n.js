@@ -23,6 +23,7 @@ const STRINGS = {
   "view.tilesetMissing": ["三维瓦片未发布：{name}", "3D tiles not published: {name}"],
   "view.tilesetLoaded": ["已加载三维图层：{name}", "3D layer loaded: {name}"],
   "upload.open": ["数据上传", "Upload"],
+  "healthcheck.open": ["城市体检", "Health check"],
   "settings.open": ["设置", "Settings"],
   "settings.basemap": ["自定义底图地址（XYZ 栅格，如 http://内网地址/{z}/{x}/{y}.png）", "Custom basemap URL (XYZ raster, e.g. http://intranet/{z}/{x}/{y}.png)"],
   "settings.save": ["保存", "Save"],

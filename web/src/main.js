@@ -14,6 +14,7 @@ import { sectionTool } from "./tools/section.js";
 import { openExport } from "./export.js";
 import { View3D } from "./map3d.js";
 import { UploadPanel } from "./upload.js";
+import { HealthCheckPanel } from "./healthcheck/panel.js";
 import { el, openPanel, closePanel, notify } from "./ui.js";
 
 /** Catalogue layer ids currently switched on in the 2D map. */
@@ -124,11 +125,13 @@ async function main() {
   document.getElementById("btn-settings").addEventListener("click", openSettings);
   const upload = new UploadPanel(map);
   document.getElementById("btn-upload").addEventListener("click", () => upload.open());
+  const healthcheck = new HealthCheckPanel(map, identify);
+  document.getElementById("btn-healthcheck").addEventListener("click", () => healthcheck.open());
   const view3d = setupViewSwitch(map);
   window.addEventListener("cim:data-changed", () => {
     for (const [id, src] of Object.entries(map.getStyle().sources)) if (src.type === "vector" && src.url) map.getSource(id).setUrl(src.url);
   });
-  Object.assign(window.cim, { tree, legend, identify, draw, upload, view3d });
+  Object.assign(window.cim, { tree, legend, identify, draw, upload, view3d, healthcheck });
   await Promise.all([tree.render(), legend.render(), setupAdminPicker(map)]);
   document.body.dataset.ready = "true";
 }
