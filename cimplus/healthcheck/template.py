@@ -52,7 +52,8 @@ CELLS_TABLE = "pg_temp.hc_cell"
 BUILTUP_CELLS_TABLE = "pg_temp.hc_bcell"
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
 # {area_parts:src} / {builtup_parts:src}. The rows and the cell keys their bounding boxes span are
-# materialised first, so the planner joins plain relations on one hashed key, i * 1000003 + j (a
+# materialised first (a row once per key it spans, so no self-join on the row id is left for the
+# planner to turn into a nested loop), so the planner joins plain relations on one hashed key, i * 1000003 + j (a
 # bigint whose two halves do not cancel in PostgreSQL's hash of int8; a lateral
 # generate_series of unknown size misleads it). A row's metric length or area (`measure`) is computed
 # once; its `share` in an area is 1 in a cell wholly inside, else the ratio of the cut to the whole
@@ -73,13 +74,13 @@ PARTS_SQL = """(WITH _f AS MATERIALIZED (
                                floor(ST_YMin(s.geom) / %(_cell)s)::int AS _j0, floor(ST_YMax(s.geom) / %(_cell)s)::int AS _j1
                         OFFSET 0) x
 ), _fc AS MATERIALIZED (
-  SELECT f.id AS _id, unnest(f._keys) AS _key FROM _f f
+  SELECT f.*, unnest(f._keys) AS _key FROM _f f
 )
 SELECT f.*, c.area_id, coalesce(x._cut, f.geom) AS part,
        CASE WHEN x._cut IS NULL THEN 1.0 WHEN ST_IsEmpty(x._cut) THEN 0.0
             WHEN ST_Dimension(f.geom) = 1 THEN ST_Length(ST_Scale(x._cut, f._k, 1)) / nullif(ST_Length(ST_Scale(f.geom, f._k, 1)), 0)
             ELSE ST_Area(x._cut) / nullif(ST_Area(f.geom), 0) END AS share
-  FROM _fc fc JOIN {cells} c ON c.k = fc._key JOIN _f f ON f.id = fc._id
+  FROM _fc f JOIN {cells} c ON c.k = f._key
   CROSS JOIN LATERAL (SELECT CASE
       WHEN c.inside AND f._one THEN NULL
       WHEN c.inside AND ST_Dimension(f.geom) = 1 THEN ST_ClipByBox2D(f.geom, ST_MakeEnvelope(

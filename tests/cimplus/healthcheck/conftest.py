@@ -16,6 +16,7 @@ from the origin (E0, N0) and stored in EPSG:4490 like every feature. Layout (loc
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -202,3 +203,32 @@ def inputs_loaded(hc_cli, tmp_path_factory):
     res2 = hc_cli("healthcheck", "inputs", str(bu), "--json")
     assert res2.returncode == 0, res2.stdout + res2.stderr
     return {"population": res.stdout, "builtup": res2.stdout}
+
+
+def _run(hc_cli, *args: str, env: dict | None = None) -> dict:
+    res = hc_cli("healthcheck", "run", "--county", COUNTY, "--json", *args, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _values(hc_cli, run_id: int) -> dict[tuple[str, str], dict]:
+    res = hc_cli("healthcheck", "show", str(run_id), "--json")
+    assert res.returncode == 0, res.stderr
+    return {(v["indicator"], v["area_code"]): v for v in json.loads(res.stdout)["values"]}
+
+
+@pytest.fixture(scope="package")
+def run_2024(hc_cli, inputs_loaded):
+    """The run of 2024 (the inputs are of 2025: those needing them are not computed)."""
+    return _run(hc_cli, "--year", "2024")
+
+
+@pytest.fixture(scope="package")
+def run_2025(hc_cli, run_2024):
+    """The run of 2025, after the 2024 one."""
+    return _run(hc_cli, "--year", "2025")
+
+
+@pytest.fixture(scope="package")
+def values_2025(hc_cli, run_2025):
+    return _values(hc_cli, run_2025["run_id"])

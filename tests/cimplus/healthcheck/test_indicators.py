@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from tests.cimplus.healthcheck.conftest import COUNTY, K1, K2, K3, S1, S2
+from tests.cimplus.healthcheck.conftest import COUNTY, K1, K2, K3, S1, S2, _values
 
 AREAS = (COUNTY, S1, S2, K1, K2, K3)
 NC = None   # not computed in that area (the reason is checked separately)
@@ -53,33 +53,6 @@ REASONS = {("park_area_per_capita", K3): "no_population", ("park_area_per_capita
 NEEDS_INPUT = {"park_area_per_capita", "comprehensive_park_per_capita", "community_park_per_capita",
                "green_space_ratio", "drainage_density_ys", "drainage_density_ws", "drainage_density_hs",
                "road_network_density", "cim_3d_coverage"}
-
-
-def _run(hc_cli, *args: str, env: dict | None = None) -> dict:
-    res = hc_cli("healthcheck", "run", "--county", COUNTY, "--json", *args, env=env)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def _values(hc_cli, run_id: int) -> dict[tuple[str, str], dict]:
-    res = hc_cli("healthcheck", "show", str(run_id), "--json")
-    assert res.returncode == 0, res.stderr
-    return {(v["indicator"], v["area_code"]): v for v in json.loads(res.stdout)["values"]}
-
-
-@pytest.fixture(scope="package")
-def run_2024(hc_cli, inputs_loaded):
-    return _run(hc_cli, "--year", "2024")
-
-
-@pytest.fixture(scope="package")
-def run_2025(hc_cli, run_2024):
-    return _run(hc_cli, "--year", "2025")
-
-
-@pytest.fixture(scope="package")
-def values_2025(hc_cli, run_2025):
-    return _values(hc_cli, run_2025["run_id"])
 
 
 def test_every_indicator_has_a_hand_value():
