@@ -114,6 +114,10 @@ def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, fl
     return values, seconds, prep, aset.srid
 
 
+def _read(sql: str, conn) -> gpd.GeoDataFrame:
+    return gpd.read_postgis(sql, conn, geom_col="geom").rename_geometry("geometry")
+
+
 def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid."""
     conn = psycopg2.connect(url)
@@ -125,11 +129,11 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     # 公园绿地服务半径覆盖率: served residential footprint ÷ residential footprint, homes assigned to areas
     # by the centre of their bounding box
     t0 = time.perf_counter()
-    area = gpd.read_postgis(q_areas, conn, geom_col="geom")
-    parks = gpd.read_postgis(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{COUNTY}' "
-                             "AND (class_code = 'G1' OR subclass_code = 'G1')", conn, geom_col="geom").to_crs(srid)
-    homes = gpd.read_postgis(f"SELECT id, geom FROM cim.building WHERE is_current AND county_code = '{COUNTY}' "
-                             "AND use_code = 'ZZ'", conn, geom_col="geom")
+    area = _read(q_areas, conn)
+    parks = _read(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{COUNTY}' "
+                             "AND (class_code = 'G1' OR subclass_code = 'G1')", conn).to_crs(srid)
+    homes = _read(f"SELECT id, geom FROM cim.building WHERE is_current AND county_code = '{COUNTY}' "
+                             "AND use_code = 'ZZ'", conn)
     parks["a"] = parks.area
     parks = parks[parks["a"] >= 2000]
     served = gpd.GeoDataFrame(geometry=[parks.buffer(np.where(parks["a"] >= 5000, 500.0, 300.0), quad_segs=16)
@@ -150,12 +154,12 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
 
     # 排水管网密度（雨水）: storm-drain length inside each area's built-up part ÷ that part's area
     t0 = time.perf_counter()
-    area = gpd.read_postgis(q_areas, conn, geom_col="geom").to_crs(srid)
+    area = _read(q_areas, conn).to_crs(srid)
     builtup = gpd.read_postgis(f"SELECT geom FROM cim.healthcheck_builtup WHERE county_code = '{COUNTY}' "
                                f"AND year <= {int(year)} ORDER BY year DESC, input_id DESC LIMIT 1", conn,
-                               geom_col="geom").to_crs(srid)
-    pipes = gpd.read_postgis(f"SELECT id, geom FROM cim.pipe_segment WHERE is_current AND county_code = '{COUNTY}' "
-                             "AND network = 'PS' AND subtype = 'YS'", conn, geom_col="geom").to_crs(srid)
+                               geom_col="geom").rename_geometry("geometry").to_crs(srid)
+    pipes = _read(f"SELECT id, geom FROM cim.pipe_segment WHERE is_current AND county_code = '{COUNTY}' "
+                             "AND network = 'PS' AND subtype = 'YS'", conn).to_crs(srid)
     part = gpd.overlay(area, builtup, how="intersection", keep_geom_type=True)
     part["km2"] = part.area / 1e6
     pieces = gpd.overlay(pipes, part[["code", "geometry"]], how="intersection", keep_geom_type=True)
@@ -167,9 +171,9 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     # 老旧管网比例（排水）: length meeting the 22号 criteria (cim/standards/aging.yaml) ÷ drain length per area
     t0 = time.perf_counter()
     rule = standards.aging()["networks"]["PS"]
-    area = gpd.read_postgis(q_areas, conn, geom_col="geom").to_crs(srid)
-    pipes = gpd.read_postgis(f"SELECT id, material, install_year, geom FROM cim.pipe_segment WHERE is_current "
-                             f"AND county_code = '{COUNTY}' AND network = 'PS'", conn, geom_col="geom").to_crs(srid)
+    area = _read(q_areas, conn).to_crs(srid)
+    pipes = _read(f"SELECT id, material, install_year, geom FROM cim.pipe_segment WHERE is_current "
+                             f"AND county_code = '{COUNTY}' AND network = 'PS'", conn).to_crs(srid)
     aged = pipes["material"].isin(rule.get("always") or [])
     if rule.get("min_years") is not None:
         old = pipes["install_year"].notna() & (year - pipes["install_year"] >= rule["min_years"])
@@ -179,9 +183,9 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     pipes["aged"] = aged
     pieces = gpd.overlay(pipes[["aged", "geometry"]], area, how="intersection", keep_geom_type=True)
     pieces["m"] = pieces.length
-    per = pieces.groupby("code").apply(lambda g: 100.0 * g.loc[g["aged"], "m"].sum() / g["m"].sum(),
-                                       include_groups=False)
-    values["aged_share_drainage"] = per.to_dict()
+    pieces["aged_m"] = pieces["m"].where(pieces["aged"], 0.0)
+    per = pieces.groupby("code")[["aged_m", "m"]].sum()
+    values["aged_share_drainage"] = (100.0 * per["aged_m"] / per["m"]).to_dict()
     seconds["aged_share_drainage"] = time.perf_counter() - t0
     conn.close()
     return values, seconds
@@ -220,6 +224,7 @@ def main() -> None:
         listed = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "list", "--json", "--limit", "1"], env=env,
                                 capture_output=True, text=True, check=True)
         summary = json.loads(listed.stdout)[0]["summary"] or {}
+        print(f"full run: {run['seconds']:.1f} s wall, {summary.get('values')} values", flush=True)
         mine, mine_s, prep, srid = ours(url, args.year)
         gp, gp_s = geopandas_version(url, args.year, srid)
     finally:
