@@ -36,3 +36,6 @@ if [ -n "${CIM_3DTILES_VALIDATOR:-}" ]; then
 else
   echo "CIM_3DTILES_VALIDATOR 未设置，跳过 3D Tiles 官方校验 / CIM_3DTILES_VALIDATOR unset: skipping the 3D Tiles validator (bench/README.md)" >&2
 fi
+
+# --- 城市体检: every indicator of a synthetic county, and three spatial ones vs GeoPandas (bench/healthcheck/run.py) ---
+$PY bench/healthcheck/run.py --buildings "${BENCH_HC_BUILDINGS:-1000000}"

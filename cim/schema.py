@@ -100,13 +100,15 @@ _TABLES = (
     FeatureTable("building", "房屋建筑", "Buildings", "MultiPolygon", _cols(
         "code:text name:text address:text floors_above:smallint floors_below:smallint height_m:float "
         "building_area_m2:float structure_type:text build_year:smallint build_era:text use_code:text "
-        "use_subtype:text appraisal_grade:char self_built:bool community_code:varchar ground_z:float")),
+        "use_subtype:text appraisal_grade:char self_built:bool community_code:varchar ground_z:float has_lift:bool")),
     FeatureTable("green_space", "园林绿地", "Green space", "MultiPolygon", _cols(
         "code:text name:text class_code:text subclass_code:text area_m2:float")),
     FeatureTable("streetlight", "路灯", "Streetlights", "Point", _cols(
         "pole_no:text road_name:text road_class:text pole_type:text pole_height_m:float arm_length_m:float "
         "lamp_count:smallint lamp_type:text wattage_w:float cabinet_no:text circuit_no:text controller_id:text "
         "install_date:date owner:text status:text last_inspection:date")),
+    FeatureTable("road", "道路中心线", "Road centre lines", "MultiLineString", _cols(
+        "code:text name:text road_class:text width_m:float lanes:smallint")),
     FeatureTable("pipe_point", "管线点", "Pipeline points", "Point", _cols(
         "network:varchar subtype:varchar feature_code:char exp_no:text map_no:text feature:text appurtenance:text "
         "ground_z:float well_depth:float depth:float well_cover:text cover_material:text road:text owner:text "

@@ -83,6 +83,8 @@ def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.nda
         multi = present & (shapely.get_type_id(geom) == 5)
         if multi.any():
             geom[multi] = shapely.line_merge(geom[multi])
+    elif kind == "MultiLineString":
+        pass                    # any line fits: LineStrings become MultiLineStrings at load
     else:
         invalid = present & ~shapely.is_valid(geom)
         if invalid.any():

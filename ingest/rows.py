@@ -42,6 +42,7 @@ _TEXT_TYPES = {"text", "character varying", "character"}
 _POINT, _LINE, _POLY, _MPOINT, _MLINE, _MPOLY = 0, 1, 3, 4, 5, 6
 _KIND_OF_TYPE = {"Point": _POINT, "LineString": _LINE, "MultiLineString": _MLINE, "MultiPolygon": _MPOLY}
 GEOM_KIND = {t.name: _KIND_OF_TYPE[t.geometry] for t in TABLES.values()}
+_SINGLE_OF = {_MPOLY: _POLY, _MLINE: _LINE}   # a Multi* column also takes its single-part type
 _TYPE_NAMES = {-1: "missing", 0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
 
@@ -73,14 +74,14 @@ def _coerce(series: pd.Series, dtype: str, column: str, layer: str) -> pd.Series
 
 def check_geometries(batch: LayerBatch, target: str) -> np.ndarray:
     """The batch's geometries, refused with their source rows named unless each fits the target
-    column type once :func:`fit_geometries` has run (Polygon → MultiPolygon, a single-part
-    Multi* → its part). Cheap: types and emptiness only, nothing is converted."""
+    column type once :func:`fit_geometries` has run (Polygon → MultiPolygon, LineString →
+    MultiLineString, a single-part Multi* → its part). Cheap: types and emptiness only, nothing is converted."""
     g = np.asarray(batch.frame["geom"].to_numpy(), dtype=object)
     want = GEOM_KIND[target]
     tid = shapely.get_type_id(g)
     fitted = tid.copy()
-    if want == _MPOLY:
-        fitted[tid == _POLY] = _MPOLY
+    if want in _SINGLE_OF:
+        fitted[tid == _SINGLE_OF[want]] = want
     else:
         fitted[(tid == want + 4) & (shapely.get_num_geometries(g) == 1)] = want
     empty = (tid >= 0) & shapely.is_empty(g)
@@ -98,11 +99,12 @@ def fit_geometries(g: np.ndarray, target: str) -> np.ndarray:
     """Geometries (checked by :func:`check_geometries`) in the target column's type."""
     want = GEOM_KIND[target]
     tid = shapely.get_type_id(g)
-    if want == _MPOLY:
-        fix = np.flatnonzero(tid == _POLY)
+    if want in _SINGLE_OF:
+        fix = np.flatnonzero(tid == _SINGLE_OF[want])
         if len(fix):
             g = g.copy()
-            g[fix] = shapely.multipolygons(g[fix], indices=np.arange(len(fix)))
+            make = shapely.multipolygons if want == _MPOLY else shapely.multilinestrings
+            g[fix] = make(g[fix], indices=np.arange(len(fix)))
     else:
         fix = np.flatnonzero(tid == want + 4)
         if len(fix):

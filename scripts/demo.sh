@@ -44,6 +44,32 @@ if has_cmd ingest; then
 else
   echo "cim ingest 未安装，跳过入库 / cim ingest not installed, demo data not loaded" >&2
 fi
+# 城市体检: the demo's population and built-up inputs (each loaded once per content), then one run
+# for the inputs' year unless a finished run of that year exists.
+hc_seen() {
+  $BIN/python - "$@" <<'PY' 2>/dev/null
+import hashlib, sys
+from cim import db
+from cim.settings import load
+conn = db.connect(load().db)
+with conn.cursor() as cur:
+    if sys.argv[1] == "input":
+        sha = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+        cur.execute("SELECT 1 FROM cim.healthcheck_input WHERE sha256 = %s", (sha,))
+    else:
+        cur.execute("SELECT 1 FROM cim.healthcheck_run WHERE state = 'done' AND %s = ANY(counties) AND year = %s",
+                    (sys.argv[2], int(sys.argv[3])))
+    sys.exit(0 if cur.fetchone() else 1)
+PY
+}
+if has_cmd ingest && has_cmd healthcheck; then
+  HC_YEAR=$($BIN/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["healthcheck_year"])' \
+    "$DEMO/demo_manifest.json")
+  for f in 常住人口.xlsx 建成区.geojson; do
+    hc_seen input "$DEMO/$f" || $BIN/cim healthcheck inputs "$DEMO/$f" --county "$DEMO_COUNTY"
+  done
+  hc_seen run "$DEMO_COUNTY" "$HC_YEAR" || $BIN/cim healthcheck run --county "$DEMO_COUNTY" --year "$HC_YEAR"
+fi
 if has_cmd tiles3d; then
   $BIN/cim tiles3d build
 fi

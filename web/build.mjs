@@ -1,4 +1,5 @@
-// Build the web map into web/dist: one esbuild bundle of src/main.js (MapLibre GL JS included),
+// Build the web map into web/dist: an esbuild bundle of src/main.js (MapLibre GL JS included; parts
+// imported with import() become chunks under dist/chunks, fetched when first used),
 // the page, the CSS, MapLibre's CSS and CesiumJS's prebuilt files (Cesium.js, Workers, Assets,
 // ThirdParty, Widgets) copied from node_modules. Nothing is fetched from the internet at run
 // time: CesiumJS loads its workers and assets from ./cesium/ (CESIUM_BASE_URL set in map3d.js).

@@ -12,4 +12,5 @@ ROUTERS = [
     "api.routers.tasks",
     "api.routers.tiers",
     "api.routers.hazards",
+    "api.routers.healthcheck",
 ]

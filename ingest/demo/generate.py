@@ -5,7 +5,9 @@ Files (all in CGCS2000 3° GK CM 111E, EPSG:4546; shapefiles GBK without .cpg, l
 (JSPOINT/JSLINE), 燃气管线.zip (RQPOINT/RQLINE), 路灯管线.zip (LDPOINT/LDLINE),
 通信管线成果表.xlsx (TXPOINT / TXLINE sheets: X = northing, Y = easting, lines by point number),
 房屋建筑调查.zip (房屋建筑), 园林绿地.zip (绿地), 路灯设施.zip (路灯), 行政区划.zip (行政区划),
-dem.tif (5 m DEM) and demo_manifest.json (files, counts, planted defects, sample features).
+道路中心线.zip (道路中心线), dem.tif (5 m DEM) and demo_manifest.json (files, counts, planted
+defects, sample features); the health-check inputs 常住人口.xlsx and 建成区.geojson
+(:mod:`ingest.demo.inputs`, loaded with ``cim healthcheck inputs``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pyproj import Transformer
 
 from ingest.demo import defects as dfx
 from ingest.demo import drainage, pressure, surface
+from ingest.demo import inputs as hc_inputs
 from ingest.demo.town import COUNTY_CODE, SOURCE_EPSG, Town
 from ingest.demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
 
@@ -33,9 +36,10 @@ SEGMENTS_PER_SCALE = 4600
 POINTS_PER_SCALE = 4600
 SURVEY_UNIT = "演示测绘地理信息有限公司"
 SURVEY_DAY = "2026-06-18"
-GBK_NAMED_ZIPS = ("房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip", "行政区划.zip")   # Chinese member names, no UTF-8 flag
+GBK_NAMED_ZIPS = ("房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip", "行政区划.zip", "道路中心线.zip")   # Chinese member names, no UTF-8 flag
 INGEST_ORDER = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "通信管线成果表.xlsx",
-                "房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip"]
+                "房屋建筑调查.zip", "园林绿地.zip", "路灯设施.zip", "道路中心线.zip"]
+HEALTHCHECK_YEAR = 2025     # the year of the demo's population and built-up inputs
 
 
 def _scale_for(scale: float, segments: int | None, points: int | None) -> float:
@@ -233,6 +237,7 @@ def _build(town: Town, rng: np.random.Generator, defects: str, buildings: int | 
         bld.drop(columns="geometry"), geometry=_world_polys(town, bld["geometry"]), crs=SOURCE_EPSG))]
     parts.layers["园林绿地.zip"] = [("绿地", gpd.GeoDataFrame(
         green.drop(columns="geometry"), geometry=_world_polys(town, green["geometry"]), crs=SOURCE_EPSG))]
+    parts.layers["道路中心线.zip"] = [("道路中心线", hc_inputs.roads(town))]
     parts.extra = {"admin": admin, "buildings": bld, "lights": lights, "green": green}
     return parts
 
@@ -281,6 +286,8 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | N
     dem, lo, hi = _write_dem_file(out, town)
     files.append(dem)
     x = parts.extra
+    hc_inputs.population(x["admin"], x["buildings"], out / hc_inputs.POPULATION_FILE, HEALTHCHECK_YEAR)
+    hc_inputs.builtup(town, out / hc_inputs.BUILTUP_FILE, HEALTHCHECK_YEAR)
     seg = sum(v for f in files for k, v in f.get("layers", {}).items() if k.endswith("LINE"))
     pts = sum(v for f in files for k, v in f.get("layers", {}).items() if k.endswith("POINT"))
     box = shapely.box(*town.county_polygon().bounds)
@@ -294,6 +301,7 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | N
         "counts": {"pipe_segments": seg, "pipe_points": pts, "buildings": len(x["buildings"]),
                    "streetlights": len(x["lights"]), "green_spaces": len(x["green"]), "admin_areas": len(x["admin"])},
         "ingest_order": INGEST_ORDER + ["dem.tif"], "files": files,
+        "healthcheck_inputs": [hc_inputs.POPULATION_FILE, hc_inputs.BUILTUP_FILE], "healthcheck_year": HEALTHCHECK_YEAR,
         "defects": [d.to_dict() for d in parts.found],
         "samples": _samples(town, x["buildings"], x["lights"], x["admin"]),
     }

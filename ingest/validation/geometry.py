@@ -11,7 +11,8 @@ from ingest.geometry import metric_geometry
 from ingest.model import LayerBatch
 from ingest.validation.core import Ctx, fmt, key_column
 
-_TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiPolygon": (3, 6)}   # a Polygon is stored as one-part
+# a Polygon is stored as a one-part MultiPolygon, a LineString as a one-part MultiLineString
+_TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiLineString": (1, 5), "MultiPolygon": (3, 6)}
 
 
 def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:

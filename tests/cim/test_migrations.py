@@ -41,7 +41,9 @@ def test_migrations_apply_to_empty_then_again(empty_db):
 
 def test_every_geometry_is_4490_with_gist_index(conn):
     with conn.cursor() as cur:
-        cur.execute("SELECT f_table_name, f_geometry_column, srid FROM geometry_columns WHERE f_table_schema = 'cim'")
+        # views (the healthcheck layer) have no index of their own: their tables are checked
+        cur.execute("SELECT f_table_name, f_geometry_column, srid FROM geometry_columns WHERE f_table_schema = 'cim' "
+                    "AND f_table_name NOT IN (SELECT viewname FROM pg_views WHERE schemaname = 'cim')")
         rows = cur.fetchall()
         assert {r[0] for r in rows} >= set(FEATURE_TABLES)
         for table, column, srid in rows:

@@ -47,6 +47,7 @@ const STRINGS = {
   "tiers.col.software": ["软件版本", "Software"],
   "tiers.thresholds": ["心跳超过 {amber} 秒为注意、{red} 秒为异常；同步延迟超过 {lagAmber} 秒为注意、{lagRed} 秒为异常",
     "Heartbeat older than {amber} s: warning, {red} s: down; replication lag over {lagAmber} s: warning, {lagRed} s: down"],
+  "healthcheck.open": ["城市体检", "Health check"],
   "settings.open": ["设置", "Settings"],
   "settings.basemap": ["自定义底图地址（XYZ 栅格，如 http://内网地址/{z}/{x}/{y}.png）", "Custom basemap URL (XYZ raster, e.g. http://intranet/{z}/{x}/{y}.png)"],
   "settings.save": ["保存", "Save"],

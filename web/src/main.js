@@ -16,6 +16,7 @@ import { View3D } from "./map3d.js";
 import { UploadPanel } from "./upload.js";
 import { TiersPanel } from "./tiers.js";
 import { setupHazards } from "./hazards/panel.js";
+import { HealthCheckPanel } from "./healthcheck/panel.js";
 import { el, openPanel, closePanel, notify } from "./ui.js";
 
 /** Catalogue layer ids currently switched on in the 2D map. */
@@ -129,11 +130,13 @@ async function main() {
   const tiers = new TiersPanel(map);
   document.getElementById("btn-tiers").addEventListener("click", () => tiers.open());
   const hazards = setupHazards(map, { tree, identify });
+  const healthcheck = new HealthCheckPanel(map, identify);
+  document.getElementById("btn-healthcheck").addEventListener("click", () => healthcheck.open());
   const view3d = setupViewSwitch(map);
   window.addEventListener("cim:data-changed", () => {
     for (const [id, src] of Object.entries(map.getStyle().sources)) if (src.type === "vector" && src.url) map.getSource(id).setUrl(src.url);
   });
-  Object.assign(window.cim, { tree, legend, identify, draw, upload, hazards, view3d, tiers });
+  Object.assign(window.cim, { tree, legend, identify, draw, upload, hazards, view3d, tiers, healthcheck });
   await Promise.all([tree.render(), legend.render(), setupAdminPicker(map)]);
   document.body.dataset.ready = "true";
 }

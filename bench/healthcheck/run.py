@@ -1,0 +1,257 @@
+"""城市体检 benchmark: every indicator for every admin area of a county, and the three spatial ones
+against the same computation written with GeoPandas (overlay / sjoin), in one run.
+
+    .venv/bin/python bench/healthcheck/run.py [--buildings 1000000] [--year 2025]
+
+A migrated throwaway cluster gets the synthetic county of ``synth.sql`` (1 county, 16 streets,
+256 communities, ``--buildings`` buildings, 400 parks, 80,000 pipe segments, 100 roads, 33,400
+streetlights) and its inputs (population per community, a built-up area) through
+``cim healthcheck inputs``. Then:
+
+1. ``cim healthcheck run --county 430599`` (all 24 indicators, three levels): wall seconds;
+2. ours, in process: the run's area preparation plus the statement of each of
+   ``park_service_coverage``, ``drainage_density_ys`` and ``aged_share_drainage`` (each charged
+   the whole preparation, as if computed alone);
+3. GeoPandas: the same three read from PostGIS (``read_postgis``) and computed with ``overlay`` /
+   ``sjoin`` / ``union_all`` in the same metric CRS; values compared area by area (0.1 %).
+
+Prints a Markdown table and writes bench/results/healthcheck-<stamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import psycopg2
+import shapely
+from openpyxl import Workbook
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.common import ROOT, migrated_cluster, timed  # noqa: E402
+from cim import standards  # noqa: E402
+from cimplus.healthcheck import areas, catalog  # noqa: E402
+from cimplus.healthcheck.template import Expander, ledger_present  # noqa: E402
+from layers.catalog import load_catalog  # noqa: E402
+
+COUNTY = "430599"
+HERE = Path(__file__).resolve().parent
+SPATIAL = ("park_service_coverage", "drainage_density_ys", "aged_share_drainage")
+
+
+def seed(url: str, n: int, year: int, tmp: Path, env: dict[str, str]) -> None:
+    """The synthetic county, then population (1,000–6,000 per community, summed upwards) and the built-up area."""
+    res = subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"n={n}", "-f", str(HERE / "synth.sql")],
+                         capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"synth.sql failed: {res.stderr[-2000:]}")
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT code, name, level, parent_code FROM cim.admin_area WHERE county_code = %s ORDER BY code",
+                    (COUNTY,))
+        rows = cur.fetchall()
+    conn.close()
+    pop: dict[str, int] = {}
+    parent = {r[0]: r[3] for r in rows}
+    for code, _, level, _ in rows:
+        if level == "community":
+            p = 1000 + (int(code[-3:]) * 37 + int(code[6:9]) * 11) % 5000
+            pop[code] = p
+            pop[parent[code]] = pop.get(parent[code], 0) + p
+            pop[COUNTY] = pop.get(COUNTY, 0) + p
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["行政区划代码", "名称", "常住人口", "年份"])
+    for code, name, _, _ in rows:
+        ws.append([code, name, pop[code], year])
+    wb.save(tmp / "常住人口.xlsx")
+    ring = [[111.401, 27.151], [111.489, 27.151], [111.489, 27.243], [111.401, 27.243], [111.401, 27.151]]
+    (tmp / "建成区.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"年份": year}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    for f in ("常住人口.xlsx", "建成区.geojson"):
+        res = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "inputs", str(tmp / f), "--county", COUNTY],
+                             env=env, capture_output=True, text=True)
+        if res.returncode:
+            raise SystemExit(f"cim healthcheck inputs {f} failed: {res.stdout[-1000:]} {res.stderr[-2000:]}")
+
+
+def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], float, int]:
+    """Our three statements in process: values by indicator and area code, seconds each, preparation seconds."""
+    cat, layers = catalog.load(), load_catalog()
+    conn = psycopg2.connect(url)
+    values: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = 0")
+        cur.execute("SET work_mem = '256MB'")
+        t0 = time.perf_counter()
+        aset = areas.prepare(cur, [COUNTY], list(catalog.ADMIN_LEVELS), year)
+        prep = time.perf_counter() - t0
+        present, _ = ledger_present(cur, cat.hazard_ledger)
+        ex = Expander(layers, cat, aset.scope(year, present))
+        cur.execute("SELECT id, code FROM pg_temp.hc_area")
+        code_of = dict(cur.fetchall())
+        for ind in cat.indicators:
+            if ind.id not in SPATIAL:
+                continue
+            stmt = ex.expand(ind.formula, ind)
+            t0 = time.perf_counter()
+            cur.execute(f"SELECT x.area_id, x.value FROM ({stmt.sql}) x", stmt.params)
+            got = cur.fetchall()
+            seconds[ind.id] = time.perf_counter() - t0
+            values[ind.id] = {code_of[a]: v for a, v in got if v is not None}
+    conn.rollback()
+    conn.close()
+    return values, seconds, prep, aset.srid
+
+
+def _read(sql: str, conn) -> gpd.GeoDataFrame:
+    return gpd.read_postgis(sql, conn, geom_col="geom").rename_geometry("geometry")
+
+
+def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid."""
+    conn = psycopg2.connect(url)
+    values: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    q_areas = (f"SELECT code, geom FROM cim.admin_area WHERE is_current AND county_code = '{COUNTY}' "
+               "AND level IN ('county', 'street', 'community')")
+
+    # 公园绿地服务半径覆盖率: served residential footprint ÷ residential footprint, homes assigned to areas
+    # by the centre of their bounding box
+    t0 = time.perf_counter()
+    area = _read(q_areas, conn)
+    parks = _read(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{COUNTY}' "
+                             "AND (class_code = 'G1' OR subclass_code = 'G1')", conn).to_crs(srid)
+    homes = _read(f"SELECT id, geom FROM cim.building WHERE is_current AND county_code = '{COUNTY}' "
+                             "AND use_code = 'ZZ'", conn)
+    parks["a"] = parks.area
+    parks = parks[parks["a"] >= 2000]
+    served = gpd.GeoDataFrame(geometry=[parks.buffer(np.where(parks["a"] >= 5000, 500.0, 300.0), quad_segs=16)
+                                        .union_all()], crs=srid)
+    homes_m = homes.to_crs(srid)
+    homes_m["m2"] = homes_m.area
+    cut = gpd.overlay(homes_m[["id", "geometry"]], served, how="intersection", keep_geom_type=True)
+    covered = cut.assign(c=cut.area).groupby("id")["c"].sum()
+    b = homes.bounds
+    centres = gpd.GeoDataFrame({"id": homes["id"]}, geometry=shapely.points((b.minx + b.maxx) / 2, (b.miny + b.maxy) / 2),
+                               crs=homes.crs)
+    hit = gpd.sjoin(centres, area, predicate="intersects")
+    hit["m2"] = hit["id"].map(homes_m.set_index("id")["m2"])
+    hit["cov"] = np.minimum(hit["id"].map(covered).fillna(0.0), hit["m2"])
+    per = hit.groupby("code")[["m2", "cov"]].sum()
+    values["park_service_coverage"] = (100.0 * per["cov"] / per["m2"]).to_dict()
+    seconds["park_service_coverage"] = time.perf_counter() - t0
+
+    # 排水管网密度（雨水）: storm-drain length inside each area's built-up part ÷ that part's area
+    t0 = time.perf_counter()
+    area = _read(q_areas, conn).to_crs(srid)
+    builtup = gpd.read_postgis(f"SELECT geom FROM cim.healthcheck_builtup WHERE county_code = '{COUNTY}' "
+                               f"AND year <= {int(year)} ORDER BY year DESC, input_id DESC LIMIT 1", conn,
+                               geom_col="geom").rename_geometry("geometry").to_crs(srid)
+    pipes = _read(f"SELECT id, geom FROM cim.pipe_segment WHERE is_current AND county_code = '{COUNTY}' "
+                             "AND network = 'PS' AND subtype = 'YS'", conn).to_crs(srid)
+    part = gpd.overlay(area, builtup, how="intersection", keep_geom_type=True)
+    part["km2"] = part.area / 1e6
+    pieces = gpd.overlay(pipes, part[["code", "geometry"]], how="intersection", keep_geom_type=True)
+    km = pieces.assign(km=pieces.length / 1000.0).groupby("code")["km"].sum()
+    dens = part.set_index("code")
+    values["drainage_density_ys"] = (km.reindex(dens.index).fillna(0.0) / dens["km2"]).to_dict()
+    seconds["drainage_density_ys"] = time.perf_counter() - t0
+
+    # 老旧管网比例（排水）: length meeting the 22号 criteria (cim/standards/aging.yaml) ÷ drain length per area
+    t0 = time.perf_counter()
+    rule = standards.aging()["networks"]["PS"]
+    area = _read(q_areas, conn).to_crs(srid)
+    pipes = _read(f"SELECT id, material, install_year, geom FROM cim.pipe_segment WHERE is_current "
+                             f"AND county_code = '{COUNTY}' AND network = 'PS'", conn).to_crs(srid)
+    aged = pipes["material"].isin(rule.get("always") or [])
+    if rule.get("min_years") is not None:
+        old = pipes["install_year"].notna() & (year - pipes["install_year"] >= rule["min_years"])
+        if rule.get("materials"):
+            old &= pipes["material"].isin(rule["materials"])
+        aged |= old
+    pipes["aged"] = aged
+    pieces = gpd.overlay(pipes[["aged", "geometry"]], area, how="intersection", keep_geom_type=True)
+    pieces["m"] = pieces.length
+    pieces["aged_m"] = pieces["m"].where(pieces["aged"], 0.0)
+    per = pieces.groupby("code")[["aged_m", "m"]].sum()
+    values["aged_share_drainage"] = (100.0 * per["aged_m"] / per["m"]).to_dict()
+    seconds["aged_share_drainage"] = time.perf_counter() - t0
+    conn.close()
+    return values, seconds
+
+
+def compare(a: dict[str, float], b: dict[str, float]) -> tuple[int, int, float]:
+    """Areas compared, areas differing by more than 0.1 %, largest relative difference."""
+    worst, bad = 0.0, 0
+    for code in set(a) | set(b):
+        x, y = a.get(code), b.get(code)
+        if x is None or y is None:
+            bad += 1
+            continue
+        rel = abs(x - y) / max(abs(y), 1e-9) if abs(x - y) > 1e-9 else 0.0
+        worst = max(worst, rel)
+        bad += rel > 1e-3
+    return len(set(a) | set(b)), bad, worst
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--buildings", type=int, default=1_000_000)
+    ap.add_argument("--year", type=int, default=2025)
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # stop the cluster when killed
+    home = Path(tempfile.mkdtemp(prefix="cim-bench-hc-", dir="/tmp"))
+    home.chmod(0o755)           # the cluster runs as the postgres OS user
+    cluster, url = migrated_cluster(home / "pg")
+    try:
+        env = {**os.environ, "CIM_DATABASE_URL": url, "CIM_HOME": str(home)}
+        t0 = time.perf_counter()
+        seed(url, args.buildings, args.year, home, env)
+        seeded = time.perf_counter() - t0
+        run = timed([str(ROOT / ".venv/bin/cim"), "healthcheck", "run", "--county", COUNTY, "--year", str(args.year),
+                     "--json"], env)
+        listed = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "list", "--json", "--limit", "1"], env=env,
+                                capture_output=True, text=True, check=True)
+        summary = json.loads(listed.stdout)[0]["summary"] or {}
+        print(f"full run: {run['seconds']:.1f} s wall, {summary.get('values')} values", flush=True)
+        mine, mine_s, prep, srid = ours(url, args.year)
+        gp, gp_s = geopandas_version(url, args.year, srid)
+    finally:
+        cluster.stop()
+    rows = []
+    for ind in SPATIAL:
+        n, bad, worst = compare(mine[ind], gp[ind])
+        ours_s = prep + mine_s[ind]
+        rows.append({"indicator": ind, "ours_s": round(ours_s, 2), "geopandas_s": round(gp_s[ind], 2),
+                     "ratio": round(gp_s[ind] / ours_s, 1), "areas": n, "differing_over_0.1pct": bad,
+                     "max_rel_diff": worst})
+    out = {"buildings": args.buildings, "seed_s": round(seeded, 1), "run_wall_s": round(run["seconds"], 1),
+           "run_peak_rss_mb": run["peak_rss_mb"], "values": summary.get("values"),
+           "computed": summary.get("computed"), "prepare_s": round(prep, 2), "spatial": rows}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"healthcheck-{stamp}.json").write_text(json.dumps(out, ensure_ascii=False, indent=2))
+    print(f"\n城市体检 on {args.buildings:,} buildings (1 county, 16 streets, 256 communities): "
+          f"full run {out['run_wall_s']} s wall ({out['values']} values, {out['computed']} computed), "
+          f"seeding {out['seed_s']} s\n")
+    print("| indicator | ours (s) | GeoPandas (s) | ratio | areas | >0.1 % apart | max rel. diff |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['indicator']} | {r['ours_s']} | {r['geopandas_s']} | {r['ratio']}× | {r['areas']} | "
+              f"{r['differing_over_0.1pct']} | {r['max_rel_diff']:.2e} |")
+
+
+if __name__ == "__main__":
+    main()
