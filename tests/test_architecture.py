@@ -1,7 +1,8 @@
 """The dependency rules of the design card, checked on the source: imports point downwards only.
 
 api → ingest / tiles / cimplus → layers → cim; ingest, tiles and cimplus never import each other;
-nothing imports api; only api imports the web framework.
+nothing imports api; only api imports the web framework. The demo-county generator (``demo``) stands
+apart: it may use the core, and nothing imports it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cim", "layers", "ingest", "tiles", "cimplus", "api")
+PACKAGES = ("cim", "layers", "ingest", "tiles", "cimplus", "api", "demo")
 ALLOWED = {
     "cim": {"cim"},
     "layers": {"cim", "layers"},
@@ -20,6 +21,7 @@ ALLOWED = {
     "tiles": {"cim", "layers", "tiles"},
     "cimplus": {"cim", "layers", "cimplus"},
     "api": {"cim", "layers", "ingest", "tiles", "cimplus", "api"},
+    "demo": {"cim", "demo"},
 }
 WEB_FRAMEWORKS = {"fastapi", "starlette", "uvicorn"}
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cim import standards
-from ingest.demo.generate import generate
+from demo.generate import generate
 from ingest.read import read_deliveries, read_delivery
 from ingest.validate import validate
 
