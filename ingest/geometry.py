@@ -90,7 +90,7 @@ def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.nda
             geom[invalid] = np.array(polys, dtype=object)
             repaired = invalid
         # Polygons stay Polygons here: the loader stores them as MultiPolygons chunk by chunk
-        # (ingest.rows.fit_geometries), off the reading thread.
+        # (ingest.load.rows.fit_geometries), off the reading thread.
     return geom, repaired
 
 

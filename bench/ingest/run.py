@@ -51,7 +51,7 @@ def index_cost(url: str, delivery: Path) -> dict[str, dict[str, float]]:
 
     import psycopg2
 
-    from ingest import rows
+    from ingest.load import rows
     from ingest.read import read_delivery
 
     conn = psycopg2.connect(url)

@@ -138,8 +138,8 @@ def test_other_profiles_detected(tmp_path):
     b = by["building"]
     assert (b["structure_type"].iloc[0], b["build_year"].iloc[0], b["build_era"].iloc[0], b["use_code"].iloc[0]) == (
         "QT", 1995, "3", "ZZ")
-    # read as delivered; stored as the MultiPolygon column wants (ingest.rows, chunk by chunk)
-    from ingest.rows import geometries
+    # read as delivered; stored as the MultiPolygon column wants (ingest.load.rows, chunk by chunk)
+    from ingest.load.rows import geometries
     assert b["geom"].iloc[0].geom_type == "Polygon"
     assert geometries(next(x for x in d.batches if x.target == "building"), "building")[0].geom_type == "MultiPolygon"
     g = by["green_space"]

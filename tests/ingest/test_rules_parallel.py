@@ -155,15 +155,16 @@ def test_other_pairs_and_thresholds_come_from_rules_yaml(tmp_path):
 
 def _load(conn, tmp_path, county, **layers):
     """Read, validate and load a delivery of the given pipes for ``county``."""
+    from loadkit import load
+
     from cim import auth
-    from ingest import load
 
     sheets = {}
     for prefix, (pts, lines) in layers.items():
         sheets[f"{prefix}POINT"], sheets[f"{prefix}LINE"] = pts, lines
     path = write_xlsx(tmp_path / f"l{len(list(tmp_path.glob('*.xlsx')))}.xlsx", sheets)
     report = validate(read_delivery(path, county=county), conn=conn)
-    return load.load(conn, report, principal=auth.Principal(name="test", role=auth.Role.admin))
+    return load(conn, report, principal=auth.Principal(name="test", role=auth.Role.admin))
 
 
 def _county():
