@@ -2,9 +2,9 @@
 
 The upload is streamed to disk with a size limit (``CIM_INGEST_MAX_UPLOAD_MB``): a declared
 ``Content-Length`` over the limit is refused before the body is read, a chunked body as soon as
-it passes the limit. Files then pass :func:`ingest.upload.preflight` (file names, type sniffing,
+it passes the limit. Files then pass :func:`ingest.service.upload.preflight` (file names, type sniffing,
 zip bombs and path traversal, complete and untruncated shapefile sets, known CRS) before a job
-row exists, so a refused upload writes nothing. Jobs run in :class:`ingest.jobs.Runner`.
+row exists, so a refused upload writes nothing. Jobs run in :class:`ingest.service.jobs.Runner`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cim import db
 from cim.auth import Action, Principal
 from cim.errors import InvalidInput, NotFound, PayloadTooLarge, UnreadableInput
 from cim.settings import Settings
-from ingest import jobs, upload
+from ingest.service import jobs, upload
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest / 数据入库"])
 
