@@ -131,7 +131,7 @@ async def _accept(request: Request, who: Principal, settings: Settings, files: l
 
 
 def _known_profile(profile: str) -> None:
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     if profile not in load_profiles():
         raise InvalidInput(f"未知的交付规范：{profile}", f"unknown delivery profile: {profile}")
@@ -150,7 +150,7 @@ def _create(settings: Settings, job_id: str, county: str, profile: str | None, d
 @router.get("/profiles", summary="交付规范 / delivery profiles")
 async def profiles(request: Request, who: Principal = Depends(deps.require(Action.read))) -> list[dict]:
     """Every delivery spec profile: id and titles."""
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     found = await run_in_threadpool(load_profiles)
     return [{"id": p.id, "title_zh": p.title_zh, "title_en": p.title_en} for p in found.values()]

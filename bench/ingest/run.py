@@ -52,7 +52,7 @@ def index_cost(url: str, delivery: Path) -> dict[str, dict[str, float]]:
     import psycopg2
 
     from ingest.load import rows
-    from ingest.read import read_delivery
+    from ingest.pipeline import read_delivery
 
     conn = psycopg2.connect(url)
     cur = conn.cursor()

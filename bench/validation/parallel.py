@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from demo.generate import MANIFEST, generate
-from ingest.normalize import load_dictionaries
-from ingest.read import read_deliveries
+from ingest.mapping.normalize import load_dictionaries
+from ingest.pipeline import read_deliveries
 from ingest.validate import validate
 from ingest.validation.clearance import check_parallel
 from ingest.validation.core import RULES_PATH, Ctx, load_rules

@@ -11,7 +11,7 @@ import yaml
 
 from cim import standards
 from demo.generate import generate
-from ingest.read import read_deliveries, read_delivery
+from ingest.pipeline import read_deliveries, read_delivery
 from ingest.validate import validate
 
 COUNTY = "430703"

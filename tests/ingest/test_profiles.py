@@ -19,8 +19,8 @@ from fixtures import network, point_geoms, write_shapefile, write_xlsx  # noqa: 
 
 from cim.errors import ConfigError, InvalidInput  # noqa: E402
 from cim.schema import TABLES  # noqa: E402
-from ingest.profile import PROFILE_DIR, detect, load_profiles, match_columns  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.mapping.profile import PROFILE_DIR, detect, load_profiles, match_columns  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 
 POINT_FIELDS = ["物探点号", "X", "Y", "地面高程", "特征", "附属物"]
 LINE_FIELDS = ["起点点号", "终点点号", "起点埋深", "终点埋深", "管径", "材质"]

@@ -10,10 +10,10 @@ import pandas as pd
 import shapely
 
 from cim.schema import feature_table
-from ingest.crsdetect import ResolvedCrs, to_storage, transformer_from_pipeline
+from ingest.mapping.crsdetect import ResolvedCrs, to_storage, transformer_from_pipeline
+from ingest.mapping.normalize import as_float
+from ingest.mapping.profile import Match, norm_name
 from ingest.model import LayerBatch
-from ingest.normalize import as_float
-from ingest.profile import Match, norm_name
 from ingest.readers import SourceLayer
 
 
