@@ -20,7 +20,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import errors
+from api import errors, tasks
 from api.routers import ROUTERS
 from api.routers.tiles import TileFastPath
 from cim import db
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
     errors.install(app)
+    tasks.install(app)
     app.add_middleware(CORSMiddleware, allow_origins=settings.api.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["ETag", "Content-Crs", "Link"])
     for name in ROUTERS:

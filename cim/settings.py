@@ -56,6 +56,7 @@ class ApiSettings(BaseSettings):
     workers: int = 1
     cors_origins: list[str] = ["*"]
     web_root: Path | None = None
+    task_threads: int = Field(2, ge=0, description="background-task worker threads per process (0: run none)")
 
 
 class IngestSettings(BaseSettings):

@@ -9,4 +9,5 @@ ROUTERS = [
     "api.routers.tiles",
     "api.routers.tiles3d",
     "api.routers.dem",
+    "api.routers.tasks",
 ]
