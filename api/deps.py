@@ -9,7 +9,8 @@ short time so tile traffic does not write ``last_used_at`` on every request.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -37,35 +38,43 @@ def pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-async def connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection for the duration of a request."""
-    async with request.app.state.pool.acquire() as conn:
-        yield conn
+def token_from(headers: Mapping[str, str]) -> str | None:
+    """The caller's token: ``Authorization: Bearer …``, else ``X-API-Key``; None without one.
 
-
-def _token_from(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    The one token parser of the API: the ``principal`` dependency and the tile adapter
+    (:class:`api.routers.tiles.TileFastPath`) both read the token here. ``headers`` maps
+    lower-case names to values (Starlette's headers, or a dict built from ASGI headers).
+    """
+    header = headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-async def principal(request: Request) -> Principal:
-    """Who is calling (anonymous without a token)."""
-    token = _token_from(request)
+async def principal_of(state: Any, token: str | None) -> Principal:
+    """Who holds ``token`` (anonymous for None); :class:`Unauthenticated` for an unknown token.
+
+    A verified token is remembered for :data:`TOKEN_TTL_S` in ``state.token_cache``, so map
+    traffic does not verify (and stamp ``last_used_at``) on every tile.
+    """
     if not token:
         return auth.ANONYMOUS
-    cache: dict[str, tuple[float, Principal]] = request.app.state.token_cache
+    cache: dict[str, tuple[float, Principal]] = state.token_cache
     hit = cache.get(token)
     now = time.monotonic()
     if hit and now - hit[0] < TOKEN_TTL_S:
         return hit[1]
-    async with request.app.state.pool.acquire() as conn:
+    async with state.pool.acquire() as conn:
         who = await auth.authenticate_async(conn, token)
     if len(cache) > 10_000:
         cache.clear()
     cache[token] = (now, who)
     return who
+
+
+async def principal(request: Request) -> Principal:
+    """Who is calling (anonymous without a token)."""
+    return await principal_of(request.app.state, token_from(request.headers))
 
 
 def require(action: Action, county_param: str | None = None) -> Callable:
@@ -87,7 +96,12 @@ def require(action: Action, county_param: str | None = None) -> Callable:
 
 def check(request: Request, who: Principal, action: Action, county: str | None = None) -> None:
     """Run the shared access check with the app's public-read setting."""
-    auth.authorize(who, action, county=county, public_read=request.app.state.settings.auth.public_read)
+    allow(request.app.state, who, action, county)
+
+
+def allow(state: Any, who: Principal, action: Action, county: str | None = None) -> None:
+    """:func:`cim.auth.authorize` with the public-read setting of the app whose ``state`` this is."""
+    auth.authorize(who, action, county=county, public_read=state.settings.auth.public_read)
 
 
 def client_addr(request: Request) -> str | None:

@@ -1,6 +1,6 @@
 """The ``cim`` command line.
 
-The root program owns ``cim db`` and ``cim token``; every other group (``layers``, ``ingest``,
+The root program owns ``cim db``, ``cim token``, ``cim backup`` and ``cim restore``; every other group (``layers``, ``ingest``,
 ``demo``, ``tiles``, ``tiles3d``, ``serve`` ...) is contributed by its package through the
 ``cim.commands`` entry-point group in ``pyproject.toml``, so ``cim`` never imports a package
 above it. Exit codes: 0 ok, 1 rejected / failed check, 2 unusable input or environment.
@@ -14,14 +14,15 @@ import logging
 import os
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cim import auth, db, migrate
 from cim.embedded import EmbeddedCluster
-from cim.errors import CimError
-from cim.settings import DatabaseSettings
+from cim.errors import BackupRejected, CimError
+from cim.settings import DatabaseSettings, load
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ db_app = typer.Typer(help="Database: embedded cluster and migrations / 数据库
 token_app = typer.Typer(help="API tokens / 访问令牌", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
-_CORE_COMMANDS = frozenset({"db", "token"})
+_CORE_COMMANDS = frozenset({"db", "token", "backup", "restore"})
 
 
 def fail(exc: CimError, code: int = 2) -> None:
@@ -203,6 +204,72 @@ def token_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         state = "revoked" if r["revoked_at"] else "active"
         typer.echo(f"{r['id']:>4}  {r['role']:<8} {state:<8} cim_{r['token_prefix']}_…  "
                    f"{','.join(r['counties'] or []) or '-':<14} expires={r['expires_at'] or '-'}  {r['name']}")
+
+
+@app.command("backup")
+def backup_cmd(
+    out: Annotated[Path, typer.Argument(help="new or empty directory for the backup / 备份目录（新建或空目录）")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest summary as JSON")] = False,
+) -> None:
+    """Back up the database (pg_dump, one consistent snapshot), the delivery archive and the DEMs / 备份数据库与成果文件。"""
+    from cim import backup
+
+    say = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    try:
+        manifest = backup.backup(load(), out, principal=cli_principal(), progress=say)
+    except BackupRejected as exc:
+        fail(exc, 1)
+    except CimError as exc:
+        fail(exc)
+    for w in manifest["warnings"]:
+        typer.echo(f"警告 / warning: {w}", err=True)
+    summary = {"out": str(Path(out).expanduser().resolve()), "tables": len(manifest["tables"]),
+               "rows": sum(t["rows"] for t in manifest["tables"].values()),
+               "files": {k: len(v["files"]) for k, v in manifest["file_sets"].items()},
+               "dump_bytes": manifest["database"]["size"], "snapshot_at": manifest["source"]["snapshot_at"],
+               "migrations": len(manifest["migrations"]), "warnings": manifest["warnings"]}
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+    else:
+        typer.echo(f"备份完成 / backup written: {summary['out']}  {summary['tables']} 张表 / tables, "
+                   f"{summary['rows']} 行 / rows, 文件 / files {summary['files']}")
+
+
+@app.command("restore")
+def restore_cmd(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="backup directory written by `cim backup`")],
+    force: Annotated[bool, typer.Option("--force", help="replace a non-empty database (drops the cim schemas)")] = False,
+    check: Annotated[bool, typer.Option("--check", help="only verify the backup's files; touch no database")] = False,
+    migrate_after: Annotated[bool, typer.Option("--migrate/--no-migrate",
+                                                help="apply newer migrations after the restore")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Restore a backup into an empty database (the embedded cluster is created when needed) / 从备份恢复。"""
+    from cim import restore
+
+    say = (lambda _m: None) if as_json else (lambda m: typer.echo(m, err=True))
+    warn = lambda m: typer.echo(m, err=True)  # noqa: E731
+    try:
+        if check:
+            res = restore.check(src, progress=say)
+            result = {"ok": True, "bytes_checked": res["bytes_checked"], "created_at": res["manifest"]["created_at"]}
+        else:
+            result = restore.restore(load(), src, force=force, run_migrations=migrate_after,
+                                     principal=cli_principal(), progress=say, warn=warn)
+    except BackupRejected as exc:
+        fail(exc, 1)
+    except CimError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, default=str))
+    elif check:
+        typer.echo(f"备份完好 / backup verified: {result['bytes_checked']} bytes")
+    else:
+        typer.echo(f"恢复完成 / restored: {result['tables']} 张表 / tables, {result['rows']} 行 / rows, "
+                   f"文件 / files {result['files']}; 迁移 / migrations applied: "
+                   f"{', '.join(result.get('migrations_applied') or []) or '-'}")
+        for removed in result["stale_3d_builds_removed"]:
+            typer.echo(f"已作废三维瓦片构建 / 3D Tiles build marked stale: {removed} (cim tiles3d build)", err=True)
 
 
 def _load_plugins(argv: list[str]) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -21,6 +22,7 @@ from cim.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -92,3 +94,17 @@ def fetch_dicts(cur: psycopg2.extensions.cursor, sql: str, params: tuple | dict 
     cur.execute(sql, params)
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
+
+
+def with_cursor(settings: DatabaseSettings | str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(cursor, *args, **kwargs)`` on a connection of its own, in one transaction, then closed.
+
+    For callers without a connection of their own (an API route handing a psycopg2 reader to a
+    worker thread): the connection never outlives the call.
+    """
+    conn = connect(settings, application_name="cim-api")
+    try:
+        with transaction(conn) as cur:
+            return fn(cur, *args, **kwargs)
+    finally:
+        conn.close()

@@ -100,6 +100,13 @@ class CrsError(InvalidInput):
     code = "crs"
 
 
+class BackupRejected(CimError):
+    """A backup or restore was refused or did not complete: a damaged backup, a non-empty
+    target, a failed dump or restore, or a restored database that differs from its manifest."""
+
+    code = "backup_rejected"
+
+
 class IngestRejected(CimError):
     """Validation found errors; the delivery was not loaded."""
 

@@ -21,14 +21,30 @@ from pyproj import Transformer
 _LOCK = threading.Lock()
 
 
+_CURRENT_SQL = ("SELECT id, name, file_path, srid, min_z, max_z, loaded_at, ST_XMin(bounds) AS w, "
+                "ST_YMin(bounds) AS s, ST_XMax(bounds) AS e, ST_YMax(bounds) AS n "
+                "FROM cim.dem WHERE is_current ORDER BY id DESC LIMIT 1")
+
+
+def _dem(row: dict) -> dict:
+    bounds = [row.pop(k) for k in ("w", "s", "e", "n")]
+    return {**row, "bounds": bounds}
+
+
 def current_dem(cur: psycopg2.extensions.cursor) -> dict | None:
-    """The current DEM row (id, name, file_path, srid, bounds as [w, s, e, n]) or None."""
-    cur.execute("SELECT id, name, file_path, srid, ST_XMin(bounds), ST_YMin(bounds), ST_XMax(bounds), "
-                "ST_YMax(bounds) FROM cim.dem WHERE is_current ORDER BY id DESC LIMIT 1")
+    """The current DEM row (id, name, file_path, srid, min_z, max_z, loaded_at, bounds as
+    [w, s, e, n] in EPSG:4490) or None."""
+    cur.execute(_CURRENT_SQL)
     row = cur.fetchone()
     if row is None:
         return None
-    return {"id": row[0], "name": row[1], "file_path": row[2], "srid": row[3], "bounds": list(row[4:8])}
+    return _dem(dict(zip([d[0] for d in cur.description], row, strict=True)))
+
+
+async def current_dem_async(conn) -> dict | None:
+    """:func:`current_dem` on an asyncpg connection or pool (the API's request path)."""
+    row = await conn.fetchrow(_CURRENT_SQL)
+    return None if row is None else _dem(dict(row))
 
 
 @functools.lru_cache(maxsize=4)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     tiles: TileSettings = Field(default_factory=TileSettings)
 
+    @property
+    def archive_dir(self) -> Path:
+        """Where delivery originals are archived: ``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
+        return (self.ingest.archive_dir or self.db.home_dir / "archive").expanduser().resolve()
+
 
 def load() -> Settings:
     """Read every settings group from the environment (composition roots only)."""

@@ -37,7 +37,7 @@ def read(cur: psycopg2.extensions.cursor, tables: Iterable[str] | None = None) -
     return {t: found.get(t, 0) for t in tables}
 
 
-async def read_async(conn: asyncpg.Connection) -> dict[str, int]:
+async def read_async(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
     """Current version of every source table (asyncpg)."""
     return {r["source_table"]: int(r["version"]) for r in await conn.fetch(_SQL)}
 

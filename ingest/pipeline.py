@@ -173,7 +173,7 @@ def read_delivery(path: Path | str, *, profile: str | None = None, county: str |
 
 def archive_dir(settings: Settings) -> Path:
     """``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
-    return (settings.ingest.archive_dir or settings.db.home_dir / "archive").expanduser().resolve()
+    return settings.archive_dir
 
 
 def write_report(report: Report, path: Path) -> Path:

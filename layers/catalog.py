@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import psycopg2.extensions
 import yaml
 from pydantic import ValidationError
 
-from cim.errors import ConfigError, NotFound
+from cim.errors import ConfigError, InvalidInput, NotFound
 from cim.schema import LINEAGE, TABLES
 from layers.spec import LayerSpec
 
@@ -36,6 +37,22 @@ class Catalog:
     def public(self) -> list[LayerSpec]:
         """Public layers in draw order."""
         return [s for s in self.layers.values() if s.public]
+
+    def select(self, ids: list[str] | None, limit: int | None = None) -> list[LayerSpec]:
+        """The requested public layers (each once, in the order asked), all of them for None.
+
+        NotFound for an unknown id; InvalidInput when more than ``limit`` ids are asked for.
+        """
+        if ids is None:
+            return self.public()
+        if limit is not None and len(ids) > limit:
+            raise InvalidInput(f"layers 最多 {limit} 个图层 id", f"layers may list at most {limit} layer ids")
+        return [self.get(i) for i in dict.fromkeys(ids)]
+
+    def versions(self, by_table: Mapping[str, int]) -> dict[str, int]:
+        """Data version of every public layer: the sum of the counters of the tables it follows
+        (any change to any of them shows)."""
+        return {s.id: sum(by_table.get(k, 0) for k in s.version_keys) for s in self.public()}
 
     def __iter__(self):
         return iter(self.layers.values())

@@ -190,9 +190,15 @@ def where_clause(req: ItemsRequest, params: Params) -> str:
     conds = base_where(spec, params)
     if req.bbox is not None:
         b = [params.add(float(v), "float8") for v in req.bbox]
-        srid = params.add(req.bbox_crs.srid, "int")
-        conds.append(f"{geom_col(spec)} && ST_Transform(ST_MakeEnvelope({b[0]}, {b[1]}, {b[2]}, {b[3]}, {srid}), "
-                     f"{cimcrs.STORAGE_SRID})")
+        if req.bbox_crs.transform:
+            srid = params.add(req.bbox_crs.srid, "int")
+            envelope = f"ST_Transform(ST_MakeEnvelope({b[0]}, {b[1]}, {b[2]}, {b[3]}, {srid}), {cimcrs.STORAGE_SRID})"
+        else:
+            # CRS84 / EPSG:4326 / EPSG:4490 coordinates are storage coordinates (PROJ's WGS 84 →
+            # CGCS2000 operation is a null "ballpark" offset), so the envelope is made in the storage
+            # SRID directly: no PROJ set-up on a fresh connection, no transform per statement.
+            envelope = f"ST_MakeEnvelope({b[0]}, {b[1]}, {b[2]}, {b[3]}, {cimcrs.STORAGE_SRID})"
+        conds.append(f"{geom_col(spec)} && {envelope}")
     for name, raw in req.equals.items():
         attr = spec.attribute(name)
         try:

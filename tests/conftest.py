@@ -130,8 +130,9 @@ def artifacts() -> Path:
 def live_app(db_url):
     """Start the real app on uvicorn on a free port; returns a function ``start(**settings) -> base_url``.
 
-    Keyword arguments override settings groups, e.g. ``start(auth=AuthSettings(public_read=True))``.
-    Servers are stopped after the test.
+    Keyword arguments override settings groups, e.g. ``start(auth=AuthSettings(public_read=True))``;
+    ``db=DatabaseSettings(...)`` serves another database than the session's. Servers are stopped
+    after the test.
     """
     import threading
     import time
@@ -147,7 +148,8 @@ def live_app(db_url):
 
     def start(**groups) -> str:
         groups.setdefault("auth", AuthSettings(public_read=False))
-        settings = Settings(db=DatabaseSettings(database_url=db_url), **groups)
+        groups.setdefault("db", DatabaseSettings(database_url=db_url))
+        settings = Settings(**groups)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="on"))

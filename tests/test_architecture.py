@@ -1,13 +1,17 @@
-"""The dependency rules of the design card, checked on the source: imports point downwards only.
+"""The rules of the design card, checked on the source.
 
-api → ingest / tiles / cimplus → layers → cim; ingest, tiles and cimplus never import each other;
-nothing imports api; only api imports the web framework. The demo-county generator (``demo``) stands
-apart: it may use the core, and nothing imports it.
+Imports point downwards only: api → ingest / tiles / cimplus → layers → cim; ingest, tiles and
+cimplus never import each other; nothing imports api; only api imports the web framework. The
+demo-county generator (``demo``) stands apart: it may use the core, and nothing imports it.
+The ingest runs as stages that import forwards only. Routes are thin: no route module runs SQL,
+holds a connection or imports a database driver, and no route body is longer than
+:data:`ROUTE_MAX_LINES` lines.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -72,7 +76,7 @@ INGEST_ALLOWED = {
     "validation": {"shared", "mapping", "validation"},
     "load": {"shared", "load"},
     "pipeline": {"shared", "readers", "mapping", "validation", "load", "pipeline"},
-    "service": {"shared", "pipeline", "service"},
+    "service": {"shared", "mapping", "pipeline", "service"},
     "cli": {"shared", "mapping", "load", "pipeline", "dem", "cli"},
     "dem": {"dem"},
 }
@@ -119,3 +123,69 @@ def test_ingest_stages_import_forwards_only():
         if "importlib" in _imports(path):
             offenders.append(f"{module} imports importlib: join the stages by plain imports")
     assert not offenders, "\n".join(offenders)
+
+
+# What a route may not do itself: run SQL or hold a database connection. Routes parse, make one
+# call into a module without HTTP (layers, tiles, ingest, cim) and answer.
+_DB_CALLS = {"fetch", "fetchrow", "fetchval", "execute", "executemany", "cursor", "acquire", "connect",
+             "copy_records_to_table", "copy_to_table", "copy_from_query"}
+_SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH|EXPLAIN|COPY|CREATE|DROP|ALTER|SET)\s")
+ROUTERS = sorted((ROOT / "api" / "routers").glob("*.py"))
+
+
+def _db_work(path: Path) -> list[str]:
+    """Lines of a module that call a database method or hold SQL text (docstrings aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _DB_CALLS:
+            found.append(f"{path.name}:{node.lineno} calls .{node.func.attr}()")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                and _SQL_TEXT.match(node.value):
+            found.append(f"{path.name}:{node.lineno} holds SQL text {node.value[:30]!r}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names += [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.split(".")[0] in ("asyncpg", "psycopg2") or name in ("cim.dbcall", "cim.db.connect"):
+                    found.append(f"{path.name}:{node.lineno} imports {name}")
+    return found
+
+
+def test_routes_run_no_sql():
+    assert ROUTERS and not [p for p in ROUTERS if p.name != "__init__.py" and "router" not in p.read_text()]
+    offenders = [line for path in ROUTERS for line in _db_work(path)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_rule_catches_a_route_with_sql(tmp_path):
+    """The check itself: a route that runs a statement is found, a docstring that names SQL is not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""SELECT is only described here."""\nimport asyncpg\n\n'
+                   'async def route(request):\n    """Run SELECT 1."""\n'
+                   '    async with request.app.state.pool.acquire() as conn:\n'
+                   '        return await conn.fetchval("SELECT 1")\n')
+    assert [f.split(" ", 1)[1] for f in _db_work(bad)] == [
+        "imports asyncpg", "calls .acquire()", "calls .fetchval()", "holds SQL text 'SELECT 1'"]
+
+
+ROUTE_MAX_LINES = 30  # a route body (parse, one call, answer) fits in this many lines, docstring aside
+
+
+def test_route_bodies_are_short():
+    long = []
+    for path in ROUTERS:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not any(
+                    isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute)
+                    and d.func.attr in ("get", "post", "put", "patch", "delete") for d in node.decorator_list):
+                continue
+            body = node.body[1:] if isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value,
+                                                                                       ast.Constant) else node.body
+            lines = body[-1].end_lineno - body[0].lineno + 1
+            if lines > ROUTE_MAX_LINES:
+                long.append(f"{path.name}:{node.name} has {lines} lines")
+    assert not long, "\n".join(long)

@@ -38,7 +38,12 @@ class TileEntry:
 
     def raw(self) -> bytes:
         """Uncompressed MVT bytes (for clients that do not accept gzip)."""
-        return igzip.decompress(self.gz) if self.gz else b""
+        return gunzip(self.gz)
+
+
+def gunzip(gz: bytes) -> bytes:
+    """Inflate a gzip body (ISA-L); empty stays empty."""
+    return igzip.decompress(gz) if gz else b""
 
 
 def make_etag(fingerprint: str, key: tuple) -> str:

@@ -10,19 +10,23 @@ and on nodata.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.transform import from_bounds
 from rasterio.warp import Resampling, reproject
 
-from cim.errors import NotFound
-from cim.raster import read_dem
+from cim.errors import InvalidInput, NotFound
+from cim.raster import current_dem_async, read_dem
 
 SIZE = 256
+MAX_ZOOM = 22
 ORIGIN = 20037508.342789244
 MERCATOR = CRS.from_epsg(3857)
 
@@ -83,3 +87,46 @@ def hillshade_tile(path: str, z: int, x: int, y: int) -> bytes:
     rgba[..., :3] = np.where(lit, 255, 0)[..., None]  # white on slopes facing the sun, black in shadow
     rgba[..., 3] = alpha.astype("u1")
     return png_rgba(rgba)
+
+
+def check_address(z: int, x: int, y: int) -> None:
+    """InvalidInput for a tile address outside the XYZ matrix (zoom 0–22)."""
+    if not (0 <= z <= MAX_ZOOM and 0 <= x < 2 ** z and 0 <= y < 2 ** z):
+        raise InvalidInput(f"瓦片坐标越界：{z}/{x}/{y}", f"tile address out of range: {z}/{x}/{y}")
+
+
+class HillshadeTiles:
+    """Hillshade tiles of the current DEM: rendered in a worker thread, kept in an LRU of PNGs.
+
+    Entries are keyed by DEM id, so storing a new DEM makes new keys (and new ETags); old ones
+    age out.
+    """
+
+    def __init__(self, max_tiles: int = 2048) -> None:
+        self.max_tiles = max_tiles
+        self._cache: OrderedDict[tuple[int, int, int, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    async def current(conn, z: int, x: int, y: int) -> tuple[dict, str]:
+        """The current DEM and the tile's ETag; InvalidInput for a bad address, NotFound without a DEM."""
+        check_address(z, x, y)
+        dem = await current_dem_async(conn)
+        if dem is None:
+            raise NotFound("尚未加载高程模型（DEM）", "no DEM is loaded")
+        return dem, f'"dem{dem["id"]}-{z}-{x}-{y}"'
+
+    async def tile(self, dem: dict, z: int, x: int, y: int) -> bytes:
+        """PNG of tile z/x/y of ``dem`` (cached, else rendered in a worker thread)."""
+        key = (dem["id"], z, x, y)
+        with self._lock:
+            png = self._cache.get(key)
+            if png is not None:
+                self._cache.move_to_end(key)
+                return png
+        png = await asyncio.to_thread(hillshade_tile, dem["file_path"], z, x, y)
+        with self._lock:
+            self._cache[key] = png
+            while len(self._cache) > self.max_tiles:
+                self._cache.popitem(last=False)
+        return png

@@ -212,10 +212,13 @@ class ArchiveSet:
                 self._open[name] = hit
         return hit[1], hit[2]
 
-    def tile(self, name: str, z: int, x: int, y: int) -> tuple[bytes | None, str]:
-        """Stored (gzip) tile bytes or None, and an ETag for it."""
-        reader, tag = self._reader(name)
-        return reader.get(z, x, y), f'"{tag}-{z}-{x}-{y}"'
+    def etag(self, name: str, z: int, x: int, y: int) -> str:
+        """ETag of a tile of an archive (file and modification time; no tile is read)."""
+        return f'"{self._reader(name)[1]}-{z}-{x}-{y}"'
+
+    def tile(self, name: str, z: int, x: int, y: int) -> bytes | None:
+        """Stored (gzip) tile bytes, or None when the archive has no such tile."""
+        return self._reader(name)[0].get(z, x, y)
 
     def names(self) -> Iterator[str]:
         """Archive names available."""

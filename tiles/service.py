@@ -19,7 +19,7 @@ from cim.settings import TileSettings
 from cim.versions import VersionWatcher
 from layers.catalog import Catalog
 from tiles.cache import TileCache, TileEntry, make_entry, make_etag
-from tiles.mvt import TileCompiler, cap_for_budget, check_tile, layer_stats
+from tiles.mvt import TileCompiler, bounds_query, cap_for_budget, check_tile, layer_stats
 
 _MAX_SHRINK = 4  # at most this many re-renders, each with a lower feature cap
 
@@ -44,6 +44,7 @@ class TileService:
         self.fingerprint = fingerprint(catalog, settings)
         self.budget = settings.max_tile_kb * 1024
         self.pool: asyncpg.Pool | None = None
+        self._bounds: dict[tuple, list[float]] = {}
 
     async def start(self, statement_timeout_ms: int, pool_max: int) -> None:
         """Open the tile pool (the data versions come from the server's shared watcher).
@@ -71,6 +72,26 @@ class TileService:
         """Cache key: layers, their data versions, tile address."""
         keys = tuple(k for i in layer_ids for k in self.compiler.layers[i].spec.version_keys)
         return (layer_ids, self.watcher.of(keys), z, x, y)
+
+    async def bounds(self, layer_ids: tuple[str, ...]) -> list[float] | None:
+        """Lon/lat bounds ``[w, s, e, n]`` of the current data of these layers (None when they
+        hold no features), read once per data version."""
+        key = self.key(layer_ids, 0, 0, 0)[:2]
+        cached = self._bounds.get(key)
+        if cached is None:
+            boxes = []
+            async with self.pool.acquire() as conn:
+                for lid in layer_ids:
+                    sql, args = bounds_query(self.compiler.layers[lid].spec)
+                    row = await conn.fetchrow(sql, *args)
+                    if row and row["xmin"] is not None:
+                        boxes.append([row["xmin"], row["ymin"], row["xmax"], row["ymax"]])
+            cached = [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                      max(b[3] for b in boxes)] if boxes else []
+            if len(self._bounds) > 1000:
+                self._bounds.clear()
+            self._bounds[key] = cached
+        return cached or None
 
     def etag(self, key: tuple) -> str:
         """ETag of a key (no rendering needed)."""

@@ -5,29 +5,28 @@ page is one SQL round trip (prepared by asyncpg, stable SQL text per request sha
 features' GeoJSON is built in PostgreSQL and spliced into the response without re-encoding.
 ``numberMatched`` is exact up to :data:`layers.features.EXACT_COUNT_CAP` matches and an
 estimate above (the layer's planner row estimate scaled by the bbox's share of its extent).
+Parsing and links are here; the statements and the counting rules in :mod:`layers.items`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
 
-from api import dbcall, deps, ogc_html
+from api import deps, encoding, ogc_html
 from cim.auth import Action, Principal
 from cim.errors import InvalidInput, NotFound
 from layers import features as lf
+from layers import items as layer_items
 from layers.spec import LayerSpec
 
 router = APIRouter(prefix="/ogc", tags=["OGC API Features / 要素服务"])
 READ = Depends(deps.require(Action.read))
 GEOJSON = "application/geo+json"
-STATS_TTL_S = 60.0
-EXACT_LAYER_MAX = 100_000  # layers estimated below this many rows are counted exactly for stats
 
 # The API definition at /openapi.json is OpenAPI 3.1 (what FastAPI writes), so the OpenAPI 3.0
 # requirements classes (…/conf/oas30) are not claimed; the landing page links it as version=3.1.
@@ -112,33 +111,8 @@ async def conformance(request: Request, f: str | None = None, who: Principal = R
 
 
 async def _layer_stats(request: Request, spec: LayerSpec) -> dict:
-    """Row estimate and CRS84 extent of a layer, refreshed at most every minute."""
-    cache: dict = request.app.state.features_stats
-    hit = cache.get(spec.id)
-    now = time.monotonic()
-    if hit and now - hit["at"] < STATS_TTL_S:
-        return hit
-    explain, exact, args = lf.layer_stats_sql(spec)
-    async with request.app.state.pool.acquire() as conn:
-        plan = await dbcall.run(conn, "fetchval", explain, *args)
-        plan = json.loads(plan) if isinstance(plan, str) else plan
-        estimate = int(plan[0]["Plan"]["Plan Rows"])
-        bbox = None
-        if estimate < EXACT_LAYER_MAX:
-            row = await dbcall.run(conn, "fetchrow", exact, *args)
-            estimate = int(row["n"])
-            if row["w"] is not None:
-                bbox = [row["w"], row["s"], row["e"], row["n_"]]
-        else:
-            ext = await dbcall.run(conn, "fetchrow",
-                                   "SELECT ST_XMin(b) w, ST_YMin(b) s, ST_XMax(b) e, ST_YMax(b) n FROM "
-                                   "(SELECT ST_EstimatedExtent($1::text, $2::text, $3::text) AS b) x",
-                                   spec.schema_name, spec.table_name, spec.geometry.column)
-            if ext and ext["w"] is not None:
-                bbox = [ext["w"], ext["s"], ext["e"], ext["n"]]
-    hit = {"at": now, "rows": estimate, "bbox": bbox}
-    cache[spec.id] = hit
-    return hit
+    """Row estimate and CRS84 extent of a layer (kept a minute)."""
+    return await request.app.state.features_stats.get(deps.pool(request), spec)
 
 
 def _collection(spec: LayerSpec, stats: dict, b: str) -> dict:
@@ -259,20 +233,6 @@ def _check_datetime(value: str) -> None:
             raise InvalidInput(f"datetime 无效：{value[:40]}", f"invalid datetime: {value[:40]}") from exc
 
 
-def _number_matched(req: lf.ItemsRequest, capped: int, stats: dict) -> int:
-    """Exact when below the cap, else the layer estimate scaled by the bbox's share of the extent."""
-    if capped < lf.EXACT_COUNT_CAP:
-        return capped
-    share = 1.0
-    ext = stats.get("bbox")
-    if req.bbox is not None and ext and not req.bbox_crs.transform:
-        w, s, e, n = req.bbox
-        iw, ih = min(e, ext[2]) - max(w, ext[0]), min(n, ext[3]) - max(s, ext[1])
-        area = max(ext[2] - ext[0], 1e-9) * max(ext[3] - ext[1], 1e-9)
-        share = max(iw, 0) * max(ih, 0) / area if iw > 0 and ih > 0 else 0.0
-    return max(capped, int(stats["rows"] * min(share, 1.0)))
-
-
 @router.get("/collections/{collection_id}/items", summary="要素查询 / features",
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
 async def items(
@@ -297,20 +257,11 @@ async def items(
     """
     spec = deps.catalog(request).get(collection_id)
     req = _parse_items(request, spec)
-    sql, args = lf.items_sql(req)
-    async with request.app.state.pool.acquire() as conn:
-        row = await dbcall.run(conn, "fetchrow", sql, *args)
-    returned = int(row["returned"])
-    stats = await _layer_stats(request, spec) if row["n"] >= lf.EXACT_COUNT_CAP else {}
-    matched = _number_matched(req, int(row["n"]), stats)
+    page = await layer_items.page(deps.pool(request), req, request.app.state.features_stats)
+    returned, matched = page.returned, page.matched
     links = [{"href": str(request.url), "rel": "self", "type": GEOJSON, "title": "本页 / this page"},
              {"href": f"{_base(request)}/ogc/collections/{spec.id}", "rel": "collection", "type": "application/json"}]
-    has_next = (req.offset + returned < matched) if row["n"] < lf.EXACT_COUNT_CAP else returned == req.limit
-    if has_next:  # an estimate never claims fewer features than the pages seen so far plus one
-        matched = max(matched, req.offset + returned + 1)
-    elif row["n"] >= lf.EXACT_COUNT_CAP and returned:  # the last page of a large result: the count is known
-        matched = req.offset + returned
-    if has_next and returned:
+    if page.has_next and returned:
         links.append({"href": str(request.url.include_query_params(offset=req.offset + returned, limit=req.limit)),
                       "rel": "next", "type": GEOJSON, "title": "下一页 / next page"})
     if req.offset > 0:
@@ -318,10 +269,10 @@ async def items(
                       "rel": "prev", "type": GEOJSON, "title": "上一页 / previous page"})
     head = {"type": "FeatureCollection", "numberMatched": matched, "numberReturned": returned,
             "timeStamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "links": links}
-    body = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"features":[' + (row["features"] or "") + "]}"
+    body = json.dumps(head, ensure_ascii=False, separators=(",", ":"))[:-1] + ',"features":[' + page.features + "]}"
     if ogc_html.wants_html(request):
         return ogc_html.items(body, f"{spec.title_zh} ({spec.id})")
-    return Response(body, media_type=GEOJSON, headers={"Content-Crs": f"<{req.crs.uri}>"})
+    return await encoding.gzip_response(request, body.encode(), GEOJSON, {"Content-Crs": f"<{req.crs.uri}>"})
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}", summary="单个要素 / one feature",
@@ -341,11 +292,7 @@ async def item(request: Request, collection_id: str, feature_id: str,
             raise ValueError
     except ValueError:
         fid = None
-    text = None
-    if fid is not None:
-        sql, args = lf.item_sql(spec, fid, out, attrs)
-        async with request.app.state.pool.acquire() as conn:
-            text = await dbcall.run(conn, "fetchval", sql, *args)
+    text = await layer_items.item(deps.pool(request), spec, fid, out, attrs) if fid is not None else None
     if text is None:
         raise NotFound(f"图层 {spec.id} 中没有要素 {feature_id}", f"no feature {feature_id} in {spec.id}")
     b = _base(request)
@@ -360,5 +307,5 @@ async def item(request: Request, collection_id: str, feature_id: str,
 
 def register(app: FastAPI) -> None:
     """Mount this router."""
-    app.state.features_stats = {}
+    app.state.features_stats = layer_items.LayerStats()
     app.include_router(router)

@@ -2,19 +2,16 @@
 
 The upload is streamed to disk with a size limit (``CIM_INGEST_MAX_UPLOAD_MB``): a declared
 ``Content-Length`` over the limit is refused before the body is read, a chunked body as soon as
-it passes the limit. Files then pass :func:`ingest.service.upload.preflight` (file names, type sniffing,
-zip bombs and path traversal, complete and untruncated shapefile sets, known CRS) before a job
-row exists, so a refused upload writes nothing. Jobs run in :class:`ingest.service.jobs.Runner`.
+it passes the limit. :mod:`ingest.service.submission` then takes over: files pass
+:func:`ingest.service.upload.preflight` (file names, type sniffing, zip bombs and path traversal, complete
+and untruncated shapefile sets, known CRS) before a job row exists, so a refused upload writes
+nothing. Jobs run in :class:`ingest.service.jobs.Runner`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse
@@ -23,15 +20,13 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from api import deps
-from cim import db
 from cim.auth import Action, Principal
-from cim.errors import InvalidInput, NotFound, PayloadTooLarge, UnreadableInput
+from cim.errors import NotFound, PayloadTooLarge, UnreadableInput
 from cim.settings import Settings
-from ingest.service import jobs, upload
+from ingest.service import submission
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest / 数据入库"])
 
-_COUNTY = re.compile(r"^\d{6}$")
 _MEDIA = {"json": "application/json", "html": "text/html; charset=utf-8",
           "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -64,19 +59,6 @@ async def _parse_form(request: Request, settings: Settings):
         raise UnreadableInput("上传的表单无法解析", f"the multipart form cannot be parsed: {exc.message}") from exc
 
 
-def _save(files: list[UploadFile], into: Path) -> list[str]:
-    names: list[str] = []
-    for f in files:
-        name = upload.safe_name(f.filename or "")
-        if name.lower() in (n.lower() for n in names):
-            raise UnreadableInput(f"重复的文件名：{name}", f"duplicate file name: {name}")
-        f.file.seek(0)
-        with (into / name).open("wb") as out:
-            shutil.copyfileobj(f.file, out, 1 << 20)
-        names.append(name)
-    return names
-
-
 def _flag(value: object) -> bool:
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -91,60 +73,16 @@ async def submit(request: Request, who: Principal = Depends(deps.principal)) -> 
     settings: Settings = deps.settings(request)
     form = await _parse_form(request, settings)
     try:
-        county = str(form.get("county") or "").strip()
-        if not _COUNTY.match(county):
-            raise InvalidInput("county 须为 6 位县级行政区代码", "county must be a 6-digit county code")
+        county = submission.check_county(str(form.get("county") or ""))
         deps.check(request, who, Action.write, county=county)
-        files = [f for f in form.getlist("file") if isinstance(f, UploadFile)]
-        if not files:
-            raise UnreadableInput("没有上传文件（字段 file）", "no file uploaded (field 'file')")
-        profile = str(form.get("profile") or "").strip() or None
-        return await _accept(request, who, settings, files, county, profile, _flag(form.get("dry_run")))
+        files = [(f.filename or "", f.file) for f in form.getlist("file") if isinstance(f, UploadFile)]
+        job_id = await run_in_threadpool(
+            submission.accept, settings, request.app.state.ingest_runner, files, county=county,
+            profile=str(form.get("profile") or "").strip() or None, dry_run=_flag(form.get("dry_run")),
+            principal=who, client_addr=deps.client_addr(request))
     finally:
         await form.close()
-
-
-async def _accept(request: Request, who: Principal, settings: Settings, files: list[UploadFile], county: str,
-                  profile: str | None, dry_run: bool) -> dict:
-    root = jobs.uploads_dir(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
-    try:
-        names = await run_in_threadpool(_save, files, staging)
-        await run_in_threadpool(upload.preflight, [staging / n for n in names], settings.ingest)
-        if profile is not None:
-            await run_in_threadpool(_known_profile, profile)
-        job_id = jobs.new_id()
-        work_dir = root / job_id
-        staging.rename(work_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    try:
-        await run_in_threadpool(_create, settings, job_id, county, profile, dry_run, names, work_dir, who,
-                                deps.client_addr(request))
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
-    request.app.state.ingest_runner.submit(job_id)
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
-
-
-def _known_profile(profile: str) -> None:
-    from ingest.mapping.profile import load_profiles
-
-    if profile not in load_profiles():
-        raise InvalidInput(f"未知的交付规范：{profile}", f"unknown delivery profile: {profile}")
-
-
-def _create(settings: Settings, job_id: str, county: str, profile: str | None, dry_run: bool, names: list[str],
-            work_dir: Path, who: Principal, addr: str | None) -> None:
-    conn = db.connect(settings.db, application_name="cim-ingest-api")
-    try:
-        jobs.create(conn, job_id=job_id, county=county, profile=profile, dry_run=dry_run, files=names,
-                    work_dir=work_dir, principal=who, client_addr=addr)
-    finally:
-        conn.close()
 
 
 @router.get("/profiles", summary="交付规范 / delivery profiles")
@@ -158,43 +96,23 @@ async def profiles(request: Request, who: Principal = Depends(deps.require(Actio
 
 async def _job(request: Request, job_id: str, who: Principal) -> dict:
     """The job row; the caller must be allowed to write its county (uploader of it, or admin)."""
-    if not re.fullmatch(r"[0-9a-f]{32}", job_id):
-        raise NotFound(f"没有入库任务 {job_id}", f"no ingest job {job_id}")
-    async with request.app.state.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT id, county_code, state, progress, counts::text, findings::text, delivery_id, "
-                                  "outcome, dry_run, message_zh, message_en, work_dir, created_at, finished_at "
-                                  "FROM cim.ingest_job WHERE id = $1", job_id)
-    if row is None:
-        raise NotFound(f"没有入库任务 {job_id}", f"no ingest job {job_id}")
-    deps.check(request, who, Action.write, county=row["county_code"])
-    return dict(row)
+    job = await submission.job(deps.pool(request), job_id)
+    deps.check(request, who, Action.write, county=job["county_code"])
+    return job
 
 
 @router.get("/{job_id}", summary="入库任务状态 / job status")
 async def status(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
     """State, progress %, counts, delivery id, bilingual message and report links."""
-    import json
-
-    job = await _job(request, job_id, who)
-    base = f"/api/ingest/{job_id}"
-    return {"job_id": job_id, "state": job["state"], "progress": job["progress"], "county": job["county_code"],
-            "dry_run": job["dry_run"], "outcome": job["outcome"], "counts": json.loads(job["counts"]),
-            "findings": json.loads(job["findings"]), "delivery_id": job["delivery_id"],
-            "message_zh": job["message_zh"], "message_en": job["message_en"],
-            "created_at": job["created_at"], "finished_at": job["finished_at"],
-            "links": {k: f"{base}/report.{k}" for k, name in jobs.REPORT_FILES.items()
-                      if (Path(job["work_dir"]) / name).is_file()}}
+    return submission.status(await _job(request, job_id, who), f"/api/ingest/{job_id}")
 
 
 @router.get("/{job_id}/report.{fmt}", summary="质检报告 / validation report")
 async def report(job_id: str, fmt: str, request: Request, who: Principal = Depends(deps.principal)) -> FileResponse:
     """The report as JSON, HTML or XLSX (once validation finished)."""
-    if fmt not in jobs.REPORT_FILES:
+    if fmt not in _MEDIA:
         raise NotFound(f"没有 {fmt} 格式的报告", f"no report in format {fmt}")
-    job = await _job(request, job_id, who)
-    path = Path(job["work_dir"]) / jobs.REPORT_FILES[fmt]
-    if not path.is_file():
-        raise NotFound("报告尚未生成（任务未完成质检）", "the report is not ready (validation has not finished)")
+    path = submission.report(await _job(request, job_id, who), fmt)
     return FileResponse(path, media_type=_MEDIA[fmt], filename=f"report-{job_id[:8]}.{fmt}")
 
 
@@ -202,12 +120,8 @@ async def report(job_id: str, fmt: str, request: Request, who: Principal = Depen
 async def confirm(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
     """Load a clean dry run (re-read and re-validated from the stored files)."""
     await _job(request, job_id, who)
-    conn = await run_in_threadpool(db.connect, deps.settings(request).db)
-    try:
-        await run_in_threadpool(jobs.confirm, conn, job_id, who, deps.client_addr(request))
-    finally:
-        conn.close()
-    request.app.state.ingest_runner.submit(job_id, confirm=True)
+    await run_in_threadpool(submission.confirm, deps.settings(request), request.app.state.ingest_runner, job_id, who,
+                            deps.client_addr(request))
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
 
 
@@ -215,23 +129,13 @@ async def confirm(job_id: str, request: Request, who: Principal = Depends(deps.p
 async def cancel(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
     """Cancel a queued, running or awaiting job; a running load rolls back."""
     await _job(request, job_id, who)
-    conn = await run_in_threadpool(db.connect, deps.settings(request).db)
-    try:
-        state = await run_in_threadpool(request.app.state.ingest_runner.cancel, conn, job_id, who,
-                                        deps.client_addr(request))
-    finally:
-        conn.close()
+    state = await run_in_threadpool(submission.cancel, deps.settings(request), request.app.state.ingest_runner,
+                                    job_id, who, deps.client_addr(request))
     return {"job_id": job_id, "state": state}
 
 
 async def _start(app: FastAPI) -> None:
-    """Fail jobs a previous process left running, then start the worker."""
-    conn = await run_in_threadpool(db.connect, app.state.settings.db)
-    try:
-        await run_in_threadpool(jobs.fail_unfinished, conn)
-    finally:
-        conn.close()
-    app.state.ingest_runner = jobs.Runner(app.state.settings)
+    app.state.ingest_runner = await run_in_threadpool(submission.start, app.state.settings)
 
 
 async def _stop(app: FastAPI) -> None:

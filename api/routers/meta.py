@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from api import deps
+from cim import health as liveness
 from cim import versions as data_versions
 from cim.auth import Action, Principal
 
@@ -14,9 +15,7 @@ router = APIRouter(tags=["meta / 元数据"])
 @router.get("/health", summary="健康检查 / health check")
 async def health(request: Request) -> dict:
     """Liveness plus a database round trip (for the province's platform monitor)."""
-    async with request.app.state.pool.acquire() as conn:
-        version = await conn.fetchval("SELECT postgis_lib_version()")
-    return {"status": "ok", "postgis": version}
+    return await liveness.check(deps.pool(request))
 
 
 @router.get("/api/layers", summary="图层目录 / layer catalogue")
@@ -29,9 +28,7 @@ async def layers(request: Request, who: Principal = Depends(deps.require(Action.
 async def versions(request: Request, who: Principal = Depends(deps.require(Action.read))) -> dict:
     """Data version of every public layer: it grows with every change to the tables the layer
     follows (the sum of their counters, so any change shows)."""
-    async with request.app.state.pool.acquire() as conn:
-        by_table = await data_versions.read_async(conn)
-    return {s.id: sum(by_table.get(k, 0) for k in s.version_keys) for s in deps.catalog(request).public()}
+    return deps.catalog(request).versions(await data_versions.read_async(deps.pool(request)))
 
 
 def register(app: FastAPI) -> None:

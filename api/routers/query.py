@@ -2,14 +2,13 @@
 
 Inputs are lon/lat in EPSG:4490 (or 4326/CRS84, identical within a metre) or x/y in a stated
 ``crs`` (easting/northing for projected CRSs); outputs are GeoJSON in EPSG:4490 lon/lat.
-Tolerances and distances are metres. Access: ``Action.query``.
+Tolerances and distances are metres. Access: ``Action.query``. Each route validates its body
+and makes one call into :mod:`layers.lookup` (identify, spatial, nearest), :mod:`layers.section`
+(剖切) or :mod:`layers.stats` (区域统计).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -18,12 +17,14 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import dbcall, deps
-from cim import raster
+from api import deps
 from cim.auth import Action, Principal
-from cim.errors import InvalidInput, NotFound, PayloadTooLarge
+from cim.errors import PayloadTooLarge
 from layers import features as lf
+from layers import lookup
 from layers import query as lq
+from layers import section as pipe_section
+from layers import stats as area_stats
 from layers.spec import LayerSpec
 
 # A body of MAX_VERTICES coordinate pairs is ~2 MB of JSON; larger bodies are refused (413) while
@@ -170,33 +171,7 @@ def _srid(value: str | None) -> int:
 
 
 def _layers(request: Request, ids: list[str] | None) -> list[LayerSpec]:
-    cat = deps.catalog(request)
-    if ids is None:
-        return cat.public()
-    if len(ids) > 50:
-        raise InvalidInput("layers 最多 50 个图层 id", "layers may list at most 50 layer ids")
-    return [cat.get(i) for i in dict.fromkeys(ids)]
-
-
-def _check_lonlat(x: float, y: float, srid: int) -> None:
-    if srid == 4490 and not (-180 <= x <= 180 and -90 <= y <= 90):
-        raise InvalidInput("经纬度超出范围", "longitude/latitude out of range")
-
-
-def _with_members(feature_text: str, **members: Any) -> str:
-    """Append top-level members to a Feature's JSON text."""
-    extra = ",".join(f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=False)}" for k, v in members.items())
-    return feature_text[:-1] + "," + extra + "}"
-
-
-def _fc(features: list[str], **members: Any) -> str:
-    head = json.dumps({"type": "FeatureCollection", **members}, ensure_ascii=False)
-    return head[:-1] + ',"features":[' + ",".join(features) + "]}"
-
-
-async def _run(request: Request, method: str, sql: str, args: list) -> Any:
-    async with request.app.state.pool.acquire() as conn:
-        return await dbcall.run(conn, method, sql, *args)
+    return deps.catalog(request).select(ids, limit=lookup.MAX_LAYERS)
 
 
 @router.post("/identify", summary="点查询 / identify at a point", response_class=Response,
@@ -207,26 +182,9 @@ async def identify(body: IdentifyRequest, request: Request, who: Principal = QUE
     Each feature carries top-level ``layer``, ``layer_title_zh`` and ``distance_m``.
     """
     srid = _srid(body.crs)
-    _check_lonlat(body.lon, body.lat, srid)
     specs = _layers(request, body.layers)
-    rows = []
-    if specs:  # an empty layer list (nothing visible on the map) finds nothing
-        sql, args = lq.identify_sql(specs, body.lon, body.lat, srid, body.tolerance_m, body.limit)
-        rows = await _run(request, "fetch", sql, args)
-    by_id = {s.id: s for s in specs}
-    # a row in two requested layers (a drainage pipe is also a pipeline segment) is listed once,
-    # under the more specific layer (one with a `where`)
-    rows = sorted(rows, key=lambda r: (r["d"], not by_id[r["layer"]].where, r["layer"]))
-    seen: set[tuple[str, int]] = set()
-    feats = []
-    for r in rows:
-        key = (by_id[r["layer"]].table, r["id"])
-        if key in seen:
-            continue
-        seen.add(key)
-        feats.append(_with_members(r["f"], layer=r["layer"], layer_title_zh=by_id[r["layer"]].title_zh,
-                                   distance_m=round(r["d"], 3)))
-    return Response(_fc(feats, numberReturned=len(feats)), media_type=GEOJSON)
+    text = await lookup.identify(deps.pool(request), specs, body.lon, body.lat, srid, body.tolerance_m, body.limit)
+    return Response(text, media_type=GEOJSON)
 
 
 @router.post("/spatial", summary="空间关系查询 / features by spatial relation", response_class=Response,
@@ -237,20 +195,11 @@ async def spatial(body: SpatialRequest, request: Request, who: Principal = QUERY
     Response: ``{"layers": {"<id>": FeatureCollection}}``; each collection has ``numberReturned``
     and ``limitReached`` (true when more features matched than ``limit``).
     """
-    if body.op == "dwithin" and body.distance_m is None:
-        raise InvalidInput("op=dwithin 需要 distance_m", "op=dwithin needs distance_m")
     srid = _srid(body.crs)
     wkb = lq.input_geometry(body.geometry)
     specs = _layers(request, body.layers)
-    parts = []
-    async with request.app.state.pool.acquire() as conn:
-        for spec in specs:
-            sql, args = lq.spatial_sql(spec, body.op, wkb, srid, body.distance_m, body.filter, body.limit)
-            rows = await dbcall.run(conn, "fetch", sql, *args)
-            feats = [r["f"] for r in rows[:body.limit]]
-            parts.append(f"{json.dumps(spec.id)}:" + _fc(feats, numberReturned=len(feats),
-                                                         limitReached=len(rows) > body.limit))
-    return Response('{"layers":{' + ",".join(parts) + "}}", media_type="application/json")
+    text = await lookup.spatial(deps.pool(request), specs, body.op, wkb, srid, body.distance_m, body.filter, body.limit)
+    return Response(text, media_type="application/json")
 
 
 @router.post("/nearest", summary="最近要素 / k nearest features", response_class=Response,
@@ -258,88 +207,9 @@ async def spatial(body: SpatialRequest, request: Request, who: Principal = QUERY
 async def nearest(body: NearestRequest, request: Request, who: Principal = QUERY) -> Response:
     """The ``k`` nearest features of a layer, nearest first, with ``properties.distance_m``."""
     srid = _srid(body.crs)
-    _check_lonlat(body.lon, body.lat, srid)
     spec = deps.catalog(request).get(body.layer)
-    sql, args = lq.nearest_sql(spec, body.lon, body.lat, srid, body.k)
-    rows = await _run(request, "fetch", sql, args)
-    feats = []
-    for r in rows:
-        f = json.loads(r["f"])
-        f["properties"]["distance_m"] = round(r["d"], 3)
-        f["layer"] = spec.id
-        feats.append(json.dumps(f, ensure_ascii=False))
-    return Response(_fc(feats, numberReturned=len(feats)), media_type=GEOJSON)
-
-
-def _hex(color: str | None) -> str | None:
-    """'r,g,b' from the network dictionary → '#rrggbb'."""
-    if not color:
-        return None
-    try:
-        r, g, b = (int(v) for v in color.split(","))
-        return f"#{r:02x}{g:02x}{b:02x}"
-    except ValueError:
-        return color if color.startswith("#") else None
-
-
-def _lerp(a: float | None, b: float | None, t: float) -> float | None:
-    if a is None and b is None:
-        return None
-    if a is None or b is None:
-        return a if b is None else b
-    return a + (b - a) * t
-
-
-def _crossing(row, ground_dem: float | None) -> dict:
-    """Elevations of one crossing, interpolated along the pipe at the crossing.
-
-    ``z_ref`` says which part of the section the recorded elevations and depths refer to
-    (top / centre / invert); the section height is ``height_mm`` or ``diameter_mm``.
-    ``depth_m`` is the recorded depth interpolated at the crossing (same reference).
-    """
-    t = float(row["t_seg"] or 0)
-    z = _lerp(row["start_z"], row["end_z"], t)
-    depth = _lerp(row["start_depth"], row["end_depth"], t)
-    ground = ground_dem
-    if ground is None:
-        g0 = row["ground_start"] if row["ground_start"] is not None else (
-            row["start_z"] + row["start_depth"] if None not in (row["start_z"], row["start_depth"]) else None)
-        g1 = row["ground_end"] if row["ground_end"] is not None else (
-            row["end_z"] + row["end_depth"] if None not in (row["end_z"], row["end_depth"]) else None)
-        ground = _lerp(g0, g1, t)
-    if z is None and depth is not None and ground is not None:
-        z = ground - depth
-    if depth is None and z is not None and ground is not None:
-        depth = ground - z
-    size = (row["height_mm"] or row["diameter_mm"] or 0) / 1000.0
-    top = centre = bottom = None
-    if z is not None:
-        offsets = {"top": (0, -size / 2, -size), "invert": (size, size / 2, 0), "centre": (size / 2, 0, -size / 2)}
-        o = offsets.get(row["z_ref"], offsets["centre"])
-        top, centre, bottom = (round(z + d, 3) for d in o)
-    r3 = lambda v: None if v is None else round(v, 3)  # noqa: E731
-    return {"id": row["id"], "layer": row["layer"], "network": row["network"], "network_zh": row["network_zh"],
-            "subtype": row["subtype"], "diameter_mm": row["diameter_mm"], "width_mm": row["width_mm"],
-            "height_mm": row["height_mm"], "material": row["material"], "material_zh": row["material_zh"],
-            "distance_m": r3(row["along_m"]), "z_top": top, "z_centre": centre, "z_bottom": bottom,
-            "depth_m": r3(depth), "ground_z": r3(ground), "z_ref": row["z_ref"], "color": _hex(row["color"]),
-            "lon": round(row["lon"], 8), "lat": round(row["lat"], 8)}
-
-
-async def _dem_sample(conn, lons: list[float], lats: list[float]) -> list[float | None] | None:
-    """Ground elevations from the current DEM, or None when no DEM is loaded."""
-    if not lons or await conn.fetchval("SELECT to_regclass('cim.dem')") is None:
-        return None
-    path = await conn.fetchval("SELECT file_path FROM cim.dem WHERE is_current ORDER BY id DESC LIMIT 1")
-    if path is None:
-        return None
-    try:
-        values = await asyncio.to_thread(raster.sample_dem, path, lons, lats)
-    except OSError:
-        return None
-    if values is None:
-        return None
-    return [None if math.isnan(v) else float(v) for v in values]
+    text = await lookup.nearest(deps.pool(request), spec, body.lon, body.lat, srid, body.k)
+    return Response(text, media_type=GEOJSON)
 
 
 @router.post("/section", summary="管线剖切 / pipe cross-section along a line", responses=_example(EX_SECTION))
@@ -350,72 +220,17 @@ async def section(body: SectionRequest, request: Request, who: Principal = QUERY
     srid = _srid(body.crs)
     wkb = lq.input_geometry(body.line, allowed=("LineString",))
     specs = _layers(request, body.layers or ["pipeline_segments"])
-    bad = [s.id for s in specs if s.table != "cim.pipe_segment"]
-    if bad:
-        raise InvalidInput(f"剖切只适用于管段图层：{', '.join(bad)}", f"section applies to pipe segment layers only: {', '.join(bad)}")
-    async with request.app.state.pool.acquire() as conn:
-        sql, args = lq.line_samples_sql(wkb, srid, 2)
-        length = (await dbcall.run(conn, "fetch", sql, *args))[0]["len"]
-        if length > 20_000:
-            raise InvalidInput("剖切线长度超过 20 公里", "the section line is longer than 20 km")
-        n = body.samples or int(min(201, max(11, length / 5 + 1)))
-        sql, args = lq.line_samples_sql(wkb, srid, n)
-        samples = await dbcall.run(conn, "fetch", sql, *args)
-        sql, args = lq.section_sql(specs, wkb, srid)
-        rows = await dbcall.run(conn, "fetch", sql, *args)
-        dem = await _dem_sample(conn, [s["lon"] for s in samples] + [r["lon"] for r in rows],
-                                [s["lat"] for s in samples] + [r["lat"] for r in rows])
-    dem_ground = dem[:len(samples)] if dem else [None] * len(samples)
-    dem_cross = dem[len(samples):] if dem else [None] * len(rows)
-    ground = []
-    for s, zd in zip(samples, dem_ground, strict=True):
-        z = zd if zd is not None else s["idw_z"]
-        ground.append({"distance_m": round(s["f"] * length, 3), "z": None if z is None else round(z, 3)})
-    pipes = [_crossing(r, zd) for r, zd in zip(rows, dem_cross, strict=True)]
-    return {"length_m": round(length, 3), "ground_source": "dem" if any(v is not None for v in dem_ground) else "pipe_points",
-            "ground": ground, "pipes": pipes}
+    return await pipe_section.section(deps.pool(request), specs, wkb, srid, body.samples)
 
 
 @router.post("/stats", summary="区域统计 / statistics in a polygon or admin area", responses=_example(EX_STATS))
 async def stats(body: StatsRequest, request: Request, who: Principal = QUERY) -> dict:
     """Counts per layer, pipe lengths by network / material / diameter class, green area by
     class and building floor area by use, inside a polygon or an administrative area."""
-    if (body.geometry is None) == (body.admin_code is None):
-        raise InvalidInput("须给出 geometry 或 admin_code 之一", "give exactly one of geometry or admin_code")
+    area_stats.check_area(body.geometry is not None, body.admin_code)
     srid = _srid(body.crs)
     wkb = lq.input_geometry(body.geometry, allowed=("Polygon", "MultiPolygon")) if body.geometry else None
-    specs = deps.catalog(request).public()
-    stmts = lq.stats_sql(specs, wkb, srid, body.admin_code)
-    out: dict[str, Any] = {}
-    async with request.app.state.pool.acquire() as conn:
-        area = await dbcall.run(conn, "fetchrow", *_flat(stmts["area"]))
-        if not area["found"]:
-            raise NotFound(f"没有行政区划 {body.admin_code}", f"no administrative area {body.admin_code}")
-        out["area_m2"] = round(area["area_m2"], 1)
-        counts = await dbcall.run(conn, "fetch", *_flat(stmts["counts"]))
-        pipes = await dbcall.run(conn, "fetch", *_flat(stmts["pipes"]))
-        green = await dbcall.run(conn, "fetch", *_flat(stmts["green"]))
-        buildings = await dbcall.run(conn, "fetch", *_flat(stmts["buildings"]))
-    out["counts"] = {r["layer"]: r["n"] for r in counts}
-    by: dict[str, dict[str, float]] = {"by_network": {}, "by_material": {}, "by_diameter_class": {}}
-    for r in pipes:
-        for key, value in (("by_network", r["network"]), ("by_material", r["material"]),
-                           ("by_diameter_class", r["dia_class"])):
-            by[key][value] = by[key].get(value, 0.0) + (r["length_m"] or 0.0)
-    out["pipe_length_m"] = {k: {c: round(v, 2) for c, v in sorted(d.items())} for k, d in by.items()}
-    out["pipe_length_m"]["total"] = round(sum(by["by_network"].values()), 2)
-    out["green_area_m2"] = {"by_class": {r["class_code"]: round(r["area_m2"], 1) for r in green}}
-    out["green_area_m2"]["total"] = round(sum(r["area_m2"] for r in green), 1)
-    out["building_area_m2"] = {"by_use": {r["use_code"]: round(r["area_m2"], 1) for r in buildings},
-                               "count_by_use": {r["use_code"]: r["n"] for r in buildings},
-                               "footprint_total": round(sum(r["footprint_m2"] for r in buildings), 1)}
-    out["building_area_m2"]["total"] = round(sum(r["area_m2"] for r in buildings), 1)
-    out["diameter_classes"] = lq.classes()["diameter_classes"]
-    return out
-
-
-def _flat(stmt: tuple[str, list]) -> tuple:
-    return (stmt[0], *stmt[1])
+    return await area_stats.stats(deps.pool(request), deps.catalog(request).public(), wkb, srid, body.admin_code)
 
 
 def register(app: FastAPI) -> None:

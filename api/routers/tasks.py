@@ -13,27 +13,18 @@ router = APIRouter(prefix="/api/tasks", tags=["tasks / 后台任务"])
 READ = Depends(deps.require(Action.read))
 
 
-def _read(request: Request, fn, *args, **kwargs):
-    conn = db.connect(request.app.state.settings.db, application_name="cim-api")
-    try:
-        with conn.cursor() as cur:
-            return fn(cur, *args, **kwargs)
-    finally:
-        conn.close()
-
-
 @router.get("", summary="后台任务列表 / background tasks, newest first")
 async def list_tasks(request: Request, kind: str | None = Query(None, max_length=64, pattern=r"^[a-z][a-z0-9_.]*$"),
                      limit: int = Query(50, ge=1, le=500), who: Principal = READ) -> list[dict]:
     """Tasks of every kind (or of ``kind``), newest first."""
-    rows = await run_in_threadpool(_read, request, tasks.list_tasks, kind=kind, limit=limit)
+    rows = await run_in_threadpool(db.with_cursor, deps.settings(request).db, tasks.list_tasks, kind=kind, limit=limit)
     return [tasks.json_safe(r) for r in rows]
 
 
 @router.get("/{task_id}", summary="后台任务状态 / one background task")
 async def get_task(request: Request, task_id: int, who: Principal = READ) -> dict:
     """State (queued / running / done / failed / cancelled), progress, message, result or error."""
-    return tasks.json_safe(await run_in_threadpool(_read, request, tasks.get, task_id))
+    return tasks.json_safe(await run_in_threadpool(db.with_cursor, deps.settings(request).db, tasks.get, task_id))
 
 
 def register(app: FastAPI) -> None:

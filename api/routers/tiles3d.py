@@ -2,9 +2,10 @@
 
 `/3dtiles/{layer}/tileset.json` and `/3dtiles/{layer}/content/{level}/{x}/{y}.glb`, layer =
 ``buildings`` or ``pipelines``. Bytes come from :class:`tiles.threed.service.ThreeDService`
-(built folder when current, else planned and rendered on demand); this module speaks HTTP only:
-ETag / If-None-Match (304), ``Cache-Control: no-cache`` (clients revalidate, the data version is
-in the ETag), media types ``application/json`` and ``model/gltf-binary``. CORS comes from the app.
+(built folder when current, else planned and rendered on demand); the answer (ETag known from the
+data versions before any work, If-None-Match → 304, ``Cache-Control: no-cache`` so clients
+revalidate) is decided by :mod:`api.tile_answer`, as for vector tiles. Media types
+``application/json`` and ``model/gltf-binary``. CORS comes from the app.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import re
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from api import deps
+from api import deps, tile_answer
 from cim import db
 from cim.auth import Action
 from cim.errors import NotFound
@@ -24,6 +24,9 @@ from tiles.threed.service import MEDIA, ThreeDService
 
 router = APIRouter(tags=["3D Tiles / 三维瓦片"], dependencies=[Depends(deps.require(Action.read))])
 _NUM = re.compile(r"^\d{1,7}$")
+# clients revalidate every time: the data versions are in the ETag, so a 304 costs nothing
+TILESET = tile_answer.TileKind.revalidate(MEDIA["json"])
+GLB = tile_answer.TileKind.revalidate(MEDIA["glb"])
 
 
 def _service(request: Request) -> ThreeDService:
@@ -38,16 +41,6 @@ def _service(request: Request) -> ThreeDService:
     return svc
 
 
-def _respond(request: Request, body: bytes | Path, etag: str, media: str) -> Response:
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    inm = request.headers.get("if-none-match")
-    if inm and etag in {t.strip() for t in inm.split(",")}:
-        return Response(status_code=304, headers=headers)
-    if isinstance(body, Path):
-        return FileResponse(body, media_type=media, headers=headers)
-    return Response(body, media_type=media, headers=headers)
-
-
 def _versions(request: Request, layer: str) -> dict[str, int]:
     """Data versions of the layer's tables, from the server's watcher (no database round trip)."""
     return request.app.state.versions.mapping(_service(request).source_tables(layer))
@@ -57,9 +50,12 @@ def _versions(request: Request, layer: str) -> dict[str, int]:
             responses={200: {"content": {"application/json": {}}}, 404: {"description": "unknown or empty layer"}})
 async def tileset(request: Request, layer: str) -> Response:
     """Tileset of `buildings` (LOD1 blocks) or `pipelines` (tubes, wells, appurtenances), quadtree with ADD."""
-    versions = _versions(request, layer)
-    body, etag = await run_in_threadpool(_service(request).tileset, layer, versions)
-    return _respond(request, body, etag, MEDIA["json"])
+    svc, versions = _service(request), _versions(request, layer)
+
+    async def body() -> bytes | Path:
+        return await run_in_threadpool(svc.tileset, layer, versions)
+
+    return tile_answer.response(await tile_answer.answer(TILESET, svc.etag(layer, versions), request.headers, body))
 
 
 @router.get("/3dtiles/{layer}/content/{level}/{x}/{y}.{ext}", summary="三维瓦片内容 / tile content (GLB)",
@@ -68,10 +64,12 @@ async def content(request: Request, layer: str, level: str, x: str, y: str, ext:
     """GLB with EXT_mesh_features ids and an EXT_structural_metadata property table per feature kind."""
     if not (_NUM.match(level) and _NUM.match(x) and _NUM.match(y)):
         raise NotFound("三维瓦片地址无效", "invalid 3D tile address")
-    versions = _versions(request, layer)
-    body, etag = await run_in_threadpool(_service(request).content, layer, versions, f"{int(level)}/{int(x)}/{int(y)}",
-                                         ext)
-    return _respond(request, body, etag, MEDIA.get(ext, "application/octet-stream"))
+    svc, versions, key = _service(request), _versions(request, layer), f"{int(level)}/{int(x)}/{int(y)}"
+
+    async def body() -> bytes | Path:
+        return await run_in_threadpool(svc.content, layer, versions, key, ext)
+
+    return tile_answer.response(await tile_answer.answer(GLB, svc.etag(layer, versions, key, ext), request.headers, body))
 
 
 def register(app: FastAPI) -> None:

@@ -1,5 +1,5 @@
 -- wrk script: cycle through the request paths listed (one per line) in $WRK_URLS, so every
--- request of a run hits the next tile / bbox of the list; report p50/p95 as one JSON line.
+-- request of a run hits the next tile / bbox of the list; report p50/p95/p99 as one JSON line.
 local paths = {}
 for line in io.lines(os.getenv("WRK_URLS")) do
   if #line > 0 then paths[#paths + 1] = line end
@@ -15,7 +15,7 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %d, "duration_us": %d, "socket_errors": %d, "bad_status": %d, ' ..
-    '"p50_us": %d, "p95_us": %d, "bytes": %d}\n',
+    '"p50_us": %d, "p95_us": %d, "p99_us": %d, "bytes": %d}\n',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(95), summary.bytes))
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), summary.bytes))
 end

@@ -11,10 +11,11 @@ What it does, in one process tree, against a throwaway PostGIS cluster it create
    tile, and bbox queries (items, limit=100);
 4. runs wrk (-t1 -c8, after one warm-up pass, in A-B-B-A order so load drift on the shared
    machine falls on both) with bench/tiles/cycle.lua cycling the list; reports req/s, p50, p95
-   per zoom and the ratio ours/tipg;
+   per zoom and the ratio ours/tipg, and for the items p99 and bytes per answer too;
 5. at z >= 16 decodes every sampled tile from both servers and compares feature ids.
 
     .venv/bin/python bench/tiles/vs_tipg.py [--scales 10000,1000000] [--seconds 5]
+    .venv/bin/python bench/tiles/vs_tipg.py --only items --scales 100000 --seconds 10   # items tail
 
 Results: bench/results/tiles-<stamp>.json and a Markdown table on stdout.
 """
@@ -215,8 +216,10 @@ def compare(a: tuple[int, list[str]], b: tuple[int, list[str]], seconds: int, wo
         total["rps"] = total["requests"] / (total["duration_us"] / 1e6)
         total["p50_us"] = sum(r["p50_us"] for r in rs) / len(rs)
         total["p95_us"] = sum(r["p95_us"] for r in rs) / len(rs)
+        total["p99_us"] = sum(r.get("p99_us", 0) for r in rs) / len(rs)
+        total["bytes_per_answer"] = total["bytes"] / max(total["requests"], 1)
         out[name] = total
-    out["ratio"] = out["ours"]["rps"] / out["tipg"]["rps"]
+    out["ratio"] = out["ours"]["rps"] / out["tipg"]["rps"] if out["tipg"]["rps"] else float("inf")
     return out
 
 
@@ -336,7 +339,7 @@ def parity(ours_port: int, tipg_port: int, layer: str, tiles: list) -> dict:
             "examples": examples[:5]}
 
 
-def run_scale(url: str, side: int, seconds: int, work: Path, per_zoom: int) -> dict:
+def run_scale(url: str, side: int, seconds: int, work: Path, per_zoom: int, only: str = "all") -> dict:
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -359,7 +362,8 @@ def run_scale(url: str, side: int, seconds: int, work: Path, per_zoom: int) -> d
     out: dict = {"buildings": rows, "zooms": {}, "parity": {}, "loadavg_start": os.getloadavg()[0]}
     try:
         ports = {k: v[1] for k, v in procs.items()}
-        for layer, zooms in (("buildings", range(13, 18)), ("pipeline_segments", range(12, 18))):
+        tile_layers = (("buildings", range(13, 18)), ("pipeline_segments", range(12, 18))) if only != "items" else ()
+        for layer, zooms in tile_layers:
             for z in zooms:
                 row = compare((ports["ours"], paths("ours", layer, zoom_tiles[z])),
                               (ports["tipg"], paths("tipg", layer, zoom_tiles[z])), seconds, work)
@@ -368,10 +372,14 @@ def run_scale(url: str, side: int, seconds: int, work: Path, per_zoom: int) -> d
                       f"×{row['ratio']:.1f}", flush=True)
             for z in (16, 17):
                 out["parity"][f"{layer} z{z}"] = parity(ports["ours"], ports["tipg"], layer, zoom_tiles[z])
-        hot_row = compare((ports["ours_cached"], paths("ours", "buildings", hot)),
-                          (ports["tipg"], paths("tipg", "buildings", hot)), seconds, work)
-        out["hot"] = hot_row
-        print(f"hot tile: ×{hot_row['ratio']:.1f}", flush=True)
+        if only != "items":
+            hot_row = compare((ports["ours_cached"], paths("ours", "buildings", hot)),
+                              (ports["tipg"], paths("tipg", "buildings", hot)), seconds, work)
+            out["hot"] = hot_row
+            print(f"hot tile: ×{hot_row['ratio']:.1f}", flush=True)
+        if only == "tiles":
+            out["loadavg_end"] = os.getloadavg()[0]
+            return out
         items = compare((ports["ours"], paths("ours", "items", bboxes)),
                         (ports["tipg"], paths("tipg", "items", bboxes)), seconds, work)
         out["items"] = items
@@ -387,22 +395,33 @@ def table(results: dict) -> str:
     lines = []
     for res in results["scales"].values():
         lines += [f"\n### {res['buildings']:,} buildings (1-min load average of the shared 2-core machine: "
-                  f"{res['loadavg_start']:.1f} at start, {res.get('loadavg_end', 0):.1f} at end)\n",
-                  "| request | ours req/s | tipg req/s | ours/tipg | ours p50 / p95 ms | tipg p50 / p95 ms |",
-                  "|---|---|---|---|---|---|"]
-        rows = list(res["zooms"].items()) + [("hot tile z16 (ours cached)", res["hot"]),
-                                             ("items bbox limit=100", res["items"])]
+                  f"{res['loadavg_start']:.1f} at start, {res.get('loadavg_end', 0):.1f} at end)\n"]
+        rows = list(res["zooms"].items()) + ([("hot tile z16 (ours cached)", res["hot"])] if "hot" in res else [])
+        if rows:
+            lines += ["| request | ours req/s | tipg req/s | ours/tipg | ours p50 / p95 ms | tipg p50 / p95 ms |",
+                      "|---|---|---|---|---|---|"]
         for name, row in rows:
             o, t = row["ours"], row["tipg"]
             lines.append(f"| {name} | {o['rps']:.0f} | {t['rps']:.0f} | **×{row['ratio']:.1f}** | "
                          f"{o['p50_us'] / 1000:.1f} / {o['p95_us'] / 1000:.1f} | "
                          f"{t['p50_us'] / 1000:.1f} / {t['p95_us'] / 1000:.1f} |")
-        lines.append("\nParity at z ≥ 16 (decoded tiles, ours vs tipg; ours also keeps buffer-zone features): " +
-                     "; ".join(f"{k}: ids equal in {v['tiles_equal']} tiles, different in {v['tiles_different']} "
-                               f"(+{v.get('buffer_only_extra_in_ours', 0)} buffer-only in ours), of "
-                               f"{v.get('features_compared', 0)} features in both {v.get('properties_equal', 0)} "
-                               f"with equal properties and {v.get('geometry_equal', 0)} with equal geometry (±1 unit)"
-                               for k, v in res["parity"].items()))
+        if "items" in res:
+            o, t = res["items"]["ours"], res["items"]["tipg"]
+            lines += ["", "| items bbox limit=100, 8 clients | req/s | p50 ms | p95 ms | p99 ms | bytes / answer |",
+                      "|---|---|---|---|---|---|"]
+            for name, r in (("ours", o), ("tipg", t)):
+                lines.append(f"| {name} | {r['rps']:.0f} | {r['p50_us'] / 1000:.1f} | {r['p95_us'] / 1000:.1f} | "
+                             f"{r['p99_us'] / 1000:.1f} | {r['bytes_per_answer']:.0f} |")
+            lines.append(f"| **ours / tipg** | **×{o['rps'] / t['rps']:.1f}** | ×{o['p50_us'] / t['p50_us']:.2f} | "
+                         f"**×{o['p95_us'] / t['p95_us']:.2f}** | ×{o['p99_us'] / max(t['p99_us'], 1):.2f} | "
+                         f"×{o['bytes_per_answer'] / t['bytes_per_answer']:.2f} |")
+        if res["parity"]:
+            lines.append("\nParity at z ≥ 16 (decoded tiles, ours vs tipg; ours also keeps buffer-zone features): " +
+                         "; ".join(f"{k}: ids equal in {v['tiles_equal']} tiles, different in {v['tiles_different']} "
+                                   f"(+{v.get('buffer_only_extra_in_ours', 0)} buffer-only in ours), of "
+                                   f"{v.get('features_compared', 0)} features in both {v.get('properties_equal', 0)} "
+                                   f"with equal properties and {v.get('geometry_equal', 0)} with equal geometry "
+                                   "(±1 unit)" for k, v in res["parity"].items()))
     return "\n".join(lines)
 
 
@@ -410,7 +429,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", default="10000,1000000", help="building counts (squares of the grid side)")
     ap.add_argument("--seconds", type=int, default=6, help="wrk seconds per server and measurement, split in two runs (≤ 10)")
-    ap.add_argument("--tiles-per-zoom", type=int, default=50)
+    ap.add_argument("--tiles-per-zoom", type=int, default=50, help="tiles per zoom and bboxes for items")
+    ap.add_argument("--only", choices=("all", "tiles", "items"), default="all",
+                    help="measure only the tiles or only the items (OGC API Features) rows")
     args = ap.parse_args()
     if not TIPG.exists():
         sys.exit("bench/.venv-tipg is missing: bench/run.sh creates it (pip install tipg 'uvicorn[standard]')")
@@ -429,7 +450,7 @@ def main() -> None:
         for n in (int(s) for s in args.scales.split(",")):
             side = max(CORE, int(round(math.sqrt(n))))
             results["scales"][f"{side * side}"] = run_scale(url, side, min(args.seconds, 10), work,
-                                                            args.tiles_per_zoom)
+                                                            args.tiles_per_zoom, args.only)
     finally:
         cluster.destroy()
         shutil.rmtree(work, ignore_errors=True)

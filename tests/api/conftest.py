@@ -32,7 +32,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _delete_seed(url: str) -> None:
+def delete_seed(url: str) -> None:
+    """Remove the rows of seed.sql (test county 990001)."""
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
@@ -43,11 +44,10 @@ def _delete_seed(url: str) -> None:
         conn.close()
 
 
-@pytest.fixture(scope="package")
-def seeded(db_url) -> dict:
-    """Known features (see seed.sql); returns {code or exp_no or pole_no: id}."""
-    _delete_seed(db_url)
-    conn = psycopg2.connect(db_url)
+def seed_known(url: str) -> dict[str, int]:
+    """Insert seed.sql (after removing any earlier copy); returns {code or exp_no or pole_no: id}."""
+    delete_seed(url)
+    conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute((HERE / "seed.sql").read_text(encoding="utf-8"))
@@ -65,8 +65,14 @@ def seeded(db_url) -> dict:
         conn.commit()
     finally:
         conn.close()
-    yield ids
-    _delete_seed(db_url)
+    return ids
+
+
+@pytest.fixture(scope="package")
+def seeded(db_url) -> dict:
+    """Known features (see seed.sql); returns {code or exp_no or pole_no: id}."""
+    yield seed_known(db_url)
+    delete_seed(db_url)
 
 
 class Server:

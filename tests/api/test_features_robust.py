@@ -106,7 +106,7 @@ def test_sql_text_depends_only_on_the_request_shape():
 def test_number_matched_estimate_above_the_cap():
     spec = load_catalog().get("buildings")
     req = lf.ItemsRequest(spec=spec, bbox=(0.0, 0.0, 5.0, 10.0))
-    from api.routers.features import _number_matched
+    from layers.items import number_matched as _number_matched
     stats = {"rows": 1_000_000, "bbox": [0.0, 0.0, 10.0, 10.0]}
     assert _number_matched(req, 17, stats) == 17  # exact below the cap
     assert _number_matched(req, lf.EXACT_COUNT_CAP, stats) == 500_000  # half the extent

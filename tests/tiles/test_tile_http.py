@@ -116,8 +116,8 @@ def test_reads_need_a_token_without_public_read(tile_data):
         finally:
             conn.close()
         auth_header = {"Authorization": f"Bearer {token}"}
-        # the first request verifies the token (route), the next ones take the fast path with the
-        # verified token; a wrong token is refused on both
+        # the tile adapter verifies the token once (api.deps.principal_of, the same as the routes'
+        # dependency) and then uses the verified one; a wrong token is refused (the route answers 401)
         answers = [httpx.get(base + f"/tiles/buildings/18/{x}/{y}.mvt", headers=auth_header) for _ in range(3)]
         assert [r.status_code for r in answers] == [200, 200, 200]
         assert len({r.content for r in answers}) == 1 and answers[0].content
@@ -151,6 +151,26 @@ def test_fast_path_answers_like_the_route(http, path):
             assert "access-control-allow-origin" not in fast.headers
         assert http.get(url, headers={"If-None-Match": fast.headers["etag"]}).status_code == 304
     assert cases and fast.status_code == 204
+
+
+@pytest.mark.parametrize("origin", [None, "http://example.test"], ids=["adapter", "route"])
+def test_conditional_answers_carry_the_validators_of_the_200(http, origin):
+    """Both paths answer If-None-Match (a list, a weak tag) with 304 and the ETag, Cache-Control and
+    Vary of the 200; an empty tile is 204 with the same validators and answers 304 the same way."""
+    cors = {"Origin": origin} if origin else {}
+    for z, lon, lat in ((17, 111.205, 27.105), (17, 100.0, 20.0)):
+        x, y = tile_of(lon, lat, z)
+        url = f"/tiles/buildings/{z}/{x}/{y}.mvt"
+        full = http.get(url, headers=cors)
+        assert full.status_code in (200, 204)
+        etag = full.headers["etag"]
+        for inm in (etag, f'"nope", {etag}', "W/" + etag):
+            r = http.get(url, headers={"If-None-Match": inm, **cors})
+            assert r.status_code == 304 and r.content == b""
+            for name in ("etag", "cache-control", "vary"):
+                assert r.headers[name] == full.headers[name], name
+        assert http.get(url, headers={"If-None-Match": '"nope"', **cors}).status_code == full.status_code
+    assert full.status_code == 204 and full.headers["cache-control"].startswith("public, max-age=")
 
 
 def test_ogc_tiles(http):

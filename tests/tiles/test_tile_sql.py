@@ -239,6 +239,11 @@ def test_server_serves_exported_archive(tile_data, cim, tmp_path):
         r = httpx.get(f"{base}/pmtiles/demo/18/{x}/{y}.mvt")
         assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
         assert mapbox_vector_tile.decode(r.content)["buildings"]["features"][0]["properties"]["code"] == "KNOWN-1"
+        # the same answer rules as the live tiles: inflated for clients without gzip, 304 by ETag
+        plain = httpx.get(f"{base}/pmtiles/demo/18/{x}/{y}.mvt", headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.content == r.content
+        again = httpx.get(f"{base}/pmtiles/demo/18/{x}/{y}.mvt", headers={"If-None-Match": f'"x", {r.headers["etag"]}'})
+        assert again.status_code == 304 and again.headers["cache-control"] == r.headers["cache-control"]
         assert httpx.get(f"{base}/pmtiles/demo/3/0/0.mvt").status_code == 204
         part = httpx.get(f"{base}/pmtiles/demo.pmtiles", headers={"Range": "bytes=0-126"})
         assert part.status_code == 206 and part.content[:7] == b"PMTiles" and len(part.content) == 127

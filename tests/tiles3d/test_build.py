@@ -14,6 +14,8 @@ from tiles3d.checks import (
     glb_alignment_problems,
     parse_glb,
     positions,
+    property_table_problems,
+    read_strings,
     tileset_problems,
     walk,
 )
@@ -67,6 +69,31 @@ def test_gltf_validator_zero_errors(built):
             assert len(counts) == 1, "accessor counts of a primitive must be equal"
             fids = prim["extensions"]["EXT_mesh_features"]["featureIds"]
             assert fids[0]["attribute"] == 0 and "_FEATURE_ID_0" in prim["attributes"]
+
+
+def test_property_tables_have_exact_lengths_and_one_class_per_layer(built):
+    """Every content's property tables pass the EXT_structural_metadata layout rules (the 3D Tiles
+    validator's METADATA_INVALID_LENGTH among them); a STRING column empty for every feature of a tile
+    is left out of that tile's table, and each class is declared identically in every content."""
+    out, _ = built
+    omitted = 0
+    for layer in ("buildings", "pipelines"):
+        classes: dict[str, dict] = {}
+        for path in sorted((out / layer / "content").rglob("*.glb")):
+            gltf, binary = parse_glb(path.read_bytes())
+            assert property_table_problems(gltf, binary) == [], path
+            meta = gltf["extensions"]["EXT_structural_metadata"]
+            for name, cls in meta["schema"]["classes"].items():
+                assert cls == classes.setdefault(name, cls), (path, name)
+                assert not any(p.get("required") for p in cls["properties"].values())
+            for table in meta["propertyTables"]:
+                declared = meta["schema"]["classes"][table["class"]]["properties"]
+                for name in set(declared) - set(table["properties"]):
+                    assert declared[name] == {**declared[name], "type": "STRING", "default": ""}
+                    assert read_strings(gltf, binary, table, name) == [""] * table["count"]
+                    omitted += 1
+        assert set(classes) == ({"building"} if layer == "buildings" else {"pipe_segment", "pipe_point"})
+    assert omitted > 0, "the seed must give some tile a STRING column that is empty for all its features"
 
 
 def test_tileset_rules_and_placement(built):
@@ -144,14 +171,6 @@ def test_b3dm_layout(t3d_url, tmp_path):
     assert all(r["errors"] == 0 for r in reports), reports[:2]
 
 
-def _strings(gltf: dict, binary: bytes, table: dict, name: str) -> list[str]:
-    prop = table["properties"][name]
-    vals, offs = gltf["bufferViews"][prop["values"]], gltf["bufferViews"][prop["stringOffsets"]]
-    o = np.frombuffer(binary, "<u4", table["count"] + 1, offs["byteOffset"])
-    raw = binary[vals["byteOffset"]:vals["byteOffset"] + vals["byteLength"]]
-    return [raw[o[i]:o[i + 1]].decode("utf-8") for i in range(table["count"])]
-
-
 def test_property_tables_carry_the_database_values(built, t3d_conn):
     out, _ = built
     path = sorted((out / "buildings" / "content").rglob("*.glb"))[0]
@@ -162,8 +181,8 @@ def test_property_tables_carry_the_database_values(built, t3d_conn):
     assert cls["height_m"]["noData"] == -9999.0 and cls["code"]["type"] == "STRING"
     view = gltf["bufferViews"][table["properties"]["id"]["values"]]
     ids = np.frombuffer(binary, "<u4", table["count"], view["byteOffset"]).tolist()
-    codes = _strings(gltf, binary, table, "code")
-    uses = _strings(gltf, binary, table, "use_code_zh")
+    codes = read_strings(gltf, binary, table, "code")
+    uses = read_strings(gltf, binary, table, "use_code_zh")
     hv = gltf["bufferViews"][table["properties"]["height_m"]["values"]]
     heights = np.frombuffer(binary, "<f8", table["count"], hv["byteOffset"])
     with t3d_conn.cursor() as cur:

@@ -3,7 +3,9 @@
 The page is served from a second origin (a static server with CesiumJS), so the tilesets also
 cross CORS. The test waits until Cesium reports all visible tiles loaded and asserts: no
 ``tileFailed`` event, no console error or page exception, at least one content per tileset
-loaded, and per-feature metadata readable (EXT_structural_metadata ``id`` and ``layer``).
+loaded, and per-feature metadata readable (EXT_structural_metadata ``id`` and ``layer``), every
+declared property included: a STRING property a tile's property table leaves out (empty for all
+its features) reads as its class default "".
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import functools
 import json
 import os
 import threading
+import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tiles3d.checks import parse_glb
 from tiles3d.conftest import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -23,6 +27,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-un
         "--ignore-gpu-blocklist", "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--no-first-run", "--disable-dev-shm-usage"]
 CESIUM_BUILD = ROOT / "web" / "node_modules" / "cesium" / "Build" / "Cesium"
+CLASS_OF_LAYER = {"buildings": "building", "pipeline_segments": "pipe_segment", "pipeline_points": "pipe_point"}
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <script>window.CESIUM_BASE_URL = '/Cesium/';</script>
@@ -47,9 +52,12 @@ window.result = null;
       ts.tileLoad.addEventListener((tile) => {
         out.loaded[layer] += 1;
         const c = tile.content;
-        if (c.featuresLength > 0 && out.features[layer].length < 3) {
+        if (c.featuresLength > 0) {
           const f = c.getFeature(0);
-          out.features[layer].push({id: f.getProperty('id'), layer: f.getProperty('layer'), n: c.featuresLength});
+          const props = {};
+          for (const id of f.getPropertyIds()) props[id] = f.getProperty(id);
+          out.features[layer].push({id: f.getProperty('id'), layer: f.getProperty('layer'), n: c.featuresLength,
+                                    url: c.url, props});
         }
       });
       widget.scene.primitives.add(ts);
@@ -115,5 +123,21 @@ def test_cesium_loads_both_tilesets(page_origin, server, artifacts):
         assert any(f"/3dtiles/{layer}/content/" in u for u in requests)
         feats = result["features"][layer]
         assert feats and all(isinstance(f["id"], (int, float)) and f["id"] > 0 for f in feats)
+    omitted = 0
+    for layer in ("buildings", "pipelines"):
+        for f in result["features"][layer]:
+            with urllib.request.urlopen(f["url"]) as resp:
+                gltf, _ = parse_glb(resp.read())
+            meta = gltf["extensions"]["EXT_structural_metadata"]
+            cls = CLASS_OF_LAYER[f["layer"]]
+            table = next(t for t in meta["propertyTables"] if t["class"] == cls)
+            declared = meta["schema"]["classes"][cls]["properties"]
+            assert set(f["props"]) == set(declared), (f["url"], set(declared) - set(f["props"]))
+            strings = [n for n, cp in declared.items() if cp["type"] == "STRING"]
+            assert all(isinstance(f["props"][n], str) for n in strings), f   # numbers at noData read as null
+            for name in set(declared) - set(table["properties"]):
+                assert f["props"][name] == "", (f["url"], name)
+                omitted += 1
+    assert omitted > 0, "the seeded tiles must leave some all-empty STRING property out of a property table"
     assert {f["layer"] for f in result["features"]["buildings"]} == {"buildings"}
     assert {f["layer"] for f in result["features"]["pipelines"]} <= {"pipeline_segments", "pipeline_points"}

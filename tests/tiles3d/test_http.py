@@ -44,6 +44,23 @@ def test_tilesets_and_contents_served(server, tmp_path):
             assert all(rep["errors"] == 0 for rep in validate_gltf(files))
 
 
+def test_conditional_answers_follow_the_tile_rule(server):
+    """Tileset and content answer If-None-Match (a list, a weak tag) with 304 and the validators of
+    the 200, by the same rule as the vector tiles (api.tile_answer)."""
+    with httpx.Client(base_url=server, timeout=60) as c:
+        ts = c.get("/3dtiles/pipelines/tileset.json")
+        glb = c.get(f"/3dtiles/pipelines/{_contents(ts.json())[0]}")
+        for full in (ts, glb):
+            assert full.status_code == 200 and full.headers["cache-control"] == "no-cache"
+            etag = full.headers["etag"]
+            for inm in (etag, f'"nope", {etag}', "W/" + etag):
+                r = c.get(full.request.url, headers={"If-None-Match": inm})
+                assert r.status_code == 304 and r.content == b""
+                assert (r.headers["etag"], r.headers["cache-control"]) == (etag, "no-cache")
+            assert c.get(full.request.url, headers={"If-None-Match": '"nope"'}).content == full.content
+        assert ts.headers["etag"] != glb.headers["etag"]
+
+
 def test_errors_are_bilingual_404(server):
     with httpx.Client(base_url=server, timeout=30) as c:
         r = c.get("/3dtiles/roads/tileset.json")

@@ -12,6 +12,13 @@ per primitive) referenced from EXT_mesh_features. The rules the Khronos validato
   tables; vertex attributes need 4); the JSON chunk is padded with spaces and the BIN chunk with
   zeros to a multiple of 4 (GLB §4.4); the whole GLB length is a multiple of 8 so it can sit in a
   b3dm unchanged;
+- a property's ``values`` bufferView is exactly as long as its data (count × size, or the last
+  string offset), and a bufferView is at least 1 byte long (glTF 2.0). A STRING column that is
+  empty for every feature of a primitive therefore has no valid encoding: it is left out of that
+  property table. The class still declares it, never ``required`` and with ``default: ""``, so
+  every tile of a layer has the same class and a client reads "" for an omitted property as for
+  an empty one (EXT_structural_metadata: "a default value to use when encountering ... an
+  omitted property");
 - b3dm (3D Tiles 1.0): 28-byte header, feature table JSON with ``BATCH_LENGTH``, batch table
   JSON, every section padded so the next starts on an 8-byte boundary.
 """
@@ -70,7 +77,8 @@ class _Bin:
         self.views: list[dict] = []
 
     def add(self, data: bytes, target: int | None = None, align: int = 8) -> int:
-        data = data or b"\0"   # a bufferView needs byteLength ≥ 1 (e.g. a column of empty strings)
+        if not data:   # glTF 2.0: bufferView.byteLength ≥ 1; padding it would misstate the data's length
+            raise ValueError("empty bufferView")
         pad = (-self.size) % align
         if pad:
             self.parts.append(b"\0" * pad)
@@ -94,12 +102,13 @@ def _property_table(bin_: _Bin, prim: Primitive, class_props: dict) -> dict:
     for col in prim.columns:
         if col.kind == "text":
             encoded = [("" if v is None else str(v)).encode("utf-8") for v in col.values]
-            offsets = np.zeros(len(encoded) + 1, dtype="<u4")
-            offsets[1:] = np.cumsum([len(b) for b in encoded], dtype=np.int64)
-            values_view = bin_.add(b"".join(encoded))
-            offsets_view = bin_.add(offsets.tobytes())
-            class_props[col.name] = {"type": "STRING"}
-            props[col.name] = {"values": values_view, "stringOffsets": offsets_view, "stringOffsetType": "UINT32"}
+            class_props[col.name] = {"type": "STRING", "default": ""}
+            data = b"".join(encoded)
+            if data:   # all empty (or null): omitted from the table, read as the default ""
+                offsets = np.zeros(len(encoded) + 1, dtype="<u4")
+                offsets[1:] = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+                props[col.name] = {"values": bin_.add(data), "stringOffsets": bin_.add(offsets.tobytes()),
+                                   "stringOffsetType": "UINT32"}
         else:
             type_, comp, dtype, nodata = _NUMERIC[col.kind]
             if isinstance(col.values, np.ndarray):

@@ -27,6 +27,7 @@ from tiles.threed.tileset import find
 
 _CONNECTIONS = 2   # rendering is CPU-bound; more parallel renders than cores only add latency
 MEDIA = {"glb": "model/gltf-binary", "b3dm": "application/octet-stream", "json": "application/json"}
+TILESET = "tileset"  # the key of a layer's tileset.json (contents are keyed "level/x/y")
 
 
 class ThreeDService:
@@ -100,27 +101,34 @@ class ThreeDService:
             return p
 
     # -------------------------------------------------------------- public
-    def tileset(self, layer: str, versions: dict[str, int]) -> tuple[bytes | Path, str]:
-        """Tileset JSON (bytes, or the built file) and its ETag."""
-        check_layer(layer)
-        built = self._built(layer, versions)
-        tag = _etag(layer, versions, "tileset")
-        if built is not None:
-            return built / "tileset.json", tag
-        p = self._plan(layer, versions)
-        return json.dumps(p.tileset, separators=(",", ":")).encode(), _etag(layer, p.versions, "tileset")
+    def etag(self, layer: str, versions: dict[str, int], key: str = TILESET, ext: str = "glb") -> str:
+        """ETag of the tileset (``key`` = :data:`TILESET`) or of one content under these data
+        versions, known before anything is planned, read or rendered (so a 304 costs nothing).
 
-    def content(self, layer: str, versions: dict[str, int], key: str, ext: str) -> tuple[bytes | Path, str]:
-        """One tile's content (bytes, or the built file) and its ETag; NotFound for unknown tiles."""
+        NotFound for an unknown layer or content format.
+        """
         check_layer(layer)
-        if ext != "glb":
-            raise NotFound(f"不支持的三维瓦片格式：{ext}", f"unsupported 3D tile format: {ext}")
+        if key != TILESET:
+            check_format(ext)
+        return _etag(layer, versions, key)
+
+    def tileset(self, layer: str, versions: dict[str, int]) -> bytes | Path:
+        """Tileset JSON (bytes, or the built file)."""
+        check_layer(layer)
         built = self._built(layer, versions)
-        tag = _etag(layer, versions, key)
+        if built is not None:
+            return built / "tileset.json"
+        return json.dumps(self._plan(layer, versions).tileset, separators=(",", ":")).encode()
+
+    def content(self, layer: str, versions: dict[str, int], key: str, ext: str) -> bytes | Path:
+        """One tile's content (bytes, or the built file); NotFound for unknown tiles."""
+        check_layer(layer)
+        check_format(ext)
+        built = self._built(layer, versions)
         if built is not None:
             path = built / "content" / f"{key}.{ext}"
             if path.is_file():
-                return path, tag
+                return path
             raise NotFound(f"三维瓦片不存在：{key}", f"no such 3D tile: {key}")
         p = self._plan(layer, versions)
         leaf = find(p.root, key)
@@ -131,7 +139,7 @@ class ThreeDService:
             hit = self._cache.get(ckey)
             if hit is not None:
                 self._cache.move_to_end(ckey)
-                return hit, _etag(layer, p.versions, key)
+                return hit
         with self._conn() as conn:
             data = render(conn, p.index.subset(leaf.members), leaf.region, self.catalog)
         with self._cache_lock:
@@ -140,7 +148,7 @@ class ThreeDService:
             while self._cache_size > self.cache_bytes and len(self._cache) > 1:
                 _, old = self._cache.popitem(last=False)
                 self._cache_size -= len(old)
-        return data, _etag(layer, p.versions, key)
+        return data
 
 
 def check_layer(layer: str) -> None:
@@ -148,6 +156,12 @@ def check_layer(layer: str) -> None:
     if layer not in sources.LAYERS:
         raise NotFound(f"没有三维图层 {layer[:40]}（可用：buildings、pipelines）",
                        f"no 3D layer {layer[:40]} (available: buildings, pipelines)")
+
+
+def check_format(ext: str) -> None:
+    """NotFound unless ``ext`` is a content format served (GLB)."""
+    if ext != "glb":
+        raise NotFound(f"不支持的三维瓦片格式：{ext}", f"unsupported 3D tile format: {ext}")
 
 
 def _etag(layer: str, versions: dict[str, int], key: str) -> str:

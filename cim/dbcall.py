@@ -1,4 +1,7 @@
-"""Running builder SQL from request handlers: database errors become domain errors.
+"""Running builder SQL on the asyncpg pool: database errors become domain errors.
+
+Every domain module that answers the API (``layers.section``, ``layers.stats``, ``layers.lookup``,
+``layers.search``, ``layers.features``) runs its statements through :func:`run`.
 
 The statement timeout set on every pooled connection turns into :class:`QueryTimeout` (503);
 errors a request's values can cause (a value out of range for its type, a geometry PostGIS
@@ -29,8 +32,9 @@ def timeout_error() -> QueryTimeout:
                         "the query timed out; narrow the area or add filters and retry")
 
 
-async def run(conn: asyncpg.Connection, method: str, sql: str, *args: Any) -> Any:
-    """``conn.fetch`` / ``fetchrow`` / ``fetchval`` with the error mapping above."""
+async def run(conn: asyncpg.Connection | asyncpg.Pool, method: str, sql: str, *args: Any) -> Any:
+    """``conn.fetch`` / ``fetchrow`` / ``fetchval`` with the error mapping above (a pool acquires
+    a connection for the one statement)."""
     try:
         return await getattr(conn, method)(sql, *args)
     except (asyncpg.exceptions.QueryCanceledError, TimeoutError) as exc:  # server or client-side timeout
@@ -44,3 +48,4 @@ async def run(conn: asyncpg.Connection, method: str, sql: str, *args: Any) -> An
         raise InvalidInput("查询参数无法执行（数值超出范围或几何无效）",
                            "the query cannot run with these parameters (a value out of range or an invalid geometry)",
                            sqlstate=getattr(exc, "sqlstate", None)) from exc
+

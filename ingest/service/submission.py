@@ -1,0 +1,158 @@
+"""Submissions of the upload API, without HTTP: accept an upload as a job, read it, confirm, cancel.
+
+The HTTP layer streams and parses the multipart form; from there on the steps are here:
+:func:`accept` saves the files in a staging folder under ``$CIM_HOME/uploads``, runs
+:func:`ingest.service.upload.preflight` and checks the profile before a job row exists (a refused upload
+writes nothing and leaves no folder), then creates the job (:func:`ingest.service.jobs.create`, audited)
+and hands it to the :class:`ingest.service.jobs.Runner`. Blocking functions run in the caller's worker
+thread (the API uses ``run_in_threadpool``); :func:`job` reads on the API's asyncpg pool.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncpg
+
+from cim import auth, db
+from cim.errors import InvalidInput, NotFound, UnreadableInput
+from cim.settings import Settings
+from ingest.service import jobs, upload
+
+COUNTY = re.compile(r"^\d{6}$")
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_JOB_SQL = ("SELECT id, county_code, state, progress, counts::text, findings::text, delivery_id, outcome, dry_run, "
+            "message_zh, message_en, work_dir, created_at, finished_at FROM cim.ingest_job WHERE id = $1")
+
+
+def check_county(county: str) -> str:
+    """The county code of an upload (6 digits), or InvalidInput."""
+    county = county.strip()
+    if not COUNTY.match(county):
+        raise InvalidInput("county 须为 6 位县级行政区代码", "county must be a 6-digit county code")
+    return county
+
+
+def save(files: Sequence[tuple[str, BinaryIO]], into: Path) -> list[str]:
+    """Write uploaded files (name, readable file) into a folder under safe, distinct names."""
+    names: list[str] = []
+    for filename, fileobj in files:
+        name = upload.safe_name(filename)
+        if name.lower() in (n.lower() for n in names):
+            raise UnreadableInput(f"重复的文件名：{name}", f"duplicate file name: {name}")
+        fileobj.seek(0)
+        with (into / name).open("wb") as out:
+            shutil.copyfileobj(fileobj, out, 1 << 20)
+        names.append(name)
+    return names
+
+
+def known_profile(profile: str) -> None:
+    """InvalidInput unless ``profile`` names a delivery profile."""
+    from ingest.mapping.profile import load_profiles
+
+    if profile not in load_profiles():
+        raise InvalidInput(f"未知的交付规范：{profile}", f"unknown delivery profile: {profile}")
+
+
+def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, BinaryIO]], *, county: str,
+           profile: str | None, dry_run: bool, principal: auth.Principal, client_addr: str | None) -> str:
+    """Check and store an upload, create its job and queue it; returns the job id.
+
+    Nothing is written (no job row, no folder left behind) unless every check passes.
+    """
+    if not files:
+        raise UnreadableInput("没有上传文件（字段 file）", "no file uploaded (field 'file')")
+    root = jobs.uploads_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
+    try:
+        names = save(files, staging)
+        upload.preflight([staging / n for n in names], settings.ingest)
+        if profile is not None:
+            known_profile(profile)
+        job_id = jobs.new_id()
+        work_dir = root / job_id
+        staging.rename(work_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        conn = db.connect(settings.db, application_name="cim-ingest-api")
+        try:
+            jobs.create(conn, job_id=job_id, county=county, profile=profile, dry_run=dry_run, files=names,
+                        work_dir=work_dir, principal=principal, client_addr=client_addr)
+        finally:
+            conn.close()
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    runner.submit(job_id)
+    return job_id
+
+
+async def job(pool: asyncpg.Pool, job_id: str) -> dict:
+    """The job row (the caller checks the principal may write its county), or NotFound."""
+    row = await pool.fetchrow(_JOB_SQL, job_id) if _JOB_ID.match(job_id) else None
+    if row is None:
+        raise NotFound(f"没有入库任务 {job_id}", f"no ingest job {job_id}")
+    return dict(row)
+
+
+def status(job_row: dict, base_url: str) -> dict:
+    """State, progress %, counts, delivery id, bilingual message and links to the reports written so far."""
+    return {"job_id": job_row["id"], "state": job_row["state"], "progress": job_row["progress"],
+            "county": job_row["county_code"], "dry_run": job_row["dry_run"], "outcome": job_row["outcome"],
+            "counts": json.loads(job_row["counts"]), "findings": json.loads(job_row["findings"]),
+            "delivery_id": job_row["delivery_id"], "message_zh": job_row["message_zh"],
+            "message_en": job_row["message_en"], "created_at": job_row["created_at"],
+            "finished_at": job_row["finished_at"],
+            "links": {k: f"{base_url}/report.{k}" for k, name in jobs.REPORT_FILES.items()
+                      if (Path(job_row["work_dir"]) / name).is_file()}}
+
+
+def report(job_row: dict, fmt: str) -> Path:
+    """The job's report file in format ``fmt`` (json, html, xlsx), or NotFound."""
+    if fmt not in jobs.REPORT_FILES:
+        raise NotFound(f"没有 {fmt} 格式的报告", f"no report in format {fmt}")
+    path = Path(job_row["work_dir"]) / jobs.REPORT_FILES[fmt]
+    if not path.is_file():
+        raise NotFound("报告尚未生成（任务未完成质检）", "the report is not ready (validation has not finished)")
+    return path
+
+
+def confirm(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,
+            client_addr: str | None) -> None:
+    """Turn a clean dry run into a load (audited) and queue it."""
+    conn = db.connect(settings.db)
+    try:
+        jobs.confirm(conn, job_id, principal, client_addr)
+    finally:
+        conn.close()
+    runner.submit(job_id, confirm=True)
+
+
+def cancel(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,
+           client_addr: str | None) -> str:
+    """Cancel a job (audited): ``cancelled`` at once, or ``cancelling`` while it runs."""
+    conn = db.connect(settings.db)
+    try:
+        return runner.cancel(conn, job_id, principal, client_addr)
+    finally:
+        conn.close()
+
+
+def start(settings: Settings) -> jobs.Runner:
+    """Fail jobs a previous server process left running, then start the worker."""
+    conn = db.connect(settings.db)
+    try:
+        jobs.fail_unfinished(conn)
+    finally:
+        conn.close()
+    return jobs.Runner(settings)
