@@ -19,6 +19,7 @@ CRS, no database).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ from cim import auth
 from cim.errors import CimError, IngestRejected, InvalidInput, UnreadableInput
 from cim.settings import IngestSettings, Settings
 from ingest.load import LoadResult, OnCommit, Pending, abort, commit, find_duplicate, record_rejected
+from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
-from ingest.model import Delivery, LayerBatch, Note, Report, Severity
+from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping
 from ingest.readers.sources import digest, open_sources
-from ingest.report import write_html, write_json, write_xlsx
+from ingest.report import write_csv, write_html, write_json, write_xlsx
 from ingest.threads import LoadWhileReading
 from ingest.validate import validate
 
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)`` with phase ``read``, ``validate``, ``copy`` or ``swap``."""
 
-REPORT_SUFFIXES = (".json", ".html", ".xlsx")
+REPORT_SUFFIXES = (".json", ".html", ".xlsx", ".csv")
 
 
 @dataclass
@@ -73,11 +75,15 @@ class Outcome:
 def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings: Settings,
         principal: auth.Principal, profile: str | None = None, county: str | None = None, dry_run: bool = False,
         reports: Sequence[Path] = (), progress: Progress | None = None, client_addr: str | None = None,
-        delivery: Delivery | None = None, on_commit: OnCommit | None = None) -> Outcome:
+        delivery: Delivery | None = None, on_commit: OnCommit | None = None,
+        user: UserMapping | None = None) -> Outcome:
     """Read and map (unless ``delivery`` is given), validate, write the reports, and load unless
     rejected or a dry run. Raises :class:`CimError` subclasses for unusable input.
-    ``on_commit(cur, result)`` runs inside the load transaction just before it commits."""
+    ``on_commit(cur, result)`` runs inside the load transaction just before it commits.
+    ``user``: field and value mappings given for this run; they are laid over the county's saved
+    mapping (:mod:`ingest.mapping.county`), which applies whenever the county is known."""
     _batch_session(conn)
+    read = functools.partial(_read, user=user)
     if delivery is None and not county:          # the county comes from a delivered county boundary
         delivery = read(paths, profile=profile, county=None, conn=conn, settings=settings, progress=progress)
     county = county or (delivery.county_code if delivery else None)
@@ -106,20 +112,25 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
 
 
-def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
-         conn: psycopg2.extensions.connection | None, settings: Settings, progress: Progress | None = None,
-         on_start: Callable[[Delivery], None] | None = None,
-         on_batch: Callable[[LayerBatch], None] | None = None) -> Delivery:
+def _read(paths: Sequence[Path], *, profile: str | None, county: str | None,
+          conn: psycopg2.extensions.connection | None, settings: Settings, progress: Progress | None = None,
+          on_start: Callable[[Delivery], None] | None = None,
+          on_batch: Callable[[LayerBatch], None] | None = None, user: UserMapping | None = None) -> Delivery:
     """Read one delivery from one file (zip, GeoPackage, …) or from several loose files (the
-    companions of an uploaded ``.shp`` are found by the reader); see :func:`read_deliveries`."""
+    companions of an uploaded ``.shp`` are found by the reader); see :func:`read_deliveries`.
+    The county's saved mapping, when there is one, lies under ``user``."""
     if progress:
         progress("read", 0, 1)
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise UnreadableInput(f"文件不存在：{names}", f"no such file: {names}")
+    if county and conn is not None:
+        with conn.cursor() as cur:
+            saved = county_mapping.latest(cur, county)
+        user = user.over(saved) if user else saved
     delivery = read_deliveries(_main_files(paths), profile=profile, county=county, conn=conn,
-                               settings=settings.ingest, on_start=on_start, on_batch=on_batch)
+                               settings=settings.ingest, on_start=on_start, on_batch=on_batch, user=user)
     if progress:
         progress("read", 1, 1)
     return delivery
@@ -128,7 +139,8 @@ def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
 def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, county: str | None = None,
                     conn=None, settings: IngestSettings | None = None,
                     profile_dirs: Sequence[Path | str] = (), on_start: Callable[[Delivery], None] | None = None,
-                    on_batch: Callable[[LayerBatch], None] | None = None) -> Delivery:
+                    on_batch: Callable[[LayerBatch], None] | None = None,
+                    user: UserMapping | None = None) -> Delivery:
     """Read and map several files or folders as one delivery (e.g. a point workbook and a line workbook).
 
     ``on_start(delivery)`` is called once the files are hashed, before any layer is read;
@@ -144,7 +156,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
                         county_code=county)
     if on_start:
         on_start(delivery)
-    mapper = Mapper(profile=profile, county=county, conn=conn, settings=settings, profile_dirs=profile_dirs)
+    mapper = Mapper(profile=profile, county=county, conn=conn, settings=settings, profile_dirs=profile_dirs, user=user)
     held: list[LayerBatch] = []                  # batches that need every layer first
     with open_sources(paths, settings, delivery.notes, mapper.reading_rank()) as layers:
         for layer in layers:                     # read …
@@ -164,11 +176,12 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
 
 
 def read_delivery(path: Path | str, *, profile: str | None = None, county: str | None = None, conn=None,
-                  settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = ()) -> Delivery:
+                  settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = (),
+                  user: UserMapping | None = None) -> Delivery:
     """Read and map one delivered file or folder: .zip, folder, .shp, .gpkg, .geojson/.json, .csv,
     .xlsx, .dbf (see :func:`read_deliveries`)."""
     return read_deliveries([path], profile=profile, county=county, conn=conn, settings=settings,
-                           profile_dirs=profile_dirs)
+                           profile_dirs=profile_dirs, user=user)
 
 
 def archive_dir(settings: Settings) -> Path:
@@ -177,13 +190,13 @@ def archive_dir(settings: Settings) -> Path:
 
 
 def write_report(report: Report, path: Path) -> Path:
-    """Write the report as JSON, HTML or XLSX, chosen by the file suffix."""
+    """Write the report as JSON, HTML, XLSX or CSV, chosen by the file suffix."""
     suffix = path.suffix.lower()
     if suffix not in REPORT_SUFFIXES:
         raise InvalidInput(f"报告格式须为 {'/'.join(REPORT_SUFFIXES)}：{path.name}",
                            f"report must be one of {'/'.join(REPORT_SUFFIXES)}: {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    {".json": write_json, ".html": write_html, ".xlsx": write_xlsx}[suffix](report, path)
+    {".json": write_json, ".html": write_html, ".xlsx": write_xlsx, ".csv": write_csv}[suffix](report, path)
     return path
 
 

@@ -28,7 +28,7 @@ from ingest.service import submission
 router = APIRouter(prefix="/api/ingest", tags=["ingest / 数据入库"])
 
 _MEDIA = {"json": "application/json", "html": "text/html; charset=utf-8",
-          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "csv": "text/csv; charset=utf-8"}
 
 
 def _too_large(limit_mb: int) -> PayloadTooLarge:
@@ -109,7 +109,7 @@ async def status(job_id: str, request: Request, who: Principal = Depends(deps.pr
 
 @router.get("/{job_id}/report.{fmt}", summary="质检报告 / validation report")
 async def report(job_id: str, fmt: str, request: Request, who: Principal = Depends(deps.principal)) -> FileResponse:
-    """The report as JSON, HTML or XLSX (once validation finished)."""
+    """The report as JSON, HTML, XLSX or CSV (once validation finished)."""
     if fmt not in _MEDIA:
         raise NotFound(f"没有 {fmt} 格式的报告", f"no report in format {fmt}")
     path = submission.report(await _job(request, job_id, who), fmt)

@@ -19,12 +19,13 @@ import shapely
 from cim.errors import UnreadableInput
 from cim.schema import FEATURE_TABLES, rank
 from cim.settings import IngestSettings
+from ingest.mapping.assistant import assist, propose_layer, samples_of
 from ingest.mapping.crsdetect import load_datum_shifts, longitude_for_county, resolve
 from ingest.mapping.geometry import fit_geometry_type, prepare_geometry, table_coordinates
 from ingest.mapping.lines import build_lines_from_points, fill_length, needs_point_lines
 from ingest.mapping.normalize import convert_columns, derive, load_dictionaries
-from ingest.mapping.profile import Match, detect, load_profiles, name_targets
-from ingest.model import Delivery, LayerBatch, Note
+from ingest.mapping.profile import Match, detect, geometry_fits, load_profiles, name_targets
+from ingest.model import Delivery, LayerBatch, Note, UserMapping
 from ingest.readers import SourceLayer
 from ingest.readers.errors import guarded
 
@@ -35,13 +36,16 @@ class Mapper:
     """Maps the layers of one delivery (``profile``: a profile id to use instead of detecting one).
 
     ``conn`` (optional) gives the dictionaries and the county boundary from the database, else
-    the seed file and ``ingest/county_lon.yaml`` are used.
+    the seed file and ``ingest/county_lon.yaml`` are used. ``user``: mappings the user gave or
+    the county saved (they win over the profile's rules and the assistant's proposals). A named
+    profile is tried first, never a reason to refuse a layer the others or the assistant can map.
     """
 
     def __init__(self, *, profile: str | None = None, county: str | None = None, conn=None,
-                 settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = ()) -> None:
+                 settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = (),
+                 user: UserMapping | None = None) -> None:
         settings = settings or IngestSettings()
-        self.profile, self.county = profile, county
+        self.profile, self.county, self.user = profile, county, user
         self.profiles = load_profiles(profile_dirs)
         self.dicts = load_dictionaries(conn)
         self.county_lon = longitude_for_county(county, conn)
@@ -62,16 +66,46 @@ class Mapper:
         """The layer's batch, or None (noted) when it matches no profile."""
         for topic, zh, en in layer.notes:
             notes.append(Note(layer.name, topic, zh, en))
-        match = detect(layer.name, list(layer.frame.columns), layer.geometry_kind, self.profiles, profile=self.profile)
+        match = self._match(layer, notes)
         if match is None:
-            notes.append(Note(layer.name, "profile", f"图层 {layer.file} 无法匹配任何交付规范，未导入",
-                              f"layer {layer.file} matches no delivery profile and was not read"))
+            notes.append(Note(layer.name, "profile", f"图层 {layer.file} 无法匹配任何交付规范，也没有可信的映射建议，未导入"
+                              "（可用 --map 指定字段）",
+                              f"layer {layer.file} matches no delivery profile and the assistant has no confident "
+                              "proposal; it was not read (map its fields with --map)"))
             return None
+        match = assist(match, layer.frame, self.dicts, self.user)
+        how = "映射助手建议" if match.reason else "规范"
         notes.append(Note(layer.name, "profile", f"图层 {layer.file} → 规范 {match.profile.id} / "
-                          f"{match.spec.id} → 表 {match.spec.target}",
+                          f"{match.spec.id} → 表 {match.spec.target}（{how}{'：' + match.reason if match.reason else ''}）",
                           f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
-                          f"table {match.spec.target}"))
+                          f"table {match.spec.target}" + (" (proposed by the mapping assistant)" if match.reason else "")))
+        proposed = [f for f in match.fields if f.rule == "proposed"]
+        if proposed:
+            notes.append(Note(layer.name, "mapping", f"{len(proposed)} 个字段按映射建议对应（"
+                              + "、".join(f"{f.source}→{f.column}" for f in proposed) + "），请在映射表中确认",
+                              f"{len(proposed)} fields mapped as proposed ("
+                              + ", ".join(f"{f.source}→{f.column}" for f in proposed) + "); confirm in the mapping table"))
         return guarded(self._to_batch, layer.file, layer, match, notes)
+
+    def _match(self, layer: SourceLayer, notes: list[Note]) -> Match | None:
+        """The profile layer for a source layer: the profile's rules (the named profile first, then
+        every profile), else the assistant's proposal; a pipeline layer whose network the rules
+        leave open takes it from the layer name (``YS_LIN``)."""
+        cols, kind = list(layer.frame.columns), layer.geometry_kind
+        match = detect(layer.name, cols, kind, self.profiles, profile=self.profile)
+        if match is None and self.profile is not None:
+            match = detect(layer.name, cols, kind, self.profiles)
+            if match is not None:
+                notes.append(Note(layer.name, "profile", f"图层 {layer.file} 不符合指定规范 {self.profile}，"
+                                  f"按规范 {match.profile.id} 识别", f"layer {layer.file} does not fit the named "
+                                  f"profile {self.profile}; read with profile {match.profile.id}"))
+        if match is None or (match.spec.target in ("pipe_point", "pipe_segment") and not match.name_groups
+                             and not match.spec.network and not {"network", "subtype"} & set(match.columns)):
+            proposed = propose_layer(layer.name, layer.frame, kind, self.profiles, self.dicts, fits=geometry_fits,
+                                     prefer=self.profile)
+            if proposed is not None and (match is None or proposed.name_groups):
+                match = proposed
+        return match
 
     @staticmethod
     def complete_alone(batch: LayerBatch) -> bool:
@@ -120,7 +154,7 @@ class Mapper:
         frame["geom"] = geom if geom is not None else np.full(len(frame), None, dtype=object)
         if match.spec.target == "pipe_segment":
             net = net if frame["network"].nunique() <= 1 else None
-        mapping = match.mapping(layer.name)
+        mapping = match.mapping(layer.name, list(layer.frame.columns), samples_of(layer.frame))
         return LayerBatch(
             target=match.spec.target, source_layer=layer.name, profile_id=match.profile.id, frame=frame,
             source_crs=resolved.label if resolved else None, encoding=layer.encoding,

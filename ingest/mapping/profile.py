@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cim.errors import ConfigError, InvalidInput
 from cim.schema import FEATURE_TABLES
 from ingest.data import DATA_DIR, read_yaml
-from ingest.model import FieldMapping, LayerMapping
+from ingest.model import FieldMapping, LayerMapping, ValueMapping
 
 PROFILE_DIR = DATA_DIR / "profiles"
 ENV_VAR = "CIM_INGEST_PROFILES"
@@ -180,16 +180,20 @@ class Match:
     name_groups: dict[str, str]       # named groups captured from the layer-name pattern
     fields: tuple[FieldMapping, ...]  # target column ← delivered field, and the rule that matched
     given: bool = False               # the profile was named, not detected
+    reason: str = ""                  # set when the mapping assistant proposed the layer
+    values: tuple[ValueMapping, ...] = ()   # value mappings: given (applied) and proposed
 
     @property
     def columns(self) -> dict[str, str]:
         """Target column → delivered field name."""
         return {f.column: f.source for f in self.fields}
 
-    def mapping(self, source_layer: str) -> LayerMapping:
-        """The decision as a reportable record."""
-        return LayerMapping(source_layer, self.profile.id, self.spec.id, self.spec.target,
-                            "given" if self.given else "detected", self.score, self.fields)
+    def mapping(self, source_layer: str, source_fields: Sequence[str] = (),
+                samples: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> LayerMapping:
+        """The decision as a reportable record (with the delivered fields and a few of their values)."""
+        decided = "proposed" if self.reason else "given" if self.given else "detected"
+        return LayerMapping(source_layer, self.profile.id, self.spec.id, self.spec.target, decided, self.score,
+                            self.fields, tuple(str(c) for c in source_fields), samples, self.values, self.reason)
 
 
 def map_fields(spec: LayerSpec, columns: Sequence[str]) -> tuple[FieldMapping, ...]:
@@ -268,7 +272,7 @@ def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dic
             has_mand = all(c in cols for c in mand)
             if groups is None and (len(cols) < 3 or not has_mand):
                 continue
-            if not _geometry_fits(spec, geometry):
+            if not geometry_fits(spec, geometry):
                 continue
             score = (10 if groups is not None else 0) + sum(2 if c in mand else 1 for c in cols) + 3
             score += 0.5 * has_mand
@@ -277,7 +281,7 @@ def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dic
     return best
 
 
-def _geometry_fits(spec: LayerSpec, geometry: str) -> bool:
+def geometry_fits(spec: LayerSpec, geometry: str) -> bool:
     """A source geometry kind fits a spec; tables without geometry fit point tables with
     coordinate columns and line tables built from points."""
     if geometry == spec.geometry:

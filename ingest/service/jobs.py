@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 RUNNING = ("queued", "reading", "validating", "loading")
 FINISHED = ("done", "rejected", "failed", "cancelled")
-REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx"}
+REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx", "csv": "report.csv"}
 _PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
           "swap": ("loading", 95, 100)}
 _COLUMNS = ("id, county_code, profile, dry_run, state, progress, files, work_dir, counts, findings, delivery_id, "
