@@ -217,10 +217,10 @@ def write_csv(report: Report, path: Path | str) -> Path:
     return path
 
 
-def write_xlsx(report: Report, path: Path | str) -> Path:
+def write_xlsx(report: Report, path: Path | str, *, max_rows: int = EXCEL_MAX_ROWS) -> Path:
     """Write a workbook: a summary sheet (verdict, what to fix first, rules, layers, notes), the
     grouped findings, the mapping of each layer, then one sheet per rule with its findings (cut
-    at Excel's row limit with a last row saying so; the JSON and CSV hold every finding)."""
+    at ``max_rows``, Excel's row limit, with a last row saying so; the JSON and CSV hold every finding)."""
     from openpyxl import Workbook  # report writers load on use
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font, PatternFill
@@ -271,12 +271,12 @@ def write_xlsx(report: Report, path: Path | str) -> Path:
         sheet = wb.create_sheet("分组")
         header(sheet, ["规则 Rule", "级别 Severity", "图层 Layer", "字段 Field", "值 Value", "数量 Count",
                        "前几行 First rows", "点号 Keys", "范围 Extent", "说明 Message"])
-        for g in grouped[:EXCEL_MAX_ROWS - 2]:
+        for g in grouped[:max_rows - 2]:
             sheet.append([g.rule_id, SEVERITY_ZH.get(g.severity, g.severity), g.source_layer, g.field, _cell(g.value),
                           g.count, ", ".join(map(str, g.rows)), ", ".join(g.keys),
                           ", ".join(f"{v:.6f}" for v in g.extent) if g.extent else None, g.message_zh])
-        if len(grouped) > EXCEL_MAX_ROWS - 2:
-            sheet.append([f"其余 {len(grouped) - EXCEL_MAX_ROWS + 2} 组见 JSON 报告 / more groups in the JSON report"])
+        if len(grouped) > max_rows - 2:
+            sheet.append([f"其余 {len(grouped) - max_rows + 2} 组见 JSON 报告 / more groups in the JSON report"])
 
     mapped = [lay for lay in s["layers"] if lay["mapping"]]
     if mapped:
@@ -295,7 +295,7 @@ def write_xlsx(report: Report, path: Path | str) -> Path:
     by_rule: dict[str, list[Finding]] = {}
     for f in report.findings:
         by_rule.setdefault(f.rule_id, []).append(f)
-    limit = EXCEL_MAX_ROWS - 2                  # header and the row that says the sheet is cut
+    limit = max_rows - 2                       # header and the row that says the sheet is cut
     for rule in s["by_rule"]:
         sheet = wb.create_sheet(rule["rule_id"][:31])
         header(sheet, [f"{zh} {en}" if zh != en else zh for _key, zh, en in COLUMNS])
