@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cim.schema import feature_table
 from ingest.model import Finding, Report
 from ingest.validation.core import load_rules
 
@@ -135,7 +136,7 @@ def summary(report: Report) -> dict[str, Any]:
                "subtype": b.subtype, "findings": by_layer.get(b.source_layer, 0),
                "decided_by": b.mapping.decided_by if b.mapping else None,
                "mapping_reason": b.mapping.reason if b.mapping else "",
-               "spec": b.spec_id,
+               "spec": b.spec_id, "columns": list(feature_table(b.target).kinds()),
                "mapping": b.mapping.rows() if b.mapping else [],
                "value_mappings": [v.to_dict() for v in b.mapping.values] if b.mapping else []} for b in d.batches]
     return {

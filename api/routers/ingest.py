@@ -79,7 +79,8 @@ async def submit(request: Request, who: Principal = Depends(deps.principal)) -> 
         job_id = await run_in_threadpool(
             submission.accept, settings, request.app.state.ingest_runner, files, county=county,
             profile=str(form.get("profile") or "").strip() or None, dry_run=_flag(form.get("dry_run")),
-            principal=who, client_addr=deps.client_addr(request))
+            principal=who, client_addr=deps.client_addr(request),
+            mapping=submission.parse_mapping(str(form.get("mapping") or "")))
     finally:
         await form.close()
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
@@ -122,6 +123,20 @@ async def confirm(job_id: str, request: Request, who: Principal = Depends(deps.p
     await _job(request, job_id, who)
     await run_in_threadpool(submission.confirm, deps.settings(request), request.app.state.ingest_runner, job_id, who,
                             deps.client_addr(request))
+    return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
+
+
+@router.post("/{job_id}/recheck", status_code=202, summary="按映射重新质检 / re-check with a mapping")
+async def recheck(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
+    """Check a finished job's stored files again as a dry run with the user's mapping (JSON body
+    ``{"fields": {source: column}, "values": {column: {value: code}}}``)."""
+    await _job(request, job_id, who)
+    body = await request.body()
+    if len(body) > 1 << 20:
+        raise PayloadTooLarge("映射超过 1 MB", "the mapping is larger than 1 MB")
+    mapping = submission.parse_mapping(body)
+    await run_in_threadpool(submission.recheck, deps.settings(request), request.app.state.ingest_runner, job_id,
+                            mapping, who, deps.client_addr(request))
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
 
 

@@ -31,10 +31,13 @@ from cim import auth, db
 from cim.errors import CimError, Conflict, IngestRejected, NotFound
 from cim.settings import Settings
 from ingest import pipeline
+from ingest.mapping import county as county_mapping
+from ingest.model import UserMapping
 
 log = logging.getLogger(__name__)
 
 RUNNING = ("queued", "reading", "validating", "loading")
+MAPPING_FILE = "mapping.json"      # the user's field and value mappings of a job (upload form, re-check)
 FINISHED = ("done", "rejected", "failed", "cancelled")
 REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx", "csv": "report.csv"}
 _PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
@@ -253,7 +256,7 @@ def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None
             work, [work_dir / f for f in job["files"]], settings=settings,
             principal=_principal(job["principal"]), profile=job["profile"], county=job["county_code"],
             dry_run=job["dry_run"] and not confirm, reports=[work_dir / f for f in REPORT_FILES.values()],
-            progress=progress, on_commit=mark_done)
+            progress=progress, on_commit=mark_done, user=read_mapping(work_dir))
     except Cancelled:
         _update(status, job_id, state="cancelled", finished=True, message_zh="已取消，未入库",
                 message_en="cancelled; nothing loaded")
@@ -281,9 +284,56 @@ def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None
             finished=state != "awaiting_confirmation")
 
 
+def read_mapping(work_dir: Path) -> UserMapping | None:
+    """The user's mapping stored with a job, or None."""
+    path = work_dir / MAPPING_FILE
+    if not path.is_file():
+        return None
+    return UserMapping.from_dict(json.loads(path.read_text(encoding="utf-8")), source="上传时指定的映射")
+
+
+def write_mapping(work_dir: Path, mapping: UserMapping | None) -> None:
+    """Store the user's mapping with a job (none: remove it)."""
+    path = work_dir / MAPPING_FILE
+    if mapping:
+        path.write_text(json.dumps(mapping.to_dict(), ensure_ascii=False), encoding="utf-8")
+    else:
+        path.unlink(missing_ok=True)
+
+
+RECHECKABLE = ("awaiting_confirmation", "rejected")
+
+
+def recheck(conn: psycopg2.extensions.connection, job_id: str, mapping: UserMapping, principal: auth.Principal,
+            client_addr: str | None = None) -> dict:
+    """Run a finished check again on the stored files with the user's mapping, as a dry run
+    (audited ``ingest.recheck``; the caller then submits it to the runner)."""
+    county_mapping.check(mapping)
+    with db.transaction(conn) as cur:
+        job = get(cur, job_id)
+        auth.authorize(principal, auth.Action.write, county=job["county_code"])
+        cur.execute("UPDATE cim.ingest_job SET state = 'queued', progress = 0, dry_run = true, outcome = NULL, "
+                    "message_zh = NULL, message_en = NULL, finished_at = NULL, principal = %s::jsonb, "
+                    "updated_at = now() WHERE id = %s AND state = ANY(%s) AND delivery_id IS NULL RETURNING id",
+                    (_principal_json(principal), job_id, list(RECHECKABLE)))
+        if cur.fetchone() is None:
+            raise Conflict(f"任务状态为 {job['state']}，只有已完成质检、未入库的任务可重新质检",
+                           f"the job is {job['state']}; only a finished check that loaded nothing can be re-checked")
+        auth.audit(cur, principal, "ingest.recheck", target=f"job:{job_id}", county=job["county_code"],
+                   client_addr=client_addr, detail=mapping.to_dict())
+        work_dir = Path(job["work_dir"])
+        write_mapping(work_dir, mapping)
+        for name in REPORT_FILES.values():
+            (work_dir / name).unlink(missing_ok=True)
+    return job
+
+
 def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
             client_addr: str | None = None) -> dict:
-    """Turn a clean dry run into a load (the caller then submits it to the runner)."""
+    """Turn a clean dry run into a load (the caller then submits it to the runner). The mapping
+    the dry run used beyond the profile's rules (proposals the user accepted, the user's own
+    mappings) is saved as the county's mapping in the same transaction, unless it is already
+    the county's newest."""
     with db.transaction(conn) as cur:
         job = get(cur, job_id)
         auth.authorize(principal, auth.Action.write, county=job["county_code"])
@@ -295,6 +345,12 @@ def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.P
                            f"the job is {job['state']}; only a clean dry run awaiting confirmation can be confirmed")
         auth.audit(cur, principal, "ingest.confirm", target=f"job:{job_id}", county=job["county_code"],
                    client_addr=client_addr)
+        report = Path(job["work_dir"]) / REPORT_FILES["json"]
+        used = county_mapping.from_report_file(report) if report.is_file() else UserMapping()
+        saved = county_mapping.latest(cur, job["county_code"])
+        if used and (saved is None or saved.to_dict() != used.to_dict()):
+            county_mapping.save(cur, job["county_code"], used, principal=principal, source_job=job_id,
+                                client_addr=client_addr)
     return job
 
 
