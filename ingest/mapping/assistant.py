@@ -80,6 +80,10 @@ def name_evidence(source: str, column: str, fs: FieldSpec) -> tuple[float, str]:
     s = norm_name(source)
     s_han = bool(_HAN.search(s))
     best: tuple[float, str] = (0.0, "")
+    for end in settings().get("endings", {}).get(column, []):
+        e = norm_name(end)
+        if s.endswith(e) and s != e and (_HAN.search(e) or len(s) > len(e)):
+            best = max(best, (settings()["ending_confidence"], f"字段名以“{end}”结尾"))
     for alias in [*fs.aliases, column]:
         a = norm_name(alias)
         if not a or a == s:

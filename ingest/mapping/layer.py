@@ -120,9 +120,10 @@ class Mapper:
         ``held`` batches (those not :meth:`complete_alone`), and the county from a delivered
         boundary when none was given. Refuses a delivery of which no layer matched a profile."""
         if not delivery.batches:
-            raise UnreadableInput("交付中没有图层能匹配已知的交付规范；请指定 --profile 或添加规范文件",
-                                  "no layer of the delivery matches a known profile; pass a profile or add a profile "
-                                  "file")
+            raise UnreadableInput("交付中没有图层能匹配已知的交付规范，映射助手也没有可信的建议；请用 --map 指定字段、"
+                                  "指定 --profile 或添加规范文件",
+                                  "no layer of the delivery matches a known profile and the mapping assistant has no "
+                                  "confident proposal; map fields with --map, pass a profile or add a profile file")
         build_lines_from_points(delivery)
         for b in held:
             fill_length(b)

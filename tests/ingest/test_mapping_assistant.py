@@ -248,3 +248,17 @@ def test_cli_map_options_and_profiles_save_from_a_job(cli, conn, tmp_path):
     assert res.returncode == 0, res.stderr
     data2 = json.loads((tmp_path / "r2.json").read_text(encoding="utf-8"))
     assert {m["source_field"]: m["how"] for m in data2["summary"]["layers"][0]["mapping"]}["层"] == "user"
+
+
+def test_boundary_dataset_with_its_own_names_is_proposed_not_refused(tmp_path):
+    folder = tmp_path / "boundaries"
+    frame = pd.DataFrame({"市名": ["甲市", "乙市", "丙市"], "市代码": ["430100", "430200", "430300"], "面积": [1.0, 2.0, 3.0]})
+    write_shapefile(folder, "boundaries", frame,
+                    [shapely.box(E0 + i * 1000, N0, E0 + i * 1000 + 900, N0 + 900) for i in range(3)])
+    d = read_delivery(zip_folder(folder, tmp_path / "boundaries.zip"), county="430702")
+    (b,) = d.batches
+    assert b.target == "admin_area" and b.mapping.decided_by == "proposed"
+    rows = _rows(b)
+    assert (rows["市名"]["target"], rows["市名"]["how"]) == ("name", "proposed")
+    assert (rows["市代码"]["target"], rows["市代码"]["how"]) == ("code", "proposed")
+    assert list(b.frame["code"]) == ["430100", "430200", "430300"]
