@@ -318,20 +318,17 @@ def _value_mappings(match: Match, frame: pd.DataFrame, dicts: Dictionaries,
     cutoff = settings()["near_miss"]
     for f in match.fields:
         fs = match.spec.fields.get(f.column)
-        counts = None
+        counts = _value_counts(frame[f.source]) if f.column in given or (fs is not None and fs.codes) else {}
         for value, code in given.get(f.column, {}).items():
-            counts = frame[f.source].astype(str).str.strip().value_counts() if counts is None else counts
             out.append(ValueMapping(f.column, value, code, "user", 1.0, user.source if user else "",
                                     int(counts.get(value, 0))))
-        if fs is None or not fs.codes or fs.codes not in lists or fs.year:
+        if fs is None or not fs.codes or fs.codes not in lists or fs.year or not counts:
+            continue
+        if pd.api.types.is_numeric_dtype(frame[f.source]):
             continue
         table = code_table(lists[fs.codes], dicts)
-        vals = frame[f.source].map(clean_text, na_action="ignore").dropna()
-        if vals.empty or pd.api.types.is_numeric_dtype(frame[f.source]):
-            continue
-        counts = vals.value_counts()
         keys = [k for k in table if not k.isdigit()]
-        for value, n in counts.head(200).items():
+        for value, n in sorted(counts.items(), key=lambda kv: -kv[1])[:200]:
             v = str(value)
             if v.upper() in table or v.isdigit():
                 continue
@@ -410,6 +407,16 @@ def propose_layer(layer_name: str, frame: pd.DataFrame, geometry: str, profiles:
 
 def _exact_fields(spec: LayerSpec, frame: pd.DataFrame) -> dict[str, str]:
     return {f.column: f.source for f in map_fields(spec, list(frame.columns))}
+
+
+def _value_counts(s: pd.Series) -> dict[str, int]:
+    """Rows per distinct delivered value (cleaned text), counted on the column's distinct values."""
+    out: dict[str, int] = {}
+    for value, n in s.value_counts(dropna=True).items():
+        t = clean_text(value)
+        if t is not None:
+            out[t] = out.get(t, 0) + int(n)
+    return out
 
 
 def samples_of(frame: pd.DataFrame) -> tuple[tuple[str, tuple[str, ...]], ...]:
