@@ -105,7 +105,8 @@ def test_each_batch_carries_its_layer_mapping(tmp_path):
     assert {f.rule for f in m.fields} == {"alias"}
     assert detected["YSLINE"].mapping.columns["start_exp_no"] == "起点点号"
     as_json = json.loads(json.dumps(m.to_dict(), ensure_ascii=False))
-    assert as_json["fields"][0] == {"column": "exp_no", "source": "物探点号", "rule": "alias", "confidence": 1.0}
+    assert as_json["fields"][0] == {"column": "exp_no", "source": "物探点号", "rule": "alias", "confidence": 1.0,
+                                    "reason": ""}
     given = read_delivery(path, county="430702", profile="cjj61-pipeline").batches[0].mapping
     assert given.decided_by == "given" and given.columns == m.columns
 

@@ -53,10 +53,13 @@ def _query(db_url: str, sql: str) -> list[tuple]:
 
 
 def _wait_final(page) -> str:
+    """The job's final state once the report (with its mapping tables) is shown."""
     page.wait_for_function(f"""() => {{ const s = document.querySelector('#upload-progress .job-state');
         return s && {FINAL}.includes(s.dataset.state); }}""", timeout=120_000)
-    page.locator("#upload-mapping").wait_for(timeout=20_000)
-    return page.locator("#upload-progress .job-state").get_attribute("data-state")
+    state = page.locator("#upload-progress .job-state").get_attribute("data-state")
+    assert state != "failed", page.locator("#upload-progress").inner_text()
+    page.locator("#upload-mapping").wait_for(timeout=60_000)
+    return state
 
 
 def test_mapping_step_recheck_and_load(page, web_server, uploader, artifacts, tmp_path):
