@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 RUNNING = ("queued", "reading", "validating", "loading")
 MAPPING_FILE = "mapping.json"      # the user's field and value mappings of a job (upload form, re-check)
 FINISHED = ("done", "rejected", "failed", "cancelled")
+RECHECKABLE = ("awaiting_confirmation", "rejected")   # finished checks whose files are kept to check again
 REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx", "csv": "report.csv"}
 _PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
           "swap": ("loading", 95, 100)}
@@ -139,21 +140,23 @@ class Runner:
 
     def cancel(self, conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
                client_addr: str | None = None) -> str:
-        """Cancel a job: at once when queued or awaiting confirmation, else at its next step."""
+        """Cancel a job: at once when queued, awaiting confirmation or rejected (its files are
+        dropped), else at its next step."""
         with db.transaction(conn) as cur:
             job = get(cur, job_id)
             auth.authorize(principal, auth.Action.write, county=job["county_code"])
-            if job["state"] in FINISHED:
+            if job["state"] in FINISHED and job["state"] != "rejected":
                 raise Conflict(f"任务已结束（{job['state']}），无法取消", f"the job already ended ({job['state']})")
             cur.execute("UPDATE cim.ingest_job SET state = 'cancelled', finished_at = now(), updated_at = now(), "
                         "message_zh = '已取消，未入库', message_en = 'cancelled; nothing loaded' "
-                        "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation') RETURNING state", (job_id,))
+                        "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation', 'rejected') RETURNING state",
+                        (job_id,))
             done_now = cur.fetchone() is not None
             if not done_now:
                 cur.execute("UPDATE cim.ingest_job SET cancel_requested = true WHERE id = %s", (job_id,))
             auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
                        client_addr=client_addr, detail={"state": job["state"]})
-        if done_now and job["state"] == "awaiting_confirmation":
+        if done_now and job["state"] in ("awaiting_confirmation", "rejected"):
             drop_uploads(job)
         return "cancelled" if done_now else "cancelling"
 
@@ -188,8 +191,8 @@ class Runner:
                 job = get(cur, job_id)
         finally:
             status.close()
-        if job["state"] in FINISHED:
-            drop_uploads(job)
+        if job["state"] in FINISHED and job["state"] not in RECHECKABLE:
+            drop_uploads(job)             # a rejected job keeps its files to be re-checked (or cancelled)
 
 
 def drop_uploads(job: dict) -> None:
@@ -300,8 +303,6 @@ def write_mapping(work_dir: Path, mapping: UserMapping | None) -> None:
     else:
         path.unlink(missing_ok=True)
 
-
-RECHECKABLE = ("awaiting_confirmation", "rejected")
 
 
 def recheck(conn: psycopg2.extensions.connection, job_id: str, mapping: UserMapping, principal: auth.Principal,

@@ -41,7 +41,7 @@ def api(db_url, tmp_path_factory):
     toks = {"uploader": token(conn, Role.uploader, [COUNTY]), "other": token(conn, Role.uploader, ["430599"])}
     conn.close()
     srv = LiveServer(db_url, home, max_upload_mb=16)
-    yield {"url": srv.url, "db_url": db_url, **toks}
+    yield {"url": srv.url, "db_url": db_url, "home": home, **toks}
     srv.stop()
 
 
@@ -73,6 +73,8 @@ def test_mapping_step_recheck_confirm_and_county_mapping(api, tmp_path):
     job_id = res.json()["job_id"]
     job = _wait(api, job_id)
     assert job["state"] == "rejected", job                   # 层 and 字段X are not recognised
+    time.sleep(2)                                            # the runner has seen its process end
+    assert (api["home"] / "uploads" / job_id / path.name).is_file()   # kept to be re-checked
     rows = _mapping(api, job)
     assert rows["层"]["how"] == "unmapped" and rows["字段X"]["samples"]
 
@@ -136,3 +138,17 @@ def test_upload_with_a_mapping_field(api, tmp_path):
     bad = httpx.post(api["url"] + "/api/ingest", files={"file": (path.name, path.read_bytes())},
                      data={"county": "430599", "dry_run": "true", "mapping": "{not json"}, headers=_hdr(api, "other"))
     assert bad.status_code == 400 and bad.json()["message_zh"]
+
+
+def test_rejected_job_cancelled_drops_its_files(api, tmp_path):
+    path = _delivery(tmp_path / "rejected", "D")
+    res = httpx.post(api["url"] + "/api/ingest", files={"file": (path.name, path.read_bytes())},
+                     data={"county": "430599", "dry_run": "true"}, headers=_hdr(api, "other"))
+    job_id = res.json()["job_id"]
+    assert _wait(api, job_id, "other")["state"] == "rejected"
+    res = httpx.post(f"{api['url']}/api/ingest/{job_id}/cancel", headers=_hdr(api, "other"))
+    assert res.status_code == 200 and res.json()["state"] == "cancelled"
+    assert not (api["home"] / "uploads" / job_id / path.name).exists()
+    assert httpx.get(api["url"] + f"/api/ingest/{job_id}/report.json", headers=_hdr(api, "other")).status_code == 200
+    assert httpx.post(f"{api['url']}/api/ingest/{job_id}/recheck", headers=_hdr(api, "other"),
+                      content=b"{}").status_code == 409
