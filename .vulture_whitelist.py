@@ -12,17 +12,17 @@ factory  # api/app.py: `uvicorn --factory api.app:factory` (api/cli.py, bench/)
 follow_county_changes  # api.tasks: a router asks for a task per county change
 
 # Read by libraries, not by our code.
-_encodeFilenameFlags  # ingest/demo/writers.py: zipfile calls this hook when writing a member header
-compress_type  # ingest/demo/writers.py: ZipInfo attribute zipfile reads
+_encodeFilenameFlags  # demo/writers.py: zipfile calls this hook when writing a member header
+compress_type  # demo/writers.py: ZipInfo attribute zipfile reads
 should_exit  # uvicorn.Server attribute; setting it stops the test and bench servers
 log_message  # http.server.BaseHTTPRequestHandler hook, overridden to keep test output quiet
 create_system  # zipfile.ZipInfo attribute (tests/ingest/fixtures.py: a symlink member)
 
 # Fields filled from YAML or serialised as a whole.
 floors_attr  # layers/spec.py: layer spec field, set in layers/catalog/buildings.yaml
-description_zh  # ingest/demo/defects.py: Defect fields, written out by dataclasses.asdict
+description_zh  # demo/defects.py: Defect fields, written out by dataclasses.asdict
 description_en
-ROAD_CLASS_CODE  # ingest/demo/town.py: road class → code table of the demo town's road layer
+ROAD_CLASS_CODE  # demo/town.py: road class → code table of the demo town's road layer
 
 # Enum members chosen on the command line (typer builds the choices from the enum).
 pipelines  # tiles/threed/cli.py Layer

@@ -23,10 +23,11 @@ from typer.core import TyperGroup
 
 from cim import db
 from cim.cli import cli_principal, keep_until_exit
-from cim.errors import CimError
+from cim.errors import CimError, InvalidInput
 from cim.settings import load as load_settings
-from ingest import load as loader
 from ingest import pipeline
+from ingest.load import list_deliveries, restore
+from ingest.mapping import county as county_mapping
 
 DEM_SUFFIXES = (".tif", ".tiff")
 _err = Console(stderr=True)
@@ -101,11 +102,18 @@ def load_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and report only")] = False,
     report: Annotated[list[Path] | None, typer.Option(help="write the report (.xlsx, .html or .json)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    maps: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_FIELD=COLUMN, e.g. 建筑层数=floors_above "
+                                                                 "(repeatable)")] = None,
+    map_values: Annotated[list[str] | None, typer.Option("--map-value", help="COLUMN:VALUE=CODE, e.g. "
+                                                                             "structure_type:砖混=QT (repeatable)")] = None,
 ) -> None:
-    """Validate a delivery and load it atomically (exit 0 loaded, 1 rejected, 2 unreadable)."""
+    """Validate a delivery and load it atomically (exit 0 loaded, 1 rejected, 2 unreadable).
+
+    The county's saved mapping (``cim ingest profiles``) applies; ``--map`` / ``--map-value`` lie over it."""
     dems = [p for p in paths if p.suffix.lower() in DEM_SUFFIXES]
     files = [p for p in paths if p.suffix.lower() not in DEM_SUFFIXES]
     try:
+        user = county_mapping.parse_options(maps, map_values) if (maps or map_values) else None
         settings, conn = _connect()
         try:
             if dems:
@@ -116,7 +124,8 @@ def load_cmd(
                           TimeElapsedColumn(), console=_err, transient=False) as bar:
                 phases = _Bar(bar)
                 outcome = pipeline.run(conn, files, settings=settings, principal=cli_principal(), profile=profile,
-                                       county=county, dry_run=dry_run, reports=report or [], progress=phases)
+                                       county=county, dry_run=dry_run, reports=report or [], progress=phases,
+                                       user=user)
         finally:
             conn.close()
     except CimError as exc:
@@ -148,7 +157,7 @@ def restore_cmd(delivery_id: Annotated[int, typer.Argument(help="delivery id (se
     try:
         _, conn = _connect()
         try:
-            res = loader.restore(conn, delivery_id, principal=cli_principal())
+            res = restore(conn, delivery_id, principal=cli_principal())
         finally:
             conn.close()
     except CimError as exc:
@@ -167,7 +176,7 @@ def list_cmd(
         _, conn = _connect()
         try:
             with conn.cursor() as cur:
-                rows = loader.list_deliveries(cur, county, limit)
+                rows = list_deliveries(cur, county, limit)
         finally:
             conn.close()
     except CimError as exc:
@@ -181,19 +190,83 @@ def list_cmd(
                    f"{r['submitted_at']:%Y-%m-%d %H:%M}  {r['file_name']}  [{', '.join(r['layers'] or [])}]")
 
 
-@app.command("profiles")
-def profiles_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """The delivery spec profiles available (built in and from CIM_INGEST_PROFILES)."""
-    from ingest.profile import load_profiles
+profiles_app = typer.Typer(no_args_is_help=False, add_completion=False, invoke_without_command=True,
+                           help="Delivery spec profiles and county mappings / 交付规范与县级映射")
+app.add_typer(profiles_app, name="profiles")
+
+
+@profiles_app.callback()
+def profiles_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False,
+                 county: Annotated[str | None, typer.Option(help="county mappings of this county only")] = None) -> None:
+    """The delivery spec profiles (built in and from CIM_INGEST_PROFILES) and the counties' saved
+    mappings with their versions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ingest.mapping.profile import load_profiles
 
     try:
         profiles = load_profiles()
+        mappings = _county_mappings(county)
     except CimError as exc:
         _fail(exc, 2)
     rows = [{"id": p.id, "title_zh": p.title_zh, "title_en": p.title_en, "standard": p.standard,
              "layers": [spec.id for spec in p.layers]} for p in profiles.values()]
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False))
+        typer.echo(json.dumps({"profiles": rows, "county_mappings": mappings}, ensure_ascii=False, default=str))
         return
     for r in rows:
         typer.echo(f"{r['id']:<22} {r['title_zh']} / {r['title_en']}  ({r['standard'] or '-'})")
+    if mappings:
+        typer.echo("\n县级映射 / county mappings:")
+    for m in mappings:
+        fields = ", ".join(f"{k}→{v}" for k, v in m["mapping"].get("fields", {}).items())
+        values = ", ".join(f"{c}:{k}→{v}" for c, vm in m["mapping"].get("values", {}).items() for k, v in vm.items())
+        typer.echo(f"{m['county']} v{m['version']}  {m['created_at']:%Y-%m-%d %H:%M}  {m['created_by']}"
+                   f"{'  job ' + m['source_job'] if m['source_job'] else ''}\n    {fields}"
+                   + (f"\n    {values}" if values else ""))
+
+
+def _county_mappings(county: str | None) -> list[dict]:
+    """Saved county mappings; none (and no error) when no database is configured or reachable."""
+    try:
+        _, conn = _connect()
+    except CimError:
+        return []
+    try:
+        with conn.cursor() as cur:
+            return county_mapping.listing(cur, county)
+    finally:
+        conn.close()
+
+
+@profiles_app.command("save")
+def profiles_save_cmd(
+    county: Annotated[str, typer.Option(help="county code, e.g. 430702")],
+    from_job: Annotated[str | None, typer.Option("--from-job", help="upload job whose mapping to keep")] = None,
+    maps: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_FIELD=COLUMN (repeatable)")] = None,
+    map_values: Annotated[list[str] | None, typer.Option("--map-value", help="COLUMN:VALUE=CODE (repeatable)")] = None,
+    note: Annotated[str | None, typer.Option(help="a note kept with the version")] = None,
+) -> None:
+    """Save a county mapping as its next version (audited): the mapping an upload job used
+    (fields proposed or given, values given) and/or --map / --map-value; used for the county's
+    next delivery."""
+    try:
+        given = county_mapping.parse_options(maps, map_values)
+        _, conn = _connect()
+        try:
+            with conn, conn.cursor() as cur:
+                mapping = given
+                if from_job:
+                    job_county, path = county_mapping.job_report(cur, from_job)
+                    if job_county != county:
+                        raise InvalidInput(f"任务 {from_job} 属于县 {job_county}，不是 {county}",
+                                           f"job {from_job} belongs to county {job_county}, not {county}")
+                    mapping = given.over(county_mapping.from_report_file(path))
+                version = county_mapping.save(cur, county, mapping, principal=cli_principal(), source_job=from_job,
+                                              note=note)
+        finally:
+            conn.close()
+    except CimError as exc:
+        _fail(exc, 1 if exc.code in ("conflict", "forbidden") else 2)
+    typer.echo(f"县级映射已保存 / county mapping saved: {county} v{version} "
+               f"({len(mapping.fields)} fields, {sum(len(v) for v in mapping.values.values())} values)")

@@ -1,9 +1,10 @@
-"""The in-memory form of a delivery between reading, validation and loading.
+"""The in-memory form of a delivery between the stages: read → map → validate → load.
 
-Readers and profiles turn delivered files into :class:`LayerBatch` objects whose columns are
-already the database columns of the target table (``cim.<target>``), with geometries as a
-shapely array in EPSG:4490. Validation adds :class:`Finding` rows to a :class:`Report`; the
-loader writes batches only when the report has no errors.
+The readers turn delivered files into source layers (:class:`ingest.readers.SourceLayer`); the
+mapping stage turns each into a :class:`LayerBatch` whose columns are already the database
+columns of the target table (``cim.<target>``), with geometries as a shapely array in
+EPSG:4490, and records how it decided in a :class:`LayerMapping`. Validation adds
+:class:`Finding` rows to a :class:`Report`; the loader commits only when the report has no errors.
 """
 
 from __future__ import annotations
@@ -64,6 +65,96 @@ class Note:
     message_en: str
 
 
+@dataclass(frozen=True)
+class FieldMapping:
+    """One target column and the delivered field that fills it, with how that was decided.
+
+    ``rule`` says what decided: a rule of the profile (``alias``, a field name the profile lists;
+    ``column``, the target column's own name; ``dbf_cut``, a listed name cut at a DBF field
+    name's 10 bytes), the mapping assistant (``proposed``, from the field name and the values,
+    with its ``confidence`` and ``reason``) or the user (``user``: a ``--map`` option or the
+    county's saved mapping). A rule of the profile and the user decide with confidence 1.
+    """
+
+    column: str                     # target column of cim.<target>
+    source: str                     # delivered field name
+    rule: str                       # alias | column | dbf_cut | proposed | user
+    confidence: float = 1.0
+    reason: str = ""                # why (proposals and user mappings)
+
+    @property
+    def how(self) -> str:
+        """``alias`` (a rule of the profile), ``proposed`` or ``user``."""
+        return self.rule if self.rule in ("proposed", "user") else "alias"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ValueMapping:
+    """A delivered value of a coded column and the dictionary code it stands for.
+
+    ``how`` is ``user`` (given, applied) or ``proposed`` (a near miss of a dictionary entry:
+    shown for confirmation, not applied).
+    """
+
+    column: str
+    value: str
+    code: str
+    how: str                        # user | proposed
+    confidence: float = 1.0
+    reason: str = ""
+    count: int = 0                  # rows holding the value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class LayerMapping:
+    """How one source layer maps onto its target table: the mapping stage's decision, reportable."""
+
+    source_layer: str
+    profile_id: str
+    spec_id: str                    # layer spec of the profile
+    target: str                     # feature table of cim.schema
+    decided_by: str                 # given | detected (scored against every profile) | proposed (assistant)
+    score: float                    # detection score (layer-name match 10, fields 1 or 2, geometry 3)
+    fields: tuple[FieldMapping, ...] = ()
+    source_fields: tuple[str, ...] = ()          # every delivered field, in delivered order
+    samples: tuple[tuple[str, tuple[str, ...]], ...] = ()   # delivered field → a few distinct values
+    values: tuple[ValueMapping, ...] = ()        # value mappings: given (applied) and proposed
+    reason: str = ""                             # why the layer maps here (proposals)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Target column → delivered field name."""
+        return {f.column: f.source for f in self.fields}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The mapping table: per delivered field its target, how it was decided (``alias``,
+        ``proposed``, ``user`` or ``unmapped``), confidence, reason and sample values."""
+        by_source = {f.source: f for f in self.fields}
+        samples = dict(self.samples)
+        order = list(self.source_fields) + [f.source for f in self.fields if f.source not in self.source_fields]
+        out = []
+        for src in order:
+            f = by_source.get(src)
+            out.append({"source_field": src, "target": f.column if f else None, "how": f.how if f else "unmapped",
+                        "confidence": round(f.confidence, 2) if f else 0.0, "reason": f.reason if f else "",
+                        "samples": list(samples.get(src, ()))})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**{k: v for k, v in self.__dict__.items() if k not in ("fields", "samples", "values",
+                                                                         "source_fields")},
+                "fields": [f.to_dict() for f in self.fields], "values": [v.to_dict() for v in self.values]}
+
+
 @dataclass
 class LayerBatch:
     """Rows of one source layer mapped onto one target table."""
@@ -76,7 +167,7 @@ class LayerBatch:
     encoding: str | None = None
     network: str | None = None      # CJJ 61 大类 for pipeline batches
     subtype: str | None = None
-    # Added by the readers for validation (not loaded): delivered values of the mapped columns
+    # Added by the mapping stage for validation (not loaded): delivered values of the mapped columns
     # (target column → delivered field name in field_map), the geometries in the source CRS
     # (after any axis swap) with the metres per source unit, and rows whose geometry was repaired.
     raw: pd.DataFrame | None = None
@@ -88,6 +179,7 @@ class LayerBatch:
     spec_id: str | None = None           # layer spec of the profile that matched
     outliers: np.ndarray | None = None   # bool per row: coordinates far from the rest (rule G04)
     geometry_built: bool = False         # lines built from the point table (no delivered geometry)
+    mapping: LayerMapping | None = None  # how the layer was mapped (profile, fields, rules)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -134,3 +226,42 @@ class Report:
     def add(self, finding: Finding) -> None:
         """Append one finding."""
         self.findings.append(finding)
+
+
+@dataclass
+class UserMapping:
+    """Mappings a user gave (``--map``, ``--map-value``, the upload form) or a county saved.
+
+    ``fields``: delivered field name → target column, for every layer that holds the field and
+    whose table has the column. ``values``: target column → delivered value → dictionary code.
+    ``source`` names where the mapping came from for the report (e.g. ``county 430702 v3``).
+    """
+
+    fields: dict[str, str] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    source: str = "user"
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.values)
+
+    def over(self, base: UserMapping | None) -> UserMapping:
+        """This mapping laid over ``base`` (this one wins where both map a field or a value)."""
+        if base is None:
+            return self
+        values = {c: dict(v) for c, v in base.values.items()}
+        for col, vmap in self.values.items():
+            values.setdefault(col, {}).update(vmap)
+        source = self.source if not base else f"{self.source}; {base.source}"
+        return UserMapping({**base.fields, **self.fields}, values, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``fields``, ``values``)."""
+        return {"fields": dict(self.fields), "values": {c: dict(v) for c, v in self.values.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, source: str = "user") -> UserMapping:
+        """From :meth:`to_dict`'s form; unknown keys are ignored."""
+        data = data or {}
+        return cls({str(k): str(v) for k, v in (data.get("fields") or {}).items()},
+                   {str(c): {str(k): str(v) for k, v in (m or {}).items()} for c, m in (data.get("values") or {}).items()},
+                   source)

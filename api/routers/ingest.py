@@ -2,10 +2,10 @@
 
 The upload is streamed to disk with a size limit (``CIM_INGEST_MAX_UPLOAD_MB``): a declared
 ``Content-Length`` over the limit is refused before the body is read, a chunked body as soon as
-it passes the limit. :mod:`ingest.submission` then takes over: files pass
-:func:`ingest.upload.preflight` (file names, type sniffing, zip bombs and path traversal, complete
+it passes the limit. :mod:`ingest.service.submission` then takes over: files pass
+:func:`ingest.service.upload.preflight` (file names, type sniffing, zip bombs and path traversal, complete
 and untruncated shapefile sets, known CRS) before a job row exists, so a refused upload writes
-nothing. Jobs run in :class:`ingest.jobs.Runner`.
+nothing. Jobs run in :class:`ingest.service.jobs.Runner`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from api import deps
 from cim.auth import Action, Principal
 from cim.errors import NotFound, PayloadTooLarge, UnreadableInput
 from cim.settings import Settings
-from ingest import submission
+from ingest.service import submission
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest / 数据入库"])
 
 _MEDIA = {"json": "application/json", "html": "text/html; charset=utf-8",
-          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "csv": "text/csv; charset=utf-8"}
 
 
 def _too_large(limit_mb: int) -> PayloadTooLarge:
@@ -79,7 +79,8 @@ async def submit(request: Request, who: Principal = Depends(deps.principal)) -> 
         job_id = await run_in_threadpool(
             submission.accept, settings, request.app.state.ingest_runner, files, county=county,
             profile=str(form.get("profile") or "").strip() or None, dry_run=_flag(form.get("dry_run")),
-            principal=who, client_addr=deps.client_addr(request))
+            principal=who, client_addr=deps.client_addr(request),
+            mapping=submission.parse_mapping(str(form.get("mapping") or "")))
     finally:
         await form.close()
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
@@ -88,7 +89,7 @@ async def submit(request: Request, who: Principal = Depends(deps.principal)) -> 
 @router.get("/profiles", summary="交付规范 / delivery profiles")
 async def profiles(request: Request, who: Principal = Depends(deps.require(Action.read))) -> list[dict]:
     """Every delivery spec profile: id and titles."""
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     found = await run_in_threadpool(load_profiles)
     return [{"id": p.id, "title_zh": p.title_zh, "title_en": p.title_en} for p in found.values()]
@@ -109,7 +110,7 @@ async def status(job_id: str, request: Request, who: Principal = Depends(deps.pr
 
 @router.get("/{job_id}/report.{fmt}", summary="质检报告 / validation report")
 async def report(job_id: str, fmt: str, request: Request, who: Principal = Depends(deps.principal)) -> FileResponse:
-    """The report as JSON, HTML or XLSX (once validation finished)."""
+    """The report as JSON, HTML, XLSX or CSV (once validation finished)."""
     if fmt not in _MEDIA:
         raise NotFound(f"没有 {fmt} 格式的报告", f"no report in format {fmt}")
     path = submission.report(await _job(request, job_id, who), fmt)
@@ -122,6 +123,20 @@ async def confirm(job_id: str, request: Request, who: Principal = Depends(deps.p
     await _job(request, job_id, who)
     await run_in_threadpool(submission.confirm, deps.settings(request), request.app.state.ingest_runner, job_id, who,
                             deps.client_addr(request))
+    return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
+
+
+@router.post("/{job_id}/recheck", status_code=202, summary="按映射重新质检 / re-check with a mapping")
+async def recheck(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
+    """Check a finished job's stored files again as a dry run with the user's mapping (JSON body
+    ``{"fields": {source: column}, "values": {column: {value: code}}}``)."""
+    await _job(request, job_id, who)
+    body = await request.body()
+    if len(body) > 1 << 20:
+        raise PayloadTooLarge("映射超过 1 MB", "the mapping is larger than 1 MB")
+    mapping = submission.parse_mapping(body)
+    await run_in_threadpool(submission.recheck, deps.settings(request), request.app.state.ingest_runner, job_id,
+                            mapping, who, deps.client_addr(request))
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
 
 

@@ -188,3 +188,42 @@ def dbf_language_byte(path: Path) -> int:
         fh.seek(29)
         return fh.read(1)[0]
 
+
+def shp_declared_length(path: Path) -> int:
+    """File length in bytes declared by a .shp header."""
+    with path.open("rb") as fh:
+        head = fh.read(28)
+    return struct.unpack(">i", head[24:28])[0] * 2
+
+
+def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
+    """Workbook bytes (for zips and uploads)."""
+    buf = io.BytesIO()
+    wb = Workbook(write_only=True)
+    for name, frame in sheets.items():
+        ws = wb.create_sheet(name)
+        ws.append(list(frame.columns))
+        for row in frame.itertuples(index=False):
+            ws.append(list(row))
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def write_unprofiled_county(folder: Path, *, buildings: int = 60, points: int = 8, seed: int = 3,
+                            structures: tuple[str, ...] = ("砖混", "框架", "钢混", "砖混结构")) -> Path:
+    """A county delivery no profile was written for, zipped: ``JZ_buildings`` (建筑层数, 建筑结构,
+    建成年代 holding years, 房屋用途), ``YS_PNT`` and the lines ``YS_LIN``, ``RQ_LIN``, ``JS_LIN``
+    (起点点号/终点点号), GBK shapefiles in EPSG:4546 without .cpg."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(buildings)
+    x, y = E0 + (i % 20) * 40.0, N0 + 200 + (i // 20) * 40.0
+    frame = pd.DataFrame({"建筑编号": [f"JZ{k:05d}" for k in i], "建筑层数": rng.integers(1, 30, buildings),
+                          "建筑结构": rng.choice(list(structures), buildings),
+                          "建成年代": rng.integers(1975, 2023, buildings), "房屋用途": rng.choice(["住宅", "商业"], buildings)})
+    write_shapefile(folder, "JZ_buildings", frame, shapely.box(x, y, x + 20, y + 15))
+    for k, prefix in enumerate(("YS", "RQ", "JS")):
+        pts, lines = network(points, prefix=prefix, n0=N0 - 100 * k)
+        if prefix == "YS":
+            write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
+        write_shapefile(folder, f"{prefix}_LIN", lines, line_geoms(pts, lines))
+    return zip_folder(folder, folder.parent / f"{folder.name}.zip")

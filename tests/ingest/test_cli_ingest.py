@@ -119,7 +119,9 @@ def test_unreadable_input_exits_2(cli, conn, deliveries, tmp_path):
 
 def test_profiles_and_help(cli):
     res = cli("ingest", "profiles", "--json", check=True)
-    ids = {p["id"] for p in json.loads(res.stdout)}
+    listed = json.loads(res.stdout)
+    assert isinstance(listed["county_mappings"], list)
+    ids = {p["id"] for p in listed["profiles"]}
     assert {"cjj61-pipeline", "buildings", "drainage-census", "gas", "green-space", "streetlight"} <= ids
     assert "restore" in cli("ingest", "--help", check=True).stdout
 

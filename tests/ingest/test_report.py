@@ -7,13 +7,15 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from openpyxl import load_workbook
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import network, write_network_shapefiles, write_xlsx, zip_folder  # noqa: E402
 
-from ingest.read import read_delivery  # noqa: E402
-from ingest.report import report_dict, write_html, write_json  # noqa: E402
+from ingest.model import Delivery, Finding, Report, Severity  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
+from ingest.report import groups, report_dict, write_csv, write_html, write_json  # noqa: E402
 from ingest.report import write_xlsx as write_report_xlsx
 from ingest.validate import validate  # noqa: E402
 
@@ -66,7 +68,7 @@ def test_xlsx_summary_and_sheet_per_rule(tmp_path):
     r = _report(tmp_path)
     wb = load_workbook(write_report_xlsx(r, tmp_path / "r.xlsx"), read_only=True)
     rules = sorted({f.rule_id for f in r.findings})
-    assert wb.sheetnames == ["汇总", *rules]
+    assert wb.sheetnames == ["汇总", "分组", "映射", *rules]
     summary = [row for row in wb["汇总"].iter_rows(values_only=True)]
     assert any(row[0] == "Q01" and row[4] == 2 for row in summary if row)
     q01 = list(wb["Q01"].iter_rows(values_only=True))
@@ -83,4 +85,67 @@ def test_clean_delivery_report(tmp_path):
     html = write_html(r, tmp_path / "ok.html").read_text(encoding="utf-8")
     assert "通过" in html and "GBK" in html
     wb = load_workbook(write_report_xlsx(r, tmp_path / "ok.xlsx"), read_only=True)
-    assert wb.sheetnames == ["汇总"]
+    assert wb.sheetnames == ["汇总", "映射"]
+
+
+def _many_findings(n: int = 200_000) -> Report:
+    """A report of ``n`` findings: a few big groups (the same missing point or bad code again and
+    again), many small ones (one value each), errors and warnings mixed."""
+    delivery = Delivery(path=Path("big.zip"), file_name="big.zip", sha256="0" * 64, size_bytes=1, county_code="430702")
+    report = Report(delivery)
+    rng = np.random.default_rng(1)
+    layers = np.array(["YS_LIN", "WS_LIN", "JZ_buildings"])
+    kinds = rng.integers(0, 10, n)
+    for i in range(n):
+        k = int(kinds[i])
+        if k < 5:      # Q22: 5 wrong codes across 3 layers (15 big groups)
+            rule, sev, field, value = "Q22", Severity.error, "材质", f"材质{i % 5}"
+        elif k < 8:    # Q05: a missing point, a value per row (small groups)
+            rule, sev, field, value = "Q05", Severity.error, "终点点号", f"P{i}"
+        else:          # Q12: warnings without value
+            rule, sev, field, value = "Q12", Severity.warning, None, None
+        report.add(Finding(rule, sev, str(layers[i % 3]), i + 1, f"K{i}", field, value, "问题", "problem",
+                           111.6 + (i % 100) * 1e-4, 29.0 + (i % 77) * 1e-4))
+    return report
+
+
+def test_grouped_report_at_200k_findings(tmp_path):
+    report = _many_findings()
+    grouped = groups(report)
+    assert sum(g.count for g in grouped) == 200_000
+    assert grouped[0].rule_id == "Q22" and grouped[0].severity == "error"          # biggest error group first
+    assert [g.count for g in grouped[:15]] == sorted((g.count for g in grouped[:15]), reverse=True)
+    assert all(g.severity == "error" for g in grouped if g.rule_id == "Q05")
+    assert grouped[-1].severity == "warning"                                        # warnings after every error
+    big = grouped[0]
+    assert len(big.rows) == 5 and big.rows == sorted(big.rows) and big.extent[0] <= big.extent[2]
+
+    html_path = write_html(report, tmp_path / "big.html")
+    html = html_path.read_text(encoding="utf-8")
+    assert html_path.stat().st_size < 1_500_000                 # grouped: not one row per finding
+    assert html.index("优先修改") < html.index("问题分组") < html.index("问题明细")
+    assert "材质0" in html and html.count("<tr class=\"error\">") <= 500 + 1000 + 20
+    assert "其余" in html and "CSV/JSON" in html
+
+    first = report_dict(report)["summary"]["fix_first"]
+    assert first[0]["rule_id"] == "Q22" and first[0]["count"] > 30_000 and len(first[0]["top_values"]) == 5
+
+    csv_path = write_csv(report, tmp_path / "big.csv")
+    with csv_path.open(encoding="utf-8-sig") as fh:
+        assert sum(1 for _ in fh) == 200_001
+
+    wb = load_workbook(write_report_xlsx(report, tmp_path / "big.xlsx", max_rows=1000), read_only=True)
+    assert wb.sheetnames[:2] == ["汇总", "分组"]
+    q22 = list(wb["Q22"].iter_rows(values_only=True))
+    assert len(q22) == 1000 and "CSV" in q22[-1][0]           # cut at the row limit, pointing to the CSV
+    groups_sheet = list(wb["分组"].iter_rows(values_only=True))
+    assert groups_sheet[1][0] == "Q22" and len(groups_sheet) == 1000
+
+
+def test_csv_report_through_the_pipeline_suffix(tmp_path):
+    from ingest.pipeline import write_report
+
+    r = _report(tmp_path)
+    path = write_report(r, tmp_path / "r.csv")
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("规则 Rule") and len(lines) == len(r.findings) + 1

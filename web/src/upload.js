@@ -2,7 +2,11 @@
 // delivery's files, pick a survey profile or let the server detect it, upload as a dry run
 // (POST /api/ingest, dry_run=true), follow the job (GET /api/ingest/{job}), read the validation
 // report grouped by rule (report.json; a finding with x/y zooms the map to it), then confirm
-// or cancel the load.
+// or cancel the load. The mapping step: after a dry run, each layer's mapping (delivered field →
+// target column, how it was decided, confidence, samples) and its value mappings are shown as a
+// table; the user changes a target or a value's code, re-checks the stored files with that
+// mapping (POST /api/ingest/{job}/recheck) and confirms; confirming saves the mapping as the
+// county's (server side).
 import { getJSON, postJSON, postForm, getToken, setToken } from "./api.js";
 import { t, pick, messageOf, getLang } from "./i18n.js";
 import { el, openPanel, notify, notifyError, fmt } from "./ui.js";
@@ -11,6 +15,28 @@ import { highlight } from "./map2d.js";
 const COUNTY_KEY = "cim.county";
 const FINAL = new Set(["done", "rejected", "failed", "cancelled"]);
 const SHOW_PER_RULE = 200;
+const RECHECKABLE = new Set(["awaiting_confirmation", "rejected"]);
+
+/** The user's mapping read back from the mapping tables of the report panel:
+ *  {fields: {source: column}, values: {column: {value: code}}}. A field goes in when its
+ *  target was proposed, given by the user, or changed here; a value mapping when it is ticked
+ *  and has a code. */
+export function collectMapping(root) {
+  const fields = {};
+  const values = {};
+  for (const sel of root.querySelectorAll("select.map-target")) {
+    const { source, how, original } = sel.dataset;
+    if (sel.value && (how === "proposed" || how === "user" || sel.value !== original)) fields[source] = sel.value;
+  }
+  for (const row of root.querySelectorAll("tr.map-value")) {
+    const on = row.querySelector("input.map-value-on");
+    const column = row.querySelector(".map-value-column")?.value?.trim();
+    const value = row.querySelector(".map-value-value")?.value?.trim();
+    const code = row.querySelector("input.map-value-code")?.value?.trim();
+    if (on?.checked && column && value && code) (values[column] ??= {})[value] = code;
+  }
+  return { fields, values };
+}
 
 /** Group report findings by rule id, errors first. */
 export function groupFindings(findings) {
@@ -110,6 +136,8 @@ export class UploadPanel {
     const groups = groupFindings(report.findings);
     const links = Object.entries(job.links || {}).map(([k, href]) => el("a", { href, target: "_blank", rel: "noopener" }, `${t("upload.download")} ${k}`));
     const body = [el("h3", {}, t("upload.report")), el("p", { class: "links" }, links)];
+    const canRecheck = RECHECKABLE.has(job.state) && !job.delivery_id;
+    body.push(this.mappingTables(report.summary?.layers || [], canRecheck));
     if (!groups.length) body.push(el("p", { class: "ok" }, t("upload.noFindings")));
     for (const g of groups) {
       const first = g.items[0];
@@ -128,6 +156,56 @@ export class UploadPanel {
         el("button", { type: "button", id: "upload-cancel", onclick: () => this.decide("cancel") }, t("upload.cancel"))));
     }
     this.report.replaceChildren(...body);
+  }
+
+  /** The mapping step: per layer a table of delivered field → target column (a select), how it
+   *  was decided, confidence and samples; the value mappings (given or proposed) with their
+   *  code; an empty row to add a value mapping; and the re-check button. */
+  mappingTables(layers, canRecheck) {
+    const box = el("div", { id: "upload-mapping" }, el("h4", {}, t("upload.mapping")));
+    for (const layer of layers) {
+      const columns = layer.columns || [];
+      const rows = (layer.mapping || []).map((m) => {
+        const sel = el("select", { class: "map-target", dataset: { source: m.source_field, how: m.how, original: m.target || "" } },
+          el("option", { value: "" }, t("upload.unmapped")),
+          ...columns.map((c) => el("option", { value: c, selected: c === m.target }, c)));
+        sel.value = m.target || "";
+        return el("tr", { class: `how-${m.how}`, dataset: { source: m.source_field } },
+          el("td", {}, m.source_field), el("td", {}, sel), el("td", { class: "how" }, t(`upload.how.${m.how}`)),
+          el("td", { class: "num" }, m.how === "unmapped" ? "" : fmt(m.confidence, 2)),
+          el("td", { class: "samples" }, (m.samples || []).join("、")), el("td", { class: "reason" }, m.reason || ""));
+      });
+      const valueRow = (v) => el("tr", { class: `map-value how-${v ? v.how : "new"}` },
+        el("td", {}, el("input", { type: "checkbox", class: "map-value-on", checked: v ? v.how === "user" : true })),
+        el("td", {}, v ? el("span", {}, el("input", { type: "hidden", class: "map-value-column", value: v.column }), v.column)
+          : el("select", { class: "map-value-column" }, el("option", { value: "" }, "—"), ...columns.map((c) => el("option", { value: c }, c)))),
+        el("td", {}, v ? el("span", {}, el("input", { type: "hidden", class: "map-value-value", value: v.value }), `${v.value}（${v.count}）`)
+          : el("input", { type: "text", class: "map-value-value", size: 8 })),
+        el("td", {}, el("input", { type: "text", class: "map-value-code", size: 6, value: v ? v.code : "" })),
+        el("td", { class: "reason" }, v ? `${t(`upload.how.${v.how}`)} ${v.reason || ""}` : t("upload.addValue")));
+      box.append(el("h5", {}, `${layer.source_layer} → ${layer.target}（${layer.profile}/${layer.spec || ""}）`),
+        el("table", { class: "mapping", dataset: { layer: layer.source_layer } },
+          el("thead", {}, el("tr", {}, [t("upload.sourceField"), t("upload.target"), t("upload.howTitle"), t("upload.confidence"), t("upload.samples"), t("upload.reason")].map((h) => el("th", {}, h)))),
+          el("tbody", {}, rows)),
+        el("table", { class: "value-mapping", dataset: { layer: layer.source_layer } },
+          el("thead", {}, el("tr", {}, ["", t("upload.target"), t("upload.value"), t("upload.code"), ""].map((h) => el("th", {}, h)))),
+          el("tbody", {}, [...(layer.value_mappings || []).map(valueRow), valueRow(null)])));
+    }
+    if (canRecheck) {
+      box.append(el("button", { type: "button", id: "upload-recheck", onclick: () => this.recheck(box) }, t("upload.recheck")));
+    }
+    return box;
+  }
+
+  async recheck(box) {
+    const mapping = collectMapping(box);
+    try {
+      await postJSON(`/api/ingest/${encodeURIComponent(this.job)}/recheck`, mapping, { what: "POST /api/ingest/{job}/recheck" });
+      this.report.replaceChildren();
+      await this.follow();
+    } catch (err) {
+      notifyError(err);
+    }
   }
 
   /** Zoom the 2D map to a finding's x/y (lon/lat) and mark it. */

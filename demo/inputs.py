@@ -19,8 +19,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
-from ingest.demo.town import COUNTY_CODE, ROAD_CLASS_CODE, SOURCE_EPSG, Town
-from ingest.demo.writers import write_xlsx
+from demo.town import COUNTY_CODE, ROAD_CLASS_CODE, SOURCE_EPSG, Town
+from demo.writers import write_xlsx
 
 FLOOR_AREA_PER_RESIDENT_M2 = 36.5
 LANES = {"主干路": 6, "次干路": 4}

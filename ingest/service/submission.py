@@ -2,9 +2,9 @@
 
 The HTTP layer streams and parses the multipart form; from there on the steps are here:
 :func:`accept` saves the files in a staging folder under ``$CIM_HOME/uploads``, runs
-:func:`ingest.upload.preflight` and checks the profile before a job row exists (a refused upload
-writes nothing and leaves no folder), then creates the job (:func:`ingest.jobs.create`, audited)
-and hands it to the :class:`ingest.jobs.Runner`. Blocking functions run in the caller's worker
+:func:`ingest.service.upload.preflight` and checks the profile before a job row exists (a refused upload
+writes nothing and leaves no folder), then creates the job (:func:`ingest.service.jobs.create`, audited)
+and hands it to the :class:`ingest.service.jobs.Runner`. Blocking functions run in the caller's worker
 thread (the API uses ``run_in_threadpool``); :func:`job` reads on the API's asyncpg pool.
 """
 
@@ -23,7 +23,9 @@ import asyncpg
 from cim import auth, db
 from cim.errors import InvalidInput, NotFound, UnreadableInput
 from cim.settings import Settings
-from ingest import jobs, upload
+from ingest.mapping import county as county_mapping
+from ingest.model import UserMapping
+from ingest.service import jobs, upload
 
 COUNTY = re.compile(r"^\d{6}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -55,15 +57,33 @@ def save(files: Sequence[tuple[str, BinaryIO]], into: Path) -> list[str]:
 
 def known_profile(profile: str) -> None:
     """InvalidInput unless ``profile`` names a delivery profile."""
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     if profile not in load_profiles():
         raise InvalidInput(f"未知的交付规范：{profile}", f"unknown delivery profile: {profile}")
 
 
+def parse_mapping(text: str | bytes | dict | None) -> UserMapping | None:
+    """The user's mapping from the form's ``mapping`` field or a JSON body
+    (``{"fields": {source: column}, "values": {column: {value: code}}}``), or InvalidInput."""
+    if text is None or text == "":
+        return None
+    try:
+        data = json.loads(text) if isinstance(text, (str, bytes)) else text
+    except ValueError as exc:
+        raise InvalidInput("映射须为 JSON", "the mapping must be JSON") from exc
+    if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in ("fields", "values")) or \
+            not all(isinstance(v, dict) for v in (data.get("values") or {}).values()):
+        raise InvalidInput("映射须为 {fields: {交付字段: 目标字段}, values: {目标字段: {交付值: 代码}}}",
+                           "the mapping must be {fields: {source: column}, values: {column: {value: code}}}")
+    return county_mapping.check(UserMapping.from_dict(data, source="用户映射"))
+
+
 def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, BinaryIO]], *, county: str,
-           profile: str | None, dry_run: bool, principal: auth.Principal, client_addr: str | None) -> str:
-    """Check and store an upload, create its job and queue it; returns the job id.
+           profile: str | None, dry_run: bool, principal: auth.Principal, client_addr: str | None,
+           mapping: UserMapping | None = None) -> str:
+    """Check and store an upload (with the user's ``mapping``, if any), create its job and
+    queue it; returns the job id.
 
     Nothing is written (no job row, no folder left behind) unless every check passes.
     """
@@ -77,6 +97,7 @@ def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, B
         upload.preflight([staging / n for n in names], settings.ingest)
         if profile is not None:
             known_profile(profile)
+        jobs.write_mapping(staging, mapping)
         job_id = jobs.new_id()
         work_dir = root / job_id
         staging.rename(work_dir)
@@ -136,6 +157,17 @@ def confirm(settings: Settings, runner: jobs.Runner, job_id: str, principal: aut
     finally:
         conn.close()
     runner.submit(job_id, confirm=True)
+
+
+def recheck(settings: Settings, runner: jobs.Runner, job_id: str, mapping: UserMapping | None,
+            principal: auth.Principal, client_addr: str | None) -> None:
+    """Check a finished job's files again with the user's mapping (audited) and queue it."""
+    conn = db.connect(settings.db)
+    try:
+        jobs.recheck(conn, job_id, mapping or UserMapping(), principal, client_addr)
+    finally:
+        conn.close()
+    runner.submit(job_id)
 
 
 def cancel(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,

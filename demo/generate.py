@@ -7,7 +7,7 @@ Files (all in CGCS2000 3° GK CM 111E, EPSG:4546; shapefiles GBK without .cpg, l
 房屋建筑调查.zip (房屋建筑), 园林绿地.zip (绿地), 路灯设施.zip (路灯), 行政区划.zip (行政区划),
 道路中心线.zip (道路中心线), dem.tif (5 m DEM) and demo_manifest.json (files, counts, planted
 defects, sample features); the health-check inputs 常住人口.xlsx and 建成区.geojson
-(:mod:`ingest.demo.inputs`, loaded with ``cim healthcheck inputs``).
+(:mod:`demo.inputs`, loaded with ``cim healthcheck inputs``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import pandas as pd
 import shapely
 from pyproj import Transformer
 
-from ingest.demo import defects as dfx
-from ingest.demo import drainage, pressure, surface
-from ingest.demo import inputs as hc_inputs
-from ingest.demo.town import COUNTY_CODE, SOURCE_EPSG, Town
-from ingest.demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
+from demo import defects as dfx
+from demo import drainage, pressure, surface
+from demo import inputs as hc_inputs
+from demo.town import COUNTY_CODE, SOURCE_EPSG, Town
+from demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
 
 MANIFEST = "demo_manifest.json"
 GENERATOR_VERSION = 1

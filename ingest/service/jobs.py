@@ -1,7 +1,7 @@
 """Ingest jobs of the upload API: a table (``cim.ingest_job``) and a background worker.
 
-A job is created once an upload passed :mod:`ingest.upload`'s checks. :class:`Runner` starts it
-in a child process (``python -m ingest.jobs``, one job at a time by default), which runs
+A job is created once an upload passed :mod:`ingest.service.upload`'s checks. :class:`Runner` starts it
+in a child process (``python -m ingest.service.jobs``, one job at a time by default), which runs
 :func:`ingest.pipeline.run` on the stored files with two connections: one for the load
 transaction and an autocommit one for the job's state and progress, so a client can poll while
 the load is still uncommitted. The job row becomes ``done`` inside the load transaction, so it
@@ -32,12 +32,16 @@ from cim import auth, db
 from cim.errors import CimError, Conflict, IngestRejected, NotFound
 from cim.settings import Settings
 from ingest import pipeline
+from ingest.mapping import county as county_mapping
+from ingest.model import UserMapping
 
 log = logging.getLogger(__name__)
 
 RUNNING = ("queued", "reading", "validating", "loading")
+MAPPING_FILE = "mapping.json"      # the user's field and value mappings of a job (upload form, re-check)
 FINISHED = ("done", "rejected", "failed", "cancelled")
-REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx"}
+RECHECKABLE = ("awaiting_confirmation", "rejected")   # finished checks whose files are kept to check again
+REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx", "csv": "report.csv"}
 _PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
           "swap": ("loading", 95, 100)}
 _COLUMNS = ("id, county_code, profile, dry_run, state, progress, files, work_dir, counts, findings, delivery_id, "
@@ -108,7 +112,7 @@ def _update(conn, job_id: str, *, finished: bool = False, **values) -> None:
 
 
 class Runner:
-    """Starts each job in a child process (``python -m ingest.jobs JOB_ID``), one at a time.
+    """Starts each job in a child process (``python -m ingest.service.jobs JOB_ID``), one at a time.
 
     A child process keeps the reading, validation and COPY formatting off the API process (and
     its GIL). The child marks the job ``done`` inside the load transaction itself, so a job still
@@ -137,21 +141,23 @@ class Runner:
 
     def cancel(self, conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
                client_addr: str | None = None) -> str:
-        """Cancel a job: at once when queued or awaiting confirmation, else at its next step."""
+        """Cancel a job: at once when queued, awaiting confirmation or rejected (its files are
+        dropped), else at its next step."""
         with db.transaction(conn) as cur:
             job = get(cur, job_id)
             auth.authorize(principal, auth.Action.write, county=job["county_code"])
-            if job["state"] in FINISHED:
+            if job["state"] in FINISHED and job["state"] != "rejected":
                 raise Conflict(f"任务已结束（{job['state']}），无法取消", f"the job already ended ({job['state']})")
             cur.execute("UPDATE cim.ingest_job SET state = 'cancelled', finished_at = now(), updated_at = now(), "
                         "message_zh = '已取消，未入库', message_en = 'cancelled; nothing loaded' "
-                        "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation') RETURNING state", (job_id,))
+                        "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation', 'rejected') RETURNING state",
+                        (job_id,))
             done_now = cur.fetchone() is not None
             if not done_now:
                 cur.execute("UPDATE cim.ingest_job SET cancel_requested = true WHERE id = %s", (job_id,))
             auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
                        client_addr=client_addr, detail={"state": job["state"]})
-        if done_now and job["state"] == "awaiting_confirmation":
+        if done_now and job["state"] in ("awaiting_confirmation", "rejected"):
             drop_uploads(job)
         return "cancelled" if done_now else "cancelling"
 
@@ -162,11 +168,11 @@ class Runner:
             log.exception("ingest job %s crashed", job_id)
 
     def _run(self, job_id: str, confirm: bool) -> None:
-        cmd = [sys.executable, "-m", "ingest.jobs", job_id] + (["--confirm"] if confirm else [])
+        cmd = [sys.executable, "-m", "ingest.service.jobs", job_id] + (["--confirm"] if confirm else [])
         with self.lock:
             if self.stopping:
                 return
-            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
             self.children[job_id] = child
         try:
             child.communicate(self.settings.model_dump_json().encode(), timeout=None)
@@ -186,8 +192,8 @@ class Runner:
                 job = get(cur, job_id)
         finally:
             status.close()
-        if job["state"] in FINISHED:
-            drop_uploads(job)
+        if job["state"] in FINISHED and job["state"] not in RECHECKABLE:
+            drop_uploads(job)             # a rejected job keeps its files to be re-checked (or cancelled)
 
 
 def drop_uploads(job: dict) -> None:
@@ -254,7 +260,7 @@ def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None
             work, [work_dir / f for f in job["files"]], settings=settings,
             principal=_principal(job["principal"]), profile=job["profile"], county=job["county_code"],
             dry_run=job["dry_run"] and not confirm, reports=[work_dir / f for f in REPORT_FILES.values()],
-            progress=progress, on_commit=mark_done)
+            progress=progress, on_commit=mark_done, user=read_mapping(work_dir))
     except Cancelled:
         _update(status, job_id, state="cancelled", finished=True, message_zh="已取消，未入库",
                 message_en="cancelled; nothing loaded")
@@ -282,9 +288,54 @@ def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None
             finished=state != "awaiting_confirmation")
 
 
+def read_mapping(work_dir: Path) -> UserMapping | None:
+    """The user's mapping stored with a job, or None."""
+    path = work_dir / MAPPING_FILE
+    if not path.is_file():
+        return None
+    return UserMapping.from_dict(json.loads(path.read_text(encoding="utf-8")), source="上传时指定的映射")
+
+
+def write_mapping(work_dir: Path, mapping: UserMapping | None) -> None:
+    """Store the user's mapping with a job (none: remove it)."""
+    path = work_dir / MAPPING_FILE
+    if mapping:
+        path.write_text(json.dumps(mapping.to_dict(), ensure_ascii=False), encoding="utf-8")
+    else:
+        path.unlink(missing_ok=True)
+
+
+
+def recheck(conn: psycopg2.extensions.connection, job_id: str, mapping: UserMapping, principal: auth.Principal,
+            client_addr: str | None = None) -> dict:
+    """Run a finished check again on the stored files with the user's mapping, as a dry run
+    (audited ``ingest.recheck``; the caller then submits it to the runner)."""
+    county_mapping.check(mapping)
+    with db.transaction(conn) as cur:
+        job = get(cur, job_id)
+        auth.authorize(principal, auth.Action.write, county=job["county_code"])
+        cur.execute("UPDATE cim.ingest_job SET state = 'queued', progress = 0, dry_run = true, outcome = NULL, "
+                    "message_zh = NULL, message_en = NULL, finished_at = NULL, principal = %s::jsonb, "
+                    "updated_at = now() WHERE id = %s AND state = ANY(%s) AND delivery_id IS NULL RETURNING id",
+                    (_principal_json(principal), job_id, list(RECHECKABLE)))
+        if cur.fetchone() is None:
+            raise Conflict(f"任务状态为 {job['state']}，只有已完成质检、未入库的任务可重新质检",
+                           f"the job is {job['state']}; only a finished check that loaded nothing can be re-checked")
+        auth.audit(cur, principal, "ingest.recheck", target=f"job:{job_id}", county=job["county_code"],
+                   client_addr=client_addr, detail=mapping.to_dict())
+        work_dir = Path(job["work_dir"])
+        write_mapping(work_dir, mapping)
+        for name in REPORT_FILES.values():
+            (work_dir / name).unlink(missing_ok=True)
+    return job
+
+
 def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
             client_addr: str | None = None) -> dict:
-    """Turn a clean dry run into a load (the caller then submits it to the runner)."""
+    """Turn a clean dry run into a load (the caller then submits it to the runner). The mapping
+    the dry run used beyond the profile's rules (proposals the user accepted, the user's own
+    mappings) is saved as the county's mapping in the same transaction, unless it is already
+    the county's newest."""
     with db.transaction(conn) as cur:
         job = get(cur, job_id)
         auth.authorize(principal, auth.Action.write, county=job["county_code"])
@@ -296,11 +347,17 @@ def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.P
                            f"the job is {job['state']}; only a clean dry run awaiting confirmation can be confirmed")
         auth.audit(cur, principal, "ingest.confirm", target=f"job:{job_id}", county=job["county_code"],
                    client_addr=client_addr)
+        report = Path(job["work_dir"]) / REPORT_FILES["json"]
+        used = county_mapping.from_report_file(report) if report.is_file() else UserMapping()
+        saved = county_mapping.latest(cur, job["county_code"])
+        if used and (saved is None or saved.to_dict() != used.to_dict()):
+            county_mapping.save(cur, job["county_code"], used, principal=principal, source_job=job_id,
+                                client_addr=client_addr)
     return job
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child entry: ``python -m ingest.jobs JOB_ID [--confirm]`` with the settings JSON on stdin."""
+    """Child entry: ``python -m ingest.service.jobs JOB_ID [--confirm]`` with the settings JSON on stdin."""
     logging.basicConfig(level=os.environ.get("CIM_LOG_LEVEL", "WARNING"),
                          format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv

@@ -1,0 +1,109 @@
+"""The mapping step of the upload panel in headless Chromium: a dry run of a building delivery
+whose fields no profile knows (层, 字段X) shows the mapping table; the user sets the targets and a
+value mapping (砖木 → TM), re-checks, confirms the load; the buildings are loaded with the mapped
+values and the mapping is saved as the county's.
+
+The delivery is written here (EPSG:4490 shapefile) into the upload-test county 990003."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import geopandas as gpd
+import psycopg2
+import pytest
+from shapely.geometry import box
+
+from cim.auth import Role, create_token
+from tests.web.conftest import open_map
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+COUNTY = "990003"
+FINAL = "['awaiting_confirmation', 'rejected', 'failed', 'done']"
+
+
+def _delivery(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"编号": f"WM-{i}", "层": 3 + i, "字段X": "砖木" if i < 2 else "框架"} for i in range(4)]
+    geoms = [box(111.550 + i * 0.0004, 27.2150, 111.5502 + i * 0.0004, 27.2152) for i in range(4)]
+    gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4490").to_file(folder / "JZ_buildings.shp", encoding="UTF-8")
+    return sorted(str(p) for p in folder.iterdir() if p.stem == "JZ_buildings")
+
+
+@pytest.fixture(scope="module")
+def uploader(web_server) -> str:
+    conn = psycopg2.connect(web_server.db_url)
+    try:
+        with conn.cursor() as cur:
+            token = create_token(cur, name="web mapping test", role=Role.uploader, counties=[COUNTY])
+        conn.commit()
+    finally:
+        conn.close()
+    return token.secret
+
+
+def _query(db_url: str, sql: str) -> list[tuple]:
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, (COUNTY,))
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def _wait_final(page) -> str:
+    """The job's final state once the report (with its mapping tables) is shown."""
+    page.wait_for_function(f"""() => {{ const s = document.querySelector('#upload-progress .job-state');
+        return s && {FINAL}.includes(s.dataset.state); }}""", timeout=120_000)
+    state = page.locator("#upload-progress .job-state").get_attribute("data-state")
+    assert state != "failed", page.locator("#upload-progress").inner_text()
+    page.locator("#upload-mapping").wait_for(timeout=60_000)
+    return state
+
+
+def test_mapping_step_recheck_and_load(page, web_server, uploader, artifacts, tmp_path):
+    if not web_server.has("POST", "/api/ingest/{job_id}/recheck"):
+        pytest.skip("POST /api/ingest/{job}/recheck is not in the API yet")
+    open_map(page, web_server, view="16/27.215/111.551")
+    page.locator("#btn-upload").click()
+    page.locator("#upload-token").fill(uploader)
+    page.locator("#upload-county").fill(COUNTY)
+    page.locator("#upload-files").set_input_files(_delivery(tmp_path / "d"))
+    page.locator("#upload-start").click()
+    assert _wait_final(page) == "rejected"                     # floors and structure are missing
+    table = page.locator("#upload-mapping table.mapping")
+    assert table.count() == 1 and table.get_attribute("data-layer") == "JZ_buildings"
+    row = page.locator("#upload-mapping tr[data-source='层']")
+    assert "how-unmapped" in row.get_attribute("class")
+    assert row.locator("td.samples").inner_text().startswith("3")
+    assert page.locator("#upload-mapping tr[data-source='编号'] select").input_value() == "code"
+    page.locator("#panel").screenshot(path=str(artifacts / "web_upload_mapping_before.png"))
+
+    # the user maps the two fields and one value, then re-checks
+    row.locator("select.map-target").select_option("floors_above")
+    page.locator("#upload-mapping tr[data-source='字段X'] select.map-target").select_option("structure_type")
+    new = page.locator("#upload-mapping tr.map-value.how-new").first
+    new.locator("select.map-value-column").select_option("structure_type")
+    new.locator("input.map-value-value").fill("砖木")
+    new.locator("input.map-value-code").fill("TM")
+    page.locator("#upload-recheck").click()
+    page.wait_for_function("document.querySelector('#upload-progress .job-state')?.dataset.state !== 'rejected'",
+                           timeout=60_000)
+    assert _wait_final(page) == "awaiting_confirmation", page.locator("#upload-progress").inner_text()
+    row = page.locator("#upload-mapping tr[data-source='层']")
+    assert "how-user" in row.get_attribute("class") and row.locator("select").input_value() == "floors_above"
+    given = page.locator("#upload-mapping tr.map-value.how-user")
+    assert given.count() == 1 and "砖木" in given.inner_text()
+    page.locator("#panel").screenshot(path=str(artifacts / "web_upload_mapping_after.png"))
+
+    page.locator("#upload-confirm").click()
+    page.wait_for_function("document.querySelector('#upload-progress .job-state')?.dataset.state === 'done'",
+                           timeout=120_000)
+    loaded = _query(web_server.db_url, "SELECT code, floors_above, structure_type FROM cim.building "
+                                       "WHERE county_code = %s AND is_current AND code LIKE 'WM-%%' ORDER BY code")
+    assert loaded == [("WM-0", 3, "TM"), ("WM-1", 4, "TM"), ("WM-2", 5, "GH"), ("WM-3", 6, "GH")]
+    saved = _query(web_server.db_url, "SELECT mapping FROM cim.county_mapping WHERE county_code = %s "
+                                      "ORDER BY version DESC LIMIT 1")
+    assert saved[0][0]["fields"] == {"层": "floors_above", "字段X": "structure_type"}
+    assert saved[0][0]["values"] == {"structure_type": {"砖木": "TM"}}
