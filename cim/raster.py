@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg2.extensions
@@ -43,24 +44,24 @@ _CURRENT_SQL = ("SELECT d.id, d.county_code, d.name, d.file_path, d.sha256, d.sr
 _FIELDS = ("id", "county_code", "name", "file_path", "sha256", "srid", "min_z", "max_z", "loaded_at")
 
 
-def _row(row) -> dict:
+def _row(row) -> dict[str, Any]:
     out = dict(zip(_FIELDS, row[:9], strict=True))
     out["bounds"] = [float(v) for v in row[9:13]]
     return out
 
 
-def current_dems(cur: psycopg2.extensions.cursor) -> list[dict]:
+def current_dems(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     """Every current DEM (one per county, plus the instance's own), newest first."""
     cur.execute(_CURRENT_SQL)
     return [_row(r) for r in cur.fetchall()]
 
 
-async def current_dems_async(conn) -> list[dict]:
+async def current_dems_async(conn) -> list[dict[str, Any]]:
     """:func:`current_dems` on an asyncpg connection or pool."""
     return [_row(tuple(r)) for r in await conn.fetch(_CURRENT_SQL)]
 
 
-def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> dict | None:
+def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> dict[str, Any] | None:
     """The current DEM of ``county`` (else the instance's), or the newest of all when no county is named."""
     dems = current_dems(cur)
     if county is None:
@@ -69,7 +70,7 @@ def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> d
     return by.get(county) or by.get(INSTANCE)
 
 
-def summary(dems: list[dict]) -> dict:
+def summary(dems: list[dict[str, Any]]) -> dict[str, Any]:
     """``GET /api/dem``: whether a DEM is loaded, the union of the current DEMs' extents, the
     newest one's name and time, the elevation range, and each DEM."""
     if not dems:
@@ -93,7 +94,7 @@ def _dem_dir(cur: psycopg2.extensions.cursor) -> Path | None:
     return Path(row[0]) if row and row[0] else None
 
 
-def dem_path(cur: psycopg2.extensions.cursor, dem: dict) -> str | None:
+def dem_path(cur: psycopg2.extensions.cursor, dem: dict[str, Any]) -> str | None:
     """A readable file of ``dem``: this instance's copy ``<dem_dir>/<sha256>.tif``, written from the
     replicated bytes when it is missing, else the registered ``file_path``; None when neither exists."""
     local_dir = _dem_dir(cur)
@@ -110,7 +111,7 @@ def dem_path(cur: psycopg2.extensions.cursor, dem: dict) -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _materialise(cur: psycopg2.extensions.cursor, dem: dict, target: Path) -> bool:
+def _materialise(cur: psycopg2.extensions.cursor, dem: dict[str, Any], target: Path) -> bool:
     """Write the replicated parts of ``dem`` to ``target`` (checked against its sha256); False
     when they are not (all) here yet."""
     cur.execute("SELECT count(*), max(parts) FROM cim.dem_file WHERE county_code = %s AND sha256 = %s",
@@ -144,7 +145,7 @@ def _write_parts(target: Path, sha256: str, chunks) -> bool:
     return True
 
 
-async def dem_paths_async(conn, dems: list[dict]) -> list[str | None]:
+async def dem_paths_async(conn, dems: list[dict[str, Any]]) -> list[str | None]:
     """:func:`dem_path` of each of ``dems`` on an asyncpg connection or pool (the API's request
     path); replicated bytes are written out in a worker thread."""
     local_dir = await conn.fetchval("SELECT dem_dir FROM cim.tier_instance")
@@ -203,7 +204,9 @@ def publishes(cur: psycopg2.extensions.cursor, county: str) -> bool:
     """True when this instance publishes the rows of ``county`` (so its DEM bytes must travel)."""
     cur.execute("SELECT EXISTS (SELECT 1 FROM cim.tier_instance i JOIN pg_publication p ON p.pubname = 'cim_' || i.code "
                 "WHERE starts_with(%s, cim.tier_prefix(i.code)))", (county,))
-    return bool(cur.fetchone()[0])
+    row = cur.fetchone()
+    assert row is not None
+    return bool(row[0])
 
 
 # --- reading and sampling ---------------------------------------------------------------------------

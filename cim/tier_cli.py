@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,7 +47,7 @@ def _cluster(settings: Settings) -> EmbeddedCluster | None:
                            listen=settings.db.db_listen)
 
 
-def _echo(data: dict, as_json: bool, lines: list[str]) -> None:
+def _echo(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, default=str))
     else:
