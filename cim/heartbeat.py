@@ -27,10 +27,11 @@ import logging
 from importlib import metadata
 from typing import Any
 
+import asyncpg
 import psycopg2.extensions
 
 from cim.db import connect, quote_ident
-from cim.settings import TierSettings
+from cim.settings import DatabaseSettings, TierSettings
 from cim.tiers import LEVEL_ZH, identity, level_of, prefix_of, subscriptions
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def beat(conn: psycopg2.extensions.connection, *, interval_s: float, started_at:
     return True
 
 
-def beat_once(db_settings, *, interval_s: float, started_at: dt.datetime | None = None) -> bool:
+def beat_once(db_settings: DatabaseSettings | str, *, interval_s: float, started_at: dt.datetime | None = None) -> bool:
     """:func:`beat` on a connection of its own (the server's heartbeat loop), then closed."""
     conn = connect(db_settings, application_name="cim-heartbeat")
     try:
@@ -119,7 +120,7 @@ def beat_once(db_settings, *, interval_s: float, started_at: dt.datetime | None 
         conn.close()
 
 
-async def record_server_error(pool, status: int, path: str) -> None:
+async def record_server_error(pool: asyncpg.Pool, status: int, path: str) -> None:
     """Count an HTTP 5xx answer in ``cim.server_error`` (the heartbeat reports the last hour's);
     silent when the database itself is what failed."""
     with contextlib.suppress(Exception):
@@ -145,7 +146,9 @@ def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict[str, Any]:
     versions = row[0]
     cur.execute("SELECT (SELECT count(*) FROM cim.task WHERE state = 'failed' AND finished_at > now() - interval '1 hour'), "
                 "(SELECT count(*) FROM cim.server_error WHERE at > now() - interval '1 hour')")
-    failed, http5xx = cur.fetchone()
+    row = cur.fetchone()
+    assert row is not None
+    failed, http5xx = row
     subs = subscriptions(cur)
     cur.execute("SELECT application_name, state, extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication "
                 "ORDER BY application_name")
@@ -231,6 +234,7 @@ def status(cur: psycopg2.extensions.cursor, settings: TierSettings) -> dict[str,
     """This instance and every instance below it with its status colour (``GET /api/tiers``)."""
     ident = identity(cur)
     cur.execute(_HEARTBEATS_SQL)
+    assert cur.description is not None  # a SELECT always describes its columns
     cols = [c.name for c in cur.description]
     beats = {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
     subs = subscriptions(cur)
@@ -255,7 +259,7 @@ def status(cur: psycopg2.extensions.cursor, settings: TierSettings) -> dict[str,
             "summary": {c: sum(1 for i in instances if i["status"] == c) for c in ("green", "amber", "red")}}
 
 
-def _json_safe(obj):
+def _json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
