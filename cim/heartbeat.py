@@ -25,11 +25,13 @@ import datetime as dt
 import json
 import logging
 from importlib import metadata
+from typing import Any
 
+import asyncpg
 import psycopg2.extensions
 
 from cim.db import connect, quote_ident
-from cim.settings import TierSettings
+from cim.settings import DatabaseSettings, TierSettings
 from cim.tiers import LEVEL_ZH, identity, level_of, prefix_of, subscriptions
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,13 @@ def dict_hash(cur: psycopg2.extensions.cursor) -> str:
     for (table,) in cur.fetchall():
         cur.execute(f"SELECT md5(coalesce(string_agg(to_jsonb(d)::text, '|' ORDER BY d.code), '')) "
                     f"FROM cim.{quote_ident(table)} d")
-        parts.append(f"{table}:{cur.fetchone()[0]}")
+        row = cur.fetchone()
+        assert row is not None
+        parts.append(f"{table}:{row[0]}")
     cur.execute("SELECT md5(%s)", ("\n".join(parts),))
-    return cur.fetchone()[0]
+    row = cur.fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def beat(conn: psycopg2.extensions.connection, *, interval_s: float, started_at: dt.datetime | None = None,
@@ -71,7 +77,9 @@ def beat(conn: psycopg2.extensions.connection, *, interval_s: float, started_at:
                 conn.rollback()
                 return False
             cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            if not cur.fetchone()[0]:
+            row = cur.fetchone()
+            assert row is not None
+            if not row[0]:
                 conn.rollback()
                 return False
             cur.execute("SELECT beat_at > clock_timestamp() - make_interval(secs => %s) FROM cim.tier_heartbeat "
@@ -103,7 +111,7 @@ def beat(conn: psycopg2.extensions.connection, *, interval_s: float, started_at:
     return True
 
 
-def beat_once(db_settings, *, interval_s: float, started_at: dt.datetime | None = None) -> bool:
+def beat_once(db_settings: DatabaseSettings | str, *, interval_s: float, started_at: dt.datetime | None = None) -> bool:
     """:func:`beat` on a connection of its own (the server's heartbeat loop), then closed."""
     conn = connect(db_settings, application_name="cim-heartbeat")
     try:
@@ -112,27 +120,35 @@ def beat_once(db_settings, *, interval_s: float, started_at: dt.datetime | None 
         conn.close()
 
 
-async def record_server_error(pool, status: int, path: str) -> None:
+async def record_server_error(pool: asyncpg.Pool, status: int, path: str) -> None:
     """Count an HTTP 5xx answer in ``cim.server_error`` (the heartbeat reports the last hour's);
     silent when the database itself is what failed."""
     with contextlib.suppress(Exception):
         await pool.execute("INSERT INTO cim.server_error (status, path) VALUES ($1, $2)", status, path[:300])
 
 
-def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict:
+def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict[str, Any]:
     cur.execute("SELECT max(version) FROM cim_meta.schema_migration")
-    schema = cur.fetchone()[0]
+    row = cur.fetchone()
+    assert row is not None
+    schema = row[0]
     cur.execute("SELECT id, coalesce(finished_at, submitted_at) FROM cim.delivery WHERE state IN ('current', 'superseded') "
                 "AND starts_with(county_code, %s) ORDER BY coalesce(finished_at, submitted_at) DESC, id DESC LIMIT 1",
                 (prefix,))
     last = cur.fetchone() or (None, None)
     cur.execute("SELECT count(*) FROM cim.delivery WHERE state = 'current' AND starts_with(county_code, %s)", (prefix,))
-    current = cur.fetchone()[0]
+    row = cur.fetchone()
+    assert row is not None
+    current = row[0]
     cur.execute("SELECT coalesce(jsonb_object_agg(source_table, version), '{}'::jsonb) FROM cim.data_version")
-    versions = cur.fetchone()[0]
+    row = cur.fetchone()
+    assert row is not None
+    versions = row[0]
     cur.execute("SELECT (SELECT count(*) FROM cim.task WHERE state = 'failed' AND finished_at > now() - interval '1 hour'), "
                 "(SELECT count(*) FROM cim.server_error WHERE at > now() - interval '1 hour')")
-    failed, http5xx = cur.fetchone()
+    row = cur.fetchone()
+    assert row is not None
+    failed, http5xx = row
     subs = subscriptions(cur)
     cur.execute("SELECT application_name, state, extract(epoch FROM replay_lag)::float8 FROM pg_stat_replication "
                 "ORDER BY application_name")
@@ -166,15 +182,15 @@ _EXTENT_SQL = (
     "  (SELECT ST_Extent(d.bounds) FROM cim.dem d WHERE d.is_current AND starts_with(d.county_code, %(prefix)s))) AS e) x")
 
 
-def thresholds(settings: TierSettings) -> dict:
+def thresholds(settings: TierSettings) -> dict[str, Any]:
     """The thresholds as shown to clients."""
     return {"heartbeat_s": settings.heartbeat_s, "amber_after_s": settings.amber_after_s,
             "red_after_s": settings.red_after_s, "lag_amber_s": settings.lag_amber_s, "lag_red_s": settings.lag_red_s}
 
 
-def classify(item: dict, settings: TierSettings, own: dict | None) -> tuple[str, list[dict]]:
+def classify(item: dict[str, Any], settings: TierSettings, own: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]]:
     """``green`` / ``amber`` / ``red`` and the reasons (bilingual) for one instance below."""
-    reasons: list[dict] = []
+    reasons: list[dict[str, Any]] = []
     colour = "green"
 
     def worse(c: str, zh: str, en: str) -> None:
@@ -214,10 +230,11 @@ def classify(item: dict, settings: TierSettings, own: dict | None) -> tuple[str,
     return colour, reasons
 
 
-def status(cur: psycopg2.extensions.cursor, settings: TierSettings) -> dict:
+def status(cur: psycopg2.extensions.cursor, settings: TierSettings) -> dict[str, Any]:
     """This instance and every instance below it with its status colour (``GET /api/tiers``)."""
     ident = identity(cur)
     cur.execute(_HEARTBEATS_SQL)
+    assert cur.description is not None  # a SELECT always describes its columns
     cols = [c.name for c in cur.description]
     beats = {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
     subs = subscriptions(cur)
@@ -242,7 +259,7 @@ def status(cur: psycopg2.extensions.cursor, settings: TierSettings) -> dict:
             "summary": {c: sum(1 for i in instances if i["status"] == c) for c in ("green", "amber", "red")}}
 
 
-def _json_safe(obj):
+def _json_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -128,7 +128,9 @@ def _prepare_tiers(conn: psycopg2.extensions.connection) -> None:
 
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('cim.tier_instance') IS NOT NULL")
-        if cur.fetchone()[0] and tiers.identity(cur) is not None:
+        row = cur.fetchone()
+        assert row is not None
+        if row[0] and tiers.identity(cur) is not None:
             tiers.prepare(cur)
     conn.commit()
 

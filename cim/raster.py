@@ -25,12 +25,18 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import numpy as np
+import numpy.typing as npt
 import psycopg2.extensions
 import rasterio
 from pyproj import Transformer
+
+from cim.dbcall import AsyncConn
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
@@ -43,24 +49,24 @@ _CURRENT_SQL = ("SELECT d.id, d.county_code, d.name, d.file_path, d.sha256, d.sr
 _FIELDS = ("id", "county_code", "name", "file_path", "sha256", "srid", "min_z", "max_z", "loaded_at")
 
 
-def _row(row) -> dict:
+def _row(row: Sequence[Any]) -> dict[str, Any]:
     out = dict(zip(_FIELDS, row[:9], strict=True))
     out["bounds"] = [float(v) for v in row[9:13]]
     return out
 
 
-def current_dems(cur: psycopg2.extensions.cursor) -> list[dict]:
+def current_dems(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     """Every current DEM (one per county, plus the instance's own), newest first."""
     cur.execute(_CURRENT_SQL)
     return [_row(r) for r in cur.fetchall()]
 
 
-async def current_dems_async(conn) -> list[dict]:
+async def current_dems_async(conn: AsyncConn | asyncpg.Pool) -> list[dict[str, Any]]:
     """:func:`current_dems` on an asyncpg connection or pool."""
     return [_row(tuple(r)) for r in await conn.fetch(_CURRENT_SQL)]
 
 
-def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> dict | None:
+def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> dict[str, Any] | None:
     """The current DEM of ``county`` (else the instance's), or the newest of all when no county is named."""
     dems = current_dems(cur)
     if county is None:
@@ -69,7 +75,7 @@ def current_dem(cur: psycopg2.extensions.cursor, county: str | None = None) -> d
     return by.get(county) or by.get(INSTANCE)
 
 
-def summary(dems: list[dict]) -> dict:
+def summary(dems: list[dict[str, Any]]) -> dict[str, Any]:
     """``GET /api/dem``: whether a DEM is loaded, the union of the current DEMs' extents, the
     newest one's name and time, the elevation range, and each DEM."""
     if not dems:
@@ -93,7 +99,7 @@ def _dem_dir(cur: psycopg2.extensions.cursor) -> Path | None:
     return Path(row[0]) if row and row[0] else None
 
 
-def dem_path(cur: psycopg2.extensions.cursor, dem: dict) -> str | None:
+def dem_path(cur: psycopg2.extensions.cursor, dem: dict[str, Any]) -> str | None:
     """A readable file of ``dem``: this instance's copy ``<dem_dir>/<sha256>.tif``, written from the
     replicated bytes when it is missing, else the registered ``file_path``; None when neither exists."""
     local_dir = _dem_dir(cur)
@@ -110,25 +116,29 @@ def dem_path(cur: psycopg2.extensions.cursor, dem: dict) -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _materialise(cur: psycopg2.extensions.cursor, dem: dict, target: Path) -> bool:
+def _materialise(cur: psycopg2.extensions.cursor, dem: dict[str, Any], target: Path) -> bool:
     """Write the replicated parts of ``dem`` to ``target`` (checked against its sha256); False
     when they are not (all) here yet."""
     cur.execute("SELECT count(*), max(parts) FROM cim.dem_file WHERE county_code = %s AND sha256 = %s",
                 (dem["county_code"], dem["sha256"]))
-    have, parts = cur.fetchone()
+    row = cur.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    have, parts = row
     if not parts or have != parts:
         return False
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         for part in range(parts):
             cur.execute("SELECT data FROM cim.dem_file WHERE county_code = %s AND sha256 = %s AND part = %s",
                         (dem["county_code"], dem["sha256"], part))
-            yield bytes(cur.fetchone()[0])
+            part_row = cur.fetchone()
+            assert part_row is not None  # counted above: every part is present
+            yield bytes(part_row[0])
 
     return _write_parts(target, dem["sha256"], chunks())
 
 
-def _write_parts(target: Path, sha256: str, chunks) -> bool:
+def _write_parts(target: Path, sha256: str, chunks: Iterable[bytes]) -> bool:
     """Write ``chunks`` to ``target`` through a temporary file, kept only when its sha256 matches."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
@@ -144,7 +154,7 @@ def _write_parts(target: Path, sha256: str, chunks) -> bool:
     return True
 
 
-async def dem_paths_async(conn, dems: list[dict]) -> list[str | None]:
+async def dem_paths_async(conn: AsyncConn | asyncpg.Pool, dems: list[dict[str, Any]]) -> list[str | None]:
     """:func:`dem_path` of each of ``dems`` on an asyncpg connection or pool (the API's request
     path); replicated bytes are written out in a worker thread."""
     local_dir = await conn.fetchval("SELECT dem_dir FROM cim.tier_instance")
@@ -203,7 +213,9 @@ def publishes(cur: psycopg2.extensions.cursor, county: str) -> bool:
     """True when this instance publishes the rows of ``county`` (so its DEM bytes must travel)."""
     cur.execute("SELECT EXISTS (SELECT 1 FROM cim.tier_instance i JOIN pg_publication p ON p.pubname = 'cim_' || i.code "
                 "WHERE starts_with(%s, cim.tier_prefix(i.code)))", (county,))
-    return bool(cur.fetchone()[0])
+    row = cur.fetchone()
+    assert row is not None
+    return bool(row[0])
 
 
 # --- reading and sampling ---------------------------------------------------------------------------
@@ -223,7 +235,7 @@ def read_dem(path: Path | str) -> tuple[np.ndarray, object, object]:
         return _load(p, Path(p).stat().st_mtime)
 
 
-def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = "bilinear") -> np.ndarray:
+def sample_array(data: np.ndarray, transform: Any, crs: Any, lons: npt.ArrayLike, lats: npt.ArrayLike, *, method: str = "bilinear") -> np.ndarray:
     """Sample an elevation array at lon/lat points (EPSG:4490 axis order lon, lat)."""
     lons = np.asarray(lons, dtype="float64").ravel()
     lats = np.asarray(lats, dtype="float64").ravel()
@@ -256,12 +268,12 @@ def sample_array(data: np.ndarray, transform, crs, lons, lats, *, method: str = 
     return out
 
 
-def _sample_file(path: str, lons, lats, method: str) -> np.ndarray:
+def _sample_file(path: str, lons: npt.ArrayLike, lats: npt.ArrayLike, method: str) -> np.ndarray:
     data, transform, crs = read_dem(path)
     return sample_array(data, transform, crs, lons, lats, method=method)
 
 
-def sample_dem(conn_or_path, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+def sample_dem(conn_or_path: psycopg2.extensions.connection | str | Path, lons: npt.ArrayLike, lats: npt.ArrayLike, *, method: str = "bilinear") -> np.ndarray | None:
     """Elevations at lon/lat points from a DEM file (a path) or the current DEMs (a connection).
 
     With a connection each point takes the newest current DEM that covers it (whatever its
@@ -276,23 +288,23 @@ def sample_dem(conn_or_path, lons, lats, *, method: str = "bilinear") -> np.ndar
     return _sample_paths(paths, lons, lats, method)
 
 
-async def sample_dem_async(conn, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+async def sample_dem_async(conn: AsyncConn | asyncpg.Pool, lons: npt.ArrayLike, lats: npt.ArrayLike, *, method: str = "bilinear") -> np.ndarray | None:
     """:func:`sample_dem` of the current DEMs on an asyncpg connection or pool; the files are
     read in a worker thread. OSError when a DEM file cannot be read."""
     paths = await dem_paths_async(conn, await current_dems_async(conn))
     return await asyncio.to_thread(_sample_paths, paths, lons, lats, method)
 
 
-def _sample_paths(paths: list[str | None], lons, lats, method: str) -> np.ndarray | None:
+def _sample_paths(paths: list[str | None], lons: npt.ArrayLike, lats: npt.ArrayLike, method: str) -> np.ndarray | None:
     """Each point from the first of ``paths`` (newest first) that has a value there; None when no
     path is readable."""
-    paths = [p for p in paths if p]
-    if not paths:
+    readable = [p for p in paths if p]
+    if not readable:
         return None
     lons = np.asarray(lons, dtype="float64").ravel()
     lats = np.asarray(lats, dtype="float64").ravel()
     out = np.full(lons.shape, np.nan)
-    for path in paths:
+    for path in readable:
         todo = np.isnan(out)
         if not todo.any():
             break
@@ -300,7 +312,8 @@ def _sample_paths(paths: list[str | None], lons, lats, method: str) -> np.ndarra
     return out
 
 
-def sample_by_county(conn, counties, lons, lats, *, method: str = "bilinear") -> np.ndarray | None:
+def sample_by_county(conn: psycopg2.extensions.connection, counties: npt.ArrayLike, lons: npt.ArrayLike,
+                     lats: npt.ArrayLike, *, method: str = "bilinear") -> np.ndarray | None:
     """Elevations of features at lon/lat points, each from the current DEM of its own county
     (``counties[i]``), else from the instance's DEM; NaN where that DEM does not cover the point.
     None when no DEM is loaded at all."""

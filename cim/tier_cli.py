@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
+import psycopg2.extensions
 import typer
 
 from cim import auth, db, heartbeat, tiers
@@ -34,7 +35,7 @@ def _principal() -> auth.Principal:
     return cli_principal()
 
 
-def _fail(exc: CimError) -> None:
+def _fail(exc: CimError) -> NoReturn:
     code = 1 if isinstance(exc, (Conflict, Forbidden, NotFound)) else 2
     typer.echo(f"错误 / error [{exc.code}]: {exc.zh}\n  {exc.en}", err=True)
     raise typer.Exit(code)
@@ -47,7 +48,7 @@ def _cluster(settings: Settings) -> EmbeddedCluster | None:
                            listen=settings.db.db_listen)
 
 
-def _echo(data: dict, as_json: bool, lines: list[str]) -> None:
+def _echo(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, default=str))
     else:
@@ -167,13 +168,15 @@ def subscribe_cmd(
                          state[res["copied"]]])
 
 
-def _wait_copied(conn, name: str, wait_s: float) -> bool:
+def _wait_copied(conn: psycopg2.extensions.connection, name: str, wait_s: float) -> bool:
     deadline = time.monotonic() + wait_s
     while True:
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) > 0 AND bool_and(r.srsubstate IN ('r', 's')) FROM pg_subscription_rel r "
                         "JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = %s", (name,))
-            done = bool(cur.fetchone()[0])
+            row = cur.fetchone()
+            assert row is not None
+            done = bool(row[0])
         conn.rollback()
         if done or time.monotonic() > deadline:
             return done
@@ -236,6 +239,7 @@ def drop_cmd(
                 if cluster is not None and cluster.hba_block():
                     cluster.set_hba_block([])
             else:
+                assert name is not None  # checked above: a name is given unless --publication
                 res = tiers.drop_subscription(conn, name, principal=_principal(), purge_rows=purge)
         finally:
             conn.close()

@@ -44,6 +44,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg2
@@ -119,7 +120,7 @@ class Identity:
         """``county_code`` prefix of the rows of its area."""
         return prefix_of(self.code)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"code": self.code, "name": self.name, "level": self.level, "level_zh": LEVEL_ZH[self.level],
                 "id_base": self.id_base, "id_max": self.id_base + ID_BLOCK - 1, "prefix": self.prefix}
@@ -135,7 +136,9 @@ def identity(cur: psycopg2.extensions.cursor) -> Identity | None:
 def require_pg15(cur: psycopg2.extensions.cursor) -> None:
     """:class:`ConfigError` unless the server is PostgreSQL ≥ 15 (publication row filters)."""
     cur.execute("SELECT current_setting('server_version_num')::int")
-    if cur.fetchone()[0] < 150000:
+    row = cur.fetchone()
+    assert row is not None
+    if row[0] < 150000:
         raise ConfigError("省市县级联需要 PostgreSQL 15 或更高版本（发布的行过滤）",
                           "linked tiers need PostgreSQL 15 or later (publication row filters)")
 
@@ -186,7 +189,7 @@ def _table_sql(name: str) -> str:
 # --- identity -----------------------------------------------------------------------------------
 
 def init(conn: psycopg2.extensions.connection, code: str, name: str, *, level: str | None = None,
-         dem_dir: Path | None = None, principal: auth.Principal) -> dict:
+         dem_dir: Path | None = None, principal: auth.Principal) -> dict[str, Any]:
     """Give this instance its identity (idempotent for the same code), in one transaction.
 
     Rows numbered before (ids below 10^10) move into the block with every reference to them;
@@ -265,12 +268,16 @@ def _restrict_sequences(cur: psycopg2.extensions.cursor, tables: list[str], base
     out = {}
     for t in tables:
         cur.execute("SELECT pg_get_serial_sequence(%s, 'id')", (f"cim.{t}",))
-        seq = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None
+        seq = row[0]
         if seq is None:
             continue
         cur.execute(f"SELECT coalesce(max(id), %s) + 1 FROM cim.{quote_ident(t)} WHERE id BETWEEN %s AND %s",
                     (base, base + 1, base + ID_BLOCK - 1))
-        nxt = int(cur.fetchone()[0])
+        row = cur.fetchone()
+        assert row is not None
+        nxt = int(row[0])
         cur.execute(f"ALTER SEQUENCE {seq} MINVALUE %s MAXVALUE %s START WITH %s RESTART WITH %s NO CYCLE",
                     (base + 1, base + ID_BLOCK - 1, base + 1, nxt))
         out[t] = nxt
@@ -289,7 +296,9 @@ def prepare(cur: psycopg2.extensions.cursor) -> list[str]:
 def set_guard(cur: psycopg2.extensions.cursor) -> bool:
     """Enable the read-only triggers while this instance has subscriptions, disable them otherwise."""
     cur.execute("SELECT EXISTS (SELECT 1 FROM cim.tier_subscription)")
-    on = bool(cur.fetchone()[0])
+    row = cur.fetchone()
+    assert row is not None
+    on = bool(row[0])
     cur.execute("SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'cim' "
                 "AND t.tgname IN (c.relname || '_tier_readonly', c.relname || '_tier_readonly_truncate')")
@@ -301,7 +310,9 @@ def set_guard(cur: psycopg2.extensions.cursor) -> bool:
 def check_writable(cur: psycopg2.extensions.cursor, county: str) -> None:
     """:class:`Forbidden` when ``county``'s rows arrive here from a lower-tier instance."""
     cur.execute("SELECT to_regclass('cim.tier_subscription') IS NOT NULL")
-    if not cur.fetchone()[0]:
+    row = cur.fetchone()
+    assert row is not None
+    if not row[0]:
         return
     cur.execute("SELECT name, county_code FROM cim.tier_subscription WHERE starts_with(%s, prefix) LIMIT 1",
                 (str(county),))
@@ -332,7 +343,7 @@ def hba_lines(database: str, allow: list[str], *, ssl: bool) -> list[str]:
 
 
 def publish(conn: psycopg2.extensions.connection, *, principal: auth.Principal, new_password: bool = False,
-            home: Path | None = None) -> dict:
+            home: Path | None = None) -> dict[str, Any]:
     """Create or refresh this instance's publication and the replication role, in one transaction.
 
     Returns the facts a subscriber needs (publication, role, database) and, when the role was
@@ -371,7 +382,9 @@ def publish(conn: psycopg2.extensions.connection, *, principal: auth.Principal, 
                         f"TO {REPLICATOR}")
             dems = raster.publish_dem_files(cur, ident.prefix)
             cur.execute("SELECT current_database()")
-            database = cur.fetchone()[0]
+            row = cur.fetchone()
+            assert row is not None
+            database = row[0]
             auth.audit(cur, principal, "tier.publish", target=f"publication:{pub}",
                        detail={"tables": tables, "prefix": ident.prefix, "new_password": password is not None,
                                "dem_files": dems})
@@ -391,7 +404,7 @@ def subscriber_url(role_password: str | None, host: str, port: int, database: st
     return urlunsplit(("postgresql", netloc, "/" + quote(database), query, ""))
 
 
-def drop_publication(conn: psycopg2.extensions.connection, *, principal: auth.Principal) -> dict:
+def drop_publication(conn: psycopg2.extensions.connection, *, principal: auth.Principal) -> dict[str, Any]:
     """Drop the publication, the replication role (ending its connections) and the unused slots of
     former subscribers, and the DEM bytes kept for them."""
     conn.autocommit = False
@@ -491,7 +504,7 @@ def _columns_here(cur: psycopg2.extensions.cursor) -> dict[str, set[str]]:
 
 
 def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, principal: auth.Principal,
-              name: str | None = None, replace: bool = False) -> dict:
+              name: str | None = None, replace: bool = False) -> dict[str, Any]:
     """Subscribe to the lower-tier instance ``county`` at ``url`` (its publication ``cim_<county>``).
 
     Refused when the county is this instance, when another subscription already carries any of
@@ -549,7 +562,7 @@ def subscribe(conn: psycopg2.extensions.connection, url: str, county: str, *, pr
 
 
 def _subscribe_locked(conn: psycopg2.extensions.connection, conninfo: str, county: str, prefix: str, name: str,
-                      shown: str, stale: list[str], replace: bool, principal: auth.Principal) -> dict:
+                      shown: str, stale: list[str], replace: bool, principal: auth.Principal) -> dict[str, Any]:
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
@@ -600,7 +613,9 @@ def _rows_of(cur: psycopg2.extensions.cursor, prefix: str) -> dict[str, int]:
     out = {}
     for t in existing(cur):
         cur.execute(f"SELECT count(*) FROM cim.{quote_ident(t)} WHERE starts_with(county_code, %s)", (prefix,))
-        n = int(cur.fetchone()[0])
+        row = cur.fetchone()
+        assert row is not None
+        n = int(row[0])
         if n:
             out[t] = n
     return out
@@ -617,7 +632,7 @@ def purge(cur: psycopg2.extensions.cursor, prefix: str) -> dict[str, int]:
 
 
 def drop_subscription(conn: psycopg2.extensions.connection, name: str, *, principal: auth.Principal,
-                      purge_rows: bool = False) -> dict:
+                      purge_rows: bool = False) -> dict[str, Any]:
     """Drop a subscription; with ``purge_rows`` also delete the rows it brought (one transaction).
 
     The publisher's replication slot is dropped with it when the publisher answers; otherwise the
@@ -668,7 +683,7 @@ def drop_subscription(conn: psycopg2.extensions.connection, name: str, *, princi
     return {"name": name, "county": row[0] if row else None, "purged": purged, "slot_left_on_publisher": left_slot}
 
 
-def refresh(conn: psycopg2.extensions.connection, *, principal: auth.Principal) -> dict:
+def refresh(conn: psycopg2.extensions.connection, *, principal: auth.Principal) -> dict[str, Any]:
     """After a software upgrade (a migration may add a replicated table): prepare every table,
     re-publish (same password) when this instance publishes, and refresh every subscription so
     tables the publishers added are copied too (``ALTER SUBSCRIPTION … REFRESH PUBLICATION``)."""
@@ -704,11 +719,11 @@ def refresh(conn: psycopg2.extensions.connection, *, principal: auth.Principal) 
 
 # --- listing ------------------------------------------------------------------------------------
 
-def describe(conn: psycopg2.extensions.connection) -> dict:
+def describe(conn: psycopg2.extensions.connection) -> dict[str, Any]:
     """Identity, publication, downstream slots and subscriptions with their state (``cim tier list``)."""
     with conn.cursor() as cur:
         ident = identity(cur)
-        out: dict = {"identity": ident.to_dict() if ident else None, "publication": None}
+        out: dict[str, Any] = {"identity": ident.to_dict() if ident else None, "publication": None}
         if ident:
             pub = publication_name(ident.code)
             cur.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s ORDER BY tablename", (pub,))
@@ -741,10 +756,12 @@ SUBSCRIPTIONS_SQL = (
     "{stats} ORDER BY t.county_code")
 
 
-def subscriptions(cur: psycopg2.extensions.cursor) -> list[dict]:
+def subscriptions(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     """Subscriptions with their worker, errors (PostgreSQL 15 statistics) and copy progress."""
     cur.execute("SELECT current_setting('server_version_num')::int >= 150000")
-    if cur.fetchone()[0]:
+    row = cur.fetchone()
+    assert row is not None
+    if row[0]:
         sql = SUBSCRIPTIONS_SQL.format(
             errors="coalesce(st.apply_error_count, 0) AS apply_errors, coalesce(st.sync_error_count, 0) AS sync_errors,",
             stats="LEFT JOIN pg_stat_subscription_stats st ON st.subid = s.oid")

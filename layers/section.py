@@ -80,7 +80,7 @@ def _end_ground(ground: float | None, z: float | None, depth: float | None) -> f
     return z + depth if z is not None and depth is not None else None
 
 
-def crossing(row: Mapping[str, Any], ground_dem: float | None) -> dict:
+def crossing(row: Mapping[str, Any], ground_dem: float | None) -> dict[str, Any]:
     """Elevations of one crossing, interpolated along the pipe at the crossing.
 
     ``z_ref`` says which part of the section the recorded elevations and depths refer to
@@ -112,7 +112,7 @@ def crossing(row: Mapping[str, Any], ground_dem: float | None) -> dict:
             "lon": round(row["lon"], 8), "lat": round(row["lat"], 8)}
 
 
-def ground_profile(samples: Sequence[Mapping[str, Any]], dem: Sequence[float | None], length_m: float) -> list[dict]:
+def ground_profile(samples: Sequence[Mapping[str, Any]], dem: Sequence[float | None], length_m: float) -> list[dict[str, Any]]:
     """Ground at each sample: the DEM where it has a value, else the pipe points' estimate."""
     out = []
     for s, zd in zip(samples, dem, strict=True):
@@ -141,7 +141,7 @@ async def dem_heights(conn: dbcall.AsyncConn, lons: list[float], lats: list[floa
 
 
 async def section(pool: asyncpg.Pool, specs: Sequence[LayerSpec], wkb: bytes, srid: int,
-                  samples: int | None = None) -> dict:
+                  samples: int | None = None) -> dict[str, Any]:
     """Pipes of ``specs`` crossing the line ``wkb`` (in ``srid``) and the ground profile along it.
 
     Returns ``{"length_m", "ground_source", "ground": [{distance_m, z}], "pipes": [crossing]}``,

@@ -19,6 +19,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
+from typing import cast
 
 import numpy as np
 from rasterio.crs import CRS
@@ -143,11 +144,12 @@ class HillshadeTiles:
         if missing:
             raise NotFound(f"高程模型文件缺失：{', '.join(missing)}，请重新入库 DEM",
                            f"DEM file missing: {', '.join(missing)}; store the DEM again")
+        files = cast(list[str], found)  # no None left: a missing file raised above
         with self._lock:
             if len(self._paths) > 64:
                 self._paths.clear()
-            self._paths[key] = found
-        return found
+            self._paths[key] = files
+        return files
 
     async def tile(self, conn, dems: list[dict], z: int, x: int, y: int) -> bytes:
         """PNG of tile z/x/y of ``dems`` (cached, else rendered in a worker thread)."""
