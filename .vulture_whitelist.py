@@ -32,3 +32,47 @@ b3dm  # tiles/threed/cli.py Fmt
 mtime_ns  # ingest/profile.py: lru_cache key, so an edited profile file is read again
 unchanged  # tests/ingest/test_api_ingest_defences.py: fixture asking that the database stays unchanged
 WEB_COUNTY  # tests/web/conftest.py: county code of the web tests' data, imported by the web tests
+
+# Columns of the hazard ledger's ORM models (cimplus/hazards/model.py, tables of migration 0070).
+# query.entry and export.rows read every Hazard column through Hazard.__table__.columns; the
+# workflow sets the ones it changes; the scans write them in SQL.
+Hazard.rule_key  # query.entry / export.rows (Hazard.__table__.columns); scan.py matches findings on it in SQL
+Hazard.facility_keys  # query.entry / export.rows; scan.py and workflow.py fill it in SQL
+Hazard.province_code  # query.entry / export.rows; workflow.register sets it
+Hazard.city_code  # query.entry / export.rows; workflow.register sets it
+Hazard.found_at  # query.entry / export.rows (发现时间 column)
+Hazard.found_by  # query.entry / export.rows (发现人 column); workflow.register sets it
+Hazard.responsible_unit  # query.entry / export.rows; workflow fields from ledger.yaml (getattr/setattr)
+Hazard.responsible_person  # query.entry / export.rows; workflow fields from ledger.yaml
+Hazard.contact  # query.entry / export.rows; workflow fields from ledger.yaml
+Hazard.measures  # query.entry / export.rows; workflow fields from ledger.yaml
+Hazard.interim_controls  # query.entry / export.rows; workflow fields from ledger.yaml
+Hazard.reviewer  # query.entry / export.rows; workflow fields from ledger.yaml
+Hazard.condition_cleared  # query.entry / export.rows; scan.py sets it in SQL when a finding is gone
+Hazard.cleared_at  # query.entry / export.rows; scan.py sets it in SQL
+Hazard.verified_by  # query.entry / export.rows; workflow.transition sets it (close / reject)
+Hazard.verified_at  # query.entry / export.rows; workflow.transition sets it (close / reject)
+Hazard.verify_result  # query.entry / export.rows; workflow fields from ledger.yaml
+Hazard.closed_at  # query.entry / export.rows; workflow.transition sets it (close / reopen)
+Hazard.scanned_at  # query.entry / export.rows; scan.py sets it in SQL
+Hazard.created_at  # query.entry / export.rows (server default)
+Hazard.updated_at  # query.entry / export.rows; workflow.transition sets it
+Hazard.is_current  # query.entry / export.rows (computed column)
+HazardEvent.from_status  # query.entry reads the event fields by name; workflow / attachments set it
+HazardEvent.to_status  # query.entry reads the event fields by name; workflow / attachments set it
+HazardEvent.hazard  # SQLAlchemy: back_populates="hazard" of Hazard.events
+HazardAttachment.uploaded_by  # query.entry reads the attachment fields by name; attachments.add sets it
+HazardAttachment.uploaded_at  # query.entry reads the attachment fields by name (server default)
+HazardAttachment.hazard  # SQLAlchemy: back_populates="hazard" of Hazard.attachments
+
+# Request-body fields read as a whole (api/routers/hazards.py register_hazard: body.model_dump()).
+Registration.responsible_unit  # HazardService.register / workflow.register, by ledger.yaml field name
+Registration.responsible_person  # HazardService.register / workflow.register, by ledger.yaml field name
+Registration.contact  # HazardService.register / workflow.register, by ledger.yaml field name
+Registration.measures  # HazardService.register / workflow.register, by ledger.yaml field name
+Registration.interim_controls  # HazardService.register / workflow.register, by ledger.yaml field name
+Registration.reviewer  # HazardService.register / workflow.register, by ledger.yaml field name
+
+# openpyxl attributes read when the workbook is written (cimplus/hazards/export.py xlsx).
+alignment  # openpyxl WriteOnlyCell.alignment, written with the cell
+freeze_panes  # openpyxl Worksheet.freeze_panes, written into the sheet view

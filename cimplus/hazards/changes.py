@@ -48,7 +48,9 @@ def current_deliveries(cur: psycopg2.extensions.cursor, county: str, scope: str)
     ids = [int(r[0]) for r in cur.fetchall()]
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {t} x WHERE x.delivery_id IS NULL AND x.county_code = %(county)s "
                 f"AND x.is_current{net_sql})", params)
-    if cur.fetchone()[0]:
+    row = cur.fetchone()
+    assert row is not None  # SELECT EXISTS returns one row
+    if row[0]:
         ids.insert(0, UNKNOWN)
     return ids
 
@@ -104,7 +106,9 @@ def diff(cur: psycopg2.extensions.cursor, county: str, scope: str, now: list[int
         k AS (INSERT INTO hz_focus_keys (key) SELECT key FROM changed UNION SELECT key FROM removed RETURNING key)
         SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM removed), (SELECT count(*) FROM n)
     """, params)
-    changed, removed, total = (int(v) for v in cur.fetchone())
+    row = cur.fetchone()
+    assert row is not None  # a SELECT of scalar subqueries returns one row
+    changed, removed, total = (int(v) for v in row)
     cur.execute("INSERT INTO hz_rows (key, id) SELECT key, id FROM hz_d WHERE side = 'n'")
     cur.execute("DROP TABLE hz_d")
     return Diff(scope, changed, removed, total)

@@ -62,7 +62,7 @@ def rows(session: Session, filters: Filters, timezone: str) -> list[dict[str, An
     entries = session.execute(select(Hazard).where(*filters.where(timezone))
                               .order_by(Hazard.facility_type, Hazard.number)).scalars().all()
     codes = sorted({c for h in entries for c in (h.county_code, h.street_code, h.community_code) if c})
-    names = dict(session.execute(text(
+    names: dict[str, str] = dict(session.execute(text(
         "SELECT DISTINCT ON (code) code, name FROM cim.admin_area WHERE code = ANY(:codes) AND is_current "
         "ORDER BY code, id DESC"), {"codes": codes}).all()) if codes else {}
     prev_ids = sorted({h.previous_id for h in entries if h.previous_id})
@@ -82,7 +82,7 @@ def rows(session: Session, filters: Filters, timezone: str) -> list[dict[str, An
             community=names.get(h.community_code or "", h.community_code),
             measured=f"{_fmt(ev['measured'])} {unit}".strip() if ev.get("measured") is not None else None,
             required=f"{_fmt(ev['required'])} {unit}".strip() if ev.get("required") is not None else None,
-            clause=ev.get("clause"), overdue=is_overdue(h, timezone), previous_number=prev.get(h.previous_id))
+            clause=ev.get("clause"), overdue=is_overdue(h, timezone), previous_number=prev.get(h.previous_id) if h.previous_id is not None else None)
         out.append(row)
     return out
 

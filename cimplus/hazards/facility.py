@@ -119,11 +119,17 @@ def county_frame(cur: psycopg2.extensions.cursor, county: str) -> Frame | None:
     new = False
     try:
         cur.execute("SELECT count(*) FROM spatial_ref_sys")
-        before = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None  # an aggregate returns one row
+        before = row[0]
         cur.execute("SELECT cim.metric_frame(%s, %s)", (lon, lat))
-        srid = cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None  # a function call returns one row
+        srid = row[0]
         cur.execute("SELECT count(*) FROM spatial_ref_sys")
-        new = cur.fetchone()[0] > before
+        row = cur.fetchone()
+        assert row is not None  # an aggregate returns one row
+        new = row[0] > before
         cur.execute("RELEASE SAVEPOINT hz_frame")
     except psycopg2.Error as exc:
         cur.execute("ROLLBACK TO SAVEPOINT hz_frame")
@@ -132,5 +138,8 @@ def county_frame(cur: psycopg2.extensions.cursor, county: str) -> Frame | None:
     if srid is None:
         srid = _gk_zone(lon)
     cur.execute("SELECT proj4text FROM spatial_ref_sys WHERE srid = %s", (srid,))
-    proj = cur.fetchone()[0]
+    row = cur.fetchone()
+    # cim.metric_frame registers its srid; the Gauss-Krüger zones 4534-4554 ship with PostGIS
+    assert row is not None
+    proj = row[0]
     return Frame(int(srid), str(proj).strip(), lat_max, new)

@@ -138,13 +138,3 @@ class HazardAttachment(Base):
     uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     hazard: Mapped[Hazard] = relationship(back_populates="attachments")
-
-
-class HazardCounter(Base):
-    """The last number given per county and year (``cim.hazard_counter``)."""
-
-    __tablename__ = "hazard_counter"
-
-    county_code: Mapped[str] = mapped_column(String(12), primary_key=True)
-    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)

@@ -16,7 +16,7 @@ from typing import Any
 
 from geoalchemy2.shape import to_shape
 from shapely.geometry import mapping
-from sqlalchemy import and_, case, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from cim.auth import Principal
@@ -106,7 +106,7 @@ class Filters:
         h = Hazard
         conds: list[Any] = []
         if self.counties:
-            parts = []
+            parts: list[ColumnElement[bool]] = []
             for code in self.counties:
                 if code.endswith("0000"):
                     parts.append(h.county_code.like(code[:2] + "%"))
@@ -273,7 +273,7 @@ def stats(session: Session, filters: Filters, *, timezone: str) -> dict[str, Any
         .where(*filters.where(timezone))
         .group_by(Hazard.status, Hazard.facility_type, area, Hazard.county_code, Hazard.risk_level)).mappings().all()
     codes = sorted({r["area"] for r in rows} | {r["county_code"] for r in rows})
-    names = dict(session.execute(text(
+    names: dict[str, str] = dict(session.execute(text(
         "SELECT DISTINCT ON (code) code, name FROM cim.admin_area WHERE code = ANY(:codes) AND is_current "
         "ORDER BY code, id DESC"), {"codes": codes}).all()) if codes else {}
     by: dict[str, dict[Any, int]] = {"status": {}, "facility_type": {}, "risk_level": {}}

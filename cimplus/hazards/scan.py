@@ -139,7 +139,9 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(int(timeout_s) * 1000),))
             cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK, int(county)))
             cur.execute("SELECT extract(year FROM now() AT TIME ZONE %s)::int", (timezone,))
-            year = int(cur.fetchone()[0])
+            row = cur.fetchone()
+            assert row is not None  # a SELECT without FROM returns one row
+            year = int(row[0])
             cur.execute(FIND_DDL + changes.DDL)
             ctx = Ctx(county, frame, year, ruleset)
             report.frame = f"EPSG:{frame.srid} {frame.proj}" if frame.srid < 600000 else frame.proj
@@ -156,8 +158,10 @@ def scan(conn: psycopg2.extensions.connection, county: str, *, rule_ids: list[st
             groups = partition(whole, methods, n)
             shards = len(groups) if len(groups) > 1 and any(methods[r.method].shardable for r in whole) else 0
             with ThreadPoolExecutor(max(1, len(groups) - 1), thread_name_prefix="hz-scan") as pool:
+                # without ``connect`` there is one group (n is 1), so nothing runs elsewhere
                 remote = [pool.submit(_run_elsewhere, connect, ctx, g, methods, timeout_s,
-                                      (k, shards) if shards else None) for k, g in enumerate(groups) if k > 0]
+                                      (k, shards) if shards else None)
+                          for k, g in enumerate(groups) if k > 0 and connect is not None]
                 here = Ctx(county, frame, year, ruleset, ctx.clearances, ctx.aging, shard=(0, shards)) if shards else ctx
                 _run_here(cur, here, groups[0], methods, report)
                 _run_here(cur, ctx, focus, methods, report)
@@ -383,14 +387,18 @@ def _reconcile(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rul
 def _write_new(cur: psycopg2.extensions.cursor, ctx: Ctx, p: dict[str, Any]) -> None:
     """New entries (待核实) with gap-free numbers, each with its 'detect' event."""
     cur.execute("SELECT count(*) FROM hz_class WHERE outcome IN ('new', 'recur')")
-    n = int(cur.fetchone()[0])
+    row = cur.fetchone()
+    assert row is not None  # an aggregate returns one row
+    n = int(row[0])
     if not n:
         return
     year = ctx.year
     cur.execute("INSERT INTO cim.hazard_counter AS c (county_code, year, last) VALUES (%s, %s, %s) "
                 "ON CONFLICT (county_code, year) DO UPDATE SET last = c.last + EXCLUDED.last RETURNING c.last",
                 (ctx.county, year, n))
-    base = int(cur.fetchone()[0]) - n
+    row = cur.fetchone()
+    assert row is not None  # INSERT … ON CONFLICT DO UPDATE … RETURNING returns the row
+    base = int(row[0]) - n
     cur.execute("""
         WITH src AS (
             SELECT c.*, row_number() OVER (ORDER BY c.rule_id, c.rule_key) AS seq FROM hz_class c
@@ -490,4 +498,6 @@ def _record_scan(cur: psycopg2.extensions.cursor, report: ScanReport, rules: lis
                 "VALUES (%s, %s, %s, %s, %s, %s::jsonb, now()) RETURNING id",
                 (report.county, "incremental" if report.incremental else "full", [r.id for r in rules], actor,
                  delivery_id, json.dumps(counts)))
-    return int(cur.fetchone()[0])
+    row = cur.fetchone()
+    assert row is not None  # INSERT … RETURNING returns the row
+    return int(row[0])

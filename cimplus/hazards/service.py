@@ -7,6 +7,7 @@ scans use a plain psycopg2 connection and set-based SQL (:mod:`scan`).
 
 from __future__ import annotations
 
+import builtins
 import json
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -155,7 +156,8 @@ class HazardService:
 
     # --- scans -------------------------------------------------------------------------
 
-    def run_scan(self, county: str, *, rule_ids: list[str] | None = None, dry_run: bool = False,
+    # ``builtins.list``: inside this class ``list`` names the method :meth:`list`
+    def run_scan(self, county: str, *, rule_ids: builtins.list[str] | None = None, dry_run: bool = False,
                  incremental: bool = False, delivery_id: int | None = None, actor: str = "system") -> scan.ScanReport:
         """Scan one county now (see :func:`cimplus.hazards.scan.scan`)."""
         conn = db.connect(self.settings.db, application_name="cim-hazards-scan")

@@ -18,16 +18,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import psycopg2.extensions
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from cim import auth
 from cim.auth import Action, Principal
-from cim.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cim.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from cimplus.hazards import config
 from cimplus.hazards.model import Hazard, HazardEvent
 
@@ -122,7 +123,7 @@ def allowed_actions(who: Principal, h: Hazard) -> list[str]:
             continue
         try:
             auth.authorize(who, act.action, county=h.county_code)
-        except (Forbidden, auth.Unauthenticated):
+        except (Forbidden, Unauthenticated):
             continue
         if name == "supervise" and not any(supervision_allowed(who, h.supervision, lv)
                                            for lv in config.ledger().supervision if lv != h.supervision):
@@ -132,7 +133,9 @@ def allowed_actions(who: Principal, h: Hazard) -> list[str]:
 
 
 def _audit(session: Session, who: Principal, action: str, h: Hazard, client_addr: str | None, detail: dict) -> None:
-    raw = session.connection().connection.dbapi_connection
+    # the service's engine is postgresql+psycopg2 (service.py) and the session holds a checked-out
+    # connection, so the DBAPI connection is a psycopg2 one and present
+    raw = cast(psycopg2.extensions.connection, session.connection().connection.dbapi_connection)
     with raw.cursor() as cur:
         auth.audit(cur, who, action, target=f"hazard:{h.id}", county=h.county_code, client_addr=client_addr,
                    detail=detail)
@@ -152,7 +155,7 @@ def stale(current: dict[str, Any]) -> Conflict:
                     current=current)
 
 
-def transition(session: Session, who: Principal, hazard_id: int, action: str, version: Any, *,
+def transition(session: Session, who: Principal, hazard_id: int, action: object, version: Any, *,
                comment: str | None = None, fields: dict[str, Any] | None = None, timezone: str = "Asia/Shanghai",
                client_addr: str | None = None, describe=None) -> Hazard:
     """Apply one workflow action to an entry and commit it with its event and audit rows.

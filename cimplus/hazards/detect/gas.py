@@ -239,7 +239,9 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
     cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)), 0) / 2000.0 FROM cim.pipe_segment "
                 "WHERE county_code = %s AND is_current AND network = ANY(%s)", (ctx.county, nets))
-    params.update(nets=nets, rmax=float(cur.fetchone()[0]), dpm=ctx.frame.deg(1.0))
+    row = cur.fetchone()
+    assert row is not None  # an aggregate returns one row
+    params.update(nets=nets, rmax=float(row[0]), dpm=ctx.frame.deg(1.0))
     gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
               "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
     cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "

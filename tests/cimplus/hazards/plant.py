@@ -16,7 +16,7 @@ import numpy as np
 import psycopg2.extensions
 import shapely
 from pyproj import Transformer
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
+from shapely.geometry import LineString, MultiPolygon, Point, box
 
 LON0, LAT0 = 111.7, 29.1
 PROJ = f"+proj=tmerc +lat_0={LAT0} +lon_0={LON0} +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m +no_defs"
@@ -78,11 +78,6 @@ class Plant:
         """A rectangular building footprint (metres)."""
         attrs.setdefault("code", f"B{next(_numbers)}")
         return self._insert("building", attrs, MultiPolygon([box(x0, y0, x1, y1)]))
-
-    def polygon_building(self, coords: Sequence[tuple[float, float]], **attrs) -> int:
-        """A building of any footprint."""
-        attrs.setdefault("code", f"B{next(_numbers)}")
-        return self._insert("building", attrs, MultiPolygon([Polygon(coords)]))
 
     def admin(self, code: str, level: str, x0: float, y0: float, x1: float, y1: float, parent: str | None = None) -> int:
         """An administrative area (street / community) rectangle."""
