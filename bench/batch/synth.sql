@@ -15,8 +15,8 @@ SELECT 'B' || c || '-' || i,
              x, y, x + 0.0003, y, x + 0.0003, y + 0.0001, x + 0.0001, y + 0.0001, x + 0.0001, y + 0.0003,
              x, y + 0.0003, x, y), 4490)
          ELSE ST_MakeEnvelope(x, y, x + 0.00012 + (i %% 5) * 0.00004, y + 0.00015 + (i %% 3) * 0.00005, 4490) END)
-FROM (SELECT c, i, 111.40 + (c %% 2) * 0.3 + (i %% side) * 0.0005 + ((i * 7919) %% 100) * 0.000001 AS x,
-             27.15 + (c / 2) * 0.3 + (i / side) * 0.0005 + ((i * 104729) %% 100) * 0.000001 AS y
+FROM (SELECT c, i, 111.40 + (c %% 2) * 0.3 + (i %% side) * 0.0005 + ((i::bigint * 7919) %% 100) * 0.000001 AS x,
+             27.15 + (c / 2) * 0.3 + (i / side) * 0.0005 + ((i::bigint * 104729) %% 100) * 0.000001 AS y
       FROM generate_series(0, %(counties)s - 1) AS c, generate_series(0, %(n)s - 1) AS i,
            (SELECT ceil(sqrt(%(n)s))::int AS side) s) g;
 
