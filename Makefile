@@ -52,7 +52,7 @@ serve: venv
 	CIM_PUBLIC_READ=$${CIM_PUBLIC_READ:-true} $(BIN)/cim serve
 
 lint: venv
-	$(BIN)/ruff check cim layers ingest tiles cimplus api tests bench
+	$(BIN)/ruff check cim layers ingest tiles cimplus api demo tests bench
 
 bench: sysdeps venv
 	bash bench/run.sh

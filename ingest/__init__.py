@@ -1,1 +1,5 @@
-"""Ingest of county survey deliveries: readers, spec profiles, validation, atomic loader."""
+"""Ingest of county survey deliveries, as stages: readers → mapping → validation → load.
+
+:mod:`ingest.pipeline` runs them top to bottom (``cim ingest``, the upload service in
+:mod:`ingest.service`); :mod:`ingest.model` is the data between them. See docs/ingest.md.
+"""

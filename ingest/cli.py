@@ -26,8 +26,8 @@ from cim import db
 from cim.cli import cli_principal, keep_until_exit
 from cim.errors import CimError
 from cim.settings import load as load_settings
-from ingest import load as loader
 from ingest import pipeline
+from ingest.load import list_deliveries, restore
 
 DEM_SUFFIXES = (".tif", ".tiff")
 _err = Console(stderr=True)
@@ -148,7 +148,7 @@ def restore_cmd(delivery_id: Annotated[int, typer.Argument(help="delivery id (se
     try:
         _, conn = _connect()
         try:
-            res = loader.restore(conn, delivery_id, principal=cli_principal())
+            res = restore(conn, delivery_id, principal=cli_principal())
         finally:
             conn.close()
     except CimError as exc:
@@ -167,7 +167,7 @@ def list_cmd(
         _, conn = _connect()
         try:
             with conn.cursor() as cur:
-                rows = loader.list_deliveries(cur, county, limit)
+                rows = list_deliveries(cur, county, limit)
         finally:
             conn.close()
     except CimError as exc:
@@ -184,7 +184,7 @@ def list_cmd(
 @app.command("profiles")
 def profiles_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The delivery spec profiles available (built in and from CIM_INGEST_PROFILES)."""
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     try:
         profiles = load_profiles()

@@ -1,9 +1,10 @@
-"""The in-memory form of a delivery between reading, validation and loading.
+"""The in-memory form of a delivery between the stages: read → map → validate → load.
 
-Readers and profiles turn delivered files into :class:`LayerBatch` objects whose columns are
-already the database columns of the target table (``cim.<target>``), with geometries as a
-shapely array in EPSG:4490. Validation adds :class:`Finding` rows to a :class:`Report`; the
-loader writes batches only when the report has no errors.
+The readers turn delivered files into source layers (:class:`ingest.readers.SourceLayer`); the
+mapping stage turns each into a :class:`LayerBatch` whose columns are already the database
+columns of the target table (``cim.<target>``), with geometries as a shapely array in
+EPSG:4490, and records how it decided in a :class:`LayerMapping`. Validation adds
+:class:`Finding` rows to a :class:`Report`; the loader commits only when the report has no errors.
 """
 
 from __future__ import annotations
@@ -64,6 +65,49 @@ class Note:
     message_en: str
 
 
+@dataclass(frozen=True)
+class FieldMapping:
+    """One target column and the delivered field that fills it, with how that was decided.
+
+    ``rule`` says which of the profile's rules matched: ``alias`` (a field name the profile lists),
+    ``column`` (the target column's own name) or ``dbf_cut`` (a listed name cut at a DBF field
+    name's 10 bytes). A rule of the profile decides with ``confidence`` 1; a decision taken
+    otherwise (a suggestion to confirm) carries its own.
+    """
+
+    column: str                     # target column of cim.<target>
+    source: str                     # delivered field name
+    rule: str                       # alias | column | dbf_cut
+    confidence: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class LayerMapping:
+    """How one source layer maps onto its target table: the mapping stage's decision, reportable."""
+
+    source_layer: str
+    profile_id: str
+    spec_id: str                    # layer spec of the profile
+    target: str                     # feature table of cim.schema
+    decided_by: str                 # given (a profile was named) | detected (scored against every profile)
+    score: float                    # detection score (layer-name match 10, fields 1 or 2, geometry 3)
+    fields: tuple[FieldMapping, ...] = ()
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Target column → delivered field name."""
+        return {f.column: f.source for f in self.fields}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "fields"},
+                "fields": [f.to_dict() for f in self.fields]}
+
+
 @dataclass
 class LayerBatch:
     """Rows of one source layer mapped onto one target table."""
@@ -76,7 +120,7 @@ class LayerBatch:
     encoding: str | None = None
     network: str | None = None      # CJJ 61 大类 for pipeline batches
     subtype: str | None = None
-    # Added by the readers for validation (not loaded): delivered values of the mapped columns
+    # Added by the mapping stage for validation (not loaded): delivered values of the mapped columns
     # (target column → delivered field name in field_map), the geometries in the source CRS
     # (after any axis swap) with the metres per source unit, and rows whose geometry was repaired.
     raw: pd.DataFrame | None = None
@@ -88,6 +132,7 @@ class LayerBatch:
     spec_id: str | None = None           # layer spec of the profile that matched
     outliers: np.ndarray | None = None   # bool per row: coordinates far from the rest (rule G04)
     geometry_built: bool = False         # lines built from the point table (no delivered geometry)
+    mapping: LayerMapping | None = None  # how the layer was mapped (profile, fields, rules)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:

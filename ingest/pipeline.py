@@ -1,4 +1,16 @@
-"""One ingest run, shared by ``cim ingest`` and the upload API: read → validate → report → load.
+"""One ingest run, shared by ``cim ingest`` and the upload service: read → map → validate → load.
+
+The stages, in the order a delivery goes through them:
+
+- :mod:`ingest.readers` — delivered bytes → source layers (frames, declared CRS, encoding);
+- :mod:`ingest.mapping` — each source layer → a :class:`~ingest.model.LayerBatch` of its target
+  table (profile, columns and codes, CRS, geometry in EPSG:4490);
+- :mod:`ingest.validate` — the delivery → a :class:`~ingest.model.Report` of findings;
+- :mod:`ingest.load` — open → write → finish → commit, in one transaction.
+
+:func:`read_deliveries` runs the first two, handing each batch on as soon as it is mapped;
+:func:`run` runs all four. With a county given, writing overlaps reading and validation; the
+threads and connections that takes are in :mod:`ingest.threads`.
 
 Exit codes (docs/contributing.md): 0 loaded, a clean dry run or the same file again; 1 rejected
 (validation errors, or rows the database refuses); 2 unusable input (unreadable file, unknown
@@ -7,21 +19,23 @@ CRS, no database).
 
 from __future__ import annotations
 
-import importlib
 import logging
-import queue
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2.extensions
 
-from cim import auth, db
-from cim.errors import CimError, ConfigError, IngestRejected, InvalidInput, UnreadableInput
-from cim.settings import Settings
-from ingest import load as loader
+from cim import auth
+from cim.errors import CimError, IngestRejected, InvalidInput, UnreadableInput
+from cim.settings import IngestSettings, Settings
+from ingest.load import LoadResult, OnCommit, Pending, abort, commit, find_duplicate, record_rejected
+from ingest.mapping.layer import Mapper
 from ingest.model import Delivery, LayerBatch, Note, Report, Severity
+from ingest.readers.sources import digest, open_sources
+from ingest.report import write_html, write_json, write_xlsx
+from ingest.threads import LoadWhileReading
+from ingest.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +51,7 @@ class Outcome:
 
     state: str                                   # loaded | duplicate | dry_run | rejected
     report: Report
-    load: loader.LoadResult | None = None
+    load: LoadResult | None = None
     delivery_id: int | None = None
 
     @property
@@ -56,39 +70,110 @@ class Outcome:
                 "message_en": self.load.message_en if self.load else None}
 
 
-def archive_dir(settings: Settings) -> Path:
-    """``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
-    return settings.archive_dir
-
-
-def _function(module: str, name: str) -> Callable:
-    """A function of a sibling ingest module, or a bilingual error when it is not installed."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ModuleNotFoundError, AttributeError) as exc:
-        raise ConfigError(f"入库组件 {module}.{name} 未安装", f"ingest component {module}.{name} is not installed") from exc
+def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings: Settings,
+        principal: auth.Principal, profile: str | None = None, county: str | None = None, dry_run: bool = False,
+        reports: Sequence[Path] = (), progress: Progress | None = None, client_addr: str | None = None,
+        delivery: Delivery | None = None, on_commit: OnCommit | None = None) -> Outcome:
+    """Read and map (unless ``delivery`` is given), validate, write the reports, and load unless
+    rejected or a dry run. Raises :class:`CimError` subclasses for unusable input.
+    ``on_commit(cur, result)`` runs inside the load transaction just before it commits."""
+    _batch_session(conn)
+    if delivery is None and not county:          # the county comes from a delivered county boundary
+        delivery = read(paths, profile=profile, county=None, conn=conn, settings=settings, progress=progress)
+    county = county or (delivery.county_code if delivery else None)
+    if not county:
+        raise InvalidInput("未指定县级行政区代码（--county），且无法从成果中识别",
+                           "no county code given (--county) and none found in the delivery")
+    auth.authorize(principal, auth.Action.write, county=county)     # the one access check of a run
+    if delivery is not None:
+        delivery.county_code = county
+    if dry_run:
+        if delivery is None:
+            delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings, progress=progress)
+        return _dry_run(conn, delivery, reports=reports, progress=progress)
+    with LoadWhileReading(conn, settings, principal=principal, county=county, archive_dir=archive_dir(settings),
+                          client_addr=client_addr, progress=progress,
+                          originals=[Path(p) for p in paths] or None) as work:
+        if delivery is None:                     # each batch is written while the next layer is read
+            delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
+                            progress=progress, on_start=work.start, on_batch=work.write)
+        else:
+            work.hand_over(delivery)
+        work.reading_done()
+        report = _validated(delivery, work.validation_conn, progress)   # while the pipe segments are written
+        written, refused = work.written()
+    result = _commit(written, report, refused, progress, on_commit)
+    return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
 
 
 def read(paths: Sequence[Path], *, profile: str | None, county: str | None,
-         conn: psycopg2.extensions.connection | None, settings: Settings | None = None,
+         conn: psycopg2.extensions.connection | None, settings: Settings, progress: Progress | None = None,
          on_start: Callable[[Delivery], None] | None = None,
          on_batch: Callable[[LayerBatch], None] | None = None) -> Delivery:
-    """Read one delivery from one file (zip, GeoPackage, …) or from several loose files
-    (``on_start`` / ``on_batch``: see :func:`ingest.read.read_deliveries`)."""
+    """Read one delivery from one file (zip, GeoPackage, …) or from several loose files (the
+    companions of an uploaded ``.shp`` are found by the reader); see :func:`read_deliveries`."""
+    if progress:
+        progress("read", 0, 1)
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise UnreadableInput(f"文件不存在：{names}", f"no such file: {names}")
-    return _function("ingest.read", "read_deliveries")(_main_files(paths), profile=profile, county=county,
-                                                        conn=conn, settings=settings.ingest if settings else None,
-                                                        on_start=on_start, on_batch=on_batch)
+    delivery = read_deliveries(_main_files(paths), profile=profile, county=county, conn=conn,
+                               settings=settings.ingest, on_start=on_start, on_batch=on_batch)
+    if progress:
+        progress("read", 1, 1)
+    return delivery
 
 
-def _main_files(paths: Sequence[Path]) -> list[Path]:
-    """Loose files without the companions of an uploaded ``.shp`` (the reader finds those itself)."""
+def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, county: str | None = None,
+                    conn=None, settings: IngestSettings | None = None,
+                    profile_dirs: Sequence[Path | str] = (), on_start: Callable[[Delivery], None] | None = None,
+                    on_batch: Callable[[LayerBatch], None] | None = None) -> Delivery:
+    """Read and map several files or folders as one delivery (e.g. a point workbook and a line workbook).
+
+    ``on_start(delivery)`` is called once the files are hashed, before any layer is read;
+    ``on_batch(batch)`` with every mapped batch, as soon as it is complete: a loader can write
+    one layer while the next is read. Pipe segments whose lines are built from the point
+    tables come last, once every layer is read. A batch handed over is not changed afterwards.
+    Raises :class:`cim.errors.UnreadableInput` or :class:`cim.errors.CrsError` (bilingual).
+    """
     paths = [Path(p) for p in paths]
-    shp = {p.with_suffix("").as_posix().casefold() for p in paths if p.suffix.lower() == ".shp"}
-    return [p for p in paths if p.suffix.lower() == ".shp" or p.with_suffix("").as_posix().casefold() not in shp]
+    settings = settings or IngestSettings()
+    sha, size = digest(paths)
+    delivery = Delivery(path=paths[0], file_name=", ".join(p.name for p in paths), sha256=sha, size_bytes=size,
+                        county_code=county)
+    if on_start:
+        on_start(delivery)
+    mapper = Mapper(profile=profile, county=county, conn=conn, settings=settings, profile_dirs=profile_dirs)
+    held: list[LayerBatch] = []                  # batches that need every layer first
+    with open_sources(paths, settings, delivery.notes, mapper.reading_rank()) as layers:
+        for layer in layers:                     # read …
+            batch = mapper.map_layer(layer, delivery.notes)          # … and map
+            if batch is None:
+                continue
+            delivery.batches.append(batch)
+            if on_batch and mapper.complete_alone(batch):
+                on_batch(batch)
+            else:
+                held.append(batch)
+    mapper.complete(delivery, held)
+    if on_batch:
+        for batch in held:
+            on_batch(batch)
+    return delivery
+
+
+def read_delivery(path: Path | str, *, profile: str | None = None, county: str | None = None, conn=None,
+                  settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = ()) -> Delivery:
+    """Read and map one delivered file or folder: .zip, folder, .shp, .gpkg, .geojson/.json, .csv,
+    .xlsx, .dbf (see :func:`read_deliveries`)."""
+    return read_deliveries([path], profile=profile, county=county, conn=conn, settings=settings,
+                           profile_dirs=profile_dirs)
+
+
+def archive_dir(settings: Settings) -> Path:
+    """``CIM_INGEST_ARCHIVE_DIR`` or ``$CIM_HOME/archive``."""
+    return settings.archive_dir
 
 
 def write_report(report: Report, path: Path) -> Path:
@@ -98,62 +183,20 @@ def write_report(report: Report, path: Path) -> Path:
         raise InvalidInput(f"报告格式须为 {'/'.join(REPORT_SUFFIXES)}：{path.name}",
                            f"report must be one of {'/'.join(REPORT_SUFFIXES)}: {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _function("ingest.report", "write_" + suffix[1:])(report, path)
+    {".json": write_json, ".html": write_html, ".xlsx": write_xlsx}[suffix](report, path)
     return path
 
 
-def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings: Settings,
-        principal: auth.Principal, profile: str | None = None, county: str | None = None, dry_run: bool = False,
-        reports: Sequence[Path] = (), progress: Progress | None = None, client_addr: str | None = None,
-        delivery: Delivery | None = None, on_commit: loader.OnCommit | None = None) -> Outcome:
-    """Read (unless ``delivery`` is given), validate, write the reports, and load unless
-    rejected or a dry run. Raises :class:`CimError` subclasses for unusable input.
-    ``on_commit(cur, result)`` runs inside the load transaction just before it commits."""
-    if county:
-        auth.authorize(principal, auth.Action.write, county=county)
-    _batch_session(conn)
-    if delivery is None and county and not dry_run:
-        delivery, report, result = _read_load_validate(conn, paths, settings=settings, principal=principal,
-                                                       profile=profile, county=county, progress=progress,
-                                                       client_addr=client_addr, on_commit=on_commit)
-        return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
-    if delivery is None:
-        if progress:
-            progress("read", 0, 1)
-        delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings)
-    if county:
-        delivery.county_code = county
-    if not delivery.county_code:
-        raise InvalidInput("未指定县级行政区代码（--county），且无法从成果中识别",
-                           "no county code given (--county) and none found in the delivery")
-    auth.authorize(principal, auth.Action.write, county=delivery.county_code)
-    if progress:
-        progress("read", 1, 1)
-    if dry_run:
-        report = _validated(_function("ingest.validate", "validate"), delivery, conn, progress)
-        with conn.cursor() as cur:
-            dup = loader.find_duplicate(cur, delivery.sha256, delivery.county_code)
-        conn.rollback()  # validation only reads
-        if dup:
-            _note_duplicate(delivery, dup["id"], dup["state"])
-        _write_reports(report, reports)
-        return Outcome("rejected" if report.has_errors else "dry_run", report)
-    _, report, result = _read_load_validate(conn, paths, settings=settings, principal=principal, profile=profile,
-                                            county=delivery.county_code, progress=progress, client_addr=client_addr,
-                                            on_commit=on_commit, delivery=delivery)
-    return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
+def exit_code_for(exc: CimError) -> int:
+    """CLI exit code of a domain error raised during a run: 1 rejected, 2 unusable input."""
+    return 1 if isinstance(exc, IngestRejected) else 2
 
 
-def _outcome(conn, report: Report, result: loader.LoadResult | None, *, reports: Sequence[Path],
-             principal: auth.Principal, client_addr: str | None) -> Outcome:
-    """Write the reports; keep a rejected delivery in the history."""
-    if result is not None and result.state == "duplicate":
-        _note_duplicate(report.delivery, result.delivery_id, None)
-    _write_reports(report, reports)
-    if result is None:
-        did = loader.record_rejected(conn, report, principal=principal, client_addr=client_addr)
-        return Outcome("rejected", report, delivery_id=did)
-    return Outcome("duplicate" if result.state == "duplicate" else "loaded", report, result, result.delivery_id)
+def _main_files(paths: Sequence[Path]) -> list[Path]:
+    """Loose files without the companions of an uploaded ``.shp`` (the reader finds those itself)."""
+    paths = [Path(p) for p in paths]
+    shp = {p.with_suffix("").as_posix().casefold() for p in paths if p.suffix.lower() == ".shp"}
+    return [p for p in paths if p.suffix.lower() == ".shp" or p.with_suffix("").as_posix().casefold() not in shp]
 
 
 def _batch_session(conn) -> None:
@@ -161,6 +204,56 @@ def _batch_session(conn) -> None:
     with conn.cursor() as cur:
         cur.execute("SET statement_timeout = 0")
     conn.commit()
+
+
+def _validated(delivery: Delivery, conn, progress: Progress | None) -> Report:
+    if progress:
+        progress("validate", 0, 1)
+    report = validate(delivery, conn=conn)
+    if progress:
+        progress("validate", 1, 1)
+    return report
+
+
+def _dry_run(conn, delivery: Delivery, *, reports: Sequence[Path], progress: Progress | None) -> Outcome:
+    """Validate and report; write nothing (a file already loaded is named in the report)."""
+    report = _validated(delivery, conn, progress)
+    with conn.cursor() as cur:
+        dup = find_duplicate(cur, delivery.sha256, delivery.county_code)
+    conn.rollback()  # validation only reads
+    if dup:
+        _note_duplicate(delivery, dup["id"], dup["state"])
+    _write_reports(report, reports)
+    return Outcome("rejected" if report.has_errors else "dry_run", report)
+
+
+def _commit(written: Pending | LoadResult | None, report: Report, refused: InvalidInput | None, progress: Progress | None,
+            on_commit: OnCommit | None) -> LoadResult | None:
+    """Commit a written load whose report is clean; None when the report rejects it (rolled back).
+
+    ``written`` is the pending load, or the :class:`LoadResult` of the same file loaded before
+    (nothing written); ``refused`` the rows the database refused, which the report may explain."""
+    if isinstance(written, LoadResult):
+        return written
+    if report.has_errors:
+        if written is not None:
+            abort(written)
+        return None
+    if refused is not None:
+        raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
+    return commit(written, report, progress, on_commit)
+
+
+def _outcome(conn, report: Report, result: LoadResult | None, *, reports: Sequence[Path],
+             principal: auth.Principal, client_addr: str | None) -> Outcome:
+    """Write the reports; keep a rejected delivery in the history."""
+    if result is not None and result.state == "duplicate":
+        _note_duplicate(report.delivery, result.delivery_id, None)
+    _write_reports(report, reports)
+    if result is None:
+        did = record_rejected(conn, report, principal=principal, client_addr=client_addr)
+        return Outcome("rejected", report, delivery_id=did)
+    return Outcome("duplicate" if result.state == "duplicate" else "loaded", report, result, result.delivery_id)
 
 
 def _note_duplicate(delivery: Delivery, delivery_id: int, state: str | None) -> None:
@@ -173,153 +266,6 @@ def _note_duplicate(delivery: Delivery, delivery_id: int, state: str | None) -> 
         "nothing is loaded again"))
 
 
-def _validated(validate: Callable, delivery: Delivery, conn, progress: Progress | None) -> Report:
-    if progress:
-        progress("validate", 0, 1)
-    report = validate(delivery, conn=conn)
-    if progress:
-        progress("validate", 1, 1)
-    return report
-
-
 def _write_reports(report: Report, paths: Sequence[Path]) -> None:
     for path in paths:
         write_report(report, Path(path))
-
-
-_END = object()
-
-
-class _Feed:
-    """Hands read batches to a loader thread that COPYs them on the load connection.
-
-    The thread opens the load (:func:`ingest.load.open_load`) as soon as the reader has hashed
-    the files, writes each batch as it arrives and, after :meth:`close`, finishes the load
-    (pipe segments, delivery row, retired rows). What it raised is kept for :meth:`result`;
-    by then it has rolled its transaction back.
-    """
-
-    def __init__(self, conn: psycopg2.extensions.connection, **load_args) -> None:
-        self.conn, self.load_args = conn, load_args
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.cancelled = threading.Event()
-        self.thread: threading.Thread | None = None
-        self.delivery: Delivery | None = None
-        self.outcome: loader.Pending | loader.LoadResult | None = None
-        self.error: BaseException | None = None
-
-    def start(self, delivery: Delivery) -> None:
-        self.delivery = delivery
-        self.thread = threading.Thread(target=self._run, name="cim-load", daemon=True)
-        self.thread.start()
-
-    def put(self, batch: LayerBatch) -> None:
-        self.queue.put(batch)
-
-    def close(self) -> None:
-        self.queue.put(_END)
-
-    def cancel(self) -> None:
-        """Stop writing and roll back (the reader or the validation failed)."""
-        self.cancelled.set()
-        self.queue.put(_END)
-        if self.thread is not None:
-            self.thread.join()
-        if isinstance(self.outcome, loader.Pending):
-            loader.abort(self.outcome)
-
-    def _run(self) -> None:
-        try:
-            opened = loader.open_load(self.conn, self.delivery, **self.load_args)
-            if isinstance(opened, loader.LoadResult):   # the same file again: nothing to write
-                self.outcome = opened
-                return
-            while not self.cancelled.is_set():
-                # COPY queued chunks while no batch is waiting; queue each batch on arrival
-                if opened.busy:
-                    try:
-                        batch = self.queue.get_nowait()
-                    except queue.Empty:
-                        opened.pump()
-                        continue
-                else:
-                    batch = self.queue.get()
-                if batch is _END:
-                    break
-                opened.write(batch)
-            if self.cancelled.is_set():
-                opened.abort()
-                return
-            self.outcome = opened.finish(self.delivery)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by result()
-            self.error = exc
-
-    def result(self) -> loader.Pending | loader.LoadResult | None:
-        """Wait for the loader; re-raise what it raised."""
-        if self.thread is None:
-            return None
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.outcome
-
-
-def _read_load_validate(conn, paths: Sequence[Path], *, settings: Settings, principal: auth.Principal,
-                        profile: str | None, county: str, progress: Progress | None, client_addr: str | None,
-                        on_commit: loader.OnCommit | None,
-                        delivery: Delivery | None = None) -> tuple[Delivery, Report, loader.LoadResult | None]:
-    """Read, write and validate a delivery at the same time; commit only a clean report.
-
-    A loader thread COPYs each layer on ``conn`` as soon as it is read, while the reader goes
-    on with the next (the database ingests on one core while Python reads on the other). Once
-    the read is complete, validation runs on a second connection while the loader writes the
-    pipe segments and completes the delivery row. Validation sees committed data only (never
-    this load's rows) and does not change the delivery. A ``delivery`` read beforehand is
-    handed to the loader whole. Returns the delivery, the report and the load result, or
-    ``None`` as result when the delivery is rejected (rolled back).
-    """
-    validate = _function("ingest.validate", "validate")
-    vconn = db.connect(settings.db, application_name="cim-ingest-validate")
-    feed = _Feed(conn, principal=principal, archive_dir=archive_dir(settings), county=county,
-                 client_addr=client_addr, progress=progress, originals=[Path(p) for p in paths] or None)
-    try:
-        _batch_session(vconn)
-        try:
-            if delivery is None:
-                if progress:
-                    progress("read", 0, 1)
-                delivery = read(paths, profile=profile, county=county, conn=vconn, settings=settings,
-                                on_start=feed.start, on_batch=feed.put)
-                delivery.county_code = county
-                if progress:
-                    progress("read", 1, 1)
-            else:
-                feed.start(delivery)
-                for batch in delivery.batches:
-                    feed.put(batch)
-            feed.close()
-            report = _validated(validate, delivery, vconn, progress)
-        except BaseException:
-            feed.cancel()
-            raise
-        refused: InvalidInput | None = None
-        try:
-            pending = feed.result()
-        except InvalidInput as exc:  # rows the database refuses; the report may say why
-            pending, refused = None, exc
-    finally:
-        vconn.close()
-    if isinstance(pending, loader.LoadResult):  # the same file again: nothing was loaded
-        return delivery, report, pending
-    if report.has_errors:
-        if isinstance(pending, loader.Pending):
-            loader.abort(pending)
-        return delivery, report, None
-    if refused is not None:
-        raise IngestRejected(refused.zh, refused.en, **refused.detail) from refused
-    return delivery, report, loader.commit(pending, report, progress, on_commit)
-
-
-def exit_code_for(exc: CimError) -> int:
-    """CLI exit code of a domain error raised during a run: 1 rejected, 2 unusable input."""
-    return 1 if isinstance(exc, IngestRejected) else 2

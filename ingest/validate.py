@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ingest.mapping.normalize import load_dictionaries
 from ingest.model import Delivery, Report
-from ingest.normalize import load_dictionaries
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
 from ingest.validation.core import Ctx, load_rules
 from ingest.validation.drainage import check_drainage

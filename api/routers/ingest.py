@@ -2,10 +2,10 @@
 
 The upload is streamed to disk with a size limit (``CIM_INGEST_MAX_UPLOAD_MB``): a declared
 ``Content-Length`` over the limit is refused before the body is read, a chunked body as soon as
-it passes the limit. :mod:`ingest.submission` then takes over: files pass
-:func:`ingest.upload.preflight` (file names, type sniffing, zip bombs and path traversal, complete
+it passes the limit. :mod:`ingest.service.submission` then takes over: files pass
+:func:`ingest.service.upload.preflight` (file names, type sniffing, zip bombs and path traversal, complete
 and untruncated shapefile sets, known CRS) before a job row exists, so a refused upload writes
-nothing. Jobs run in :class:`ingest.jobs.Runner`.
+nothing. Jobs run in :class:`ingest.service.jobs.Runner`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from api import deps
 from cim.auth import Action, Principal
 from cim.errors import NotFound, PayloadTooLarge, UnreadableInput
 from cim.settings import Settings
-from ingest import submission
+from ingest.service import submission
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest / 数据入库"])
 
@@ -88,7 +88,7 @@ async def submit(request: Request, who: Principal = Depends(deps.principal)) -> 
 @router.get("/profiles", summary="交付规范 / delivery profiles")
 async def profiles(request: Request, who: Principal = Depends(deps.require(Action.read))) -> list[dict]:
     """Every delivery spec profile: id and titles."""
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     found = await run_in_threadpool(load_profiles)
     return [{"id": p.id, "title_zh": p.title_zh, "title_en": p.title_en} for p in found.values()]

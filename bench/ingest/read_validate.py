@@ -3,7 +3,7 @@
     .venv/bin/python bench/ingest/read_validate.py [--points 100000] [--buildings 100000]
 
 Writes (or reuses) the delivery of ``bench/ingest/synth.py`` and prints the seconds spent in
-``ingest.read.read_delivery`` and ``ingest.validate.validate`` (no database: the county
+``ingest.pipeline.read_delivery`` and ``ingest.validate.validate`` (no database: the county
 boundary and loaded-duplicate checks need one and are skipped), plus the peak RSS. CPU seconds are printed too: on a shared machine the wall clock includes
 time spent waiting for a core.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from synth import write_delivery  # noqa: E402
 
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.validate import validate  # noqa: E402
 
 

@@ -51,8 +51,8 @@ def index_cost(url: str, delivery: Path) -> dict[str, dict[str, float]]:
 
     import psycopg2
 
-    from ingest import rows
-    from ingest.read import read_delivery
+    from ingest.load import rows
+    from ingest.pipeline import read_delivery
 
     conn = psycopg2.connect(url)
     cur = conn.cursor()

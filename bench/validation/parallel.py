@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/validation/parallel.py [--segments 100000] [--repeat 3]
 
-Writes (or reuses) a demo county with ``ingest.demo.generate`` enlarged to about ``--segments``
+Writes (or reuses) a demo county with ``demo.generate`` enlarged to about ``--segments``
 pipe segments of six networks along the street grid (drainage, water, gas, streetlight cable,
 telecom: gas mains share the pavement with telecom ducts and lighting cables 1.5–2.5 m away),
 reads its pipeline files as one delivery, and prints the CPU seconds of the whole validation
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from ingest.demo.generate import MANIFEST, generate
-from ingest.normalize import load_dictionaries
-from ingest.read import read_deliveries
+from demo.generate import MANIFEST, generate
+from ingest.mapping.normalize import load_dictionaries
+from ingest.pipeline import read_deliveries
 from ingest.validate import validate
 from ingest.validation.clearance import check_parallel
 from ingest.validation.core import RULES_PATH, Ctx, load_rules

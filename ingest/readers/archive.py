@@ -1,6 +1,6 @@
 """Safe extraction of delivered zip archives and file-type sniffing by magic bytes.
 
-Defences (issue 3 §8): entries with absolute paths or ``..`` components, symbolic links, more
+Defences: entries with absolute paths or ``..`` components, symbolic links, more
 uncompressed bytes than ``IngestSettings.max_unzipped_mb`` or a compression ratio above
 ``max_zip_ratio`` (zip bombs) are refused before anything is written; the sizes are enforced
 again while streaming in case the headers lie. Member names are decoded per the UTF-8 flag
@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from cim.errors import UnreadableInput
 from cim.settings import IngestSettings
-from ingest.encoding import zip_member_name
+from ingest.readers.encoding import zip_member_name
 
 CHUNK = 1 << 20
 RATIO_MIN_BYTES = 1 << 20      # ratios are judged only for members above 1 MiB uncompressed

@@ -14,8 +14,8 @@ except ImportError:  # pragma: no cover - optional speed-up
     CalamineWorkbook = None
 
 from cim.errors import UnreadableInput
-from ingest.encoding import text_file_encoding
 from ingest.readers import SourceLayer
+from ingest.readers.encoding import text_file_encoding
 
 
 def read_csv(path: Path, rel: str) -> SourceLayer:

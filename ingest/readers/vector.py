@@ -6,7 +6,6 @@ converted in one call by shapely 2.
 
 from __future__ import annotations
 
-import re
 import struct
 from pathlib import Path
 
@@ -16,12 +15,13 @@ import pyogrio
 import pyogrio.raw
 import shapely
 from pyproj import CRS
+from pyproj.exceptions import CRSError as PyprojCRSError
 
-from cim.errors import UnreadableInput
-from ingest.crsdetect import parse_prj
-from ingest.encoding import dbf_encoding
+from cim.errors import CrsError, UnreadableInput
 from ingest.readers import SourceLayer, geometry_kind
 from ingest.readers.dbf import read_dbf_frame
+from ingest.readers.encoding import dbf_encoding
+from ingest.readers.errors import library_message
 
 
 def _sibling(path: Path, ext: str) -> Path | None:
@@ -31,13 +31,16 @@ def _sibling(path: Path, ext: str) -> Path | None:
     return None
 
 
-def library_message(exc: BaseException, path: Path) -> str:
-    """A library's error text fit for a client: no server paths, first sentence only."""
-    text = str(exc)
-    for p in (str(path), str(path.parent)):
-        text = text.replace(p + "/", "").replace(p, path.name)
-    text = re.sub(r"(?:/[^\s'\"]+)+/", "", text)        # any other absolute directory
-    return text.split("; ", 1)[0].strip() or type(exc).__name__
+def parse_prj(text: str) -> CRS:
+    """pyproj CRS from a .prj (OGC or ESRI WKT); CrsError when it cannot be understood."""
+    try:
+        return CRS.from_wkt(text.strip())
+    except PyprojCRSError:
+        try:
+            return CRS.from_user_input(text.strip())
+        except PyprojCRSError as exc:
+            raise CrsError("无法识别 .prj 中的坐标参考系", "the coordinate reference system in the .prj "
+                           "file cannot be understood", prj=text[:200]) from exc
 
 
 def _read(path: Path, layer: str | int | None = None, encoding: str | None = None, columns=None):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.geometry import DEG_PER_M, local_metric_epsg, utm_transformer
+from ingest.mapping.geometry import DEG_PER_M, local_metric_epsg, utm_transformer
 from ingest.validation.core import Ctx, fmt
 from ingest.validation.network import SCOLS, Net, emit, gather, seg_key
 

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cim import standards
 from cim.errors import ConfigError
+from ingest.data import DATA_DIR, read_yaml
+from ingest.mapping.normalize import Dictionaries
 from ingest.model import Delivery, Finding, LayerBatch, Report, Severity
-from ingest.normalize import Dictionaries
-from ingest.profile import read_yaml
 
-RULES_PATH = Path(__file__).resolve().parent.parent / "rules.yaml"
+RULES_PATH = DATA_DIR / "rules.yaml"
 
 
 class Rule(BaseModel):

@@ -7,7 +7,7 @@ import numpy as np
 import shapely
 
 from cim.db import quote_ident
-from ingest.geometry import DEG_PER_M, local_metric_epsg, to_metric
+from ingest.mapping.geometry import DEG_PER_M, local_metric_epsg, to_metric
 from ingest.model import LayerBatch
 from ingest.validation.core import Ctx, fmt, key_column
 

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 
 from cim.schema import feature_table
+from ingest.mapping.normalize import by_unique, clean_text
+from ingest.mapping.profile import codelists_for, load_profiles
 from ingest.model import LayerBatch, Severity
-from ingest.normalize import by_unique, clean_text
-from ingest.profile import codelists_for, load_profiles
 from ingest.validation.core import Ctx, fmt, key_column, source_field
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import shapely
 
 from cim.schema import feature_table
-from ingest.geometry import metric_geometry
+from ingest.mapping.geometry import metric_geometry
 from ingest.model import LayerBatch
 from ingest.validation.core import Ctx, fmt, key_column
 

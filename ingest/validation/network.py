@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.geometry import local_metric_epsg, metric_geometry
+from ingest.mapping.geometry import local_metric_epsg, metric_geometry
 from ingest.model import LayerBatch, Severity
 from ingest.validation.core import Ctx, fmt
 

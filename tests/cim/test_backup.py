@@ -142,9 +142,9 @@ def blank_database(db_url):
 def source(make_database, tmp_path_factory):
     """A database and $CIM_HOME holding two real deliveries (buildings, water pipes) and a DEM of
     the demo county, loaded through the ingest pipeline, plus a token and the probe table."""
+    from demo.generate import generate
     from ingest import pipeline
     from ingest.dem import store_dem
-    from ingest.demo.generate import generate
 
     url = make_database("cim_bk_src")
     home = tmp_path_factory.mktemp("bk-src-home")

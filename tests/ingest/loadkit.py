@@ -1,4 +1,5 @@
-"""Builders of small in-memory deliveries for the loader, CLI-free (shared by the load tests)."""
+"""Builders of small in-memory deliveries for the loader, CLI-free (shared by the load tests), and
+their load through the loader's one path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from cim import auth
+from ingest.load import LoadResult, commit, open_load
 from ingest.model import Delivery, LayerBatch, Report
 
 LON0, LAT0 = 111.69, 29.04
@@ -89,3 +92,14 @@ def snapshot(conn) -> dict:
         out["versions"] = cur.fetchall()
     conn.rollback()
     return out
+
+
+def load(conn, report: Report, *, principal: auth.Principal, archive_dir: Path | None = None) -> LoadResult:
+    """Load a delivery the way the pipeline's loader thread does: open → write → finish → commit
+    (the commit refuses a report with errors and rolls everything back)."""
+    opened = open_load(conn, report.delivery, principal=principal, archive_dir=archive_dir)
+    if isinstance(opened, LoadResult):            # the same file again: nothing written
+        return opened
+    for batch in report.delivery.batches:
+        opened.write(batch)
+    return commit(opened.finish(report.delivery), report)

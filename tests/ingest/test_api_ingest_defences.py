@@ -178,7 +178,7 @@ def test_profiles_are_listed(api):
 
 def test_valid_prj_passes_preflight(tmp_path):
     from cim.settings import IngestSettings
-    from ingest import upload
+    from ingest.service import upload
 
     parts = shapefile_set(tmp_path)
     parts["JSPOINT.prj"] = PRJ_4546.encode()

@@ -16,8 +16,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import E0, ESRI_CGCS2000_GEO, ESRI_GK_CM111, N0, line_geoms, network, point_geoms, write_shapefile  # noqa: E402
 
 from cim.errors import CrsError  # noqa: E402
-from ingest.crsdetect import identify, longitude_for_county, parse_prj, resolve  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.mapping.crsdetect import identify, longitude_for_county, resolve  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
+from ingest.readers.vector import parse_prj  # noqa: E402
 
 LON, LAT = 111.6878, 29.0409       # where (E0, N0) lies in EPSG:4546
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cim import standards
-from ingest.demo.generate import generate
-from ingest.read import read_deliveries, read_delivery
+from demo.generate import generate
+from ingest.pipeline import read_deliveries, read_delivery
 from ingest.validate import validate
 
 COUNTY = "430703"

@@ -23,8 +23,8 @@ from fixtures import (  # noqa: E402
 )
 
 from cim.errors import UnreadableInput  # noqa: E402
-from ingest.encoding import dbf_encoding, detect_bytes, normalise_cpg, zip_member_name  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
+from ingest.readers.encoding import dbf_encoding, detect_bytes, normalise_cpg, zip_member_name  # noqa: E402
 
 
 def _chinese_point_frame():

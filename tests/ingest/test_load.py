@@ -10,12 +10,14 @@ import pytest
 import shapely
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the sibling helpers importable
-from loadkit import buildings, county_code, delivery, points, segments, snapshot  # noqa: E402
+from loadkit import buildings, county_code, delivery, load, points, segments, snapshot  # noqa: E402
 
 from cim import auth
 from cim.errors import Forbidden, IngestRejected, InvalidInput
+from cim.settings import DatabaseSettings, IngestSettings, Settings
 from cim.versions import read as data_versions
 from ingest import load as loader
+from ingest import pipeline
 from ingest.model import Finding, Severity
 
 ADMIN = auth.Principal(name="test", role=auth.Role.admin)
@@ -40,7 +42,7 @@ def test_load_writes_current_rows_resolves_ends_bumps_versions_and_archives(conn
     county = county_code()
     report = delivery(tmp_path, [points(20), segments(20), buildings(5)], county)
     before = _versions(conn)
-    res = loader.load(conn, report, principal=ADMIN, archive_dir=tmp_path / "archive")
+    res = load(conn, report, principal=ADMIN, archive_dir=tmp_path / "archive")
     assert res.state == "current"
     assert res.counts == {"pipe_point": 20, "pipe_segment": 19, "building": 5}
     assert res.scopes == ["building", "pipe_point:JS", "pipe_segment:JS"]
@@ -78,9 +80,9 @@ def test_load_writes_current_rows_resolves_ends_bumps_versions_and_archives(conn
 
 def test_new_delivery_supersedes_same_scope_only_and_restore_brings_old_back(conn, tmp_path):
     county = county_code()
-    first = loader.load(conn, delivery(tmp_path, [points(10, "JS"), segments(10, "JS"), points(4, "RQ")], county,
+    first = load(conn, delivery(tmp_path, [points(10, "JS"), segments(10, "JS"), points(4, "RQ")], county,
                                        "a.zip"), principal=ADMIN)
-    second = loader.load(conn, delivery(tmp_path, [points(6, "JS", "W", dx=0.01), segments(6, "JS", "W", dx=0.01)],
+    second = load(conn, delivery(tmp_path, [points(6, "JS", "W", dx=0.01), segments(6, "JS", "W", dx=0.01)],
                                         county, "b.zip"), principal=ADMIN)
     cur_by_delivery = dict(_all(conn, "SELECT delivery_id, count(*) FROM cim.pipe_point WHERE county_code = %s "
                                       "AND is_current GROUP BY 1", (county,)))
@@ -88,7 +90,7 @@ def test_new_delivery_supersedes_same_scope_only_and_restore_brings_old_back(con
     assert cur_by_delivery == {first.delivery_id: 4, second.delivery_id: 6}
     assert _one(conn, "SELECT state FROM cim.delivery WHERE id = %s", (first.delivery_id,))[0] == "current"
     # a third delivery covering the gas network too retires the first completely
-    third = loader.load(conn, delivery(tmp_path, [points(3, "RQ", "G")], county, "c.zip"), principal=ADMIN)
+    third = load(conn, delivery(tmp_path, [points(3, "RQ", "G")], county, "c.zip"), principal=ADMIN)
     assert third.superseded == [first.delivery_id]
     assert _one(conn, "SELECT state FROM cim.delivery WHERE id = %s", (first.delivery_id,))[0] == "superseded"
     assert _one(conn, "SELECT count(*) FROM cim.pipe_point WHERE delivery_id = %s", (first.delivery_id,))[0] == 14
@@ -121,25 +123,25 @@ def _all(conn, sql, params=()):
 def test_same_file_again_is_a_no_op(conn, tmp_path):
     county = county_code()
     content = b"the very same upload"
-    first = loader.load(conn, delivery(tmp_path, [points(5)], county, "x.zip", content), principal=ADMIN)
+    first = load(conn, delivery(tmp_path, [points(5)], county, "x.zip", content), principal=ADMIN)
     before = snapshot(conn)
-    again = loader.load(conn, delivery(tmp_path, [points(5)], county, "x.zip", content), principal=ADMIN)
+    again = load(conn, delivery(tmp_path, [points(5)], county, "x.zip", content), principal=ADMIN)
     assert again.state == "duplicate" and again.delivery_id == first.delivery_id
     assert "sha256" in again.message_en and "已" in again.message_zh
     assert snapshot(conn) == before
     # the same bytes for another county are a different delivery
-    other = loader.load(conn, delivery(tmp_path, [points(5)], county_code(), "x.zip", content), principal=ADMIN)
+    other = load(conn, delivery(tmp_path, [points(5)], county_code(), "x.zip", content), principal=ADMIN)
     assert other.state == "current" and other.delivery_id != first.delivery_id
 
 
 def test_bad_geometry_found_in_the_database_leaves_everything_unchanged(conn, tmp_path):
     county = county_code()
-    loader.load(conn, delivery(tmp_path, [points(5)], county, "ok.zip"), principal=ADMIN)
+    load(conn, delivery(tmp_path, [points(5)], county, "ok.zip"), principal=ADMIN)
     before = snapshot(conn)
     bad = points(5)
     bad.frame.loc[2, "geom"] = shapely.Point()  # empty geometry
     with pytest.raises(InvalidInput) as exc:
-        loader.load(conn, delivery(tmp_path, [segments(5), bad], county, "bad.zip"), principal=ADMIN)
+        load(conn, delivery(tmp_path, [segments(5), bad], county, "bad.zip"), principal=ADMIN)
     assert "#3" in exc.value.en and "empty" in exc.value.en and exc.value.zh
     assert snapshot(conn) == before
 
@@ -150,7 +152,7 @@ def test_constraint_violation_is_a_bilingual_error_and_nothing_is_written(conn, 
     b = buildings(3)
     b.frame["floors_above"] = [2, -1, 3]
     with pytest.raises(InvalidInput) as exc:
-        loader.load(conn, delivery(tmp_path, [points(4), b], county), principal=ADMIN)
+        load(conn, delivery(tmp_path, [points(4), b], county), principal=ADMIN)
     assert "floors_above" in exc.value.en and "约束" in exc.value.zh
     assert snapshot(conn) == before
 
@@ -161,7 +163,7 @@ def test_report_with_errors_is_refused_and_can_be_recorded_as_rejected(conn, tmp
     report.add(Finding("Q01", Severity.error, "JSPOINT", 2, "JS1", "exp_no", "JS1", "点号重复", "duplicate point"))
     before = snapshot(conn)
     with pytest.raises(IngestRejected):
-        loader.load(conn, report, principal=ADMIN)
+        load(conn, report, principal=ADMIN)
     assert snapshot(conn) == before
     did = loader.record_rejected(conn, report, principal=ADMIN)
     assert _one(conn, "SELECT state, county_code FROM cim.delivery WHERE id = %s", (did,)) == ("rejected", county)
@@ -171,19 +173,22 @@ def test_report_with_errors_is_refused_and_can_be_recorded_as_rejected(conn, tmp
     assert "rejected" in str(exc.value)
 
 
-def test_uploader_may_only_load_its_own_county(conn, tmp_path):
+def test_uploader_may_only_load_its_own_county(conn, db_url, tmp_path):
     county = county_code()
     uploader = auth.Principal(name="u", role=auth.Role.uploader, token_id=1, counties=frozenset({"430000"}))
+    settings = Settings(db=DatabaseSettings(database_url=db_url, home=tmp_path / "home"),
+                        ingest=IngestSettings(archive_dir=tmp_path / "a"))
     before = snapshot(conn)
     with pytest.raises(Forbidden):
-        loader.load(conn, delivery(tmp_path, [points(3)], county), principal=uploader, archive_dir=tmp_path / "a")
+        pipeline.run(conn, [], settings=settings, principal=uploader, county=county,
+                     delivery=delivery(tmp_path, [points(3)], county).delivery)
     assert snapshot(conn) == before and not (tmp_path / "a").exists()
 
 
 def test_list_deliveries_newest_first(conn, tmp_path):
     county = county_code()
-    a = loader.load(conn, delivery(tmp_path, [points(3)], county, "1.zip"), principal=ADMIN)
-    b = loader.load(conn, delivery(tmp_path, [points(3)], county, "2.zip"), principal=ADMIN)
+    a = load(conn, delivery(tmp_path, [points(3)], county, "1.zip"), principal=ADMIN)
+    b = load(conn, delivery(tmp_path, [points(3)], county, "2.zip"), principal=ADMIN)
     with conn.cursor() as cur:
         rows = loader.list_deliveries(cur, county)
     assert [r["id"] for r in rows] == [b.delivery_id, a.delivery_id]
@@ -195,14 +200,14 @@ def test_segments_follow_replaced_points_and_restore(conn, tmp_path):
     segments then refer to the new points of their point numbers; restoring the first delivery
     points them back (section profiles and 3D Tiles read the ground through these ids)."""
     county = county_code()
-    first = loader.load(conn, delivery(tmp_path, [points(5, "JS"), segments(5, "JS")], county, "a.zip"),
+    first = load(conn, delivery(tmp_path, [points(5, "JS"), segments(5, "JS")], county, "a.zip"),
                         principal=ADMIN)
     ends_sql = ("SELECT s.start_exp_no, sp.delivery_id, ep.delivery_id FROM cim.pipe_segment s "
                 "JOIN cim.pipe_point sp ON sp.id = s.start_point_id JOIN cim.pipe_point ep ON ep.id = s.end_point_id "
                 "WHERE s.county_code = %s AND s.is_current ORDER BY 1")
     assert {(a, b) for _, a, b in _all(conn, ends_sql, (county,))} == {(first.delivery_id, first.delivery_id)}
     # new survey of the points only: JS0..JS3 (JS4 no longer surveyed)
-    second = loader.load(conn, delivery(tmp_path, [points(4, "JS", dx=1e-6)], county, "b.zip"), principal=ADMIN)
+    second = load(conn, delivery(tmp_path, [points(4, "JS", dx=1e-6)], county, "b.zip"), principal=ADMIN)
     rows = _all(conn, ends_sql, (county,))
     assert [(no, a, b) for no, a, b in rows] == [
         ("JS0", second.delivery_id, second.delivery_id), ("JS1", second.delivery_id, second.delivery_id),

@@ -4,6 +4,7 @@ stormwater inventory in feet and inches, and targets.yaml against the live schem
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +20,8 @@ from fixtures import network, point_geoms, write_shapefile, write_xlsx  # noqa: 
 
 from cim.errors import ConfigError, InvalidInput  # noqa: E402
 from cim.schema import TABLES  # noqa: E402
-from ingest.profile import PROFILE_DIR, detect, load_profiles, match_columns  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.mapping.profile import PROFILE_DIR, detect, load_profiles, map_fields, match_columns  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 
 POINT_FIELDS = ["物探点号", "X", "Y", "地面高程", "特征", "附属物"]
 LINE_FIELDS = ["起点点号", "终点点号", "起点埋深", "终点埋深", "管径", "材质"]
@@ -83,6 +84,32 @@ def test_line_aliases(alias, column):
     assert match_columns(spec, [alias])[column] == alias
 
 
+def test_field_mapping_names_the_rule_that_matched():
+    """Each target column with its delivered field and the profile rule that found it: a listed
+    alias, the column's own name, or a listed name cut at a DBF field name's 10 bytes."""
+    spec = load_profiles()["cjj61-pipeline"].layer("point")
+    found = {f.column: (f.source, f.rule, f.confidence) for f in map_fields(spec, ["物探点", "DMGC", "Invert_Z", "备注"])}
+    assert found == {"exp_no": ("物探点", "dbf_cut", 1.0), "ground_z": ("DMGC", "alias", 1.0),
+                     "invert_z": ("Invert_Z", "column", 1.0)}
+
+
+def test_each_batch_carries_its_layer_mapping(tmp_path):
+    """The mapping stage's decision per layer travels with the batch and reads as JSON."""
+    pts, lines = network(n_points=3)
+    path = write_xlsx(tmp_path / "ys.xlsx", {"YSPOINT": pts, "YSLINE": lines})
+    detected = {b.source_layer: b for b in read_delivery(path, county="430702").batches}
+    m = detected["YSPOINT"].mapping
+    assert (m.source_layer, m.profile_id, m.spec_id, m.target, m.decided_by) == (
+        "YSPOINT", "cjj61-pipeline", "point", "pipe_point", "detected")
+    assert m.score >= 10 and m.columns == detected["YSPOINT"].field_map and m.columns["exp_no"] == "物探点号"
+    assert {f.rule for f in m.fields} == {"alias"}
+    assert detected["YSLINE"].mapping.columns["start_exp_no"] == "起点点号"
+    as_json = json.loads(json.dumps(m.to_dict(), ensure_ascii=False))
+    assert as_json["fields"][0] == {"column": "exp_no", "source": "物探点号", "rule": "alias", "confidence": 1.0}
+    given = read_delivery(path, county="430702", profile="cjj61-pipeline").batches[0].mapping
+    assert given.decided_by == "given" and given.columns == m.columns
+
+
 def test_pinyin_delivery_with_code_translations(tmp_path):
     pts, lines = network(prefix="RQ", n_points=4)
     pts = pts.rename(columns={"物探点号": "WTDH", "地面高程": "DMGC", "特征": "TZD", "附属物": "FSW"})
@@ -138,8 +165,8 @@ def test_other_profiles_detected(tmp_path):
     b = by["building"]
     assert (b["structure_type"].iloc[0], b["build_year"].iloc[0], b["build_era"].iloc[0], b["use_code"].iloc[0]) == (
         "QT", 1995, "3", "ZZ")
-    # read as delivered; stored as the MultiPolygon column wants (ingest.rows, chunk by chunk)
-    from ingest.rows import geometries
+    # read as delivered; stored as the MultiPolygon column wants (ingest.load.rows, chunk by chunk)
+    from ingest.load.rows import geometries
     assert b["geom"].iloc[0].geom_type == "Polygon"
     assert geometries(next(x for x in d.batches if x.target == "building"), "building")[0].geom_type == "MultiPolygon"
     g = by["green_space"]

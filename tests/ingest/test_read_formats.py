@@ -26,7 +26,7 @@ from fixtures import (  # noqa: E402
 )
 
 from cim.errors import UnreadableInput  # noqa: E402
-from ingest.read import read_deliveries, read_delivery  # noqa: E402
+from ingest.pipeline import read_deliveries, read_delivery  # noqa: E402
 
 
 def _batch(delivery, target):

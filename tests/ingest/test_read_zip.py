@@ -14,7 +14,7 @@ from fixtures import write_network_shapefiles, zip_bomb, zip_entries, zip_folder
 
 from cim.errors import UnreadableInput  # noqa: E402
 from cim.settings import IngestSettings  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.readers.archive import extract_zip, sniff  # noqa: E402
 
 
@@ -153,8 +153,8 @@ def test_encrypted_or_unsupported_members(tmp_path):
 
 
 def test_members_extracted_in_reading_order_on_a_worker(tmp_path):
-    """Pipe points come before pipe segments (ingest.read.READ_ORDER); the worker thread is
-    joined when the extraction is left, and the files are all there."""
+    """Pipe points come before pipe segments (ingest.mapping.layer.Mapper.reading_rank); the worker
+    thread is joined when the extraction is left, and the files are all there."""
     import threading
 
     from ingest.readers.archive import Extraction

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import network, write_network_shapefiles, write_xlsx, zip_folder  # noqa: E402
 
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.report import report_dict, write_html, write_json  # noqa: E402
 from ingest.report import write_xlsx as write_report_xlsx
 from ingest.validate import validate  # noqa: E402

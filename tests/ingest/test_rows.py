@@ -1,4 +1,4 @@
-"""The COPY formatting of ingest.rows: hex EWKB built in numpy, Arrow CSV read back by PostgreSQL."""
+"""The COPY formatting of ingest.load.rows: hex EWKB built in numpy, Arrow CSV read back by PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from ingest import rows
+from ingest.load import rows
 
 GEOMETRIES = [
     "POINT (111.69 29.04)",

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import network, write_xlsx  # noqa: E402
 
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.validate import validate  # noqa: E402
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import E0, N0, network, point_geoms, write_shapefile, write_xlsx  # noqa: E402
 
 from ingest.model import Severity  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.validate import validate  # noqa: E402
 
 COUNTY = "430702"

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import E0, N0, write_xlsx  # noqa: E402
 
 from ingest.model import Severity  # noqa: E402
-from ingest.read import read_delivery  # noqa: E402
+from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.validate import validate  # noqa: E402
 from ingest.validation.core import RULES_PATH  # noqa: E402
 
@@ -155,15 +155,16 @@ def test_other_pairs_and_thresholds_come_from_rules_yaml(tmp_path):
 
 def _load(conn, tmp_path, county, **layers):
     """Read, validate and load a delivery of the given pipes for ``county``."""
+    from loadkit import load
+
     from cim import auth
-    from ingest import load
 
     sheets = {}
     for prefix, (pts, lines) in layers.items():
         sheets[f"{prefix}POINT"], sheets[f"{prefix}LINE"] = pts, lines
     path = write_xlsx(tmp_path / f"l{len(list(tmp_path.glob('*.xlsx')))}.xlsx", sheets)
     report = validate(read_delivery(path, county=county), conn=conn)
-    return load.load(conn, report, principal=auth.Principal(name="test", role=auth.Role.admin))
+    return load(conn, report, principal=auth.Principal(name="test", role=auth.Role.admin))
 
 
 def _county():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ingest.normalize import _section
-from ingest.read import read_delivery
+from ingest.mapping.normalize import _section
+from ingest.pipeline import read_delivery
 from ingest.validate import validate
 from tests.ingest import fixtures
 

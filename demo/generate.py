@@ -21,10 +21,10 @@ import pandas as pd
 import shapely
 from pyproj import Transformer
 
-from ingest.demo import defects as dfx
-from ingest.demo import drainage, pressure, surface
-from ingest.demo.town import COUNTY_CODE, SOURCE_EPSG, Town
-from ingest.demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
+from demo import defects as dfx
+from demo import drainage, pressure, surface
+from demo.town import COUNTY_CODE, SOURCE_EPSG, Town
+from demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
 
 MANIFEST = "demo_manifest.json"
 GENERATOR_VERSION = 1

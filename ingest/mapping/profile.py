@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cim.errors import ConfigError, InvalidInput
 from cim.schema import FEATURE_TABLES
+from ingest.data import DATA_DIR, read_yaml
+from ingest.model import FieldMapping, LayerMapping
 
-HERE = Path(__file__).resolve().parent
-PROFILE_DIR = HERE / "profiles"
+PROFILE_DIR = DATA_DIR / "profiles"
 ENV_VAR = "CIM_INGEST_PROFILES"
 UNITS = ("mm", "cm", "m", "km", "in", "ft")
 
@@ -120,11 +121,6 @@ def profile_dirs(extra_dirs: Iterable[Path | str] = ()) -> list[Path]:
     return dirs
 
 
-def read_yaml(path: Path):
-    """Parse a YAML data file with the libyaml loader when available (safe subset)."""
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
 @lru_cache(maxsize=256)
 def _read_profile_cached(path: str, mtime_ns: int) -> Profile:
     p = Path(path)
@@ -158,7 +154,7 @@ def load_profiles(extra_dirs: Sequence[Path | str] = ()) -> dict[str, Profile]:
 @lru_cache(maxsize=1)
 def shared_codelists() -> dict[str, CodeList]:
     """Code lists shared by all profiles (``ingest/codelists.yaml``)."""
-    data = read_yaml(HERE / "codelists.yaml")
+    data = read_yaml(DATA_DIR / "codelists.yaml")
     return {k: CodeList.model_validate(v) for k, v in data.items()}
 
 
@@ -182,25 +178,45 @@ class Match:
     spec: LayerSpec
     score: float
     name_groups: dict[str, str]       # named groups captured from the layer-name pattern
-    columns: dict[str, str]           # target column → delivered field name
+    fields: tuple[FieldMapping, ...]  # target column ← delivered field, and the rule that matched
+    given: bool = False               # the profile was named, not detected
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Target column → delivered field name."""
+        return {f.column: f.source for f in self.fields}
+
+    def mapping(self, source_layer: str) -> LayerMapping:
+        """The decision as a reportable record."""
+        return LayerMapping(source_layer, self.profile.id, self.spec.id, self.spec.target,
+                            "given" if self.given else "detected", self.score, self.fields)
+
+
+def map_fields(spec: LayerSpec, columns: Sequence[str]) -> tuple[FieldMapping, ...]:
+    """The delivered field of each target column the spec can fill, and the rule that found it:
+    the spec's aliases in order, then the column's own name, then those names cut at a DBF
+    field name's 10 bytes. Each delivered field fills one column at most."""
+    by_norm: dict[str, str] = {}
+    for c in columns:
+        by_norm.setdefault(norm_name(c), c)
+    out: list[FieldMapping] = []
+    used: set[str] = set()
+    for col, fs in spec.fields.items():
+        names = [(a, "alias") for a in fs.aliases] + [(col, "column")]
+        # DBF field names hold 10 bytes: UTF-8 Chinese names arrive cut (物探点号 → 物探点)
+        names += [(t, "dbf_cut") for a, _ in names for t in _dbf_truncated(a)]
+        for alias, rule in names:
+            hit = by_norm.get(norm_name(alias))
+            if hit is not None and hit not in used:
+                out.append(FieldMapping(col, hit, rule))
+                used.add(hit)
+                break
+    return tuple(out)
 
 
 def match_columns(spec: LayerSpec, columns: Sequence[str]) -> dict[str, str]:
     """Target column → delivered column name, using the spec's aliases."""
-    by_norm: dict[str, str] = {}
-    for c in columns:
-        by_norm.setdefault(norm_name(c), c)
-    out: dict[str, str] = {}
-    for col, fs in spec.fields.items():
-        names = [*fs.aliases, col]
-        # DBF field names hold 10 bytes: UTF-8 Chinese names arrive cut (物探点号 → 物探点)
-        names += [t for a in names for t in _dbf_truncated(a)]
-        for alias in names:
-            hit = by_norm.get(norm_name(alias))
-            if hit is not None and hit not in out.values():
-                out[col] = hit
-                break
-    return out
+    return {f.column: f.source for f in map_fields(spec, columns)}
 
 
 def _dbf_truncated(alias: str) -> list[str]:
@@ -246,7 +262,8 @@ def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dic
     for prof in cands:
         for spec in prof.layers:
             groups = _name_match(spec, layer_name)
-            cols = match_columns(spec, columns)
+            fields = map_fields(spec, columns)
+            cols = {f.column for f in fields}
             mand = [c for c, f in spec.fields.items() if f.required == "M"]
             has_mand = all(c in cols for c in mand)
             if groups is None and (len(cols) < 3 or not has_mand):
@@ -256,7 +273,7 @@ def detect(layer_name: str, columns: Sequence[str], geometry: str, profiles: dic
             score = (10 if groups is not None else 0) + sum(2 if c in mand else 1 for c in cols) + 3
             score += 0.5 * has_mand
             if best is None or score > best.score:
-                best = Match(prof, spec, score, groups or {}, cols)
+                best = Match(prof, spec, score, groups or {}, fields, given=bool(profile))
     return best
 
 

@@ -1,7 +1,7 @@
 """Ingest jobs of the upload API: a table (``cim.ingest_job``) and a background worker.
 
-A job is created once an upload passed :mod:`ingest.upload`'s checks. :class:`Runner` starts it
-in a child process (``python -m ingest.jobs``, one job at a time by default), which runs
+A job is created once an upload passed :mod:`ingest.service.upload`'s checks. :class:`Runner` starts it
+in a child process (``python -m ingest.service.jobs``, one job at a time by default), which runs
 :func:`ingest.pipeline.run` on the stored files with two connections: one for the load
 transaction and an autocommit one for the job's state and progress, so a client can poll while
 the load is still uncommitted. The job row becomes ``done`` inside the load transaction, so it
@@ -107,7 +107,7 @@ def _update(conn, job_id: str, *, finished: bool = False, **values) -> None:
 
 
 class Runner:
-    """Starts each job in a child process (``python -m ingest.jobs JOB_ID``), one at a time.
+    """Starts each job in a child process (``python -m ingest.service.jobs JOB_ID``), one at a time.
 
     A child process keeps the reading, validation and COPY formatting off the API process (and
     its GIL). The child marks the job ``done`` inside the load transaction itself, so a job still
@@ -161,11 +161,11 @@ class Runner:
             log.exception("ingest job %s crashed", job_id)
 
     def _run(self, job_id: str, confirm: bool) -> None:
-        cmd = [sys.executable, "-m", "ingest.jobs", job_id] + (["--confirm"] if confirm else [])
+        cmd = [sys.executable, "-m", "ingest.service.jobs", job_id] + (["--confirm"] if confirm else [])
         with self.lock:
             if self.stopping:
                 return
-            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
             self.children[job_id] = child
         try:
             child.communicate(self.settings.model_dump_json().encode(), timeout=None)
@@ -299,7 +299,7 @@ def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.P
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child entry: ``python -m ingest.jobs JOB_ID [--confirm]`` with the settings JSON on stdin."""
+    """Child entry: ``python -m ingest.service.jobs JOB_ID [--confirm]`` with the settings JSON on stdin."""
     logging.basicConfig(level=os.environ.get("CIM_LOG_LEVEL", "WARNING"),
                          format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv

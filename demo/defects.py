@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.demo.graph import Graph
+from demo.graph import Graph
 
 MODES = ("warnings", "errors", "none")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.demo.defects import MODES
+from demo.defects import MODES
 
 app = typer.Typer(help="Demo county / 演示区县数据", no_args_is_help=True)
 
@@ -28,7 +28,7 @@ def generate_cmd(
     defects: Annotated[str, typer.Option(help="Planted defects: warnings (loads), errors (rejected), none")] = "warnings",
 ) -> None:
     """Write a synthetic county survey delivery (鼎城区 430703) into OUT."""
-    from ingest.demo.generate import generate
+    from demo.generate import generate
 
     if defects not in MODES:
         typer.echo(f"错误 / error: --defects 只能是 / must be one of {', '.join(MODES)}", err=True)

@@ -1,7 +1,7 @@
 """Coordinate reference system of a delivered layer: declared, repaired or inferred.
 
-Issue 3 §3 / domain.md §2.1. A ``.prj`` (including ESRI WKT without an EPSG code) is honoured
-and identified with the Gauss-Krüger zones of ``cim.crs``; swapped axes (Chinese tables list
+domain.md §2.1. The CRS a reader found (a ``.prj``, including ESRI WKT without an EPSG code,
+parsed by :func:`ingest.readers.vector.parse_prj`) is honoured and identified with the Gauss-Krüger zones of ``cim.crs``; swapped axes (Chinese tables list
 X = northing) are detected from the value ranges; a missing ``.prj`` is inferred from the
 zone prefix of the eastings or, without one, from the county's longitude. A declared CRS whose
 area of use does not contain the data is refused.
@@ -19,13 +19,11 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyproj import CRS, Transformer
-from pyproj.exceptions import CRSError as PyprojCRSError
 
 from cim.crs import STORAGE_SRID, GKZone, crs_from_epsg, gk_zones
 from cim.errors import ConfigError, CrsError
-from ingest.profile import read_yaml
+from ingest.data import DATA_DIR, read_yaml
 
-HERE = Path(__file__).resolve().parent
 # Plausible ranges in metres / degrees for China (domain.md §2.1).
 NORTHING = (300_000.0, 6_200_000.0)
 PLAIN_EASTING = (100_000.0, 900_000.0)
@@ -54,18 +52,6 @@ class ResolvedCrs:
         if self.crs.is_geographic:
             return 1.0
         return float(self.crs.axis_info[0].unit_conversion_factor or 1.0)
-
-
-def parse_prj(text: str) -> CRS:
-    """pyproj CRS from a .prj (OGC or ESRI WKT); CrsError when it cannot be understood."""
-    try:
-        return CRS.from_wkt(text.strip())
-    except PyprojCRSError:
-        try:
-            return CRS.from_user_input(text.strip())
-        except PyprojCRSError as exc:
-            raise CrsError("无法识别 .prj 中的坐标参考系", "the coordinate reference system in the .prj "
-                           "file cannot be understood", prj=text[:200]) from exc
 
 
 def _datum_of(crs: CRS) -> str | None:
@@ -177,7 +163,7 @@ def to_storage(x: np.ndarray, y: np.ndarray, crs: CRS) -> tuple[np.ndarray, np.n
 
 # --- old datums to CGCS2000 (ingest/datum_shifts.yaml) ---------------------------------------
 
-DATUM_SHIFTS = Path(__file__).with_name("datum_shifts.yaml")
+DATUM_SHIFTS = DATA_DIR / "datum_shifts.yaml"
 OLD_DATUMS = {"Xian1980": ("西安80", "Xian 1980"), "Beijing1954": ("北京54", "Beijing 1954")}
 
 
@@ -387,7 +373,7 @@ def _resolve_declared(crs: CRS, b, x, y, layer: str) -> ResolvedCrs:
 @lru_cache(maxsize=1)
 def county_longitudes() -> dict[str, float]:
     """County-code prefix → approximate longitude (``ingest/county_lon.yaml``)."""
-    data = read_yaml(HERE / "county_lon.yaml")
+    data = read_yaml(DATA_DIR / "county_lon.yaml")
     return {str(k): float(v) for k, v in data["prefixes"].items()}
 
 

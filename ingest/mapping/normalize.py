@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cim.migrate import SEED_FILE
 from cim.schema import feature_table
-from ingest.profile import CodeList, Match, Profile, codelists_for, read_yaml
+from ingest.data import read_yaml
+from ingest.mapping.profile import CodeList, Match, Profile, codelists_for
 
-SEED = Path(__file__).resolve().parent.parent / "cim" / "seed" / "dictionaries.yaml"
 UNIT_M = {"mm": 0.001, "cm": 0.01, "m": 1.0, "km": 1000.0, "in": 0.0254, "ft": 0.3048}
 _NULLS = {"", "nan", "NaN", "None", "NULL", "null", "<NA>", "NaT"}
 
@@ -42,7 +42,7 @@ class Dictionaries:
 
 @lru_cache(maxsize=1)
 def _seed_dictionaries() -> Dictionaries:
-    data = read_yaml(SEED)
+    data = read_yaml(SEED_FILE)
     codes, names, parents = {}, {}, {}
     for table, spec in data.items():
         rows = spec.get("codes", [])

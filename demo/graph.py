@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ingest.demo.town import Road, Town
+from demo.town import Road, Town
 
 # Signed offset from the road centreline (m): negative = west of a north-south road / south of an
 # east-west road.

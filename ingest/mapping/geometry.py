@@ -10,10 +10,10 @@ import pandas as pd
 import shapely
 
 from cim.schema import feature_table
-from ingest.crsdetect import ResolvedCrs, to_storage, transformer_from_pipeline
+from ingest.mapping.crsdetect import ResolvedCrs, to_storage, transformer_from_pipeline
+from ingest.mapping.normalize import as_float
+from ingest.mapping.profile import Match, norm_name
 from ingest.model import LayerBatch
-from ingest.normalize import as_float
-from ingest.profile import Match, norm_name
 from ingest.readers import SourceLayer
 
 
@@ -90,7 +90,7 @@ def fit_geometry_type(geom: np.ndarray, target: str) -> tuple[np.ndarray, np.nda
             geom[invalid] = np.array(polys, dtype=object)
             repaired = invalid
         # Polygons stay Polygons here: the loader stores them as MultiPolygons chunk by chunk
-        # (ingest.rows.fit_geometries), off the reading thread.
+        # (ingest.load.rows.fit_geometries), off the reading thread.
     return geom, repaired
 
 

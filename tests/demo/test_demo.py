@@ -18,8 +18,8 @@ from openpyxl import load_workbook
 from pyproj import CRS, Transformer
 from typer.testing import CliRunner
 
-from ingest.demo import app
-from ingest.demo.generate import generate
+from demo import app
+from demo.generate import generate
 
 SHAPE_ZIPS = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "房屋建筑调查.zip",
               "园林绿地.zip", "路灯设施.zip"]

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.demo.graph import KERB, OFFSETS, Graph, junctions, outward, topo_order
-from ingest.demo.town import FLOOD_WATER_Z, NORMAL_WATER_Z, RIVER_HALF_WIDTH, RIVER_NAME, Town
+from demo.graph import KERB, OFFSETS, Graph, junctions, outward, topo_order
+from demo.town import FLOOD_WATER_Z, NORMAL_WATER_Z, RIVER_HALF_WIDTH, RIVER_NAME, Town
 
 MIN_SLOPE = {300: 0.0025, 400: 0.002, 500: 0.0018, 600: 0.0015, 800: 0.0012, 1000: 0.001, 1200: 0.0008}
 # accumulated upstream pipe length (m) → diameter (mm)

@@ -2,9 +2,9 @@
 
 The HTTP layer streams and parses the multipart form; from there on the steps are here:
 :func:`accept` saves the files in a staging folder under ``$CIM_HOME/uploads``, runs
-:func:`ingest.upload.preflight` and checks the profile before a job row exists (a refused upload
-writes nothing and leaves no folder), then creates the job (:func:`ingest.jobs.create`, audited)
-and hands it to the :class:`ingest.jobs.Runner`. Blocking functions run in the caller's worker
+:func:`ingest.service.upload.preflight` and checks the profile before a job row exists (a refused upload
+writes nothing and leaves no folder), then creates the job (:func:`ingest.service.jobs.create`, audited)
+and hands it to the :class:`ingest.service.jobs.Runner`. Blocking functions run in the caller's worker
 thread (the API uses ``run_in_threadpool``); :func:`job` reads on the API's asyncpg pool.
 """
 
@@ -23,7 +23,7 @@ import asyncpg
 from cim import auth, db
 from cim.errors import InvalidInput, NotFound, UnreadableInput
 from cim.settings import Settings
-from ingest import jobs, upload
+from ingest.service import jobs, upload
 
 COUNTY = re.compile(r"^\d{6}$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -55,7 +55,7 @@ def save(files: Sequence[tuple[str, BinaryIO]], into: Path) -> list[str]:
 
 def known_profile(profile: str) -> None:
     """InvalidInput unless ``profile`` names a delivery profile."""
-    from ingest.profile import load_profiles
+    from ingest.mapping.profile import load_profiles
 
     if profile not in load_profiles():
         raise InvalidInput(f"未知的交付规范：{profile}", f"unknown delivery profile: {profile}")

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.demo.graph import KERB, Graph
-from ingest.demo.town import COUNTY_NAME, RIVER_HALF_WIDTH, Town
+from demo.graph import KERB, Graph
+from demo.town import COUNTY_NAME, RIVER_HALF_WIDTH, Town
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ingest.demo.graph import OFFSETS, Graph, outward, pressure_grid, road_of
-from ingest.demo.town import Town
+from demo.graph import OFFSETS, Graph, outward, pressure_grid, road_of
+from demo.town import Town
 
 TOP_DEPTH = {"TX": 0.70, "RQ": 1.10, "JS": 1.50}
 OWNER = {"JS": "鼎城区供水有限公司", "RQ": "鼎城区天然气有限公司", "TX": "中国电信常德鼎城分公司"}

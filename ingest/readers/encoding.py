@@ -1,6 +1,6 @@
 """Character encodings of delivered attribute files (DBF, CSV) and of zip member names.
 
-Rules (issue 3 §2): a ``.cpg`` file wins. Without one the DBF language-driver byte (LDID,
+Rules: a ``.cpg`` file wins. Without one the DBF language-driver byte (LDID,
 header byte 29) is not trusted: county files routinely claim Windows-1252 while holding GBK.
 The encoding is decided from the bytes themselves (field names and a sample of the records):
 valid UTF-8 with non-ASCII bytes → UTF-8; otherwise the first of GBK / GB18030 that decodes

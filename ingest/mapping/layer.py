@@ -1,0 +1,171 @@
+"""One source layer onto its target table: profile, columns and codes, CRS, geometry → LayerBatch.
+
+:class:`Mapper` holds what mapping needs once per delivery (the profiles, the code
+dictionaries, the county's longitude, the datum shifts). :meth:`Mapper.map_layer` turns each
+:class:`~ingest.readers.SourceLayer` into a :class:`~ingest.model.LayerBatch` as soon as it is
+read, with its :class:`~ingest.model.LayerMapping`; :meth:`Mapper.complete` does what needs
+every layer (pipe segments from the point tables, their lengths, the county from a delivered
+county boundary). Every decision the report must state is appended to the delivery's notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from cim.errors import UnreadableInput
+from cim.schema import FEATURE_TABLES, rank
+from cim.settings import IngestSettings
+from ingest.mapping.crsdetect import load_datum_shifts, longitude_for_county, resolve
+from ingest.mapping.geometry import fit_geometry_type, prepare_geometry, table_coordinates
+from ingest.mapping.lines import build_lines_from_points, fill_length, needs_point_lines
+from ingest.mapping.normalize import convert_columns, derive, load_dictionaries
+from ingest.mapping.profile import Match, detect, load_profiles, name_targets
+from ingest.model import Delivery, LayerBatch, Note
+from ingest.readers import SourceLayer
+from ingest.readers.errors import guarded
+
+OUTLIER_SPAN = {"degrees": 2.0, "metres": 200_000.0}   # farther than this from the median: an outlier
+
+
+class Mapper:
+    """Maps the layers of one delivery (``profile``: a profile id to use instead of detecting one).
+
+    ``conn`` (optional) gives the dictionaries and the county boundary from the database, else
+    the seed file and ``ingest/county_lon.yaml`` are used.
+    """
+
+    def __init__(self, *, profile: str | None = None, county: str | None = None, conn=None,
+                 settings: IngestSettings | None = None, profile_dirs: Sequence[Path | str] = ()) -> None:
+        settings = settings or IngestSettings()
+        self.profile, self.county = profile, county
+        self.profiles = load_profiles(profile_dirs)
+        self.dicts = load_dictionaries(conn)
+        self.county_lon = longitude_for_county(county, conn)
+        self.shifts = load_datum_shifts(str(settings.datum_shifts) if settings.datum_shifts else None)
+
+    def reading_rank(self) -> Callable[[Path], int]:
+        """Reading order by the target a file name suggests (:data:`cim.schema.FEATURE_TABLES`: pipe
+        points before pipe segments, which a loader writes once every point is in); names that
+        suggest nothing go last, with the segments."""
+        last = len(FEATURE_TABLES) - 1
+        profiles = self.profiles
+
+        def key(path: Path) -> int:
+            return min((min(rank(t), last) for t in name_targets(path.stem, profiles)), default=last)
+        return key
+
+    def map_layer(self, layer: SourceLayer, notes: list[Note]) -> LayerBatch | None:
+        """The layer's batch, or None (noted) when it matches no profile."""
+        for topic, zh, en in layer.notes:
+            notes.append(Note(layer.name, topic, zh, en))
+        match = detect(layer.name, list(layer.frame.columns), layer.geometry_kind, self.profiles, profile=self.profile)
+        if match is None:
+            notes.append(Note(layer.name, "profile", f"图层 {layer.file} 无法匹配任何交付规范，未导入",
+                              f"layer {layer.file} matches no delivery profile and was not read"))
+            return None
+        notes.append(Note(layer.name, "profile", f"图层 {layer.file} → 规范 {match.profile.id} / "
+                          f"{match.spec.id} → 表 {match.spec.target}",
+                          f"layer {layer.file} → profile {match.profile.id} / {match.spec.id} → "
+                          f"table {match.spec.target}"))
+        return guarded(self._to_batch, layer.file, layer, match, notes)
+
+    @staticmethod
+    def complete_alone(batch: LayerBatch) -> bool:
+        """The batch needs no other layer (its lengths are filled here): it can be loaded now."""
+        if needs_point_lines(batch):
+            return False
+        fill_length(batch)
+        return True
+
+    def complete(self, delivery: Delivery, held: Sequence[LayerBatch]) -> None:
+        """What needs every layer: lines of pipe segments from the point tables, the lengths of the
+        ``held`` batches (those not :meth:`complete_alone`), and the county from a delivered
+        boundary when none was given. Refuses a delivery of which no layer matched a profile."""
+        if not delivery.batches:
+            raise UnreadableInput("交付中没有图层能匹配已知的交付规范；请指定 --profile 或添加规范文件",
+                                  "no layer of the delivery matches a known profile; pass a profile or add a profile "
+                                  "file")
+        build_lines_from_points(delivery)
+        for b in held:
+            fill_length(b)
+        if delivery.county_code is None:
+            _county_from_admin_areas(delivery)
+
+    def _to_batch(self, layer: SourceLayer, match: Match, notes: list[Note]) -> LayerBatch:
+        frame, raw = convert_columns(layer.frame, match, self.dicts, clean_text=layer.clean_text)
+        net, sub = derive(frame, match, self.dicts)
+        resolved = None
+        b = _feature_xy(layer, match)
+        outliers = _outliers(b) if b is not None else np.zeros(len(frame), dtype=bool)
+        if b is not None:
+            keep = np.isfinite(b).all(axis=0) & ~outliers
+            if keep.any():
+                xs = np.concatenate([b[0, keep], b[2, keep]])
+                ys = np.concatenate([b[1, keep], b[3, keep]])
+                resolved = resolve(layer.crs, xs, ys, layer=layer.name, county_lon=self.county_lon,
+                                   county=self.county, shifts=self.shifts)
+                for topic, zh, en in resolved.notes:
+                    notes.append(Note(layer.name, topic, zh, en))
+        src, geom = prepare_geometry(layer, match, resolved, frame)
+        repaired = np.zeros(len(frame), dtype=bool)
+        if geom is not None:
+            if outliers.any():                   # reported by rule G04, never stored
+                geom[outliers] = None
+                src[outliers] = None
+            geom, repaired = fit_geometry_type(geom, match.spec.target)
+        frame["geom"] = geom if geom is not None else np.full(len(frame), None, dtype=object)
+        if match.spec.target == "pipe_segment":
+            net = net if frame["network"].nunique() <= 1 else None
+        mapping = match.mapping(layer.name)
+        return LayerBatch(
+            target=match.spec.target, source_layer=layer.name, profile_id=match.profile.id, frame=frame,
+            source_crs=resolved.label if resolved else None, encoding=layer.encoding,
+            network=net or (frame["network"].dropna().iloc[0] if "network" in frame and frame["network"].nunique() == 1
+                            else None),
+            subtype=sub, raw=raw, field_map=mapping.columns, source_geom=src,
+            source_unit_m=(None if resolved is None or resolved.is_geographic else resolved.unit_factor()),
+            repaired=repaired, file=layer.file, spec_id=match.spec.id, outliers=outliers if outliers.any() else None,
+            mapping=mapping)
+
+
+def _feature_xy(layer: SourceLayer, match: Match) -> np.ndarray | None:
+    """Bounding boxes (minx, miny, maxx, maxy) of each feature in source coordinates."""
+    if layer.geom is not None:
+        return shapely.bounds(layer.geom).T
+    if match.spec.coords is not None:
+        e, n = table_coordinates(layer.frame, match)
+        return np.stack([e, n, e, n])
+    return None
+
+
+def _outliers(b: np.ndarray) -> np.ndarray:
+    """Features whose coordinates lie far from the layer's median (a stray 0 or a typo in one
+    row must not decide the CRS of the whole layer). Needs five or more located features."""
+    ok = np.isfinite(b).all(axis=0)
+    out = np.zeros(b.shape[1], dtype=bool)
+    if ok.sum() < 5:
+        return out
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    mx, my = np.median(cx[ok]), np.median(cy[ok])
+    degrees = abs(mx) <= 180 and abs(my) <= 90
+    span = OUTLIER_SPAN["degrees" if degrees else "metres"]
+    with np.errstate(invalid="ignore"):
+        out[ok] = (np.abs(cx[ok] - mx) > span) | (np.abs(cy[ok] - my) > span)
+    return out
+
+
+def _county_from_admin_areas(delivery: Delivery) -> None:
+    """Take the county code from a delivered county boundary when exactly one is present."""
+    codes = set()
+    for b in delivery.batches:
+        if b.target == "admin_area":
+            codes |= set(b.frame.loc[b.frame["level"] == "county", "code"].dropna())
+    if len(codes) == 1:
+        delivery.county_code = codes.pop()
+        delivery.notes.append(Note("", "county", f"未指定县级行政区代码，按交付的县界取 {delivery.county_code}",
+                                   f"no county code given; {delivery.county_code} taken from the delivered county "
+                                   "boundary"))
