@@ -97,7 +97,7 @@ def main() -> int:
         cluster.destroy()
         shutil.rmtree(home, ignore_errors=True)
     ok = True
-    print(f"\n| job | engine | wall s | speed-up vs 1 Dask worker | same output as single process |")
+    print("\n| job | engine | wall s | speed-up vs 1 Dask worker | same output as single process |")
     print("|---|---|---|---|---|")
     for r in rows:
         base = next(x for x in rows if x["job"] == r["job"] and x["engine"] == "single process")

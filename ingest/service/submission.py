@@ -4,8 +4,9 @@ The HTTP layer streams and parses the multipart form; from there on the steps ar
 :func:`accept` saves the files in a staging folder under ``$CIM_HOME/uploads``, runs
 :func:`ingest.service.upload.preflight` and checks the profile before a job row exists (a refused upload
 writes nothing and leaves no folder), then creates the job (:func:`ingest.service.jobs.create`, audited)
-and hands it to the :class:`ingest.service.jobs.Runner`. Blocking functions run in the caller's worker
-thread (the API uses ``run_in_threadpool``); :func:`job` reads on the API's asyncpg pool.
+with its background task (any server process runs it: :func:`ingest.service.jobs.run_task`).
+Blocking functions run in the caller's worker thread (the API uses ``run_in_threadpool``);
+:func:`job` reads on the API's asyncpg pool.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def known_profile(profile: str) -> None:
         raise InvalidInput(f"未知的交付规范：{profile}", f"unknown delivery profile: {profile}")
 
 
-def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, BinaryIO]], *, county: str,
+def accept(settings: Settings, files: Sequence[tuple[str, BinaryIO]], *, county: str,
            profile: str | None, dry_run: bool, principal: auth.Principal, client_addr: str | None) -> str:
     """Check and store an upload, create its job and queue it; returns the job id.
 
@@ -93,7 +94,6 @@ def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, B
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
-    runner.submit(job_id)
     return job_id
 
 
@@ -127,7 +127,7 @@ def report(job_row: dict, fmt: str) -> Path:
     return path
 
 
-def confirm(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,
+def confirm(settings: Settings, job_id: str, principal: auth.Principal,
             client_addr: str | None) -> None:
     """Turn a clean dry run into a load (audited) and queue it."""
     conn = db.connect(settings.db)
@@ -135,24 +135,13 @@ def confirm(settings: Settings, runner: jobs.Runner, job_id: str, principal: aut
         jobs.confirm(conn, job_id, principal, client_addr)
     finally:
         conn.close()
-    runner.submit(job_id, confirm=True)
 
 
-def cancel(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,
+def cancel(settings: Settings, job_id: str, principal: auth.Principal,
            client_addr: str | None) -> str:
     """Cancel a job (audited): ``cancelled`` at once, or ``cancelling`` while it runs."""
     conn = db.connect(settings.db)
     try:
-        return runner.cancel(conn, job_id, principal, client_addr)
+        return jobs.cancel(conn, job_id, principal, client_addr)
     finally:
         conn.close()
-
-
-def start(settings: Settings) -> jobs.Runner:
-    """Fail jobs a previous server process left running, then start the worker."""
-    conn = db.connect(settings.db)
-    try:
-        jobs.fail_unfinished(conn)
-    finally:
-        conn.close()
-    return jobs.Runner(settings)
