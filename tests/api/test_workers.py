@@ -63,15 +63,20 @@ def workers_db(make_database):
     return url
 
 
-def _etags(url: str, n: int) -> dict[str, set[str]]:
-    """ETag of the tile as each process answers it, over ``n`` fresh connections."""
+def _etags(url: str, processes: set[str], per_process: int = 5) -> dict[str, set[str]]:
+    """ETag of the tile as each process answers it, over fresh connections until every process
+    answered ``per_process`` times (the kernel picks the process of each new connection)."""
     seen: dict[str, set[str]] = {}
-    for _ in range(n):
-        with httpx.Client(base_url=url, timeout=30) as c:   # new connection: the kernel picks a process
+    count: dict[str, int] = {}
+    for _ in range(400):
+        with httpx.Client(base_url=url, timeout=30) as c:
             proc = c.get("/health").json()["process"]
             res = c.get(TILE)
             assert res.status_code in (200, 204), res.text
             seen.setdefault(proc, set()).add(res.headers["etag"])
+            count[proc] = count.get(proc, 0) + 1
+        if all(count.get(p, 0) >= per_process for p in processes):
+            break
     return seen
 
 
@@ -83,7 +88,7 @@ def test_two_worker_processes_follow_versions_and_run_tasks_once(workers_db, tmp
     delivery = write_delivery(tmp_path / "data", points=120, buildings=40, name="workers.zip")
     srv = ServeProcess(workers_db, tmp_path, 2)
     try:
-        before = _etags(srv.url, 30)
+        before = _etags(srv.url, srv.processes)
         assert set(before) == srv.processes, "both processes answer on the one port"
         assert len({e for tags in before.values() for e in tags}) == 1, before
 
@@ -101,10 +106,10 @@ def test_two_worker_processes_follow_versions_and_run_tasks_once(workers_db, tmp
         # every process's version watcher saw the load (NOTIFY, else its 1 s poll): new ETag everywhere
         old = next(iter(next(iter(before.values()))))
         deadline = time.monotonic() + 10
-        after = _etags(srv.url, 30)
+        after = _etags(srv.url, srv.processes)
         while any(old in tags for tags in after.values()) and time.monotonic() < deadline:
             time.sleep(0.5)
-            after = _etags(srv.url, 30)
+            after = _etags(srv.url, srv.processes)
         assert set(after) == srv.processes
         assert all(tags and old not in tags for tags in after.values()), after
         assert len({e for tags in after.values() for e in tags}) == 1, after
