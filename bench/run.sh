@@ -36,3 +36,11 @@ if [ -n "${CIM_3DTILES_VALIDATOR:-}" ]; then
 else
   echo "CIM_3DTILES_VALIDATOR 未设置，跳过 3D Tiles 官方校验 / CIM_3DTILES_VALIDATOR unset: skipping the 3D Tiles validator (bench/README.md)" >&2
 fi
+
+# --- province batch on Dask: the same build on 1 and 2 Dask workers and the single-process path (bench/batch/run.py) ---
+# The province scale (4 counties × 250,000 buildings) takes about half an hour on 2 shared cores:
+# BENCH_BATCH_BUILDINGS=250000 for it; the default here keeps make bench short.
+$PY bench/batch/run.py --counties "${BENCH_BATCH_COUNTIES:-4}" --buildings "${BENCH_BATCH_BUILDINGS:-50000}"
+
+# --- load: 100 concurrent clients for 60 s against cim serve --workers 2 (bench/load/run.py) ---
+$PY bench/load/run.py --clients "${BENCH_LOAD_CLIENTS:-100}" --duration "${BENCH_LOAD_SECONDS:-60}"
