@@ -26,7 +26,24 @@ COUNTY = "430523"
 
 
 @pytest.fixture(scope="module")
-def api(db_url, tmp_path_factory):
+def jobs_db(make_database):
+    """A database of this module's own: upload jobs are tasks any server on the database may claim,
+    so no server of another test module (with another CIM_HOME) may share it."""
+    return make_database("cim_ingest_jobs")
+
+
+@pytest.fixture
+def conn(jobs_db):
+    """A connection to this module's database, rolled back and closed afterwards."""
+    c = psycopg2.connect(jobs_db)
+    yield c
+    c.rollback()
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def api(jobs_db, tmp_path_factory):
+    db_url = jobs_db
     home = tmp_path_factory.mktemp("cim-home-jobs")
     conn = psycopg2.connect(db_url)
     toks = {"uploader": token(conn, Role.uploader, [COUNTY]), "other": token(conn, Role.uploader, ["430599"]),
@@ -205,7 +222,8 @@ def test_killed_job_process_is_retried_then_failed_and_loads_nothing(api, conn):
     assert snapshot(conn) == before
 
 
-def test_dead_process_job_fails_with_reason_and_live_ones_are_left_alone(api, db_url, tmp_path):
+def test_dead_process_job_fails_with_reason_and_live_ones_are_left_alone(api, tmp_path):
+    db_url = api["db_url"]
     conn = psycopg2.connect(db_url)
     ids = ("a" * 32, "b" * 32, "c" * 32)
     with conn.cursor() as cur:
