@@ -53,7 +53,7 @@ def install(app: FastAPI) -> None:
     async def start(app: FastAPI) -> None:
         if settings.api.task_threads > 0:
             worker = tasks.Worker(db.resolve_url(settings.db), dict(app.state.task_handlers),
-                                  threads=settings.api.task_threads)
+                                  threads=settings.api.task_threads, stale_after_s=settings.api.task_stale_s)
             worker.start()
             app.state.task_worker = worker
 

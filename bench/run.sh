@@ -39,3 +39,10 @@ fi
 
 # --- 城市体检: every indicator of a synthetic county, and three spatial ones vs GeoPandas (bench/healthcheck/run.py) ---
 $PY bench/healthcheck/run.py --buildings "${BENCH_HC_BUILDINGS:-1000000}"
+# --- province batch on Dask: the same build on 1 and 2 Dask workers and the single-process path (bench/batch/run.py) ---
+# The province scale (4 counties × 250,000 buildings) takes about half an hour on 2 shared cores:
+# BENCH_BATCH_BUILDINGS=250000 for it; the default here keeps make bench short.
+$PY bench/batch/run.py --counties "${BENCH_BATCH_COUNTIES:-4}" --buildings "${BENCH_BATCH_BUILDINGS:-50000}"
+
+# --- load: 100 concurrent clients for 60 s against cim serve --workers 2 (bench/load/run.py) ---
+$PY bench/load/run.py --clients "${BENCH_LOAD_CLIENTS:-100}" --duration "${BENCH_LOAD_SECONDS:-60}"

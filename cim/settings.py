@@ -58,6 +58,8 @@ class ApiSettings(BaseSettings):
     cors_origins: list[str] = ["*"]
     web_root: Path | None = None
     task_threads: int = Field(2, ge=0, description="background-task worker threads per process (0: run none)")
+    task_stale_s: float = Field(60.0, ge=1.0, description="a running task without a heartbeat for this long lost "
+                                                         "its process: queued again or failed (same on every host)")
 
 
 class IngestSettings(BaseSettings):

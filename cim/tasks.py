@@ -216,16 +216,20 @@ class Worker:
     One dispatcher thread holds the process's only long-lived connection: it LISTENs on
     :data:`CHANNEL` (a new task wakes it at once; otherwise it polls every ``poll_s``), claims a
     task whenever a handler thread is free, writes the heartbeat of this process's running tasks
-    every :data:`HEARTBEAT_S` and reaps the tasks of dead processes. A handler thread opens a
+    every :data:`HEARTBEAT_S` (at most a quarter of ``stale_after_s``) and reaps the tasks of dead
+    processes (no heartbeat for ``stale_after_s``; every process sharing a database should use the
+    same value). A handler thread opens a
     connection only to record its task's end. ``stop()`` lets running handlers finish.
     """
 
     def __init__(self, url: str, handlers: dict[str, Handler], *, threads: int = 1, poll_s: float = 2.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None, stale_after_s: float = STALE_AFTER_S) -> None:
         self.url = url
         self.handlers = dict(handlers)
         self.threads = max(1, threads)
         self.poll_s = poll_s
+        self.stale_after_s = stale_after_s
+        self.heartbeat_s = min(HEARTBEAT_S, stale_after_s / 4)
         self.name = name or worker_name()
         self._stop = threading.Event()
         self._slots = threading.Semaphore(self.threads)
@@ -268,7 +272,7 @@ class Worker:
                     conn.autocommit = True
                     with conn.cursor() as cur:
                         cur.execute(f"LISTEN {CHANNEL}")
-                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                if time.monotonic() - last_beat >= self.heartbeat_s:
                     self._beat(conn)
                     last_beat = time.monotonic()
                 while not self._stop.is_set() and self._slots.acquire(blocking=False):
@@ -280,7 +284,7 @@ class Worker:
                     assert self._pool is not None
                     self._pool.submit(self._execute, task)
                 watched: list[psycopg2.extensions.connection | socket.socket] = [conn, self._wake_r]
-                ready = select.select(watched, [], [], self.poll_s)[0]
+                ready = select.select(watched, [], [], min(self.poll_s, self.heartbeat_s))[0]
                 if self._wake_r in ready:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
@@ -301,7 +305,7 @@ class Worker:
             with conn.cursor() as cur:
                 cur.execute("UPDATE cim.task SET heartbeat_at = now() WHERE id = ANY(%s) AND state = 'running'",
                             (sorted(self._running),))
-        reap(conn)
+        reap(conn, self.stale_after_s)
 
     def _execute(self, task: Task) -> None:
         ctx = TaskContext(task, self.url)

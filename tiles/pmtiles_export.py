@@ -10,6 +10,7 @@ tiles, TileJSON-style metadata with ``vector_layers``). :class:`ArchiveSet` read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import mmap
@@ -96,21 +97,45 @@ def _init_worker(url: str, catalog: Catalog, settings: TileSettings) -> None:
                    budget=settings.max_tile_kb * 1024, conn=loop.run_until_complete(asyncpg.connect(url)))
 
 
-def _render_chunk(job: tuple[tuple[str, ...], list[tuple]]) -> list[tuple[int, bytes]]:
+def _render_chunk(job: tuple[tuple[str, ...], list[tuple]], state: dict | None = None) -> list[tuple[int, bytes]]:
     from tiles.service import render_tile
 
     ids, tiles = job
-    loop, conn, compiler = _worker["loop"], _worker["conn"], _worker["compiler"]
+    state = state if state is not None else _worker
+    loop, conn, compiler = state["loop"], state["conn"], state["compiler"]
     out = []
     for z, x, y in tiles:
-        raw = loop.run_until_complete(render_tile(conn, compiler, ids, z, x, y, _worker["budget"]))
+        raw = loop.run_until_complete(render_tile(conn, compiler, ids, z, x, y, state["budget"]))
         out.append((zxy_to_tileid(z, x, y), gzip.compress(raw, 6, mtime=0) if raw else b""))
     return out
 
 
+_LOCAL = threading.local()
+
+
+def render_chunks(url: str, catalog: Catalog, settings: TileSettings,
+                  jobs: list[tuple[tuple[str, ...], list[tuple]]]) -> list[list[tuple[int, bytes]]]:
+    """Render chunks of tiles in this process (one loop and connection per thread, kept between
+    calls): for each chunk, ``[(tile_id, gzip MVT or b"")]``. The unit of work the province
+    batch ships to Dask workers (:mod:`batch.pmtiles`)."""
+    state = getattr(_LOCAL, "state", None)
+    if state is None or state[0] != (url, settings.model_dump_json()):
+        loop = asyncio.new_event_loop()
+        state = _LOCAL.state = ((url, settings.model_dump_json()), {
+            "loop": loop, "compiler": TileCompiler.from_catalog(catalog, settings),
+            "budget": settings.max_tile_kb * 1024, "conn": loop.run_until_complete(asyncpg.connect(url))})
+    return [_render_chunk(job, state[1]) for job in jobs]
+
+
 def export(url: str, catalog: Catalog, settings: TileSettings, layers: str, zooms: tuple[int, int], out: Path,
-           workers: int = 2, progress: Callable[[int, int], None] | None = None) -> ExportResult:
-    """Write the archive; ``progress(done, total)`` is called after each chunk."""
+           workers: int = 2, progress: Callable[[int, int], None] | None = None,
+           render_map: Callable[[list], Iterator[list[tuple[int, bytes]]]] | None = None) -> ExportResult:
+    """Write the archive; ``progress(done, total)`` is called after each chunk.
+
+    ``render_map(chunks)`` (optional) renders the chunks elsewhere and yields each chunk's result
+    **in the order given** (the archive is written in tile-id order); by default a local process
+    pool of ``workers`` renders them.
+    """
     compiler = TileCompiler.from_catalog(catalog, settings)
     ids = compiler.parse_layers(layers)
     bounds = asyncio.run(_layer_bounds(url, compiler, ids))
@@ -122,9 +147,14 @@ def export(url: str, catalog: Catalog, settings: TileSettings, layers: str, zoom
     tmp = out.with_name(out.name + ".part")
     written = done = 0
     ctx = mp.get_context("fork")
-    with open(tmp, "wb") as f, ctx.Pool(max(1, workers), _init_worker, (url, catalog, settings)) as pool:
+    with open(tmp, "wb") as f, contextlib.ExitStack() as stack:
+        if render_map is None:
+            pool = stack.enter_context(ctx.Pool(max(1, workers), _init_worker, (url, catalog, settings)))
+            results = pool.imap(_render_chunk, chunks)  # ordered: tiles arrive in tile-id order
+        else:
+            results = render_map(chunks)
         writer = Writer(f)
-        for result in pool.imap(_render_chunk, chunks):  # ordered: tiles arrive in tile-id order
+        for result in results:
             for tile_id, data in result:
                 if data:
                     writer.write_tile(tile_id, data)

@@ -5,7 +5,8 @@ The upload is streamed to disk with a size limit (``CIM_INGEST_MAX_UPLOAD_MB``):
 it passes the limit. :mod:`ingest.service.submission` then takes over: files pass
 :func:`ingest.service.upload.preflight` (file names, type sniffing, zip bombs and path traversal, complete
 and untruncated shapefile sets, known CRS) before a job row exists, so a refused upload writes
-nothing. Jobs run in :class:`ingest.service.jobs.Runner`.
+nothing. Jobs are background tasks (``ingest.job``) that any server process may run
+(:func:`ingest.service.jobs.run_task`, registered here).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from api import deps
+from api import deps, tasks
 from cim.auth import Action, Principal
 from cim.errors import NotFound, PayloadTooLarge, UnreadableInput
 from cim.settings import Settings
-from ingest.service import submission
+from ingest.service import jobs, submission
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest / 数据入库"])
 
@@ -77,7 +78,7 @@ async def submit(request: Request, who: Principal = Depends(deps.principal)) -> 
         deps.check(request, who, Action.write, county=county)
         files = [(f.filename or "", f.file) for f in form.getlist("file") if isinstance(f, UploadFile)]
         job_id = await run_in_threadpool(
-            submission.accept, settings, request.app.state.ingest_runner, files, county=county,
+            submission.accept, settings, files, county=county,
             profile=str(form.get("profile") or "").strip() or None, dry_run=_flag(form.get("dry_run")),
             principal=who, client_addr=deps.client_addr(request),
             mapping=submission.parse_mapping(str(form.get("mapping") or "")))
@@ -121,7 +122,7 @@ async def report(job_id: str, fmt: str, request: Request, who: Principal = Depen
 async def confirm(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
     """Load a clean dry run (re-read and re-validated from the stored files)."""
     await _job(request, job_id, who)
-    await run_in_threadpool(submission.confirm, deps.settings(request), request.app.state.ingest_runner, job_id, who,
+    await run_in_threadpool(submission.confirm, deps.settings(request), job_id, who,
                             deps.client_addr(request))
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
 
@@ -135,8 +136,8 @@ async def recheck(job_id: str, request: Request, who: Principal = Depends(deps.p
     if len(body) > 1 << 20:
         raise PayloadTooLarge("映射超过 1 MB", "the mapping is larger than 1 MB")
     mapping = submission.parse_mapping(body)
-    await run_in_threadpool(submission.recheck, deps.settings(request), request.app.state.ingest_runner, job_id,
-                            mapping, who, deps.client_addr(request))
+    await run_in_threadpool(submission.recheck, deps.settings(request), job_id, mapping, who,
+                            deps.client_addr(request))
     return {"job_id": job_id, "status_url": f"/api/ingest/{job_id}"}
 
 
@@ -144,23 +145,18 @@ async def recheck(job_id: str, request: Request, who: Principal = Depends(deps.p
 async def cancel(job_id: str, request: Request, who: Principal = Depends(deps.principal)) -> dict:
     """Cancel a queued, running or awaiting job; a running load rolls back."""
     await _job(request, job_id, who)
-    state = await run_in_threadpool(submission.cancel, deps.settings(request), request.app.state.ingest_runner,
+    state = await run_in_threadpool(submission.cancel, deps.settings(request),
                                     job_id, who, deps.client_addr(request))
     return {"job_id": job_id, "state": state}
 
 
-async def _start(app: FastAPI) -> None:
-    app.state.ingest_runner = await run_in_threadpool(submission.start, app.state.settings)
-
-
-async def _stop(app: FastAPI) -> None:
-    runner = getattr(app.state, "ingest_runner", None)
-    if runner is not None:
-        await asyncio.get_running_loop().run_in_executor(None, runner.shutdown)
-
-
 def register(app: FastAPI) -> None:
-    """Mount the router and the worker's start/stop hooks."""
+    """Mount the router, run upload jobs in this process's task worker, end their children at stop."""
     app.include_router(router)
-    app.state.startup_hooks.append(_start)
-    app.state.shutdown_hooks.append(_stop)
+    children = jobs.Children()
+    tasks.handle(app, jobs.TASK_KIND, lambda ctx: jobs.run_task(app.state.settings, ctx, children))
+
+    async def stop(app: FastAPI) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, children.stop)
+
+    app.state.shutdown_hooks.insert(0, stop)   # before the task worker waits for its handlers

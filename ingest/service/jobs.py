@@ -1,34 +1,43 @@
-"""Ingest jobs of the upload API: a table (``cim.ingest_job``) and a background worker.
+"""Ingest jobs of the upload API: a table (``cim.ingest_job``) run as background tasks.
 
-A job is created once an upload passed :mod:`ingest.service.upload`'s checks. :class:`Runner` starts it
-in a child process (``python -m ingest.service.jobs``, one job at a time by default), which runs
-:func:`ingest.pipeline.run` on the stored files with two connections: one for the load
-transaction and an autocommit one for the job's state and progress, so a client can poll while
-the load is still uncommitted. The job row becomes ``done`` inside the load transaction, so it
-is done exactly when the delivery is committed. The job lives in the database, not in the
-request, so it survives a client disconnect; at server start :func:`fail_unfinished` marks jobs
-a previous process left running as failed. Dry runs end in ``awaiting_confirmation``;
-:func:`confirm` re-reads, re-validates and loads the stored files. Cancelling a running job
-sets ``cancel_requested``; the child sees it at its next progress step and rolls back.
+A job is created once an upload passed :mod:`ingest.service.upload`'s checks, together with its
+task (kind ``ingest.job`` in ``cim.task``, one transaction): whichever server process or host
+claims the task (``FOR UPDATE SKIP LOCKED``, :mod:`cim.tasks`) runs :func:`run_task`, which starts
+the job in a child process (``python -m ingest.service.jobs``) running :func:`ingest.pipeline.run`
+on the stored files with two connections: one for the load transaction and an autocommit one for
+the job's state and progress, so a client can poll while the load is still uncommitted. The job
+row becomes ``done`` inside the load transaction, so it is done exactly when the delivery is
+committed.
+
+A job survives the death of the process that ran it. The child dies with its server process
+(``PR_SET_PDEATHSIG`` on Linux; elsewhere a session advisory lock on the job keeps a second child
+from starting while the first still holds its connection), its load transaction rolls back, the
+task's heartbeat stops and any process's reaper queues it again (or fails it after
+:data:`MAX_ATTEMPTS`); the job row follows its task (migration 0110): queued again with the reason,
+or failed with it, never stuck in ``loading``. A child that exits abnormally is retried the same way.
+Dry runs end in ``awaiting_confirmation``; :func:`confirm` queues the load of the stored files
+(re-read and re-validated). Cancelling a running job sets ``cancel_requested``; the child sees it at
+its next progress step and rolls back.
 """
-
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import psycopg2.extensions
 
-from cim import auth, db
+from cim import auth, db, tasks
 from cim.errors import CimError, Conflict, IngestRejected, NotFound
 from cim.settings import Settings
 from ingest import pipeline
@@ -42,6 +51,10 @@ MAPPING_FILE = "mapping.json"      # the user's field and value mappings of a jo
 FINISHED = ("done", "rejected", "failed", "cancelled")
 RECHECKABLE = ("awaiting_confirmation", "rejected")   # finished checks whose files are kept to check again
 REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx", "csv": "report.csv"}
+TASK_KIND = "ingest.job"
+MAX_ATTEMPTS = 2           # a job whose process died is run once more, then failed with the reason
+LOCK_CLASS = 0x43494D4A    # advisory lock class of a running job (the key is hashtext(job id))
+EXIT_BUSY = 3              # the child found the job still held by another child
 _PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
           "swap": ("loading", 95, 100)}
 _COLUMNS = ("id, county_code, profile, dry_run, state, progress, files, work_dir, counts, findings, delivery_id, "
@@ -82,6 +95,13 @@ def create(conn: psycopg2.extensions.connection, *, job_id: str, county: str, pr
                      _principal_json(principal), client_addr))
         auth.audit(cur, principal, "ingest.upload", target=f"job:{job_id}", county=county, client_addr=client_addr,
                    detail={"files": files, "dry_run": dry_run, "profile": profile})
+        queue(cur, job_id, confirm=False, principal=principal)
+
+
+def queue(cur: psycopg2.extensions.cursor, job_id: str, *, confirm: bool, principal: auth.Principal) -> int:
+    """Queue the task that runs a job (in the caller's transaction); returns the task id."""
+    return tasks.enqueue(cur, TASK_KIND, {"job_id": job_id, "confirm": confirm}, dedupe_key=f"{TASK_KIND}:{job_id}",
+                         created_by=principal.name, priority=1, max_attempts=MAX_ATTEMPTS)
 
 
 def get(cur: psycopg2.extensions.cursor, job_id: str) -> dict:
@@ -90,16 +110,6 @@ def get(cur: psycopg2.extensions.cursor, job_id: str) -> dict:
     if not rows:
         raise NotFound(f"没有入库任务 {job_id}", f"no ingest job {job_id}")
     return rows[0]
-
-
-def fail_unfinished(conn: psycopg2.extensions.connection) -> int:
-    """Mark jobs left running by a previous server process as failed; return how many."""
-    with db.transaction(conn) as cur:
-        cur.execute("UPDATE cim.ingest_job SET state = 'failed', finished_at = now(), updated_at = now(), "
-                    "message_zh = '服务重启时任务未完成，数据库未改动，请重新提交', "
-                    "message_en = 'the server restarted before the job finished; nothing was loaded, please resubmit' "
-                    "WHERE state = ANY(%s)", (list(RUNNING),))
-        return cur.rowcount
 
 
 def _update(conn, job_id: str, *, finished: bool = False, **values) -> None:
@@ -111,89 +121,93 @@ def _update(conn, job_id: str, *, finished: bool = False, **values) -> None:
         cur.execute(f"UPDATE cim.ingest_job SET {cols}{stamp}, updated_at = now() WHERE id = %s", (*params, job_id))
 
 
-class Runner:
-    """Starts each job in a child process (``python -m ingest.service.jobs JOB_ID``), one at a time.
+def cancel(conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
+           client_addr: str | None = None) -> str:
+    """Cancel a job: at once when queued, awaiting confirmation or rejected (its files are
+    dropped), else at its next step."""
+    with db.transaction(conn) as cur:
+        job = get(cur, job_id)
+        auth.authorize(principal, auth.Action.write, county=job["county_code"])
+        if job["state"] in FINISHED and job["state"] != "rejected":
+            raise Conflict(f"任务已结束（{job['state']}），无法取消", f"the job already ended ({job['state']})")
+        cur.execute("UPDATE cim.ingest_job SET state = 'cancelled', finished_at = now(), updated_at = now(), "
+                    "message_zh = '已取消，未入库', message_en = 'cancelled; nothing loaded' "
+                    "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation', 'rejected') RETURNING state",
+                    (job_id,))
+        done_now = cur.fetchone() is not None
+        tidy = done_now and job["state"] in RECHECKABLE
+        if done_now:   # a task not yet claimed never runs; a claimed one finds the job cancelled and tidies up
+            cur.execute("UPDATE cim.task SET state = 'cancelled', finished_at = now() "
+                        "WHERE dedupe_key = %s AND state = 'queued'", (f"{TASK_KIND}:{job_id}",))
+            tidy = tidy or cur.rowcount > 0
+        else:
+            cur.execute("UPDATE cim.ingest_job SET cancel_requested = true WHERE id = %s", (job_id,))
+        auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
+                   client_addr=client_addr, detail={"state": job["state"]})
+    if tidy:
+        drop_uploads(job)
+    return "cancelled" if done_now else "cancelling"
 
-    A child process keeps the reading, validation and COPY formatting off the API process (and
-    its GIL). The child marks the job ``done`` inside the load transaction itself, so a job still
-    running when its child ends (crash, kill, server stop) loaded nothing and is marked failed.
-    """
 
-    def __init__(self, settings: Settings, workers: int = 1) -> None:
-        self.settings = settings
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cim-ingest")
-        self.children: dict[str, subprocess.Popen] = {}
-        self.lock = threading.Lock()
-        self.stopping = False
+class Children:
+    """The job child processes one server runs, so that its stop can end them."""
 
-    def submit(self, job_id: str, *, confirm: bool = False) -> None:
-        """Queue a job (or the load of a confirmed dry run)."""
-        self.pool.submit(self._run_safely, job_id, confirm)
+    def __init__(self) -> None:
+        self._running: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
 
-    def shutdown(self) -> None:
-        """Stop running children (their transactions roll back) and the worker threads."""
-        with self.lock:
-            self.stopping = True
-            children = list(self.children.values())
+    def start(self, job_id: str, cmd: list[str]) -> subprocess.Popen:
+        """Start a child (refused once the server is stopping)."""
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("服务正在停止 / the server is stopping")
+            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+            self._running[job_id] = child
+            return child
+
+    def ended(self, job_id: str) -> None:
+        """Forget a child that exited."""
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def stop(self) -> None:
+        """End the running children (their loads roll back; their tasks are retried elsewhere)."""
+        with self._lock:
+            self._stopping = True
+            children = list(self._running.values())
         for child in children:
             child.terminate()
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def cancel(self, conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
-               client_addr: str | None = None) -> str:
-        """Cancel a job: at once when queued, awaiting confirmation or rejected (its files are
-        dropped), else at its next step."""
-        with db.transaction(conn) as cur:
+
+def run_task(settings: Settings, ctx: tasks.TaskContext, children: Children) -> dict[str, Any]:
+    """Task handler of ``ingest.job``: run the job in a child process and wait for it.
+
+    A child that ends abnormally (killed, crashed, or the job still held by an earlier child)
+    raises, so the task is retried while attempts remain and then fails with the reason, which
+    the job row takes over (migration 0110).
+    """
+    job_id, confirm = str(ctx.args["job_id"]), bool(ctx.args.get("confirm"))
+    cmd = [sys.executable, "-m", "ingest.service.jobs", job_id, "--parent", str(os.getpid())]
+    child = children.start(job_id, cmd + (["--confirm"] if confirm else []))
+    try:
+        child.communicate(settings.model_dump_json().encode(), timeout=None)
+    finally:
+        children.ended(job_id)
+    if child.returncode == EXIT_BUSY:
+        raise RuntimeError("任务仍由另一个入库进程持有 / the job is still held by another ingest process")
+    if child.returncode != 0:
+        raise RuntimeError(f"入库进程意外结束（退出码 {child.returncode}） / "
+                           f"the ingest process ended unexpectedly (exit code {child.returncode})")
+    status = db.connect(settings.db, autocommit=True, application_name="cim-ingest-status")
+    try:
+        with status.cursor() as cur:
             job = get(cur, job_id)
-            auth.authorize(principal, auth.Action.write, county=job["county_code"])
-            if job["state"] in FINISHED and job["state"] != "rejected":
-                raise Conflict(f"任务已结束（{job['state']}），无法取消", f"the job already ended ({job['state']})")
-            cur.execute("UPDATE cim.ingest_job SET state = 'cancelled', finished_at = now(), updated_at = now(), "
-                        "message_zh = '已取消，未入库', message_en = 'cancelled; nothing loaded' "
-                        "WHERE id = %s AND state IN ('queued', 'awaiting_confirmation', 'rejected') RETURNING state",
-                        (job_id,))
-            done_now = cur.fetchone() is not None
-            if not done_now:
-                cur.execute("UPDATE cim.ingest_job SET cancel_requested = true WHERE id = %s", (job_id,))
-            auth.audit(cur, principal, "ingest.cancel", target=f"job:{job_id}", county=job["county_code"],
-                       client_addr=client_addr, detail={"state": job["state"]})
-        if done_now and job["state"] in ("awaiting_confirmation", "rejected"):
-            drop_uploads(job)
-        return "cancelled" if done_now else "cancelling"
-
-    def _run_safely(self, job_id: str, confirm: bool) -> None:
-        try:
-            self._run(job_id, confirm)
-        except Exception:  # the worker thread must survive any job
-            log.exception("ingest job %s crashed", job_id)
-
-    def _run(self, job_id: str, confirm: bool) -> None:
-        cmd = [sys.executable, "-m", "ingest.service.jobs", job_id] + (["--confirm"] if confirm else [])
-        with self.lock:
-            if self.stopping:
-                return
-            child = subprocess.Popen(cmd, stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
-            self.children[job_id] = child
-        try:
-            child.communicate(self.settings.model_dump_json().encode(), timeout=None)
-        finally:
-            with self.lock:
-                self.children.pop(job_id, None)
-        status = db.connect(self.settings.db, autocommit=True, application_name="cim-ingest-status")
-        try:
-            with status.cursor() as cur:
-                if child.returncode != 0:
-                    cur.execute(
-                        "UPDATE cim.ingest_job SET state = 'failed', progress = 100, finished_at = now(), "
-                        "updated_at = now(), message_zh = %s, message_en = %s WHERE id = %s AND state = ANY(%s)",
-                        (f"入库进程意外结束（退出码 {child.returncode}），数据库未改动",
-                         f"the ingest process ended unexpectedly (exit code {child.returncode}); nothing was loaded",
-                         job_id, list(RUNNING)))
-                job = get(cur, job_id)
-        finally:
-            status.close()
-        if job["state"] in FINISHED and job["state"] not in RECHECKABLE:
-            drop_uploads(job)             # a rejected job keeps its files to be re-checked (or cancelled)
+    finally:
+        status.close()
+    if job["state"] in FINISHED and job["state"] not in RECHECKABLE:
+        drop_uploads(job)             # a rejected job keeps its files to be re-checked (or cancelled)
+    return {"job_id": job_id, "state": job["state"], "delivery_id": job["delivery_id"]}
 
 
 def drop_uploads(job: dict) -> None:
@@ -207,15 +221,24 @@ def drop_uploads(job: dict) -> None:
         pass
 
 
-def run_job(settings: Settings, job_id: str, confirm: bool) -> None:
-    """Run one job in this process (the child started by :class:`Runner`)."""
+def run_job(settings: Settings, job_id: str, confirm: bool) -> int:
+    """Run one job in this process (the child started by :func:`run_task`); returns the exit code.
+
+    The job's advisory lock is held on the status connection for the whole run: a second child
+    (a retry while an earlier child still holds its connection) returns :data:`EXIT_BUSY`.
+    """
     status = db.connect(settings.db, autocommit=True, application_name="cim-ingest-status")
     try:
         with status.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, job_id))
+            if not cur.fetchone()[0]:
+                return EXIT_BUSY
             job = get(cur, job_id)
-            if job["state"] != "queued":
-                return  # cancelled before it started
-            cur.execute("UPDATE cim.ingest_job SET worker_pid = %s WHERE id = %s", (os.getpid(), job_id))
+            if job["state"] not in RUNNING:
+                return 0  # cancelled, finished, or a dry run awaiting confirmation: nothing to do
+            # an earlier attempt that died left reading / validating / loading: it loaded nothing
+            cur.execute("UPDATE cim.ingest_job SET worker_pid = %s, state = 'queued', progress = 0, "
+                        "updated_at = now() WHERE id = %s", (os.getpid(), job_id))
         work = db.connect(settings.db, application_name="cim-ingest")
         try:
             _execute(settings, job, status, work, confirm)
@@ -223,11 +246,12 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> None:
             work.close()
     finally:
         status.close()
+    return 0
 
 
 def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None:
     job_id, work_dir = job["id"], Path(job["work_dir"])
-    last: list[Any] = [0.0, "", 0]        # time, state and percentage last written
+    last = [0.0, "", 0]                   # time, state and percentage last written
     lock = threading.Lock()
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -305,11 +329,10 @@ def write_mapping(work_dir: Path, mapping: UserMapping | None) -> None:
         path.unlink(missing_ok=True)
 
 
-
 def recheck(conn: psycopg2.extensions.connection, job_id: str, mapping: UserMapping, principal: auth.Principal,
             client_addr: str | None = None) -> dict:
-    """Run a finished check again on the stored files with the user's mapping, as a dry run
-    (audited ``ingest.recheck``; the caller then submits it to the runner)."""
+    """Run a finished check again on the stored files with the user's mapping, as a dry run, and
+    queue its task (one transaction; audited ``ingest.recheck``)."""
     county_mapping.check(mapping)
     with db.transaction(conn) as cur:
         job = get(cur, job_id)
@@ -327,15 +350,15 @@ def recheck(conn: psycopg2.extensions.connection, job_id: str, mapping: UserMapp
         write_mapping(work_dir, mapping)
         for name in REPORT_FILES.values():
             (work_dir / name).unlink(missing_ok=True)
+        queue(cur, job_id, confirm=False, principal=principal)
     return job
 
 
 def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.Principal,
             client_addr: str | None = None) -> dict:
-    """Turn a clean dry run into a load (the caller then submits it to the runner). The mapping
-    the dry run used beyond the profile's rules (proposals the user accepted, the user's own
-    mappings) is saved as the county's mapping in the same transaction, unless it is already
-    the county's newest."""
+    """Turn a clean dry run into a load and queue its task (one transaction). The mapping the dry
+    run used beyond the profile's rules (proposals the user accepted, the user's own mappings) is
+    saved as the county's mapping in the same transaction, unless it is already the county's newest."""
     with db.transaction(conn) as cur:
         job = get(cur, job_id)
         auth.authorize(principal, auth.Action.write, county=job["county_code"])
@@ -353,17 +376,28 @@ def confirm(conn: psycopg2.extensions.connection, job_id: str, principal: auth.P
         if used and (saved is None or saved.to_dict() != used.to_dict()):
             county_mapping.save(cur, job["county_code"], used, principal=principal, source_job=job_id,
                                 client_addr=client_addr)
+        queue(cur, job_id, confirm=True, principal=principal)
     return job
 
 
+def _die_with(parent: int) -> bool:
+    """Ask the kernel to kill this process when its parent dies (Linux); False if it already has."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    return os.getppid() == parent
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Child entry: ``python -m ingest.service.jobs JOB_ID [--confirm]`` with the settings JSON on stdin."""
+    """Child entry: ``python -m ingest.service.jobs JOB_ID [--parent PID] [--confirm]`` with the
+    settings JSON on stdin."""
     logging.basicConfig(level=os.environ.get("CIM_LOG_LEVEL", "WARNING"),
                          format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv
+    if "--parent" in args and not _die_with(int(args[args.index("--parent") + 1])):
+        return 1
     settings = Settings.model_validate_json(sys.stdin.read())
-    run_job(settings, args[0], "--confirm" in args[1:])
-    return 0
+    return run_job(settings, args[0], "--confirm" in args[1:])
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ The HTTP layer streams and parses the multipart form; from there on the steps ar
 :func:`accept` saves the files in a staging folder under ``$CIM_HOME/uploads``, runs
 :func:`ingest.service.upload.preflight` and checks the profile before a job row exists (a refused upload
 writes nothing and leaves no folder), then creates the job (:func:`ingest.service.jobs.create`, audited)
-and hands it to the :class:`ingest.service.jobs.Runner`. Blocking functions run in the caller's worker
-thread (the API uses ``run_in_threadpool``); :func:`job` reads on the API's asyncpg pool.
+with its background task (any server process runs it: :func:`ingest.service.jobs.run_task`).
+Blocking functions run in the caller's worker thread (the API uses ``run_in_threadpool``);
+:func:`job` reads on the API's asyncpg pool.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def parse_mapping(text: str | bytes | dict | None) -> UserMapping | None:
     return county_mapping.check(UserMapping.from_dict(data, source="用户映射"))
 
 
-def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, BinaryIO]], *, county: str,
+def accept(settings: Settings, files: Sequence[tuple[str, BinaryIO]], *, county: str,
            profile: str | None, dry_run: bool, principal: auth.Principal, client_addr: str | None,
            mapping: UserMapping | None = None) -> str:
     """Check and store an upload (with the user's ``mapping``, if any), create its job and
@@ -114,7 +115,6 @@ def accept(settings: Settings, runner: jobs.Runner, files: Sequence[tuple[str, B
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
-    runner.submit(job_id)
     return job_id
 
 
@@ -139,7 +139,7 @@ def status(job_row: dict, base_url: str) -> dict:
 
 
 def report(job_row: dict, fmt: str) -> Path:
-    """The job's report file in format ``fmt`` (json, html, xlsx), or NotFound."""
+    """The job's report file in format ``fmt`` (json, html, xlsx, csv), or NotFound."""
     if fmt not in jobs.REPORT_FILES:
         raise NotFound(f"没有 {fmt} 格式的报告", f"no report in format {fmt}")
     path = Path(job_row["work_dir"]) / jobs.REPORT_FILES[fmt]
@@ -148,7 +148,7 @@ def report(job_row: dict, fmt: str) -> Path:
     return path
 
 
-def confirm(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,
+def confirm(settings: Settings, job_id: str, principal: auth.Principal,
             client_addr: str | None) -> None:
     """Turn a clean dry run into a load (audited) and queue it."""
     conn = db.connect(settings.db)
@@ -156,10 +156,9 @@ def confirm(settings: Settings, runner: jobs.Runner, job_id: str, principal: aut
         jobs.confirm(conn, job_id, principal, client_addr)
     finally:
         conn.close()
-    runner.submit(job_id, confirm=True)
 
 
-def recheck(settings: Settings, runner: jobs.Runner, job_id: str, mapping: UserMapping | None,
+def recheck(settings: Settings, job_id: str, mapping: UserMapping | None,
             principal: auth.Principal, client_addr: str | None) -> None:
     """Check a finished job's files again with the user's mapping (audited) and queue it."""
     conn = db.connect(settings.db)
@@ -167,24 +166,13 @@ def recheck(settings: Settings, runner: jobs.Runner, job_id: str, mapping: UserM
         jobs.recheck(conn, job_id, mapping or UserMapping(), principal, client_addr)
     finally:
         conn.close()
-    runner.submit(job_id)
 
 
-def cancel(settings: Settings, runner: jobs.Runner, job_id: str, principal: auth.Principal,
+def cancel(settings: Settings, job_id: str, principal: auth.Principal,
            client_addr: str | None) -> str:
     """Cancel a job (audited): ``cancelled`` at once, or ``cancelling`` while it runs."""
     conn = db.connect(settings.db)
     try:
-        return runner.cancel(conn, job_id, principal, client_addr)
+        return jobs.cancel(conn, job_id, principal, client_addr)
     finally:
         conn.close()
-
-
-def start(settings: Settings) -> jobs.Runner:
-    """Fail jobs a previous server process left running, then start the worker."""
-    conn = db.connect(settings.db)
-    try:
-        jobs.fail_unfinished(conn)
-    finally:
-        conn.close()
-    return jobs.Runner(settings)

@@ -1,5 +1,6 @@
 """Upload API jobs over real HTTP: dry run → reports → confirm → loaded; direct load; rejection;
-cancel; access to jobs; unfinished jobs failed at server start."""
+cancel; access to jobs; a job whose process died is retried once, then failed with the reason; a
+new server process leaves the jobs other processes run alone."""
 
 from __future__ import annotations
 
@@ -25,7 +26,24 @@ COUNTY = "430523"
 
 
 @pytest.fixture(scope="module")
-def api(db_url, tmp_path_factory):
+def jobs_db(make_database):
+    """A database of this module's own: upload jobs are tasks any server on the database may claim,
+    so no server of another test module (with another CIM_HOME) may share it."""
+    return make_database("cim_ingest_jobs")
+
+
+@pytest.fixture
+def conn(jobs_db):
+    """A connection to this module's database, rolled back and closed afterwards."""
+    c = psycopg2.connect(jobs_db)
+    yield c
+    c.rollback()
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def api(jobs_db, tmp_path_factory):
+    db_url = jobs_db
     home = tmp_path_factory.mktemp("cim-home-jobs")
     conn = psycopg2.connect(db_url)
     toks = {"uploader": token(conn, Role.uploader, [COUNTY]), "other": token(conn, Role.uploader, ["430599"]),
@@ -162,43 +180,86 @@ def test_cancel_while_loading_rolls_back(api, conn):
     assert snapshot(conn) == before
 
 
-def test_killed_job_process_fails_the_job_and_loads_nothing(api, conn):
+def _kill_loading_child(api, conn, job_id, after_pid=None) -> int:
+    """Wait until a child (other than ``after_pid``) is loading the job, SIGKILL it; returns its pid."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with conn.cursor() as cur:
+            cur.execute("SELECT state, worker_pid FROM cim.ingest_job WHERE id = %s", (job_id,))
+            state, pid = cur.fetchone()
+        conn.rollback()
+        if state == "loading" and pid and pid != after_pid:
+            os.kill(pid, signal.SIGKILL)  # the child process doing the load dies mid-transaction
+            return pid
+        assert state not in ("done", "rejected", "failed", "cancelled"), state
+        time.sleep(0.05)
+    raise AssertionError("the job never reached loading")
+
+
+def test_killed_job_process_is_retried_then_failed_and_loads_nothing(api, conn):
     before = snapshot(conn)
     job_id = _upload(api, api["files"]["big"])["job_id"]
-    state = _wait(api, job_id, ("loading", "done", "rejected", "failed"))
-    assert state["state"] == "loading", state
-    with conn.cursor() as cur:
-        cur.execute("SELECT worker_pid FROM cim.ingest_job WHERE id = %s", (job_id,))
-        pid = cur.fetchone()[0]
-    conn.rollback()
-    os.kill(pid, signal.SIGKILL)  # the child process doing the load dies mid-transaction
+    first = _kill_loading_child(api, conn, job_id)
+    # the task is queued again with the reason; the job follows it
+    deadline = time.monotonic() + 60
+    job = _wait(api, job_id, ("loading", "queued", "reading", "validating"))
+    while "queued again" not in (job["message_en"] or "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        job = _wait(api, job_id, ("loading", "queued", "reading", "validating"))
+    assert "exit code -9" in job["message_en"] and "重新排队" in job["message_zh"], job
+    _kill_loading_child(api, conn, job_id, after_pid=first)
     final = _wait(api, job_id, ("done", "rejected", "failed", "cancelled"))
     assert final["state"] == "failed" and "unexpectedly" in final["message_en"] and final["message_zh"], final
+    with conn.cursor() as cur:
+        cur.execute("SELECT state, attempts, error FROM cim.task WHERE kind = 'ingest.job' AND args->>'job_id' = %s",
+                    (job_id,))
+        rows = cur.fetchall()
+    conn.rollback()
+    assert len(rows) == 1 and rows[0][:2] == ("failed", 2) and "exit code -9" in rows[0][2], rows
     deadline = time.monotonic() + 60  # the server ends the dead client's backend
     while snapshot(conn) != before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert snapshot(conn) == before
 
 
-def test_server_start_fails_jobs_left_running(api, db_url, tmp_path):
+def test_dead_process_job_fails_with_reason_and_live_ones_are_left_alone(api, tmp_path):
+    db_url = api["db_url"]
     conn = psycopg2.connect(db_url)
+    ids = ("a" * 32, "b" * 32, "c" * 32)
     with conn.cursor() as cur:
         cur.execute("INSERT INTO cim.ingest_job (id, county_code, state, progress, files, work_dir, submitted_by) "
                     "VALUES (%s, %s, 'loading', 60, '{x.zip}', %s, 'test'), "
-                    "(%s, %s, 'awaiting_confirmation', 100, '{y.zip}', %s, 'test')",
-                    ("a" * 32, COUNTY, str(tmp_path), "b" * 32, COUNTY, str(tmp_path)))
+                    "(%s, %s, 'awaiting_confirmation', 100, '{y.zip}', %s, 'test'), "
+                    "(%s, %s, 'loading', 40, '{z.zip}', %s, 'test')",
+                    (ids[0], COUNTY, str(tmp_path), ids[1], COUNTY, str(tmp_path), ids[2], COUNTY, str(tmp_path)))
+        # a's process died on its last attempt (stale heartbeat); c's process on another host is alive
+        cur.execute("INSERT INTO cim.task (kind, dedupe_key, args, state, attempts, max_attempts, started_at, "
+                    "heartbeat_at, worker) VALUES "
+                    "('ingest.job', 'ingest.job:' || %s, jsonb_build_object('job_id', %s), 'running', 2, 2, "
+                    " now() - interval '1 hour', now() - interval '1 hour', 'gone-host:1'), "
+                    "('ingest.job', 'ingest.job:' || %s, jsonb_build_object('job_id', %s), 'running', 1, 2, "
+                    " now(), now() + interval '1 hour', 'other-host:1')", (ids[0], ids[0], ids[2], ids[2]))
     conn.commit()
-    srv = LiveServer(db_url, tmp_path)  # a new server process start: the previous one "died"
+    srv = LiveServer(db_url, tmp_path)  # another server process joins: its reaper sees the dead one's task
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT id, state, message_en FROM cim.ingest_job WHERE id IN (%s, %s) ORDER BY id",
-                        ("a" * 32, "b" * 32))
-            rows = cur.fetchall()
-        conn.rollback()
-        assert rows[0][1] == "failed" and "restarted" in rows[0][2]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id, state, message_en FROM cim.ingest_job WHERE id IN %s ORDER BY id", (ids,))
+                rows = cur.fetchall()
+            conn.rollback()
+            if rows[0][1] == "failed":
+                break
+            time.sleep(0.2)
+        assert rows[0][1] == "failed" and "stopped responding" in rows[0][2] and "gone-host:1" in rows[0][2], rows
         assert rows[1][1] == "awaiting_confirmation"
+        assert rows[2][1] == "loading", "a job another live process runs is not touched"
     finally:
         srv.stop()
+        with conn.cursor() as cur:
+            cur.execute("UPDATE cim.task SET state = 'cancelled' WHERE args->>'job_id' = %s", (ids[2],))
+            cur.execute("DELETE FROM cim.ingest_job WHERE id IN %s", (ids,))
+        conn.commit()
         conn.close()
 
 

@@ -4,7 +4,9 @@
 one tile's content. :func:`build_folder` writes a whole layer with a process pool (one database
 connection per worker), publishing the folder atomically (written beside, then renamed) with a
 ``build.json`` recording the data versions it was built from, so the API serves it only while
-the data have not changed.
+the data have not changed. A caller may hand the tile jobs to another engine (``render_map``:
+the province batch runs them as Dask tasks, :mod:`batch.threed`); :func:`render_block` is the
+unit of work it ships, and the folder written is the same file for file.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,9 +121,35 @@ def _worker_render(job: tuple) -> tuple[str, int, int]:
     return key, len(data), len(index)
 
 
+TileJob = tuple[str, sources.Index, list[float], str]          # key, features, region, format
+RenderMap = Callable[[list[TileJob]], Iterable[tuple[str, bytes, int]]]
+
+_LOCAL = threading.local()
+
+
+def render_block(url: str, jobs: list[TileJob]) -> list[tuple[str, bytes, int]]:
+    """Render a block of tiles in this process: ``[(key, content, features)]``.
+
+    Keeps one connection and the catalogue per thread of the calling process (a Dask worker
+    renders many blocks), so it may run anywhere that reaches the database.
+    """
+    state = getattr(_LOCAL, "state", None)
+    if state is None or state[0] != url or state[1].closed:
+        conn = connect(url, application_name="cim-tiles3d")
+        conn.autocommit = True
+        state = _LOCAL.state = (url, conn, load_catalog())
+    _, conn, catalog = state
+    return [(key, render(conn, index, region, catalog, fmt), len(index)) for key, index, region, fmt in jobs]
+
+
 def build_folder(url: str, layer: str, out: Path, *, workers: int = 2, fmt: str = "glb",
-                 per_tile: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Build a layer into ``out`` (replaced atomically); returns counts, bytes and timings."""
+                 per_tile: int | None = None, progress: Callable[[int, int], None] | None = None,
+                 render_map: RenderMap | None = None) -> dict:
+    """Build a layer into ``out`` (replaced atomically); returns counts, bytes and timings.
+
+    ``render_map(jobs)`` (optional) renders the tile jobs elsewhere and yields ``(key, content,
+    features)`` in any order; by default a local process pool of ``workers`` renders them.
+    """
     t0 = time.perf_counter()
     catalog = _W["catalog"] = load_catalog()
     conn = connect(url, application_name="cim-tiles3d")
@@ -138,7 +167,17 @@ def build_folder(url: str, layer: str, out: Path, *, workers: int = 2, fmt: str 
                 for leaf in leaves(p.root) if leaf.members is not None]  # leaves() yields only cells with members
         jobs.sort(key=lambda j: -len(j[1]))          # big tiles first keeps both workers busy to the end
         done = 0
-        if workers > 1:
+        if render_map is not None:
+            for key, data, nfeat in render_map([j[:4] for j in jobs]):
+                path = tmp / "content" / f"{key}.{fmt}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                done += 1
+                stats["bytes"] += len(data)
+                stats["features"] += nfeat
+                if progress:
+                    progress(done, len(jobs))
+        elif workers > 1:
             ctx = mp.get_context("fork")
             with ctx.Pool(workers, initializer=_worker_init, initargs=(url,)) as pool:
                 for _key, nbytes, nfeat in pool.imap_unordered(_worker_render, jobs):
