@@ -57,7 +57,7 @@ serve: venv
 check: lint typecheck deadcode
 
 lint: venv
-	$(BIN)/ruff check cim layers ingest tiles cimplus api demo tests bench
+	$(BIN)/ruff check cim layers ingest tiles cimplus api batch demo tests bench
 
 typecheck: venv
 	$(BIN)/mypy

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from cim import db
 from cim.errors import CimError
@@ -68,9 +76,12 @@ def tiles3d(
             for name in ([layer.value] if layer else [v.value for v in Layer]):
                 with _bar(name) as bar:
                     task = bar.add_task(name, total=None)
+
+                    def advance(done: int, total: int, task: TaskID = task, bar: Progress = bar) -> None:
+                        bar.update(task, completed=done, total=total)
+
                     stats = threed.build(client, url, name, base / name, fmt=fmt.value, per_tile=per_tile,
-                                         progress=lambda d, t, task=task, bar=bar: bar.update(task, completed=d,
-                                                                                              total=t))
+                                         progress=advance)
                 typer.echo(f"{name}: {stats['features']} 要素 / features, {stats['tiles']} 瓦片 / tiles, "
                            f"{stats['bytes'] / 1e6:.1f} MB, {stats['seconds']:.1f} s → {base / name}")
                 results.append(stats)

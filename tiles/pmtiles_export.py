@@ -147,6 +147,7 @@ def export(url: str, catalog: Catalog, settings: TileSettings, layers: str, zoom
     tmp = out.with_name(out.name + ".part")
     written = done = 0
     ctx = mp.get_context("fork")
+    results: Iterator[list[tuple[int, bytes]]]
     with open(tmp, "wb") as f, contextlib.ExitStack() as stack:
         if render_map is None:
             pool = stack.enter_context(ctx.Pool(max(1, workers), _init_worker, (url, catalog, settings)))

@@ -231,7 +231,9 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> int:
     try:
         with status.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, job_id))
-            if not cur.fetchone()[0]:
+            locked = cur.fetchone()
+            assert locked is not None  # a SELECT of one value
+            if not locked[0]:
                 return EXIT_BUSY
             job = get(cur, job_id)
             if job["state"] not in RUNNING:
@@ -251,7 +253,7 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> int:
 
 def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None:
     job_id, work_dir = job["id"], Path(job["work_dir"])
-    last = [0.0, "", 0]                   # time, state and percentage last written
+    last: list[Any] = [0.0, "", 0]        # time, state and percentage last written
     lock = threading.Lock()
 
     def progress(phase: str, done: int, total: int) -> None:

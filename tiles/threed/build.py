@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg2.extensions
 
@@ -168,7 +168,7 @@ def build_folder(url: str, layer: str, out: Path, *, workers: int = 2, fmt: str 
         jobs.sort(key=lambda j: -len(j[1]))          # big tiles first keeps both workers busy to the end
         done = 0
         if render_map is not None:
-            for key, data, nfeat in render_map([j[:4] for j in jobs]):
+            for key, data, nfeat in render_map([cast(TileJob, j[:4]) for j in jobs]):   # leaves with members have a region
                 path = tmp / "content" / f"{key}.{fmt}"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
