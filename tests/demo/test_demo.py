@@ -22,7 +22,7 @@ from demo import app
 from demo.generate import generate
 
 SHAPE_ZIPS = ["行政区划.zip", "排水管线.zip", "给水管线.zip", "燃气管线.zip", "路灯管线.zip", "房屋建筑调查.zip",
-              "园林绿地.zip", "路灯设施.zip"]
+              "园林绿地.zip", "路灯设施.zip", "道路中心线.zip"]
 
 
 @pytest.fixture(scope="module")
