@@ -189,26 +189,6 @@ def dbf_language_byte(path: Path) -> int:
         return fh.read(1)[0]
 
 
-def shp_declared_length(path: Path) -> int:
-    """File length in bytes declared by a .shp header."""
-    with path.open("rb") as fh:
-        head = fh.read(28)
-    return struct.unpack(">i", head[24:28])[0] * 2
-
-
-def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
-    """Workbook bytes (for zips and uploads)."""
-    buf = io.BytesIO()
-    wb = Workbook(write_only=True)
-    for name, frame in sheets.items():
-        ws = wb.create_sheet(name)
-        ws.append(list(frame.columns))
-        for row in frame.itertuples(index=False):
-            ws.append(list(row))
-    wb.save(buf)
-    return buf.getvalue()
-
-
 def write_unprofiled_county(folder: Path, *, buildings: int = 60, points: int = 8, seed: int = 3,
                             structures: tuple[str, ...] = ("砖混", "框架", "钢混", "砖混结构")) -> Path:
     """A county delivery no profile was written for, zipped: ``JZ_buildings`` (建筑层数, 建筑结构,
