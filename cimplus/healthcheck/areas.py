@@ -7,15 +7,14 @@ Lengths and areas are measured in the CGCS2000 3° Gauss-Krüger zone of the run
 (EPSG:4534–4554, the plane survey deliveries come in), so a formula and a GeoPandas check give
 the same numbers.
 
-Features meet areas through grids of cells of ``cell_deg`` degrees, one over the areas and one over
-their built-up parts: each (cell, area) pair is stored once, as wholly inside the area or with the
-part of the area inside the cell. A point, or a building by the centre of its bounding box (the
-rule the 3D Tiles use to place a building), in an inside cell needs no geometric test at all, one
-near a boundary is tested against a polygon of a few vertices (``{join_area:b:m}``); a line or a
-polygon is cut into its parts per cell and area (``{area_parts:p:m}``, ``{builtup_parts:p:m}``),
-whole when it lies in one inside cell, clipped by the cell box or the cell's part of the area
-otherwise, so lengths and areas are exact. A million buildings are assigned to every area of three
-levels in one hash join instead of three million point-in-polygon probes.
+Features meet areas through the areas cut into small pieces, once per run: ``ST_Subdivide`` of each
+area (``hc_piece``) and of its built-up part (``hc_bpiece``) into polygons of at most ``PIECE_VERTICES``
+vertices, each with a GiST index, so a feature probes the index with its bounding box (``&&``) and is
+tested against a polygon of a few hundred vertices at most. A point, or a building by the centre of
+its bounding box (the rule the 3D Tiles use to place a building), is inside an area when a piece of
+it contains the point (``{join_area:b:m}``). A line or a polygon that a piece covers counts whole;
+only one that crosses a piece's edge is cut (``ST_Intersection``) by it (``{area_parts:p:m}``,
+``{builtup_parts:p:m}``), so lengths and areas are exact and most features need no overlay at all.
 
 Population: an area's own row of the latest upload for the latest year not after the run's year;
 an area without one gets the sum of its child areas when every child has one (a county from its
@@ -34,7 +33,7 @@ import psycopg2.extras
 from cim.errors import NotFound
 from cimplus.healthcheck.template import AREAS_TABLE, Scope
 
-CELLS = 100_000          # cells of the membership grid over the run's extent (about)
+PIECE_VERTICES = 256     # most vertices of a piece of an area (ST_Subdivide)
 
 
 @dataclass
@@ -45,13 +44,12 @@ class AreaSet:
     srid: int
     deg_per_m: float
     count: int
-    cell_deg: float = 0.001
     population: dict[str, Any] = field(default_factory=dict)   # inputs used (ids, years, areas covered)
     builtup: dict[str, Any] = field(default_factory=dict)
 
     def scope(self, year: int, ledger_present: bool = False) -> Scope:
         """The values the templates of a run over these areas use."""
-        return Scope(self.counties, year, self.srid, self.deg_per_m, ledger_present, self.cell_deg)
+        return Scope(self.counties, year, self.srid, self.deg_per_m, ledger_present)
 
 
 def metric_srid(lon: float) -> int:
@@ -105,32 +103,21 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
     cur.execute("CREATE INDEX ON hc_area USING gist (geom)")
     cur.execute("CREATE INDEX ON hc_area USING gist (gm)")
     cur.execute("ANALYZE hc_area")
-    cell = _cells(cur)
-    return AreaSet(counties, srid, deg_per_m, count, cell, population, builtup)
+    _pieces(cur)
+    return AreaSet(counties, srid, deg_per_m, count, population, builtup)
 
 
-def _cells(cur: psycopg2.extensions.cursor) -> float:
-    """The grids of the areas (``hc_cell``) and of their built-up parts (``hc_bcell``): about 10^5
-    cells over the run's extent, 0.0002°–0.05° wide. Each (cell, area) pair is one row: ``inside``
-    (the cell lies wholly in the area) or the part of the area inside the cell (``clip``). No
-    index: the templates hash-join features to cells on (i, j)."""
-    cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
-                "(SELECT ST_Extent(geom)::geometry AS e FROM hc_area) x")
-    w, h = cur.fetchone()
-    cell = min(max(math.sqrt(max(float(w) * float(h), 1e-12) / CELLS), 0.0002), 0.05)
-    for table, column in (("hc_cell", "geom"), ("hc_bcell", "builtup_geom")):
+def _pieces(cur: psycopg2.extensions.cursor) -> None:
+    """The areas (``hc_piece``) and their built-up parts (``hc_bpiece``) subdivided into pieces of at
+    most ``PIECE_VERTICES`` vertices (EPSG:4490), GiST-indexed and analysed: one row per piece with
+    its area's id. The pieces of one area do not overlap (they share edges only)."""
+    for table, column in (("hc_piece", "geom"), ("hc_bpiece", "builtup_geom")):
         cur.execute(
             f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
-            f"SELECT x.*, x.i::bigint * 1000003 + x.j AS k, "
-            f"       x.clip IS NOT NULL AND abs(ST_Area(ST_ConvexHull(x.clip)) - ST_Area(x.clip)) "
-            f"                              <= 1e-9 * ST_Area(x.clip) AS convex "
-            f"  FROM (SELECT a.id AS area_id, g.i, g.j, c.inside, CASE WHEN c.inside THEN NULL "
-            f"               ELSE ST_Intersection(g.geom, a.{column}) END AS clip "
-            f"          FROM hc_area a CROSS JOIN LATERAL ST_SquareGrid(%s, a.{column}) g "
-            f"          CROSS JOIN LATERAL (SELECT ST_Covers(a.{column}, g.geom) AS inside) c "
-            f"         WHERE a.{column} IS NOT NULL AND (c.inside OR ST_Intersects(g.geom, a.{column}))) x", (cell,))
+            f"SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
+            f"  FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})", (PIECE_VERTICES,))
+        cur.execute(f"CREATE INDEX ON {table} USING gist (geom)")
         cur.execute(f"ANALYZE {table}")
-    return cell
 
 
 def _population(cur: psycopg2.extensions.cursor, counties: list[str], year: int) -> dict[str, Any]:
