@@ -110,12 +110,19 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
 def _pieces(cur: psycopg2.extensions.cursor) -> None:
     """The areas (``hc_piece``) and their built-up parts (``hc_bpiece``) subdivided into pieces of at
     most ``PIECE_VERTICES`` vertices (EPSG:4490), GiST-indexed and analysed: one row per piece with
-    its area's id. The pieces of one area do not overlap (they share edges only)."""
+    its area's id, its exact bounds (x0, y0, x1, y1) and ``rect``, true when the piece fills its
+    bounding box (most pieces inside an area: a feature whose bounds lie within such a piece's
+    bounds lies in it, no geometric test needed). The pieces of one area do not overlap (they share
+    edges only)."""
     for table, column in (("hc_piece", "geom"), ("hc_bpiece", "builtup_geom")):
         cur.execute(
             f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
-            f"SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
-            f"  FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})", (PIECE_VERTICES,))
+            f"SELECT p.area_id, p.geom, ST_XMin(p.geom) AS x0, ST_YMin(p.geom) AS y0, ST_XMax(p.geom) AS x1, "
+            f"       ST_YMax(p.geom) AS y1, abs(ST_Area(p.geom) - (ST_XMax(p.geom) - ST_XMin(p.geom)) "
+            f"           * (ST_YMax(p.geom) - ST_YMin(p.geom))) <= 1e-12 * ST_Area(p.geom) AS rect "
+            f"  FROM (SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
+            f"          FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})) p",
+            (PIECE_VERTICES,))
         cur.execute(f"CREATE INDEX ON {table} USING gist (geom)")
         cur.execute(f"ANALYZE {table}")
 

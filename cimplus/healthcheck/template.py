@@ -54,12 +54,13 @@ _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
 # {area_parts:src} / {builtup_parts:src}. The rows are materialised once with their metric length or
 # area (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then each row probes
 # the GiST index of the area pieces with its bounding box. A piece that covers the row takes it
-# whole (share 1, no overlay); only a row crossing a piece's edge is cut, and its `share` there is
+# whole (share 1, no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a row crossing a piece's edge is cut, and its `share` there is
 # the ratio of the cut to the whole measured in EPSG:4490 with longitudes scaled by cos(latitude)
 # (over one feature the projection is a similarity, so the ratio is the metric one to about 1e-6).
 # The pieces of an area do not overlap, so summing share * measure over them is exact.
 PARTS_SQL = """(WITH _f AS MATERIALIZED (
-  SELECT s.*, cos(radians((ST_YMin(s.geom) + ST_YMax(s.geom)) * 0.5)) AS _k,
+  SELECT s.*, ST_XMin(s.geom) AS _x0, ST_YMin(s.geom) AS _y0, ST_XMax(s.geom) AS _x1, ST_YMax(s.geom) AS _y1,
+         cos(radians((ST_YMin(s.geom) + ST_YMax(s.geom)) * 0.5)) AS _k,
          CASE ST_Dimension(s.geom) WHEN 1 THEN ST_Length(ST_Transform(s.geom, %(srid)s))
                                    WHEN 2 THEN ST_Area(ST_Transform(s.geom, %(srid)s)) END AS measure
     FROM {relation} s
@@ -68,9 +69,12 @@ SELECT f.*, c.area_id, coalesce(x._cut, f.geom) AS part,
        CASE WHEN x._cut IS NULL THEN 1.0 WHEN ST_IsEmpty(x._cut) THEN 0.0
             WHEN ST_Dimension(f.geom) = 1 THEN ST_Length(ST_Scale(x._cut, f._k, 1)) / nullif(ST_Length(ST_Scale(f.geom, f._k, 1)), 0)
             ELSE ST_Area(x._cut) / nullif(ST_Area(f.geom), 0) END AS share
-  FROM _f f JOIN {pieces} c ON c.geom && f.geom AND ST_Intersects(c.geom, f.geom)
-  CROSS JOIN LATERAL (SELECT CASE WHEN ST_Covers(c.geom, f.geom) THEN NULL
-                                  ELSE ST_Intersection(f.geom, c.geom) END AS _cut OFFSET 0) x)"""
+  FROM _f f JOIN {pieces} c ON c.geom && f.geom
+  CROSS JOIN LATERAL (SELECT c.rect AND f._x0 >= c.x0 AND f._x1 <= c.x1 AND f._y0 >= c.y0 AND f._y1 <= c.y1 AS _in
+                      OFFSET 0) b
+  CROSS JOIN LATERAL (SELECT CASE WHEN b._in OR ST_Covers(c.geom, f.geom) THEN NULL
+                                  ELSE ST_Intersection(f.geom, c.geom) END AS _cut OFFSET 0) x
+ WHERE b._in OR ST_Intersects(c.geom, f.geom))"""
 
 BUILT_INS = {"areas", "aged", "hazard_ledger", "join_area", "area_parts", "builtup_parts"}
 
@@ -172,8 +176,10 @@ class Expander:
         y = f"((ST_YMin({f}.geom) + ST_YMax({f}.geom)) * 0.5)"
         point = f"ST_SetSRID(ST_MakePoint({x}, {y}), 4490)"
         piece = quote_ident(f"{alias}_piece")
+        inside = (f"{piece}.rect AND {x} BETWEEN {piece}.x0 AND {piece}.x1 "
+                  f"AND {y} BETWEEN {piece}.y0 AND {piece}.y1")
         return (f"JOIN LATERAL (SELECT DISTINCT {piece}.area_id FROM {PIECES_TABLE} {piece} "
-                f"WHERE {piece}.geom && {point} AND ST_Intersects({piece}.geom, {point})) {m} ON true")
+                f"WHERE {piece}.geom && {point} AND ({inside} OR ST_Intersects({piece}.geom, {point}))) {m} ON true")
 
     def _parts(self, arg: str | None, table: str, name: str, bind) -> str:
         source = arg or ""
