@@ -34,6 +34,7 @@ from cim.errors import NotFound
 from cimplus.healthcheck.template import AREAS_TABLE, Scope
 
 PIECE_VERTICES = 256     # most vertices of a piece of an area (ST_Subdivide)
+CELLS = 4_096            # cells of the point-membership grid over the run's extent (about)
 
 
 @dataclass
@@ -46,10 +47,11 @@ class AreaSet:
     count: int
     population: dict[str, Any] = field(default_factory=dict)   # inputs used (ids, years, areas covered)
     builtup: dict[str, Any] = field(default_factory=dict)
+    cell_deg: float = 0.001
 
     def scope(self, year: int, ledger_present: bool = False) -> Scope:
         """The values the templates of a run over these areas use."""
-        return Scope(self.counties, year, self.srid, self.deg_per_m, ledger_present)
+        return Scope(self.counties, year, self.srid, self.deg_per_m, ledger_present, self.cell_deg)
 
 
 def metric_srid(lon: float) -> int:
@@ -104,7 +106,8 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
     cur.execute("CREATE INDEX ON hc_area USING gist (gm)")
     cur.execute("ANALYZE hc_area")
     _pieces(cur)
-    return AreaSet(counties, srid, deg_per_m, count, population, builtup)
+    cell = _point_cells(cur)
+    return AreaSet(counties, srid, deg_per_m, count, population, builtup, cell)
 
 
 def _pieces(cur: psycopg2.extensions.cursor) -> None:
@@ -125,6 +128,39 @@ def _pieces(cur: psycopg2.extensions.cursor) -> None:
             (PIECE_VERTICES,))
         cur.execute(f"CREATE INDEX ON {table} USING gist (geom)")
         cur.execute(f"ANALYZE {table}")
+
+
+def _point_cells(cur: psycopg2.extensions.cursor) -> float:
+    """The point-membership grid ``hc_pcell``: about ``CELLS`` square cells over the run's extent;
+    one row per (cell, area) whose pieces meet the cell, keyed by ``k = i * 1000003 + j``, with
+    ``inside`` (a piece covers the whole cell: a point there needs no test) or else the pieces of
+    that area meeting the cell collected in ``geom``. A point hash-joins to the rows of its cell and
+    meets each area once. Only bounding-box arithmetic and one covers/intersects test per (cell,
+    piece) pair; no overlay. Returns the cell size in degrees."""
+    cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
+                "(SELECT ST_Extent(geom)::geometry AS e FROM hc_piece) x")
+    w, h = cur.fetchone()
+    if w is None:
+        w = h = 0.0
+    cell = min(max(math.sqrt(max(float(w) * float(h), 1e-12) / CELLS), 0.0001), 0.05)
+    cur.execute(
+        "CREATE TEMP TABLE hc_pcell ON COMMIT DROP AS "
+        "SELECT x.k, x.area_id, bool_or(x.inside) AS inside, "
+        "       CASE WHEN bool_or(x.inside) THEN NULL WHEN count(*) = 1 THEN (array_agg(x.geom))[1] "
+        "            ELSE ST_Collect(x.geom) END AS geom "
+        "  FROM (SELECT gi::bigint * 1000003 + gj AS k, gi, gj, p.area_id, p.geom, p.rect, c.inside "
+        "          FROM hc_piece p "
+        "          CROSS JOIN LATERAL generate_series(floor(p.x0 / %(c)s)::int, floor(p.x1 / %(c)s)::int) gi "
+        "          CROSS JOIN LATERAL generate_series(floor(p.y0 / %(c)s)::int, floor(p.y1 / %(c)s)::int) gj "
+        "          CROSS JOIN LATERAL (SELECT CASE WHEN p.rect THEN gi * %(c)s >= p.x0 AND (gi + 1) * %(c)s <= p.x1 "
+        "                                                AND gj * %(c)s >= p.y0 AND (gj + 1) * %(c)s <= p.y1 "
+        "              ELSE ST_Covers(p.geom, ST_MakeEnvelope(gi * %(c)s, gj * %(c)s, (gi + 1) * %(c)s, "
+        "                                                     (gj + 1) * %(c)s, 4490)) END AS inside OFFSET 0) c) x "
+        " WHERE x.inside OR x.rect OR ST_Intersects(x.geom, ST_MakeEnvelope("
+        "       x.gi * %(c)s, x.gj * %(c)s, (x.gi + 1) * %(c)s, (x.gj + 1) * %(c)s, 4490)) "
+        " GROUP BY x.k, x.area_id", {"c": cell})
+    cur.execute("ANALYZE hc_pcell")
+    return cell
 
 
 def _population(cur: psycopg2.extensions.cursor, counties: list[str], year: int) -> dict[str, Any]:

@@ -14,7 +14,8 @@ formula means the same rows the map, the features API and the tiles show. Placeh
                       with the hazard rules) as a predicate on the pipe segment row ``alias``;
 ``{join_area:b:m}``   ``JOIN`` of the areas holding feature row ``b`` (a point, or the centre of a
                       polygon's bounding box) as ``m``: ``m.area_id`` is the area's id, once per
-                      area (:mod:`cimplus.healthcheck.areas`, the GiST-indexed area pieces);
+                      area (:mod:`cimplus.healthcheck.areas`, a hash join on the point-membership
+                      grid of the area pieces);
 ``{area_parts:src}``  a derived table of the rows of layer (or CTE) ``src`` (columns ``id``, ``geom``)
                       cut by area: every column of the row plus ``area_id``, ``part`` (the row's
                       geometry inside that area, EPSG:4490), ``measure`` (the whole row's metric
@@ -50,6 +51,7 @@ from layers.sqlbuild import where_conditions
 AREAS_TABLE = "pg_temp.hc_area"
 PIECES_TABLE = "pg_temp.hc_piece"
 BUILTUP_PIECES_TABLE = "pg_temp.hc_bpiece"
+POINT_CELLS_TABLE = "pg_temp.hc_pcell"
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
 # {area_parts:src} / {builtup_parts:src}. The rows are materialised once with their metric length or
 # area (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then each row probes
@@ -88,10 +90,12 @@ class Scope:
     srid: int
     deg_per_m: float
     ledger_present: bool = False
+    cell_deg: float = 0.001
 
     def params(self) -> dict[str, Any]:
         """The scope's bound values."""
-        return {"year": self.year, "srid": self.srid, "deg_per_m": self.deg_per_m, "counties": list(self.counties)}
+        return {"year": self.year, "srid": self.srid, "deg_per_m": self.deg_per_m, "counties": list(self.counties),
+                "_cell": self.cell_deg}
 
 
 @dataclass
@@ -174,12 +178,9 @@ class Expander:
         f, m = quote_ident(feature), quote_ident(alias)
         x = f"((ST_XMin({f}.geom) + ST_XMax({f}.geom)) * 0.5)"
         y = f"((ST_YMin({f}.geom) + ST_YMax({f}.geom)) * 0.5)"
-        point = f"ST_SetSRID(ST_MakePoint({x}, {y}), 4490)"
-        piece = quote_ident(f"{alias}_piece")
-        inside = (f"{piece}.rect AND {x} BETWEEN {piece}.x0 AND {piece}.x1 "
-                  f"AND {y} BETWEEN {piece}.y0 AND {piece}.y1")
-        return (f"JOIN LATERAL (SELECT DISTINCT {piece}.area_id FROM {PIECES_TABLE} {piece} "
-                f"WHERE {piece}.geom && {point} AND ({inside} OR ST_Intersects({piece}.geom, {point}))) {m} ON true")
+        key = f"(floor({x} / %(_cell)s)::bigint * 1000003 + floor({y} / %(_cell)s)::bigint)"
+        return (f"JOIN {POINT_CELLS_TABLE} {m} ON {m}.k = {key} "
+                f"AND ({m}.inside OR ST_Intersects({m}.geom, ST_SetSRID(ST_MakePoint({x}, {y}), 4490)))")
 
     def _parts(self, arg: str | None, table: str, name: str, bind) -> str:
         source = arg or ""
