@@ -126,7 +126,7 @@ def _pieces(cur: psycopg2.extensions.cursor) -> None:
             f"  FROM (SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
             f"          FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})) p",
             (PIECE_VERTICES,))
-        cur.execute(f"CREATE INDEX ON {table} USING gist (geom)")
+        cur.execute(f"CREATE INDEX ON {table} USING spgist (geom)")
         cur.execute(f"ANALYZE {table}")
 
 
