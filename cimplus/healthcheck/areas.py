@@ -9,12 +9,15 @@ the same numbers.
 
 Features meet areas through the areas cut into small pieces, once per run: ``ST_Subdivide`` of each
 area (``hc_piece``) and of its built-up part (``hc_bpiece``) into polygons of at most ``PIECE_VERTICES``
-vertices, each with a GiST index, so a feature probes the index with its bounding box (``&&``) and is
-tested against a polygon of a few hundred vertices at most. A point, or a building by the centre of
-its bounding box (the rule the 3D Tiles use to place a building), is inside an area when a piece of
-it contains the point (``{join_area:b:m}``). A line or a polygon that a piece covers counts whole;
-only one that crosses a piece's edge is cut (``ST_Intersection``) by it (``{area_parts:p:m}``,
-``{builtup_parts:p:m}``), so lengths and areas are exact and most features need no overlay at all.
+vertices, each table with a spatial index. A line or a polygon probes the index with its bounding
+box (``&&``); a piece that covers it takes it whole (a rectangular piece by comparing exact bounds,
+else ``ST_Covers``), and only one that crosses a piece's edge is cut (``ST_Intersection``) by it
+(``{area_parts:p:m}``, ``{builtup_parts:p:m}``), so lengths and areas are exact and most features
+need no overlay at all. Points, and buildings by the centre of their bounding box (the rule the 3D
+Tiles use to place a building), meet the areas through ``hc_pcell``, a grid of about ``CELLS``
+cells laid over the pieces' bounding boxes (``{join_area:b:m}``): one row per (cell, area), wholly
+inside or carrying the pieces that meet the cell, so a million buildings are assigned to every
+area of three levels by one hash join, with a point-in-polygon test only near a boundary.
 
 Population: an area's own row of the latest upload for the latest year not after the run's year;
 an area without one gets the sum of its child areas when every child has one (a county from its
@@ -112,7 +115,8 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
 
 def _pieces(cur: psycopg2.extensions.cursor) -> None:
     """The areas (``hc_piece``) and their built-up parts (``hc_bpiece``) subdivided into pieces of at
-    most ``PIECE_VERTICES`` vertices (EPSG:4490), GiST-indexed and analysed: one row per piece with
+    most ``PIECE_VERTICES`` vertices (EPSG:4490), indexed with SP-GiST (a quad-tree: fewer box tests
+    per probe than a GiST over a few hundred large boxes) and analysed: one row per piece with
     its area's id, its exact bounds (x0, y0, x1, y1) and ``rect``, true when the piece fills its
     bounding box (most pieces inside an area: a feature whose bounds lie within such a piece's
     bounds lies in it, no geometric test needed). The pieces of one area do not overlap (they share

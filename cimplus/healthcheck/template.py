@@ -55,8 +55,9 @@ POINT_CELLS_TABLE = "pg_temp.hc_pcell"
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
 # {area_parts:src} / {builtup_parts:src}. The rows are materialised once with their metric length or
 # area (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then each row probes
-# the GiST index of the area pieces with its bounding box. A piece that covers the row takes it
-# whole (share 1, no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a row crossing a piece's edge is cut, and its `share` there is
+# the spatial index of the area pieces with its bounding box. A piece that covers the row takes it
+# whole (share 1, no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a
+# row crossing a piece's edge is cut, and its `share` there is
 # the ratio of the cut to the whole measured in EPSG:4490 with longitudes scaled by cos(latitude)
 # (over one feature the projection is a similarity, so the ratio is the metric one to about 1e-6).
 # The pieces of an area do not overlap, so summing share * measure over them is exact.
