@@ -143,10 +143,9 @@ def _point_cells(cur: psycopg2.extensions.cursor) -> float:
     piece) pair; no overlay. Returns the cell size in degrees."""
     cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
                 "(SELECT ST_Extent(geom)::geometry AS e FROM hc_piece) x")
-    w, h = cur.fetchone()
-    if w is None:
-        w = h = 0.0
-    cell = min(max(math.sqrt(max(float(w) * float(h), 1e-12) / CELLS), 0.0001), 0.05)
+    row = cur.fetchone()
+    w, h = (float(row[0]), float(row[1])) if row is not None and row[0] is not None else (0.0, 0.0)
+    cell = min(max(math.sqrt(max(w * h, 1e-12) / CELLS), 0.0001), 0.05)
     cur.execute(
         "CREATE TEMP TABLE hc_pcell ON COMMIT DROP AS "
         "SELECT x.k, x.area_id, bool_or(x.inside) AS inside, "
