@@ -148,9 +148,9 @@ def _point_cells(cur: psycopg2.extensions.cursor) -> float:
     cell = min(max(math.sqrt(max(w * h, 1e-12) / CELLS), 0.0001), 0.05)
     cur.execute(
         "CREATE TEMP TABLE hc_pcell ON COMMIT DROP AS "
-        "SELECT x.k, x.area_id, bool_or(x.inside) AS inside, "
-        "       CASE WHEN bool_or(x.inside) THEN NULL WHEN count(*) = 1 THEN (array_agg(x.geom))[1] "
-        "            ELSE ST_Collect(x.geom) END AS geom "
+        "SELECT g.k, g.area_id, g.inside, CASE WHEN g.inside THEN NULL WHEN cardinality(g.gs) = 1 THEN g.gs[1] "
+        "                                      ELSE ST_Collect(g.gs) END AS geom FROM ("
+        "SELECT x.k, x.area_id, bool_or(x.inside) AS inside, array_agg(x.geom) FILTER (WHERE NOT x.inside) AS gs "
         "  FROM (SELECT gi::bigint * 1000003 + gj AS k, gi, gj, p.area_id, p.geom, p.rect, c.inside "
         "          FROM hc_piece p "
         "          CROSS JOIN LATERAL generate_series(floor(p.x0 / %(c)s)::int, floor(p.x1 / %(c)s)::int) gi "
@@ -161,7 +161,7 @@ def _point_cells(cur: psycopg2.extensions.cursor) -> float:
         "                                                     (gj + 1) * %(c)s, 4490)) END AS inside OFFSET 0) c) x "
         " WHERE x.inside OR x.rect OR ST_Intersects(x.geom, ST_MakeEnvelope("
         "       x.gi * %(c)s, x.gj * %(c)s, (x.gi + 1) * %(c)s, (x.gj + 1) * %(c)s, 4490)) "
-        " GROUP BY x.k, x.area_id", {"c": cell})
+        " GROUP BY x.k, x.area_id) g", {"c": cell})
     cur.execute("ANALYZE hc_pcell")
     return cell
 
