@@ -238,7 +238,8 @@ def main() -> None:
                      "max_rel_diff": worst})
     out = {"buildings": args.buildings, "seed_s": round(seeded, 1), "run_wall_s": round(run["seconds"], 1),
            "run_peak_rss_mb": run["peak_rss_mb"], "values": summary.get("values"),
-           "computed": summary.get("computed"), "prepare_s": round(prep, 2), "spatial": rows}
+           "computed": summary.get("computed"), "prepare_s": round(prep, 2), "spatial": rows,
+           "indicator_s": {k: v.get("seconds") for k, v in (summary.get("indicators") or {}).items()}}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
@@ -246,6 +247,8 @@ def main() -> None:
     print(f"\n城市体检 on {args.buildings:,} buildings (1 county, 16 streets, 256 communities): "
           f"full run {out['run_wall_s']} s wall ({out['values']} values, {out['computed']} computed), "
           f"seeding {out['seed_s']} s\n")
+    slow = sorted(out["indicator_s"].items(), key=lambda kv: -(kv[1] or 0))[:6]
+    print("slowest indicators of the full run (s): " + ", ".join(f"{k} {v}" for k, v in slow) + "\n")
     print("| indicator | ours (s) | GeoPandas (s) | ratio | areas | >0.1 % apart | max rel. diff |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -7,15 +7,17 @@ Lengths and areas are measured in the CGCS2000 3° Gauss-Krüger zone of the run
 (EPSG:4534–4554, the plane survey deliveries come in), so a formula and a GeoPandas check give
 the same numbers.
 
-Features meet areas through grids of cells of ``cell_deg`` degrees, one over the areas and one over
-their built-up parts: each (cell, area) pair is stored once, as wholly inside the area or with the
-part of the area inside the cell. A point, or a building by the centre of its bounding box (the
-rule the 3D Tiles use to place a building), in an inside cell needs no geometric test at all, one
-near a boundary is tested against a polygon of a few vertices (``{join_area:b:m}``); a line or a
-polygon is cut into its parts per cell and area (``{area_parts:p:m}``, ``{builtup_parts:p:m}``),
-whole when it lies in one inside cell, clipped by the cell box or the cell's part of the area
-otherwise, so lengths and areas are exact. A million buildings are assigned to every area of three
-levels in one hash join instead of three million point-in-polygon probes.
+Features meet areas through the areas cut into small pieces, once per run: ``ST_Subdivide`` of each
+area (``hc_piece``) and of its built-up part (``hc_bpiece``) into polygons of at most ``PIECE_VERTICES``
+vertices, each table with a spatial index. A line or a polygon probes the index with its bounding
+box (``&&``); a piece that covers it takes it whole (a rectangular piece by comparing exact bounds,
+else ``ST_Covers``), and only one that crosses a piece's edge is cut (``ST_Intersection``) by it
+(``{area_parts:p:m}``, ``{builtup_parts:p:m}``), so lengths and areas are exact and most features
+need no overlay at all. Points, and buildings by the centre of their bounding box (the rule the 3D
+Tiles use to place a building), meet the areas through ``hc_pcell``, a grid of about ``CELLS``
+cells laid over the pieces' bounding boxes (``{join_area:b:m}``): one row per (cell, area), wholly
+inside or carrying the pieces that meet the cell, so a million buildings are assigned to every
+area of three levels by one hash join, with a point-in-polygon test only near a boundary.
 
 Population: an area's own row of the latest upload for the latest year not after the run's year;
 an area without one gets the sum of its child areas when every child has one (a county from its
@@ -34,7 +36,8 @@ import psycopg2.extras
 from cim.errors import NotFound
 from cimplus.healthcheck.template import AREAS_TABLE, Scope
 
-CELLS = 100_000          # cells of the membership grid over the run's extent (about)
+PIECE_VERTICES = 256     # most vertices of a piece of an area (ST_Subdivide)
+CELLS = 4_096            # cells of the point-membership grid over the run's extent (about)
 
 
 @dataclass
@@ -45,9 +48,9 @@ class AreaSet:
     srid: int
     deg_per_m: float
     count: int
-    cell_deg: float = 0.001
     population: dict[str, Any] = field(default_factory=dict)   # inputs used (ids, years, areas covered)
     builtup: dict[str, Any] = field(default_factory=dict)
+    cell_deg: float = 0.001
 
     def scope(self, year: int, ledger_present: bool = False) -> Scope:
         """The values the templates of a run over these areas use."""
@@ -107,33 +110,61 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
     cur.execute("CREATE INDEX ON hc_area USING gist (geom)")
     cur.execute("CREATE INDEX ON hc_area USING gist (gm)")
     cur.execute("ANALYZE hc_area")
-    cell = _cells(cur)
-    return AreaSet(counties, srid, deg_per_m, count, cell, population, builtup)
+    _pieces(cur)
+    cell = _point_cells(cur)
+    return AreaSet(counties, srid, deg_per_m, count, population, builtup, cell)
 
 
-def _cells(cur: psycopg2.extensions.cursor) -> float:
-    """The grids of the areas (``hc_cell``) and of their built-up parts (``hc_bcell``): about 10^5
-    cells over the run's extent, 0.0002°–0.05° wide. Each (cell, area) pair is one row: ``inside``
-    (the cell lies wholly in the area) or the part of the area inside the cell (``clip``). No
-    index: the templates hash-join features to cells on (i, j)."""
-    cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
-                "(SELECT ST_Extent(geom)::geometry AS e FROM hc_area) x")
-    row = cur.fetchone()
-    assert row is not None  # an aggregate without GROUP BY returns one row
-    w, h = row
-    cell = min(max(math.sqrt(max(float(w) * float(h), 1e-12) / CELLS), 0.0002), 0.05)
-    for table, column in (("hc_cell", "geom"), ("hc_bcell", "builtup_geom")):
+def _pieces(cur: psycopg2.extensions.cursor) -> None:
+    """The areas (``hc_piece``) and their built-up parts (``hc_bpiece``) subdivided into pieces of at
+    most ``PIECE_VERTICES`` vertices (EPSG:4490), indexed with SP-GiST (a quad-tree: fewer box tests
+    per probe than a GiST over a few hundred large boxes) and analysed: one row per piece with
+    its area's id, its exact bounds (x0, y0, x1, y1) and ``rect``, true when the piece fills its
+    bounding box (most pieces inside an area: a feature whose bounds lie within such a piece's
+    bounds lies in it, no geometric test needed). The pieces of one area do not overlap (they share
+    edges only)."""
+    for table, column in (("hc_piece", "geom"), ("hc_bpiece", "builtup_geom")):
         cur.execute(
             f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
-            f"SELECT x.*, x.i::bigint * 1000003 + x.j AS k, "
-            f"       x.clip IS NOT NULL AND abs(ST_Area(ST_ConvexHull(x.clip)) - ST_Area(x.clip)) "
-            f"                              <= 1e-9 * ST_Area(x.clip) AS convex "
-            f"  FROM (SELECT a.id AS area_id, g.i, g.j, c.inside, CASE WHEN c.inside THEN NULL "
-            f"               ELSE ST_Intersection(g.geom, a.{column}) END AS clip "
-            f"          FROM hc_area a CROSS JOIN LATERAL ST_SquareGrid(%s, a.{column}) g "
-            f"          CROSS JOIN LATERAL (SELECT ST_Covers(a.{column}, g.geom) AS inside) c "
-            f"         WHERE a.{column} IS NOT NULL AND (c.inside OR ST_Intersects(g.geom, a.{column}))) x", (cell,))
+            f"SELECT p.area_id, p.geom, ST_XMin(p.geom) AS x0, ST_YMin(p.geom) AS y0, ST_XMax(p.geom) AS x1, "
+            f"       ST_YMax(p.geom) AS y1, abs(ST_Area(p.geom) - (ST_XMax(p.geom) - ST_XMin(p.geom)) "
+            f"           * (ST_YMax(p.geom) - ST_YMin(p.geom))) <= 1e-12 * ST_Area(p.geom) AS rect "
+            f"  FROM (SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
+            f"          FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})) p",
+            (PIECE_VERTICES,))
+        cur.execute(f"CREATE INDEX ON {table} USING spgist (geom)")
         cur.execute(f"ANALYZE {table}")
+
+
+def _point_cells(cur: psycopg2.extensions.cursor) -> float:
+    """The point-membership grid ``hc_pcell``: about ``CELLS`` square cells over the run's extent;
+    one row per (cell, area) whose pieces meet the cell, keyed by ``k = i * 1000003 + j``, with
+    ``inside`` (a piece covers the whole cell: a point there needs no test) or else the pieces of
+    that area meeting the cell collected in ``geom``. A point hash-joins to the rows of its cell and
+    meets each area once. Only bounding-box arithmetic and one covers/intersects test per (cell,
+    piece) pair; no overlay. Returns the cell size in degrees."""
+    cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
+                "(SELECT ST_Extent(geom)::geometry AS e FROM hc_piece) x")
+    row = cur.fetchone()
+    w, h = (float(row[0]), float(row[1])) if row is not None and row[0] is not None else (0.0, 0.0)
+    cell = min(max(math.sqrt(max(w * h, 1e-12) / CELLS), 0.0001), 0.05)
+    cur.execute(
+        "CREATE TEMP TABLE hc_pcell ON COMMIT DROP AS "
+        "SELECT g.k, g.area_id, g.inside, CASE WHEN g.inside THEN NULL WHEN cardinality(g.gs) = 1 THEN g.gs[1] "
+        "                                      ELSE ST_Collect(g.gs) END AS geom FROM ("
+        "SELECT x.k, x.area_id, bool_or(x.inside) AS inside, array_agg(x.geom) FILTER (WHERE NOT x.inside) AS gs "
+        "  FROM (SELECT gi::bigint * 1000003 + gj AS k, gi, gj, p.area_id, p.geom, p.rect, c.inside "
+        "          FROM hc_piece p "
+        "          CROSS JOIN LATERAL generate_series(floor(p.x0 / %(c)s)::int, floor(p.x1 / %(c)s)::int) gi "
+        "          CROSS JOIN LATERAL generate_series(floor(p.y0 / %(c)s)::int, floor(p.y1 / %(c)s)::int) gj "
+        "          CROSS JOIN LATERAL (SELECT CASE WHEN p.rect THEN gi * %(c)s >= p.x0 AND (gi + 1) * %(c)s <= p.x1 "
+        "                                                AND gj * %(c)s >= p.y0 AND (gj + 1) * %(c)s <= p.y1 "
+        "              ELSE ST_Covers(p.geom, ST_MakeEnvelope(gi * %(c)s, gj * %(c)s, (gi + 1) * %(c)s, "
+        "                                                     (gj + 1) * %(c)s, 4490)) END AS inside OFFSET 0) c) x "
+        " WHERE x.inside OR x.rect OR ST_Intersects(x.geom, ST_MakeEnvelope("
+        "       x.gi * %(c)s, x.gj * %(c)s, (x.gi + 1) * %(c)s, (x.gj + 1) * %(c)s, 4490)) "
+        " GROUP BY x.k, x.area_id) g", {"c": cell})
+    cur.execute("ANALYZE hc_pcell")
     return cell
 
 

@@ -13,8 +13,9 @@ formula means the same rows the map, the features API and the tiles show. Placeh
                       indicator's ``network`` parameter (``cim/standards/aging.yaml``, shared
                       with the hazard rules) as a predicate on the pipe segment row ``alias``;
 ``{join_area:b:m}``   ``JOIN`` of the areas holding feature row ``b`` (a point, or the centre of a
-                      polygon's bounding box) as ``m``: ``m.area_id`` is the area's id
-                      (:mod:`cimplus.healthcheck.areas`, the membership grid);
+                      polygon's bounding box) as ``m``: ``m.area_id`` is the area's id, once per
+                      area (:mod:`cimplus.healthcheck.areas`, a hash join on the point-membership
+                      grid of the area pieces);
 ``{area_parts:src}``  a derived table of the rows of layer (or CTE) ``src`` (columns ``id``, ``geom``)
                       cut by area: every column of the row plus ``area_id``, ``part`` (the row's
                       geometry inside that area, EPSG:4490), ``measure`` (the whole row's metric
@@ -48,50 +49,35 @@ from layers.catalog import Catalog
 from layers.sqlbuild import where_conditions
 
 AREAS_TABLE = "pg_temp.hc_area"
-CELLS_TABLE = "pg_temp.hc_cell"
-BUILTUP_CELLS_TABLE = "pg_temp.hc_bcell"
+PIECES_TABLE = "pg_temp.hc_piece"
+BUILTUP_PIECES_TABLE = "pg_temp.hc_bpiece"
+POINT_CELLS_TABLE = "pg_temp.hc_pcell"
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
-# {area_parts:src} / {builtup_parts:src}. The rows and the cell keys their bounding boxes span are
-# materialised first (a row once per key it spans, so no self-join on the row id is left for the
-# planner to turn into a nested loop), so the planner joins plain relations on one hashed key, i * 1000003 + j (a
-# bigint whose two halves do not cancel in PostgreSQL's hash of int8; a lateral
-# generate_series of unknown size misleads it). A row's metric length or area (`measure`) is computed
-# once; its `share` in an area is 1 in a cell wholly inside, else the ratio of the cut to the whole
-# measured in EPSG:4490 with longitudes scaled by cos(latitude): the projection is conformal, so over
-# one feature it is a similarity and the ratio is the metric one (to about 1e-6). A straight segment
-# in a boundary cell whose part of the area is convex is decided by its two end points and one
-# distance test (no GEOS overlay); only a segment that crosses the boundary is cut.
+# {area_parts:src} / {builtup_parts:src}. The rows are materialised once with their metric length or
+# area (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then each row probes
+# the spatial index of the area pieces with its bounding box. A piece that covers the row takes it
+# whole (share 1, no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a
+# row crossing a piece's edge is cut, and its `share` there is
+# the ratio of the cut to the whole measured in EPSG:4490 with longitudes scaled by cos(latitude)
+# (over one feature the projection is a similarity, so the ratio is the metric one to about 1e-6).
+# The pieces of an area do not overlap, so summing share * measure over them is exact.
 PARTS_SQL = """(WITH _f AS MATERIALIZED (
-  SELECT s.*, x._i0, x._j0, x._i1 = x._i0 AND x._j1 = x._j0 AS _one,
-         CASE WHEN x._i1 = x._i0 AND x._j1 = x._j0 THEN ARRAY[x._i0::bigint * 1000003 + x._j0]
-              ELSE ARRAY(SELECT gi::bigint * 1000003 + gj FROM generate_series(x._i0, x._i1) gi,
-                                                               generate_series(x._j0, x._j1) gj) END AS _keys,
+  SELECT s.*, ST_XMin(s.geom) AS _x0, ST_YMin(s.geom) AS _y0, ST_XMax(s.geom) AS _x1, ST_YMax(s.geom) AS _y1,
          cos(radians((ST_YMin(s.geom) + ST_YMax(s.geom)) * 0.5)) AS _k,
          CASE ST_Dimension(s.geom) WHEN 1 THEN ST_Length(ST_Transform(s.geom, %(srid)s))
                                    WHEN 2 THEN ST_Area(ST_Transform(s.geom, %(srid)s)) END AS measure
     FROM {relation} s
-    CROSS JOIN LATERAL (SELECT floor(ST_XMin(s.geom) / %(_cell)s)::int AS _i0, floor(ST_XMax(s.geom) / %(_cell)s)::int AS _i1,
-                               floor(ST_YMin(s.geom) / %(_cell)s)::int AS _j0, floor(ST_YMax(s.geom) / %(_cell)s)::int AS _j1
-                        OFFSET 0) x
-), _fc AS MATERIALIZED (
-  SELECT f.*, unnest(f._keys) AS _key FROM _f f
 )
 SELECT f.*, c.area_id, coalesce(x._cut, f.geom) AS part,
        CASE WHEN x._cut IS NULL THEN 1.0 WHEN ST_IsEmpty(x._cut) THEN 0.0
             WHEN ST_Dimension(f.geom) = 1 THEN ST_Length(ST_Scale(x._cut, f._k, 1)) / nullif(ST_Length(ST_Scale(f.geom, f._k, 1)), 0)
             ELSE ST_Area(x._cut) / nullif(ST_Area(f.geom), 0) END AS share
-  FROM _fc f JOIN {cells} c ON c.k = f._key
-  CROSS JOIN LATERAL (SELECT CASE
-      WHEN c.inside AND f._one THEN NULL
-      WHEN c.inside AND ST_Dimension(f.geom) = 1 THEN ST_ClipByBox2D(f.geom, ST_MakeEnvelope(
-           c.i * %(_cell)s, c.j * %(_cell)s, (c.i + 1) * %(_cell)s, (c.j + 1) * %(_cell)s, 4490)::box2d)
-      WHEN c.inside THEN ST_Intersection(f.geom, ST_MakeEnvelope(
-           c.i * %(_cell)s, c.j * %(_cell)s, (c.i + 1) * %(_cell)s, (c.j + 1) * %(_cell)s, 4490))
-      WHEN f._one AND c.convex AND ST_NPoints(f.geom) = 2 AND ST_Dimension(f.geom) = 1
-           AND ST_Intersects(c.clip, ST_StartPoint(f.geom)) AND ST_Intersects(c.clip, ST_EndPoint(f.geom)) THEN NULL
-      WHEN NOT ST_DWithin(c.clip, f.geom, 0) THEN 'GEOMETRYCOLLECTION EMPTY'::geometry
-      WHEN f._one AND ST_Covers(c.clip, f.geom) THEN NULL
-      ELSE ST_Intersection(f.geom, c.clip) END AS _cut OFFSET 0) x)"""
+  FROM _f f JOIN {pieces} c ON c.geom && f.geom
+  CROSS JOIN LATERAL (SELECT c.rect AND f._x0 >= c.x0 AND f._x1 <= c.x1 AND f._y0 >= c.y0 AND f._y1 <= c.y1 AS _in
+                      OFFSET 0) b
+  CROSS JOIN LATERAL (SELECT CASE WHEN b._in OR ST_Covers(c.geom, f.geom) THEN NULL
+                                  ELSE ST_Intersection(f.geom, c.geom) END AS _cut OFFSET 0) x
+ WHERE b._in OR ST_Intersects(c.geom, f.geom))"""
 
 BUILT_INS = {"areas", "aged", "hazard_ledger", "join_area", "area_parts", "builtup_parts"}
 
@@ -151,7 +137,7 @@ class Expander:
             if name == "join_area":
                 return self._join_area(arg)
             if name in ("area_parts", "builtup_parts"):
-                return self._parts(arg, CELLS_TABLE if name == "area_parts" else BUILTUP_CELLS_TABLE, name, bind)
+                return self._parts(arg, PIECES_TABLE if name == "area_parts" else BUILTUP_PIECES_TABLE, name, bind)
             return self._layer(name, bind)
 
         sql = PLACEHOLDER.sub(replace, template)
@@ -194,8 +180,8 @@ class Expander:
         x = f"((ST_XMin({f}.geom) + ST_XMax({f}.geom)) * 0.5)"
         y = f"((ST_YMin({f}.geom) + ST_YMax({f}.geom)) * 0.5)"
         key = f"(floor({x} / %(_cell)s)::bigint * 1000003 + floor({y} / %(_cell)s)::bigint)"
-        return (f"JOIN {CELLS_TABLE} {m} ON {m}.k = {key} "
-                f"AND ({m}.inside OR ST_Intersects({m}.clip, ST_SetSRID(ST_MakePoint({x}, {y}), 4490)))")
+        return (f"JOIN {POINT_CELLS_TABLE} {m} ON {m}.k = {key} "
+                f"AND ({m}.inside OR ST_Intersects({m}.geom, ST_SetSRID(ST_MakePoint({x}, {y}), 4490)))")
 
     def _parts(self, arg: str | None, table: str, name: str, bind) -> str:
         source = arg or ""
@@ -203,7 +189,7 @@ class Expander:
             raise ConfigError(f"占位符无效：{{{name}:{arg}}}（应为 {{{name}:图层或 CTE}}）",
                               f"invalid placeholder {{{name}:{arg}}} (use {{{name}:layer_or_cte}})")
         relation = self._layer(source, bind) if source in {s.id for s in self.layers.public()} else quote_ident(source)
-        return PARTS_SQL.format(relation=relation, cells=table)
+        return PARTS_SQL.format(relation=relation, pieces=table)
 
     def _ledger(self, bind) -> str:
         led = self.catalogue.hazard_ledger
