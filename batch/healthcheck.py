@@ -7,10 +7,17 @@ the client before any task starts (so every county's run has the same ones).
 
 One run per county, not one run over the province: a run over several counties measures in the
 3° Gauss-Krüger zone of their joint centre and draws the choropleth classes from the values of
-all of them, so a county's values depend on its neighbours'. A run per county is independent of
-the others, which is what lets the counties run side by side; the figures are those of
-``cim healthcheck run --county C``. A province-wide run stays ``cim healthcheck run`` without
+all of them, so a county's values depend on its neighbours'. A run per county depends on that
+county alone, so it can be a task of its own; its figures are those of ``cim healthcheck run
+--county C``. A province-wide run stays ``cim healthcheck run`` without
 ``--county``.
+
+The runs of one database compute one at a time (the tasks queue on :data:`RUN_LOCK`, a Postgres
+advisory lock, so the order holds across workers and hosts): a run reads in one REPEATABLE READ
+snapshot and, in the same transaction, writes its values and bumps the data versions of the run
+tables (``cim.data_version``), so a run that another run's start or finish committed under fails
+as a serialization conflict. Spreading the counties over the cluster moves the work off the
+client; the speed-up of counties side by side needs the run to write outside its read snapshot.
 """
 
 from __future__ import annotations
@@ -26,16 +33,27 @@ from cimplus.healthcheck import areas
 from cimplus.healthcheck import run as hc_run
 from cimplus.healthcheck.service import HealthCheck
 
+#: advisory lock (two keys) one health-check run holds on the database while it starts and computes
+RUN_LOCK = (4490_0089, 0)
+
 
 def run_county(db_settings: DatabaseSettings, hc: HealthCheck, year: int, levels: list[str], who: auth.Principal,
                county: str) -> county_jobs.CountyResult:
-    """The Dask task: start and compute the run of one county; its summary or the error."""
+    """The Dask task: start and compute the run of one county (under :data:`RUN_LOCK`); its
+    summary or the error."""
     def go() -> dict[str, Any]:
-        conn = db.connect(db_settings, application_name="cim-healthcheck")
+        lock = db.connect(db_settings, autocommit=True, application_name="cim-batch-lock")
         try:
-            return hc.run(conn, county=county, year=year, levels=levels, principal=who)
+            with lock.cursor() as cur:
+                cur.execute("SET statement_timeout = 0")
+                cur.execute("SELECT pg_advisory_lock(%s, %s)", RUN_LOCK)
+            conn = db.connect(db_settings, application_name="cim-healthcheck")
+            try:
+                return hc.run(conn, county=county, year=year, levels=levels, principal=who)
+            finally:
+                conn.close()
         finally:
-            conn.close()
+            lock.close()                       # the session lock goes with its connection
 
     return county_jobs.guarded(county, go)
 
