@@ -17,9 +17,13 @@ compress_type  # demo/writers.py: ZipInfo attribute zipfile reads
 should_exit  # uvicorn.Server attribute; setting it stops the test and bench servers
 log_message  # http.server.BaseHTTPRequestHandler hook, overridden to keep test output quiet
 create_system  # zipfile.ZipInfo attribute (tests/ingest/fixtures.py: a symlink member)
+number_format  # openpyxl cell attribute openpyxl writes out (cimplus/healthcheck/report.py)
+freeze_panes  # openpyxl worksheet attribute (cimplus/healthcheck/report.py, cimplus/hazards/export.py)
+alignment  # openpyxl cell attribute (cimplus/healthcheck/report.py, cimplus/hazards/export.py)
 
 # Fields filled from YAML or serialised as a whole.
 floors_attr  # layers/spec.py: layer spec field, set in layers/catalog/buildings.yaml
+dimension  # cimplus/healthcheck/catalog.py Indicator: set in indicators.yaml, read by the 0081 view and the API
 description_zh  # demo/defects.py: Defect fields, written out by dataclasses.asdict
 description_en
 ROAD_CLASS_CODE  # demo/town.py: road class → code table of the demo town's road layer
@@ -31,6 +35,7 @@ b3dm  # tiles/threed/cli.py Fmt
 # Arguments that are part of a cache key or a fixture request.
 mtime_ns  # ingest/profile.py: lru_cache key, so an edited profile file is read again
 unchanged  # tests/ingest/test_api_ingest_defences.py: fixture asking that the database stays unchanged
+inputs_loaded  # tests/cimplus/healthcheck/conftest.py: fixture asking that the inputs are loaded before run_2024
 WEB_COUNTY  # tests/web/conftest.py: county code of the web tests' data, imported by the web tests
 
 # Columns of the hazard ledger's ORM models (cimplus/hazards/model.py, tables of migration 0070).
@@ -74,5 +79,3 @@ Registration.interim_controls  # HazardService.register / workflow.register, by 
 Registration.reviewer  # HazardService.register / workflow.register, by ledger.yaml field name
 
 # openpyxl attributes read when the workbook is written (cimplus/hazards/export.py xlsx).
-alignment  # openpyxl WriteOnlyCell.alignment, written with the cell
-freeze_panes  # openpyxl Worksheet.freeze_panes, written into the sheet view

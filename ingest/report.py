@@ -13,9 +13,10 @@ per-rule sheets stop at Excel's row limit).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ class Group:
     field: str | None
     value: str | None
     count: int = 0
-    rows: list[int] = field(default_factory=list)       # first rows of the delivery (1-based)
-    keys: list[str] = field(default_factory=list)       # their point numbers / ids
+    rows: list[int] = dataclasses.field(default_factory=list)       # first rows of the delivery (1-based)
+    keys: list[str] = dataclasses.field(default_factory=list)       # their point numbers / ids
     extent: list[float] | None = None                   # [min lon, min lat, max lon, max lat]
     message_zh: str = ""
     message_en: str = ""

@@ -24,6 +24,7 @@ import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import psycopg2.extensions
 
@@ -34,6 +35,17 @@ from ingest.load import LoadResult, Pending, abort, open_load
 from ingest.model import Delivery, LayerBatch
 
 _END = object()
+
+
+class _LoadArgs(TypedDict):
+    """The keyword arguments of :func:`ingest.load.open_load` a run passes on."""
+
+    principal: auth.Principal
+    county: str
+    archive_dir: Path | None
+    client_addr: str | None
+    progress: Callable[[str, int, int], None] | None
+    originals: list[Path] | None
 
 
 class LoadWhileReading:
@@ -47,7 +59,7 @@ class LoadWhileReading:
                  county: str, archive_dir: Path | None, client_addr: str | None = None,
                  progress: Callable[[str, int, int], None] | None = None, originals: list[Path] | None = None) -> None:
         self.conn, self.settings = conn, settings
-        self.load_args = {"principal": principal, "county": county, "archive_dir": archive_dir,
+        self.load_args: _LoadArgs = {"principal": principal, "county": county, "archive_dir": archive_dir,
                           "client_addr": client_addr, "progress": progress, "originals": originals}
         self.validation_conn: psycopg2.extensions.connection | None = None
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -69,6 +81,7 @@ class LoadWhileReading:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.validation_conn is not None  # opened by __enter__
         try:
             if exc_type is not None:
                 self.cancel()
@@ -122,8 +135,10 @@ class LoadWhileReading:
     # --- the loader thread ----------------------------------------------------------------------
 
     def _load(self) -> None:
+        delivery = self.delivery
+        assert delivery is not None  # set by start() before the thread starts
         try:
-            opened = open_load(self.conn, self.delivery, **self.load_args)
+            opened = open_load(self.conn, delivery, **self.load_args)
             if isinstance(opened, LoadResult):   # the same file again: nothing to write
                 self.outcome = opened
                 return
@@ -143,6 +158,6 @@ class LoadWhileReading:
             if self.cancelled.is_set():
                 opened.abort()
                 return
-            self.outcome = opened.finish(self.delivery)
+            self.outcome = opened.finish(delivery)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by written()
             self.error = exc

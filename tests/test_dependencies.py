@@ -18,7 +18,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cim", "layers", "ingest", "tiles", "cimplus", "api")
+PACKAGES = ("cim", "layers", "ingest", "tiles", "cimplus", "api", "batch", "demo")
 
 # Declared runtime dependencies that no module imports by name, and why they are declared.
 NOT_IMPORTED = {

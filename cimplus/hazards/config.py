@@ -79,12 +79,17 @@ class Rule(Strict):
 
 
 class Roads(Strict):
-    """Where road polygons are, if the model holds them (carriageway cover)."""
+    """Where roads are (carriageway cover): polygons, or centre lines with a width."""
 
     table: str = Field(pattern=_IDENT)
     geometry: str = Field("geom", pattern=_IDENT)
     class_column: str = Field(pattern=_IDENT)
     carriageway_classes: list[str]
+    # centre lines: the carriageway is width × carriageway_share wide around the line (the width
+    # column holds the red-line width), a road without a width takes its class's default
+    width_column: str | None = Field(None, pattern=_IDENT)
+    carriageway_share: float = Field(1.0, gt=0, le=1)
+    default_width_m: dict[str, float] = Field(default_factory=dict)
 
 
 class RuleSet(Strict):

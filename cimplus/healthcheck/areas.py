@@ -82,7 +82,9 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
     cur.execute("SELECT ST_X(c), ST_Y(c), greatest(abs(ST_YMax(e)), abs(ST_YMin(e))) FROM "
                 "(SELECT ST_Centroid(ST_Extent(geom)::geometry) c, ST_Extent(geom)::geometry e FROM cim.admin_area "
                 " WHERE is_current AND county_code = ANY(%s) AND level = ANY(%s)) x", (counties, levels))
-    lon, _lat, max_lat = cur.fetchone()
+    row = cur.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    lon, _lat, max_lat = row
     if lon is None:
         raise NotFound("所选行政区级别没有行政区划", "no admin areas of the chosen levels")
     srid = metric_srid(lon)
@@ -116,7 +118,9 @@ def _cells(cur: psycopg2.extensions.cursor) -> float:
     index: the templates hash-join features to cells on (i, j)."""
     cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
                 "(SELECT ST_Extent(geom)::geometry AS e FROM hc_area) x")
-    w, h = cur.fetchone()
+    row = cur.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    w, h = row
     cell = min(max(math.sqrt(max(float(w) * float(h), 1e-12) / CELLS), 0.0002), 0.05)
     for table, column in (("hc_cell", "geom"), ("hc_bcell", "builtup_geom")):
         cur.execute(

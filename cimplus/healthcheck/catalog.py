@@ -25,9 +25,8 @@ from cim.errors import ConfigError, NotFound
 HERE = Path(__file__).resolve().parent
 DEFAULT_FILE = HERE / "indicators.yaml"
 ENV_VAR = "CIM_HEALTHCHECK_INDICATORS"
-ADMIN_LEVELS = ("county", "street", "community")
-CHECK_LEVELS = ("住房", "小区/社区", "街区", "城区")
-INPUT_KINDS = ("population", "builtup")
+AdminLevel = Literal["county", "street", "community"]
+ADMIN_LEVELS: tuple[AdminLevel, ...] = ("county", "street", "community")
 _ID = r"^[a-z][a-z0-9_]*$"
 ParamValue = str | int | float | bool | list[str] | list[int] | list[float] | None
 
@@ -94,7 +93,7 @@ class Indicator(_Strict):
     requires: Requires = Field(default_factory=Requires)
     params: dict[str, ParamValue] = Field(default_factory=dict)
     cql2: str | None = Field(None, description="attribute part of the count as a CQL2 text filter on `layer`")
-    admin_levels: list[Literal["county", "street", "community"]] = Field(default_factory=lambda: list(ADMIN_LEVELS))
+    admin_levels: list[AdminLevel] = Field(default_factory=lambda: list(ADMIN_LEVELS))
 
     @model_validator(mode="after")
     def _shape(self) -> Indicator:
@@ -131,7 +130,7 @@ class Catalogue(_Strict):
     """The whole file."""
 
     version: int = 1
-    levels: list[Literal["county", "street", "community"]] = Field(default_factory=lambda: list(ADMIN_LEVELS))
+    levels: list[AdminLevel] = Field(default_factory=lambda: list(ADMIN_LEVELS))
     params: dict[str, ParamValue] = Field(default_factory=dict, description="parameters every formula may use")
     reasons: dict[str, Text] = Field(default_factory=dict, description="why a value was not computed")
     inputs: dict[Literal["population", "builtup"], Text] = Field(default_factory=dict)

@@ -149,15 +149,15 @@ def read_population(path: Path, year: int | None = None) -> list[dict[str, Any]]
     problems: list[Problem] = []
     for key in ("code", "population") + (() if year else ("year",)):
         if key not in col:
-            names = "、".join(_HEADERS[key][:3])
-            problems.append(Problem(1, key, f"缺少列“{names}”", f"column {key} ({', '.join(_HEADERS[key][:3])}) is missing"))
+            listed = "、".join(_HEADERS[key][:3])
+            problems.append(Problem(1, key, f"缺少列“{listed}”", f"column {key} ({', '.join(_HEADERS[key][:3])}) is missing"))
     if problems:
         raise InvalidInput(f"{path.name} 的表头不符合常住人口表格式", f"{path.name}: the header is not a population sheet",
                            problems=[p.to_dict() for p in problems])
     out: list[dict[str, Any]] = []
     seen: dict[tuple[str, int], int] = {}
     for n, r in enumerate(rows[1:], start=2):
-        def cell(k: str, r: tuple = r) -> Any:
+        def cell(k: str, r: list[Any] = r) -> Any:
             return r[col[k]] if k in col and col[k] < len(r) else None
 
         code = _code(cell("code"))
@@ -222,7 +222,9 @@ def load_population(conn: psycopg2.extensions.connection, path: Path, *, princip
             cur.execute("INSERT INTO cim.healthcheck_input (kind, years, file_name, sha256, rows, loaded_by) "
                         "VALUES ('population', %s, %s, %s, %s, %s) RETURNING id",
                         (years, file_name or path.name, digest, len(rows), principal.name))
-            input_id = cur.fetchone()[0]
+            row = cur.fetchone()
+            assert row is not None  # INSERT … RETURNING
+            input_id = row[0]
             psycopg2.extras.execute_values(
                 cur, "INSERT INTO cim.healthcheck_population (input_id, code, name, year, population) VALUES %s",
                 [(input_id, r["code"], r["name"], r["year"], r["population"]) for r in rows])
@@ -296,7 +298,9 @@ def load_builtup(conn: psycopg2.extensions.connection, path: Path, *, principal:
             cur.execute("INSERT INTO cim.healthcheck_input (kind, years, county_code, file_name, sha256, rows, loaded_by) "
                         "VALUES ('builtup', %s, %s, %s, %s, 1, %s) RETURNING id",
                         ([year], county, file_name or path.name, digest, principal.name))
-            input_id = cur.fetchone()[0]
+            row = cur.fetchone()
+            assert row is not None  # INSERT … RETURNING
+            input_id = row[0]
             cur.execute("INSERT INTO cim.healthcheck_builtup (input_id, county_code, year, name, geom) "
                         "VALUES (%s, %s, %s, %s, ST_Multi(ST_SetSRID(ST_GeomFromWKB(%s), %s)))",
                         (input_id, county, year, label, psycopg2.Binary(wkb), STORAGE_SRID))
@@ -333,5 +337,6 @@ def list_inputs(cur: psycopg2.extensions.cursor, kind: str | None = None) -> lis
     """Uploads, newest first."""
     cur.execute("SELECT id, kind, years, county_code, file_name, sha256, rows, loaded_by, loaded_at "
                 "FROM cim.healthcheck_input WHERE %(k)s::text IS NULL OR kind = %(k)s ORDER BY id DESC", {"k": kind})
+    assert cur.description is not None  # set by the SELECT
     names = [c.name for c in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

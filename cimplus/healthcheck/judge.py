@@ -56,6 +56,7 @@ def classes(ind: Indicator, values: list[float], year: int, palette: Palette) ->
         return []
     k, n = palette.count, len(vals)
     t = ind.threshold.for_year(year) if ind.threshold else None
+    out: list[dict[str, Any]]
     if ind.threshold is None:
         out = [{"min": lo, "max": hi, "pass": None} for lo, hi in _quantiles(vals, k)]
     else:

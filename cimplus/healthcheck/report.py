@@ -102,10 +102,12 @@ def _xlsx(data: dict[str, Any], out: Path) -> None:
     from openpyxl.comments import Comment
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.worksheet import Worksheet
 
     run, cat = data["run"], data["catalogue"]
     wb = Workbook()
     info = wb.active
+    assert isinstance(info, Worksheet)  # a new workbook's one sheet
     info.title = "说明"
     bold = Font(bold=True)
     lines = [("城市体检报告 / Urban health-check report", ""),

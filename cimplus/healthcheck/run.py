@@ -26,7 +26,7 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from cim import auth, db, versions
-from cim.errors import CimError, InvalidInput
+from cim.errors import CimError, InvalidInput, NotFound
 from cimplus.healthcheck import areas, judge
 from cimplus.healthcheck.catalog import ADMIN_LEVELS, Catalogue, Indicator
 from cimplus.healthcheck.template import Expander, ledger_present
@@ -73,7 +73,9 @@ def start(conn: psycopg2.extensions.connection, catalogue: Catalogue, *, county:
                     "created_by) VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
                     (year, counties, levels, task_id, json.dumps(catalogue.snapshot(), ensure_ascii=False),
                      catalogue.sha256(), principal.name))
-        run_id = int(cur.fetchone()[0])
+        row = cur.fetchone()
+        assert row is not None  # INSERT … RETURNING
+        run_id = int(row[0])
         auth.audit(cur, principal, "healthcheck.run", target=f"healthcheck_run:{run_id}", county=county,
                    client_addr=client_addr, detail={"year": year, "levels": levels, "counties": counties,
                                                     "catalogue": catalogue.source, "task_id": task_id})
@@ -94,8 +96,11 @@ def compute(conn: psycopg2.extensions.connection, run_id: int, catalogue: Catalo
     began = time.monotonic()
     with conn.cursor() as cur:
         cur.execute("SELECT year, counties, levels, state FROM cim.healthcheck_run WHERE id = %s", (run_id,))
-        year, counties, levels, state = cur.fetchone()
+        row = cur.fetchone()
     conn.rollback()
+    if row is None:
+        raise NotFound(f"没有体检运行 {run_id}", f"no health-check run {run_id}")
+    year, counties, levels, state = row
     if state != "running":
         raise InvalidInput(f"体检运行 {run_id} 已结束（{state}）", f"health-check run {run_id} has finished ({state})")
     try:
@@ -262,7 +267,7 @@ def _judge(catalogue: Catalogue, results: dict[str, Outcome], area_rows: dict[in
             v = judge.verdict(ind, value, year)
             detail = row.get("detail")
             judged.append((area, value, row, v, reason, detail))
-        per_level: dict[str, list[dict[str, Any]]] = {}
+        per_level: dict[str, dict[str, Any]] = {}
         for level in ADMIN_LEVELS:
             level_values = [j[1] for j in judged if j[0]["level"] == level and j[1] is not None]
             spans = judge.classes(ind, level_values, year, catalogue.classes)

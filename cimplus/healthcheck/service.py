@@ -18,6 +18,7 @@ from cim.errors import InvalidInput, PayloadTooLarge
 from cim.settings import DatabaseSettings
 from cimplus.healthcheck import catalog, features, history, inputs, report, run
 from cimplus.healthcheck.catalog import Catalogue
+from cimplus.healthcheck.run import Progress
 from cimplus.healthcheck.template import problems
 from layers.catalog import Catalog
 
@@ -99,13 +100,13 @@ class HealthCheck:
                          task_id=task_id, client_addr=client_addr)
 
     def compute(self, conn: psycopg2.extensions.connection, run_id: int,
-                progress: run.Progress | None = None) -> dict[str, Any]:
+                progress: Progress | None = None) -> dict[str, Any]:
         """Compute a started run; returns its summary."""
         return run.compute(conn, run_id, self.catalogue, self.layers, progress)
 
     def run(self, conn: psycopg2.extensions.connection, *, county: str | None = None, year: int | None = None,
             levels: list[str] | None = None, principal: auth.Principal,
-            progress: run.Progress | None = None) -> dict[str, Any]:
+            progress: Progress | None = None) -> dict[str, Any]:
         """Start and compute a run in this process."""
         run_id = self.start(conn, county=county, year=year, levels=levels, principal=principal)
         return self.compute(conn, run_id, progress)
@@ -119,7 +120,7 @@ class HealthCheck:
         return task_id
 
     def run_task(self, settings: DatabaseSettings | str, args: dict[str, Any], *, created_by: str,
-                 task_id: int | None = None, progress: run.Progress | None = None) -> dict[str, Any]:
+                 task_id: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
         """The background task: start and compute a run. A task queued because a county's data
         changed (args ``county`` and ``delivery_id``) re-checks that county with the year and
         levels of its latest finished run, and does nothing for a county never checked."""

@@ -228,7 +228,9 @@ def ledger_present(cur: psycopg2.extensions.cursor, led: Ledger | None) -> tuple
         return False, "not configured"
     schema, table = led.table.split(".", 1)
     cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema)}.{quote_ident(table)}",))
-    if cur.fetchone()[0] is None:
+    row = cur.fetchone()
+    assert row is not None  # SELECT of a function: one row
+    if row[0] is None:
         return False, f"{led.table} does not exist"
     cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
                 (schema, table))

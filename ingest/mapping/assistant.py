@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -197,7 +198,7 @@ def value_evidence(vp: ValueProfile, column: str, fs: FieldSpec, kind: str, list
 # ---------------------------------------------------------------- fields
 
 def propose_fields(spec: LayerSpec, profile: Profile, frame: pd.DataFrame, taken: set[str], filled: set[str],
-                   dicts: Dictionaries, *, skip: set[str] = frozenset()) -> list[Proposal]:
+                   dicts: Dictionaries, *, skip: AbstractSet[str] = frozenset()) -> list[Proposal]:
     """Proposals for the delivered fields not ``taken`` onto the spec's columns not ``filled``,
     best first, each field and each column at most once."""
     kinds = feature_table(spec.target).kinds()
@@ -399,8 +400,8 @@ def propose_layer(layer_name: str, frame: pd.DataFrame, geometry: str, profiles:
             score = (len(cols) + sum(c in cols for c in mand) - 3 * missing + (10 if by_hint else 0)
                      + (0.5 if prof.id == prefer else 0))
             if best is None or score > best[0]:
-                reason = hint[2] if by_hint else f"按字段识别：{len(cols)} 个字段可对应 {spec.target}"
-                best = (score, Match(prof, spec, score, {"code": hint[0]} if by_hint else {},
+                reason = hint[2] if hint is not None and by_hint else f"按字段识别：{len(cols)} 个字段可对应 {spec.target}"
+                best = (score, Match(prof, spec, score, {"code": hint[0]} if hint is not None and by_hint else {},
                                      map_fields(spec, list(frame.columns)), reason=reason))
     return best[1] if best else None
 

@@ -53,7 +53,9 @@ def save(cur: psycopg2.extensions.cursor, county: str, mapping: UserMapping, *, 
         raise InvalidInput("映射为空，未保存", "the mapping is empty; nothing saved")
     cur.execute("SELECT pg_advisory_xact_lock(hashtext('cim.county_mapping:' || %s))", (county,))
     cur.execute("SELECT coalesce(max(version), 0) + 1 FROM cim.county_mapping WHERE county_code = %s", (county,))
-    version = cur.fetchone()[0]
+    row = cur.fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    version = row[0]
     cur.execute("INSERT INTO cim.county_mapping (county_code, version, mapping, source_job, note, created_by) "
                 "VALUES (%s, %s, %s, %s, %s, %s)",
                 (county, version, json.dumps(mapping.to_dict(), ensure_ascii=False), source_job, note, principal.name))

@@ -148,6 +148,7 @@ class Mapper:
         src, geom = prepare_geometry(layer, match, resolved, frame)
         repaired = np.zeros(len(frame), dtype=bool)
         if geom is not None:
+            assert src is not None  # prepare_geometry returns both or neither
             if outliers.any():                   # reported by rule G04, never stored
                 geom[outliers] = None
                 src[outliers] = None

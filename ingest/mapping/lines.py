@@ -49,7 +49,8 @@ def build_lines_from_points(delivery: Delivery) -> None:
             idx = by_key.get_indexer(key)
             alt = by_no.get_indexer(b.frame[col].astype(object))
             ends.append((idx, alt))
-        geoms, srcs = [], []
+        geoms: list[np.ndarray] = []
+        srcs: list[np.ndarray] = []
         for which in ("geom", "src"):
             xy = []
             for idx, alt in ends:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
 from cim.errors import UnreadableInput
@@ -61,7 +61,7 @@ def open_sources(paths: Sequence[Path], settings: IngestSettings, notes: list[No
 
 
 def _layers(paths: Sequence[Path], settings: IngestSettings, work: Path, notes: list[Note],
-            rank: Callable[[Path], int] | None) -> Iterator[SourceLayer]:
+            rank: Callable[[Path], int] | None) -> Generator[SourceLayer, None, None]:
     """:func:`iter_sources`, refusing a delivery in which nothing can be read."""
     read_any = False
     with contextlib.closing(iter_sources(paths, settings, work, notes, rank)) as layers:
@@ -136,7 +136,7 @@ def _expand(path: Path, n: int, settings: IngestSettings, work: Path,
 
 
 def iter_sources(paths: Sequence[Path], settings: IngestSettings, work: Path, notes: list[Note],
-                 rank: Callable[[Path], int] | None = None) -> Iterator[SourceLayer]:
+                 rank: Callable[[Path], int] | None = None) -> Generator[SourceLayer, None, None]:
     """The layers of the given files, folders and zips, each as soon as it is read; notes about
     skipped files are appended to ``notes``. ``rank`` orders the files of each folder or zip
     (stable: equal ranks keep their name order)."""

@@ -189,8 +189,6 @@ def dbf_language_byte(path: Path) -> int:
         return fh.read(1)[0]
 
 
-
-
 def write_unprofiled_county(folder: Path, *, buildings: int = 60, points: int = 8, seed: int = 3,
                             structures: tuple[str, ...] = ("砖混", "框架", "钢混", "砖混结构")) -> Path:
     """A county delivery no profile was written for, zipped: ``JZ_buildings`` (建筑层数, 建筑结构,

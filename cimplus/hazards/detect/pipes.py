@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import psycopg2.extensions
+from psycopg2.extras import Json
 
 from cim.db import quote_ident
 from cim.errors import ConfigError
@@ -31,8 +32,10 @@ def _segments(params: dict[str, Any], network: str, skip_burial: list[str]) -> s
             "AND (s.burial_type IS NULL OR NOT s.burial_type = ANY(%(skip_burial)s))")
 
 
-def road_polygons(cur: psycopg2.extensions.cursor, ctx: Ctx) -> str | None:
-    """``cim.<roads.table>`` when the model holds road polygons with the configured columns."""
+def road_polygons(cur: psycopg2.extensions.cursor, ctx: Ctx) -> tuple[str, bool] | None:
+    """``(cim.<roads.table>, lines)`` when the model holds roads with the configured columns and
+    the county has current ones; ``lines`` when they are centre lines (a width decides the
+    carriageway), else polygons."""
     roads = ctx.rules.roads
     if roads is None:
         return None
@@ -41,7 +44,15 @@ def road_polygons(cur: psycopg2.extensions.cursor, ctx: Ctx) -> str | None:
     cols = {r[0] for r in cur.fetchall()}
     if not {roads.geometry, roads.class_column} <= cols:
         return None
-    return f"cim.{quote_ident(roads.table)}"
+    table = f"cim.{quote_ident(roads.table)}"
+    current = " AND is_current" if "is_current" in cols else ""
+    county = " AND county_code = %s" if "county_code" in cols else ""
+    cur.execute(f"SELECT GeometryType({quote_ident(roads.geometry)}) FROM {table} WHERE true{current}{county} LIMIT 1",
+                (ctx.county,) if county else None)
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return table, "LINE" in str(row[0]).upper()
 
 
 @method("cover_depth", inputs=lambda r: [f"pipe_segment:{r.params.get('network')}"], focusable=True)
@@ -58,16 +69,30 @@ def cover_depth(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
         raise ConfigError(f"clearances.yaml 没有 {net} 的覆土要求", f"clearances.yaml has no cover for {net}")
     params = ctx.base(rule)
     segs = _segments(params, net, rule.params.get("skip_burial_types") or [])
-    roads = road_polygons(cur, ctx)
+    found = road_polygons(cur, ctx)
     params.update(carriageway=float(table.get("carriageway", table["other"])), other=float(table["other"]),
-                  road_source=f"cim.{ctx.rules.roads.table}" if roads and ctx.rules.roads else None)
-    if roads:
+                  road_source=f"cim.{ctx.rules.roads.table}" if found and ctx.rules.roads else None)
+    if found:
+        roads, lines = found
         r = ctx.rules.roads
         assert r is not None
+        geom, cls = quote_ident(r.geometry), quote_ident(r.class_column)
         params["cw_classes"] = list(r.carriageway_classes)
-        is_cw = (f"EXISTS (SELECT 1 FROM {roads} rd WHERE rd.{quote_ident(r.geometry)} && s.geom "
-                 f"AND ST_Intersects(rd.{quote_ident(r.geometry)}, s.geom) "
-                 f"AND rd.{quote_ident(r.class_column)} = ANY(%(cw_classes)s))")
+        if lines:
+            # half the carriageway in metres, in the county's metric frame; a degree prefilter
+            # through the GiST index with the widest road of any class
+            known = [v for v in r.default_width_m.values()] or [0.0]
+            params.update(cw_share=r.carriageway_share, cw_default=Json(r.default_width_m),
+                          cw_deg=ctx.frame.deg(max(known + [100.0]) * r.carriageway_share))
+            width = f"rd.{quote_ident(r.width_column)}" if r.width_column else "NULL::float8"
+            half = (f"coalesce({width}, (%(cw_default)s::jsonb ->> rd.{cls})::float8, 0) "
+                    f"* %(cw_share)s / 2")
+            is_cw = (f"EXISTS (SELECT 1 FROM {roads} rd WHERE ST_DWithin(rd.{geom}, s.geom, %(cw_deg)s) "
+                     f"AND rd.{cls} = ANY(%(cw_classes)s) AND rd.county_code = %(county)s AND rd.is_current "
+                     f"AND ST_DWithin(ST_Transform(rd.{geom}, %(srid)s), ST_Transform(s.geom, %(srid)s), {half}))")
+        else:
+            is_cw = (f"EXISTS (SELECT 1 FROM {roads} rd WHERE rd.{geom} && s.geom "
+                     f"AND ST_Intersects(rd.{geom}, s.geom) AND rd.{cls} = ANY(%(cw_classes)s))")
     else:
         is_cw = "false"
     top = "CASE s.z_ref WHEN 'top' THEN 0 WHEN 'invert' THEN 2 * s.r ELSE s.r END"

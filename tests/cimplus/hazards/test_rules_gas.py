@@ -139,16 +139,19 @@ def test_g05_cover_without_roads(plant, hz_conn, county, run_scan, depth, found)
 
 
 def test_g05_cover_under_a_carriageway(plant, hz_conn, county, run_scan):
+    # road centre lines (cim.road, 道路中心线): a 主干路 of 30 m red-line width along y = 0 has a
+    # carriageway of 30 × 0.6 = 18 m (rules.yaml roads), so 9 m either side of the line
     from plant import geo
-    from shapely.geometry import box
+    from shapely.geometry import LineString
 
     with hz_conn.cursor() as cur:
-        cur.execute("CREATE TABLE cim.road (id serial PRIMARY KEY, road_class text, geom geometry(MultiPolygon, 4490))")
-        cur.execute("INSERT INTO cim.road (road_class, geom) VALUES ('ZG', ST_Multi(ST_GeomFromEWKT(%s)))",
-                    (geo(box(-10, -10, 40, 10)),))
+        cur.execute("INSERT INTO cim.road (road_class, width_m, county_code, geom) "
+                    "VALUES ('ZG', 30, %s, ST_Multi(ST_GeomFromEWKT(%s))), ('XQ', 30, %s, ST_Multi(ST_GeomFromEWKT(%s)))",
+                    (county, geo(LineString([(-10, 0), (40, 0)])), county, geo(LineString([(-10, 100), (40, 100)]))))
     try:
-        plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})   # cover 0.8 < 0.9
-        plant.segment("RQ", (0, 50), (30, 50), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})  # off the road
+        plant.segment("RQ", (0, 5), (30, 5), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})    # cover 0.8 < 0.9
+        plant.segment("RQ", (0, 12), (30, 12), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})  # beyond 9 m
+        plant.segment("RQ", (0, 100), (30, 100), **{**GAS, "start_depth": 0.85, "end_depth": 0.85})  # 小区路
         hz_conn.commit()
         got = findings(run_scan, hz_conn, county, "G05")
         assert len(got) == 1
@@ -156,7 +159,7 @@ def test_g05_cover_under_a_carriageway(plant, hz_conn, county, run_scan):
         assert got[0]["evidence"]["required"] == 0.9 and got[0]["evidence"]["inputs"]["road_source"] == "cim.road"
     finally:
         with hz_conn.cursor() as cur:
-            cur.execute("DROP TABLE cim.road")
+            cur.execute("DELETE FROM cim.road WHERE county_code = %s", (county,))
         hz_conn.commit()
 
 
