@@ -12,7 +12,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from batch import engine
 from batch import pmtiles as batch_pmtiles
 from batch import threed as batch_threed
 from cim.settings import TileSettings
@@ -36,12 +35,6 @@ def province(make_database):
         assert cur.fetchall() == [("430521", 600), ("430522", 600)]
     conn.close()
     return url
-
-
-@pytest.fixture(scope="module")
-def client():
-    with engine.dask_client(None, 2) as c:
-        yield c
 
 
 def _files(folder: Path) -> dict[str, bytes]:

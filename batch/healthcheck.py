@@ -1,0 +1,90 @@
+"""Health-check runs of every county as Dask tasks, one run per county.
+
+Each task is :meth:`cimplus.healthcheck.service.HealthCheck.run` with ``county`` (what ``cim
+healthcheck run --county C`` calls) on a connection of its own: the run, its values and its audit
+record are those of the single-process run of that county. The year and the levels are fixed on
+the client before any task starts (so every county's run has the same ones).
+
+One run per county, not one run over the province: a run over several counties measures in the
+3° Gauss-Krüger zone of their joint centre and draws the choropleth classes from the values of
+all of them, so a county's values depend on its neighbours'. A run per county depends on that
+county alone, so it can be a task of its own; its figures are those of ``cim healthcheck run
+--county C``. A province-wide run stays ``cim healthcheck run`` without
+``--county``.
+
+The runs of one database compute one at a time (the tasks queue on :data:`RUN_LOCK`, a Postgres
+advisory lock, so the order holds across workers and hosts): a run reads in one REPEATABLE READ
+snapshot and, in the same transaction, writes its values and bumps the data versions of the run
+tables (``cim.data_version``), so a run that another run's start or finish committed under fails
+as a serialization conflict. Spreading the counties over the cluster moves the work off the
+client; the speed-up of counties side by side needs the run to write outside its read snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from batch import counties as county_jobs
+from cim import auth, db
+from cim.errors import InvalidInput
+from cim.settings import DatabaseSettings
+from cimplus.healthcheck import areas
+from cimplus.healthcheck import run as hc_run
+from cimplus.healthcheck.service import HealthCheck
+
+#: advisory lock (two keys) one health-check run holds on the database while it starts and computes
+RUN_LOCK = (4490_0089, 0)
+
+
+def run_county(db_settings: DatabaseSettings, hc: HealthCheck, year: int, levels: list[str], who: auth.Principal,
+               county: str) -> county_jobs.CountyResult:
+    """The Dask task: start and compute the run of one county (under :data:`RUN_LOCK`); its
+    summary or the error."""
+    def go() -> dict[str, Any]:
+        lock = db.connect(db_settings, autocommit=True, application_name="cim-batch-lock")
+        try:
+            with lock.cursor() as cur:
+                cur.execute("SET statement_timeout = 0")
+                cur.execute("SELECT pg_advisory_lock(%s, %s)", RUN_LOCK)
+            conn = db.connect(db_settings, application_name="cim-healthcheck")
+            try:
+                return hc.run(conn, county=county, year=year, levels=levels, principal=who)
+            finally:
+                conn.close()
+        finally:
+            lock.close()                       # the session lock goes with its connection
+
+    return county_jobs.guarded(county, go)
+
+
+def plan(db_settings: DatabaseSettings, hc: HealthCheck, wanted: list[str] | None, year: int | None,
+         levels: list[str] | None) -> tuple[list[str], int, list[str]]:
+    """The counties (``wanted``, each with admin areas, or every county with admin areas), the
+    year (default: this year) and the levels (default: the catalogue's), checked before any task."""
+    year, levels = hc_run.check_request(year, levels, hc.catalogue)
+    bad = [c for c in wanted or [] if not (c.isdigit() and len(c) == 6)]
+    if bad:
+        raise InvalidInput(f"县级行政区代码须为 6 位数字：{','.join(bad)}", f"a county code has 6 digits: {','.join(bad)}")
+    conn = db.connect(db_settings, application_name="cim-batch")
+    try:
+        with conn.cursor() as cur:
+            if not wanted:
+                return areas.counties_in_scope(cur, None), year, levels
+            chosen = list(dict.fromkeys(wanted))
+            for county in chosen:
+                areas.counties_in_scope(cur, county)
+            return chosen, year, levels
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def run(client: Any, db_settings: DatabaseSettings, hc: HealthCheck, counties: list[str], *, year: int,
+        levels: list[str], who: auth.Principal,
+        progress: Callable[[int, int], None] | None = None) -> list[county_jobs.CountyResult]:
+    """One run per county on the cluster of ``client``; results in county order."""
+    url = db.resolve_url(db_settings)
+    shipped = db_settings.model_copy(update={"database_url": url})
+    shared = client.scatter(hc, broadcast=True)
+    return county_jobs.run(client, run_county, counties, shipped, shared, year, levels, who, progress=progress)
