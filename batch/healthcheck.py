@@ -12,12 +12,8 @@ county alone, so it can be a task of its own; its figures are those of ``cim hea
 --county C``. A province-wide run stays ``cim healthcheck run`` without
 ``--county``.
 
-The runs of one database compute one at a time (the tasks queue on :data:`RUN_LOCK`, a Postgres
-advisory lock, so the order holds across workers and hosts): a run reads in one REPEATABLE READ
-snapshot and, in the same transaction, writes its values and bumps the data versions of the run
-tables (``cim.data_version``), so a run that another run's start or finish committed under fails
-as a serialization conflict. Spreading the counties over the cluster moves the work off the
-client; the speed-up of counties side by side needs the run to write outside its read snapshot.
+Runs side by side do not conflict: a run reads in one REPEATABLE READ snapshot and writes its
+values and closes in a transaction of its own (:mod:`cimplus.healthcheck.run`).
 """
 
 from __future__ import annotations
@@ -33,27 +29,16 @@ from cimplus.healthcheck import areas
 from cimplus.healthcheck import run as hc_run
 from cimplus.healthcheck.service import HealthCheck
 
-#: advisory lock (two keys) one health-check run holds on the database while it starts and computes
-RUN_LOCK = (4490_0089, 0)
-
 
 def run_county(db_settings: DatabaseSettings, hc: HealthCheck, year: int, levels: list[str], who: auth.Principal,
                county: str) -> county_jobs.CountyResult:
-    """The Dask task: start and compute the run of one county (under :data:`RUN_LOCK`); its
-    summary or the error."""
+    """The Dask task: start and compute the run of one county; its summary or the error."""
     def go() -> dict[str, Any]:
-        lock = db.connect(db_settings, autocommit=True, application_name="cim-batch-lock")
+        conn = db.connect(db_settings, application_name="cim-healthcheck")
         try:
-            with lock.cursor() as cur:
-                cur.execute("SET statement_timeout = 0")
-                cur.execute("SELECT pg_advisory_lock(%s, %s)", RUN_LOCK)
-            conn = db.connect(db_settings, application_name="cim-healthcheck")
-            try:
-                return hc.run(conn, county=county, year=year, levels=levels, principal=who)
-            finally:
-                conn.close()
+            return hc.run(conn, county=county, year=year, levels=levels, principal=who)
         finally:
-            lock.close()                       # the session lock goes with its connection
+            conn.close()
 
     return county_jobs.guarded(county, go)
 

@@ -2,12 +2,12 @@
 
 :func:`start` records the run (state ``running``, its scope and the indicator definitions it will
 use) and returns its id at once, so a caller (a background task) can show it. :func:`compute`
-then works in one REPEATABLE READ transaction, so the data versions it records are those of the
+then reads in one REPEATABLE READ transaction, so the data versions it records are those of the
 rows it read: it prepares the areas (:mod:`cimplus.healthcheck.areas`), checks each indicator's
 required layers and inputs, runs each indicator as ONE statement over all areas (a failing
 formula marks only its indicator not computed, under a savepoint), judges every value against
-the threshold of the run's year, computes the choropleth classes per level, inserts the values
-and closes the run as ``done``. Any other failure closes it as ``failed`` with the reason.
+the threshold of the run's year, computes the choropleth classes per level; then, in a transaction
+of its own (so runs side by side never conflict), inserts the values and closes the run as ``done``. Any other failure closes it as ``failed`` with the reason.
 Triggers (migration 0081) keep a finished run and its values from ever changing.
 """
 
@@ -131,6 +131,11 @@ def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int
             results[ind.id] = _indicator(cur, ind, expander, catalogue, area_set)
             log.info("healthcheck run %s: %s in %.2f s", run_id, ind.id, results[ind.id].seconds)
         values, classes = _judge(catalogue, results, area_rows, year)
+    # The snapshot ends here (nothing was written in it); the values and the run's close are written
+    # in a transaction of their own, so runs side by side never conflict over the data versions
+    # their writes bump.
+    conn.commit()
+    with db.transaction(conn) as cur:
         psycopg2.extras.execute_values(
             cur, "INSERT INTO cim.healthcheck_value (run_id, indicator, area_code, area_name, area_level, parent_code, "
                  "county_code, state, value, numerator, denominator, threshold, op, pass, class_no, color, reason_code, "
@@ -146,7 +151,6 @@ def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int
                     (area_set.srid, json.dumps(data_versions), json.dumps(inputs, ensure_ascii=False),
                      json.dumps(classes, ensure_ascii=False), json.dumps(summary, ensure_ascii=False),
                      summary["elapsed_s"], run_id))
-    conn.commit()
     if progress:
         progress(100, f"run {run_id}: done")
     return {"run_id": run_id, **summary}

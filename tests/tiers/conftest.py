@@ -42,7 +42,7 @@ from cim.settings import (
     TileSettings,
 )
 from cim.tiers import REPLICATED
-from ingest import load as loader
+from tests.ingest import loadkit as loader
 from tests.tiers import kit
 from tests.web.conftest import browser, page, web_dist  # noqa: F401 - fixtures for the browser test
 

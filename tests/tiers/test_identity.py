@@ -16,7 +16,7 @@ from cim import heartbeat, tiers
 from cim.auth import CLI_PRINCIPAL
 from cim.embedded import free_port, listen_addresses
 from cim.errors import ConfigError, Conflict, DatabaseUnavailable, InvalidInput, NotFound
-from ingest import load as loader
+from tests.ingest import loadkit as loader
 from ingest.dem import store_dem
 from tests.tiers import kit
 
