@@ -79,6 +79,10 @@ def _open(page, server) -> dict:
     page.select_option("#hc-indicator", IND)
     page.wait_for_function(f"(document.getElementById('panel-body').dataset.ready || '').endsWith(':street:{IND}')")
     page.wait_for_function("document.querySelectorAll('#hc-table tbody tr').length === 3")
+    # the choropleth drawn and the map at rest (the panel zooms to the areas once): clicks by
+    # coordinates land where they are meant to
+    page.wait_for_function("""() => { const m = window.cim.map; return !m.isMoving() && m.getLayer('hc-areas-fill')
+        && m.queryRenderedFeatures({ layers: ['hc-areas-fill'] }).length >= 3; }""", timeout=60_000)
     wait_idle(page)
     return httpx.get(f"{server.url}/api/healthcheck/runs/{server.runs[2025]}",
                      params={"indicator": IND, "level": "street"}).json()
@@ -157,7 +161,7 @@ def test_click_area_shows_values_and_features(page, hc_server):
 
     # against the 2024 run explicitly: the same change
     page.select_option("#hc-compare", str(hc_server.runs[2024]))
-    page.wait_for_function(f"document.querySelector('#hc-table').parentElement.dataset.compareRun === '{hc_server.runs[2024]}'")
+    page.wait_for_function(f"document.querySelector('#hc-table')?.parentElement.dataset.compareRun === '{hc_server.runs[2024]}'")
     row = page.eval_on_selector(f"#hc-table tr[data-code='{SE}']", "e => [...e.cells].map((c) => c.textContent)")
     assert row[4] == "1" and row[5].startswith("+1")
     assert not page.errors, page.errors
