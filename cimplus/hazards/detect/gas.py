@@ -224,47 +224,6 @@ def _pair_networks(ctx: Ctx) -> list[str]:
     return sorted(nets)
 
 
-# degree-space prefilters of parallel runs (G03), with margins far above the frame's distortion
-# inside a county (x scaled by the cosine of the county's highest latitude: a scaled unit is at
-# least 110 574 m): directions within max_angle + 3°; a common stretch of at least min_run − 1 m;
-# and the other pipe not clearly compliant: its nearer end (a lower bound of the offset along the
-# common stretch, the lines not crossing) closer than the largest limit of the pair (``l``) + 5 cm
-_PARALLEL_LATERAL = """
-        CROSS JOIN LATERAL (
-            SELECT ({p}.gx1 - {p}.gx0) * %(kx)s AS gx, {p}.gy1 - {p}.gy0 AS gy,
-                   ({p}.ox1 - {p}.ox0) * %(kx)s AS ox, {p}.oy1 - {p}.oy0 AS oy,
-                   ({p}.ox0 - {p}.gx0) * %(kx)s AS ax, {p}.oy0 - {p}.gy0 AS ay,
-                   ({p}.ox1 - {p}.gx0) * %(kx)s AS bx, {p}.oy1 - {p}.gy0 AS by) v
-        CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n"""
-_PARALLEL_PRE = """n.lg > 0 AND n.lo > 0
-          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
-          AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
-              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
-          AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
-               OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
-                  - {p}.gr - {p}.orr < l.limit_m + 0.05)"""
-
-
-def _parallel_params(ctx: Ctx, t: dict[str, Any]) -> dict[str, Any]:
-    """Bound values of :data:`_PARALLEL_PRE`."""
-    return {"conduit_types": t["conduit_types"], "kx": math.cos(math.radians(ctx.frame.lat_max)),
-            "cos_pre": math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), "m_low": 110_574.0 * 0.999,
-            "run_pre": (t["min_run_m"] - 1.0) / 110_574.0 / 0.999}
-
-
-def _parallel_limits(cur: psycopg2.extensions.cursor, ctx: Ctx, t: dict[str, Any]) -> None:
-    """``hz_gsmax``: per class, other network and conduit, the largest limit that can apply."""
-    maxlim = []
-    for cls in ctx.clearances["pressure_classes"]:
-        for net in {*t["direct"], *t["conduit"]}:
-            direct = (t["direct"].get(net) or {}).get(cls)
-            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
-            maxlim += [(cls, net, False, direct), (cls, net, True, conduit)]
-        maxlim += [(cls, "RQ", False, t["large"]), (cls, "RQ", True, t["large"])]
-    _lookup(cur, "hz_gsmax", "cls text, net text, conduit boolean, limit_m float8",
-            [r for r in maxlim if r[3] is not None])
-
-
 def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """``hz_gs``: gas segments in service × other segments in service (networks of G03 and G04)
     whose boxes come within the largest horizontal limit of the gas pipe's class (+ both radii),
@@ -272,16 +231,13 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     degree-space prefilters of G03 and the crossing test of G04, ``touch``: the boxes meet (only
     such pairs can cross), ``simple``: both are straight two-point segments (the crossing test is
     then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan.
-    Only pairs that G03 or G04 can report are kept: boxes that meet (crossings) or pairs passing the
-    parallel-run prefilter (:data:`_PARALLEL_PRE`); at county scale that keeps the table a
-    fraction of the box matches. In a focused rescan only gas segments that changed, or lie within
-    the largest margin of a changed other pipe, are probed."""
+    In a focused rescan only gas segments that changed, or lie within the largest pair margin of a
+    changed other pipe, are probed."""
     if "hz_gs" in ctx.cache:
         return
     nets = _pair_networks(ctx)
     params = ctx.base(rule)
     reach = _segment_reach(ctx)
-    t = horizontal_tables(ctx.clearances)
     _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
     cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
                 "coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = %s), 0) / 2000.0 "
@@ -293,8 +249,7 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     # the largest box margin of any pair: boxes within it of a changed other pipe hold every gas
     # segment that can pair with it (box distance is symmetric)
     span = (max(reach.values(), default=0.0) + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
-    params.update(nets=nets, rmax=rmax, dpm=ctx.frame.deg(1.0), span=span, **_parallel_params(ctx, t))
-    _parallel_limits(cur, ctx, t)
+    params.update(nets=nets, rmax=rmax, dpm=ctx.frame.deg(1.0), span=span)
     gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
               "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
     cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "
@@ -311,24 +266,16 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
                     "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
         cur.execute(f"""
             INSERT INTO hz_gs
-            SELECT q.* FROM (
-                WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{near})
-                SELECT g.id AS gid, o.id AS oid, o.geom && g.geom AS touch,
-                       g.npts = 2 AND ST_NPoints(o.geom) = 2 AS simple, g.cls AS gcls, g.r AS gr,
-                       coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr, g.burial_type AS gburial,
-                       o.network AS onet, o.burial_type AS oburial, g.gx0, g.gy0, g.gx1, g.gy1,
-                       ST_X(ST_StartPoint(o.geom)) AS ox0, ST_Y(ST_StartPoint(o.geom)) AS oy0,
-                       ST_X(ST_EndPoint(o.geom)) AS ox1, ST_Y(ST_EndPoint(o.geom)) AS oy1
-                FROM g JOIN hz_gsreach l ON l.cls = g.cls
-                JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
-                WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
-                  AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
-                  AND (o.network <> 'RQ' OR o.id > g.id) {extra}) q
-            WHERE q.touch OR EXISTS (
-                SELECT 1 FROM hz_gsmax l {_PARALLEL_LATERAL.format(p="q")}
-                WHERE l.cls = q.gcls AND l.net = q.onet
-                  AND l.conduit = coalesce(q.oburial = ANY(%(conduit_types)s), false)
-                  AND {_PARALLEL_PRE.format(p="q")})
+            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{near})
+            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
+                   coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
+                   o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
+                   ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+            FROM g JOIN hz_gsreach l ON l.cls = g.cls
+            JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
+            WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
+              AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
+              AND (o.network <> 'RQ' OR o.id > g.id) {extra}
         """, params)
     ctx.cache["hz_gs"] = True
 
@@ -350,17 +297,45 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
     rows = [(cls, net, False, float(v[cls])) for net, v in t["direct"].items() for cls in classes if cls in v]
     rows += [(cls, net, True, float(v[cls])) for net, v in t["conduit"].items() for cls in classes if cls in v]
     _lookup(cur, "hz_gslim", "cls text, net text, conduit boolean, limit_m float8", rows)
-    params.update(nets=nets, skip=t["skip_types"], small=t["small"], large=t["large"], cut=t["cut"],
-                  run=t["min_run_m"], touch=t["touch_m"], cos_max=math.cos(math.radians(t["max_angle_deg"])),
-                  **_parallel_params(ctx, t))
-    cur.execute(f"""
+    # degree-space prefilters, with margins far above the frame's distortion inside a county
+    # (x scaled by the cosine of the county's highest latitude: a scaled unit is at least
+    # 110 574 m): directions within max_angle + 3°; a common stretch of at least min_run − 1 m;
+    # and the other pipe not clearly compliant: its nearer end (a lower bound of the offset along
+    # the common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm
+    lat = math.radians(ctx.frame.lat_max)
+    params.update(nets=nets, skip=t["skip_types"], conduit_types=t["conduit_types"], small=t["small"],
+                  large=t["large"], cut=t["cut"], run=t["min_run_m"], touch=t["touch_m"],
+                  cos_max=math.cos(math.radians(t["max_angle_deg"])),
+                  cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat),
+                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
+    maxlim = []     # (class, network, other pipe in a conduit, the largest limit that can apply)
+    for cls in classes:
+        for net in {*t["direct"], *t["conduit"]}:
+            direct = (t["direct"].get(net) or {}).get(cls)
+            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
+            maxlim += [(cls, net, False, direct), (cls, net, True, conduit)]
+        maxlim += [(cls, "RQ", False, t["large"]), (cls, "RQ", True, t["large"])]
+    _lookup(cur, "hz_gsmax", "cls text, net text, conduit boolean, limit_m float8",
+            [r for r in maxlim if r[3] is not None])
+    cur.execute("""
         CREATE TEMP TABLE hz_g03p ON COMMIT DROP AS
         SELECT p.gid, p.oid FROM hz_gs p
         JOIN hz_gsmax l ON l.cls = p.gcls AND l.net = p.onet
                        AND l.conduit = coalesce(p.oburial = ANY(%(conduit_types)s), false)
-        {_PARALLEL_LATERAL.format(p="p")}
+        CROSS JOIN LATERAL (
+            SELECT (p.gx1 - p.gx0) * %(kx)s AS gx, p.gy1 - p.gy0 AS gy,
+                   (p.ox1 - p.ox0) * %(kx)s AS ox, p.oy1 - p.oy0 AS oy,
+                   (p.ox0 - p.gx0) * %(kx)s AS ax, p.oy0 - p.gy0 AS ay,
+                   (p.ox1 - p.gx0) * %(kx)s AS bx, p.oy1 - p.gy0 AS by) v
+        CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
         WHERE p.onet = ANY(%(nets)s) AND (p.gburial IS NULL OR NOT p.gburial = ANY(%(skip)s))
-          AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND {_PARALLEL_PRE.format(p="p")}
+          AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND n.lg > 0 AND n.lo > 0
+          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
+          AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
+              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
+          AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
+               OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
+                  - p.gr - p.orr < l.limit_m + 0.05)
     """, params)
     cls_sql = _classes(ctx, params)
     cur.execute(f"""
