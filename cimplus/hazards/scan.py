@@ -327,6 +327,7 @@ def _reconcile(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rul
                ARRAY(SELECT jsonb_array_elements_text(m -> 'keys')) AS keys, m ->> 'facility_type' AS facility_type,
                m -> 'grades' AS grades
         FROM jsonb_array_elements(%(meta)s::jsonb) m;
+        ANALYZE hz_rule;
         CREATE TEMP TABLE hz_last ON COMMIT DROP AS
         SELECT DISTINCT ON (h.rule_key) h.id, h.rule_key, h.rule_id, h.status, h.evidence, h.condition_cleared,
                h.facility_keys, h.facility_refs, h.shape, h.number
@@ -362,6 +363,9 @@ def _reconcile(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rul
         WHERE NOT l.condition_cleared AND (l.status = ANY(%(open)s) OR l.status = 'closed')
           AND (NOT r.focus OR l.facility_keys && ARRAY(SELECT key FROM hz_focus_keys))
           AND NOT EXISTS (SELECT 1 FROM hz_find f WHERE f.rule_key = l.rule_key);
+        CREATE INDEX ON hz_class (entry_id);
+        ANALYZE hz_class;
+        ANALYZE hz_gone;
     """, p)
     cur.execute("SELECT rule_id, outcome, count(*) FROM hz_class GROUP BY 1, 2")
     for rule_id, outcome, n in cur.fetchall():
@@ -381,7 +385,7 @@ def _reconcile(cur: psycopg2.extensions.cursor, ctx: Ctx, rules: list[config.Rul
         return
     _write_new(cur, ctx, p)
     _write_updates(cur, p)
-    _refresh_refs(cur, p)
+    _refresh_refs(cur, {**p, "focused": [r.id for r in rules if plan[r.id]["mode"] == "focus"]})
 
 
 def _write_new(cur: psycopg2.extensions.cursor, ctx: Ctx, p: dict[str, Any]) -> None:
@@ -476,15 +480,16 @@ def _refresh_refs(cur: psycopg2.extensions.cursor, p: dict[str, Any]) -> None:
         FROM hz_class c WHERE c.outcome IN ('unchanged', 'kept') AND h.id = c.entry_id
           AND h.facility_refs IS DISTINCT FROM c.refs
     """)
+    if not p["focused"]:
+        return
     cur.execute("""
         UPDATE cim.hazard h SET facility_refs = x.refs
         FROM (SELECT h2.id, jsonb_agg(CASE WHEN m.id IS NULL THEN e ELSE jsonb_set(e, '{id}', to_jsonb(m.id)) END
                                       ORDER BY o) AS refs
               FROM cim.hazard h2
-              JOIN hz_rule r ON r.rule_id = h2.rule_id AND r.focus
               CROSS JOIN LATERAL jsonb_array_elements(h2.facility_refs) WITH ORDINALITY AS a(e, o)
               LEFT JOIN hz_rows m ON m.key = a.e ->> 'key'
-              WHERE h2.county_code = %(county)s AND h2.status = ANY(%(open)s)
+              WHERE h2.county_code = %(county)s AND h2.rule_id = ANY(%(focused)s) AND h2.status = ANY(%(open)s)
                 AND NOT EXISTS (SELECT 1 FROM hz_class c WHERE c.entry_id = h2.id)
               GROUP BY h2.id) x
         WHERE h.id = x.id AND h.facility_refs IS DISTINCT FROM x.refs

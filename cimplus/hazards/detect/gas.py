@@ -230,27 +230,43 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     with both segments' end points in degrees (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the
     degree-space prefilters of G03 and the crossing test of G04, ``touch``: the boxes meet (only
     such pairs can cross), ``simple``: both are straight two-point segments (the crossing test is
-    then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan."""
+    then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan.
+    In a focused rescan only gas segments that changed, or lie within the largest pair margin of a
+    changed other pipe, are probed."""
     if "hz_gs" in ctx.cache:
         return
     nets = _pair_networks(ctx)
     params = ctx.base(rule)
     reach = _segment_reach(ctx)
     _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
-    cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)), 0) / 2000.0 FROM cim.pipe_segment "
-                "WHERE county_code = %s AND is_current AND network = ANY(%s)", (ctx.county, nets))
+    cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
+                "coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = %s), 0) / 2000.0 "
+                "FROM cim.pipe_segment WHERE county_code = %s AND is_current AND (network = ANY(%s) OR network = %s)",
+                (nets, GAS, ctx.county, nets, GAS))
     row = cur.fetchone()
     assert row is not None  # an aggregate returns one row
-    params.update(nets=nets, rmax=float(row[0]), dpm=ctx.frame.deg(1.0))
+    rmax = float(row[0])
+    # the largest box margin of any pair: boxes within it of a changed other pipe hold every gas
+    # segment that can pair with it (box distance is symmetric)
+    span = (max(reach.values(), default=0.0) + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
+    params.update(nets=nets, rmax=rmax, dpm=ctx.frame.deg(1.0), span=span)
     gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
               "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
     cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "
                 "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
                 "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
+        near = ""
+        if "%(focus_g)s" in extra:
+            near = " AND s.id IN (SELECT id FROM hz_focus WHERE scope = ANY(%(focus_g)s))"
+        if "%(focus_o)s" in extra:
+            # changed other pipes: only the gas segments near one of them are probed, not all
+            near = (" AND s.id IN (SELECT c.id FROM hz_focus f JOIN cim.pipe_segment x ON x.id = f.id "
+                    "JOIN cim.pipe_segment c ON c.geom && ST_Expand(x.geom, %(span)s) "
+                    "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
         cur.execute(f"""
             INSERT INTO hz_gs
-            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)})
+            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{near})
             SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
                    coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
                    o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),

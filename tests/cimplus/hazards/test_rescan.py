@@ -199,3 +199,37 @@ def test_incremental_rescans_follow_deliveries(plant, hz_conn, county, run_scan)
     _gas_delivery(plant, hz_conn)                                         # back as first delivered: G06 cleared,
     report = run_scan(incremental=True)                                   # G02 back to 1.2 m
     assert counts(report, "G06") == (0, 0, 0, 1) and counts(report, "G02") == (0, 1, 1, 0)
+
+
+def _water_delivery(plant, hz_conn, *, near: bool):
+    """A water delivery: 10 segments of DN100 2 m clear of the gas line (segment 4, along gas
+    segments 8 and 9, only 0.3 m clear when ``near``)."""
+    plant.new_delivery(["pipe_segment:JS", "pipe_point:JS"])
+    for i in range(10):
+        y = -1.3 + (0.1 + (0.3 if near and i == 4 else 2.0) + 0.05)
+        plant.segment("JS", (i * 60.0, y), (i * 60.0 + 60, y), start_exp_no=f"W{i}", end_exp_no=f"W{i + 1}",
+                      diameter_mm=100)
+    plant.make_current(["pipe_segment:JS", "pipe_point:JS"])
+    hz_conn.commit()
+
+
+def test_incremental_rescan_pairs_a_changed_pipe_with_unchanged_gas(plant, hz_conn, county, run_scan):
+    # only the other network is re-delivered: the focused G03 probes the gas segments near the
+    # changed water pipe, and agrees with a whole scan
+    _gas_delivery(plant, hz_conn)
+    _water_delivery(plant, hz_conn, near=False)
+    first = run_scan(incremental=True)
+    assert first.rules["G03"].mode == "full" and first.rules["G03"].findings == 0
+    _water_delivery(plant, hz_conn, near=True)
+    report = run_scan(incremental=True)
+    assert report.rules["G03"].mode == "focus" and report.rules["G01"].mode == "skip"
+    assert counts(report, "G03") == (2, 0, 0, 0)
+    got = [e for e in entries(hz_conn, county) if e["rule_id"] == "G03"]
+    assert sorted(e["rule_key"] for e in got) == ["G03|pipe_segment:JS:W4>W5|pipe_segment:RQ:G8>G9",
+                                                  "G03|pipe_segment:JS:W4>W5|pipe_segment:RQ:G9>G10"]
+    assert all(e["evidence"]["measured"] == 0.3 for e in got)
+    whole = run_scan()
+    assert whole.totals()["updated"] == 0 and whole.totals()["new"] == 0 and whole.totals()["cleared"] == 0
+    _water_delivery(plant, hz_conn, near=False)                           # moved back: both cleared
+    report = run_scan(incremental=True)
+    assert report.rules["G03"].mode == "focus" and counts(report, "G03") == (0, 0, 0, 2)
