@@ -16,8 +16,8 @@ from cim import heartbeat, tiers
 from cim.auth import CLI_PRINCIPAL
 from cim.embedded import free_port, listen_addresses
 from cim.errors import ConfigError, Conflict, DatabaseUnavailable, InvalidInput, NotFound
-from tests.ingest import loadkit as loader
 from ingest.dem import store_dem
+from tests.ingest import loadkit as loader
 from tests.tiers import kit
 
 CIM = str(Path(sys.executable).parent / "cim")
