@@ -44,7 +44,7 @@ from cim.settings import (
 from cim.tiers import REPLICATED
 from tests.ingest import loadkit as loader
 from tests.tiers import kit
-from tests.web.conftest import browser, page, web_dist  # noqa: F401 - fixtures for the browser test
+from tests.web.conftest import page, web_dist  # noqa: F401 - fixtures for the browser test
 
 ROOT = Path(__file__).resolve().parents[2]
 CIM = str(Path(sys.executable).parent / "cim")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,10 +21,6 @@ import pytest
 from tiles3d.checks import parse_glb
 from tiles3d.conftest import ROOT, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-        "--ignore-gpu-blocklist", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", "--disable-dev-shm-usage"]
 CESIUM_BUILD = ROOT / "web" / "node_modules" / "cesium" / "Build" / "Cesium"
 CLASS_OF_LAYER = {"buildings": "building", "pipeline_segments": "pipe_segment", "pipeline_points": "pipe_point"}
 
@@ -96,25 +91,21 @@ def page_origin(tmp_path_factory, server):
 
 
 @pytest.mark.browser
-def test_cesium_loads_both_tilesets(page_origin, server, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.exists(CHROMIUM), "Debian chromium is required (scripts/sysdeps.sh)"
+def test_cesium_loads_both_tilesets(page_origin, server, artifacts, browser):
     assert (CESIUM_BUILD / "Cesium.js").is_file(), "npm cesium is required (web/node_modules)"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1024, "height": 700})
-            console, requests = [], []
-            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
-            page.on("request", lambda r: requests.append(r.url) if "/3dtiles/" in r.url else None)
-            page.goto(page_origin + "/index.html")
-            page.wait_for_function("window.result !== null", timeout=240_000)
-            result = page.evaluate("window.result")
-            page.screenshot(path=str(artifacts / "tiles3d-cesium.png"))
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 1024, "height": 700})   # the session's browser (tests/conftest.py)
+    try:
+        page = context.new_page()
+        console, requests = [], []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        page.on("request", lambda r: requests.append(r.url) if "/3dtiles/" in r.url else None)
+        page.goto(page_origin + "/index.html")
+        page.wait_for_function("window.result !== null", timeout=240_000)
+        result = page.evaluate("window.result")
+        page.screenshot(path=str(artifacts / "tiles3d-cesium.png"))
+    finally:
+        context.close()
     assert result["errors"] == [], result["errors"]
     assert result["failed"] == [], result["failed"]
     assert console == [], console

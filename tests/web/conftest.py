@@ -32,10 +32,6 @@ from cim.migrate import migrate
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WEB = ROOT / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--disable-dev-shm-usage"]
 WEB_COUNTY = "990002"
 
 
@@ -144,19 +140,6 @@ def partial_server(web_db, web_dist):
                        routers=["api.routers.meta", "api.routers.features", "api.routers.tiles"]).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    """Debian's Chromium under Playwright, headless with software WebGL."""
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium from Debian (/usr/bin/chromium) is required: scripts/sysdeps.sh installs it")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
