@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +26,7 @@ from cim import db
 from cim.cli import cli_principal
 from cim.errors import CimError, CrsError, InvalidInput, UnreadableInput
 from cim.settings import load
+from tiles.threed.cli import Fmt, Layer  # the options of cim tiles3d build
 
 app = typer.Typer(help="Province-wide batch on Dask / 全省批处理（Dask 分布式）", no_args_is_help=True)
 
@@ -35,18 +35,6 @@ Scheduler = Annotated[str | None, typer.Option("--scheduler", help="Dask schedul
 Workers = Annotated[int, typer.Option(min=1, max=256, help="processes of the local cluster")]
 
 
-class Layer(StrEnum):
-    """3D layers."""
-
-    buildings = "buildings"
-    pipelines = "pipelines"
-
-
-class Fmt(StrEnum):
-    """3D content formats."""
-
-    glb = "glb"
-    b3dm = "b3dm"
 
 
 def _fail(exc: CimError, code: int = 2) -> None:
