@@ -111,6 +111,7 @@ class Task:
     attempts: int
     max_attempts: int
     created_by: str
+    worker: str = ""
 
 
 def claim(conn: psycopg2.extensions.connection, kinds: Iterable[str], worker: str) -> Task | None:
@@ -127,30 +128,38 @@ def claim(conn: psycopg2.extensions.connection, kinds: Iterable[str], worker: st
     conn.commit()
     if row is None:
         return None
-    return Task(int(row[0]), row[1], row[2] or {}, int(row[3]), int(row[4]), row[5])
+    return Task(int(row[0]), row[1], row[2] or {}, int(row[3]), int(row[4]), row[5], worker)
 
 
-def finish(conn: psycopg2.extensions.connection, task_id: int, result: dict[str, Any] | None) -> None:
-    """Mark a task done with its result."""
+_OWNED = "id = %s AND state = 'running' AND worker = %s AND attempts = %s"
+"""The claim a result belongs to: a task reaped from a worker that was only slow (and perhaps
+claimed again elsewhere) no longer takes that worker's late result."""
+
+
+def finish(conn: psycopg2.extensions.connection, task: Task, result: dict[str, Any] | None) -> bool:
+    """Mark a claimed task done with its result; False when the claim was lost (reaped meanwhile)."""
     with conn.cursor() as cur:
-        cur.execute("UPDATE cim.task SET state = 'done', progress = 100, result = %s::jsonb, finished_at = now(), "
-                    "heartbeat_at = now() WHERE id = %s",
-                    (json.dumps(result or {}, ensure_ascii=False, default=str), task_id))
+        cur.execute(f"UPDATE cim.task SET state = 'done', progress = 100, result = %s::jsonb, finished_at = now(), "
+                    f"heartbeat_at = now() WHERE {_OWNED}",
+                    (json.dumps(result or {}, ensure_ascii=False, default=str), task.id, task.worker, task.attempts))
+        owned = cur.rowcount == 1
     conn.commit()
+    return owned
 
 
-def fail(conn: psycopg2.extensions.connection, task: Task, error: str, *, retry: bool) -> str:
-    """Fail a task, or queue it again (with a growing delay) while attempts remain; returns the state."""
+def fail(conn: psycopg2.extensions.connection, task: Task, error: str, *, retry: bool) -> str | None:
+    """Fail a claimed task, or queue it again (with a growing delay) while attempts remain; returns
+    the state, or None when the claim was lost (the task was reaped meanwhile)."""
     again = retry and task.attempts < task.max_attempts
     with conn.cursor() as cur:
-        cur.execute("UPDATE cim.task SET state = %s, error = %s, finished_at = CASE WHEN %s THEN NULL ELSE now() END, "
-                    "run_after = now() + make_interval(secs => %s) WHERE id = %s RETURNING state",
-                    ("queued" if again else "failed", error[:2000], again, 2.0 ** task.attempts, task.id))
+        cur.execute(f"UPDATE cim.task SET state = %s, error = %s, "
+                    f"finished_at = CASE WHEN %s THEN NULL ELSE now() END, "
+                    f"run_after = now() + make_interval(secs => %s) WHERE {_OWNED} RETURNING state",
+                    ("queued" if again else "failed", error[:2000], again, 2.0 ** task.attempts,
+                     task.id, task.worker, task.attempts))
         row = cur.fetchone()
-        assert row is not None  # RETURNING on the task row just claimed
-        state = row[0]
     conn.commit()
-    return str(state)
+    return None if row is None else str(row[0])
 
 
 def reap(conn: psycopg2.extensions.connection, stale_after_s: float = STALE_AFTER_S) -> list[int]:
@@ -194,8 +203,9 @@ class TaskContext:
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("UPDATE cim.task SET progress = greatest(progress, %s), message = coalesce(%s, message), "
-                            "heartbeat_at = now() WHERE id = %s RETURNING message = 'cancel requested'",
-                            (max(0, min(100, int(percent))), message, self.task.id))
+                            f"heartbeat_at = now() WHERE {_OWNED} RETURNING message = 'cancel requested'",
+                            (max(0, min(100, int(percent))), message, self.task.id, self.task.worker,
+                             self.task.attempts))
                 row = cur.fetchone()
                 if row and row[0]:
                     self._cancel.set()
@@ -303,8 +313,8 @@ class Worker:
     def _beat(self, conn: psycopg2.extensions.connection) -> None:
         if self._running:
             with conn.cursor() as cur:
-                cur.execute("UPDATE cim.task SET heartbeat_at = now() WHERE id = ANY(%s) AND state = 'running'",
-                            (sorted(self._running),))
+                cur.execute("UPDATE cim.task SET heartbeat_at = now() WHERE id = ANY(%s) AND state = 'running' "
+                            "AND worker = %s", (sorted(self._running), self.name))
         reap(conn, self.stale_after_s)
 
     def _execute(self, task: Task) -> None:
@@ -322,7 +332,7 @@ class Worker:
             error, retry = f"{type(exc).__name__}: {exc}", True
         try:
             if error is None:
-                self._record(lambda c: finish(c, task.id, result))
+                self._record(lambda c: finish(c, task, result))
             else:
                 self._record(lambda c: fail(c, task, error, retry=retry))
         finally:

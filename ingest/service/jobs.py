@@ -55,6 +55,7 @@ TASK_KIND = "ingest.job"
 MAX_ATTEMPTS = 2           # a job whose process died is run once more, then failed with the reason
 LOCK_CLASS = 0x43494D4A    # advisory lock class of a running job (the key is hashtext(job id))
 EXIT_BUSY = 3              # the child found the job still held by another child
+LOCK_WAIT_S = 900.0        # how long a child waits for an earlier child of its job to end
 _PHASE = {"read": ("reading", 0, 20), "validate": ("validating", 20, 50), "copy": ("loading", 50, 95),
           "swap": ("loading", 95, 100)}
 _COLUMNS = ("id, county_code, profile, dry_run, state, progress, files, work_dir, counts, findings, delivery_id, "
@@ -225,16 +226,14 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> int:
     """Run one job in this process (the child started by :func:`run_task`); returns the exit code.
 
     The job's advisory lock is held on the status connection for the whole run: a second child
-    (a retry while an earlier child still holds its connection) returns :data:`EXIT_BUSY`.
+    (a retry while an earlier child still holds its connection) waits for it, then finds the job
+    ended or runs it; it returns :data:`EXIT_BUSY` if the lock stays held for :data:`LOCK_WAIT_S`.
     """
     status = db.connect(settings.db, autocommit=True, application_name="cim-ingest-status")
     try:
+        if not _lock_job(status, job_id):
+            return EXIT_BUSY
         with status.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, job_id))
-            locked = cur.fetchone()
-            assert locked is not None  # a SELECT of one value
-            if not locked[0]:
-                return EXIT_BUSY
             job = get(cur, job_id)
             if job["state"] not in RUNNING:
                 return 0  # cancelled, finished, or a dry run awaiting confirmation: nothing to do
@@ -242,6 +241,9 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> int:
             cur.execute("UPDATE cim.ingest_job SET worker_pid = %s, state = 'queued', progress = 0, "
                         "updated_at = now() WHERE id = %s", (os.getpid(), job_id))
         work = db.connect(settings.db, application_name="cim-ingest")
+        with work.cursor() as cur:   # a backend whose child died mid-statement stops soon, not at its end
+            cur.execute("SET client_connection_check_interval = 2000")
+        work.commit()
         try:
             _execute(settings, job, status, work, confirm)
         finally:
@@ -249,6 +251,22 @@ def run_job(settings: Settings, job_id: str, confirm: bool) -> int:
     finally:
         status.close()
     return 0
+
+
+def _lock_job(status, job_id: str) -> bool:
+    """Take the job's advisory lock, waiting up to :data:`LOCK_WAIT_S` for an earlier child that
+    still holds it (one whose task was reaped while it ran on, or whose backend has not yet seen
+    it die); False if it is still held then."""
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        with status.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (LOCK_CLASS, job_id))
+            locked = cur.fetchone()
+        if locked and locked[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None:

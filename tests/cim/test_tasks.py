@@ -54,9 +54,33 @@ def test_claims_skip_locked_and_dedupe(queue):
         # asked for again while it runs: one more run afterwards
         again = _enqueue(queue, "demo.a", {"n": 4}, dedupe_key="k:1")
         assert again not in (a, b)
-        tasks.finish(c1, first.id, {"ok": True})
+        assert tasks.finish(c1, first, {"ok": True})
         row = _task(queue, first.id)
         assert row["state"] == "done" and row["result"] == {"ok": True} and row["worker"] == "w1"
+    finally:
+        c1.close()
+        c2.close()
+
+
+def test_a_reaped_claim_does_not_take_a_late_result(queue):
+    """A worker that was only slow (its heartbeat late, its task reaped and claimed again by
+    another) cannot finish or fail the task it lost; the new claim's result stands."""
+    task_id = _enqueue(queue, "demo.slow", max_attempts=3)
+    c1, c2 = psycopg2.connect(queue), psycopg2.connect(queue)
+    try:
+        slow = tasks.claim(c1, ["demo.slow"], "w1")
+        with c1.cursor() as cur:
+            cur.execute("UPDATE cim.task SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (task_id,))
+        c1.commit()
+        assert tasks.reap(c2, stale_after_s=60) == [task_id]
+        again = tasks.claim(c2, ["demo.slow"], "w2")
+        assert again is not None and again.id == task_id and again.attempts == 2
+        assert tasks.fail(c1, slow, "late failure", retry=False) is None
+        assert not tasks.finish(c1, slow, {"late": True})
+        assert _task(queue, task_id)["state"] == "running"
+        assert tasks.finish(c2, again, {"ok": True})
+        row = _task(queue, task_id)
+        assert row["state"] == "done" and row["result"] == {"ok": True} and row["worker"] == "w2"
     finally:
         c1.close()
         c2.close()

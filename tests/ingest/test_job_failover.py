@@ -101,7 +101,7 @@ def test_sigkill_of_the_server_process_running_a_job(make_database, tmp_path_fac
             if job["state"] in ("done", "failed", "rejected", "cancelled"):
                 break
             time.sleep(0.5)
-        assert job["state"] == "done", job
+        assert job["state"] == "done", (job["message_en"], log.read_text()[-3000:])
         deadline = time.monotonic() + 60            # the task is recorded once the child has exited
         while time.monotonic() < deadline:
             with conn.cursor() as cur:
