@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "cim_task"
 STALE_AFTER_S = 60.0       # a running task without a heartbeat for this long lost its worker
 HEARTBEAT_S = 5.0
+LIVE_FACTOR = 10           # a task of a worker whose connection is still open is reaped only this much later
 _COLUMNS = ("id, kind, dedupe_key, args, state, priority, attempts, max_attempts, run_after, progress, message, "
             "result, error, worker, created_by, created_at, started_at, heartbeat_at, finished_at")
 
@@ -162,8 +163,24 @@ def fail(conn: psycopg2.extensions.connection, task: Task, error: str, *, retry:
     return None if row is None else str(row[0])
 
 
+_STALE = ("state = 'running' AND heartbeat_at < now() - make_interval(secs => %s) "
+          "AND (heartbeat_at < now() - make_interval(secs => %s) OR NOT EXISTS ("
+          "     SELECT 1 FROM pg_stat_activity a WHERE a.application_name = left('cim-task ' || cim.task.worker, 63)))")
+"""A running task whose worker is gone: no heartbeat for ``stale_after_s`` and the worker's
+dispatcher connection closed (a dead process's connection closes with it), or no heartbeat for
+:data:`LIVE_FACTOR` times as long (a host that vanished may leave its connection open for a while)."""
+
+
+def dispatcher_name(worker: str) -> str:
+    """The ``application_name`` of a worker's dispatcher connection: its sign of life."""
+    return f"cim-task {worker}"[:63]
+
+
 def reap(conn: psycopg2.extensions.connection, stale_after_s: float = STALE_AFTER_S) -> list[int]:
-    """Running tasks whose worker stopped beating: queued again while attempts remain, else failed.
+    """Running tasks whose worker is gone (:data:`_STALE`): queued again while attempts remain, else failed.
+
+    A worker that is alive but late with its heartbeat (a busy database, a saturated machine)
+    keeps its tasks: its dispatcher connection is still open.
 
     Returns their ids. Any process may call this; it is idempotent.
     """
@@ -173,16 +190,15 @@ def reap(conn: psycopg2.extensions.connection, stale_after_s: float = STALE_AFTE
             "finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END, "
             "error = '工作进程 ' || coalesce(worker, '?') || ' 已停止响应 / worker ' || coalesce(worker, '?') "
             "        || ' stopped responding' "
-            "WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => %s) "
+            f"WHERE {_STALE} "
             "AND NOT EXISTS (SELECT 1 FROM cim.task q WHERE q.state = 'queued' AND q.dedupe_key = cim.task.dedupe_key) "
-            "RETURNING id", (float(stale_after_s),))
+            "RETURNING id", (float(stale_after_s), float(stale_after_s) * LIVE_FACTOR))
         ids = [int(r[0]) for r in cur.fetchall()]
         # a stale task whose key is queued again already: the queued one will do the work
         cur.execute(
             "UPDATE cim.task SET state = 'failed', finished_at = now(), "
             "error = '工作进程已停止响应，同类任务已重新排队 / worker stopped; a newer task of the same key is queued' "
-            "WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => %s) RETURNING id",
-            (float(stale_after_s),))
+            f"WHERE {_STALE} RETURNING id", (float(stale_after_s), float(stale_after_s) * LIVE_FACTOR))
         ids += [int(r[0]) for r in cur.fetchall()]
     conn.commit()
     return ids
@@ -278,9 +294,11 @@ class Worker:
         while not self._stop.is_set():
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg2.connect(self.url, application_name="cim-task")
+                    conn = psycopg2.connect(self.url, application_name=dispatcher_name(self.name))
                     conn.autocommit = True
                     with conn.cursor() as cur:
+                        # a heartbeat need not wait for the WAL of a large load ahead of it to reach the disk
+                        cur.execute("SET synchronous_commit = off")
                         cur.execute(f"LISTEN {CHANNEL}")
                 if time.monotonic() - last_beat >= self.heartbeat_s:
                     self._beat(conn)

@@ -86,6 +86,36 @@ def test_a_reaped_claim_does_not_take_a_late_result(queue):
         c2.close()
 
 
+def test_a_late_heartbeat_of_a_live_worker_is_not_reaped(queue):
+    """A worker whose heartbeat is late while its dispatcher connection is open (a saturated
+    machine) keeps its task; once that connection closes (the process died), the task is reaped;
+    a connection left open by a vanished host delays that only up to ten times the limit."""
+    task_id = _enqueue(queue, "demo.late")
+    live = psycopg2.connect(queue, application_name=tasks.dispatcher_name("host-a:42"))
+    other = psycopg2.connect(queue)
+    try:
+        assert tasks.claim(live, ["demo.late"], "host-a:42").id == task_id
+        with other.cursor() as cur:
+            cur.execute("UPDATE cim.task SET heartbeat_at = now() - interval '30 seconds' WHERE id = %s", (task_id,))
+        other.commit()
+        assert tasks.reap(other, stale_after_s=5) == []
+        assert _task(queue, task_id)["state"] == "running"
+        assert tasks.reap(other, stale_after_s=2) == [task_id]        # 30 s > 10 × 2 s: reaped all the same
+        assert tasks.claim(live, ["demo.late"], "host-a:42").id == task_id
+        with other.cursor() as cur:
+            cur.execute("UPDATE cim.task SET heartbeat_at = now() - interval '30 seconds' WHERE id = %s", (task_id,))
+        other.commit()
+        live.close()
+        deadline = time.monotonic() + 10          # the backend of the closed connection ends
+        while tasks.reap(other, stale_after_s=5) != [task_id]:
+            assert time.monotonic() < deadline, "a task of a closed worker connection was never reaped"
+            time.sleep(0.1)
+        assert _task(queue, task_id)["state"] == "queued"
+    finally:
+        live.close()
+        other.close()
+
+
 def test_worker_runs_handlers_and_records_failures(queue):
     seen = []
 
