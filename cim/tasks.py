@@ -165,7 +165,8 @@ def fail(conn: psycopg2.extensions.connection, task: Task, error: str, *, retry:
 
 _STALE = ("state = 'running' AND heartbeat_at < now() - make_interval(secs => %s) "
           "AND (heartbeat_at < now() - make_interval(secs => %s) OR NOT EXISTS ("
-          "     SELECT 1 FROM pg_stat_activity a WHERE a.application_name = left('cim-task ' || cim.task.worker, 63)))")
+          "     SELECT 1 FROM pg_stat_activity a WHERE a.datname = current_database() "
+          "     AND a.application_name = left('cim-task ' || cim.task.worker, 63)))")
 """A running task whose worker is gone: no heartbeat for ``stale_after_s`` and the worker's
 dispatcher connection closed (a dead process's connection closes with it), or no heartbeat for
 :data:`LIVE_FACTOR` times as long (a host that vanished may leave its connection open for a while)."""
