@@ -152,3 +152,39 @@ def test_rejected_job_cancelled_drops_its_files(api, tmp_path):
     assert httpx.get(api["url"] + f"/api/ingest/{job_id}/report.json", headers=_hdr(api, "other")).status_code == 200
     assert httpx.post(f"{api['url']}/api/ingest/{job_id}/recheck", headers=_hdr(api, "other"),
                       content=b"{}").status_code == 409
+
+
+def test_grouped_findings_are_paged(api, tmp_path):
+    """GET /api/ingest/{job}/groups: the report's summary and its groups a page at a time, in the
+    order of report.json's groups (biggest first), without the findings."""
+    n = 400
+    i = np.arange(n)
+    x, y = E0 + (i % 20) * 40.0, N0 + 300 + (i // 20) * 40.0
+    values = [f"结构{k % 37}" for k in range(n)]                  # 37 values no dictionary knows (Q22)
+    frame = pd.DataFrame({"编号": [f"G{k}" for k in i], "地上层数": [3] * n, "结构类型": values})
+    folder = tmp_path / "groups"
+    write_shapefile(folder, "JZ_buildings", frame, shapely.box(x, y, x + 20, y + 15))
+    path = zip_folder(folder, tmp_path / "groups.zip")
+    res = httpx.post(api["url"] + "/api/ingest", files={"file": (path.name, path.read_bytes())},
+                     data={"county": "430599", "dry_run": "true"}, headers=_hdr(api, "other"))
+    job_id = res.json()["job_id"]
+    assert _wait(api, job_id, "other")["state"] == "rejected"
+    url = f"{api['url']}/api/ingest/{job_id}/groups"
+    full = httpx.get(f"{api['url']}/api/ingest/{job_id}/report.json", headers=_hdr(api, "other")).json()
+
+    first = httpx.get(url, headers=_hdr(api, "other")).json()
+    assert "findings" not in first and first["summary"] == full["summary"]
+    assert first["groups_total"] == len(full["groups"]) >= 37 and (first["offset"], first["limit"]) == (0, 50)
+    assert first["groups"] == full["groups"][:50]
+    assert first["summary"]["fix_first"][0]["rule_id"] == "Q22" and not first["summary"]["accepted"]
+    g = first["groups"][0]
+    assert g["rule_id"] == "Q22" and g["count"] == 11 and len(g["rows"]) == 5 and len(g["extent"]) == 4
+    page = httpx.get(url, params={"offset": 20, "limit": 10}, headers=_hdr(api, "other")).json()
+    assert page["groups"] == full["groups"][20:30]
+    assert httpx.get(url, params={"offset": 10_000}, headers=_hdr(api, "other")).json()["groups"] == []
+    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "x"}):
+        res = httpx.get(url, params=bad, headers=_hdr(api, "other"))
+        assert res.status_code == 400 and res.json()["message_zh"], (bad, res.text)
+    assert httpx.get(url, headers=_hdr(api)).status_code == 403                # another county's uploader
+    assert httpx.get(url, headers={}).status_code == 401
+    assert httpx.get(f"{api['url']}/api/ingest/{'0' * 32}/groups", headers=_hdr(api, "other")).status_code == 404
