@@ -36,7 +36,7 @@ from cim.schema import feature_table
 from ingest.data import DATA_DIR, read_yaml
 from ingest.mapping.normalize import Dictionaries, as_text, clean_text
 from ingest.mapping.profile import CodeList, FieldSpec, LayerSpec, Match, Profile, codelists_for, map_fields, norm_name
-from ingest.model import FieldMapping, UserMapping, ValueMapping
+from ingest.model import UNMAPPED, FieldMapping, UserMapping, ValueMapping
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 SAMPLE_ROWS = 500          # rows looked at per field (head and tail)
@@ -253,7 +253,8 @@ def _years_in_coded(frame: pd.DataFrame, match: Match) -> list[FieldMapping]:
 
 
 def assist(match: Match, frame: pd.DataFrame, dicts: Dictionaries, user: UserMapping | None = None) -> Match:
-    """The match with the user's mappings laid over the profile's and proposals for the rest.
+    """The match with the user's mappings laid over the profile's and proposals for the rest; a
+    field the user mapped to nothing (:data:`~ingest.model.UNMAPPED`) is left out of both.
 
     The returned match carries its own copies of the spec and profile when user mappings add a
     column or value translations; ``match.values`` lists the value mappings (given and proposed).
@@ -262,8 +263,14 @@ def assist(match: Match, frame: pd.DataFrame, dicts: Dictionaries, user: UserMap
     kinds = feature_table(spec.target).kinds()
     fields = {f.column: f for f in match.fields}
     extra_specs: dict[str, FieldSpec] = {}
+    refused: dict[str, str] = {}
     if user:
         for src, col in user.fields.items():
+            if src in frame.columns and col == UNMAPPED:     # the field is not what the profile or a proposal says
+                for c in [c for c, f in fields.items() if f.source == src]:
+                    del fields[c]
+                refused[src] = user.source
+                continue
             if src not in frame.columns or col not in kinds or col == "geom":
                 continue
             for c in [c for c, f in fields.items() if f.source == src or c == col]:
@@ -276,14 +283,14 @@ def assist(match: Match, frame: pd.DataFrame, dicts: Dictionaries, user: UserMap
         if fields[old].rule != "user":
             del fields[old]
             fields[moved.column] = moved
-    taken = {f.source for f in fields.values()}
+    taken = {f.source for f in fields.values()} | set(refused)
     for p in propose_fields(spec, profile, frame, taken, set(fields), dicts, skip=_coords_fields(spec, frame)):
         if p.confidence >= settings()["accept"]:
             fields[p.column] = FieldMapping(p.column, p.source, "proposed", p.confidence, p.reason)
     spec, profile = _with_user_values(spec, profile, extra_specs, user)
     ordered = tuple(sorted(fields.values(), key=lambda f: list(frame.columns).index(f.source)
                            if f.source in frame.columns else 0))
-    out = replace(match, spec=spec, profile=profile, fields=ordered)
+    out = replace(match, spec=spec, profile=profile, fields=ordered, refused=tuple(refused.items()))
     return replace(out, values=tuple(_value_mappings(out, frame, dicts, user)))
 
 
