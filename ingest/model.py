@@ -236,6 +236,7 @@ class Report:
 
 
 UNMAPPED = ""          # the target of a delivered field the user mapped to nothing
+LAYER_SEP = "::"       # LAYER::FIELD, a user's field mapping for one source layer
 
 
 @dataclass
@@ -243,8 +244,10 @@ class UserMapping:
     """Mappings a user gave (``--map``, ``--map-value``, the upload form) or a county saved.
 
     ``fields``: delivered field name → target column, for every layer that holds the field and
-    whose table has the column; an empty column (:data:`UNMAPPED`) says the field maps to nothing,
-    whatever the profile's aliases or the assistant would make of it (``--map 字段=``).
+    whose table has the column, or ``LAYER::FIELD`` → column for that layer only (a boundary
+    dataset whose 市代码 is the city layer's code and the county layer's parent code); an empty
+    column (:data:`UNMAPPED`) says the field maps to nothing, whatever the profile's aliases or
+    the assistant would make of it (``--map 字段=``).
     ``values``: target column → delivered value → dictionary code.
     ``source`` names where the mapping came from for the report (e.g. ``county 430702 v3``).
     """
@@ -265,6 +268,13 @@ class UserMapping:
             values.setdefault(col, {}).update(vmap)
         source = self.source if not base else f"{self.source}; {base.source}"
         return UserMapping({**base.fields, **self.fields}, values, source)
+
+    def for_layer(self, layer: str) -> UserMapping:
+        """The mapping as it applies to one source layer: its ``LAYER::FIELD`` entries (as plain
+        field names) over the plain ones, other layers' entries left out."""
+        plain = {k: v for k, v in self.fields.items() if LAYER_SEP not in k}
+        own = {k.split(LAYER_SEP, 1)[1]: v for k, v in self.fields.items() if k.startswith(layer + LAYER_SEP)}
+        return UserMapping({**plain, **own}, self.values, self.source)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``fields``, ``values``)."""

@@ -17,7 +17,7 @@ import psycopg2.extensions
 from cim import auth
 from cim.errors import InvalidInput, NotFound
 from cim.schema import FEATURE_TABLES, feature_table
-from ingest.model import UNMAPPED, UserMapping
+from ingest.model import LAYER_SEP, UNMAPPED, UserMapping
 
 
 def _columns() -> set[str]:
@@ -79,18 +79,26 @@ def listing(cur: psycopg2.extensions.cursor, county: str | None = None) -> list[
 def from_report(report: dict[str, Any]) -> UserMapping:
     """The mapping a dry run used that is worth keeping: fields decided by proposal or by the user
     (a profile's own rules need no saving), fields the user mapped to nothing, and the value
-    mappings given by the user."""
-    fields: dict[str, str] = {}
+    mappings given by the user. A field mapped alike in every layer is kept by its name, one mapped
+    differently per layer as ``LAYER::FIELD`` for each."""
+    kept: dict[str, dict[str, str]] = {}               # field → layer → target worth keeping
+    outcome: dict[str, set[str | None]] = {}           # field → its targets in every layer holding it
     values: dict[str, dict[str, str]] = {}
     for layer in report.get("summary", {}).get("layers", []):
         for m in layer.get("mapping", []):
-            if m.get("how") in ("proposed", "user") and m.get("target"):
-                fields[m["source_field"]] = m["target"]
-            elif m.get("how") == "user" and not m.get("target"):
-                fields.setdefault(m["source_field"], UNMAPPED)
+            src, how, target = m["source_field"], m.get("how"), m.get("target") or None
+            outcome.setdefault(src, set()).add(target)
+            if how == "proposed" and target or how == "user":
+                kept.setdefault(src, {})[layer["source_layer"]] = target or UNMAPPED
         for v in layer.get("value_mappings", []):
             if v.get("how") == "user":
                 values.setdefault(v["column"], {})[v["value"]] = v["code"]
+    fields: dict[str, str] = {}
+    for src, per_layer in kept.items():
+        if len(outcome[src]) == 1:                     # the same in every layer holding it: one plain entry
+            fields[src] = next(iter(per_layer.values()))
+        else:                                          # else for the layers that decided it only
+            fields.update({f"{layer}{LAYER_SEP}{src}": target for layer, target in per_layer.items()})
     return UserMapping(fields, values)
 
 
@@ -112,7 +120,8 @@ def job_report(cur: psycopg2.extensions.cursor, job_id: str) -> tuple[str, Path]
 
 def parse_options(maps: list[str] | None, map_values: list[str] | None, source: str = "--map") -> UserMapping:
     """A mapping from ``SOURCE=COLUMN`` and ``COLUMN:VALUE=CODE`` option texts, or InvalidInput.
-    ``SOURCE=`` (no column) maps the delivered field to nothing."""
+    ``SOURCE=`` (no column) maps the delivered field to nothing; ``LAYER::SOURCE=COLUMN`` maps it
+    in that source layer only."""
     fields: dict[str, str] = {}
     values: dict[str, dict[str, str]] = {}
     for text in maps or []:

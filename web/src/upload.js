@@ -25,16 +25,25 @@ const RECHECKABLE = new Set(["awaiting_confirmation", "rejected"]);
  *  {fields: {source: column}, values: {column: {value: code}}}. A field goes in when its
  *  target was proposed, given by the user, or changed here; a field set to "not mapped" (its
  *  profile alias or proposal refused, or kept so by the user) goes in with an empty column; a
- *  value mapping when it is ticked and has a code. */
+ *  value mapping when it is ticked and has a code. A field delivered in several layers goes in
+ *  per layer, as LAYER::FIELD. */
 export function collectMapping(root) {
   const fields = {};
   const values = {};
+  const picked = [];
   for (const sel of root.querySelectorAll("select.map-target")) {
     const { source, how, original } = sel.dataset;
+    const layer = sel.closest("table.mapping")?.dataset.layer || "";
     const changed = sel.value !== original;
-    if (sel.value && (how === "proposed" || how === "user" || changed)) fields[source] = sel.value;
-    else if (!sel.value && (changed || how === "user")) fields[source] = "";
+    if (sel.value && (how === "proposed" || how === "user" || changed)) picked.push([layer, source, sel.value]);
+    else if (!sel.value && (changed || how === "user")) picked.push([layer, source, ""]);
   }
+  // a field delivered in several layers is mapped per layer (LAYER::FIELD), else by its name
+  const layersOf = {};
+  for (const sel of root.querySelectorAll("select.map-target")) {
+    (layersOf[sel.dataset.source] ??= new Set()).add(sel.closest("table.mapping")?.dataset.layer || "");
+  }
+  for (const [layer, source, column] of picked) fields[layersOf[source].size > 1 ? `${layer}::${source}` : source] = column;
   for (const row of root.querySelectorAll("tr.map-value")) {
     const on = row.querySelector("input.map-value-on");
     const column = row.querySelector(".map-value-column")?.value?.trim();
