@@ -267,23 +267,25 @@ BOUNDARY_CITIES = [("湖南省", "430000", "长沙市", "430100", [("芙蓉区",
 
 
 def write_national_boundaries(folder: Path, *, city_layer: str = "市级行政区", county_layer: str = "县级行政区",
-                              town_layer: str = "乡镇街道") -> Path:
+                              town_layer: str = "乡镇街道", origin: tuple[float, float] = (111.5, 28.5),
+                              size: float = 0.4) -> Path:
     """Zipped city, county and town polygons of :data:`BOUNDARY_CITIES` (each inside the one above
-    it): cities with 省名/省代码/市名/市代码, counties with 县名/县代码 too, two towns per county with
-    NAME and PAC; GBK without .cpg."""
+    it; cities ``size`` degrees square from ``origin``): cities with 省名/省代码/市名/市代码,
+    counties with 县名/县代码 too, two towns per county with NAME and PAC; GBK without .cpg."""
     cities, counties, towns, city_geoms, county_geoms, town_geoms = [], [], [], [], [], []
+    half = size / 2
     for k, (prov, prov_code, city, city_code, parts) in enumerate(BOUNDARY_CITIES):
-        x0, y0 = 111.5 + k * 0.5, 28.5
+        x0, y0 = origin[0] + k * size * 1.25, origin[1]
         cities.append({"省名": prov, "省代码": prov_code, "市名": city, "市代码": city_code})
-        city_geoms.append(shapely.box(x0, y0, x0 + 0.4, y0 + 0.4))
+        city_geoms.append(shapely.box(x0, y0, x0 + size, y0 + size))
         for j, (county, county_code) in enumerate(parts):
             counties.append({"省名": prov, "省代码": prov_code, "市名": city, "市代码": city_code, "县名": county,
                              "县代码": county_code})
-            cx = x0 + j * 0.2
-            county_geoms.append(shapely.box(cx, y0, cx + 0.2, y0 + 0.4))
+            cx = x0 + j * half
+            county_geoms.append(shapely.box(cx, y0, cx + half, y0 + size))
             for t in range(2):
                 towns.append({"NAME": f"{county}第{t + 1}街道", "PAC": f"{county_code}{t + 1:03d}"})
-                town_geoms.append(shapely.box(cx, y0 + t * 0.2, cx + 0.2, y0 + t * 0.2 + 0.2))
+                town_geoms.append(shapely.box(cx, y0 + t * half, cx + half, y0 + (t + 1) * half))
     write_shapefile(folder, city_layer, pd.DataFrame(cities), city_geoms, epsg=4490)
     write_shapefile(folder, county_layer, pd.DataFrame(counties), county_geoms, epsg=4490)
     write_shapefile(folder, town_layer, pd.DataFrame(towns), town_geoms, epsg=4490)

@@ -113,3 +113,44 @@ def test_mapping_step_recheck_and_load(page, web_server, uploader, artifacts, tm
                                       "ORDER BY version DESC LIMIT 1")
     assert saved[0][0]["fields"] == {"层": "floors_above", "字段X": "structure_type", "JZND": ""}
     assert saved[0][0]["values"] == {"structure_type": {"砖木": "TM"}}
+
+
+def test_mapping_step_maps_a_field_per_layer(page, web_server, uploader, tmp_path):
+    """A national boundary dataset (generated inside the upload-test county): 市代码 is the city
+    layer's code and the county layer's parent code. The panel sends it per layer
+    (LAYER::FIELD), so a re-check with the towns' PAC mapped keeps both layers right."""
+    if not web_server.has("POST", "/api/ingest/{job_id}/recheck"):
+        pytest.skip("POST /api/ingest/{job}/recheck is not in the API yet")
+    from tests.ingest.fixtures import write_national_boundaries
+
+    path = write_national_boundaries(tmp_path / "nb", origin=(111.521, 27.181), size=0.015)
+    posted: list[dict] = []
+    page.on("request", lambda r: posted.append(r.post_data_json) if r.url.endswith("/recheck") else None)
+    open_map(page, web_server, view="13/27.2/111.54")
+    page.locator("#btn-upload").click()
+    page.locator("#upload-token").fill(uploader)
+    page.locator("#upload-county").fill(COUNTY)
+    page.locator("#upload-files").set_input_files(str(path))
+    page.locator("#upload-start").click()
+    assert _wait_final(page) == "rejected"                            # the towns' PAC is no known field
+
+    def select(layer: str, field: str):
+        return page.locator(f"#upload-mapping table.mapping[data-layer='{layer}'] tr[data-source='{field}'] select")
+
+    assert select("市级行政区", "市代码").input_value() == "code"
+    assert select("县级行政区", "市代码").input_value() == "parent_code"
+    select("乡镇街道", "PAC").select_option("code")
+    page.locator("#upload-recheck").click()
+    page.wait_for_function("document.querySelector('#upload-progress .job-state')?.dataset.state !== 'rejected'",
+                           timeout=60_000)
+    assert _wait_final(page) == "awaiting_confirmation", page.locator("#upload-progress").inner_text()
+    fields = posted[0]["fields"]
+    assert fields["PAC"] == "code" and fields["市级行政区::市代码"] == "code"
+    assert fields["县级行政区::市代码"] == "parent_code" and "市代码" not in fields
+    assert select("市级行政区", "市代码").input_value() == "code"
+    assert select("县级行政区", "市代码").input_value() == "parent_code"
+    row = page.locator("#upload-mapping table.mapping[data-layer='县级行政区'] tr[data-source='市代码']")
+    assert "how-user" in row.get_attribute("class")
+    page.locator("#upload-cancel").click()
+    page.wait_for_function("document.querySelector('#upload-progress .job-state')?.dataset.state === 'cancelled'",
+                           timeout=60_000)
