@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch import engine
-from cim.errors import CimError
+from cim.errors import CimError, InvalidInput
 
 
 @dataclass
@@ -25,6 +25,13 @@ class CountyResult:
     value: Any = None
     error: dict[str, Any] | None = None
     seconds: float = 0.0
+
+
+def check_codes(wanted: Sequence[str] | None) -> None:
+    """Refuse county codes that are not six digits (:class:`cim.errors.InvalidInput`, all named)."""
+    bad = [c for c in wanted or [] if not (c.isdigit() and len(c) == 6)]
+    if bad:
+        raise InvalidInput(f"县级行政区代码须为 6 位数字：{','.join(bad)}", f"a county code has 6 digits: {','.join(bad)}")
 
 
 def guarded(county: str, fn: Callable[[], Any]) -> CountyResult:

@@ -15,7 +15,7 @@ from typing import Any
 
 from batch import counties as county_jobs
 from cim import auth, db
-from cim.errors import InvalidInput, NotFound
+from cim.errors import NotFound
 from cim.settings import DatabaseSettings, HazardSettings, Settings
 from cimplus.hazards import scan
 from cimplus.hazards.service import HazardService
@@ -41,9 +41,7 @@ def plan(db_settings: DatabaseSettings, wanted: list[str] | None, rule_ids: list
     """The counties to scan: ``wanted`` (each must have current data) or every county with data;
     the rules are checked here, before any task starts."""
     scan.select_rules(rule_ids)
-    bad = [c for c in wanted or [] if not (c.isdigit() and len(c) == 6)]
-    if bad:
-        raise InvalidInput(f"县级行政区代码须为 6 位数字：{','.join(bad)}", f"a county code has 6 digits: {','.join(bad)}")
+    county_jobs.check_codes(wanted)
     conn = db.connect(db_settings, application_name="cim-batch")
     try:
         with conn.cursor() as cur:

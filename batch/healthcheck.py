@@ -23,7 +23,6 @@ from typing import Any
 
 from batch import counties as county_jobs
 from cim import auth, db
-from cim.errors import InvalidInput
 from cim.settings import DatabaseSettings
 from cimplus.healthcheck import areas
 from cimplus.healthcheck import run as hc_run
@@ -48,9 +47,7 @@ def plan(db_settings: DatabaseSettings, hc: HealthCheck, wanted: list[str] | Non
     """The counties (``wanted``, each with admin areas, or every county with admin areas), the
     year (default: this year) and the levels (default: the catalogue's), checked before any task."""
     year, levels = hc_run.check_request(year, levels, hc.catalogue)
-    bad = [c for c in wanted or [] if not (c.isdigit() and len(c) == 6)]
-    if bad:
-        raise InvalidInput(f"县级行政区代码须为 6 位数字：{','.join(bad)}", f"a county code has 6 digits: {','.join(bad)}")
+    county_jobs.check_codes(wanted)
     conn = db.connect(db_settings, application_name="cim-batch")
     try:
         with conn.cursor() as cur:

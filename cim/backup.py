@@ -277,11 +277,8 @@ def libpq_env(url: str) -> tuple[str, dict[str, str]]:
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file."""
-    h = hashlib.sha256()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def copy_hashed(src: Path, dst: Path) -> tuple[str, int]:

@@ -15,8 +15,10 @@ Exit codes: 0 done, 1 refused (conflict, forbidden), 2 unusable input or environ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
 
 import psycopg2.extensions
@@ -39,6 +41,19 @@ def _fail(exc: CimError) -> NoReturn:
     code = 1 if isinstance(exc, (Conflict, Forbidden, NotFound)) else 2
     typer.echo(f"错误 / error [{exc.code}]: {exc.zh}\n  {exc.en}", err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[psycopg2.extensions.connection]:
+    """The connection of one command; a domain error ends the command with its exit code and message."""
+    try:
+        conn = db.connect(settings.db)
+        try:
+            yield conn
+        finally:
+            conn.close()
+    except CimError as exc:
+        _fail(exc)
 
 
 def _cluster(settings: Settings) -> EmbeddedCluster | None:
@@ -65,14 +80,8 @@ def init_cmd(
 ) -> None:
     """Give this instance its tier identity and id block (rows numbered before move into it once)."""
     settings = load()
-    try:
-        conn = db.connect(settings.db)
-        try:
-            res = tiers.init(conn, code, name, level=level, dem_dir=settings.db.home_dir / "dem", principal=_principal())
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        res = tiers.init(conn, code, name, level=level, dem_dir=settings.db.home_dir / "dem", principal=_principal())
     moved = ", ".join(f"{k} {v}" for k, v in res["renumbered"].items()) or "-"
     _echo(res, as_json, [f"本平台 / this instance: {res['code']} {res['name']} ({res['level']})",
                          f"编号区间 / id block: {res['id_base'] + 1} … {res['id_max']}",
@@ -93,38 +102,32 @@ def publish_cmd(
     settings = load()
     cluster = _cluster(settings)
     warnings: list[str] = []
-    try:
-        conn = db.connect(settings.db)
-        try:
-            res = tiers.publish(conn, principal=_principal(), new_password=new_password)
-            hba = tiers.hba_lines(res["database"], allow or [], ssl=ssl)
-            if cluster is not None:
-                merged = list(dict.fromkeys([*cluster.hba_block(), *hba]))
-                if hba:
-                    cluster.set_hba_block(merged)
-                info = cluster.info()
-                port = info.port if info else 5432
-                listen = [a for a in cluster.listen.split(",") if a not in (LOOPBACK, "*")]
-                host = host or (listen[0] if listen else LOOPBACK)
-                if cluster.listen == LOOPBACK:
-                    warnings.append("本地数据库只监听 127.0.0.1：其他机器上的订阅方无法连接，请设置 CIM_DB_LISTEN 后重启（cim db down && cim db up） / "
-                                    "the embedded database listens on 127.0.0.1 only: subscribers on other machines "
-                                    "cannot connect until CIM_DB_LISTEN is set and the database restarted")
-                elif cluster.restart_needed():
-                    warnings.append("CIM_DB_LISTEN 已更改，请重启本地数据库使其生效（cim db down && cim db up） / "
-                                    "CIM_DB_LISTEN changed: restart the embedded database to apply it")
-                res["pg_hba"] = {"applied": merged}
-            else:
-                port = conn.info.port
-                host = host or (conn.info.host if conn.info.host and not conn.info.host.startswith("/") else LOOPBACK)
-                res["pg_hba"] = {"to_add": hba}
-                if hba:
-                    warnings.append("外部数据库：请把以下行加入 pg_hba.conf 并重新加载 / external database: add these lines "
-                                    "to its pg_hba.conf and reload it")
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        res = tiers.publish(conn, principal=_principal(), new_password=new_password)
+        hba = tiers.hba_lines(res["database"], allow or [], ssl=ssl)
+        if cluster is not None:
+            merged = list(dict.fromkeys([*cluster.hba_block(), *hba]))
+            if hba:
+                cluster.set_hba_block(merged)
+            info = cluster.info()
+            port = info.port if info else 5432
+            listen = [a for a in cluster.listen.split(",") if a not in (LOOPBACK, "*")]
+            host = host or (listen[0] if listen else LOOPBACK)
+            if cluster.listen == LOOPBACK:
+                warnings.append("本地数据库只监听 127.0.0.1：其他机器上的订阅方无法连接，请设置 CIM_DB_LISTEN 后重启（cim db down && cim db up） / "
+                                "the embedded database listens on 127.0.0.1 only: subscribers on other machines "
+                                "cannot connect until CIM_DB_LISTEN is set and the database restarted")
+            elif cluster.restart_needed():
+                warnings.append("CIM_DB_LISTEN 已更改，请重启本地数据库使其生效（cim db down && cim db up） / "
+                                "CIM_DB_LISTEN changed: restart the embedded database to apply it")
+            res["pg_hba"] = {"applied": merged}
+        else:
+            port = conn.info.port
+            host = host or (conn.info.host if conn.info.host and not conn.info.host.startswith("/") else LOOPBACK)
+            res["pg_hba"] = {"to_add": hba}
+            if hba:
+                warnings.append("外部数据库：请把以下行加入 pg_hba.conf 并重新加载 / external database: add these lines "
+                                "to its pg_hba.conf and reload it")
     res.update(host=host, port=port, warnings=warnings,
                url=tiers.subscriber_url(res["password"], host, port, res["database"], ssl=ssl))
     lines = [f"发布 / publication: {res['publication']}  ({len(res['tables'])} 张表 / tables, {res['row_filter']})",
@@ -153,15 +156,9 @@ def subscribe_cmd(
 ) -> None:
     """Subscribe to a lower-tier instance: its rows replicate here, read-only."""
     settings = load()
-    try:
-        conn = db.connect(settings.db)
-        try:
-            res = tiers.subscribe(conn, url, county, principal=_principal(), name=name, replace=replace)
-            res["copied"] = _wait_copied(conn, res["name"], wait) if wait > 0 else None
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        res = tiers.subscribe(conn, url, county, principal=_principal(), name=name, replace=replace)
+        res["copied"] = _wait_copied(conn, res["name"], wait) if wait > 0 else None
     state = {True: "初始同步完成 / initial copy done", False: "初始同步仍在进行（cim tier list 查看） / initial copy "
              "still running (see cim tier list)", None: "初始同步在后台进行 / initial copy runs in the background"}
     _echo(res, as_json, [f"已订阅 / subscribed: {res['name']} ← {res['publisher']} ({res['publication']})",
@@ -187,17 +184,11 @@ def _wait_copied(conn: psycopg2.extensions.connection, name: str, wait_s: float)
 def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Identity, publication, downstream subscribers, subscriptions and the lower-tier status."""
     settings = load()
-    try:
-        conn = db.connect(settings.db)
-        try:
-            out = tiers.describe(conn)
-            with conn.cursor() as cur:
-                out["status"] = heartbeat.status(cur, settings.tier)
-            conn.rollback()
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        out = tiers.describe(conn)
+        with conn.cursor() as cur:
+            out["status"] = heartbeat.status(cur, settings.tier)
+        conn.rollback()
     ident = out["identity"]
     lines = [f"本平台 / this instance: {ident['code']} {ident['name']} ({ident['level']})" if ident
              else "本平台未设置级联身份 / no tier identity (cim tier init)"]
@@ -230,21 +221,15 @@ def drop_cmd(
         typer.echo("请给出订阅名，或使用 --publication / give a subscription name or --publication", err=True)
         raise typer.Exit(2)
     settings = load()
-    try:
-        conn = db.connect(settings.db)
-        try:
-            if publication:
-                res = tiers.drop_publication(conn, principal=_principal())
-                cluster = _cluster(settings)
-                if cluster is not None and cluster.hba_block():
-                    cluster.set_hba_block([])
-            else:
-                assert name is not None  # checked above: a name is given unless --publication
-                res = tiers.drop_subscription(conn, name, principal=_principal(), purge_rows=purge)
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        if publication:
+            res = tiers.drop_publication(conn, principal=_principal())
+            cluster = _cluster(settings)
+            if cluster is not None and cluster.hba_block():
+                cluster.set_hba_block([])
+        else:
+            assert name is not None  # checked above: a name is given unless --publication
+            res = tiers.drop_subscription(conn, name, principal=_principal(), purge_rows=purge)
     if publication:
         lines = [f"已删除发布 / dropped publication {res['publication']}; slots: {', '.join(res['slots_dropped']) or '-'}"]
     else:
@@ -260,14 +245,8 @@ def drop_cmd(
 def refresh_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """After an upgrade: prepare new tables, re-publish, and copy tables new to the subscriptions."""
     settings = load()
-    try:
-        conn = db.connect(settings.db)
-        try:
-            res = tiers.refresh(conn, principal=_principal())
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        res = tiers.refresh(conn, principal=_principal())
     lines = [f"已准备 / prepared: {len(res['tables'])} 张表 / tables; 已重新发布 / republished: {res['republished']}; "
              f"已刷新订阅 / subscriptions refreshed: {', '.join(n for n in res['subscriptions'] if n not in res['failed']) or '-'}"]
     lines += [f"警告 / warning: {n}: {m}" for n, m in res["failed"].items()]
@@ -280,13 +259,7 @@ def refresh_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def beat_cmd() -> None:
     """Write this instance's heartbeat now (skipped when a server process wrote one just now)."""
     settings = load()
-    try:
-        conn = db.connect(settings.db)
-        try:
-            wrote = heartbeat.beat(conn, interval_s=settings.tier.heartbeat_s)
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _database(settings) as conn:
+        wrote = heartbeat.beat(conn, interval_s=settings.tier.heartbeat_s)
     typer.echo("已写入心跳 / heartbeat written" if wrote else "未写入（无身份或刚写过） / not written (no identity, "
                "or a fresh one exists)")

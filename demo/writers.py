@@ -238,8 +238,5 @@ def write_dem(path: Path, ground, to_local, bounds: tuple[float, float, float, f
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -26,6 +26,7 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 import pytest
+import testkit
 
 from cim.embedded import EmbeddedCluster
 from cim.migrate import prepare_database
@@ -96,24 +97,16 @@ def db_settings(db_url) -> DatabaseSettings:
 @pytest.fixture
 def conn(db_url):
     """A connection to the test database; uncommitted work is rolled back afterwards."""
-    c = psycopg2.connect(db_url)
-    yield c
-    c.rollback()
-    c.close()
+    with testkit.connection(db_url) as c:
+        yield c
 
 
 @pytest.fixture
 def cli(db_url):
     """Run ``cim …`` as a subprocess against the test database."""
 
-    def run(*args: str, env: dict | None = None, input: str | None = None, check: bool = False,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-        full_env = dict(os.environ, CIM_DATABASE_URL=db_url, **(env or {}))
-        res = subprocess.run([str(CIM_BIN), *args], capture_output=True, text=True, env=full_env,
-                             input=input, timeout=timeout, cwd=ROOT)
-        if check and res.returncode != 0:
-            raise AssertionError(f"cim {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
-        return res
+    def run(*args: str, **kw) -> subprocess.CompletedProcess:
+        return testkit.run_cim(db_url, *args, **kw)
 
     return run
 
@@ -134,14 +127,7 @@ def live_app(db_url):
     ``db=DatabaseSettings(...)`` serves another database than the session's. Servers are stopped
     after the test.
     """
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
-
     from api.app import create_app
-    from cim.embedded import free_port
     from cim.settings import AuthSettings, Settings
 
     servers = []
@@ -150,28 +136,13 @@ def live_app(db_url):
         groups.setdefault("auth", AuthSettings(public_read=False))
         groups.setdefault("db", DatabaseSettings(database_url=db_url))
         settings = Settings(**groups)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("test server did not start")
-        servers.append((server, thread))
-        return base
+        srv = testkit.serve(create_app(settings))
+        servers.append(srv)
+        return srv.url
 
     yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(timeout=10)
+    for srv in servers:
+        srv.stop(10)
 
 
 @pytest.fixture(scope="session")

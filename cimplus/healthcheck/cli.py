@@ -12,8 +12,10 @@ is not done); 2 unusable input or environment (unreadable file, unknown run, no 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,10 +42,19 @@ def _fail(exc: CimError) -> None:
     raise typer.Exit(code)
 
 
-def _service() -> tuple[HealthCheck, Any]:
-    settings = load_settings()
-    conn = db.connect(settings.db, application_name="cim-healthcheck")
-    return HealthCheck(load_catalog()), conn
+@contextlib.contextmanager
+def _service() -> Iterator[tuple[HealthCheck, Any]]:
+    """The service and a connection for one command; a domain error ends the command with its
+    exit code and message."""
+    try:
+        settings = load_settings()
+        conn = db.connect(settings.db, application_name="cim-healthcheck")
+        try:
+            yield HealthCheck(load_catalog()), conn
+        finally:
+            conn.close()
+    except CimError as exc:
+        _fail(exc)
 
 
 def _echo_json(obj: Any) -> None:
@@ -70,14 +81,10 @@ def indicators_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
 @app.command("validate")
 def validate_cmd() -> None:
     """Check the catalogue against the layer catalogue and compile every formula in the database."""
-    try:
-        hc, conn = _service()
+    with _service() as (hc, conn):
         found = hc.problems()
         if not found:
             found = _explain_all(hc, conn)
-        conn.close()
-    except CimError as exc:
-        _fail(exc)
     for p in found:
         typer.echo(p, err=True)
     if found:
@@ -125,29 +132,23 @@ def inputs_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Load an input (resident population per admin area, or the built-up area of a county)."""
-    try:
-        hc, conn = _service()
-        try:
-            if list_ or path is None:
-                with conn.cursor() as cur:
-                    rows = hc.inputs(cur, kind)
-                conn.rollback()
-                if as_json:
-                    _echo_json(rows)
-                else:
-                    for r in rows:
-                        typer.echo(f"{r['id']:>4}  {r['kind']:<10} {r['years']} {r['county_code'] or '-':<8} "
-                                   f"{r['rows']:>6} rows  {r['loaded_at']:%Y-%m-%d %H:%M}  {r['file_name']}")
-                return
-            if kind not in (None, "population", "builtup"):
-                raise InvalidInput(f"--kind 只能是 population 或 builtup：{kind}", f"--kind must be population or builtup: {kind}")
-            if not path.exists():
-                raise UnreadableInput(f"文件不存在：{path}", f"no such file: {path}")
-            loaded = hc.load_input(conn, path, principal=cli_principal(), kind=kind, year=year, county=county)
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _service() as (hc, conn):
+        if list_ or path is None:
+            with conn.cursor() as cur:
+                rows = hc.inputs(cur, kind)
+            conn.rollback()
+            if as_json:
+                _echo_json(rows)
+            else:
+                for r in rows:
+                    typer.echo(f"{r['id']:>4}  {r['kind']:<10} {r['years']} {r['county_code'] or '-':<8} "
+                               f"{r['rows']:>6} rows  {r['loaded_at']:%Y-%m-%d %H:%M}  {r['file_name']}")
+            return
+        if kind not in (None, "population", "builtup"):
+            raise InvalidInput(f"--kind 只能是 population 或 builtup：{kind}", f"--kind must be population or builtup: {kind}")
+        if not path.exists():
+            raise UnreadableInput(f"文件不存在：{path}", f"no such file: {path}")
+        loaded = hc.load_input(conn, path, principal=cli_principal(), kind=kind, year=year, county=county)
     if as_json:
         _echo_json(loaded.to_dict())
         return
@@ -176,15 +177,9 @@ def run_cmd(
         if not as_json:
             typer.echo(f"[{pct:3d}%] {message}", err=True)
 
-    try:
-        hc, conn = _service()
-        try:
-            summary = hc.run(conn, county=county, year=year, levels=_levels(level), principal=cli_principal(),
-                             progress=progress)
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
+    with _service() as (hc, conn):
+        summary = hc.run(conn, county=county, year=year, levels=_levels(level), principal=cli_principal(),
+                         progress=progress)
     if as_json:
         _echo_json(summary)
         return
@@ -203,13 +198,9 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Runs, newest first."""
-    try:
-        hc, conn = _service()
+    with _service() as (hc, conn):
         with conn.cursor() as cur:
             rows = hc.runs(cur, county=county, year=year, limit=limit)
-        conn.close()
-    except CimError as exc:
-        _fail(exc)
     if as_json:
         _echo_json(rows)
         return
@@ -229,13 +220,9 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """A run's values (filtered), with last year's value where an earlier run exists."""
-    try:
-        hc, conn = _service()
+    with _service() as (hc, conn):
         with conn.cursor() as cur:
             out = hc.values(cur, run_id, level=level, indicator=indicator, area=area)
-        conn.close()
-    except CimError as exc:
-        _fail(exc)
     if as_json:
         _echo_json(out)
         return
@@ -257,13 +244,9 @@ def compare_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """This run against an earlier one: value, previous value, change and trend per area and indicator."""
-    try:
-        hc, conn = _service()
+    with _service() as (hc, conn):
         with conn.cursor() as cur:
             out = hc.compare(cur, run_id, other, level=level, indicator=indicator, area=area)
-        conn.close()
-    except CimError as exc:
-        _fail(exc)
     if as_json:
         _echo_json(out)
         return
@@ -281,13 +264,8 @@ def report_cmd(
 ) -> None:
     """Write the report of a run: an Excel workbook or a printable HTML page (by the suffix)."""
     try:
-        hc, conn = _service()
-        try:
+        with _service() as (hc, conn):
             path = hc.report(conn, run_id, out)
-        finally:
-            conn.close()
-    except CimError as exc:
-        _fail(exc)
     except OSError as exc:
         typer.echo(f"错误 / error: 无法写入 {out} / cannot write {out}: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -13,12 +13,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psycopg2
 import pytest
+import testkit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -86,18 +86,11 @@ class Server:
             [sys.executable, "-m", "uvicorn", "--factory", "api.app:factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning"],
             cwd=ROOT, env=dict(os.environ, **env), stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
+        try:
+            testkit.wait_healthy(self.url, proc=self.proc, log=self.log)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Terminate the process."""

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 import zipfile
 from pathlib import Path
 
 import geopandas as gpd
-import httpx
 import shapely
+import testkit
 import uvicorn
 
 from api.app import create_app
@@ -31,14 +30,7 @@ class LiveServer:
                                                     log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("test server did not start")
+        testkit.wait_healthy(self.url)
 
     def stop(self) -> None:
         """Graceful shutdown (runs the app's shutdown hooks)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 import pytest
+import testkit
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: sibling helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "ingest"))
@@ -35,10 +36,8 @@ def jobs_db(make_database):
 @pytest.fixture
 def conn(jobs_db):
     """A connection to this module's database, rolled back and closed afterwards."""
-    c = psycopg2.connect(jobs_db)
-    yield c
-    c.rollback()
-    c.close()
+    with testkit.connection(jobs_db) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

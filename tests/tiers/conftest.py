@@ -25,9 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg2
 import pytest
+import testkit
 
 from cim.auth import CLI_PRINCIPAL
 from cim.embedded import EmbeddedCluster, free_port
@@ -124,11 +124,7 @@ class Instance:
             self.thread.join(timeout=15)
 
 
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(base + "/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+_healthy = testkit.healthy
 
 
 def wait_for(check, timeout_s: float, message: str, poll_s: float = 0.2):

@@ -8,12 +8,10 @@ admin area. One isolated, known building (and a superseded copy of it) sits at K
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import psycopg2
 import pytest
+import testkit
 
 from cim.settings import AuthSettings, DatabaseSettings, Settings, TileSettings
 
@@ -92,26 +90,12 @@ def tile_data(make_database):
 
 def start_server(db_url: str, public_read: bool = True, **tile_opts) -> tuple[str, object]:
     """Run the real app on uvicorn in a thread; returns (base URL, server)."""
-    import uvicorn
-
     from api.app import create_app
-    from cim.embedded import free_port
 
     settings = Settings(db=DatabaseSettings(database_url=db_url), auth=AuthSettings(public_read=public_read),
                         tiles=TileSettings(**tile_opts))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    threading.Thread(target=server.run, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return base, server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("test server did not start")
+    srv = testkit.serve(create_app(settings))
+    return srv.url, srv.server
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import numpy as np
 import psycopg2
 import pytest
 import rasterio
+import testkit
 from rasterio.transform import from_origin
 
 from cim.auth import CLI_PRINCIPAL
@@ -68,10 +69,8 @@ def t3d_url(make_database, t3d_home):
 @pytest.fixture
 def t3d_conn(t3d_url):
     """A connection to the seeded 3D database, rolled back afterwards."""
-    c = psycopg2.connect(t3d_url)
-    yield c
-    c.rollback()
-    c.close()
+    with testkit.connection(t3d_url) as c:
+        yield c
 
 
 def validate_gltf(paths: list[Path]) -> list[dict]:

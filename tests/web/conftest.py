@@ -26,6 +26,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 import psycopg2
 import pytest
+import testkit
 
 from cim.migrate import migrate
 
@@ -100,15 +101,8 @@ class WebServer:
 
     def start(self) -> WebServer:
         self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("the web test server did not start")
+        testkit.wait_healthy(self.url)
+        return self
 
     def stop(self) -> None:
         self.server.should_exit = True

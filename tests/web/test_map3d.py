@@ -11,6 +11,13 @@ from tests.web.pixels import decode_png
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
 
+@pytest.fixture(autouse=True)
+def _patient(page):
+    """Software WebGL renders a frame in seconds on a busy machine, and a click or a screenshot
+    waits for the page between frames: give actions 90 s instead of Playwright's 30 s."""
+    page.set_default_timeout(90_000)
+
+
 def _open_3d(page):
     page.locator("#btn-3d").click()
     page.wait_for_function("""() => { const v = window.cim.view3d;

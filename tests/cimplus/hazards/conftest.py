@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import psycopg2
 import pytest
+import testkit
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: sibling helpers
 
@@ -40,10 +41,8 @@ def hz_url(make_database) -> str:
 @pytest.fixture
 def hz_conn(hz_url):
     """A connection to it (rolled back and closed afterwards)."""
-    c = psycopg2.connect(hz_url)
-    yield c
-    c.rollback()
-    c.close()
+    with testkit.connection(hz_url) as c:
+        yield c
 
 
 @pytest.fixture
@@ -114,33 +113,14 @@ def entries(conn, county: str, rule: str | None = None) -> list[dict]:
 def hz_server(make_database, tmp_path_factory):
     """A live server on a database of its own: ``.base`` URL, database ``.url``, ``.home`` (CIM_HOME),
     ``.token(role, *codes)`` → request headers with a new token."""
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
-
     from api.app import create_app
-    from cim.embedded import free_port
     from cim.settings import AuthSettings
 
     url = make_database("hzhttp")
     home = tmp_path_factory.mktemp("hzhome")
     settings = Settings(db=DatabaseSettings(database_url=url, home=home), auth=AuthSettings(public_read=False),
                         hazards=HazardSettings(attachment_max_mb=1))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    srv = testkit.serve(create_app(settings))
     conn = psycopg2.connect(url)
 
     def token(role: str, *codes: str) -> dict[str, str]:
@@ -149,7 +129,6 @@ def hz_server(make_database, tmp_path_factory):
         conn.commit()
         return {"Authorization": f"Bearer {tok.secret}"}
 
-    yield SimpleNamespace(base=base, url=url, home=home, token=token)
+    yield SimpleNamespace(base=srv.url, url=url, home=home, token=token)
     conn.close()
-    server.should_exit = True
-    thread.join(timeout=10)
+    srv.stop(10)

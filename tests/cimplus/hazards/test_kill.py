@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psycopg2
+import testkit
 from test_workflow import make_entry
 
 from cim import auth
@@ -34,15 +35,12 @@ def _start(url: str, home: Path) -> tuple[subprocess.Popen, str]:
                             env=dict(os.environ, CIM_DATABASE_URL=url, CIM_HOME=str(home), CIM_API_TASK_THREADS="0",
                                      CIM_PUBLIC_READ="false"))
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    try:
+        testkit.wait_healthy(base, proc=proc, log=home / f"server-{port}.log")
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc, base
 
 
 def _state(conn, hid: int) -> tuple:

@@ -17,14 +17,12 @@ from the origin (E0, N0) and stored in EPSG:4490 like every feature. Layout (loc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import psycopg2
 import pytest
-
-from tests.conftest import CIM_BIN
+import testkit
 
 E0, N0 = 567_000.0, 3_214_000.0
 COUNTY, S1, S2 = "430799", "430799001", "430799002"
@@ -145,10 +143,8 @@ def hc_url(make_database):
 @pytest.fixture
 def hc_conn(hc_url):
     """A connection to the fixture database (rolled back and closed afterwards)."""
-    c = psycopg2.connect(hc_url)
-    yield c
-    c.rollback()
-    c.close()
+    with testkit.connection(hc_url) as c:
+        yield c
 
 
 @pytest.fixture(scope="package")
@@ -156,8 +152,7 @@ def hc_cli(hc_url):
     """Run ``cim …`` against the fixture database; returns the CompletedProcess."""
 
     def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        full = {**os.environ, "CIM_DATABASE_URL": hc_url, **(env or {})}
-        return subprocess.run([str(CIM_BIN), *args], capture_output=True, text=True, env=full, timeout=600)
+        return testkit.run_cim(hc_url, *args, env=env)
 
     return run
 
