@@ -5,8 +5,10 @@ assistant looks at
 
 - **layer names**: a network code or name and a geometry role (``YS_LIN``, ``YSX``, ``雨水线``,
   ``WS_PNT``) → the pipeline point or line spec with that network;
-- **field names**: similarity of the characters, pinyin initials (建筑层数 ↔ JZCS), and shared
-  suffixes (建筑层数 ends like 地上层数 / 层数; 建筑结构 like 房屋结构);
+- **field names**: similarity of the characters, pinyin initials (建筑层数 ↔ JZCS), shared
+  suffixes (建筑层数 ends like 地上层数 / 层数; 建筑结构 like 房屋结构), the meanings of the words
+  of English names (UPSTRUCT, INVERT_DN, SIZE1), and administrative levels in the names of a
+  boundary dataset (市名/市代码 beside 县名/县代码: the layer's own level and its parent);
 - **values**: four-digit integers in the year range → a year column; values that are a
   dictionary's names or codes → that coded column; numbers in a plausible range → depth,
   diameter, elevation (weak alone).
@@ -93,17 +95,17 @@ def _segment(token: str, vocab: dict[str, str]) -> list[str] | None:
     """The meanings of a run-together token (UPINVERT → start, invert) split into the fewest
     known words, or None when it cannot be split into known words."""
     n = len(token)
-    best: list[list[str] | None] = [None] * (n + 1)
+    best: list[list[str] | None] = [None] * (n + 1)       # best[i]: meanings of token[:i]
     best[0] = []
     for i in range(n):
-        if best[i] is None:
+        head = best[i]
+        if head is None:
             continue
         for j in range(i + 1, n + 1):
             meaning = vocab.get(token[i:j])
-            if meaning is not None:
-                cand = [*best[i], meaning]       # type: ignore[misc]
-                if best[j] is None or len(cand) < len(best[j]):   # type: ignore[arg-type]
-                    best[j] = cand
+            cur = best[j]
+            if meaning is not None and (cur is None or len(head) + 1 < len(cur)):
+                best[j] = [*head, meaning]
     return best[n]
 
 

@@ -324,3 +324,31 @@ def test_cli_map_to_nothing_and_the_saved_county_mapping(cli, conn, tmp_path):
         cur.execute("SELECT count(*), count(build_era), min(community_code), min(code) FROM cim.building "
                     "WHERE county_code = %s AND is_current", (county,))
         assert cur.fetchone() == (12, 0, "430702001001", "H0")
+
+
+@pytest.mark.parametrize(("name", "column", "fits"), [
+    ("US_NODE", "start_exp_no", True), ("UPSTRUCT", "start_exp_no", True), ("UpstreamID", "start_exp_no", True),
+    ("DNSTRUCT", "end_exp_no", True), ("DS_NODE", "start_exp_no", False), ("INVERT_UP", "start_z", True),
+    ("UPINVERT", "start_z", True), ("INVERT_DN", "end_z", True), ("DNINVERT", "start_z", False),
+    ("SIZE1", "diameter_mm", True), ("RIMELEV", "ground_z", True), ("INVERTELEV", "invert_z", True),
+    ("INLETTYPE", "appurtenance", True), ("DSCS", "floors_above", False)])
+def test_english_field_names_by_the_meaning_of_their_words(name, column, fits):
+    from ingest.mapping.assistant import word_evidence
+
+    score, why = name_evidence(name, column, FieldSpec())
+    assert (score >= 0.6) is fits, (name, column, score, why)
+    if fits:
+        assert word_evidence(name, column)[0] >= 0.8 and name in why
+    # a direction never maps onto the opposite end, however close the spelling to its alias
+    assert name_evidence("INVERT_DN", "start_z", FieldSpec(aliases=["US_INVERT"])) == (0.0, "")
+
+
+def test_administrative_levels_in_field_names():
+    from ingest.mapping.assistant import hierarchy
+
+    h = hierarchy(["省名", "省代码", "市名", "市代码", "县名", "县代码", "面积"], "admin_area")
+    assert (h.level, h.fields, h.parent_code) == ("county", {"name": "县名", "code": "县代码"}, "市代码")
+    h = hierarchy(["SHENG_DM", "SHI_MC", "SHI_DM"], "admin_area")
+    assert (h.level, h.fields, h.parent_code) == ("city", {"name": "SHI_MC", "code": "SHI_DM"}, "SHENG_DM")
+    assert hierarchy(["乡镇名称", "区县代码"], "admin_area").parent_code == "区县代码"
+    assert hierarchy(["市名", "市代码"], "building") is None and hierarchy(["名称"], "admin_area") is None
