@@ -46,3 +46,6 @@ $PY bench/batch/run.py --counties "${BENCH_BATCH_COUNTIES:-4}" --buildings "${BE
 
 # --- load: 100 concurrent clients for 60 s against cim serve --workers 2 (bench/load/run.py) ---
 $PY bench/load/run.py --clients "${BENCH_LOAD_CLIENTS:-100}" --duration "${BENCH_LOAD_SECONDS:-60}"
+
+# --- reports of a 205 000-finding delivery: HTML opened in Chromium, workbook rows (bench/ingest/report_scale.py) ---
+$PY bench/ingest/report_scale.py --runs "${BENCH_REPORT_RUNS:-5}"

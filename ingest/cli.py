@@ -100,9 +100,11 @@ def load_cmd(
     profile: Annotated[str | None, typer.Option(help="spec profile id (default: detected)")] = None,
     county: Annotated[str | None, typer.Option(help="county code, e.g. 430521")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and report only")] = False,
-    report: Annotated[list[Path] | None, typer.Option(help="write the report (.xlsx, .html or .json)")] = None,
+    report: Annotated[list[Path] | None, typer.Option(help="write the report (.xlsx, .html, .json, .csv, or .jsonl: "
+                                                              "summary and groups)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
-    maps: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_FIELD=COLUMN, e.g. 建筑层数=floors_above "
+    maps: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_FIELD=COLUMN, e.g. 建筑层数=floors_above; "
+                                                                 "SOURCE_FIELD= maps the field to nothing "
                                                                  "(repeatable)")] = None,
     map_values: Annotated[list[str] | None, typer.Option("--map-value", help="COLUMN:VALUE=CODE, e.g. "
                                                                              "structure_type:砖混=QT (repeatable)")] = None,
@@ -219,7 +221,7 @@ def profiles_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--js
     if mappings:
         typer.echo("\n县级映射 / county mappings:")
     for m in mappings:
-        fields = ", ".join(f"{k}→{v}" for k, v in m["mapping"].get("fields", {}).items())
+        fields = ", ".join(f"{k}→{v or '（不导入 / not mapped）'}" for k, v in m["mapping"].get("fields", {}).items())
         values = ", ".join(f"{c}:{k}→{v}" for c, vm in m["mapping"].get("values", {}).items() for k, v in vm.items())
         typer.echo(f"{m['county']} v{m['version']}  {m['created_at']:%Y-%m-%d %H:%M}  {m['created_by']}"
                    f"{'  job ' + m['source_job'] if m['source_job'] else ''}\n    {fields}"
@@ -243,7 +245,8 @@ def _county_mappings(county: str | None) -> list[dict]:
 def profiles_save_cmd(
     county: Annotated[str, typer.Option(help="county code, e.g. 430702")],
     from_job: Annotated[str | None, typer.Option("--from-job", help="upload job whose mapping to keep")] = None,
-    maps: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_FIELD=COLUMN (repeatable)")] = None,
+    maps: Annotated[list[str] | None, typer.Option("--map", help="SOURCE_FIELD=COLUMN, or SOURCE_FIELD= for not "
+                                                                 "mapped (repeatable)")] = None,
     map_values: Annotated[list[str] | None, typer.Option("--map-value", help="COLUMN:VALUE=CODE (repeatable)")] = None,
     note: Annotated[str | None, typer.Option(help="a note kept with the version")] = None,
 ) -> None:

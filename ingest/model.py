@@ -128,6 +128,7 @@ class LayerMapping:
     samples: tuple[tuple[str, tuple[str, ...]], ...] = ()   # delivered field → a few distinct values
     values: tuple[ValueMapping, ...] = ()        # value mappings: given (applied) and proposed
     reason: str = ""                             # why the layer maps here (proposals)
+    refused: tuple[tuple[str, str], ...] = ()    # delivered fields the user mapped to nothing, and by what
 
     @property
     def columns(self) -> dict[str, str]:
@@ -136,13 +137,19 @@ class LayerMapping:
 
     def rows(self) -> list[dict[str, Any]]:
         """The mapping table: per delivered field its target, how it was decided (``alias``,
-        ``proposed``, ``user`` or ``unmapped``), confidence, reason and sample values."""
+        ``proposed``, ``user`` or ``unmapped``), confidence, reason and sample values. A field the
+        user mapped to nothing has no target and ``how`` ``user``."""
         by_source = {f.source: f for f in self.fields}
+        refused = dict(self.refused)
         samples = dict(self.samples)
         order = list(self.source_fields) + [f.source for f in self.fields if f.source not in self.source_fields]
         out = []
         for src in order:
             f = by_source.get(src)
+            if f is None and src in refused:
+                out.append({"source_field": src, "target": None, "how": "user", "confidence": 1.0,
+                            "reason": f"不导入（{refused[src]}）", "samples": list(samples.get(src, ()))})
+                continue
             out.append({"source_field": src, "target": f.column if f else None, "how": f.how if f else "unmapped",
                         "confidence": round(f.confidence, 2) if f else 0.0, "reason": f.reason if f else "",
                         "samples": list(samples.get(src, ()))})
@@ -228,12 +235,20 @@ class Report:
         self.findings.append(finding)
 
 
+UNMAPPED = ""          # the target of a delivered field the user mapped to nothing
+LAYER_SEP = "::"       # LAYER::FIELD, a user's field mapping for one source layer
+
+
 @dataclass
 class UserMapping:
     """Mappings a user gave (``--map``, ``--map-value``, the upload form) or a county saved.
 
     ``fields``: delivered field name → target column, for every layer that holds the field and
-    whose table has the column. ``values``: target column → delivered value → dictionary code.
+    whose table has the column, or ``LAYER::FIELD`` → column for that layer only (a boundary
+    dataset whose 市代码 is the city layer's code and the county layer's parent code); an empty
+    column (:data:`UNMAPPED`) says the field maps to nothing, whatever the profile's aliases or
+    the assistant would make of it (``--map 字段=``).
+    ``values``: target column → delivered value → dictionary code.
     ``source`` names where the mapping came from for the report (e.g. ``county 430702 v3``).
     """
 
@@ -254,6 +269,13 @@ class UserMapping:
         source = self.source if not base else f"{self.source}; {base.source}"
         return UserMapping({**base.fields, **self.fields}, values, source)
 
+    def for_layer(self, layer: str) -> UserMapping:
+        """The mapping as it applies to one source layer: its ``LAYER::FIELD`` entries (as plain
+        field names) over the plain ones, other layers' entries left out."""
+        plain = {k: v for k, v in self.fields.items() if LAYER_SEP not in k}
+        own = {k.split(LAYER_SEP, 1)[1]: v for k, v in self.fields.items() if k.startswith(layer + LAYER_SEP)}
+        return UserMapping({**plain, **own}, self.values, self.source)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``fields``, ``values``)."""
         return {"fields": dict(self.fields), "values": {c: dict(v) for c, v in self.values.items()}}
@@ -262,6 +284,6 @@ class UserMapping:
     def from_dict(cls, data: dict[str, Any] | None, source: str = "user") -> UserMapping:
         """From :meth:`to_dict`'s form; unknown keys are ignored."""
         data = data or {}
-        return cls({str(k): str(v) for k, v in (data.get("fields") or {}).items()},
+        return cls({str(k): UNMAPPED if v is None else str(v) for k, v in (data.get("fields") or {}).items()},
                    {str(c): {str(k): str(v) for k, v in (m or {}).items()} for c, m in (data.get("values") or {}).items()},
                    source)

@@ -35,7 +35,7 @@ from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
 from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping
 from ingest.readers.sources import digest, open_sources
-from ingest.report import write_csv, write_html, write_json, write_xlsx
+from ingest.report import write_csv, write_groups, write_html, write_json, write_xlsx
 from ingest.threads import LoadWhileReading
 from ingest.validate import validate
 
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)`` with phase ``read``, ``validate``, ``copy`` or ``swap``."""
 
-REPORT_SUFFIXES = (".json", ".html", ".xlsx", ".csv")
+REPORT_SUFFIXES = (".json", ".html", ".xlsx", ".csv", ".jsonl")   # .jsonl: summary and groups only
 
 
 @dataclass
@@ -190,13 +190,14 @@ def archive_dir(settings: Settings) -> Path:
 
 
 def write_report(report: Report, path: Path) -> Path:
-    """Write the report as JSON, HTML, XLSX or CSV, chosen by the file suffix."""
+    """Write the report as JSON, HTML, XLSX, CSV or grouped JSON Lines, chosen by the file suffix."""
     suffix = path.suffix.lower()
     if suffix not in REPORT_SUFFIXES:
         raise InvalidInput(f"报告格式须为 {'/'.join(REPORT_SUFFIXES)}：{path.name}",
                            f"report must be one of {'/'.join(REPORT_SUFFIXES)}: {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    {".json": write_json, ".html": write_html, ".xlsx": write_xlsx, ".csv": write_csv}[suffix](report, path)
+    {".json": write_json, ".html": write_html, ".xlsx": write_xlsx, ".csv": write_csv,
+     ".jsonl": write_groups}[suffix](report, path)
     return path
 
 

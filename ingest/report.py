@@ -7,13 +7,16 @@ values) and the value mappings given or proposed. Findings are grouped (:func:`g
 layer × field × value → count, first rows, extent), biggest groups first, errors before
 warnings: the HTML page and the workbook lead with what to fix first and stay small whatever
 the number of findings. The full list of findings is in the JSON and the CSV (the workbook's
-per-rule sheets stop at Excel's row limit).
+per-rule sheets stop at Excel's row limit). :func:`write_groups` writes the summary and the
+groups without the findings as JSON Lines, for readers that page through the groups
+(:func:`read_groups`) without loading every finding.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -157,6 +160,29 @@ def write_json(report: Report, path: Path | str) -> Path:
     path = Path(path)
     path.write_text(json.dumps(report_dict(report), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     return path
+
+
+def write_groups(report: Report, path: Path | str) -> Path:
+    """Write the summary and every group, without the findings, as JSON Lines: the first line is
+    ``{"summary": …, "groups_total": n}``, then one group per line, in :func:`groups` order."""
+    path = Path(path)
+    grouped = groups(report)
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"summary": summary(report), "groups_total": len(grouped)}, ensure_ascii=False,
+                            default=str) + "\n")
+        for g in grouped:
+            fh.write(json.dumps(g.to_dict(), ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+def read_groups(path: Path | str, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    """A page of a :func:`write_groups` file: ``{"summary", "groups_total", "offset", "limit",
+    "groups"}`` with groups ``offset`` … ``offset + limit - 1``. Reads the lines up to the page's
+    last, parsing only the header and the page."""
+    with Path(path).open(encoding="utf-8") as fh:
+        head = json.loads(fh.readline())
+        page = [json.loads(line) for line in itertools.islice(fh, offset, offset + limit)]
+    return {**head, "offset": offset, "limit": limit, "groups": page}
 
 
 def write_html(report: Report, path: Path | str, *, max_groups: int = HTML_GROUPS,

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -116,6 +117,17 @@ async def report(job_id: str, fmt: str, request: Request, who: Principal = Depen
         raise NotFound(f"没有 {fmt} 格式的报告", f"no report in format {fmt}")
     path = submission.report(await _job(request, job_id, who), fmt)
     return FileResponse(path, media_type=_MEDIA[fmt], filename=f"report-{job_id[:8]}.{fmt}")
+
+
+@router.get("/{job_id}/groups", summary="质检问题分组 / grouped findings")
+async def groups(job_id: str, request: Request, who: Principal = Depends(deps.principal),
+                 offset: Annotated[int, Query(ge=0, le=100_000_000, description="跳过的分组数")] = 0,
+                 limit: Annotated[int, Query(ge=1, le=submission.MAX_GROUPS_PAGE, description="每页分组数")]
+                 = submission.GROUPS_PAGE) -> dict:
+    """The report's summary (verdict, what to fix first, layers and their mapping) and a page of
+    its findings grouped by rule × layer × field × value (count, first rows, extent), biggest first."""
+    job = await _job(request, job_id, who)
+    return await run_in_threadpool(submission.groups, job, offset, limit)
 
 
 @router.post("/{job_id}/confirm", status_code=202, summary="确认试运行入库 / confirm a dry run")

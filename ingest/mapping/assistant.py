@@ -5,8 +5,10 @@ assistant looks at
 
 - **layer names**: a network code or name and a geometry role (``YS_LIN``, ``YSX``, ``雨水线``,
   ``WS_PNT``) → the pipeline point or line spec with that network;
-- **field names**: similarity of the characters, pinyin initials (建筑层数 ↔ JZCS), and shared
-  suffixes (建筑层数 ends like 地上层数 / 层数; 建筑结构 like 房屋结构);
+- **field names**: similarity of the characters, pinyin initials (建筑层数 ↔ JZCS), shared
+  suffixes (建筑层数 ends like 地上层数 / 层数; 建筑结构 like 房屋结构), the meanings of the words
+  of English names (UPSTRUCT, INVERT_DN, SIZE1), and administrative levels in the names of a
+  boundary dataset (市名/市代码 beside 县名/县代码: the layer's own level and its parent);
 - **values**: four-digit integers in the year range → a year column; values that are a
   dictionary's names or codes → that coded column; numbers in a plausible range → depth,
   diameter, elevation (weak alone).
@@ -36,7 +38,7 @@ from cim.schema import feature_table
 from ingest.data import DATA_DIR, read_yaml
 from ingest.mapping.normalize import Dictionaries, as_text, clean_text
 from ingest.mapping.profile import CodeList, FieldSpec, LayerSpec, Match, Profile, codelists_for, map_fields, norm_name
-from ingest.model import FieldMapping, UserMapping, ValueMapping
+from ingest.model import UNMAPPED, FieldMapping, UserMapping, ValueMapping
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 SAMPLE_ROWS = 500          # rows looked at per field (head and tail)
@@ -76,11 +78,83 @@ def _common_suffix(a: str, b: str) -> str:
     return a[len(a) - n:]
 
 
+@lru_cache(maxsize=1)
+def _vocabulary() -> dict[str, str]:
+    """English word (upper case) → its meaning (``""`` for the words that carry none)."""
+    cfg = settings()["english"]
+    words = {str(w).upper(): "" for w in cfg.get("ignore", [])}
+    for meaning, forms in cfg["meanings"].items():
+        words.update({str(w).upper(): meaning for w in forms})
+    return words
+
+
+_WORD_BREAK = re.compile(r"[^A-Za-z]+|(?<=[a-z])(?=[A-Z])")
+
+
+def _segment(token: str, vocab: dict[str, str]) -> list[str] | None:
+    """The meanings of a run-together token (UPINVERT → start, invert) split into the fewest
+    known words, or None when it cannot be split into known words."""
+    n = len(token)
+    best: list[list[str] | None] = [None] * (n + 1)       # best[i]: meanings of token[:i]
+    best[0] = []
+    for i in range(n):
+        head = best[i]
+        if head is None:
+            continue
+        for j in range(i + 1, n + 1):
+            meaning = vocab.get(token[i:j])
+            cur = best[j]
+            if meaning is not None and (cur is None or len(head) + 1 < len(cur)):
+                best[j] = [*head, meaning]
+    return best[n]
+
+
+@lru_cache(maxsize=4096)
+def meanings(name: str) -> tuple[frozenset[str], int] | None:
+    """The meanings of an English field name's words and the number of its words that are not
+    known (``english`` in ``ingest/assistant.yaml``); None for a name that is not ASCII."""
+    if not name.isascii():
+        return None
+    vocab = _vocabulary()
+    found: set[str] = set()
+    unknown = 0
+    for token in filter(None, _WORD_BREAK.split(name)):
+        parts = _segment(token.upper(), vocab)
+        if parts is None:
+            unknown += 1
+        else:
+            found.update(m for m in parts if m)
+    return frozenset(found), unknown
+
+
+def word_evidence(source: str, column: str) -> tuple[float, str] | None:
+    """How an English field name's word meanings fit a column: (confidence, why), (0, "") when
+    they do not, None when the name says a direction opposite to every meaning set of the column
+    (no spelling similarity may then map it)."""
+    cfg = settings()["english"]
+    m = meanings(source)
+    alts = [frozenset(a) for a in cfg["columns"].get(column, [])]
+    if m is None or not m[0] or not alts:
+        return 0.0, ""
+    found, unknown = m
+    for pair in cfg.get("opposites", []):
+        for a, b in (pair, pair[::-1]):
+            if a in found and b not in found and all(b in alt and a not in alt for alt in alts):
+                return None
+    if found in alts:
+        conf = cfg["confidence"] if unknown == 0 else cfg["partial"]
+        return conf, f"英文字段名 {source} 的词义（{'+'.join(sorted(found))}）对应 {column}"
+    return 0.0, ""
+
+
 def name_evidence(source: str, column: str, fs: FieldSpec) -> tuple[float, str]:
     """How well a delivered field name fits a target column (0–1) and why."""
     s = norm_name(source)
     s_han = bool(_HAN.search(s))
-    best: tuple[float, str] = (0.0, "")
+    words = word_evidence(source, column)
+    if words is None:
+        return 0.0, ""
+    best: tuple[float, str] = words
     for end in settings().get("endings", {}).get(column, []):
         e = norm_name(end)
         if s.endswith(e) and s != e and (_HAN.search(e) or len(s) > len(e)):
@@ -108,6 +182,58 @@ def name_evidence(source: str, column: str, fs: FieldSpec) -> tuple[float, str]:
             if c[0] > best[0]:
                 best = c
     return best
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Administrative levels named in a layer's field names (市名/市代码, 县名/县代码 …)."""
+
+    level: str                         # the layer's own level (the most detailed one present)
+    zh: str
+    fields: dict[str, str]             # name / code → its delivered field
+    parent_code: str | None            # the code field of the next level up present, if any
+
+
+def hierarchy(columns: list[str], target: str) -> Hierarchy | None:
+    """The levels of ``hierarchy`` in ``ingest/assistant.yaml`` that the field names of a layer
+    of ``target`` hold, or None."""
+    cfg = settings().get("hierarchy")
+    if not cfg or target != cfg["target"]:
+        return None
+    endings = {role: {norm_name(e) for e in settings()["endings"][role]} for role in ("name", "code")}
+    found: dict[int, dict[str, str]] = {}
+    for c in columns:
+        n = norm_name(c)
+        hit = None
+        for idx, lv in enumerate(cfg["levels"]):
+            for w in sorted((norm_name(w) for w in lv["words"]), key=len, reverse=True):
+                rest = n[len(w):] if n.startswith(w) else None
+                role = next((r for r, ends in endings.items() if rest in ends), None)
+                if role is not None:
+                    hit = (idx, role)
+                    break
+            if hit:
+                break
+        if hit:
+            found.setdefault(hit[0], {}).setdefault(hit[1], str(c))
+    own = max((i for i, f in found.items() if "code" in f or "name" in f), default=None)
+    if own is None:
+        return None
+    parent = max((i for i, f in found.items() if i < own and "code" in f), default=None)
+    lv = cfg["levels"][own]
+    return Hierarchy(lv["level"], lv["zh"], found[own], found[parent]["code"] if parent is not None else None)
+
+
+def _hierarchy_proposals(h: Hierarchy | None, taken: set[str], filled: set[str]) -> list[Proposal]:
+    if h is None:
+        return []
+    cfg = settings()["hierarchy"]
+    cols, conf = cfg["columns"], cfg["confidence"]
+    out = [Proposal(src, cols[role], conf, f"字段名带层级“{h.zh}”，本图层最细的一级（{h.level}）的{'名称' if role == 'name' else '代码'}")
+           for role, src in h.fields.items()]
+    if h.parent_code:
+        out.append(Proposal(h.parent_code, cols["parent"], conf, "上一级的代码"))
+    return [p for p in out if p.source not in taken and p.column not in filled]
 
 
 # ---------------------------------------------------------------- values
@@ -217,6 +343,8 @@ def propose_fields(spec: LayerSpec, profile: Profile, frame: pd.DataFrame, taken
                 continue
             conf = 1 - (1 - n) * (1 - v)
             pairs.append(Proposal(src, col, round(conf, 3), "；".join(w for w in (n_why, v_why) if w)))
+    h = hierarchy([str(c) for c in frame.columns if c != "geometry"], spec.target)
+    pairs += [p for p in _hierarchy_proposals(h, taken | set(skip), filled) if p.column in spec.fields]
     pairs.sort(key=lambda p: -p.confidence)
     out: list[Proposal] = []
     used_src: set[str] = set()
@@ -253,17 +381,25 @@ def _years_in_coded(frame: pd.DataFrame, match: Match) -> list[FieldMapping]:
 
 
 def assist(match: Match, frame: pd.DataFrame, dicts: Dictionaries, user: UserMapping | None = None) -> Match:
-    """The match with the user's mappings laid over the profile's and proposals for the rest.
+    """The match with the user's mappings laid over the profile's and proposals for the rest; a
+    field the user mapped to nothing (:data:`~ingest.model.UNMAPPED`) is left out of both.
 
     The returned match carries its own copies of the spec and profile when user mappings add a
     column or value translations; ``match.values`` lists the value mappings (given and proposed).
     """
+    match = _with_level(match, frame)
     spec, profile = match.spec, match.profile
     kinds = feature_table(spec.target).kinds()
     fields = {f.column: f for f in match.fields}
     extra_specs: dict[str, FieldSpec] = {}
+    refused: dict[str, str] = {}
     if user:
         for src, col in user.fields.items():
+            if src in frame.columns and col == UNMAPPED:     # the field is not what the profile or a proposal says
+                for c in [c for c, f in fields.items() if f.source == src]:
+                    del fields[c]
+                refused[src] = user.source
+                continue
             if src not in frame.columns or col not in kinds or col == "geom":
                 continue
             for c in [c for c, f in fields.items() if f.source == src or c == col]:
@@ -276,15 +412,31 @@ def assist(match: Match, frame: pd.DataFrame, dicts: Dictionaries, user: UserMap
         if fields[old].rule != "user":
             del fields[old]
             fields[moved.column] = moved
-    taken = {f.source for f in fields.values()}
+    taken = {f.source for f in fields.values()} | set(refused)
     for p in propose_fields(spec, profile, frame, taken, set(fields), dicts, skip=_coords_fields(spec, frame)):
         if p.confidence >= settings()["accept"]:
             fields[p.column] = FieldMapping(p.column, p.source, "proposed", p.confidence, p.reason)
     spec, profile = _with_user_values(spec, profile, extra_specs, user)
     ordered = tuple(sorted(fields.values(), key=lambda f: list(frame.columns).index(f.source)
                            if f.source in frame.columns else 0))
-    out = replace(match, spec=spec, profile=profile, fields=ordered)
+    out = replace(match, spec=spec, profile=profile, fields=ordered, refused=tuple(refused.items()))
     return replace(out, values=tuple(_value_mappings(out, frame, dicts, user)))
+
+
+def _with_level(match: Match, frame: pd.DataFrame) -> Match:
+    """The match with the level its field names show (:func:`hierarchy`) as the level column's
+    value, when no field fills that column and the profile's names did not fix it (a layer the
+    assistant placed, or a spec without a level)."""
+    h = hierarchy([str(c) for c in frame.columns if c != "geometry"], match.spec.target)
+    if h is None:
+        return match
+    spec, col = match.spec, settings()["hierarchy"]["columns"]["level"]
+    if col in match.columns or spec.defaults.get(col) == h.level or (col in spec.defaults and not match.reason):
+        return match
+    spec = spec.model_copy(update={"defaults": {**spec.defaults, col: h.level}})
+    profile = match.profile.model_copy(update={"layers": [spec if s.id == spec.id else s for s in match.profile.layers]})
+    why = f"字段名显示本图层为{h.zh}级：{col} = {h.level}"
+    return replace(match, spec=spec, profile=profile, reason=f"{match.reason}；{why}" if match.reason else why)
 
 
 def _with_user_values(spec: LayerSpec, profile: Profile, extra: dict[str, FieldSpec],
@@ -397,13 +549,26 @@ def propose_layer(layer_name: str, frame: pd.DataFrame, geometry: str, profiles:
             if not by_hint and (len(cols) < settings()["layer_min_fields"] or not all(c in cols for c in mand)):
                 continue
             missing = sum(c not in cols for c in mand)
-            score = (len(cols) + sum(c in cols for c in mand) - 3 * missing + (10 if by_hint else 0)
-                     + (0.5 if prof.id == prefer else 0))
+            # fields the spec's own names recognise count a little more than proposals: of two
+            # specs that could take a layer, the one written for such deliveries wins
+            score = (len(cols) + 0.25 * len(exact) + sum(c in cols for c in mand) - 3 * missing
+                     + (10 if by_hint else 0) + (0.5 if prof.id == prefer else 0) + _level_fit(spec, frame))
             if best is None or score > best[0]:
-                reason = hint[2] if hint is not None and by_hint else f"按字段识别：{len(cols)} 个字段可对应 {spec.target}"
+                reason = hint[2] if hint is not None and by_hint else (
+                    f"按字段识别：{len(cols)} 个字段可对应 {spec.target}（其中 {len(exact)} 个为规范 {prof.id} 的字段名）")
                 best = (score, Match(prof, spec, score, {"code": hint[0]} if hint is not None and by_hint else {},
                                      map_fields(spec, list(frame.columns)), reason=reason))
     return best[1] if best else None
+
+
+def _level_fit(spec: LayerSpec, frame: pd.DataFrame) -> float:
+    """A small preference, among specs of a boundary table, for the one whose level is the level
+    the field names show (else for one without a fixed level)."""
+    h = hierarchy([str(c) for c in frame.columns if c != "geometry"], spec.target)
+    if h is None:
+        return 0.0
+    fixed = spec.defaults.get(settings()["hierarchy"]["columns"]["level"])
+    return 0.25 if fixed == h.level else 0.1 if fixed is None else 0.0
 
 
 def _exact_fields(spec: LayerSpec, frame: pd.DataFrame) -> dict[str, str]:

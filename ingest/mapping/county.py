@@ -17,7 +17,7 @@ import psycopg2.extensions
 from cim import auth
 from cim.errors import InvalidInput, NotFound
 from cim.schema import FEATURE_TABLES, feature_table
-from ingest.model import UserMapping
+from ingest.model import LAYER_SEP, UNMAPPED, UserMapping
 
 
 def _columns() -> set[str]:
@@ -25,9 +25,11 @@ def _columns() -> set[str]:
 
 
 def check(mapping: UserMapping) -> UserMapping:
-    """The mapping when every target is a column of a feature table, else InvalidInput."""
+    """The mapping when every target is a column of a feature table (or empty: mapped to nothing),
+    else InvalidInput."""
     cols = _columns()
-    bad = sorted({c for c in mapping.fields.values() if c not in cols} | {c for c in mapping.values if c not in cols})
+    bad = sorted({c for c in mapping.fields.values() if c not in cols and c != UNMAPPED}
+                 | {c for c in mapping.values if c not in cols})
     if bad:
         raise InvalidInput(f"映射的目标字段不存在：{', '.join(bad)}", f"mapping targets no such column: {', '.join(bad)}",
                            columns=bad)
@@ -76,16 +78,27 @@ def listing(cur: psycopg2.extensions.cursor, county: str | None = None) -> list[
 
 def from_report(report: dict[str, Any]) -> UserMapping:
     """The mapping a dry run used that is worth keeping: fields decided by proposal or by the user
-    (a profile's own rules need no saving) and the value mappings given by the user."""
-    fields: dict[str, str] = {}
+    (a profile's own rules need no saving), fields the user mapped to nothing, and the value
+    mappings given by the user. A field mapped alike in every layer is kept by its name, one mapped
+    differently per layer as ``LAYER::FIELD`` for each."""
+    kept: dict[str, dict[str, str]] = {}               # field → layer → target worth keeping
+    outcome: dict[str, set[str | None]] = {}           # field → its targets in every layer holding it
     values: dict[str, dict[str, str]] = {}
     for layer in report.get("summary", {}).get("layers", []):
         for m in layer.get("mapping", []):
-            if m.get("how") in ("proposed", "user") and m.get("target"):
-                fields[m["source_field"]] = m["target"]
+            src, how, target = m["source_field"], m.get("how"), m.get("target") or None
+            outcome.setdefault(src, set()).add(target)
+            if how == "proposed" and target or how == "user":
+                kept.setdefault(src, {})[layer["source_layer"]] = target or UNMAPPED
         for v in layer.get("value_mappings", []):
             if v.get("how") == "user":
                 values.setdefault(v["column"], {})[v["value"]] = v["code"]
+    fields: dict[str, str] = {}
+    for src, per_layer in kept.items():
+        if len(outcome[src]) == 1:                     # the same in every layer holding it: one plain entry
+            fields[src] = next(iter(per_layer.values()))
+        else:                                          # else for the layers that decided it only
+            fields.update({f"{layer}{LAYER_SEP}{src}": target for layer, target in per_layer.items()})
     return UserMapping(fields, values)
 
 
@@ -106,13 +119,16 @@ def job_report(cur: psycopg2.extensions.cursor, job_id: str) -> tuple[str, Path]
 
 
 def parse_options(maps: list[str] | None, map_values: list[str] | None, source: str = "--map") -> UserMapping:
-    """A mapping from ``SOURCE=COLUMN`` and ``COLUMN:VALUE=CODE`` option texts, or InvalidInput."""
+    """A mapping from ``SOURCE=COLUMN`` and ``COLUMN:VALUE=CODE`` option texts, or InvalidInput.
+    ``SOURCE=`` (no column) maps the delivered field to nothing; ``LAYER::SOURCE=COLUMN`` maps it
+    in that source layer only."""
     fields: dict[str, str] = {}
     values: dict[str, dict[str, str]] = {}
     for text in maps or []:
         src, sep, col = text.partition("=")
-        if not sep or not src.strip() or not col.strip():
-            raise InvalidInput(f"--map 须为 交付字段=目标字段：{text}", f"--map must be SOURCE_FIELD=COLUMN: {text}")
+        if not sep or not src.strip():
+            raise InvalidInput(f"--map 须为 交付字段=目标字段（或 交付字段= 表示不导入）：{text}",
+                               f"--map must be SOURCE_FIELD=COLUMN (or SOURCE_FIELD= for not mapped): {text}")
         fields[src.strip()] = col.strip()
     for text in map_values or []:
         head, sep, code = text.rpartition("=")

@@ -10,6 +10,7 @@ county boundary). Every decision the report must state is appended to the delive
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cim.errors import UnreadableInput
 from cim.schema import FEATURE_TABLES, rank
 from cim.settings import IngestSettings
 from ingest.mapping.assistant import assist, propose_layer, samples_of
+from ingest.mapping.assistant import settings as assistant_settings
 from ingest.mapping.crsdetect import load_datum_shifts, longitude_for_county, resolve
 from ingest.mapping.geometry import fit_geometry_type, prepare_geometry, table_coordinates
 from ingest.mapping.lines import build_lines_from_points, fill_length, needs_point_lines
@@ -73,7 +75,7 @@ class Mapper:
                               f"layer {layer.file} matches no delivery profile and the assistant has no confident "
                               "proposal; it was not read (map its fields with --map)"))
             return None
-        match = assist(match, layer.frame, self.dicts, self.user)
+        match = assist(match, layer.frame, self.dicts, self.user.for_layer(layer.name) if self.user else None)
         how = "映射助手建议" if match.reason else "规范"
         notes.append(Note(layer.name, "profile", f"图层 {layer.file} → 规范 {match.profile.id} / "
                           f"{match.spec.id} → 表 {match.spec.target}（{how}{'：' + match.reason if match.reason else ''}）",
@@ -145,6 +147,7 @@ class Mapper:
                                    county=self.county, shifts=self.shifts)
                 for topic, zh, en in resolved.notes:
                     notes.append(Note(layer.name, topic, zh, en))
+                _note_feet(layer.name, resolved, match, notes)
         src, geom = prepare_geometry(layer, match, resolved, frame)
         repaired = np.zeros(len(frame), dtype=bool)
         if geom is not None:
@@ -166,6 +169,23 @@ class Mapper:
             source_unit_m=(None if resolved is None or resolved.is_geographic else resolved.unit_factor()),
             repaired=repaired, file=layer.file, spec_id=match.spec.id, outliers=outliers if outliers.any() else None,
             mapping=mapping)
+
+
+def _note_feet(layer: str, resolved, match: Match, notes: list[Note]) -> None:
+    """Say so when a layer's coordinates are in feet but the spec reads some of its measures in
+    metres (a US delivery read with a Chinese profile)."""
+    factor = resolved.unit_factor()
+    if resolved.is_geographic or abs(factor - 1.0) < 1e-6:
+        return
+    metres = re.compile(assistant_settings()["metre_columns"])
+    plain = [f"{f.source}→{f.column}" for f in match.fields
+             if metres.fullmatch(f.column) and (fs := match.spec.fields.get(f.column)) is not None and fs.unit in (None, "m")]
+    if plain:
+        notes.append(Note(layer, "units", f"坐标单位为英尺（每单位 {factor:g} 米），而规范 {match.profile.id} 的以下字段"
+                          f"按米读取：{'、'.join(plain)}；如为英尺，请改用声明单位的规范（如 us-stormwater）",
+                          f"the coordinates are in feet ({factor:g} m per unit) but profile {match.profile.id} reads "
+                          f"{', '.join(plain)} as metres; if they are feet, use a profile that "
+                          "declares them (e.g. us-stormwater)"))
 
 
 def _feature_xy(layer: SourceLayer, match: Match) -> np.ndarray | None:

@@ -181,6 +181,7 @@ class Match:
     given: bool = False               # the profile was named, not detected
     reason: str = ""                  # set when the mapping assistant proposed the layer
     values: tuple[ValueMapping, ...] = ()   # value mappings: given (applied) and proposed
+    refused: tuple[tuple[str, str], ...] = ()   # delivered fields the user mapped to nothing, and by what
 
     @property
     def columns(self) -> dict[str, str]:
@@ -192,7 +193,8 @@ class Match:
         """The decision as a reportable record (with the delivered fields and a few of their values)."""
         decided = "proposed" if self.reason else "given" if self.given else "detected"
         return LayerMapping(source_layer, self.profile.id, self.spec.id, self.spec.target, decided, self.score,
-                            self.fields, tuple(str(c) for c in source_fields), samples, self.values, self.reason)
+                            self.fields, tuple(str(c) for c in source_fields), samples, self.values, self.reason,
+                            self.refused)
 
 
 def map_fields(spec: LayerSpec, columns: Sequence[str]) -> tuple[FieldMapping, ...]:

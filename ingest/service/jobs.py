@@ -51,6 +51,7 @@ MAPPING_FILE = "mapping.json"      # the user's field and value mappings of a jo
 FINISHED = ("done", "rejected", "failed", "cancelled")
 RECHECKABLE = ("awaiting_confirmation", "rejected")   # finished checks whose files are kept to check again
 REPORT_FILES = {"json": "report.json", "html": "report.html", "xlsx": "report.xlsx", "csv": "report.csv"}
+GROUPS_FILE = "groups.jsonl"       # summary and grouped findings without the findings (the upload panel pages it)
 TASK_KIND = "ingest.job"
 MAX_ATTEMPTS = 2           # a job whose process died is run once more, then failed with the reason
 LOCK_CLASS = 0x43494D4A    # advisory lock class of a running job (the key is hashtext(job id))
@@ -303,7 +304,8 @@ def _execute(settings: Settings, job: dict, status, work, confirm: bool) -> None
         outcome = pipeline.run(
             work, [work_dir / f for f in job["files"]], settings=settings,
             principal=_principal(job["principal"]), profile=job["profile"], county=job["county_code"],
-            dry_run=job["dry_run"] and not confirm, reports=[work_dir / f for f in REPORT_FILES.values()],
+            dry_run=job["dry_run"] and not confirm,
+            reports=[work_dir / f for f in (*REPORT_FILES.values(), GROUPS_FILE)],
             progress=progress, on_commit=mark_done, user=read_mapping(work_dir))
     except Cancelled:
         _update(status, job_id, state="cancelled", finished=True, message_zh="已取消，未入库",
@@ -368,7 +370,7 @@ def recheck(conn: psycopg2.extensions.connection, job_id: str, mapping: UserMapp
                    client_addr=client_addr, detail=mapping.to_dict())
         work_dir = Path(job["work_dir"])
         write_mapping(work_dir, mapping)
-        for name in REPORT_FILES.values():
+        for name in (*REPORT_FILES.values(), GROUPS_FILE):
             (work_dir / name).unlink(missing_ok=True)
         queue(cur, job_id, confirm=False, principal=principal)
     return job

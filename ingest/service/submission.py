@@ -29,6 +29,8 @@ from ingest.model import UserMapping
 from ingest.service import jobs, upload
 
 COUNTY = re.compile(r"^\d{6}$")
+GROUPS_PAGE = 50                  # groups per page of GET /api/ingest/{job}/groups
+MAX_GROUPS_PAGE = 500
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _JOB_SQL = ("SELECT id, county_code, state, progress, counts::text, findings::text, delivery_id, outcome, dry_run, "
             "message_zh, message_en, work_dir, created_at, finished_at FROM cim.ingest_job WHERE id = $1")
@@ -146,6 +148,21 @@ def report(job_row: dict, fmt: str) -> Path:
     if not path.is_file():
         raise NotFound("报告尚未生成（任务未完成质检）", "the report is not ready (validation has not finished)")
     return path
+
+
+def groups(job_row: dict, offset: int = 0, limit: int = GROUPS_PAGE) -> dict:
+    """A page of the job's grouped findings with the report's summary (verdict, what to fix first,
+    layers and their mapping), biggest groups first (:func:`ingest.report.read_groups`), or
+    NotFound before validation finished."""
+    from ingest.report import read_groups
+
+    if offset < 0 or not 1 <= limit <= MAX_GROUPS_PAGE:
+        raise InvalidInput(f"offset 须 ≥ 0，limit 须在 1–{MAX_GROUPS_PAGE} 之间",
+                           f"offset must be ≥ 0 and limit within 1–{MAX_GROUPS_PAGE}")
+    path = Path(job_row["work_dir"]) / jobs.GROUPS_FILE
+    if not path.is_file():
+        raise NotFound("报告尚未生成（任务未完成质检）", "the report is not ready (validation has not finished)")
+    return read_groups(path, offset, limit)
 
 
 def confirm(settings: Settings, job_id: str, principal: auth.Principal,

@@ -207,3 +207,86 @@ def write_unprofiled_county(folder: Path, *, buildings: int = 60, points: int = 
             write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
         write_shapefile(folder, f"{prefix}_LIN", lines, line_geoms(pts, lines))
     return zip_folder(folder, folder.parent / f"{folder.name}.zip")
+
+
+# A US county stormwater inventory as exported from a county GIS: inlets and conduits with the
+# county's own field names, in a State Plane CRS in US survey feet. Two field-name styles seen
+# in county exports: SWMM-like (US_NODE/DS_NODE, INVERT_UP/INVERT_DN, DIAMETER) and the
+# structure style (UPSTRUCT/DNSTRUCT, UPINVERT/DNINVERT, SIZE1).
+US_STORM_STYLES = {
+    "node": {"crs": 2264, "origin": (2_106_778.0, 739_010.0),       # NAD83 / North Carolina (ftUS), Raleigh
+             "start": "US_NODE", "end": "DS_NODE", "inv_up": "INVERT_UP", "inv_dn": "INVERT_DN",
+             "size": "DIAMETER", "length": "LENGTH"},
+    "struct": {"crs": 2278, "origin": (3_120_040.0, 13_841_753.0),  # NAD83 / Texas South Central (ftUS), Houston
+               "start": "UPSTRUCT", "end": "DNSTRUCT", "inv_up": "UPINVERT", "inv_dn": "DNINVERT",
+               "size": "SIZE1", "length": "SHAPE_LEN"},
+}
+
+
+def write_us_stormwater(folder: Path, style: str = "node", *, streets: int = 3, per_street: int = 6) -> Path:
+    """Zipped ``Inlets`` (points: FACILITYID, INLETTYPE 'Curb Inlet' / 'Grate Inlet' / 'Drop Inlet',
+    RIMELEV and INVERTELEV in feet, INSTALLDATE, OWNEDBY) and ``Conduits`` (lines from inlet to
+    inlet downhill along each street: FACILITYID, upstream/downstream structure ids, inverts in
+    feet, diameter in inches, MATERIAL RCP/PVC/HDPE/CMP and CPP — corrugated polyethylene, which
+    the us-stormwater profile does not list —, length in feet) in a State Plane CRS
+    (feet, with .prj), UTF-8 attributes with a .cpg."""
+    st = US_STORM_STYLES[style]
+    x0, y0 = st["origin"]
+    n = streets * per_street
+    i = np.arange(n)
+    street, pos = i // per_street, i % per_street
+    x, y = x0 + pos * 180.0, y0 + street * 400.0                    # feet: inlets 180 ft apart
+    rim = 320.0 - pos * 1.5 - street * 0.5
+    inlets = pd.DataFrame({"FACILITYID": [f"SI-{k:05d}" for k in i],
+                           "INLETTYPE": np.array(["Curb Inlet", "Grate Inlet", "Drop Inlet"])[i % 3],
+                           "RIMELEV": np.round(rim, 2), "INVERTELEV": np.round(rim - 5.0, 2),
+                           "INSTALLDATE": [f"{1998 + k % 20}-06-01" for k in i], "OWNEDBY": "County"})
+    write_shapefile(folder, "Inlets", inlets, shapely.points(x, y), epsg=st["crs"], encoding="UTF-8", cpg=True,
+                    ldid=None)
+    up = i[pos < per_street - 1]
+    dn = up + 1
+    m = len(up)
+    length = np.hypot(x[dn] - x[up], y[dn] - y[up])
+    conduits = pd.DataFrame({"FACILITYID": [f"SC-{k:05d}" for k in range(m)],
+                             st["start"]: inlets["FACILITYID"].to_numpy()[up],
+                             st["end"]: inlets["FACILITYID"].to_numpy()[dn],
+                             st["inv_up"]: np.round(rim[up] - 5.0, 2), st["inv_dn"]: np.round(rim[dn] - 5.0, 2),
+                             st["size"]: np.array([15, 18, 24])[street[up] % 3],
+                             "MATERIAL": np.array(["RCP", "PVC", "HDPE", "CMP", "CPP"])[np.arange(m) % 5],
+                             st["length"]: np.round(length, 2), "INSTALLDATE": [f"{2001 + k % 15}-03-15" for k in range(m)]})
+    lines = shapely.linestrings(np.stack([np.column_stack([x[up], y[up]]), np.column_stack([x[dn], y[dn]])], axis=1))
+    write_shapefile(folder, "Conduits", conduits, lines, epsg=st["crs"], encoding="UTF-8", cpg=True, ldid=None)
+    return zip_folder(folder, folder.parent / f"{folder.name}.zip")
+
+
+# A national administrative-boundary dataset: one layer per level with the names and codes of
+# every level above it (省名/省代码, 市名/市代码, 县名/县代码), GBK, CGCS2000 lon/lat; its towns come
+# from another source with English field names (NAME, PAC: the administrative code).
+BOUNDARY_CITIES = [("湖南省", "430000", "长沙市", "430100", [("芙蓉区", "430102"), ("天心区", "430103")]),
+                   ("湖南省", "430000", "常德市", "430700", [("武陵区", "430702"), ("鼎城区", "430703")])]
+
+
+def write_national_boundaries(folder: Path, *, city_layer: str = "市级行政区", county_layer: str = "县级行政区",
+                              town_layer: str = "乡镇街道", origin: tuple[float, float] = (111.5, 28.5),
+                              size: float = 0.4) -> Path:
+    """Zipped city, county and town polygons of :data:`BOUNDARY_CITIES` (each inside the one above
+    it; cities ``size`` degrees square from ``origin``): cities with 省名/省代码/市名/市代码,
+    counties with 县名/县代码 too, two towns per county with NAME and PAC; GBK without .cpg."""
+    cities, counties, towns, city_geoms, county_geoms, town_geoms = [], [], [], [], [], []
+    half = size / 2
+    for k, (prov, prov_code, city, city_code, parts) in enumerate(BOUNDARY_CITIES):
+        x0, y0 = origin[0] + k * size * 1.25, origin[1]
+        cities.append({"省名": prov, "省代码": prov_code, "市名": city, "市代码": city_code})
+        city_geoms.append(shapely.box(x0, y0, x0 + size, y0 + size))
+        for j, (county, county_code) in enumerate(parts):
+            counties.append({"省名": prov, "省代码": prov_code, "市名": city, "市代码": city_code, "县名": county,
+                             "县代码": county_code})
+            cx = x0 + j * half
+            county_geoms.append(shapely.box(cx, y0, cx + half, y0 + size))
+            for t in range(2):
+                towns.append({"NAME": f"{county}第{t + 1}街道", "PAC": f"{county_code}{t + 1:03d}"})
+                town_geoms.append(shapely.box(cx, y0 + t * half, cx + half, y0 + (t + 1) * half))
+    write_shapefile(folder, city_layer, pd.DataFrame(cities), city_geoms, epsg=4490)
+    write_shapefile(folder, county_layer, pd.DataFrame(counties), county_geoms, epsg=4490)
+    write_shapefile(folder, town_layer, pd.DataFrame(towns), town_geoms, epsg=4490)
+    return zip_folder(folder, folder.parent / f"{folder.name}.zip")

@@ -23,6 +23,7 @@ from fixtures import E0, N0, write_shapefile, zip_folder  # noqa: E402
 from cim.auth import Role  # noqa: E402
 
 COUNTY = "430526"
+THIRD = "430527"
 
 
 def _delivery(folder: Path, prefix: str) -> Path:
@@ -38,7 +39,8 @@ def _delivery(folder: Path, prefix: str) -> Path:
 def api(db_url, tmp_path_factory):
     home = tmp_path_factory.mktemp("cim-home-mapping")
     conn = psycopg2.connect(db_url)
-    toks = {"uploader": token(conn, Role.uploader, [COUNTY]), "other": token(conn, Role.uploader, ["430599"])}
+    toks = {"uploader": token(conn, Role.uploader, [COUNTY]), "other": token(conn, Role.uploader, ["430599"]),
+            "third": token(conn, Role.uploader, [THIRD])}
     conn.close()
     srv = LiveServer(db_url, home, max_upload_mb=16)
     yield {"url": srv.url, "db_url": db_url, "home": home, **toks}
@@ -152,3 +154,84 @@ def test_rejected_job_cancelled_drops_its_files(api, tmp_path):
     assert httpx.get(api["url"] + f"/api/ingest/{job_id}/report.json", headers=_hdr(api, "other")).status_code == 200
     assert httpx.post(f"{api['url']}/api/ingest/{job_id}/recheck", headers=_hdr(api, "other"),
                       content=b"{}").status_code == 409
+
+
+def test_grouped_findings_are_paged(api, tmp_path):
+    """GET /api/ingest/{job}/groups: the report's summary and its groups a page at a time, in the
+    order of report.json's groups (biggest first), without the findings."""
+    n = 400
+    i = np.arange(n)
+    x, y = E0 + (i % 20) * 40.0, N0 + 300 + (i // 20) * 40.0
+    values = [f"结构{k % 37}" for k in range(n)]                  # 37 values no dictionary knows (Q22)
+    frame = pd.DataFrame({"编号": [f"G{k}" for k in i], "地上层数": [3] * n, "结构类型": values})
+    folder = tmp_path / "groups"
+    write_shapefile(folder, "JZ_buildings", frame, shapely.box(x, y, x + 20, y + 15))
+    path = zip_folder(folder, tmp_path / "groups.zip")
+    res = httpx.post(api["url"] + "/api/ingest", files={"file": (path.name, path.read_bytes())},
+                     data={"county": "430599", "dry_run": "true"}, headers=_hdr(api, "other"))
+    job_id = res.json()["job_id"]
+    assert _wait(api, job_id, "other")["state"] == "rejected"
+    url = f"{api['url']}/api/ingest/{job_id}/groups"
+    full = httpx.get(f"{api['url']}/api/ingest/{job_id}/report.json", headers=_hdr(api, "other")).json()
+
+    first = httpx.get(url, headers=_hdr(api, "other")).json()
+    assert "findings" not in first and first["summary"] == full["summary"]
+    assert first["groups_total"] == len(full["groups"]) >= 37 and (first["offset"], first["limit"]) == (0, 50)
+    assert first["groups"] == full["groups"][:50]
+    assert first["summary"]["fix_first"][0]["rule_id"] == "Q22" and not first["summary"]["accepted"]
+    g = first["groups"][0]
+    assert g["rule_id"] == "Q22" and g["count"] == 11 and len(g["rows"]) == 5 and len(g["extent"]) == 4
+    page = httpx.get(url, params={"offset": 20, "limit": 10}, headers=_hdr(api, "other")).json()
+    assert page["groups"] == full["groups"][20:30]
+    assert httpx.get(url, params={"offset": 10_000}, headers=_hdr(api, "other")).json()["groups"] == []
+    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "x"}):
+        res = httpx.get(url, params=bad, headers=_hdr(api, "other"))
+        assert res.status_code == 400 and res.json()["message_zh"], (bad, res.text)
+    assert httpx.get(url, headers=_hdr(api)).status_code == 403                # another county's uploader
+    assert httpx.get(url, headers={}).status_code == 401
+    assert httpx.get(f"{api['url']}/api/ingest/{'0' * 32}/groups", headers=_hdr(api, "other")).status_code == 404
+
+
+def test_recheck_maps_a_profile_field_to_nothing_and_the_county_keeps_it(api, tmp_path):
+    """建成年代 is a 建造年代 alias of the buildings profile, but this delivery holds free text there:
+    the user maps it to nothing (an empty target), re-checks, confirms; the county's mapping keeps
+    the refusal and its next delivery is read without the field."""
+    n = 8
+    i = np.arange(n)
+    x, y = E0 + 2000 + i * 40.0, N0 + 300 + 0 * i
+    frame = pd.DataFrame({"编号": [f"U{k}" for k in i], "地上层数": [2] * n, "结构类型": ["框架"] * n,
+                          "建成年代": ["九十年代", "不详"] * (n // 2)})
+    write_shapefile(tmp_path / "era", "JZ_buildings", frame, shapely.box(x, y, x + 20, y + 15))
+    path = zip_folder(tmp_path / "era", tmp_path / "era.zip")
+    res = httpx.post(api["url"] + "/api/ingest", files={"file": (path.name, path.read_bytes())},
+                     data={"county": THIRD, "dry_run": "true"}, headers=_hdr(api, "third"))
+    job_id = res.json()["job_id"]
+    job = _wait(api, job_id, "third")
+    assert job["state"] == "rejected", job                                 # Q22 on 建成年代
+    assert _mapping(api, job, "third")["建成年代"]["target"] == "build_era"
+    res = httpx.post(f"{api['url']}/api/ingest/{job_id}/recheck", headers=_hdr(api, "third"),
+                     content=json.dumps({"fields": {"建成年代": ""}}))
+    assert res.status_code == 202, res.text
+    job = _wait(api, job_id, "third")
+    assert job["state"] == "awaiting_confirmation", job
+    row = _mapping(api, job, "third")["建成年代"]
+    assert (row["target"], row["how"]) == (None, "user")
+    assert httpx.post(f"{api['url']}/api/ingest/{job_id}/confirm", headers=_hdr(api, "third")).status_code == 202
+    assert _wait(api, job_id, "third")["state"] == "done"
+    conn = psycopg2.connect(api["db_url"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT mapping FROM cim.county_mapping WHERE county_code = %s ORDER BY version DESC LIMIT 1",
+                        (THIRD,))
+            assert cur.fetchone()[0]["fields"] == {"建成年代": ""}
+            cur.execute("SELECT count(*), count(build_era) FROM cim.building WHERE county_code = %s AND is_current",
+                        (THIRD,))
+            assert cur.fetchone() == (n, 0)
+    finally:
+        conn.close()
+    nxt = zip_folder(tmp_path / "era", tmp_path / "era2.zip")
+    res = httpx.post(api["url"] + "/api/ingest", files={"file": ("era2.zip", nxt.read_bytes())},
+                     data={"county": THIRD, "dry_run": "true"}, headers=_hdr(api, "third"))
+    job = _wait(api, res.json()["job_id"], "third")
+    row = _mapping(api, job, "third")["建成年代"]
+    assert (row["target"], row["how"]) == (None, "user") and f"{THIRD} v1" in row["reason"]

@@ -27,6 +27,7 @@ from ingest.mapping import county as county_mapping  # noqa: E402
 from ingest.mapping.assistant import initials, layer_hint, name_evidence  # noqa: E402
 from ingest.mapping.normalize import load_dictionaries  # noqa: E402
 from ingest.mapping.profile import FieldSpec, codelists_for, load_profiles  # noqa: E402
+from ingest.model import UserMapping  # noqa: E402
 from ingest.pipeline import read_delivery  # noqa: E402
 from ingest.report import report_dict, write_html  # noqa: E402
 from ingest.validate import validate  # noqa: E402
@@ -262,3 +263,92 @@ def test_boundary_dataset_with_its_own_names_is_proposed_not_refused(tmp_path):
     assert (rows["市名"]["target"], rows["市名"]["how"]) == ("name", "proposed")
     assert (rows["市代码"]["target"], rows["市代码"]["how"]) == ("code", "proposed")
     assert list(b.frame["code"]) == ["430100", "430200", "430300"]
+
+
+def _era_as_text(tmp_path: Path, name: str) -> Path:
+    """Buildings whose 建成年代 (a 建造年代 alias) holds free text no dictionary knows and whose 编号
+    (a building-code alias) is the community code; 房屋编码 is the building code."""
+    n = 12
+    frame = pd.DataFrame({"编号": ["430702001001"] * n, "房屋编码": [f"H{k}" for k in range(n)], "地上层数": [3] * n,
+                          "结构类型": ["框架"] * n, "建成年代": ["九十年代", "解放前", "不详"] * 4})
+    return _buildings(tmp_path / name, frame)
+
+
+def test_user_unmaps_a_profile_field_and_maps_another_elsewhere(tmp_path):
+    path = _era_as_text(tmp_path, "unmap")
+    (b,) = read_delivery(path, county="430702").batches
+    rows = _rows(b)
+    assert (rows["建成年代"]["target"], rows["建成年代"]["how"]) == ("build_era", "alias")
+    assert (rows["编号"]["target"], rows["编号"]["how"]) == ("code", "alias")
+    assert validate(read_delivery(path, county="430702")).has_errors          # Q22: 九十年代 is no era code
+
+    user = county_mapping.parse_options(["建成年代=", "编号=community_code", "房屋编码=code"], None)
+    assert user.fields == {"建成年代": "", "编号": "community_code", "房屋编码": "code"}
+    d = read_delivery(path, county="430702", user=user)
+    (b,) = d.batches
+    rows = _rows(b)
+    assert (rows["建成年代"]["target"], rows["建成年代"]["how"]) == (None, "user")   # not proposed again either
+    assert "不导入" in rows["建成年代"]["reason"]
+    assert (rows["编号"]["target"], rows["编号"]["how"]) == ("community_code", "user")
+    assert (rows["房屋编码"]["target"], rows["房屋编码"]["how"]) == ("code", "user")
+    assert b.frame["build_era"].isna().all() and list(b.frame["code"]) == [f"H{k}" for k in range(12)]
+    assert set(b.frame["community_code"]) == {"430702001001"}
+    report = validate(d)
+    assert not report.has_errors, [(f.rule_id, f.field, f.value) for f in report.findings][:5]
+    # the report keeps the refusal, and so does the mapping saved from it
+    saved = county_mapping.from_report(report_dict(report))
+    assert saved.fields == {"建成年代": "", "编号": "community_code", "房屋编码": "code"}
+    assert county_mapping.check(UserMapping.from_dict({"fields": {"建成年代": None}})).fields == {"建成年代": ""}
+    with pytest.raises(InvalidInput):
+        county_mapping.parse_options(["=floors_above"], None)
+
+
+def test_cli_map_to_nothing_and_the_saved_county_mapping(cli, conn, tmp_path):
+    county = county_code()
+    path = _era_as_text(tmp_path, "cli-unmap")
+    assert cli("ingest", str(path), "--county", county, "--dry-run").returncode == 1       # rejected: Q22
+    res = cli("ingest", str(path), "--county", county, "--dry-run", "--report", str(tmp_path / "r.json"),
+              "--map", "建成年代=", "--map", "编号=community_code", "--map", "房屋编码=code")
+    assert res.returncode == 0, res.stdout + res.stderr
+    data = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    rows = {m["source_field"]: m for m in data["summary"]["layers"][0]["mapping"]}
+    assert (rows["建成年代"]["target"], rows["建成年代"]["how"]) == (None, "user")
+    res = cli("ingest", "profiles", "save", "--county", county, "--map", "建成年代=", "--map", "编号=community_code",
+              "--map", "房屋编码=code", check=True)
+    assert f"{county} v1" in res.stdout
+    assert "建成年代→（不导入" in cli("ingest", "profiles", "--county", county, check=True).stdout
+    # the county's next delivery is loaded with the field left out, without options
+    res = cli("ingest", str(path), "--county", county, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(build_era), min(community_code), min(code) FROM cim.building "
+                    "WHERE county_code = %s AND is_current", (county,))
+        assert cur.fetchone() == (12, 0, "430702001001", "H0")
+
+
+@pytest.mark.parametrize(("name", "column", "fits"), [
+    ("US_NODE", "start_exp_no", True), ("UPSTRUCT", "start_exp_no", True), ("UpstreamID", "start_exp_no", True),
+    ("DNSTRUCT", "end_exp_no", True), ("DS_NODE", "start_exp_no", False), ("INVERT_UP", "start_z", True),
+    ("UPINVERT", "start_z", True), ("INVERT_DN", "end_z", True), ("DNINVERT", "start_z", False),
+    ("SIZE1", "diameter_mm", True), ("RIMELEV", "ground_z", True), ("INVERTELEV", "invert_z", True),
+    ("INLETTYPE", "appurtenance", True), ("DSCS", "floors_above", False)])
+def test_english_field_names_by_the_meaning_of_their_words(name, column, fits):
+    from ingest.mapping.assistant import word_evidence
+
+    score, why = name_evidence(name, column, FieldSpec())
+    assert (score >= 0.6) is fits, (name, column, score, why)
+    if fits:
+        assert word_evidence(name, column)[0] >= 0.8 and name in why
+    # a direction never maps onto the opposite end, however close the spelling to its alias
+    assert name_evidence("INVERT_DN", "start_z", FieldSpec(aliases=["US_INVERT"])) == (0.0, "")
+
+
+def test_administrative_levels_in_field_names():
+    from ingest.mapping.assistant import hierarchy
+
+    h = hierarchy(["省名", "省代码", "市名", "市代码", "县名", "县代码", "面积"], "admin_area")
+    assert (h.level, h.fields, h.parent_code) == ("county", {"name": "县名", "code": "县代码"}, "市代码")
+    h = hierarchy(["SHENG_DM", "SHI_MC", "SHI_DM"], "admin_area")
+    assert (h.level, h.fields, h.parent_code) == ("city", {"name": "SHI_MC", "code": "SHI_DM"}, "SHENG_DM")
+    assert hierarchy(["乡镇名称", "区县代码"], "admin_area").parent_code == "区县代码"
+    assert hierarchy(["市名", "市代码"], "building") is None and hierarchy(["名称"], "admin_area") is None

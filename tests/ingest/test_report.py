@@ -15,7 +15,7 @@ from fixtures import network, write_network_shapefiles, write_xlsx, zip_folder  
 
 from ingest.model import Delivery, Finding, Report, Severity  # noqa: E402
 from ingest.pipeline import read_delivery  # noqa: E402
-from ingest.report import groups, report_dict, write_csv, write_html, write_json  # noqa: E402
+from ingest.report import groups, read_groups, report_dict, write_csv, write_groups, write_html, write_json  # noqa: E402
 from ingest.report import write_xlsx as write_report_xlsx
 from ingest.validate import validate  # noqa: E402
 
@@ -129,6 +129,13 @@ def test_grouped_report_at_200k_findings(tmp_path):
 
     first = report_dict(report)["summary"]["fix_first"]
     assert first[0]["rule_id"] == "Q22" and first[0]["count"] > 30_000 and len(first[0]["top_values"]) == 5
+
+    # the groups without the findings, paged (the upload panel's source)
+    jsonl = write_groups(report, tmp_path / "big.jsonl")
+    page = read_groups(jsonl, 10, 5)
+    assert page["groups_total"] == len(grouped) and page["summary"]["findings_total"] == 200_000
+    assert page["groups"] == json.loads(json.dumps([g.to_dict() for g in grouped[10:15]]))
+    assert read_groups(jsonl, len(grouped), 5)["groups"] == []
 
     csv_path = write_csv(report, tmp_path / "big.csv")
     with csv_path.open(encoding="utf-8-sig") as fh:

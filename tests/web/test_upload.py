@@ -98,15 +98,13 @@ def test_upload_report_groups_findings_and_zooms_to_them(page, web_server, uploa
     ])
     open_map(page, web_server, view="14/27.2/111.5")
     _upload(page, uploader, files, None)  # profile auto-detected
-    page.locator("#upload-report details.rule").first.wait_for(timeout=120_000)
+    page.locator("#upload-groups tr.group").first.wait_for(timeout=120_000)
     page.locator("#panel").screenshot(path=str(artifacts / "web_upload_report.png"))
-    rules = page.locator("#upload-report details.rule").evaluate_all("els => els.map((e) => e.dataset.rule)")
-    assert len(rules) == len(set(rules)) >= 1  # one group per rule
-    row = page.locator("#upload-report tr.zoomable").first
-    page.locator("#upload-report details.rule").first.locator("summary").click()
-    if not row.is_visible():
-        page.locator("#upload-report details.rule").evaluate_all("els => els.forEach((e) => { e.open = true; })")
-    row.click()
+    groups = page.locator("#upload-groups tr.group").evaluate_all(
+        "els => els.map((e) => [e.dataset.rule, e.dataset.layer, e.cells[3].textContent, e.cells[4].textContent])")
+    assert len(groups) == len({tuple(g) for g in groups}) >= 1  # one row per rule × layer × field × value
+    assert page.locator("#upload-fix-first li").count() >= 1   # rejected: what to fix first
+    page.locator("#upload-groups tr.zoomable").first.click()
     page.wait_for_function("!window.cim.map.isMoving() && window.cim.map.getZoom() >= 17.9", timeout=20_000)
     c = page.evaluate("window.cim.map.getCenter().toArray()")
     assert any(abs(c[0] - x) < 1e-4 and abs(c[1] - y) < 1e-4 for x, y in [(111.5410, 27.2110), (111.7, 27.3)]), c

@@ -1,12 +1,15 @@
 // County upload: with an uploader token (kept in sessionStorage, sent as Bearer), choose the
 // delivery's files, pick a survey profile or let the server detect it, upload as a dry run
-// (POST /api/ingest, dry_run=true), follow the job (GET /api/ingest/{job}), read the validation
-// report grouped by rule (report.json; a finding with x/y zooms the map to it), then confirm
+// (POST /api/ingest, dry_run=true), follow the job (GET /api/ingest/{job}), then read the report
+// as the server grouped it (GET /api/ingest/{job}/groups, a page at a time: the verdict, what to
+// fix first, findings grouped by rule × layer × field × value with their count, first rows and
+// extent, biggest first; a group with an extent zooms the map to it). The full list of findings
+// is never fetched here: the JSON, CSV, HTML and XLSX reports are offered as links. Then confirm
 // or cancel the load. The mapping step: after a dry run, each layer's mapping (delivered field →
 // target column, how it was decided, confidence, samples) and its value mappings are shown as a
-// table; the user changes a target or a value's code, re-checks the stored files with that
-// mapping (POST /api/ingest/{job}/recheck) and confirms; confirming saves the mapping as the
-// county's (server side).
+// table; the user changes a target (or sets a field to "not mapped"), or a value's code,
+// re-checks the stored files with that mapping (POST /api/ingest/{job}/recheck) and confirms;
+// confirming saves the mapping as the county's (server side).
 import { getJSON, postJSON, postForm, getToken, setToken } from "./api.js";
 import { t, pick, messageOf, getLang } from "./i18n.js";
 import { el, openPanel, notify, notifyError, fmt } from "./ui.js";
@@ -14,20 +17,33 @@ import { highlight } from "./map2d.js";
 
 const COUNTY_KEY = "cim.county";
 const FINAL = new Set(["done", "rejected", "failed", "cancelled"]);
-const SHOW_PER_RULE = 200;
+const GROUPS_PAGE = 50;          // groups fetched per page
+const REPORT_WAIT_MS = 15_000;   // a finished job's reports are written just after its state: wait for them
 const RECHECKABLE = new Set(["awaiting_confirmation", "rejected"]);
 
 /** The user's mapping read back from the mapping tables of the report panel:
  *  {fields: {source: column}, values: {column: {value: code}}}. A field goes in when its
- *  target was proposed, given by the user, or changed here; a value mapping when it is ticked
- *  and has a code. */
+ *  target was proposed, given by the user, or changed here; a field set to "not mapped" (its
+ *  profile alias or proposal refused, or kept so by the user) goes in with an empty column; a
+ *  value mapping when it is ticked and has a code. A field delivered in several layers goes in
+ *  per layer, as LAYER::FIELD. */
 export function collectMapping(root) {
   const fields = {};
   const values = {};
+  const picked = [];
   for (const sel of root.querySelectorAll("select.map-target")) {
     const { source, how, original } = sel.dataset;
-    if (sel.value && (how === "proposed" || how === "user" || sel.value !== original)) fields[source] = sel.value;
+    const layer = sel.closest("table.mapping")?.dataset.layer || "";
+    const changed = sel.value !== original;
+    if (sel.value && (how === "proposed" || how === "user" || changed)) picked.push([layer, source, sel.value]);
+    else if (!sel.value && (changed || how === "user")) picked.push([layer, source, ""]);
   }
+  // a field delivered in several layers is mapped per layer (LAYER::FIELD), else by its name
+  const layersOf = {};
+  for (const sel of root.querySelectorAll("select.map-target")) {
+    (layersOf[sel.dataset.source] ??= new Set()).add(sel.closest("table.mapping")?.dataset.layer || "");
+  }
+  for (const [layer, source, column] of picked) fields[layersOf[source].size > 1 ? `${layer}::${source}` : source] = column;
   for (const row of root.querySelectorAll("tr.map-value")) {
     const on = row.querySelector("input.map-value-on");
     const column = row.querySelector(".map-value-column")?.value?.trim();
@@ -36,17 +52,6 @@ export function collectMapping(root) {
     if (on?.checked && column && value && code) (values[column] ??= {})[value] = code;
   }
   return { fields, values };
-}
-
-/** Group report findings by rule id, errors first. */
-export function groupFindings(findings) {
-  const groups = new Map();
-  for (const f of findings || []) {
-    if (!groups.has(f.rule_id)) groups.set(f.rule_id, { rule: f.rule_id, severity: f.severity, items: [] });
-    groups.get(f.rule_id).items.push(f);
-  }
-  const rank = { error: 0, warning: 1, info: 2 };
-  return [...groups.values()].sort((a, b) => (rank[a.severity] ?? 3) - (rank[b.severity] ?? 3) || b.items.length - a.items.length);
 }
 
 /** The upload panel controller. */
@@ -125,37 +130,104 @@ export class UploadPanel {
     }
   }
 
+  /** A page of the job's grouped report; a finished job's report files appear just after its
+   *  state, so a "not ready" answer is asked again for a while. */
+  async fetchGroups(offset) {
+    const url = `/api/ingest/${encodeURIComponent(this.job)}/groups?offset=${offset}&limit=${GROUPS_PAGE}`;
+    const until = Date.now() + REPORT_WAIT_MS;
+    for (;;) {
+      try {
+        return await getJSON(url, { what: "GET /api/ingest/{job}/groups" });
+      } catch (err) {
+        if (err.status !== 404 || err.unavailable || Date.now() > until) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
   async showReport(job) {
-    let report;
+    let page;
     try {
-      report = await getJSON(`/api/ingest/${encodeURIComponent(this.job)}/report.json`, { what: "report.json" });
+      page = await this.fetchGroups(0);
     } catch (err) {
       notifyError(err);
       return;
     }
-    const groups = groupFindings(report.findings);
-    const links = Object.entries(job.links || {}).map(([k, href]) => el("a", { href, target: "_blank", rel: "noopener" }, `${t("upload.download")} ${k}`));
+    const s = page.summary || {};
+    const links = Object.entries(job.links || {}).map(([k, href]) => el("a", { href, target: "_blank", rel: "noopener", dataset: { format: k } }, `${t("upload.download")} ${k.toUpperCase()}`));
     const body = [el("h3", {}, t("upload.report")), el("p", { class: "links" }, links)];
+    const sev = s.by_severity || {};
+    body.push(el("p", { class: `verdict ${s.accepted ? "ok" : "error"}`, dataset: { accepted: String(!!s.accepted) } },
+      t(s.accepted ? "upload.accepted" : "upload.rejected", { e: fmt(sev.error ?? 0, 0), w: fmt(sev.warning ?? 0, 0), g: fmt(page.groups_total ?? 0, 0) })));
+    this.ruleNames = Object.fromEntries((s.by_rule || []).map((r) => [r.rule_id, pick(r, "name") || r.rule_id]));
+    if (!s.accepted && (s.fix_first || []).length) body.push(this.fixFirst(s.fix_first));
+    body.push(this.groupsTable(page));
     const canRecheck = RECHECKABLE.has(job.state) && !job.delivery_id;
-    body.push(this.mappingTables(report.summary?.layers || [], canRecheck));
-    if (!groups.length) body.push(el("p", { class: "ok" }, t("upload.noFindings")));
-    for (const g of groups) {
-      const first = g.items[0];
-      const title = `${g.rule}（${g.severity}）× ${g.items.length} — ${getLang() === "en" ? first.message_en : first.message_zh}`;
-      const rows = g.items.slice(0, SHOW_PER_RULE).map((f) => el("tr", {
-        class: Number.isFinite(f.x) && Number.isFinite(f.y) ? "zoomable" : "", onclick: () => this.zoomTo(f) },
-      el("td", {}, f.source_layer || ""), el("td", {}, f.row ?? ""), el("td", {}, f.key || ""), el("td", {}, f.field || ""),
-      el("td", {}, getLang() === "en" ? f.message_en : f.message_zh)));
-      body.push(el("details", { class: `rule ${g.severity}`, dataset: { rule: g.rule } }, el("summary", {}, title),
-        el("table", { class: "findings" }, el("thead", {}, el("tr", {}, [t("upload.layer"), t("upload.row"), "key", "field", t("upload.message")].map((h) => el("th", {}, h)))),
-          el("tbody", {}, rows))));
-    }
+    body.push(this.mappingTables(s.layers || [], canRecheck));
     if (job.state === "awaiting_confirmation") {
       body.push(el("div", { class: "actions" },
         el("button", { type: "button", id: "upload-confirm", onclick: () => this.decide("confirm") }, t("upload.confirm")),
         el("button", { type: "button", id: "upload-cancel", onclick: () => this.decide("cancel") }, t("upload.cancel"))));
     }
     this.report.replaceChildren(...body);
+  }
+
+  /** What to fix first (rule × layer × field, errors first, biggest first, with the most frequent values). */
+  fixFirst(items) {
+    const en = getLang() === "en";
+    return el("div", { id: "upload-fix-first" }, el("h4", {}, t("upload.fixFirst")),
+      el("ol", {}, items.map((a) => el("li", { class: a.severity, dataset: { rule: a.rule_id, layer: a.source_layer, count: String(a.count) } },
+        el("b", {}, `${a.rule_id} ${this.ruleNames[a.rule_id] || ""}`), ` · ${a.source_layer}`, a.field ? ` · ${a.field}` : "",
+        ` · ${t("upload.times", { n: fmt(a.count, 0) })}`,
+        (a.top_values || []).length ? el("div", { class: "top-values" }, (a.top_values || []).map((v) => `${v.value} ×${fmt(v.count, 0)}`).join("、")) : "",
+        el("div", { class: "message" }, en ? a.message_en : a.message_zh)))));
+  }
+
+  /** The grouped findings, biggest first, a page at a time ("more" fetches the next page). */
+  groupsTable(page) {
+    const total = page.groups_total ?? 0;
+    const box = el("div", { id: "upload-groups", dataset: { total: String(total) } });
+    if (!total) {
+      box.append(el("p", { class: "ok" }, t("upload.noFindings")));
+      return box;
+    }
+    const tbody = el("tbody");
+    const head = [t("upload.rule"), t("upload.severity"), t("upload.layer"), t("upload.field"), t("upload.value"), t("upload.count"), t("upload.firstRows"), t("upload.message")];
+    const more = el("button", { type: "button", id: "upload-groups-more" });
+    let shown = 0;
+    const add = (groups) => {
+      for (const g of groups) tbody.append(this.groupRow(g));
+      shown += groups.length;
+      more.textContent = t("upload.moreGroups", { n: fmt(Math.min(GROUPS_PAGE, total - shown), 0), total: fmt(total, 0) });
+      more.hidden = shown >= total;
+    };
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        add((await this.fetchGroups(shown)).groups || []);
+      } catch (err) {
+        notifyError(err);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    add(page.groups || []);
+    box.append(el("h4", {}, t("upload.groups", { total: fmt(total, 0) })),
+      el("table", { class: "findings groups" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))), tbody), more);
+    return box;
+  }
+
+  groupRow(g) {
+    const en = getLang() === "en";
+    const rows = (g.rows || []).map((r, i) => (g.keys?.[i] ? `${r}（${g.keys[i]}）` : String(r))).join("、");
+    const zoomable = Array.isArray(g.extent) && g.extent.every(Number.isFinite);
+    return el("tr", { class: `group ${g.severity}${zoomable ? " zoomable" : ""}`, title: zoomable ? t("upload.zoomExtent") : "",
+      dataset: { rule: g.rule_id, layer: g.source_layer, count: String(g.count) }, onclick: zoomable ? () => this.zoomTo(g.extent) : null },
+    el("td", { class: "nw" }, g.rule_id, el("div", { class: "rule-name" }, this.ruleNames[g.rule_id] || "")),
+    el("td", { class: "sev" }, t(`upload.sev.${g.severity}`)), el("td", {}, g.source_layer || ""), el("td", {}, g.field || ""),
+    el("td", {}, g.value ?? ""), el("td", { class: "num" }, fmt(g.count, 0)),
+    el("td", { class: "first-rows" }, rows + (g.count > (g.rows || []).length ? " …" : "")),
+    el("td", {}, en ? g.message_en : g.message_zh));
   }
 
   /** The mapping step: per layer a table of delivered field → target column (a select), how it
@@ -208,11 +280,19 @@ export class UploadPanel {
     }
   }
 
-  /** Zoom the 2D map to a finding's x/y (lon/lat) and mark it. */
-  zoomTo(f) {
-    if (!Number.isFinite(f.x) || !Number.isFinite(f.y)) return;
-    this.map.flyTo({ center: [f.x, f.y], zoom: Math.max(this.map.getZoom(), 18), duration: 600 });
-    highlight(this.map, [{ type: "Feature", geometry: { type: "Point", coordinates: [f.x, f.y] }, properties: {} }]);
+  /** Zoom the 2D map to a group's extent [min lon, min lat, max lon, max lat] and outline it
+   *  (a single place: centred at street level and marked). */
+  zoomTo(extent) {
+    const [x0, y0, x1, y1] = extent;
+    if (x1 - x0 < 1e-5 && y1 - y0 < 1e-5) {
+      const c = [(x0 + x1) / 2, (y0 + y1) / 2];
+      this.map.flyTo({ center: c, zoom: Math.max(this.map.getZoom(), 18), duration: 600 });
+      highlight(this.map, [{ type: "Feature", geometry: { type: "Point", coordinates: c }, properties: {} }]);
+      return;
+    }
+    this.map.fitBounds([[x0, y0], [x1, y1]], { padding: 40, maxZoom: 18, duration: 600 });
+    highlight(this.map, [{ type: "Feature", properties: {},
+      geometry: { type: "LineString", coordinates: [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]] } }]);
   }
 
   async decide(action) {
