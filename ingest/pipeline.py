@@ -35,7 +35,7 @@ from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
 from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping
 from ingest.readers.sources import digest, open_sources
-from ingest.report import write_csv, write_groups, write_html, write_json, write_xlsx
+from ingest.report import read_groups, write_csv, write_groups, write_html, write_json, write_xlsx
 from ingest.threads import LoadWhileReading
 from ingest.validate import validate
 
@@ -199,6 +199,12 @@ def write_report(report: Report, path: Path) -> Path:
     {".json": write_json, ".html": write_html, ".xlsx": write_xlsx, ".csv": write_csv,
      ".jsonl": write_groups}[suffix](report, path)
     return path
+
+
+def read_report_groups(path: Path, offset: int, limit: int) -> dict:
+    """A page of a grouped report written by :func:`write_report` as ``.jsonl``: the summary and
+    groups ``offset`` … ``offset + limit - 1`` (:func:`ingest.report.read_groups`)."""
+    return read_groups(path, offset, limit)
 
 
 def exit_code_for(exc: CimError) -> int:

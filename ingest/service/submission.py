@@ -152,9 +152,9 @@ def report(job_row: dict, fmt: str) -> Path:
 
 def groups(job_row: dict, offset: int = 0, limit: int = GROUPS_PAGE) -> dict:
     """A page of the job's grouped findings with the report's summary (verdict, what to fix first,
-    layers and their mapping), biggest groups first (:func:`ingest.report.read_groups`), or
+    layers and their mapping), biggest groups first (:func:`ingest.pipeline.read_report_groups`), or
     NotFound before validation finished."""
-    from ingest.report import read_groups
+    from ingest.pipeline import read_report_groups
 
     if offset < 0 or not 1 <= limit <= MAX_GROUPS_PAGE:
         raise InvalidInput(f"offset 须 ≥ 0，limit 须在 1–{MAX_GROUPS_PAGE} 之间",
@@ -162,7 +162,7 @@ def groups(job_row: dict, offset: int = 0, limit: int = GROUPS_PAGE) -> dict:
     path = Path(job_row["work_dir"]) / jobs.GROUPS_FILE
     if not path.is_file():
         raise NotFound("报告尚未生成（任务未完成质检）", "the report is not ready (validation has not finished)")
-    return read_groups(path, offset, limit)
+    return read_report_groups(path, offset, limit)
 
 
 def confirm(settings: Settings, job_id: str, principal: auth.Principal,
