@@ -78,7 +78,7 @@ INGEST_ALLOWED = {
     "validation": {"shared", "mapping", "validation"},
     "load": {"shared", "load"},
     "pipeline": {"shared", "readers", "mapping", "validation", "load", "pipeline"},
-    "service": {"shared", "mapping", "validation", "pipeline", "service"},   # validation: reads the reports a job wrote
+    "service": {"shared", "mapping", "pipeline", "service"},
     "cli": {"shared", "mapping", "load", "pipeline", "dem", "cli"},
     "dem": {"dem"},
 }
