@@ -37,7 +37,7 @@ from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMappi
 from ingest.readers.sources import digest, open_sources
 from ingest.report import write_csv, write_html, write_json, write_xlsx
 from ingest.threads import LoadWhileReading
-from ingest.validate import validate
+from ingest.validate import Validation, validate
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +94,34 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     if delivery is not None:
         delivery.county_code = county
     if dry_run:
-        if delivery is None:
-            delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings, progress=progress)
-        return _dry_run(conn, delivery, reports=reports, progress=progress)
+        if delivery is None:                     # each batch is checked as soon as it is read
+            checks = _Checks(conn, settings.ingest)
+            delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings, progress=progress,
+                            on_start=checks.start, on_batch=checks.add)
+            return _dry_run(conn, delivery, reports=reports, report=checks.finish(progress))
+        return _dry_run(conn, delivery, reports=reports, report=_validated(delivery, conn, progress))
     with LoadWhileReading(conn, settings, principal=principal, county=county, archive_dir=archive_dir(settings),
                           client_addr=client_addr, progress=progress,
                           originals=[Path(p) for p in paths] or None) as work:
-        if delivery is None:                     # each batch is written while the next layer is read
+        if delivery is None:                     # each batch is written and checked while the next is read
+            checks = _Checks(work.validation_conn, settings.ingest)
+
+            def start(d: Delivery) -> None:
+                work.start(d)
+                checks.start(d)
+
+            def batch_ready(b: LayerBatch) -> None:
+                work.write(b)
+                checks.add(b)
+
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
-                            progress=progress, on_start=work.start, on_batch=work.write)
+                            progress=progress, on_start=start, on_batch=batch_ready)
+            work.reading_done()
+            report = checks.finish(progress)     # the rules across batches, while the rest is written
         else:
             work.hand_over(delivery)
-        work.reading_done()
-        report = _validated(delivery, work.validation_conn, progress)   # while the pipe segments are written
+            work.reading_done()
+            report = _validated(delivery, work.validation_conn, progress)   # while the pipe segments are written
         written, refused = work.written()
     result = _commit(written, report, refused, progress, on_commit)
     return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
@@ -228,9 +243,34 @@ def _validated(delivery: Delivery, conn, progress: Progress | None) -> Report:
     return report
 
 
-def _dry_run(conn, delivery: Delivery, *, reports: Sequence[Path], progress: Progress | None) -> Outcome:
-    """Validate and report; write nothing (a file already loaded is named in the report)."""
-    report = _validated(delivery, conn, progress)
+class _Checks:
+    """The validation of a delivery fed batch by batch while it is read (:class:`Validation`):
+    each batch is checked as it is handed over, and of a batch of ``CIM_INGEST_STREAM_ROWS``
+    rows or more only its residue stays in the delivery."""
+
+    def __init__(self, conn, settings: IngestSettings) -> None:
+        self.conn, self.slim_rows = conn, settings.stream_rows
+        self.validation: Validation | None = None
+
+    def start(self, delivery: Delivery) -> None:
+        self.validation = Validation(delivery, self.conn, slim_rows=self.slim_rows)
+
+    def add(self, batch: LayerBatch) -> None:
+        assert self.validation is not None  # start() comes first (read_deliveries' on_start)
+        self.validation.add(batch)
+
+    def finish(self, progress: Progress | None) -> Report:
+        assert self.validation is not None
+        if progress:
+            progress("validate", 0, 1)
+        report = self.validation.finish()
+        if progress:
+            progress("validate", 1, 1)
+        return report
+
+
+def _dry_run(conn, delivery: Delivery, *, reports: Sequence[Path], report: Report) -> Outcome:
+    """Report a validated delivery; write nothing (a file already loaded is named in the report)."""
     with conn.cursor() as cur:
         dup = find_duplicate(cur, delivery.sha256, delivery.county_code)
     conn.rollback()  # validation only reads

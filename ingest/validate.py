@@ -51,7 +51,7 @@ def validate(delivery: Delivery, conn=None, *, rules_path: Path | str | None = N
     areas, the dictionaries as stored in the database and the duplicate check against loaded
     features. The delivery is left as it is (it can be validated again).
     """
-    validation = Validation(delivery, conn, rules_path=rules_path, slim=False)
+    validation = Validation(delivery, conn, rules_path=rules_path, slim_rows=None)
     for batch in list(delivery.batches):
         validation.add(batch)
     return validation.finish()
@@ -60,15 +60,15 @@ def validate(delivery: Delivery, conn=None, *, rules_path: Path | str | None = N
 class Validation:
     """The validation of one delivery, fed batch by batch as they are read.
 
-    :meth:`add` checks one complete batch of ``delivery.batches`` and (with ``slim``) replaces
-    it there by its residue; :meth:`finish` runs the rules across batches and returns the sorted
+    :meth:`add` checks one complete batch of ``delivery.batches`` and, when it has ``slim_rows``
+    rows or more, replaces it there by its residue (``slim_rows`` None: never); :meth:`finish` runs the rules across batches and returns the sorted
     report. The batch given to :meth:`add` is not changed (a loader may still be writing it).
     """
 
     def __init__(self, delivery: Delivery, conn=None, *, rules_path: Path | str | None = None,
-                 slim: bool = True) -> None:
+                 slim_rows: int | None = 0) -> None:
         self.ctx = Ctx(delivery, load_rules(str(rules_path) if rules_path else None), load_dictionaries(conn), conn)
-        self.delivery, self.slim = delivery, slim
+        self.delivery, self.slim_rows = delivery, slim_rows
         self.deferred: list[LayerBatch] = []     # residues still waiting for the county boundary (Q24)
         self._asked = False                      # the loaded county boundary was looked up
         self._area = None                        # the county boundary, buffered and prepared
@@ -88,8 +88,8 @@ class Validation:
         return self._area
 
     def add(self, batch: LayerBatch) -> LayerBatch:
-        """Run the rules of one batch of the delivery and put its residue in its place (with
-        ``slim``); returns the residue (else the batch)."""
+        """Run the rules of one batch of the delivery and put its residue in its place (a batch
+        of ``slim_rows`` rows or more); returns what stays in the delivery."""
         ctx = self.ctx
         check_fields(ctx, batch)
         check_geometry(ctx, batch)
@@ -103,10 +103,11 @@ class Validation:
                 inside_county(ctx, batch, area)
             else:
                 deferred = True
-        residue = _residue(batch, deferred) if self.slim else batch
+        slim = self.slim_rows is not None and len(batch) >= self.slim_rows
+        residue = _residue(batch, deferred) if slim else batch
         if deferred:
             self.deferred.append(residue)
-        for i, b in enumerate(self.delivery.batches if self.slim else ()):
+        for i, b in enumerate(self.delivery.batches if slim else ()):
             if b is batch:
                 self.delivery.batches[i] = residue
                 break

@@ -294,6 +294,24 @@ def _batch_networks(batch: LayerBatch) -> np.ndarray:
     return np.full(len(batch), batch.network, dtype=object)
 
 
+def networks_of(batch: LayerBatch) -> set[str]:
+    """The network codes of a pipe batch's rows (empty for other targets)."""
+    if batch.target not in ("pipe_point", "pipe_segment") or not len(batch):
+        return set()
+    return {str(n) for n in pd.Series(_batch_networks(batch)).dropna().unique()}
+
+
+def resolve_late_ends(cur, delivery_id: int) -> None:
+    """Segment ends of a delivery left NULL when written, resolved against the delivery's points
+    queued after them: the first point (lowest id) of each (network, point number)."""
+    for end in ("start", "end"):
+        cur.execute(f"UPDATE cim.pipe_segment s SET {end}_point_id = p.id "
+                    "FROM (SELECT network, exp_no, min(id) AS id FROM cim.pipe_point WHERE delivery_id = %s "
+                    "GROUP BY 1, 2) p "
+                    f"WHERE s.delivery_id = %s AND s.{end}_point_id IS NULL AND s.network = p.network "
+                    f"AND s.{end}_exp_no = p.exp_no", (delivery_id, delivery_id))
+
+
 class Copier:
     """COPYs batches into the feature tables on one cursor, keeping the server busy.
 
