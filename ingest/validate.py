@@ -41,7 +41,7 @@ from ingest.validation.network import PCOLS, SCOLS, check_network, gather
 # the columns the rules across batches read, per target (besides source_row and geom)
 _RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"]}
 # what names a feature in a finding (ingest.validation.core.key_column)
-_KEYS = ["start_exp_no", "end_exp_no", "exp_no", "pole_no", "code", "name"]
+_KEYS = ["exp_no", "pole_no", "code", "name"]
 
 
 def validate(delivery: Delivery, conn=None, *, rules_path: Path | str | None = None) -> Report:
@@ -142,6 +142,7 @@ def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:
     if batch.target in _RESIDUE:
         cols = [c for c in _RESIDUE[batch.target] if c in f.columns] + ["source_row", "geom"]
         return dataclasses.replace(batch, frame=f[cols].copy(), raw=None, repaired=None, outliers=None)
-    cols = ["source_row"] + ([c for c in _KEYS if c in f.columns] + ["geom"] if keep_geom else [])
+    key = next((c for c in _KEYS if c in f.columns and f[c].notna().any()), None)   # as key_column picks
+    cols = ["source_row"] + ([*([key] if key else []), "geom"] if keep_geom else [])
     return dataclasses.replace(batch, frame=f[cols].copy(), raw=None, repaired=None, outliers=None,
                                source_geom=None)
