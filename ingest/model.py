@@ -180,6 +180,7 @@ class LayerBatch:
     outliers: np.ndarray | None = None   # bool per row: coordinates far from the rest (rule G04)
     geometry_built: bool = False         # lines built from the point table (no delivered geometry)
     mapping: LayerMapping | None = None  # how the layer was mapped (profile, fields, rules)
+    chunk: int | None = None             # index among the chunks of a layer read in chunks, else None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -189,6 +190,34 @@ class LayerBatch:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+
+def merge_chunks(chunks: list[LayerBatch]) -> LayerBatch:
+    """The batches of the chunks of one layer joined into one batch of the whole layer."""
+    first = chunks[0]
+    if len(chunks) == 1:
+        first.chunk = None
+        return first
+
+    def joined(arrays: list) -> np.ndarray | None:
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    def flags(b: LayerBatch, name: str) -> np.ndarray:
+        v = getattr(b, name)
+        return v if v is not None else np.zeros(len(b), dtype=bool)
+
+    outliers = np.concatenate([flags(b, "outliers") for b in chunks])
+    same = {(b.network, b.subtype) for b in chunks}
+    network, subtype = next(iter(same)) if len(same) == 1 else (None, None)
+    return LayerBatch(
+        target=first.target, source_layer=first.source_layer, profile_id=first.profile_id,
+        frame=pd.concat([b.frame for b in chunks], ignore_index=True), source_crs=first.source_crs,
+        encoding=first.encoding, network=network, subtype=subtype,
+        raw=None if any(b.raw is None for b in chunks) else pd.concat([b.raw for b in chunks], ignore_index=True),
+        field_map=first.field_map, source_geom=joined([b.source_geom for b in chunks]),
+        source_unit_m=first.source_unit_m, repaired=np.concatenate([flags(b, "repaired") for b in chunks]),
+        file=first.file, spec_id=first.spec_id, outliers=outliers if outliers.any() else None,
+        geometry_built=first.geometry_built, mapping=first.mapping)
 
 
 @dataclass

@@ -20,6 +20,7 @@ CRS, no database).
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from cim.settings import IngestSettings, Settings
 from ingest.load import LoadResult, OnCommit, Pending, abort, commit, find_duplicate, record_rejected
 from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
-from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping
+from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping, merge_chunks
 from ingest.readers.sources import digest, open_sources
 from ingest.report import write_csv, write_html, write_json, write_xlsx
 from ingest.threads import LoadWhileReading
@@ -160,7 +161,9 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
 
     ``on_start(delivery)`` is called once the files are hashed, before any layer is read;
     ``on_batch(batch)`` with every mapped batch, as soon as it is complete: a loader can write
-    one layer while the next is read. Pipe segments whose lines are built from the point
+    one layer while the next is read. A large shapefile is read in chunks of
+    ``settings.chunk_rows`` rows, each handed over as a batch of its own; without ``on_batch``
+    the chunks of a layer are joined into one batch. Pipe segments whose lines are built from the point
     tables come last, once every layer is read. A batch handed over is not changed afterwards.
     Raises :class:`cim.errors.UnreadableInput` or :class:`cim.errors.CrsError` (bilingual).
     """
@@ -178,11 +181,21 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
             batch = mapper.map_layer(layer, delivery.notes)          # … and map
             if batch is None:
                 continue
-            delivery.batches.append(batch)
-            if on_batch and mapper.complete_alone(batch):
-                on_batch(batch)
-            else:
-                held.append(batch)
+            chunks = [batch]
+            for chunk in itertools.chain([batch], mapper.map_rest(layer, batch)):
+                if on_batch is None:             # the caller wants whole layers
+                    if chunk is not batch:
+                        chunks.append(chunk)
+                    continue
+                delivery.batches.append(chunk)
+                if mapper.complete_alone(chunk):
+                    on_batch(chunk)
+                else:
+                    held.append(chunk)
+            if on_batch is None:
+                whole = merge_chunks(chunks)
+                delivery.batches.append(whole)
+                held.append(whole)
     mapper.complete(delivery, held)
     if on_batch:
         for batch in held:

@@ -19,13 +19,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from ingest.mapping.normalize import load_dictionaries
 from ingest.model import Delivery, LayerBatch, Report
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
 from ingest.validation.core import Ctx, load_rules
 from ingest.validation.drainage import check_drainage
 from ingest.validation.existing import check_existing
-from ingest.validation.fields import check_fields
+from ingest.validation.fields import check_fields, check_poles
 from ingest.validation.geometry import (
     admin_boundary,
     check_buildings,
@@ -39,7 +42,7 @@ from ingest.validation.geometry import (
 from ingest.validation.network import PCOLS, SCOLS, check_network, gather
 
 # the columns the rules across batches read, per target (besides source_row and geom)
-_RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"]}
+_RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"], "streetlight": ["pole_no"]}
 # what names a feature in a finding (ingest.validation.core.key_column)
 _KEYS = ["exp_no", "pole_no", "code", "name"]
 
@@ -70,6 +73,8 @@ class Validation:
         self.ctx = Ctx(delivery, load_rules(str(rules_path) if rules_path else None), load_dictionaries(conn), conn)
         self.delivery, self.slim_rows = delivery, slim_rows
         self.deferred: list[LayerBatch] = []     # residues still waiting for the county boundary (Q24)
+        self.deferred_layers: set[tuple] = set()  # (file, layer, target) of those
+        self.last: dict[tuple, LayerBatch] = {}  # the residue of each layer read in chunks so far
         self._asked = False                      # the loaded county boundary was looked up
         self._area = None                        # the county boundary, buffered and prepared
 
@@ -96,28 +101,52 @@ class Validation:
         if batch.target == "building":
             check_buildings(ctx, batch)
         check_existing(ctx, batch)
-        deferred = False
-        if batch.target != "admin_area" and ctx.delivery.county_code and ctx.rule("Q24") is not None:
-            area = self._county_area()
-            if area is not None:
-                inside_county(ctx, batch, area)
-            else:
-                deferred = True
-        slim = self.slim_rows is not None and len(batch) >= self.slim_rows
+        key = (batch.file, batch.source_layer, batch.target)
+        if batch.chunk:                          # a later chunk: as the layer's first chunk decided
+            deferred = key in self.deferred_layers
+            if not deferred and ctx.delivery.county_code and ctx.rule("Q24") is not None:
+                area = self._county_area()
+                if area is not None:
+                    inside_county(ctx, batch, area)
+        else:
+            deferred = False
+            if batch.target != "admin_area" and ctx.delivery.county_code and ctx.rule("Q24") is not None:
+                area = self._county_area()
+                if area is not None:
+                    inside_county(ctx, batch, area)
+                else:
+                    deferred = True
+                    self.deferred_layers.add(key)
+        slim = self.slim_rows is not None and (batch.chunk is not None or len(batch) >= self.slim_rows)
         residue = _residue(batch, deferred) if slim else batch
-        if deferred:
+        if batch.chunk and key in self.last:     # joined to the residue of the layer's earlier chunks
+            before = self.last[key]
+            residue = _joined(before, residue)
+            self.delivery.batches[:] = [b for b in self.delivery.batches if b is not batch]
+            self._put(before, residue)
+        elif slim:
+            self._put(batch, residue)
+        if deferred and not batch.chunk:
             self.deferred.append(residue)
-        for i, b in enumerate(self.delivery.batches if slim else ()):
-            if b is batch:
-                self.delivery.batches[i] = residue
-                break
+        if slim:
+            self.last[key] = residue
         return residue
+
+    def _put(self, old: LayerBatch, new: LayerBatch) -> None:
+        """``new`` in the place of ``old`` in the delivery (and among the deferred residues)."""
+        for i, b in enumerate(self.delivery.batches):
+            if b is old:
+                self.delivery.batches[i] = new
+                break
+        self.deferred = [new if b is old else b for b in self.deferred]
 
     def finish(self) -> Report:
         """Run the rules across batches on the residues; the report, findings sorted."""
         ctx = self.ctx
         if self.deferred:
             check_inside_county(ctx, county_boundary(ctx), self.deferred)
+        for b in self.delivery.batches:
+            check_poles(ctx, b)
         net = gather(self.delivery.batches)
         if net is not None:
             ends = check_network(ctx, net)
@@ -129,6 +158,14 @@ class Validation:
         order = {"error": 0, "warning": 1, "info": 2}
         ctx.report.findings.sort(key=lambda f: (order[f.severity.value], f.rule_id, f.source_layer, f.row or 0))
         return ctx.report
+
+
+def _joined(a: LayerBatch, b: LayerBatch) -> LayerBatch:
+    """The residues of two chunks of one layer as one (the second's rows after the first's)."""
+    geoms = None if a.source_geom is None or b.source_geom is None else np.concatenate([a.source_geom, b.source_geom])
+    same = (a.network, a.subtype) == (b.network, b.subtype)
+    return dataclasses.replace(a, frame=pd.concat([a.frame, b.frame], ignore_index=True), source_geom=geoms,
+                               network=a.network if same else None, subtype=a.subtype if same else None)
 
 
 def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:

@@ -4,6 +4,7 @@ change a finding, a source row or a loaded row."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -161,3 +162,79 @@ def test_with_a_loaded_county_boundary_buildings_keep_only_their_source_rows(tmp
     assert _findings(streamed.report) == _findings(whole)
     (b,) = streamed.report.delivery.batches
     assert list(b.frame.columns) == ["source_row"] and len(b) == n
+
+
+def _chunked_delivery(tmp: Path) -> Path:
+    """Shapefiles of 12 points, 11 segments, 10 streetlights and 10 buildings: read in chunks of
+    4 rows, the repeated point number YS2 (rows 2 and 10) and pole number L2 (rows 2 and 9) fall
+    in different chunks, and segments join points of different chunks."""
+    folder = tmp / "chunked"
+    pts, lines = network(12, prefix="YS")
+    geoms = line_geoms(pts, lines)
+    pts.loc[9, "物探点号"] = "YS2"
+    write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
+    write_shapefile(folder, "YS_LIN", lines, geoms)
+    poles = pd.DataFrame({"灯杆编号": [f"L{k + 1}" for k in range(10)], "道路名称": ["人民路"] * 10})
+    poles.loc[8, "灯杆编号"] = "L2"
+    e = 567_000.0 + np.arange(10) * 30.0
+    write_shapefile(folder, "路灯", poles, shapely.points(e, np.full(10, 3_214_050.0)))
+    i = np.arange(10)
+    floors = np.full(10, 3.0)
+    floors[6] = np.nan
+    houses = pd.DataFrame({"建筑编号": [f"JZ{k:03d}" for k in i], "建筑层数": floors, "建筑结构": ["砖混"] * 10})
+    x = 567_000.0 + i * 40.0
+    write_shapefile(folder, "JZ_buildings", houses, shapely.box(x, 3_214_200.0, x + 20, 3_214_215.0))
+    return zip_folder(folder, tmp / "chunked.zip")
+
+
+def _chunk_settings(tmp: Path, db_url: str, chunk_rows: int) -> Settings:
+    return Settings(db=DatabaseSettings(database_url=db_url, home=tmp / "home"),
+                    ingest=IngestSettings(archive_dir=tmp / "archive", chunk_rows=chunk_rows))
+
+
+def test_a_layer_read_in_chunks_gives_the_same_findings_rows_and_report(tmp_path, conn, db_url):
+    path = _chunked_delivery(tmp_path)
+    county = county_code()
+    one = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
+                       county=county, dry_run=True)
+    many = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL,
+                        county=county, dry_run=True)
+    found = {(f.rule_id, f.source_layer, f.row) for f in one.report.findings}
+    assert {("Q01", "YS_PNT", 2), ("Q01", "YS_PNT", 10), ("L01", "路灯", 2), ("L01", "路灯", 9),
+            ("Q23", "JZ_buildings", 7)} <= found
+    assert _findings(many.report) == _findings(one.report)
+    # one batch per layer in the report, as many rows, the same mapping (its sample values are
+    # taken from the first chunk); source rows run on
+    a, b = many.report.delivery.batches, one.report.delivery.batches
+
+    def mapping(x):
+        return x.source_layer, len(x), dataclasses.replace(x.mapping, samples=())
+    assert [mapping(x) for x in a] == [mapping(x) for x in b]
+    assert all(x.frame["source_row"].tolist() == list(range(1, len(x) + 1)) for x in a)
+    assert many.report.delivery.notes == one.report.delivery.notes
+    # read without a loader, the chunks of a layer come back joined: the same batches
+    joined = pipeline.read_delivery(path, county=county, settings=IngestSettings(chunk_rows=4))
+    whole = pipeline.read_delivery(path, county=county)
+    for x, y in zip(joined.batches, whole.batches, strict=True):
+        assert x.chunk is None and (x.source_layer, x.network, x.source_crs) == (y.source_layer, y.network,
+                                                                                 y.source_crs)
+        pd.testing.assert_frame_equal(x.frame.drop(columns="geom"), y.frame.drop(columns="geom")[x.frame.columns
+                                                                                                  .drop("geom")])
+        assert shapely.equals_exact(x.frame["geom"].to_numpy(), y.frame["geom"].to_numpy(), 1e-9).all()
+
+
+def test_a_load_read_in_chunks_writes_the_same_rows(tmp_path, conn, db_url):
+    folder = tmp_path / "net"
+    pts, lines = network(12, prefix="YS")
+    write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
+    write_shapefile(folder, "YS_LIN", lines, line_geoms(pts, lines))
+    path = zip_folder(folder, tmp_path / "net.zip")
+    a, b = county_code(), county_code()
+    many = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL, county=a)
+    one = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
+                       county=b)
+    assert many.state == one.state == "loaded" and _findings(many.report) == _findings(one.report)
+    assert many.load.counts == one.load.counts == {"pipe_point": 12, "pipe_segment": 11}
+    rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
+    assert rows_a == rows_b and [p[2] for p in rows_a["points"]] == list(range(1, 13))
+    assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
