@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from cim.schema import FEATURE_TABLES
 
@@ -181,6 +182,7 @@ class LayerBatch:
     geometry_built: bool = False         # lines built from the point table (no delivered geometry)
     mapping: LayerMapping | None = None  # how the layer was mapped (profile, fields, rules)
     chunk: int | None = None             # index among the chunks of a layer read in chunks, else None
+    packed: bool = False                 # 'geom' and source_geom hold WKB (a validation residue)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -190,6 +192,19 @@ class LayerBatch:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def geometries(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The EPSG:4490 geometries (of ``rows``) as shapely objects, also when held as WKB."""
+        g = self.frame["geom"].to_numpy()
+        if rows is not None:
+            g = g[rows]
+        return shapely.from_wkb(g) if self.packed else g
+
+    def source_geometries(self) -> np.ndarray | None:
+        """The geometries in the source CRS as shapely objects (None when there are none)."""
+        if self.source_geom is None:
+            return None
+        return shapely.from_wkb(self.source_geom) if self.packed else self.source_geom
 
 
 def merge_chunks(chunks: list[LayerBatch]) -> LayerBatch:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from ingest.mapping.normalize import load_dictionaries
 from ingest.model import Delivery, LayerBatch, Report
@@ -177,9 +178,20 @@ def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:
         return batch
     f = batch.frame
     if batch.target in _RESIDUE:
-        cols = [c for c in _RESIDUE[batch.target] if c in f.columns] + ["source_row", "geom"]
-        return dataclasses.replace(batch, frame=f[cols].copy(), raw=None, repaired=None, outliers=None)
+        cols = [c for c in _RESIDUE[batch.target] if c in f.columns] + ["source_row"]
+        return dataclasses.replace(batch, frame=_with_wkb(f[cols], f["geom"]), raw=None, repaired=None,
+                                   outliers=None, packed=True,
+                                   source_geom=None if batch.source_geom is None else shapely.to_wkb(batch.source_geom))
     key = next((c for c in _KEYS if c in f.columns and f[c].notna().any()), None)   # as key_column picks
-    cols = ["source_row"] + ([*([key] if key else []), "geom"] if keep_geom else [])
-    return dataclasses.replace(batch, frame=f[cols].copy(), raw=None, repaired=None, outliers=None,
-                               source_geom=None)
+    if not keep_geom:
+        return dataclasses.replace(batch, frame=f[["source_row"]].copy(), raw=None, repaired=None, outliers=None,
+                                   source_geom=None)
+    return dataclasses.replace(batch, frame=_with_wkb(f[["source_row", *([key] if key else [])]], f["geom"]),
+                               raw=None, repaired=None, outliers=None, source_geom=None, packed=True)
+
+
+def _with_wkb(frame: pd.DataFrame, geom: pd.Series) -> pd.DataFrame:
+    """A copy of ``frame`` with the geometries as WKB in 'geom' (a quarter of their size as objects)."""
+    out = frame.copy()
+    out["geom"] = shapely.to_wkb(geom.to_numpy())
+    return out

@@ -382,6 +382,11 @@ class Copier:
             self.inflight.append(self.pool.submit(_format, future, start, stop, target))
 
     @property
+    def backlog(self) -> int:
+        """Chunks queued for COPY (formatting or waiting)."""
+        return len(self.inflight) + len(self.todo)
+
+    @property
     def busy(self) -> bool:
         """Chunks are queued for COPY."""
         return bool(self.inflight or self.todo)

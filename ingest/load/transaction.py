@@ -189,6 +189,11 @@ class Loading:
             self.late_points |= bool(nets & self.early_networks)
         self._guarded(lambda: self.copier.add(batch.target, batch))
 
+    @property
+    def backlog(self) -> int:
+        """COPY chunks queued and not yet written."""
+        return self.copier.backlog
+
     def pump(self) -> bool:
         """COPY one queued chunk; False when nothing is queued."""
         return bool(self._guarded(self.copier.pump))

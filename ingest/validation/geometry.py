@@ -17,7 +17,7 @@ _TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiLineString": (1, 5), "Mult
 
 def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:
     """G01, G02, G03 on one batch."""
-    g = batch.frame["geom"].to_numpy()
+    g = batch.geometries()
     keys = key_column(batch)
     keyv = keys.to_numpy() if keys is not None else np.full(len(g), None, dtype=object)
     empty = shapely.is_missing(g) | shapely.is_empty(g)
@@ -107,7 +107,7 @@ def inside_county(ctx: Ctx, b: LayerBatch, area) -> None:
     """Q24 on one batch; ``area`` from :func:`county_area`."""
     if ctx.rule("Q24") is None or b.target == "admin_area" or not len(b):
         return
-    g = b.frame["geom"].to_numpy()
+    g = b.geometries()
     present = ~(shapely.is_missing(g) | shapely.is_empty(g))
     outside = present.copy()
     outside[present] = ~shapely.intersects(area, g[present])
