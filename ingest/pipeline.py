@@ -19,6 +19,7 @@ CRS, no database).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -112,7 +113,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
                 checks.start(d)
 
             def batch_ready(b: LayerBatch) -> None:
-                work.write(b)
+                work.write(for_loader(b))        # what validation alone reads is not kept for the COPY
                 checks.add(b)
 
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
@@ -254,6 +255,12 @@ def _validated(delivery: Delivery, conn, progress: Progress | None) -> Report:
     if progress:
         progress("validate", 1, 1)
     return report
+
+
+def for_loader(batch: LayerBatch) -> LayerBatch:
+    """The batch as the loader needs it: the same frame (not copied, never changed), without the
+    delivered values and source-CRS geometries only validation reads."""
+    return dataclasses.replace(batch, raw=None, source_geom=None, repaired=None, outliers=None)
 
 
 class _Checks:

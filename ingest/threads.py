@@ -36,7 +36,7 @@ from ingest.model import Delivery, LayerBatch
 
 _END = object()
 WAITING_BATCHES = 1      # batches handed over but not yet taken by the loader; the reader waits beyond
-QUEUED_CHUNKS = 4        # COPY chunks the loader queues ahead (ingest.load.rows.CHUNK_ROWS rows each)
+QUEUED_CHUNKS = 2        # COPY chunks the loader queues ahead (ingest.load.rows.CHUNK_ROWS rows each)
 
 
 class _LoadArgs(TypedDict):
