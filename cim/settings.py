@@ -72,6 +72,10 @@ class IngestSettings(BaseSettings):
     max_zip_ratio: float = 200.0
     archive_dir: Path | None = None  # default: $CIM_HOME/archive
     datum_shifts: Path | None = None  # Xian 1980 / Beijing 1954 → CGCS2000; default ingest/datum_shifts.yaml
+    chunk_rows: int = Field(25_000, ge=1, description="a shapefile of more records than this is read, mapped, "
+                                                       "checked and written in chunks of this many rows")
+    stream_rows: int = Field(10_000, ge=0, description="a checked batch of at least this many rows is kept only "
+                                                         "as the residue the rules across layers read (0: every batch)")
 
 
 class TileSettings(BaseSettings):

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shapely
 
 from cim.schema import FEATURE_TABLES
 
@@ -187,6 +188,8 @@ class LayerBatch:
     outliers: np.ndarray | None = None   # bool per row: coordinates far from the rest (rule G04)
     geometry_built: bool = False         # lines built from the point table (no delivered geometry)
     mapping: LayerMapping | None = None  # how the layer was mapped (profile, fields, rules)
+    chunk: int | None = None             # index among the chunks of a layer read in chunks, else None
+    packed: bool = False                 # 'geom' and source_geom hold WKB (a validation residue)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -196,6 +199,47 @@ class LayerBatch:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def geometries(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The EPSG:4490 geometries (of ``rows``) as shapely objects, also when held as WKB."""
+        g = self.frame["geom"].to_numpy()
+        if rows is not None:
+            g = g[rows]
+        return shapely.from_wkb(g) if self.packed else g
+
+    def source_geometries(self) -> np.ndarray | None:
+        """The geometries in the source CRS as shapely objects (None when there are none)."""
+        if self.source_geom is None:
+            return None
+        return shapely.from_wkb(self.source_geom) if self.packed else self.source_geom
+
+
+def merge_chunks(chunks: list[LayerBatch]) -> LayerBatch:
+    """The batches of the chunks of one layer joined into one batch of the whole layer."""
+    first = chunks[0]
+    if len(chunks) == 1:
+        first.chunk = None
+        return first
+
+    def joined(arrays: list) -> np.ndarray | None:
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+    def flags(b: LayerBatch, name: str) -> np.ndarray:
+        v = getattr(b, name)
+        return v if v is not None else np.zeros(len(b), dtype=bool)
+
+    outliers = np.concatenate([flags(b, "outliers") for b in chunks])
+    same = {(b.network, b.subtype) for b in chunks}
+    network, subtype = next(iter(same)) if len(same) == 1 else (None, None)
+    return LayerBatch(
+        target=first.target, source_layer=first.source_layer, profile_id=first.profile_id,
+        frame=pd.concat([b.frame for b in chunks], ignore_index=True), source_crs=first.source_crs,
+        encoding=first.encoding, network=network, subtype=subtype,
+        raw=None if any(b.raw is None for b in chunks) else pd.concat([b.raw for b in chunks], ignore_index=True),
+        field_map=first.field_map, source_geom=joined([b.source_geom for b in chunks]),
+        source_unit_m=first.source_unit_m, repaired=np.concatenate([flags(b, "repaired") for b in chunks]),
+        file=first.file, spec_id=first.spec_id, outliers=outliers if outliers.any() else None,
+        geometry_built=first.geometry_built, mapping=first.mapping)
 
 
 @dataclass

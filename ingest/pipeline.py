@@ -19,7 +19,9 @@ CRS, no database).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,11 +35,11 @@ from cim.settings import IngestSettings, Settings
 from ingest.load import LoadResult, OnCommit, Pending, abort, commit, find_duplicate, record_rejected
 from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
-from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping
+from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping, merge_chunks
 from ingest.readers.sources import digest, open_sources
 from ingest.report import read_groups, write_csv, write_groups, write_html, write_json, write_xlsx
 from ingest.threads import LoadWhileReading
-from ingest.validate import validate
+from ingest.validate import Validation, validate
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +96,34 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     if delivery is not None:
         delivery.county_code = county
     if dry_run:
-        if delivery is None:
-            delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings, progress=progress)
-        return _dry_run(conn, delivery, reports=reports, progress=progress)
+        if delivery is None:                     # each batch is checked as soon as it is read
+            checks = _Checks(conn, settings.ingest)
+            delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings, progress=progress,
+                            on_start=checks.start, on_batch=checks.add)
+            return _dry_run(conn, delivery, reports=reports, report=checks.finish(progress))
+        return _dry_run(conn, delivery, reports=reports, report=_validated(delivery, conn, progress))
     with LoadWhileReading(conn, settings, principal=principal, county=county, archive_dir=archive_dir(settings),
                           client_addr=client_addr, progress=progress,
                           originals=[Path(p) for p in paths] or None) as work:
-        if delivery is None:                     # each batch is written while the next layer is read
+        if delivery is None:                     # each batch is written and checked while the next is read
+            checks = _Checks(work.validation_conn, settings.ingest)
+
+            def start(d: Delivery) -> None:
+                work.start(d)
+                checks.start(d)
+
+            def batch_ready(b: LayerBatch) -> None:
+                work.write(for_loader(b))        # what validation alone reads is not kept for the COPY
+                checks.add(b)
+
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
-                            progress=progress, on_start=work.start, on_batch=work.write)
+                            progress=progress, on_start=start, on_batch=batch_ready)
+            work.reading_done()
+            report = checks.finish(progress)     # the rules across batches, while the rest is written
         else:
             work.hand_over(delivery)
-        work.reading_done()
-        report = _validated(delivery, work.validation_conn, progress)   # while the pipe segments are written
+            work.reading_done()
+            report = _validated(delivery, work.validation_conn, progress)   # while the pipe segments are written
         written, refused = work.written()
     result = _commit(written, report, refused, progress, on_commit)
     return _outcome(conn, report, result, reports=reports, principal=principal, client_addr=client_addr)
@@ -145,7 +162,9 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
 
     ``on_start(delivery)`` is called once the files are hashed, before any layer is read;
     ``on_batch(batch)`` with every mapped batch, as soon as it is complete: a loader can write
-    one layer while the next is read. Pipe segments whose lines are built from the point
+    one layer while the next is read. A large shapefile is read in chunks of
+    ``settings.chunk_rows`` rows, each handed over as a batch of its own; without ``on_batch``
+    the chunks of a layer are joined into one batch. Pipe segments whose lines are built from the point
     tables come last, once every layer is read. A batch handed over is not changed afterwards.
     Raises :class:`cim.errors.UnreadableInput` or :class:`cim.errors.CrsError` (bilingual).
     """
@@ -163,11 +182,21 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
             batch = mapper.map_layer(layer, delivery.notes)          # … and map
             if batch is None:
                 continue
-            delivery.batches.append(batch)
-            if on_batch and mapper.complete_alone(batch):
-                on_batch(batch)
-            else:
-                held.append(batch)
+            chunks = [batch]
+            for chunk in itertools.chain([batch], mapper.map_rest(layer, batch)):
+                if on_batch is None:             # the caller wants whole layers
+                    if chunk is not batch:
+                        chunks.append(chunk)
+                    continue
+                delivery.batches.append(chunk)
+                if mapper.complete_alone(chunk):
+                    on_batch(chunk)
+                else:
+                    held.append(chunk)
+            if on_batch is None:
+                whole = merge_chunks(chunks)
+                delivery.batches.append(whole)
+                held.append(whole)
     mapper.complete(delivery, held)
     if on_batch:
         for batch in held:
@@ -235,9 +264,40 @@ def _validated(delivery: Delivery, conn, progress: Progress | None) -> Report:
     return report
 
 
-def _dry_run(conn, delivery: Delivery, *, reports: Sequence[Path], progress: Progress | None) -> Outcome:
-    """Validate and report; write nothing (a file already loaded is named in the report)."""
-    report = _validated(delivery, conn, progress)
+def for_loader(batch: LayerBatch) -> LayerBatch:
+    """The batch as the loader needs it: the same frame (not copied, never changed), without the
+    delivered values and source-CRS geometries only validation reads."""
+    return dataclasses.replace(batch, raw=None, source_geom=None, repaired=None, outliers=None)
+
+
+class _Checks:
+    """The validation of a delivery fed batch by batch while it is read (:class:`Validation`):
+    each batch is checked as it is handed over, and of a batch of ``CIM_INGEST_STREAM_ROWS``
+    rows or more only its residue stays in the delivery."""
+
+    def __init__(self, conn, settings: IngestSettings) -> None:
+        self.conn, self.slim_rows = conn, settings.stream_rows
+        self.validation: Validation | None = None
+
+    def start(self, delivery: Delivery) -> None:
+        self.validation = Validation(delivery, self.conn, slim_rows=self.slim_rows)
+
+    def add(self, batch: LayerBatch) -> None:
+        assert self.validation is not None  # start() comes first (read_deliveries' on_start)
+        self.validation.add(batch)
+
+    def finish(self, progress: Progress | None) -> Report:
+        assert self.validation is not None
+        if progress:
+            progress("validate", 0, 1)
+        report = self.validation.finish()
+        if progress:
+            progress("validate", 1, 1)
+        return report
+
+
+def _dry_run(conn, delivery: Delivery, *, reports: Sequence[Path], report: Report) -> Outcome:
+    """Report a validated delivery; write nothing (a file already loaded is named in the report)."""
     with conn.cursor() as cur:
         dup = find_duplicate(cur, delivery.sha256, delivery.county_code)
     conn.rollback()  # validation only reads

@@ -35,6 +35,8 @@ from ingest.load import LoadResult, Pending, abort, open_load
 from ingest.model import Delivery, LayerBatch
 
 _END = object()
+WAITING_BATCHES = 1      # batches handed over but not yet taken by the loader; the reader waits beyond
+QUEUED_CHUNKS = 2        # COPY chunks the loader queues ahead (ingest.load.rows.CHUNK_ROWS rows each)
 
 
 class _LoadArgs(TypedDict):
@@ -62,7 +64,7 @@ class LoadWhileReading:
         self.load_args: _LoadArgs = {"principal": principal, "county": county, "archive_dir": archive_dir,
                           "client_addr": client_addr, "progress": progress, "originals": originals}
         self.validation_conn: psycopg2.extensions.connection | None = None
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.queue: queue.Queue = queue.Queue(maxsize=WAITING_BATCHES)
         self.cancelled = threading.Event()
         self.thread: threading.Thread | None = None
         self.delivery: Delivery | None = None
@@ -97,8 +99,20 @@ class LoadWhileReading:
         self.thread.start()
 
     def write(self, batch: LayerBatch) -> None:
-        """Hand a complete batch to the loader thread (it is not changed afterwards)."""
-        self.queue.put(batch)
+        """Hand a complete batch to the loader thread (it is not changed afterwards); waits while
+        the loader is behind, so no more than a few batches are held for it."""
+        self._put(batch)
+
+    def _put(self, item: object) -> None:
+        """Queue ``item`` for the loader thread, waiting for room while it runs (a stopped loader
+        takes nothing more: the item is dropped and :meth:`written` reports why it stopped)."""
+        while True:
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.thread is None or not self.thread.is_alive():
+                    return
 
     def hand_over(self, delivery: Delivery) -> None:
         """Start the loader on a delivery read beforehand and hand it every batch."""
@@ -108,7 +122,7 @@ class LoadWhileReading:
 
     def reading_done(self) -> None:
         """No more batches: the loader writes the rest and finishes the load."""
-        self.queue.put(_END)
+        self._put(_END)
 
     def written(self) -> tuple[Pending | LoadResult | None, InvalidInput | None]:
         """Wait for the loader: the finished, uncommitted load (or the :class:`LoadResult` of the
@@ -126,7 +140,7 @@ class LoadWhileReading:
     def cancel(self) -> None:
         """Stop writing and roll back (the reader or the validation failed)."""
         self.cancelled.set()
-        self.queue.put(_END)
+        self._put(_END)
         if self.thread is not None:
             self.thread.join()
         if isinstance(self.outcome, Pending):
@@ -144,6 +158,10 @@ class LoadWhileReading:
                 return
             while not self.cancelled.is_set():
                 # COPY queued chunks while no batch is waiting; queue each batch on arrival
+                # unless enough chunks are queued already
+                if opened.busy and opened.backlog >= QUEUED_CHUNKS:
+                    opened.pump()
+                    continue
                 if opened.busy:
                     try:
                         batch = self.queue.get_nowait()

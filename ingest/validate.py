@@ -2,21 +2,50 @@
 
 Rule ids and severities follow domain.md §2.13 (error rejects the delivery, warning loads and
 flags). All rules work on whole columns (pandas / numpy / shapely 2).
+
+Validation comes in two parts, so a delivery need not be held whole while it is checked
+(:class:`Validation`): the rules of one batch (fields, geometry, buildings, duplicates of loaded
+features, and the county boundary when it is known) run as soon as the batch is complete
+(:meth:`Validation.add`), which then puts a *residue* in the batch's place in
+``delivery.batches``: the columns and geometries the rules across batches still read (the pipe
+network's points and segments, the delivered county boundary), and for every other layer its
+source rows only. The rules across batches (network, drainage, clearances) run on the residues
+once every batch is in (:meth:`Validation.finish`). :func:`validate` does both on a delivery
+read beforehand; the findings are the same either way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import shapely
+
 from ingest.mapping.normalize import load_dictionaries
-from ingest.model import Delivery, Report
+from ingest.model import Delivery, LayerBatch, Report
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
 from ingest.validation.core import Ctx, load_rules
 from ingest.validation.drainage import check_drainage
 from ingest.validation.existing import check_existing
-from ingest.validation.fields import check_fields
-from ingest.validation.geometry import check_buildings, check_geometry, check_inside_county, county_boundary
-from ingest.validation.network import check_network, gather
+from ingest.validation.fields import check_fields, check_poles
+from ingest.validation.geometry import (
+    admin_boundary,
+    check_buildings,
+    check_geometry,
+    check_inside_county,
+    county_area,
+    county_boundary,
+    inside_county,
+    loaded_boundary,
+)
+from ingest.validation.network import PCOLS, SCOLS, check_network, gather
+
+# the columns the rules across batches read, per target (besides source_row and geom)
+_RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"], "streetlight": ["pole_no"]}
+# what names a feature in a finding (ingest.validation.core.key_column)
+_KEYS = ["exp_no", "pole_no", "code", "name"]
 
 
 def validate(delivery: Delivery, conn=None, *, rules_path: Path | str | None = None) -> Report:
@@ -24,25 +53,145 @@ def validate(delivery: Delivery, conn=None, *, rules_path: Path | str | None = N
 
     ``conn`` (psycopg2, optional) enables the county-boundary check against loaded admin
     areas, the dictionaries as stored in the database and the duplicate check against loaded
-    features.
+    features. The delivery is left as it is (it can be validated again).
     """
-    ctx = Ctx(delivery, load_rules(str(rules_path) if rules_path else None), load_dictionaries(conn), conn)
-    for batch in delivery.batches:
+    validation = Validation(delivery, conn, rules_path=rules_path, slim_rows=None)
+    for batch in list(delivery.batches):
+        validation.add(batch)
+    return validation.finish()
+
+
+class Validation:
+    """The validation of one delivery, fed batch by batch as they are read.
+
+    :meth:`add` checks one complete batch of ``delivery.batches`` and, when it has ``slim_rows``
+    rows or more, replaces it there by its residue (``slim_rows`` None: never); :meth:`finish` runs the rules across batches and returns the sorted
+    report. The batch given to :meth:`add` is not changed (a loader may still be writing it).
+    """
+
+    def __init__(self, delivery: Delivery, conn=None, *, rules_path: Path | str | None = None,
+                 slim_rows: int | None = 0) -> None:
+        self.ctx = Ctx(delivery, load_rules(str(rules_path) if rules_path else None), load_dictionaries(conn), conn)
+        self.delivery, self.slim_rows = delivery, slim_rows
+        self.deferred: list[LayerBatch] = []     # residues still waiting for the county boundary (Q24)
+        self.deferred_layers: set[tuple] = set()  # (file, layer, target) of those
+        self.last: dict[tuple, LayerBatch] = {}  # the residue of each layer read in chunks so far
+        self._asked = False                      # the loaded county boundary was looked up
+        self._area = None                        # the county boundary, buffered and prepared
+
+    def _county_area(self):
+        """The county boundary (buffered for Q24) as far as it is known now: the loaded one, else
+        the first delivered county area among the batches added so far (None: not known yet)."""
+        if self._area is None:
+            boundary = None
+            if not self._asked:
+                self._asked = True
+                boundary = loaded_boundary(self.ctx)
+            if boundary is None:
+                boundary = admin_boundary(self.ctx)
+            if boundary is not None:
+                self._area = county_area(self.ctx, boundary)
+        return self._area
+
+    def add(self, batch: LayerBatch) -> LayerBatch:
+        """Run the rules of one batch of the delivery and put its residue in its place (a batch
+        of ``slim_rows`` rows or more); returns what stays in the delivery."""
+        ctx = self.ctx
         check_fields(ctx, batch)
         check_geometry(ctx, batch)
         if batch.target == "building":
             check_buildings(ctx, batch)
-    check_inside_county(ctx, county_boundary(ctx))
-    net = gather(delivery.batches)
-    if net is not None:
-        ends = check_network(ctx, net)
-        if ends is not None:
-            check_drainage(ctx, net, ends)
-        near = with_loaded(ctx, net)
-        check_clearance(ctx, net, near)
-        check_parallel(ctx, net, near)
-    for batch in delivery.batches:
         check_existing(ctx, batch)
-    order = {"error": 0, "warning": 1, "info": 2}
-    ctx.report.findings.sort(key=lambda f: (order[f.severity.value], f.rule_id, f.source_layer, f.row or 0))
-    return ctx.report
+        key = (batch.file, batch.source_layer, batch.target)
+        if batch.chunk:                          # a later chunk: as the layer's first chunk decided
+            deferred = key in self.deferred_layers
+            if not deferred and ctx.delivery.county_code and ctx.rule("Q24") is not None:
+                area = self._county_area()
+                if area is not None:
+                    inside_county(ctx, batch, area)
+        else:
+            deferred = False
+            if batch.target != "admin_area" and ctx.delivery.county_code and ctx.rule("Q24") is not None:
+                area = self._county_area()
+                if area is not None:
+                    inside_county(ctx, batch, area)
+                else:
+                    deferred = True
+                    self.deferred_layers.add(key)
+        slim = self.slim_rows is not None and (batch.chunk is not None or len(batch) >= self.slim_rows)
+        residue = _residue(batch, deferred) if slim else batch
+        if batch.chunk and key in self.last:     # joined to the residue of the layer's earlier chunks
+            before = self.last[key]
+            residue = _joined(before, residue)
+            self.delivery.batches[:] = [b for b in self.delivery.batches if b is not batch]
+            self._put(before, residue)
+        elif slim:
+            self._put(batch, residue)
+        if deferred and not batch.chunk:
+            self.deferred.append(residue)
+        if slim:
+            self.last[key] = residue
+        return residue
+
+    def _put(self, old: LayerBatch, new: LayerBatch) -> None:
+        """``new`` in the place of ``old`` in the delivery (and among the deferred residues)."""
+        for i, b in enumerate(self.delivery.batches):
+            if b is old:
+                self.delivery.batches[i] = new
+                break
+        self.deferred = [new if b is old else b for b in self.deferred]
+
+    def finish(self) -> Report:
+        """Run the rules across batches on the residues; the report, findings sorted."""
+        ctx = self.ctx
+        if self.deferred:
+            check_inside_county(ctx, county_boundary(ctx), self.deferred)
+        for b in self.delivery.batches:
+            check_poles(ctx, b)
+        net = gather(self.delivery.batches)
+        if net is not None:
+            ends = check_network(ctx, net)
+            if ends is not None:
+                check_drainage(ctx, net, ends)
+            near = with_loaded(ctx, net)
+            check_clearance(ctx, net, near)
+            check_parallel(ctx, net, near)
+        order = {"error": 0, "warning": 1, "info": 2}
+        ctx.report.findings.sort(key=lambda f: (order[f.severity.value], f.rule_id, f.source_layer, f.row or 0))
+        return ctx.report
+
+
+def _joined(a: LayerBatch, b: LayerBatch) -> LayerBatch:
+    """The residues of two chunks of one layer as one (the second's rows after the first's)."""
+    geoms = None if a.source_geom is None or b.source_geom is None else np.concatenate([a.source_geom, b.source_geom])
+    same = (a.network, a.subtype) == (b.network, b.subtype)
+    return dataclasses.replace(a, frame=pd.concat([a.frame, b.frame], ignore_index=True), source_geom=geoms,
+                               network=a.network if same else None, subtype=a.subtype if same else None)
+
+
+def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:
+    """What the rules across batches still need of a checked batch: a new batch (the given one
+    is left as it is) with the network columns and geometries of pipe batches, a delivered
+    county boundary whole, and of every other layer its source rows (and, with ``keep_geom``,
+    its geometries and keys for the county-boundary rule)."""
+    if batch.target == "admin_area":
+        return batch
+    f = batch.frame
+    if batch.target in _RESIDUE:
+        cols = [c for c in _RESIDUE[batch.target] if c in f.columns] + ["source_row"]
+        return dataclasses.replace(batch, frame=_with_wkb(f[cols], f["geom"]), raw=None, repaired=None,
+                                   outliers=None, packed=True,
+                                   source_geom=None if batch.source_geom is None else shapely.to_wkb(batch.source_geom))
+    key = next((c for c in _KEYS if c in f.columns and f[c].notna().any()), None)   # as key_column picks
+    if not keep_geom:
+        return dataclasses.replace(batch, frame=f[["source_row"]].copy(), raw=None, repaired=None, outliers=None,
+                                   source_geom=None)
+    return dataclasses.replace(batch, frame=_with_wkb(f[["source_row", *([key] if key else [])]], f["geom"]),
+                               raw=None, repaired=None, outliers=None, source_geom=None, packed=True)
+
+
+def _with_wkb(frame: pd.DataFrame, geom: pd.Series) -> pd.DataFrame:
+    """A copy of ``frame`` with the geometries as WKB in 'geom' (a quarter of their size as objects)."""
+    out = frame.copy()
+    out["geom"] = shapely.to_wkb(geom.to_numpy())
+    return out

@@ -257,11 +257,23 @@ def current_points(cur, county: str, networks: list[str]) -> pd.DataFrame:
 def point_ids(lookup: pd.DataFrame, network, exp_no) -> np.ndarray:
     """The ``lookup`` id of each (network, point number), -1 where there is none; the first
     row of ``lookup`` wins for a repeated key."""
-    first = lookup.drop_duplicates(["network", "exp_no"], keep="first")
-    index = pd.Index(_keys(first["network"], first["exp_no"]))
-    pos = index.get_indexer(_keys(pd.Series(network), pd.Series(exp_no)))
-    ids = first["id"].to_numpy(dtype=np.int64)
-    return np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, -1)
+    return PointIndex(lookup).ids(network, exp_no)
+
+
+class PointIndex:
+    """(network, point number) → id of a lookup table, built once for many segment batches."""
+
+    def __init__(self, lookup: pd.DataFrame) -> None:
+        first = lookup.drop_duplicates(["network", "exp_no"], keep="first")
+        self.index = pd.Index(_keys(first["network"], first["exp_no"]))
+        self.first_ids = first["id"].to_numpy(dtype=np.int64)
+
+    def ids(self, network, exp_no) -> np.ndarray:
+        """The id of each (network, point number), -1 where there is none; the first row of the
+        lookup wins for a repeated key."""
+        pos = self.index.get_indexer(_keys(pd.Series(network), pd.Series(exp_no)))
+        ids = self.first_ids
+        return np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, -1)
 
 
 def _end_lookup(cur, networks: set, points: pd.DataFrame, county: str) -> pd.DataFrame:
@@ -273,11 +285,11 @@ def _end_lookup(cur, networks: set, points: pd.DataFrame, county: str) -> pd.Dat
     return points
 
 
-def _resolve_ends(part: _Part, lookup: pd.DataFrame) -> None:
+def _resolve_ends(part: _Part, lookup: PointIndex) -> None:
     """Start/end point ids of the segments of ``part`` (NULL where no point matches)."""
     network = _batch_networks(part.batch)
     for end in ("start", "end"):
-        found = point_ids(lookup, network, part.batch.frame[f"{end}_exp_no"].to_numpy(dtype=object))
+        found = lookup.ids(network, part.batch.frame[f"{end}_exp_no"].to_numpy(dtype=object))
         # the numpy stubs do not list None as a value, which makes an object array here
         part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")  # type: ignore[call-overload]
 
@@ -292,6 +304,24 @@ def _batch_networks(batch: LayerBatch) -> np.ndarray:
     if "network" in batch.frame.columns and batch.frame["network"].notna().any():
         return batch.frame["network"].to_numpy(dtype=object)
     return np.full(len(batch), batch.network, dtype=object)
+
+
+def networks_of(batch: LayerBatch) -> set[str]:
+    """The network codes of a pipe batch's rows (empty for other targets)."""
+    if batch.target not in ("pipe_point", "pipe_segment") or not len(batch):
+        return set()
+    return {str(n) for n in pd.Series(_batch_networks(batch)).dropna().unique()}
+
+
+def resolve_late_ends(cur, delivery_id: int) -> None:
+    """Segment ends of a delivery left NULL when written, resolved against the delivery's points
+    queued after them: the first point (lowest id) of each (network, point number)."""
+    for end in ("start", "end"):
+        cur.execute(f"UPDATE cim.pipe_segment s SET {end}_point_id = p.id "
+                    "FROM (SELECT network, exp_no, min(id) AS id FROM cim.pipe_point WHERE delivery_id = %s "
+                    "GROUP BY 1, 2) p "
+                    f"WHERE s.delivery_id = %s AND s.{end}_point_id IS NULL AND s.network = p.network "
+                    f"AND s.{end}_exp_no = p.exp_no", (delivery_id, delivery_id))
 
 
 class Copier:
@@ -314,6 +344,7 @@ class Copier:
         self.cur, self.county, self.delivery_id, self.progress = cur, county, delivery_id, progress
         self.meta: dict[str, tuple[dict, dict]] = {}
         self.points: list[pd.DataFrame] = []             # (network, exp_no, id) of the queued points
+        self.index: tuple[int, tuple, PointIndex] | None = None   # segment-end lookup of the last segment batch
         self.todo: deque = deque()                        # (part future, start, stop) not yet formatting
         self.inflight: deque[Future] = deque()            # formatted chunks, in COPY order
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cim-copy-format")
@@ -336,7 +367,12 @@ class Copier:
                                              "id": extra["id"]}))
         elif target == "pipe_segment":
             nets = set(pd.Series(_batch_networks(batch)).dropna())
-            lookup = _end_lookup(self.cur, nets, self.written_points(), self.county)
+            points = self.written_points()
+            missing = tuple(sorted(nets - set(points["network"])))
+            if self.index is None or self.index[:2] != (len(self.points), missing):   # new points, other networks
+                self.index = (len(self.points), missing,
+                              PointIndex(_end_lookup(self.cur, nets, points, self.county)))
+            lookup = self.index[2]
 
         def prepare() -> _Part:
             part = _Part(batch, target, columns, defaults)
@@ -362,6 +398,11 @@ class Copier:
         while self.todo and len(self.inflight) < self.LOOKAHEAD:
             future, start, stop, target = self.todo.popleft()
             self.inflight.append(self.pool.submit(_format, future, start, stop, target))
+
+    @property
+    def backlog(self) -> int:
+        """Chunks queued for COPY (formatting or waiting)."""
+        return len(self.inflight) + len(self.todo)
 
     @property
     def busy(self) -> bool:

@@ -127,8 +127,10 @@ class Loading:
 
     :meth:`write` queues a batch with the load's :class:`ingest.load.rows.Copier`; :meth:`pump`
     COPYs one chunk, so a caller can queue the next batch as soon as it arrives while earlier
-    ones are still being written. Pipe segments wait for :meth:`finish`, when every pipe point
-    of the delivery is queued and their ends can be resolved. The transaction stays open
+    ones are still being written; a batch is dropped once COPYed. Pipe segments are queued as
+    soon as points of their networks are (points are read first), their ends resolved against
+    the points queued so far; segments of a network without points yet wait for :meth:`finish`,
+    and ends that only points queued later match are resolved there. The transaction stays open
     throughout; any failure rolls it back.
     """
 
@@ -139,7 +141,10 @@ class Loading:
         self.delivery_id, self.progress = delivery_id, progress
         self.archive_dir, self.originals = archive_dir, originals
         self.counts: dict[str, int] = {}
-        self.segments: list[LayerBatch] = []
+        self.segments: list[LayerBatch] = []      # pipe segments kept for finish()
+        self.point_networks: set[str] = set()      # networks of the pipe points queued so far
+        self.early_networks: set[str] = set()      # networks of the pipe segments queued before finish()
+        self.late_points = False                   # points of those networks came after their segments
         self.done = self.total = 0
         self.cur = conn.cursor()
         self.copier = rows.Copier(self.cur, county=county, delivery_id=delivery_id, progress=self._step)
@@ -165,15 +170,29 @@ class Loading:
         return self.copier.busy
 
     def write(self, batch: LayerBatch) -> None:
-        """Queue one batch (pipe segments are kept for :meth:`finish`)."""
+        """Queue one batch. Pipe segments are queued at once when every network they belong to
+        has points queued already (their ends resolve against those), else kept for :meth:`finish`."""
         self.total += len(batch)
         self.counts[batch.target] = self.counts.get(batch.target, 0) + len(batch)
         if self.progress:
             self.progress("copy", self.done, self.total)
+        nets = rows.networks_of(batch)
         if batch.target == "pipe_segment":
-            self.segments.append(batch)
+            if nets and nets <= self.point_networks:
+                self.early_networks |= nets
+                self._guarded(lambda: self.copier.add(batch.target, batch))
+            else:
+                self.segments.append(batch)
             return
+        if batch.target == "pipe_point":
+            self.point_networks |= nets
+            self.late_points |= bool(nets & self.early_networks)
         self._guarded(lambda: self.copier.add(batch.target, batch))
+
+    @property
+    def backlog(self) -> int:
+        """COPY chunks queued and not yet written."""
+        return self.copier.backlog
 
     def pump(self) -> bool:
         """COPY one queued chunk; False when nothing is queued."""
@@ -197,6 +216,8 @@ class Loading:
                 self.copier.add("pipe_segment", batch)
             self.copier.drain()
             self.copier.close()
+            if self.late_points:
+                rows.resolve_late_ends(self.cur, self.delivery_id)
             archived = archive(delivery, self.archive_dir, self.originals)
             describe_delivery(self.cur, delivery, self.delivery_id, scope_list, archived)
             retired: set[int] = set()

@@ -136,6 +136,8 @@ def metric_geometry(batch: LayerBatch, epsg: int | None = None) -> np.ndarray:
     the surveyor measured them), else EPSG:4490 projected to the local UTM zone (or ``epsg``)."""
     if epsg is None and batch.source_geom is not None and batch.source_unit_m:
         f = batch.source_unit_m
-        return batch.source_geom if f == 1.0 else shapely.transform(batch.source_geom, lambda c: c * f)
-    geom = batch.frame["geom"].to_numpy()
+        src = batch.source_geometries()
+        assert src is not None  # source_geom is set
+        return src if f == 1.0 else shapely.transform(src, lambda c: c * f)
+    geom = batch.geometries()
     return to_metric(geom, epsg or local_metric_epsg(geom))

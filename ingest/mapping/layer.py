@@ -11,7 +11,7 @@ county boundary). Every decision the report must state is appended to the delive
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from cim.schema import FEATURE_TABLES, rank
 from cim.settings import IngestSettings
 from ingest.mapping.assistant import assist, propose_layer, samples_of
 from ingest.mapping.assistant import settings as assistant_settings
-from ingest.mapping.crsdetect import load_datum_shifts, longitude_for_county, resolve
+from ingest.mapping.crsdetect import ResolvedCrs, load_datum_shifts, longitude_for_county, resolve
 from ingest.mapping.geometry import fit_geometry_type, prepare_geometry, table_coordinates
 from ingest.mapping.lines import build_lines_from_points, fill_length, needs_point_lines
 from ingest.mapping.normalize import convert_columns, derive, load_dictionaries
@@ -52,6 +52,7 @@ class Mapper:
         self.dicts = load_dictionaries(conn)
         self.county_lon = longitude_for_county(county, conn)
         self.shifts = load_datum_shifts(str(settings.datum_shifts) if settings.datum_shifts else None)
+        self._decided: dict[int, tuple[Match, ResolvedCrs | None, tuple[float, float] | None]] = {}
 
     def reading_rank(self) -> Callable[[Path], int]:
         """Reading order by the target a file name suggests (:data:`cim.schema.FEATURE_TABLES`: pipe
@@ -87,7 +88,24 @@ class Mapper:
                               + "、".join(f"{f.source}→{f.column}" for f in proposed) + "），请在映射表中确认",
                               f"{len(proposed)} fields mapped as proposed ("
                               + ", ".join(f"{f.source}→{f.column}" for f in proposed) + "); confirm in the mapping table"))
-        return guarded(self._to_batch, layer.file, layer, match, notes)
+        batch = guarded(self._to_batch, layer.file, layer, match, notes)
+        if layer.rest is not None:
+            batch.chunk = 0
+        return batch
+
+    def map_rest(self, layer: SourceLayer, first: LayerBatch) -> Iterator[LayerBatch]:
+        """The batches of the later chunks of a layer read in chunks, mapped as its first chunk
+        ``first`` was: the same profile layer and fields, CRS and reference point for outliers."""
+        if layer.rest is None:
+            return
+        decided = self._decided.pop(id(first), None)
+        assert decided is not None   # map_layer mapped the first chunk
+        match, resolved, centre = decided
+        for k, chunk in enumerate(layer.rest(), start=1):
+            batch = guarded(self._to_batch, chunk.file, chunk, match, [], (resolved, centre))
+            batch.chunk = k
+            batch.mapping = first.mapping
+            yield batch
 
     def _match(self, layer: SourceLayer, notes: list[Note]) -> Match | None:
         """The profile layer for a source layer: the profile's rules (the named profile first, then
@@ -132,13 +150,19 @@ class Mapper:
         if delivery.county_code is None:
             _county_from_admin_areas(delivery)
 
-    def _to_batch(self, layer: SourceLayer, match: Match, notes: list[Note]) -> LayerBatch:
+    def _to_batch(self, layer: SourceLayer, match: Match, notes: list[Note],
+                  fixed: tuple[ResolvedCrs | None, tuple[float, float] | None] | None = None) -> LayerBatch:
+        """The batch of one layer (or chunk); ``fixed``: the CRS and the outliers' reference point
+        decided on the layer's first chunk (else decided here, and kept for :meth:`map_rest`)."""
         frame, raw = convert_columns(layer.frame, match, self.dicts, clean_text=layer.clean_text)
+        if layer.offset:
+            frame["source_row"] = np.arange(layer.offset + 1, layer.offset + len(frame) + 1, dtype=np.int64)
         net, sub = derive(frame, match, self.dicts)
-        resolved = None
+        resolved = fixed[0] if fixed else None
         b = _feature_xy(layer, match)
-        outliers = _outliers(b) if b is not None else np.zeros(len(frame), dtype=bool)
-        if b is not None:
+        centre = fixed[1] if fixed else (_centre(b) if b is not None else None)
+        outliers = _outliers(b, centre) if b is not None else np.zeros(len(frame), dtype=bool)
+        if b is not None and fixed is None:
             keep = np.isfinite(b).all(axis=0) & ~outliers
             if keep.any():
                 xs = np.concatenate([b[0, keep], b[2, keep]])
@@ -159,8 +183,9 @@ class Mapper:
         frame["geom"] = geom if geom is not None else np.full(len(frame), None, dtype=object)
         if match.spec.target == "pipe_segment":
             net = net if frame["network"].nunique() <= 1 else None
-        mapping = match.mapping(layer.name, list(layer.frame.columns), samples_of(layer.frame))
-        return LayerBatch(
+        mapping = match.mapping(layer.name, list(layer.frame.columns),
+                                samples_of(layer.frame) if fixed is None else ())
+        batch = LayerBatch(
             target=match.spec.target, source_layer=layer.name, profile_id=match.profile.id, frame=frame,
             source_crs=resolved.label if resolved else None, encoding=layer.encoding,
             network=net or (frame["network"].dropna().iloc[0] if "network" in frame and frame["network"].nunique() == 1
@@ -169,6 +194,9 @@ class Mapper:
             source_unit_m=(None if resolved is None or resolved.is_geographic else resolved.unit_factor()),
             repaired=repaired, file=layer.file, spec_id=match.spec.id, outliers=outliers if outliers.any() else None,
             mapping=mapping)
+        if layer.rest is not None and fixed is None:
+            self._decided[id(batch)] = (match, resolved, centre)
+        return batch
 
 
 def _note_feet(layer: str, resolved, match: Match, notes: list[Note]) -> None:
@@ -198,15 +226,24 @@ def _feature_xy(layer: SourceLayer, match: Match) -> np.ndarray | None:
     return None
 
 
-def _outliers(b: np.ndarray) -> np.ndarray:
-    """Features whose coordinates lie far from the layer's median (a stray 0 or a typo in one
-    row must not decide the CRS of the whole layer). Needs five or more located features."""
+def _centre(b: np.ndarray) -> tuple[float, float] | None:
+    """The median of the features' centres, or None with fewer than five located features."""
+    ok = np.isfinite(b).all(axis=0)
+    if ok.sum() < 5:
+        return None
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    return float(np.median(cx[ok])), float(np.median(cy[ok]))
+
+
+def _outliers(b: np.ndarray, centre: tuple[float, float] | None) -> np.ndarray:
+    """Features whose coordinates lie far from ``centre``, the layer's median (a stray 0 or a
+    typo in one row must not decide the CRS of the whole layer); none without a centre."""
     ok = np.isfinite(b).all(axis=0)
     out = np.zeros(b.shape[1], dtype=bool)
-    if ok.sum() < 5:
+    if centre is None:
         return out
     cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-    mx, my = np.median(cx[ok]), np.median(cy[ok])
+    mx, my = centre
     degrees = abs(mx) <= 180 and abs(my) <= 90
     span = OUTLIER_SPAN["degrees" if degrees else "metres"]
     with np.errstate(invalid="ignore"):

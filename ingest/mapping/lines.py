@@ -32,8 +32,8 @@ def build_lines_from_points(delivery: Delivery) -> None:
     if not todo or not points:
         return
     pts = pd.concat([pd.DataFrame({"network": b.frame["network"].to_numpy(), "exp_no": b.frame["exp_no"].to_numpy(),
-                                   "geom": b.frame["geom"].to_numpy(),
-                                   "src": b.source_geom if b.source_geom is not None else np.full(len(b), None),
+                                   "geom": b.geometries(),
+                                   "src": src if (src := b.source_geometries()) is not None else np.full(len(b), None),
                                    "crs": b.source_crs}) for b in points], ignore_index=True)
     pts = pts[pts["exp_no"].notna() & pts["geom"].notna()].drop_duplicates(["network", "exp_no"])
     if pts.empty:          # no usable point: the lines stay without geometry (G02, Q05 report it)

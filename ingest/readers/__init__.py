@@ -13,6 +13,7 @@ geometries as shapely arrays in the source coordinates, the declared CRS, the en
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,8 @@ class SourceLayer:
     encoding: str | None = None
     notes: list[tuple[str, str, str]] = field(default_factory=list)   # (topic, zh, en)
     clean_text: bool = False          # text columns already stripped, blanks as None (DBF reader)
+    offset: int = 0                   # rows of the layer before these (a layer read in chunks)
+    rest: Callable[[], Iterator[SourceLayer]] | None = None   # the later chunks, read as iterated
 
 
 def geometry_kind(type_name: str | None) -> str:

@@ -91,20 +91,48 @@ def _column(mat: np.ndarray, ftype: str, encoding: str) -> pd.Series:
     return pd.Series(np.char.decode(col, "latin-1"), dtype=object)
 
 
-def read_dbf_frame(path: Path, encoding: str) -> tuple[pd.DataFrame, int]:
-    """Attribute table of a DBF file (all records, deleted ones marked by the second value:
-    the number of deleted records) decoded with ``encoding``."""
-    data = path.read_bytes()
-    if len(data) < 32:
-        raise UnreadableInput(f"DBF 文件 {path.name} 不完整", f"DBF file {path.name} is truncated")
-    nrec, hlen, rlen = struct.unpack("<IHH", data[4:12])
-    fields = _fields(data[:hlen], encoding)
-    if len(data) < hlen + nrec * rlen or rlen < 1 or not fields:
-        raise UnreadableInput(f"DBF 文件 {path.name} 被截断或已损坏", f"DBF file {path.name} is truncated or corrupt",
-                              file=path.name)
-    body = np.frombuffer(data, dtype=np.uint8, count=nrec * rlen, offset=hlen).reshape(nrec, rlen)
-    deleted = int((body[:, 0] == ord("*")).sum()) if nrec else 0
+def read_dbf_frame(path: Path, encoding: str, start: int = 0, stop: int | None = None) -> tuple[pd.DataFrame, int]:
+    """Attribute table of a DBF file decoded with ``encoding``: records ``start:stop`` (all by
+    default), deleted ones marked by the second value: the number of deleted records among them."""
+    with path.open("rb") as fh:
+        first = fh.read(32)
+        if len(first) < 32:
+            raise UnreadableInput(f"DBF 文件 {path.name} 不完整", f"DBF file {path.name} is truncated")
+        nrec, hlen, rlen = struct.unpack("<IHH", first[4:12])
+        fh.seek(0)
+        fields = _fields(fh.read(hlen), encoding)
+        if path.stat().st_size < hlen + nrec * rlen or rlen < 1 or not fields:
+            raise UnreadableInput(f"DBF 文件 {path.name} 被截断或已损坏", f"DBF file {path.name} is truncated or corrupt",
+                                  file=path.name)
+        stop = nrec if stop is None else min(stop, nrec)
+        start = min(start, stop)
+        fh.seek(hlen + start * rlen)
+        data = fh.read((stop - start) * rlen)
+    body = np.frombuffer(data, dtype=np.uint8).reshape(stop - start, rlen)
+    deleted = int((body[:, 0] == ord("*")).sum()) if len(body) else 0
     cols = {}
     for name, ftype, off, flen in fields:
         cols[name] = _column(body[:, off:off + flen], ftype, encoding)
     return pd.DataFrame(cols), deleted
+
+
+def dbf_records(path: Path, block: int = 1 << 16) -> tuple[int, int]:
+    """Number of records of a DBF file and how many of them are deleted (read ``block`` records
+    at a time; the header is checked by :func:`read_dbf_frame`)."""
+    with path.open("rb") as fh:
+        first = fh.read(32)
+        if len(first) < 32:
+            return 0, 0
+        nrec, hlen, rlen = struct.unpack("<IHH", first[4:12])
+        if rlen < 1:
+            return nrec, 0
+        fh.seek(hlen)
+        deleted = done = 0
+        while done < nrec:
+            n = min(block, nrec - done)
+            data = fh.read(n * rlen)
+            if len(data) < n * rlen:
+                break
+            deleted += int((np.frombuffer(data, dtype=np.uint8)[::rlen] == ord("*")).sum())
+            done += n
+    return nrec, deleted

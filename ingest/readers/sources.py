@@ -83,7 +83,7 @@ def _expected_type(ext: str) -> set[str]:
             ".csv": {"text"}, ".txt": {"text"}, ".xlsx": {"xlsx"}, ".xlsm": {"xlsx"}, ".zip": {"zip"}}.get(ext, set())
 
 
-def _read_file(p: Path, rel: str) -> list[SourceLayer]:
+def _read_file(p: Path, rel: str, chunk_rows: int | None = None) -> list[SourceLayer]:
     ext = p.suffix.lower()
     if p.stat().st_size == 0:
         raise UnreadableInput(f"文件 {rel} 为空", f"file {rel} is empty", file=rel)
@@ -92,7 +92,7 @@ def _read_file(p: Path, rel: str) -> list[SourceLayer]:
         raise UnreadableInput(f"文件 {rel} 的内容与扩展名 {ext} 不符", f"the content of {rel} does not match "
                               f"its extension {ext}", file=rel, detected=kind)
     if ext == ".shp":
-        return [read_shapefile(p, rel)]
+        return [read_shapefile(p, rel, chunk_rows)]
     if ext == ".dbf":
         if p.with_suffix(".shp").exists() or p.with_suffix(".SHP").exists():
             return []
@@ -147,11 +147,12 @@ def iter_sources(paths: Sequence[Path], settings: IngestSettings, work: Path, no
         root, files, extraction = _expand(path, n, settings, work, rank)
         n += 1
         with extraction or contextlib.nullcontext():
-            yield from _read_files(path, root, files, extraction, notes, rank, queue)
+            yield from _read_files(path, root, files, extraction, notes, rank, queue, settings.chunk_rows)
 
 
 def _read_files(path: Path, root: Path, files: list[Path], extraction: Extraction | None, notes: list[Note],
-                rank: Callable[[Path], int] | None, queue: list[Path]) -> Iterator[SourceLayer]:
+                rank: Callable[[Path], int] | None, queue: list[Path],
+                chunk_rows: int | None = None) -> Iterator[SourceLayer]:
     for orphan in _orphans(files, root):
         notes.append(Note(orphan, "file", f"{orphan} 没有对应的 .shp，已忽略",
                           f"{orphan} has no matching .shp and was ignored"))
@@ -169,7 +170,7 @@ def _read_files(path: Path, root: Path, files: list[Path], extraction: Extractio
         if extraction is not None:   # the file and its companions (same folder and name)
             extraction.wait([f for f in files if f.parent == p.parent and f.stem.lower() == p.stem.lower()])
         try:
-            layers = guarded(_read_file, rel, p, rel)
+            layers = guarded(_read_file, rel, p, rel, chunk_rows)
         except UnreadableInput as exc:
             if ext not in LENIENT or len(files) == 1:
                 raise

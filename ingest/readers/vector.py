@@ -7,6 +7,7 @@ converted in one call by shapely 2.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from pyproj.exceptions import CRSError as PyprojCRSError
 
 from cim.errors import CrsError, UnreadableInput
 from ingest.readers import SourceLayer, geometry_kind
-from ingest.readers.dbf import read_dbf_frame
+from ingest.readers.dbf import dbf_records, read_dbf_frame
 from ingest.readers.encoding import dbf_encoding
 from ingest.readers.errors import library_message
 
@@ -43,10 +44,13 @@ def parse_prj(text: str) -> CRS:
                            "file cannot be understood", prj=text[:200]) from exc
 
 
-def _read(path: Path, layer: str | int | None = None, encoding: str | None = None, columns=None):
-    """pyogrio read with bilingual errors."""
+def _read(path: Path, layer: str | int | None = None, encoding: str | None = None, columns=None,
+          rows: tuple[int, int] | None = None):
+    """pyogrio read with bilingual errors (``rows``: features ``start:stop`` only)."""
     try:
-        kw = {"layer": layer} if layer is not None else {}
+        kw: dict = {"layer": layer} if layer is not None else {}
+        if rows is not None:
+            kw.update(skip_features=rows[0], max_features=rows[1] - rows[0])
         if columns is not None:
             kw["columns"] = columns
         if encoding:
@@ -85,11 +89,13 @@ def check_shapefile(shp: Path) -> None:
         raise UnreadableInput(f"{shx.name} 文件被截断", f"{shx.name} is truncated", file=shx.name)
 
 
-def read_shapefile(shp: Path, rel: str) -> SourceLayer:
+def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer:
     """One shapefile set: encoding from .cpg or the bytes, CRS from .prj (None without one).
 
     Geometries come from GDAL; attributes from :mod:`ingest.readers.dbf` so that the chosen
     encoding applies to field names and values alike (GDAL is used when records are deleted).
+    A set of more than ``chunk_rows`` records (none deleted) is read in chunks: the layer holds
+    the first, and its ``rest`` yields the others, each read when its turn comes.
     """
     check_shapefile(shp)
     prj = _sibling(shp, ".prj")
@@ -97,19 +103,42 @@ def read_shapefile(shp: Path, rel: str) -> SourceLayer:
     dbf = _sibling(shp, ".dbf")
     assert dbf is not None  # check_shapefile refuses a set without one
     enc = dbf_encoding(dbf)
-    frame, deleted = read_dbf_frame(dbf, enc.encoding)
+    nrec, deleted = dbf_records(dbf) if chunk_rows else (0, 0)
+    stop = chunk_rows if chunk_rows and not deleted and nrec > chunk_rows else None
+    frame, deleted = read_dbf_frame(dbf, enc.encoding, 0, stop)
     if deleted:
         meta, frame, geom = _read(shp, encoding=enc.encoding)
     else:
-        meta, _empty, geom = _read(shp, encoding="ISO-8859-1", columns=[])
-        if geom is not None and len(geom) != len(frame):
-            raise UnreadableInput(f"{shp.name} 的几何数（{len(geom)}）与属性行数（{len(frame)}）不一致",
-                                  f"{shp.name}: {len(geom)} geometries but {len(frame)} attribute rows", file=rel)
+        meta, _empty, geom = _read(shp, encoding="ISO-8859-1", columns=[], rows=(0, stop) if stop else None)
+        total = _feature_count(shp) if stop else (len(geom) if geom is not None else len(frame))
+        if geom is not None and total != (nrec if stop else len(frame)):
+            raise UnreadableInput(f"{shp.name} 的几何数（{total}）与属性行数（{nrec if stop else len(frame)}）不一致",
+                                  f"{shp.name}: {total} geometries but {nrec if stop else len(frame)} attribute rows",
+                                  file=rel)
     zh, en = enc.describe()
-    layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(meta.get("geometry_type")), crs, enc.encoding,
-                        clean_text=not deleted)
+    kind = geometry_kind(meta.get("geometry_type"))
+    layer = SourceLayer(shp.stem, rel, frame, geom, kind, crs, enc.encoding, clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
+    if stop:
+        size = stop
+
+        def rest() -> Iterator[SourceLayer]:
+            for start in range(size, nrec, size):
+                end = min(start + size, nrec)
+                part, _ = read_dbf_frame(dbf, enc.encoding, start, end)
+                _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
+                yield SourceLayer(shp.stem, rel, part, g, kind, crs, enc.encoding, clean_text=True, offset=start)
+        layer.rest = rest
     return layer
+
+
+def _feature_count(shp: Path) -> int:
+    """Number of features of a shapefile (from its header and index, without reading them)."""
+    try:
+        return int(pyogrio.read_info(shp)["features"])
+    except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
+        raise UnreadableInput(f"无法读取文件 {shp.name}", f"cannot read {shp.name}: {library_message(exc, shp)}",
+                              file=shp.name) from exc
 
 
 def read_dbf(dbf: Path, rel: str) -> SourceLayer:

@@ -46,7 +46,7 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     if (ctx.conn is None or not ctx.delivery.county_code or not len(S)
             or (ctx.rule("Q20") is None and ctx.rule("Q21") is None)):
         return S
-    geoms = np.concatenate([b.frame["geom"].to_numpy() for b in net.batches
+    geoms = np.concatenate([b.geometries() for b in net.batches
                             if b.target == "pipe_segment" and len(b)])
     geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
     if not len(geoms):

@@ -136,7 +136,7 @@ class Ctx:
         xs = ys = np.full(n, np.nan)
         src_rows = np.full(n, None, dtype=object)
         if batch is not None and rows[0] >= 0:
-            g = batch.frame["geom"].to_numpy()[rows]
+            g = batch.geometries(rows)
             ok = ~shapely.is_missing(g) & ~shapely.is_empty(g)
             xs, ys = np.full(n, np.nan), np.full(n, np.nan)
             if ok.any():

@@ -35,7 +35,7 @@ def check_existing(ctx: Ctx, batch: LayerBatch) -> None:
     """Warn about features already loaded (other deliveries or layers) at the same place."""
     if ctx.conn is None or ctx.rule("D01") is None or not ctx.delivery.county_code or not len(batch):
         return
-    g = batch.frame["geom"].to_numpy()
+    g = batch.geometries()
     ok = ~(shapely.is_missing(g) | shapely.is_empty(g))
     if not ok.any():
         return

@@ -1,5 +1,6 @@
 """Field rules: mandatory values (Q23), dictionaries (Q22, Q22P), unparsable values (F02),
-network codes (F01), point-table consistency (Q02, Q03), duplicate pole numbers (L01)."""
+network codes (F01), point-table consistency (Q02, Q03), duplicate pole numbers (L01, over a
+whole layer: :func:`check_poles`)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,17 @@ def check_fields(ctx: Ctx, batch: LayerBatch) -> None:
         _network(ctx, batch, keyv)
     if batch.target == "pipe_point":
         _point_rules(ctx, batch)
-    if batch.target == "streetlight":
-        dup = batch.frame["pole_no"].notna() & batch.frame["pole_no"].duplicated(keep=False)
-        rows = np.flatnonzero(dup.to_numpy())
-        v = batch.frame["pole_no"].to_numpy()[rows]
-        ctx.emit("L01", batch, rows, key=v, field_name=source_field(batch, "pole_no"), value=v,
-                 zh=fmt("灯杆编号 {k} 重复", k=v), en=fmt("pole number {k} occurs more than once", k=v))
+
+
+def check_poles(ctx: Ctx, batch: LayerBatch) -> None:
+    """L01: pole numbers that occur more than once in a streetlight layer (all its chunks)."""
+    if batch.target != "streetlight" or "pole_no" not in batch.frame:
+        return
+    dup = batch.frame["pole_no"].notna() & batch.frame["pole_no"].duplicated(keep=False)
+    rows = np.flatnonzero(dup.to_numpy())
+    v = batch.frame["pole_no"].to_numpy()[rows]
+    ctx.emit("L01", batch, rows, key=v, field_name=source_field(batch, "pole_no"), value=v,
+             zh=fmt("灯杆编号 {k} 重复", k=v), en=fmt("pole number {k} occurs more than once", k=v))
 
 
 def _required(ctx: Ctx, batch: LayerBatch, spec, keyv) -> None:
@@ -54,7 +60,7 @@ def _required(ctx: Ctx, batch: LayerBatch, spec, keyv) -> None:
         sev = None if fs.required == "M" else cond_sev
         label = "/".join(fs.aliases[:2]) or col
         if col not in batch.field_map:
-            if fs.required == "M":
+            if fs.required == "M" and not batch.chunk:       # said once per layer
                 ctx.emit("Q23", batch, None, field_name=label, layer=batch.source_layer,
                          zh=f"图层 {batch.source_layer} 缺少必填字段 {label}",
                          en=f"layer {batch.source_layer} lacks the mandatory field {label} ({col})")

@@ -17,7 +17,7 @@ _TYPE_IDS = {"Point": (0,), "LineString": (1,), "MultiLineString": (1, 5), "Mult
 
 def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:
     """G01, G02, G03 on one batch."""
-    g = batch.frame["geom"].to_numpy()
+    g = batch.geometries()
     keys = key_column(batch)
     keyv = keys.to_numpy() if keys is not None else np.full(len(g), None, dtype=object)
     empty = shapely.is_missing(g) | shapely.is_empty(g)
@@ -53,16 +53,29 @@ def check_geometry(ctx: Ctx, batch: LayerBatch) -> None:
 
 def county_boundary(ctx: Ctx):
     """The county polygon (EPSG:4490): loaded admin areas first, else the delivered county area."""
+    loaded = loaded_boundary(ctx)
+    return loaded if loaded is not None else admin_boundary(ctx)
+
+
+def loaded_boundary(ctx: Ctx):
+    """The county polygon (EPSG:4490) of the loaded admin areas, or None."""
+    county = ctx.delivery.county_code
+    if not county or ctx.conn is None:
+        return None
+    with ctx.conn.cursor() as cur:
+        cur.execute("SELECT ST_AsBinary(ST_Union(geom)) FROM cim.admin_area "
+                    "WHERE code = %s AND level = 'county' AND is_current", (county,))
+        row = cur.fetchone()
+    if row and row[0] is not None:
+        return shapely.from_wkb(bytes(row[0]))
+    return None
+
+
+def admin_boundary(ctx: Ctx):
+    """The county polygon (EPSG:4490) of the first delivered admin-area batch that holds it, or None."""
     county = ctx.delivery.county_code
     if not county:
         return None
-    if ctx.conn is not None:
-        with ctx.conn.cursor() as cur:
-            cur.execute("SELECT ST_AsBinary(ST_Union(geom)) FROM cim.admin_area "
-                        "WHERE code = %s AND level = 'county' AND is_current", (county,))
-            row = cur.fetchone()
-        if row and row[0] is not None:
-            return shapely.from_wkb(bytes(row[0]))
     for b in ctx.delivery.batches:
         if b.target == "admin_area":
             sel = (b.frame["code"] == county) & (b.frame["level"] == "county")
@@ -72,26 +85,38 @@ def county_boundary(ctx: Ctx):
     return None
 
 
-def check_inside_county(ctx: Ctx, boundary) -> None:
-    """Q24: features outside the county boundary (buffered by ``buffer_m``)."""
-    if boundary is None or ctx.rule("Q24") is None:
-        return
+def county_area(ctx: Ctx, boundary):
+    """The county boundary buffered by Q24's ``buffer_m``, prepared for intersection tests."""
     buf_deg = float(ctx.param("Q24", "buffer_m", 200.0)) / 111_000.0
     area = shapely.buffer(boundary, buf_deg)
     shapely.prepare(area)
-    for b in ctx.delivery.batches:
-        if b.target == "admin_area" or not len(b):
-            continue
-        g = b.frame["geom"].to_numpy()
-        present = ~(shapely.is_missing(g) | shapely.is_empty(g))
-        outside = present.copy()
-        outside[present] = ~shapely.intersects(area, g[present])
-        rows = np.flatnonzero(outside)
-        if len(rows):
-            keys = key_column(b)
-            ctx.emit("Q24", b, rows, key=keys.to_numpy()[rows] if keys is not None else None,
-                     zh=f"要素位于县域 {ctx.delivery.county_code} 范围之外（坐标系或 X/Y 是否有误？）",
-                     en=f"feature lies outside county {ctx.delivery.county_code} (wrong CRS or swapped X/Y?)")
+    return area
+
+
+def check_inside_county(ctx: Ctx, boundary, batches: list[LayerBatch] | None = None) -> None:
+    """Q24: features outside the county boundary (buffered by ``buffer_m``), in ``batches``
+    (every batch of the delivery unless given)."""
+    if boundary is None or ctx.rule("Q24") is None:
+        return
+    area = county_area(ctx, boundary)
+    for b in ctx.delivery.batches if batches is None else batches:
+        inside_county(ctx, b, area)
+
+
+def inside_county(ctx: Ctx, b: LayerBatch, area) -> None:
+    """Q24 on one batch; ``area`` from :func:`county_area`."""
+    if ctx.rule("Q24") is None or b.target == "admin_area" or not len(b):
+        return
+    g = b.geometries()
+    present = ~(shapely.is_missing(g) | shapely.is_empty(g))
+    outside = present.copy()
+    outside[present] = ~shapely.intersects(area, g[present])
+    rows = np.flatnonzero(outside)
+    if len(rows):
+        keys = key_column(b)
+        ctx.emit("Q24", b, rows, key=keys.to_numpy()[rows] if keys is not None else None,
+                 zh=f"要素位于县域 {ctx.delivery.county_code} 范围之外（坐标系或 X/Y 是否有误？）",
+                 en=f"feature lies outside county {ctx.delivery.county_code} (wrong CRS or swapped X/Y?)")
 
 
 def check_buildings(ctx: Ctx, batch: LayerBatch) -> None:

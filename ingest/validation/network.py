@@ -37,7 +37,7 @@ def _metric_epsg(batches: list[LayerBatch]) -> int | None:
     crs = {(b.source_crs, b.source_unit_m) for b in batches}
     if len(crs) == 1 and all(b.source_geom is not None and b.source_unit_m for b in batches):
         return None
-    geoms = np.concatenate([b.frame["geom"].to_numpy() for b in batches])
+    geoms = np.concatenate([b.geometries() for b in batches])
     return local_metric_epsg(geoms)
 
 

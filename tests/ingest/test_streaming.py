@@ -1,0 +1,240 @@
+"""A run checks each batch as it is read and keeps only its residue (``CIM_INGEST_STREAM_ROWS``);
+the loader writes pipe segments as soon as their networks' points are written. Neither may
+change a finding, a source row or a loaded row."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the sibling helpers importable
+from fixtures import line_geoms, network, point_geoms, write_shapefile, zip_folder  # noqa: E402
+from loadkit import county_code, delivery, points, segments  # noqa: E402
+
+from cim.auth import CLI_PRINCIPAL  # noqa: E402
+from cim.settings import DatabaseSettings, IngestSettings, Settings  # noqa: E402
+from ingest import load as loader  # noqa: E402
+from ingest import pipeline  # noqa: E402
+from ingest.validate import validate  # noqa: E402
+
+
+def _delivery(tmp: Path) -> Path:
+    """Buildings and two drainage networks with planted defects: a repeated point number (Q01),
+    a segment whose end point is not delivered (Q05), a building without its floors (Q23)."""
+    folder = tmp / "county"
+    rng = np.random.default_rng(5)
+    n = 40
+    i = np.arange(n)
+    x, y = 567_000.0 + (i % 10) * 40.0, 3_214_200.0 + (i // 10) * 40.0
+    floors = rng.integers(1, 9, n).astype(float)
+    floors[7] = np.nan
+    frame = pd.DataFrame({"建筑编号": [f"JZ{k:03d}" for k in i], "建筑层数": floors,
+                          "建筑结构": rng.choice(["砖混", "框架"], n), "房屋用途": rng.choice(["住宅", "商业"], n)})
+    write_shapefile(folder, "JZ_buildings", frame, shapely.box(x, y, x + 20, y + 15))
+    for k, prefix in enumerate(("YS", "WS")):
+        pts, lines = network(12, prefix=prefix, n0=3_214_000.0 - 100 * k)
+        geoms = line_geoms(pts, lines)
+        if prefix == "YS":
+            pts.loc[5, "物探点号"] = "YS5"            # YS5 twice; YS6 is no longer delivered
+        write_shapefile(folder, f"{prefix}_PNT", pts, point_geoms(pts))
+        write_shapefile(folder, f"{prefix}_LIN", lines, geoms)
+    return zip_folder(folder, tmp / "county.zip")
+
+
+def _settings(tmp: Path, db_url: str, stream_rows: int) -> Settings:
+    return Settings(db=DatabaseSettings(database_url=db_url, home=tmp / "home"),
+                    ingest=IngestSettings(archive_dir=tmp / "archive", stream_rows=stream_rows))
+
+
+def _findings(report) -> list[dict]:
+    return [f.to_dict() for f in report.findings]
+
+
+def test_checked_batches_keep_only_their_residue_with_the_same_findings(tmp_path, conn, db_url):
+    path = _delivery(tmp_path)
+    county = county_code()
+    whole = validate(pipeline.read_delivery(path, county=county, conn=conn), conn=conn)
+    streamed = pipeline.run(conn, [path], settings=_settings(tmp_path, db_url, 0), principal=CLI_PRINCIPAL,
+                            county=county, dry_run=True)
+    kept = pipeline.run(conn, [path], settings=_settings(tmp_path, db_url, 10**9), principal=CLI_PRINCIPAL,
+                        county=county, dry_run=True)
+    rules = {f.rule_id for f in whole.findings}
+    assert {"Q01", "Q05", "Q23"} <= rules
+    assert _findings(streamed.report) == _findings(whole) == _findings(kept.report)
+    assert streamed.report.delivery.counts() == kept.report.delivery.counts() == {"building": 40, "pipe_point": 24,
+                                                                                   "pipe_segment": 22}
+    # what stays of a checked batch: the pipe network's columns; of the buildings their source
+    # rows, and while no county boundary is known (rule Q24) their geometries and keys
+    by_target = {b.target: b for b in streamed.report.delivery.batches}
+    assert list(by_target["building"].frame.columns) == ["source_row", "code", "geom"]
+    assert by_target["building"].frame["source_row"].tolist() == list(range(1, 41))
+    assert by_target["building"].raw is None and by_target["pipe_point"].raw is None
+    assert {"exp_no", "network", "geom", "source_row"} <= set(by_target["pipe_point"].frame.columns)
+    assert "floors_above" in next(b for b in kept.report.delivery.batches if b.target == "building").frame
+    # the JSON report (layers and their mappings) is the same too
+    assert streamed.report.delivery.notes == kept.report.delivery.notes
+    assert [b.mapping for b in streamed.report.delivery.batches] == [b.mapping for b in kept.report.delivery.batches]
+
+
+def _loaded(conn, county: str) -> dict:
+    with conn.cursor() as cur:
+        cur.execute("SELECT s.network, s.start_exp_no, s.end_exp_no, a.exp_no, b.exp_no FROM cim.pipe_segment s "
+                    "LEFT JOIN cim.pipe_point a ON a.id = s.start_point_id "
+                    "LEFT JOIN cim.pipe_point b ON b.id = s.end_point_id "
+                    "WHERE s.county_code = %s AND s.is_current ORDER BY 1, 2, 3", (county,))
+        segs = cur.fetchall()
+        cur.execute("SELECT source_layer, source_row, name, floors_above FROM cim.building "
+                    "WHERE county_code = %s AND is_current ORDER BY 1, 2", (county,))
+        houses = cur.fetchall()
+        cur.execute("SELECT network, exp_no, source_row FROM cim.pipe_point WHERE county_code = %s AND is_current "
+                    "ORDER BY 1, 3", (county,))
+        pts = cur.fetchall()
+    conn.rollback()
+    return {"segments": segs, "buildings": houses, "points": pts}
+
+
+def test_a_streamed_load_writes_the_same_rows(tmp_path, conn, db_url):
+    folder = tmp_path / "clean"
+    for k, prefix in enumerate(("YS", "WS")):
+        pts, lines = network(12, prefix=prefix, n0=3_214_000.0 - 100 * k)
+        write_shapefile(folder, f"{prefix}_PNT", pts, point_geoms(pts))
+        write_shapefile(folder, f"{prefix}_LIN", lines, line_geoms(pts, lines))
+    path = zip_folder(folder, tmp_path / "clean.zip")
+    a, b = county_code(), county_code()
+    streamed = pipeline.run(conn, [path], settings=_settings(tmp_path, db_url, 0), principal=CLI_PRINCIPAL, county=a)
+    kept = pipeline.run(conn, [path], settings=_settings(tmp_path, db_url, 10**9), principal=CLI_PRINCIPAL, county=b)
+    assert streamed.state == kept.state == "loaded"
+    assert _findings(streamed.report) == _findings(kept.report)
+    rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
+    assert rows_a == rows_b and len(rows_a["segments"]) == 22
+    assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # every end resolved to its point
+
+
+def test_segments_written_before_later_points_of_their_network_get_those_ends(tmp_path, conn):
+    """Points of a network in two batches, the segments between them: ends on the second
+    batch's points are resolved when the load finishes; the first point of a repeated number wins."""
+    county = county_code()
+    pts = points(8)
+    first, second = (type(pts)(pts.target, pts.source_layer, pts.profile_id, f.reset_index(drop=True),
+                               network=pts.network) for f in (pts.frame.iloc[:4].copy(), pts.frame.iloc[4:].copy()))
+    segs = segments(8)
+    report = delivery(tmp_path, [first, segs, second], county)
+    opened = loader.open_load(conn, report.delivery, principal=CLI_PRINCIPAL)
+    for batch in report.delivery.batches:
+        opened.write(batch)
+    assert not opened.segments                     # written at once: the network's points came first
+    loader.commit(opened.finish(report.delivery), report)
+    rows = _loaded(conn, county)["segments"]
+    assert len(rows) == 7 and all(s[1] == s[3] and s[2] == s[4] for s in rows)
+    with conn.cursor() as cur:                     # JS4 … JS7 are the second batch's points
+        cur.execute("SELECT count(*) FROM cim.pipe_segment s JOIN cim.pipe_point p ON p.id = s.end_point_id "
+                    "WHERE s.county_code = %s AND p.source_row > 0 AND p.exp_no IN ('JS4', 'JS5', 'JS6', 'JS7')",
+                    (county,))
+        assert cur.fetchone()[0] == 4
+    conn.rollback()
+
+
+def test_with_a_loaded_county_boundary_buildings_keep_only_their_source_rows(tmp_path, conn, db_url):
+    county = county_code()
+    with conn.cursor() as cur:     # a box of ±0.02° around the fixtures' town
+        cur.execute("INSERT INTO cim.admin_area (code, name, level, county_code, geom) VALUES "
+                    "(%s, '测试区', 'county', %s, ST_Multi(ST_MakeEnvelope(111.67, 29.02, 111.71, 29.06, 4490)))",
+                    (county, county))
+    conn.commit()
+    n = 12
+    i = np.arange(n)
+    x, y = 567_000.0 + i * 40.0, np.full(n, 3_214_200.0)
+    x[3] += 8000.0                                  # 8 km east: outside the county
+    frame = pd.DataFrame({"建筑编号": [f"JZ{k:03d}" for k in i], "建筑层数": np.full(n, 3.0),
+                          "建筑结构": ["砖混"] * n})
+    folder = tmp_path / "b"
+    write_shapefile(folder, "JZ_buildings", frame, shapely.box(x, y, x + 20, y + 15))
+    path = zip_folder(folder, tmp_path / "b.zip")
+    whole = validate(pipeline.read_delivery(path, county=county, conn=conn), conn=conn)
+    streamed = pipeline.run(conn, [path], settings=_settings(tmp_path, db_url, 0), principal=CLI_PRINCIPAL,
+                            county=county, dry_run=True)
+    assert [(f.rule_id, f.row) for f in whole.findings if f.rule_id == "Q24"] == [("Q24", 4)]
+    assert _findings(streamed.report) == _findings(whole)
+    (b,) = streamed.report.delivery.batches
+    assert list(b.frame.columns) == ["source_row"] and len(b) == n
+
+
+def _chunked_delivery(tmp: Path) -> Path:
+    """Shapefiles of 12 points, 11 segments, 10 streetlights and 10 buildings: read in chunks of
+    4 rows, the repeated point number YS2 (rows 2 and 10) and pole number L2 (rows 2 and 9) fall
+    in different chunks, and segments join points of different chunks."""
+    folder = tmp / "chunked"
+    pts, lines = network(12, prefix="YS")
+    geoms = line_geoms(pts, lines)
+    pts.loc[9, "物探点号"] = "YS2"
+    write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
+    write_shapefile(folder, "YS_LIN", lines, geoms)
+    poles = pd.DataFrame({"灯杆编号": [f"L{k + 1}" for k in range(10)], "道路名称": ["人民路"] * 10})
+    poles.loc[8, "灯杆编号"] = "L2"
+    e = 567_000.0 + np.arange(10) * 30.0
+    write_shapefile(folder, "路灯", poles, shapely.points(e, np.full(10, 3_214_050.0)))
+    i = np.arange(10)
+    floors = np.full(10, 3.0)
+    floors[6] = np.nan
+    houses = pd.DataFrame({"建筑编号": [f"JZ{k:03d}" for k in i], "建筑层数": floors, "建筑结构": ["砖混"] * 10})
+    x = 567_000.0 + i * 40.0
+    write_shapefile(folder, "JZ_buildings", houses, shapely.box(x, 3_214_200.0, x + 20, 3_214_215.0))
+    return zip_folder(folder, tmp / "chunked.zip")
+
+
+def _chunk_settings(tmp: Path, db_url: str, chunk_rows: int) -> Settings:
+    return Settings(db=DatabaseSettings(database_url=db_url, home=tmp / "home"),
+                    ingest=IngestSettings(archive_dir=tmp / "archive", chunk_rows=chunk_rows))
+
+
+def test_a_layer_read_in_chunks_gives_the_same_findings_rows_and_report(tmp_path, conn, db_url):
+    path = _chunked_delivery(tmp_path)
+    county = county_code()
+    one = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
+                       county=county, dry_run=True)
+    many = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL,
+                        county=county, dry_run=True)
+    found = {(f.rule_id, f.source_layer, f.row) for f in one.report.findings}
+    assert {("Q01", "YS_PNT", 2), ("Q01", "YS_PNT", 10), ("L01", "路灯", 2), ("L01", "路灯", 9),
+            ("Q23", "JZ_buildings", 7)} <= found
+    assert _findings(many.report) == _findings(one.report)
+    # one batch per layer in the report, as many rows, the same mapping (its sample values are
+    # taken from the first chunk); source rows run on
+    a, b = many.report.delivery.batches, one.report.delivery.batches
+
+    def mapping(x):
+        return x.source_layer, len(x), dataclasses.replace(x.mapping, samples=())
+    assert [mapping(x) for x in a] == [mapping(x) for x in b]
+    assert all(x.frame["source_row"].tolist() == list(range(1, len(x) + 1)) for x in a)
+    assert many.report.delivery.notes == one.report.delivery.notes
+    # read without a loader, the chunks of a layer come back joined: the same batches
+    joined = pipeline.read_delivery(path, county=county, settings=IngestSettings(chunk_rows=4))
+    whole = pipeline.read_delivery(path, county=county)
+    for x, y in zip(joined.batches, whole.batches, strict=True):
+        assert x.chunk is None and (x.source_layer, x.network, x.source_crs) == (y.source_layer, y.network,
+                                                                                 y.source_crs)
+        pd.testing.assert_frame_equal(x.frame.drop(columns="geom"), y.frame.drop(columns="geom")[x.frame.columns
+                                                                                                  .drop("geom")])
+        assert shapely.equals_exact(x.frame["geom"].to_numpy(), y.frame["geom"].to_numpy(), 1e-9).all()
+
+
+def test_a_load_read_in_chunks_writes_the_same_rows(tmp_path, conn, db_url):
+    folder = tmp_path / "net"
+    pts, lines = network(12, prefix="YS")
+    write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
+    write_shapefile(folder, "YS_LIN", lines, line_geoms(pts, lines))
+    path = zip_folder(folder, tmp_path / "net.zip")
+    a, b = county_code(), county_code()
+    many = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL, county=a)
+    one = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
+                       county=b)
+    assert many.state == one.state == "loaded" and _findings(many.report) == _findings(one.report)
+    assert many.load.counts == one.load.counts == {"pipe_point": 12, "pipe_segment": 11}
+    rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
+    assert rows_a == rows_b and [p[2] for p in rows_a["points"]] == list(range(1, 13))
+    assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
