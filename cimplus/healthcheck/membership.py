@@ -108,6 +108,8 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            # each feature probes the pieces once: caching probes by geometry (Memoize) only costs here
+            cur.execute("SET LOCAL enable_memoize = off")
             area_set = areas.prepare(cur, counties, list(ADMIN_LEVELS), year)
             current = versions.read(cur, sorted({t for t, _ in wanted} | {"admin_area"}))
             sets, _ = usable(cur, area_set, wanted)
@@ -119,6 +121,8 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
                 if kind == "builtup" and not inputs:
                     continue
                 done.append(_rebuild(cur, area_set, table, kind, inputs, _stamp(current, table)))
+            if done:
+                cur.execute("ANALYZE cim.healthcheck_part_set, cim.healthcheck_part")
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -140,9 +144,10 @@ def _rebuild(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: st
     table that no run can use again (another method, or data versions older than ``stamp``)."""
     t0 = time.monotonic()
     counties = sorted(area_set.counties)
-    cur.execute("DELETE FROM cim.healthcheck_part_set WHERE source_table = %s AND kind = %s "
-                "AND (method <> %s OR versions <> %s::jsonb OR (counties = %s::varchar[] AND srid = %s "
-                "AND builtup_inputs = %s::bigint[]))",
+    cur.execute("WITH gone AS (DELETE FROM cim.healthcheck_part_set WHERE source_table = %s AND kind = %s "
+                "  AND (method <> %s OR versions <> %s::jsonb OR (counties = %s::varchar[] AND srid = %s "
+                "  AND builtup_inputs = %s::bigint[])) RETURNING id) "
+                "DELETE FROM cim.healthcheck_part p USING gone WHERE p.set_id = gone.id",
                 (table, kind, METHOD, json.dumps(stamp), counties, area_set.srid, inputs))
     cur.execute("INSERT INTO cim.healthcheck_part_set (counties, source_table, kind, srid, builtup_inputs, method, "
                 "versions) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
@@ -156,10 +161,9 @@ def _rebuild(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: st
                 f"WHERE t.is_current AND t.county_code = ANY(%(counties)s))")
     cur.execute("INSERT INTO cim.healthcheck_part (set_id, feature_id, area_id, measure, share, part) "
                 "SELECT %(set_id)s, p.id, p.area_id, p.measure, p.share, CASE WHEN p._cut THEN p.part END "
-                f"  FROM {PARTS_SQL.format(relation=relation, pieces=pieces)} p ORDER BY p.id",
+                f"  FROM {PARTS_SQL.format(relation=relation, pieces=pieces)} p",
                 {"set_id": set_id, "counties": counties, "srid": area_set.srid})
     parts = cur.rowcount
     seconds = round(time.monotonic() - t0, 3)
     cur.execute("UPDATE cim.healthcheck_part_set SET parts = %s, seconds = %s WHERE id = %s", (parts, seconds, set_id))
-    cur.execute("ANALYZE cim.healthcheck_part")
     return {"table": table, "kind": kind, "set_id": set_id, "parts": parts, "seconds": seconds}

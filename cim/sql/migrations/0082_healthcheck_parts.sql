@@ -37,7 +37,8 @@ CREATE TABLE cim.healthcheck_part_set (
 );
 
 CREATE TABLE cim.healthcheck_part (
-    set_id      bigint NOT NULL REFERENCES cim.healthcheck_part_set (id) ON DELETE CASCADE,
+    set_id      bigint NOT NULL,                      -- cim.healthcheck_part_set id (deleted with it; no foreign
+                                                      -- key: a refresh inserts 10⁵ rows, each would be checked)
     feature_id  bigint NOT NULL,                      -- id of the row of the set's table
     area_id     bigint NOT NULL,                      -- cim.admin_area id
     measure     double precision,                     -- metric length (lines) or area (polygons) of the feature
