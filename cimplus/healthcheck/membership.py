@@ -15,11 +15,11 @@ the sets whose stamp equals the versions of its own snapshot, so a set is never 
 delivery or an admin-area change it does not reflect: the run then cuts the features itself, with
 the same result.
 
-:func:`refresh` is the maintenance: before a run takes its snapshot, it recomputes in a transaction
-of its own every set the run's catalogue reads that is missing or stale, and deletes the sets no run
-can use again (stale versions). Refreshes are serialised by an advisory lock; a run computing a
-county checked before follows every delivery (docs/healthcheck.md), so the refresh usually happens
-there, in the background, and a user's run finds the sets current.
+:func:`refresh` is the maintenance: before a run takes its snapshot, it computes in a transaction
+of its own every set the run's catalogue reads that is missing or stale, then :func:`prune` deletes
+the sets no run can use again (stale versions). After a delivery the task worker re-runs every
+county checked before (docs/healthcheck.md), so the refresh usually happens there, in the
+background, and a user's run finds the sets current.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 #: How the stored parts are cut (PARTS_SQL over pieces of ``areas.PIECE_VERTICES`` vertices). A
 #: different method makes every older set unusable.
 METHOD = 1
-_LOCK = "cim.healthcheck_part"   # advisory lock key (hashtext) serialising refreshes
+_LOCK = "cim.healthcheck_part"   # advisory lock key (hashtext, with the counties) of a scope's refreshes
 
 
 def sources(indicators: Iterable[Indicator], layers: Catalog) -> set[tuple[str, str]]:
@@ -92,17 +92,23 @@ def usable(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet,
 
 def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int, wanted: set[tuple[str, str]],
             timeout_ms: int = 0) -> dict[str, Any]:
-    """Recompute the sets ``wanted`` for a run of ``counties`` and ``year`` that are missing or stale, in
-    a transaction of its own (commit). Returns what was done: ``{seconds, refreshed: [{table, kind,
-    parts, seconds}], current: n}``."""
+    """Compute the sets ``wanted`` for a run of ``counties`` and ``year`` that are missing or stale (a
+    REPEATABLE READ transaction of its own, committed), then delete the sets no run can use any more.
+    Returns what was done: ``{seconds, refreshed: [{table, kind, set_id, parts, seconds}], current: n}``.
+
+    Refreshes of one scope (the same counties) take turns on an advisory lock taken before the
+    snapshot, so one that waited sees the set the other stored and adds none; refreshes of other
+    counties run side by side. They only add sets; deleting the unusable ones is a READ COMMITTED
+    statement of its own (:func:`prune`), so concurrent refreshes never conflict over a row."""
     t0 = time.monotonic()
     done: list[dict[str, Any]] = []
     fresh = 0
     counties = sorted(counties)
     if not wanted:
         return {"seconds": 0.0, "refreshed": done, "current": 0}
-    with conn.cursor() as cur:     # a session lock taken before the snapshot: a refresh that waited
-        cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (_LOCK,))   # sees what the other stored
+    key = f"{_LOCK}:{','.join(counties)}"
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
     conn.commit()
     try:
         with conn.cursor() as cur:
@@ -117,10 +123,8 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
                 inputs = _inputs(area_set, kind)
                 if (table, kind) in sets:
                     fresh += 1
-                    continue
-                if kind == "builtup" and not inputs:
-                    continue
-                done.append(_rebuild(cur, area_set, table, kind, inputs, _stamp(current, table)))
+                elif kind == "area" or inputs:
+                    done.append(_build(cur, area_set, table, kind, inputs, _stamp(current, table)))
             if done:
                 cur.execute("ANALYZE cim.healthcheck_part_set, cim.healthcheck_part")
         conn.commit()
@@ -129,26 +133,43 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
         raise
     finally:
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK,))
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
         conn.commit()
-    out = {"seconds": round(time.monotonic() - t0, 3), "refreshed": done, "current": fresh}
+    pruned = prune(conn) if done else 0
+    out = {"seconds": round(time.monotonic() - t0, 3), "refreshed": done, "current": fresh, "pruned": pruned}
     if done:
         log.info("healthcheck parts of %s refreshed in %.2f s: %s", ",".join(counties), out["seconds"],
                  ", ".join(f"{d['table']}/{d['kind']} {d['parts']}" for d in done))
     return out
 
 
-def _rebuild(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: str, kind: str, inputs: list[int],
-             stamp: dict[str, int]) -> dict[str, Any]:
-    """Replace the set (counties, table, kind, srid, inputs) by one computed now; drop the sets of the
-    table that no run can use again (another method, or data versions older than ``stamp``)."""
+def prune(conn: psycopg2.extensions.connection) -> int:
+    """Delete the sets (and their parts) no run can use any more: another method, or data versions
+    older than the current ones. READ COMMITTED, committed; returns how many sets went."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute(
+                "WITH v AS (SELECT source_table, version FROM cim.data_version), "
+                "gone AS (DELETE FROM cim.healthcheck_part_set s WHERE s.method <> %s OR s.versions <> jsonb_build_object("
+                "    s.source_table, coalesce((SELECT v.version FROM v WHERE v.source_table = s.source_table), 0), "
+                "    'admin_area', coalesce((SELECT v.version FROM v WHERE v.source_table = 'admin_area'), 0)) "
+                "  RETURNING s.id), "
+                "parts AS (DELETE FROM cim.healthcheck_part p USING gone WHERE p.set_id = gone.id) "
+                "SELECT count(*) FROM gone", (METHOD,))
+            row = cur.fetchone()
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return int(row[0]) if row else 0
+
+
+def _build(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: str, kind: str, inputs: list[int],
+           stamp: dict[str, int]) -> dict[str, Any]:
+    """Add the set (counties, table, kind, srid, inputs) computed now and stamped ``stamp``."""
     t0 = time.monotonic()
     counties = sorted(area_set.counties)
-    cur.execute("WITH gone AS (DELETE FROM cim.healthcheck_part_set WHERE source_table = %s AND kind = %s "
-                "  AND (method <> %s OR versions <> %s::jsonb OR (counties = %s::varchar[] AND srid = %s "
-                "  AND builtup_inputs = %s::bigint[])) RETURNING id) "
-                "DELETE FROM cim.healthcheck_part p USING gone WHERE p.set_id = gone.id",
-                (table, kind, METHOD, json.dumps(stamp), counties, area_set.srid, inputs))
     cur.execute("INSERT INTO cim.healthcheck_part_set (counties, source_table, kind, srid, builtup_inputs, method, "
                 "versions) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
                 (counties, table, kind, area_set.srid, inputs, METHOD, json.dumps(stamp)))

@@ -20,8 +20,11 @@
 -- the piece (share) and, only where the feature crosses the piece's edge, the cut (part; NULL
 -- where the feature lies wholly inside). sum(share * measure) per area is the exact length or
 -- area inside it.
+--
+-- Both tables are derived data, rebuilt by the next run whenever missing: UNLOGGED (no WAL for the
+-- 10⁵ rows of a refresh; after a crash both are empty, never one without the other).
 
-CREATE TABLE cim.healthcheck_part_set (
+CREATE UNLOGGED TABLE cim.healthcheck_part_set (
     id              bigserial PRIMARY KEY,
     counties        varchar(12)[] NOT NULL,           -- county codes of the features and the areas (sorted)
     source_table    text NOT NULL,                    -- feature table of schema cim
@@ -32,11 +35,13 @@ CREATE TABLE cim.healthcheck_part_set (
     versions        jsonb NOT NULL,                   -- data versions computed from: {table: n, admin_area: n}
     parts           integer,                          -- rows in cim.healthcheck_part
     seconds         double precision,                 -- time the refresh took
-    built_at        timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (counties, source_table, kind, srid, builtup_inputs)
+    built_at        timestamptz NOT NULL DEFAULT now()
 );
+-- a scope's sets are looked up by (counties, table, kind); one refresh at a time per scope (an
+-- advisory lock) adds a set only where none is current, and sets no run can use are deleted apart
+CREATE INDEX healthcheck_part_set_scope_idx ON cim.healthcheck_part_set (counties, source_table, kind);
 
-CREATE TABLE cim.healthcheck_part (
+CREATE UNLOGGED TABLE cim.healthcheck_part (
     set_id      bigint NOT NULL,                      -- cim.healthcheck_part_set id (deleted with it; no foreign
                                                       -- key: a refresh inserts 10⁵ rows, each would be checked)
     feature_id  bigint NOT NULL,                      -- id of the row of the set's table

@@ -8,6 +8,8 @@ conftest.py (the shared one keeps its hand-computed values).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg2
 import pytest
 
@@ -174,8 +176,15 @@ def test_a_new_delivery_gives_the_new_value(county):
     assert not PIPE_SETS & set(sets) and ("green_space", "area") in sets
     assert all(d["table"] != "pipe_segment" for d in described)
     assert _compute(county.url, "drainage_density_ys", stored=True)[K1][0] == pytest.approx(1.0, rel=1e-4)
+    # two refreshes at once (two runs starting together): the pipe sets are built once
+    wanted = membership.sources(catalog.load().indicators, load_catalog())
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: _refresh(county.url, wanted), range(2)))
+    built = [(d["table"], d["kind"]) for r in done for d in r["refreshed"]]
+    assert sorted(built) == sorted(PIPE_SETS) and sum(r["current"] for r in done) == 2 * len(wanted) - len(PIPE_SETS)
     after = county.run()
-    assert after["refreshed"] == PIPE_SETS
+    assert after["refreshed"] == set()
+    assert {after["sets"][k]["set_id"] for k in PIPE_SETS} == {d["set_id"] for r in done for d in r["refreshed"]}
     assert after["sets"][("pipe_segment", "area")]["set_id"] != before["sets"][("pipe_segment", "area")]["set_id"]
     assert after["sets"][("green_space", "area")] == before["sets"][("green_space", "area")]   # still current
     assert after["sets"][("pipe_segment", "area")]["versions"]["pipe_segment"] == after["data_versions"]["pipe_segment"]
@@ -200,6 +209,25 @@ def test_a_new_delivery_gives_the_new_value(county):
     finally:
         conn.close()
     assert feats["count"] == 2 and not feats["data_changed"] and sorted(feats["ids"]) == current
+    # the stale sets are gone with their parts
+    conn = psycopg2.connect(county.url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM cim.healthcheck_part_set WHERE source_table = 'pipe_segment' ORDER BY id")
+            assert [r[0] for r in cur.fetchall()] == sorted(after["sets"][k]["set_id"] for k in PIPE_SETS)
+            cur.execute("SELECT count(*) FROM cim.healthcheck_part p WHERE NOT EXISTS "
+                        "(SELECT 1 FROM cim.healthcheck_part_set s WHERE s.id = p.set_id)")
+            assert cur.fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def _refresh(url: str, wanted: set[tuple[str, str]]) -> dict:
+    conn = psycopg2.connect(url)
+    try:
+        return membership.refresh(conn, [COUNTY], 2025, wanted)
+    finally:
+        conn.close()
 
 
 def test_changed_admin_areas_refresh_the_sets(county):
