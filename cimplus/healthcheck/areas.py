@@ -140,9 +140,7 @@ def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[s
          "builtup_years": builtup["_rows"][2]})
     count = cur.rowcount
     del builtup["_rows"]
-    cur.execute("CREATE INDEX ON hc_area USING gist (geom)")
-    cur.execute("CREATE INDEX ON hc_area USING gist (gm)")
-    cur.execute("ANALYZE hc_area")
+    cur.execute("ANALYZE hc_area")   # a few hundred rows: features meet areas through the pieces, not an index
     if only_code is not None:
         cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
                     "(SELECT ST_Extent(geom)::geometry AS e FROM hc_area) x")

@@ -178,10 +178,12 @@ def _build(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: str,
     set_id = int(row[0])
     pieces = PIECES_TABLE if kind == "area" else BUILTUP_PIECES_TABLE
     area_set.ensure(cur, {pieces})
-    relation = (f"(SELECT t.id, t.geom FROM cim.{quote_ident(table)} t "
-                f"WHERE t.is_current AND t.county_code = ANY(%(counties)s))")
-    cur.execute("INSERT INTO cim.healthcheck_part (set_id, feature_id, area_id, measure, share, part) "
-                "SELECT %(set_id)s, p.id, p.area_id, p.measure, p.share, CASE WHEN p._cut THEN p.part END "
+    network = "t.network" if TABLES[table].network_scoped else "NULL::varchar(2)"
+    # the features in (network, id) order, so the parts of one network lie together
+    relation = (f"(SELECT t.id, t.geom, {network} AS _network FROM cim.{quote_ident(table)} t "
+                f"WHERE t.is_current AND t.county_code = ANY(%(counties)s) ORDER BY 3, 1)")
+    cur.execute("INSERT INTO cim.healthcheck_part (set_id, feature_id, network, area_id, measure, share, part) "
+                "SELECT %(set_id)s, p.id, p._network, p.area_id, p.measure, p.share, CASE WHEN p._cut THEN p.part END "
                 f"  FROM {PARTS_SQL.format(relation=relation, pieces=pieces)} p",
                 {"set_id": set_id, "counties": counties, "srid": area_set.srid})
     parts = cur.rowcount

@@ -89,11 +89,13 @@ PARTS_SQL = """(SELECT f.*, g.measure, c.area_id, coalesce(x._cut, f.geom) AS pa
 
 # {area_parts:layer} / {builtup_parts:layer} from a maintained set (cimplus/healthcheck/membership.py,
 # migration 0082): the layer's rows joined by id to the parts stored for their table, restricted to the
-# run's areas. The same columns as PARTS_SQL, computed by it when the set was refreshed.
+# run's areas. The same columns as PARTS_SQL, computed by it when the set was refreshed. For a pipe
+# table the join also matches the network, so a layer or formula fixing the network
+# (`p.network = 'PS'`) reads only that network's parts through the index.
 STORED_PARTS_SQL = """(SELECT f.*, m.measure, m.area_id, coalesce(m.part, f.geom) AS part, m.part IS NOT NULL AS _cut,
        m.share
   FROM {relation} f
-  JOIN cim.healthcheck_part m ON m.feature_id = f.id
+  JOIN cim.healthcheck_part m ON m.feature_id = f.id{network}
   JOIN {areas} _a ON _a.id = m.area_id
  WHERE m.set_id = {set_id})"""
 
@@ -221,7 +223,9 @@ class Expander:
             spec = self.layers.get(source)
             set_id = self.scope.part_sets.get((spec.table_name, kind)) if spec.schema_name == "cim" else None
             if set_id is not None:
-                return STORED_PARTS_SQL.format(relation=relation, areas=AREAS_TABLE, set_id=bind(set_id, "bigint"))
+                network = " AND m.network = f.network" if TABLES[spec.table_name].network_scoped else ""
+                return STORED_PARTS_SQL.format(relation=relation, areas=AREAS_TABLE, set_id=bind(set_id, "bigint"),
+                                               network=network)
         else:
             relation = quote_ident(source)
         pieces = PIECES_TABLE if kind == "area" else BUILTUP_PIECES_TABLE

@@ -45,9 +45,11 @@ CREATE UNLOGGED TABLE cim.healthcheck_part (
     set_id      bigint NOT NULL,                      -- cim.healthcheck_part_set id (deleted with it; no foreign
                                                       -- key: a refresh inserts 10⁵ rows, each would be checked)
     feature_id  bigint NOT NULL,                      -- id of the row of the set's table
+    network     varchar(2),                           -- its network (pipe tables): a run reading one network
+                                                      -- reads only that network's parts
     area_id     bigint NOT NULL,                      -- cim.admin_area id
     measure     double precision,                     -- metric length (lines) or area (polygons) of the feature
     share       double precision NOT NULL,            -- fraction of the feature inside the piece
     part        geometry(Geometry, 4490)              -- the cut where the feature crosses the piece's edge
 );
-CREATE INDEX healthcheck_part_set_idx ON cim.healthcheck_part (set_id, feature_id);
+CREATE INDEX healthcheck_part_set_idx ON cim.healthcheck_part (set_id, network, feature_id);
