@@ -95,57 +95,77 @@ def counties_in_scope(cur: psycopg2.extensions.cursor, county: str | None) -> li
     return found
 
 
+# What prepare reads before it creates {areas}, in one round trip: the extent of the areas of the
+# chosen levels, every current area's parent, the population rows and the built-up uploads in force.
+_FACTS_SQL = """
+SELECT ST_X(ST_Centroid(x.e)), greatest(abs(ST_YMax(x.e)), abs(ST_YMin(x.e))), ST_XMax(x.e) - ST_XMin(x.e),
+       ST_YMax(x.e) - ST_YMin(x.e),
+       (SELECT json_agg(json_build_array(a.code, a.parent_code)) FROM cim.admin_area a
+         WHERE a.is_current AND a.county_code = ANY(%(counties)s)),
+       (SELECT json_agg(json_build_array(p.code, p.population, p.year, p.input_id)) FROM (
+          SELECT DISTINCT ON (p.code) p.code, p.population, p.year, p.input_id FROM cim.healthcheck_population p
+           WHERE p.code IN (SELECT a.code FROM cim.admin_area a WHERE a.is_current AND a.county_code = ANY(%(counties)s))
+             AND p.year <= %(year)s ORDER BY p.code, p.year DESC, p.input_id DESC) p),
+       (SELECT json_agg(json_build_array(b.county_code, b.year, b.input_id) ORDER BY b.county_code) FROM (
+          SELECT DISTINCT ON (b.county_code) b.county_code, b.year, b.input_id FROM cim.healthcheck_builtup b
+           WHERE b.county_code = ANY(%(counties)s) AND b.year <= %(year)s
+           ORDER BY b.county_code, b.year DESC, b.input_id DESC) b)
+  FROM (SELECT ST_Extent(geom)::geometry AS e FROM cim.admin_area
+         WHERE is_current AND county_code = ANY(%(counties)s) AND level = ANY(%(levels)s)) x"""
+
+# {areas} in one statement: the metric geometry and area; the population resolved by prepare; the
+# built-up part (an area inside the built-up area keeps its own geometries, one crossing it is cut).
+_AREAS_SQL = """
+CREATE TEMP TABLE hc_area ON COMMIT DROP AS
+SELECT a.id, a.code, a.name, a.level, a.parent_code, a.county_code, a.geom, m.gm, ST_Area(m.gm) AS area_m2,
+       p.population, p.pop_year, u.g AS builtup_geom, u.gm AS builtup_gm, ST_Area(u.gm) AS builtup_m2
+  FROM cim.admin_area a
+  CROSS JOIN LATERAL (SELECT ST_Transform(a.geom, %(srid)s) AS gm) m
+  LEFT JOIN unnest(%(pop_codes)s::text[], %(pop)s::float8[], %(pop_years)s::smallint[])
+       p(code, population, pop_year) ON p.code = a.code
+  LEFT JOIN (unnest(%(builtup_inputs)s::bigint[], %(builtup_counties)s::text[], %(builtup_years)s::smallint[])
+             k(input_id, county_code, year)
+             JOIN cim.healthcheck_builtup b ON (b.input_id, b.county_code, b.year) = (k.input_id, k.county_code, k.year))
+       ON k.county_code = a.county_code
+  LEFT JOIN LATERAL (SELECT ST_Covers(b.geom, a.geom) AS whole OFFSET 0) w ON b.geom IS NOT NULL
+  LEFT JOIN LATERAL (SELECT CASE WHEN w.whole THEN a.geom
+                                 ELSE ST_Multi(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3)) END AS c
+                      OFFSET 0) x ON b.geom IS NOT NULL
+  LEFT JOIN LATERAL (SELECT x.c AS g, CASE WHEN w.whole THEN m.gm ELSE ST_Transform(x.c, %(srid)s) END AS gm
+                      OFFSET 0) u ON NOT ST_IsEmpty(x.c)
+ WHERE a.is_current AND a.county_code = ANY(%(counties)s) AND a.level = ANY(%(levels)s)
+   AND (%(only)s::text IS NULL OR a.code = %(only)s);
+ANALYZE hc_area;
+SELECT count(*), ST_XMax(ST_Extent(geom)) - ST_XMin(ST_Extent(geom)), ST_YMax(ST_Extent(geom)) - ST_YMin(ST_Extent(geom))
+  FROM hc_area"""
+
+
 def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[str], year: int,
             only_code: str | None = None) -> AreaSet:
-    """Create ``{areas}`` (dropped at the end of the transaction) and fill it."""
-    cur.execute("SELECT ST_X(ST_Centroid(e)), greatest(abs(ST_YMax(e)), abs(ST_YMin(e))), "
-                "       ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
-                "(SELECT ST_Extent(geom)::geometry e FROM cim.admin_area "
-                " WHERE is_current AND county_code = ANY(%s) AND level = ANY(%s)) x", (counties, levels))
+    """Create ``{areas}`` (dropped at the end of the transaction) and fill it: two round trips (what
+    it needs to know, then the table), so a run on a busy server waits for few replies."""
+    cur.execute(_FACTS_SQL, {"counties": counties, "levels": levels, "year": year})
     row = cur.fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
-    lon, max_lat, width, height = row
+    lon, max_lat, _, _, parents, pop_found, builtup_found = row
     if lon is None:
         raise NotFound("所选行政区级别没有行政区划", "no admin areas of the chosen levels")
     srid = metric_srid(lon)
     deg_per_m = 1.0 / (111_320.0 * math.cos(math.radians(min(float(max_lat) + 0.5, 85.0))))
-    cur.execute(f"DROP TABLE IF EXISTS {AREAS_TABLE}, {PIECES_TABLE}, {BUILTUP_PIECES_TABLE}, {POINT_CELLS_TABLE}")
-    pop_rows, population = _population(cur, counties, year)
-    builtup = _builtup(cur, counties, year)
-    # One statement: the metric geometry and area; the population resolved above; the built-up part
-    # (an area inside the built-up area keeps its own geometries, one crossing it is cut).
-    cur.execute(
-        "CREATE TEMP TABLE hc_area ON COMMIT DROP AS "
-        "SELECT a.id, a.code, a.name, a.level, a.parent_code, a.county_code, a.geom, m.gm, ST_Area(m.gm) AS area_m2, "
-        "       p.population, p.pop_year, u.g AS builtup_geom, u.gm AS builtup_gm, ST_Area(u.gm) AS builtup_m2 "
-        "  FROM cim.admin_area a "
-        "  CROSS JOIN LATERAL (SELECT ST_Transform(a.geom, %(srid)s) AS gm) m "
-        "  LEFT JOIN unnest(%(pop_codes)s::text[], %(pop)s::float8[], %(pop_years)s::smallint[]) "
-        "       p(code, population, pop_year) ON p.code = a.code "
-        "  LEFT JOIN (unnest(%(builtup_inputs)s::bigint[], %(builtup_counties)s::text[], %(builtup_years)s::smallint[]) "
-        "             k(input_id, county_code, year) "
-        "             JOIN cim.healthcheck_builtup b ON (b.input_id, b.county_code, b.year) = (k.input_id, k.county_code, k.year)) "
-        "       ON k.county_code = a.county_code "
-        "  LEFT JOIN LATERAL (SELECT ST_Covers(b.geom, a.geom) AS whole OFFSET 0) w ON b.geom IS NOT NULL "
-        "  LEFT JOIN LATERAL (SELECT CASE WHEN w.whole THEN a.geom "
-        "                                 ELSE ST_Multi(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3)) END AS c "
-        "                      OFFSET 0) x ON b.geom IS NOT NULL "
-        "  LEFT JOIN LATERAL (SELECT x.c AS g, CASE WHEN w.whole THEN m.gm ELSE ST_Transform(x.c, %(srid)s) END AS gm "
-        "                      OFFSET 0) u ON NOT ST_IsEmpty(x.c) "
-        " WHERE a.is_current AND a.county_code = ANY(%(counties)s) AND a.level = ANY(%(levels)s) "
-        "   AND (%(only)s::text IS NULL OR a.code = %(only)s)",
-        {"srid": srid, "counties": counties, "levels": levels, "only": only_code,
-         "pop_codes": [r[0] for r in pop_rows], "pop": [r[1] for r in pop_rows], "pop_years": [r[2] for r in pop_rows],
-         "builtup_inputs": builtup["_rows"][0], "builtup_counties": builtup["_rows"][1],
-         "builtup_years": builtup["_rows"][2]})
-    count = cur.rowcount
-    del builtup["_rows"]
-    cur.execute("ANALYZE hc_area")   # a few hundred rows: features meet areas through the pieces, not an index
-    if only_code is not None:
-        cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
-                    "(SELECT ST_Extent(geom)::geometry AS e FROM hc_area) x")
-        width, height = cur.fetchone() or (None, None)
-    return AreaSet(counties, srid, deg_per_m, count, population, builtup, _cell_size(width, height))
+    pop_rows, population = _population(dict(parents or []), pop_found or [])
+    used = [tuple(r) for r in builtup_found or []]
+    builtup = {"input_ids": sorted({int(r[2]) for r in used}), "years": sorted({int(r[1]) for r in used}),
+               "counties": [r[0] for r in used]}
+    cur.execute(f"DROP TABLE IF EXISTS {AREAS_TABLE}, {PIECES_TABLE}, {BUILTUP_PIECES_TABLE}, {POINT_CELLS_TABLE};"
+                + _AREAS_SQL,
+                {"srid": srid, "counties": counties, "levels": levels, "only": only_code,
+                 "pop_codes": [r[0] for r in pop_rows], "pop": [r[1] for r in pop_rows],
+                 "pop_years": [r[2] for r in pop_rows], "builtup_inputs": [int(r[2]) for r in used],
+                 "builtup_counties": [r[0] for r in used], "builtup_years": [int(r[1]) for r in used]})
+    made = cur.fetchone()
+    assert made is not None  # an aggregate without GROUP BY returns one row
+    count, width, height = made
+    return AreaSet(counties, srid, deg_per_m, int(count), population, builtup, _cell_size(width, height))
 
 
 def _cell_size(width: float | None, height: float | None) -> float:
@@ -201,17 +221,12 @@ def _point_cells(cur: psycopg2.extensions.cursor, cell: float) -> None:
     cur.execute("ANALYZE hc_pcell")
 
 
-def _population(cur: psycopg2.extensions.cursor, counties: list[str],
-                year: int) -> tuple[list[tuple[str, float, int]], dict[str, Any]]:
+def _population(parent: dict[str, str | None],
+                found: list[list[Any]]) -> tuple[list[tuple[str, float, int]], dict[str, Any]]:
     """The population of each area (own row, else the sum of all children) as (code, population,
-    year) rows, and which uploads were used."""
-    cur.execute("SELECT code, parent_code FROM cim.admin_area WHERE is_current AND county_code = ANY(%s)", (counties,))
-    parent = dict(cur.fetchall())
-    cur.execute(
-        "SELECT DISTINCT ON (p.code) p.code, p.population, p.year, p.input_id FROM cim.healthcheck_population p "
-        " WHERE p.code = ANY(%s) AND p.year <= %s ORDER BY p.code, p.year DESC, p.input_id DESC",
-        (list(parent), year))
-    own = {code: (float(pop), int(y), int(iid)) for code, pop, y, iid in cur.fetchall()}
+    year) rows, and which uploads were used. ``parent``: code → parent code of every current area;
+    ``found``: (code, population, year, input id) of the latest own row of each area."""
+    own = {code: (float(pop), int(y), int(iid)) for code, pop, y, iid in found}
     children: dict[str, list[str]] = {}
     for code, par in parent.items():
         if par:
@@ -233,15 +248,3 @@ def _population(cur: psycopg2.extensions.cursor, counties: list[str],
     rows = [(code, *v) for code in parent if (v := resolve(code)) is not None]
     return rows, {"input_ids": sorted({v[2] for v in own.values()}), "years": sorted({v[1] for v in own.values()}),
                   "areas_with_rows": len(own), "areas_with_population": len(rows)}
-
-
-def _builtup(cur: psycopg2.extensions.cursor, counties: list[str], year: int) -> dict[str, Any]:
-    """The built-up area of each county: its latest upload with a year not after the run's. Says
-    which were used; ``_rows`` (input ids, counties, years) select them."""
-    cur.execute("SELECT DISTINCT ON (b.county_code) b.county_code, b.year, b.input_id "
-                "  FROM cim.healthcheck_builtup b WHERE b.county_code = ANY(%s) AND b.year <= %s "
-                " ORDER BY b.county_code, b.year DESC, b.input_id DESC", (counties, year))
-    used = sorted(cur.fetchall())
-    return {"input_ids": sorted({r[2] for r in used}), "years": sorted({r[1] for r in used}),
-            "counties": [r[0] for r in used],
-            "_rows": ([r[2] for r in used], [r[0] for r in used], [r[1] for r in used])}

@@ -254,14 +254,14 @@ def ledger_present(cur: psycopg2.extensions.cursor, led: Ledger | None) -> tuple
     if led is None:
         return False, "not configured"
     schema, table = led.table.split(".", 1)
-    cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema)}.{quote_ident(table)}",))
+    cur.execute("SELECT r.oid IS NOT NULL, array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = r.oid "
+                "AND a.attnum > 0 AND NOT a.attisdropped) FROM (SELECT to_regclass(%s) AS oid) r",
+                (f"{quote_ident(schema)}.{quote_ident(table)}",))
     row = cur.fetchone()
     assert row is not None  # SELECT of a function: one row
-    if row[0] is None:
+    if not row[0]:
         return False, f"{led.table} does not exist"
-    cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
-                (schema, table))
-    columns = {r[0] for r in cur.fetchall()}
+    columns = set(row[1])
     missing = sorted({led.geometry, *led.where} - columns)
     if missing:
         return False, f"{led.table} lacks {missing}"
