@@ -125,11 +125,8 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
                     fresh += 1
                 elif kind == "area" or inputs:
                     done.append(_build(cur, area_set, table, kind, inputs, _stamp(current, table)))
-            if done:     # the parts' statistics only once (a new set looks like the one it replaces);
-                cur.execute("ANALYZE cim.healthcheck_part_set")      # autovacuum follows them after that
-                cur.execute("SELECT reltuples < 0 FROM pg_class WHERE oid = 'cim.healthcheck_part'::regclass")
-                if (cur.fetchone() or (False,))[0]:
-                    cur.execute("ANALYZE cim.healthcheck_part")
+            if done:     # a new set's id is not in the statistics yet: analysed now, so the next run plans it
+                cur.execute("ANALYZE cim.healthcheck_part_set, cim.healthcheck_part")
         conn.commit()
     except BaseException:
         conn.rollback()
