@@ -161,9 +161,9 @@ def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int
             [(run_id, *v) for v in values], page_size=2000)
         inputs = {"population": area_set.population, "builtup": area_set.builtup,
                   "hazard_ledger": {"table": catalogue.hazard_ledger.table if catalogue.hazard_ledger else None,
-                                    "used": present, "note": ledger_note},
-                  "parts": {"sets": sets_used, "refresh": upkeep}}
+                                    "used": present, "note": ledger_note}}
         summary = _summary(catalogue, results, values, time.monotonic() - began)
+        summary["parts"] = {"sets": sets_used, "refresh": upkeep}     # their versions are data_versions'
         summary["parts_refresh_s"] = upkeep.get("seconds")
         cur.execute("UPDATE cim.healthcheck_run SET state = 'done', metric_srid = %s, data_versions = %s::jsonb, "
                     "inputs = %s::jsonb, classes = %s::jsonb, summary = %s::jsonb, finished_at = now(), "

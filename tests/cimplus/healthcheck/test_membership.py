@@ -66,8 +66,8 @@ class County:
         finally:
             conn.close()
         return {"run_id": run_id, "values": values, "inputs": inputs, "data_versions": data_versions,
-                "summary": summary, "sets": {(s["table"], s["kind"]): s for s in inputs["parts"]["sets"]},
-                "refreshed": {(d["table"], d["kind"]) for d in inputs["parts"]["refresh"]["refreshed"]}}
+                "summary": summary, "sets": {(s["table"], s["kind"]): s for s in summary["parts"]["sets"]},
+                "refreshed": {(d["table"], d["kind"]) for d in summary["parts"]["refresh"]["refreshed"]}}
 
     def execute(self, sql: str, params: tuple = ()) -> None:
         """Change data as a delivery or an admin-area update does (committed)."""
@@ -99,7 +99,7 @@ def test_a_run_builds_the_sets_and_records_them(checked):
     _, first, second = checked
     built = PIPE_SETS | {("green_space", "area"), ("green_space", "builtup"), ("road", "area"), ("road", "builtup")}
     assert first["refreshed"] == built
-    assert all(d["parts"] > 0 for d in first["inputs"]["parts"]["refresh"]["refreshed"])
+    assert all(d["parts"] > 0 for d in first["summary"]["parts"]["refresh"]["refreshed"])
     assert first["summary"]["parts_refresh_s"] >= 0
     assert set(first["sets"]) == built
     for (table, _), s in first["sets"].items():     # the run read sets of exactly the data versions it records
@@ -110,7 +110,7 @@ def test_a_run_builds_the_sets_and_records_them(checked):
             if isinstance(want, float | int):
                 assert first["values"][(ind, area)] == pytest.approx(want, rel=1e-3, abs=1e-6), (ind, area)
     # nothing changed: the next run refreshes nothing and reads the same sets
-    assert second["refreshed"] == set() and second["inputs"]["parts"]["refresh"]["current"] == len(built)
+    assert second["refreshed"] == set() and second["summary"]["parts"]["refresh"]["current"] == len(built)
     assert {k: s["set_id"] for k, s in second["sets"].items()} == {k: s["set_id"] for k, s in first["sets"].items()}
 
 
