@@ -95,23 +95,52 @@ def seed(url: str, n: int, year: int, tmp: Path, env: dict[str, str]) -> None:
             raise SystemExit(f"cim healthcheck inputs {f} failed: {res.stdout[-1000:]} {res.stderr[-2000:]}")
 
 
-def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float], int]:
+class Clock:
+    """Wall seconds, and CPU seconds of this process plus the connection's server backend (read from
+    /proc: the cluster runs on this machine), between start() and stop(). The CPU time is what the
+    computation itself costs, whatever else the shared machine runs meanwhile."""
+
+    def __init__(self, conn) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            self.pid = cur.fetchone()[0]
+        conn.rollback()
+        self.w0 = self.c0 = 0.0
+
+    def _cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return time.process_time() + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        """Start both clocks."""
+        self.w0, self.c0 = time.perf_counter(), self._cpu()
+
+    def stop(self) -> tuple[float, float]:
+        """Wall and CPU seconds since start()."""
+        return time.perf_counter() - self.w0, self._cpu() - self.c0
+
+
+def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float], int,
+                                       dict[str, float]]:
     """Each of our three indicators computed alone, as a run computes it, in a transaction of its own
     on one connection (as the GeoPandas side reads through one connection: the first indicator of
     each side pays for loading PostGIS / PROJ): the run's settings, the areas prepared, the stored
     membership sets that are current, the structures its statement needs, the statement. Values by
     indicator and area code, seconds each (to the last row), seconds of the preparation within them,
-    the metric SRID."""
+    the metric SRID, CPU seconds each (this process and the server backend)."""
     cat, layers = catalog.load(), load_catalog()
     values: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     prep: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     srid = 0
     conn = psycopg2.connect(url)
+    clock = Clock(conn)
     for ind in cat.indicators:
         if ind.id not in SPATIAL:
             continue
         t0 = time.perf_counter()
+        clock.start()
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("SELECT set_config('statement_timeout', '0', true), set_config('work_mem', %s, true)",
@@ -126,11 +155,11 @@ def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, fl
                         stmt.params)
             got = cur.fetchall()
         conn.rollback()
-        seconds[ind.id] = time.perf_counter() - t0
+        seconds[ind.id], cpu[ind.id] = clock.stop()
         values[ind.id] = {code: v for code, v in got if v is not None}
         srid = aset.srid
     conn.close()
-    return values, seconds, prep, srid
+    return values, seconds, prep, srid, cpu
 
 
 def maintenance(url: str, year: int) -> dict[str, float]:
@@ -164,9 +193,13 @@ def _read(sql: str, conn) -> gpd.GeoDataFrame:
     return gpd.read_postgis(sql, conn, geom_col="geom").rename_geometry("geometry")
 
 
-def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid."""
+def geopandas_version(url: str, year: int,
+                      srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float]]:
+    """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid.
+    Values, wall seconds and CPU seconds (this process and the server backend) by indicator."""
     conn = psycopg2.connect(url)
+    clock = Clock(conn)
+    cpu: dict[str, float] = {}
     values: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     q_areas = (f"SELECT code, geom FROM cim.admin_area WHERE is_current AND county_code = '{COUNTY}' "
@@ -174,7 +207,7 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
 
     # 公园绿地服务半径覆盖率: served residential footprint ÷ residential footprint, homes assigned to areas
     # by the centre of their bounding box
-    t0 = time.perf_counter()
+    clock.start()
     area = _read(q_areas, conn)
     parks = _read(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{COUNTY}' "
                              "AND (class_code = 'G1' OR subclass_code = 'G1')", conn).to_crs(srid)
@@ -196,10 +229,10 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     hit["cov"] = np.minimum(hit["id"].map(covered).fillna(0.0), hit["m2"])
     per = hit.groupby("code")[["m2", "cov"]].sum()
     values["park_service_coverage"] = (100.0 * per["cov"] / per["m2"]).to_dict()
-    seconds["park_service_coverage"] = time.perf_counter() - t0
+    seconds["park_service_coverage"], cpu["park_service_coverage"] = clock.stop()
 
     # 排水管网密度（雨水）: storm-drain length inside each area's built-up part ÷ that part's area
-    t0 = time.perf_counter()
+    clock.start()
     area = _read(q_areas, conn).to_crs(srid)
     builtup = gpd.read_postgis(f"SELECT geom FROM cim.healthcheck_builtup WHERE county_code = '{COUNTY}' "
                                f"AND year <= {int(year)} ORDER BY year DESC, input_id DESC LIMIT 1", conn,
@@ -212,10 +245,10 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     km = pieces.assign(km=pieces.length / 1000.0).groupby("code")["km"].sum()
     dens = part.set_index("code")
     values["drainage_density_ys"] = (km.reindex(dens.index).fillna(0.0) / dens["km2"]).to_dict()
-    seconds["drainage_density_ys"] = time.perf_counter() - t0
+    seconds["drainage_density_ys"], cpu["drainage_density_ys"] = clock.stop()
 
     # 老旧管网比例（排水）: length meeting the 22号 criteria (cim/standards/aging.yaml) ÷ drain length per area
-    t0 = time.perf_counter()
+    clock.start()
     rule = standards.aging()["networks"]["PS"]
     area = _read(q_areas, conn).to_crs(srid)
     pipes = _read(f"SELECT id, material, install_year, geom FROM cim.pipe_segment WHERE is_current "
@@ -232,9 +265,9 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     pieces["aged_m"] = pieces["m"].where(pieces["aged"], 0.0)
     per = pieces.groupby("code")[["aged_m", "m"]].sum()
     values["aged_share_drainage"] = (100.0 * per["aged_m"] / per["m"]).to_dict()
-    seconds["aged_share_drainage"] = time.perf_counter() - t0
+    seconds["aged_share_drainage"], cpu["aged_share_drainage"] = clock.stop()
     conn.close()
-    return values, seconds
+    return values, seconds, cpu
 
 
 def compare(a: dict[str, float], b: dict[str, float]) -> tuple[int, int, float]:
@@ -276,13 +309,16 @@ def main() -> None:
               f"{summary.get('parts_refresh_s')} s of it building the stored membership", flush=True)
         again = timed(cmd, env)       # nothing changed since: the stored sets are current
         print(f"full run again: {again['seconds']:.1f} s wall", flush=True)
-        samples: dict[str, list[dict[str, float]]] = {"ours": [], "prepare": [], "geopandas": []}
+        samples: dict[str, list[dict[str, float]]] = {"ours": [], "prepare": [], "geopandas": [], "ours_cpu": [],
+                                                      "geopandas_cpu": []}
         for _ in range(args.repeat):      # alternately, so a change of the machine's load hits both sides
-            mine, mine_s, prep_s, srid = ours(url, args.year)
-            gp, gp_s = geopandas_version(url, args.year, srid)
+            mine, mine_s, prep_s, srid, mine_cpu = ours(url, args.year)
+            gp, gp_s, gp_cpu = geopandas_version(url, args.year, srid)
             samples["ours"].append(mine_s)
             samples["prepare"].append(prep_s)
             samples["geopandas"].append(gp_s)
+            samples["ours_cpu"].append(mine_cpu)
+            samples["geopandas_cpu"].append(gp_cpu)
         upkeep = maintenance(url, args.year)
     finally:
         cluster.stop()
@@ -291,11 +327,14 @@ def main() -> None:
         n, bad, worst = compare(mine[ind], gp[ind])
         ours_s, gp_med = median(x[ind] for x in samples["ours"]), median(x[ind] for x in samples["geopandas"])
         first = ours_s + upkeep[ind]
+        ours_cpu, gp_cpu = median(x[ind] for x in samples["ours_cpu"]), median(x[ind] for x in samples["geopandas_cpu"])
         rows.append({"indicator": ind, "ours_s": round(ours_s, 3),
                      "of_which_prepare_s": round(median(x[ind] for x in samples["prepare"]), 3),
                      "ours_samples_s": [round(x[ind], 3) for x in samples["ours"]],
                      "geopandas_samples_s": [round(x[ind], 3) for x in samples["geopandas"]],
                      "geopandas_s": round(gp_med, 2), "ratio": round(gp_med / ours_s, 1),
+                     "ours_cpu_s": round(ours_cpu, 3), "geopandas_cpu_s": round(gp_cpu, 2),
+                     "cpu_ratio": round(gp_cpu / ours_cpu, 1),
                      "maintenance_s": round(upkeep[ind], 2), "after_delivery_s": round(first, 2),
                      "after_delivery_ratio": round(gp_med / first, 2), "areas": n,
                      "differing_over_0.1pct": bad, "max_rel_diff": worst})
@@ -316,12 +355,14 @@ def main() -> None:
     slow = sorted(out["indicator_s"].items(), key=lambda kv: -(kv[1] or 0))[:6]
     print("slowest indicators of the full run (s): " + ", ".join(f"{k} {v}" for k, v in slow) + "\n")
     print(f"medians of {args.repeat} (ours and GeoPandas alternately)\n")
-    print("| indicator | ours (s) | of it preparing | GeoPandas (s) | ratio | maintenance after a delivery (s) "
-          "| first run after a delivery (s) | its ratio | areas | >0.1 % apart | max rel. diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| indicator | ours (s) | of it preparing | GeoPandas (s) | ratio | CPU: ours / GeoPandas (s) | CPU ratio "
+          "| maintenance after a delivery (s) | first run after a delivery (s) | its ratio | areas | >0.1 % apart "
+          "| max rel. diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['indicator']} | {r['ours_s']} | {r['of_which_prepare_s']} | {r['geopandas_s']} | "
-              f"**{r['ratio']}×** | {r['maintenance_s']} | {r['after_delivery_s']} | {r['after_delivery_ratio']}× | "
+              f"**{r['ratio']}×** | {r['ours_cpu_s']} / {r['geopandas_cpu_s']} | {r['cpu_ratio']}× | "
+              f"{r['maintenance_s']} | {r['after_delivery_s']} | {r['after_delivery_ratio']}× | "
               f"{r['areas']} | {r['differing_over_0.1pct']} | {r['max_rel_diff']:.2e} |")
 
 if __name__ == "__main__":
