@@ -38,7 +38,9 @@ else
 fi
 
 # --- 城市体检: every indicator of a synthetic county, and three spatial ones vs GeoPandas (bench/healthcheck/run.py) ---
-$PY bench/healthcheck/run.py --buildings "${BENCH_HC_BUILDINGS:-1000000}"
+# each side computes the three spatial indicators BENCH_HC_REPEAT times (medians); at 1M buildings
+# GeoPandas needs about 4 minutes per park-coverage pass
+$PY bench/healthcheck/run.py --buildings "${BENCH_HC_BUILDINGS:-1000000}" --repeat "${BENCH_HC_REPEAT:-1}"
 # --- province batch on Dask: the same build on 1 and 2 Dask workers and the single-process path (bench/batch/run.py) ---
 # The province scale (4 counties × 250,000 buildings) takes about half an hour on 2 shared cores:
 # BENCH_BATCH_BUILDINGS=250000 for it; the default here keeps make bench short.

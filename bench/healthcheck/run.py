@@ -1,19 +1,28 @@
 """城市体检 benchmark: every indicator for every admin area of a county, and the three spatial ones
 against the same computation written with GeoPandas (overlay / sjoin), in one run.
 
-    .venv/bin/python bench/healthcheck/run.py [--buildings 1000000] [--year 2025]
+    .venv/bin/python bench/healthcheck/run.py [--buildings 1000000] [--year 2025] [--repeat 3]
 
 A migrated throwaway cluster gets the synthetic county of ``synth.sql`` (1 county, 16 streets,
-256 communities, ``--buildings`` buildings, 400 parks, 80,000 pipe segments, 100 roads, 33,400
+256 communities, ``--buildings`` buildings, 400 parks, 40,000 pipe segments, 100 roads, 33,400
 streetlights) and its inputs (population per community, a built-up area) through
 ``cim healthcheck inputs``. Then:
 
-1. ``cim healthcheck run --county 430599`` (all 24 indicators, three levels): wall seconds;
-2. ours, in process: the run's area preparation plus the statement of each of
-   ``park_service_coverage``, ``drainage_density_ys`` and ``aged_share_drainage`` (each charged
-   the whole preparation, as if computed alone);
+1. ``cim healthcheck run --county 430599`` (all 24 indicators, three levels): wall seconds; being
+   the county's first run, it also builds the stored membership of the features in the areas
+   (``cimplus/healthcheck/membership.py``; its seconds are printed); then the same run again with
+   nothing changed (the stored sets current);
+2. ours, in process: each of ``park_service_coverage``, ``drainage_density_ys`` and
+   ``aged_share_drainage`` computed alone as a run computes it, in a transaction of its own (the
+   areas prepared, the current stored sets looked up, the temporary structures its statement
+   needs, the statement), timed to the last row; one connection for the three, as GeoPandas reads
+   through one;
 3. GeoPandas: the same three read from PostGIS (``read_postgis``) and computed with ``overlay`` /
-   ``sjoin`` / ``union_all`` in the same metric CRS; values compared area by area (0.1 %).
+   ``sjoin`` / ``union_all`` in the same metric CRS; values compared area by area (0.1 %). Steps 2
+   and 3 alternate ``--repeat`` times (default 3); the medians are reported;
+4. the maintenance: the pipe table is changed (its data version bumped, as by a delivery), and the
+   stored sets each indicator reads are refreshed, timed alone; "first run after a delivery" is
+   that plus ours.
 
 Prints a Markdown table and writes bench/results/healthcheck-<stamp>.json.
 """
@@ -29,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import geopandas as gpd
 import numpy as np
@@ -39,7 +49,8 @@ from openpyxl import Workbook
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.common import ROOT, migrated_cluster, timed  # noqa: E402
 from cim import standards  # noqa: E402
-from cimplus.healthcheck import areas, catalog  # noqa: E402
+from cimplus.healthcheck import areas, catalog, membership  # noqa: E402
+from cimplus.healthcheck.run import RUN_WORK_MEM  # noqa: E402
 from cimplus.healthcheck.template import Expander, ledger_present  # noqa: E402
 from layers.catalog import load_catalog  # noqa: E402
 
@@ -84,43 +95,111 @@ def seed(url: str, n: int, year: int, tmp: Path, env: dict[str, str]) -> None:
             raise SystemExit(f"cim healthcheck inputs {f} failed: {res.stdout[-1000:]} {res.stderr[-2000:]}")
 
 
-def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], float, int]:
-    """Our three statements in process: values by indicator and area code, seconds each, preparation seconds."""
+class Clock:
+    """Wall seconds, and CPU seconds of this process plus the connection's server backend (read from
+    /proc: the cluster runs on this machine), between start() and stop(). The CPU time is what the
+    computation itself costs, whatever else the shared machine runs meanwhile."""
+
+    def __init__(self, conn) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            self.pid = cur.fetchone()[0]
+        conn.rollback()
+        self.w0 = self.c0 = 0.0
+
+    def _cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return time.process_time() + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def start(self) -> None:
+        """Start both clocks."""
+        self.w0, self.c0 = time.perf_counter(), self._cpu()
+
+    def stop(self) -> tuple[float, float]:
+        """Wall and CPU seconds since start()."""
+        return time.perf_counter() - self.w0, self._cpu() - self.c0
+
+
+def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float], int,
+                                       dict[str, float]]:
+    """Each of our three indicators computed alone, as a run computes it, in a transaction of its own
+    on one connection (as the GeoPandas side reads through one connection: the first indicator of
+    each side pays for loading PostGIS / PROJ): the run's settings, the areas prepared, the stored
+    membership sets that are current, the structures its statement needs, the statement. Values by
+    indicator and area code, seconds each (to the last row), seconds of the preparation within them,
+    the metric SRID, CPU seconds each (this process and the server backend)."""
     cat, layers = catalog.load(), load_catalog()
-    conn = psycopg2.connect(url)
     values: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
-    with conn.cursor() as cur:
-        cur.execute("SET statement_timeout = 0")
-        cur.execute("SET work_mem = '256MB'")
+    prep: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    srid = 0
+    conn = psycopg2.connect(url)
+    clock = Clock(conn)
+    for ind in cat.indicators:
+        if ind.id not in SPATIAL:
+            continue
         t0 = time.perf_counter()
-        aset = areas.prepare(cur, [COUNTY], list(catalog.ADMIN_LEVELS), year)
-        prep = time.perf_counter() - t0
-        present, _ = ledger_present(cur, cat.hazard_ledger)
-        ex = Expander(layers, cat, aset.scope(year, present))
-        cur.execute("SELECT id, code FROM pg_temp.hc_area")
-        code_of = dict(cur.fetchall())
-        for ind in cat.indicators:
-            if ind.id not in SPATIAL:
-                continue
-            stmt = ex.expand(ind.formula, ind)
-            t0 = time.perf_counter()
-            cur.execute(f"SELECT x.area_id, x.value FROM ({stmt.sql}) x", stmt.params)
+        clock.start()
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("SELECT set_config('statement_timeout', '0', true), set_config('work_mem', %s, true)",
+                        (RUN_WORK_MEM,))
+            aset = areas.prepare(cur, [COUNTY], list(catalog.ADMIN_LEVELS), year)
+            present, _ = ledger_present(cur, cat.hazard_ledger)
+            part_sets, _ = membership.usable(cur, aset, membership.sources([ind], layers))
+            stmt = Expander(layers, cat, aset.scope(year, present, part_sets)).expand(ind.formula or "", ind)
+            aset.ensure(cur, stmt.needs)
+            prep[ind.id] = time.perf_counter() - t0
+            cur.execute(f"SELECT a.code, x.value FROM ({stmt.sql}) x JOIN pg_temp.hc_area a ON a.id = x.area_id",
+                        stmt.params)
             got = cur.fetchall()
-            seconds[ind.id] = time.perf_counter() - t0
-            values[ind.id] = {code_of[a]: v for a, v in got if v is not None}
-    conn.rollback()
+        conn.rollback()
+        seconds[ind.id], cpu[ind.id] = clock.stop()
+        values[ind.id] = {code: v for code, v in got if v is not None}
+        srid = aset.srid
     conn.close()
-    return values, seconds, prep, aset.srid
+    return values, seconds, prep, srid, cpu
+
+
+def maintenance(url: str, year: int) -> dict[str, float]:
+    """What the stored membership costs after a delivery: the pipe table is changed (a no-op UPDATE of
+    one row bumps its data version, so every set over it is stale, as after a new delivery), then the
+    sets each indicator reads are refreshed, each timed alone (connect to commit). Seconds by
+    indicator (0 for one that reads no set)."""
+    cat, layers = catalog.load(), load_catalog()
+    out: dict[str, float] = {}
+    conn = psycopg2.connect(url)
+    for ind in cat.indicators:
+        if ind.id not in SPATIAL:
+            continue
+        with conn.cursor() as cur:
+            cur.execute("UPDATE cim.pipe_segment SET install_year = install_year WHERE id = "
+                        "(SELECT min(id) FROM cim.pipe_segment WHERE county_code = %s)", (COUNTY,))
+        conn.commit()
+        wanted = membership.sources([ind], layers)
+        t0 = time.perf_counter()
+        c2 = psycopg2.connect(url)
+        done = membership.refresh(c2, [COUNTY], year, wanted)
+        c2.close()
+        out[ind.id] = time.perf_counter() - t0 if done["refreshed"] else 0.0
+    # leave every set current again for later runs
+    membership.refresh(conn, [COUNTY], year, membership.sources(cat.indicators, layers))
+    conn.close()
+    return out
 
 
 def _read(sql: str, conn) -> gpd.GeoDataFrame:
     return gpd.read_postgis(sql, conn, geom_col="geom").rename_geometry("geometry")
 
 
-def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid."""
+def geopandas_version(url: str, year: int,
+                      srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float]]:
+    """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid.
+    Values, wall seconds and CPU seconds (this process and the server backend) by indicator."""
     conn = psycopg2.connect(url)
+    clock = Clock(conn)
+    cpu: dict[str, float] = {}
     values: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     q_areas = (f"SELECT code, geom FROM cim.admin_area WHERE is_current AND county_code = '{COUNTY}' "
@@ -128,7 +207,7 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
 
     # 公园绿地服务半径覆盖率: served residential footprint ÷ residential footprint, homes assigned to areas
     # by the centre of their bounding box
-    t0 = time.perf_counter()
+    clock.start()
     area = _read(q_areas, conn)
     parks = _read(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{COUNTY}' "
                              "AND (class_code = 'G1' OR subclass_code = 'G1')", conn).to_crs(srid)
@@ -150,10 +229,10 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     hit["cov"] = np.minimum(hit["id"].map(covered).fillna(0.0), hit["m2"])
     per = hit.groupby("code")[["m2", "cov"]].sum()
     values["park_service_coverage"] = (100.0 * per["cov"] / per["m2"]).to_dict()
-    seconds["park_service_coverage"] = time.perf_counter() - t0
+    seconds["park_service_coverage"], cpu["park_service_coverage"] = clock.stop()
 
     # 排水管网密度（雨水）: storm-drain length inside each area's built-up part ÷ that part's area
-    t0 = time.perf_counter()
+    clock.start()
     area = _read(q_areas, conn).to_crs(srid)
     builtup = gpd.read_postgis(f"SELECT geom FROM cim.healthcheck_builtup WHERE county_code = '{COUNTY}' "
                                f"AND year <= {int(year)} ORDER BY year DESC, input_id DESC LIMIT 1", conn,
@@ -166,10 +245,10 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     km = pieces.assign(km=pieces.length / 1000.0).groupby("code")["km"].sum()
     dens = part.set_index("code")
     values["drainage_density_ys"] = (km.reindex(dens.index).fillna(0.0) / dens["km2"]).to_dict()
-    seconds["drainage_density_ys"] = time.perf_counter() - t0
+    seconds["drainage_density_ys"], cpu["drainage_density_ys"] = clock.stop()
 
     # 老旧管网比例（排水）: length meeting the 22号 criteria (cim/standards/aging.yaml) ÷ drain length per area
-    t0 = time.perf_counter()
+    clock.start()
     rule = standards.aging()["networks"]["PS"]
     area = _read(q_areas, conn).to_crs(srid)
     pipes = _read(f"SELECT id, material, install_year, geom FROM cim.pipe_segment WHERE is_current "
@@ -186,9 +265,9 @@ def geopandas_version(url: str, year: int, srid: int) -> tuple[dict[str, dict[st
     pieces["aged_m"] = pieces["m"].where(pieces["aged"], 0.0)
     per = pieces.groupby("code")[["aged_m", "m"]].sum()
     values["aged_share_drainage"] = (100.0 * per["aged_m"] / per["m"]).to_dict()
-    seconds["aged_share_drainage"] = time.perf_counter() - t0
+    seconds["aged_share_drainage"], cpu["aged_share_drainage"] = clock.stop()
     conn.close()
-    return values, seconds
+    return values, seconds, cpu
 
 
 def compare(a: dict[str, float], b: dict[str, float]) -> tuple[int, int, float]:
@@ -209,8 +288,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--buildings", type=int, default=1_000_000)
     ap.add_argument("--year", type=int, default=2025)
+    ap.add_argument("--repeat", type=int, default=3, help="times each side computes the three (medians are reported)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # stop the cluster when killed
+    load_start = os.getloadavg()
     home = Path(tempfile.mkdtemp(prefix="cim-bench-hc-", dir="/tmp"))
     home.chmod(0o755)           # the cluster runs as the postgres OS user
     cluster, url = migrated_cluster(home / "pg")
@@ -219,42 +300,70 @@ def main() -> None:
         t0 = time.perf_counter()
         seed(url, args.buildings, args.year, home, env)
         seeded = time.perf_counter() - t0
-        run = timed([str(ROOT / ".venv/bin/cim"), "healthcheck", "run", "--county", COUNTY, "--year", str(args.year),
-                     "--json"], env)
+        cmd = [str(ROOT / ".venv/bin/cim"), "healthcheck", "run", "--county", COUNTY, "--year", str(args.year), "--json"]
+        run = timed(cmd, env)
         listed = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "list", "--json", "--limit", "1"], env=env,
                                 capture_output=True, text=True, check=True)
         summary = json.loads(listed.stdout)[0]["summary"] or {}
-        print(f"full run: {run['seconds']:.1f} s wall, {summary.get('values')} values", flush=True)
-        mine, mine_s, prep, srid = ours(url, args.year)
-        gp, gp_s = geopandas_version(url, args.year, srid)
+        print(f"full run: {run['seconds']:.1f} s wall, {summary.get('values')} values, "
+              f"{summary.get('parts_refresh_s')} s of it building the stored membership", flush=True)
+        again = timed(cmd, env)       # nothing changed since: the stored sets are current
+        print(f"full run again: {again['seconds']:.1f} s wall", flush=True)
+        samples: dict[str, list[dict[str, float]]] = {"ours": [], "prepare": [], "geopandas": [], "ours_cpu": [],
+                                                      "geopandas_cpu": []}
+        for _ in range(args.repeat):      # alternately, so a change of the machine's load hits both sides
+            mine, mine_s, prep_s, srid, mine_cpu = ours(url, args.year)
+            gp, gp_s, gp_cpu = geopandas_version(url, args.year, srid)
+            samples["ours"].append(mine_s)
+            samples["prepare"].append(prep_s)
+            samples["geopandas"].append(gp_s)
+            samples["ours_cpu"].append(mine_cpu)
+            samples["geopandas_cpu"].append(gp_cpu)
+        upkeep = maintenance(url, args.year)
     finally:
         cluster.stop()
     rows = []
     for ind in SPATIAL:
         n, bad, worst = compare(mine[ind], gp[ind])
-        ours_s = prep + mine_s[ind]
-        rows.append({"indicator": ind, "ours_s": round(ours_s, 2), "geopandas_s": round(gp_s[ind], 2),
-                     "ratio": round(gp_s[ind] / ours_s, 1), "areas": n, "differing_over_0.1pct": bad,
-                     "max_rel_diff": worst})
+        ours_s, gp_med = median(x[ind] for x in samples["ours"]), median(x[ind] for x in samples["geopandas"])
+        first = ours_s + upkeep[ind]
+        ours_cpu, gp_cpu = median(x[ind] for x in samples["ours_cpu"]), median(x[ind] for x in samples["geopandas_cpu"])
+        rows.append({"indicator": ind, "ours_s": round(ours_s, 3),
+                     "of_which_prepare_s": round(median(x[ind] for x in samples["prepare"]), 3),
+                     "ours_samples_s": [round(x[ind], 3) for x in samples["ours"]],
+                     "geopandas_samples_s": [round(x[ind], 3) for x in samples["geopandas"]],
+                     "geopandas_s": round(gp_med, 2), "ratio": round(gp_med / ours_s, 1),
+                     "ours_cpu_s": round(ours_cpu, 3), "geopandas_cpu_s": round(gp_cpu, 2),
+                     "cpu_ratio": round(gp_cpu / ours_cpu, 1),
+                     "maintenance_s": round(upkeep[ind], 2), "after_delivery_s": round(first, 2),
+                     "after_delivery_ratio": round(gp_med / first, 2), "areas": n,
+                     "differing_over_0.1pct": bad, "max_rel_diff": worst})
     out = {"buildings": args.buildings, "seed_s": round(seeded, 1), "run_wall_s": round(run["seconds"], 1),
-           "run_peak_rss_mb": run["peak_rss_mb"], "values": summary.get("values"),
-           "computed": summary.get("computed"), "prepare_s": round(prep, 2), "spatial": rows,
+           "run_again_wall_s": round(again["seconds"], 1), "run_peak_rss_mb": run["peak_rss_mb"], "values": summary.get("values"),
+           "computed": summary.get("computed"), "run_parts_refresh_s": summary.get("parts_refresh_s"),
+           "spatial": rows, "load_average_start": load_start, "load_average": os.getloadavg(),
            "indicator_s": {k: v.get("seconds") for k, v in (summary.get("indicators") or {}).items()}}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
     (results / f"healthcheck-{stamp}.json").write_text(json.dumps(out, ensure_ascii=False, indent=2))
     print(f"\n城市体检 on {args.buildings:,} buildings (1 county, 16 streets, 256 communities): "
-          f"full run {out['run_wall_s']} s wall ({out['values']} values, {out['computed']} computed), "
-          f"seeding {out['seed_s']} s\n")
+          f"full run {out['run_wall_s']} s wall ({out['values']} values, {out['computed']} computed; of it "
+          f"{out['run_parts_refresh_s']} s building the stored membership; again, with nothing changed: "
+          f"{out['run_again_wall_s']} s), seeding {out['seed_s']} s, load average (1, 5, 15 min) at start "
+          f"{' '.join(f'{x:.1f}' for x in load_start)}, at end {' '.join(f'{x:.1f}' for x in out['load_average'])}\n")
     slow = sorted(out["indicator_s"].items(), key=lambda kv: -(kv[1] or 0))[:6]
     print("slowest indicators of the full run (s): " + ", ".join(f"{k} {v}" for k, v in slow) + "\n")
-    print("| indicator | ours (s) | GeoPandas (s) | ratio | areas | >0.1 % apart | max rel. diff |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"medians of {args.repeat} (ours and GeoPandas alternately)\n")
+    print("| indicator | ours (s) | of it preparing | GeoPandas (s) | ratio | CPU: ours / GeoPandas (s) | CPU ratio "
+          "| maintenance after a delivery (s) | first run after a delivery (s) | its ratio | areas | >0.1 % apart "
+          "| max rel. diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['indicator']} | {r['ours_s']} | {r['geopandas_s']} | {r['ratio']}× | {r['areas']} | "
-              f"{r['differing_over_0.1pct']} | {r['max_rel_diff']:.2e} |")
-
+        print(f"| {r['indicator']} | {r['ours_s']} | {r['of_which_prepare_s']} | {r['geopandas_s']} | "
+              f"**{r['ratio']}×** | {r['ours_cpu_s']} / {r['geopandas_cpu_s']} | {r['cpu_ratio']}× | "
+              f"{r['maintenance_s']} | {r['after_delivery_s']} | {r['after_delivery_ratio']}× | "
+              f"{r['areas']} | {r['differing_over_0.1pct']} | {r['max_rel_diff']:.2e} |")
 
 if __name__ == "__main__":
     main()

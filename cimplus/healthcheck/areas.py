@@ -7,7 +7,9 @@ Lengths and areas are measured in the CGCS2000 3° Gauss-Krüger zone of the run
 (EPSG:4534–4554, the plane survey deliveries come in), so a formula and a GeoPandas check give
 the same numbers.
 
-Features meet areas through the areas cut into small pieces, once per run: ``ST_Subdivide`` of each
+Features meet areas through the areas cut into small pieces, once per run and only when a statement
+needs them (:meth:`AreaSet.ensure`; a line or polygon layer with a stored membership set of the run,
+:mod:`cimplus.healthcheck.membership`, needs none): ``ST_Subdivide`` of each
 area (``hc_piece``) and of its built-up part (``hc_bpiece``) into polygons of at most ``PIECE_VERTICES``
 vertices, each table with a spatial index. A line or a polygon probes the index with its bounding
 box (``&&``); a piece that covers it takes it whole (a rectangular piece by comparing exact bounds,
@@ -31,10 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2.extensions
-import psycopg2.extras
 
 from cim.errors import NotFound
-from cimplus.healthcheck.template import AREAS_TABLE, Scope
+from cimplus.healthcheck.template import AREAS_TABLE, BUILTUP_PIECES_TABLE, PIECES_TABLE, POINT_CELLS_TABLE, Scope
 
 PIECE_VERTICES = 256     # most vertices of a piece of an area (ST_Subdivide)
 CELLS = 4_096            # cells of the point-membership grid over the run's extent (about)
@@ -51,10 +52,25 @@ class AreaSet:
     population: dict[str, Any] = field(default_factory=dict)   # inputs used (ids, years, areas covered)
     builtup: dict[str, Any] = field(default_factory=dict)
     cell_deg: float = 0.001
+    built: set[str] = field(default_factory=set)     # temp structures built so far (hc_piece, …)
 
-    def scope(self, year: int, ledger_present: bool = False) -> Scope:
+    def scope(self, year: int, ledger_present: bool = False,
+              part_sets: dict[tuple[str, str], int] | None = None) -> Scope:
         """The values the templates of a run over these areas use."""
-        return Scope(self.counties, year, self.srid, self.deg_per_m, ledger_present, self.cell_deg)
+        return Scope(self.counties, year, self.srid, self.deg_per_m, ledger_present, self.cell_deg,
+                     dict(part_sets or {}))
+
+    def ensure(self, cur: psycopg2.extensions.cursor, needs: set[str]) -> None:
+        """Build the structures an expanded statement reads (its ``needs``) that are not built yet:
+        the area pieces, the built-up pieces, the point grid (which is laid over the area pieces)."""
+        if POINT_CELLS_TABLE in needs:
+            needs = needs | {PIECES_TABLE}
+        for name, build in ((PIECES_TABLE, lambda: _pieces(cur, "hc_piece", "geom")),
+                            (BUILTUP_PIECES_TABLE, lambda: _pieces(cur, "hc_bpiece", "builtup_geom")),
+                            (POINT_CELLS_TABLE, lambda: _point_cells(cur, self.cell_deg))):
+            if name in needs and name not in self.built:
+                build()
+                self.built.add(name)
 
 
 def metric_srid(lon: float) -> int:
@@ -79,75 +95,113 @@ def counties_in_scope(cur: psycopg2.extensions.cursor, county: str | None) -> li
     return found
 
 
+# What prepare reads before it creates {areas}, in one round trip: the extent of the areas of the
+# chosen levels, every current area's parent, the population rows and the built-up uploads in force.
+_FACTS_SQL = """
+SELECT ST_X(ST_Centroid(x.e)), greatest(abs(ST_YMax(x.e)), abs(ST_YMin(x.e))), ST_XMax(x.e) - ST_XMin(x.e),
+       ST_YMax(x.e) - ST_YMin(x.e),
+       (SELECT json_agg(json_build_array(a.code, a.parent_code)) FROM cim.admin_area a
+         WHERE a.is_current AND a.county_code = ANY(%(counties)s)),
+       (SELECT json_agg(json_build_array(p.code, p.population, p.year, p.input_id)) FROM (
+          SELECT DISTINCT ON (p.code) p.code, p.population, p.year, p.input_id FROM cim.healthcheck_population p
+           WHERE p.code IN (SELECT a.code FROM cim.admin_area a WHERE a.is_current AND a.county_code = ANY(%(counties)s))
+             AND p.year <= %(year)s ORDER BY p.code, p.year DESC, p.input_id DESC) p),
+       (SELECT json_agg(json_build_array(b.county_code, b.year, b.input_id) ORDER BY b.county_code) FROM (
+          SELECT DISTINCT ON (b.county_code) b.county_code, b.year, b.input_id FROM cim.healthcheck_builtup b
+           WHERE b.county_code = ANY(%(counties)s) AND b.year <= %(year)s
+           ORDER BY b.county_code, b.year DESC, b.input_id DESC) b)
+  FROM (SELECT ST_Extent(geom)::geometry AS e FROM cim.admin_area
+         WHERE is_current AND county_code = ANY(%(counties)s) AND level = ANY(%(levels)s)) x"""
+
+# {areas} in one statement: the metric geometry and area; the population resolved by prepare; the
+# built-up part (an area inside the built-up area keeps its own geometries, one crossing it is cut).
+_AREAS_SQL = """
+CREATE TEMP TABLE hc_area ON COMMIT DROP AS
+SELECT a.id, a.code, a.name, a.level, a.parent_code, a.county_code, a.geom, m.gm, ST_Area(m.gm) AS area_m2,
+       p.population, p.pop_year, u.g AS builtup_geom, u.gm AS builtup_gm, ST_Area(u.gm) AS builtup_m2
+  FROM cim.admin_area a
+  CROSS JOIN LATERAL (SELECT ST_Transform(a.geom, %(srid)s) AS gm) m
+  LEFT JOIN unnest(%(pop_codes)s::text[], %(pop)s::float8[], %(pop_years)s::smallint[])
+       p(code, population, pop_year) ON p.code = a.code
+  LEFT JOIN (unnest(%(builtup_inputs)s::bigint[], %(builtup_counties)s::text[], %(builtup_years)s::smallint[])
+             k(input_id, county_code, year)
+             JOIN cim.healthcheck_builtup b ON (b.input_id, b.county_code, b.year) = (k.input_id, k.county_code, k.year))
+       ON k.county_code = a.county_code
+  LEFT JOIN LATERAL (SELECT ST_Covers(b.geom, a.geom) AS whole OFFSET 0) w ON b.geom IS NOT NULL
+  LEFT JOIN LATERAL (SELECT CASE WHEN w.whole THEN a.geom
+                                 ELSE ST_Multi(ST_CollectionExtract(ST_Intersection(a.geom, b.geom), 3)) END AS c
+                      OFFSET 0) x ON b.geom IS NOT NULL
+  LEFT JOIN LATERAL (SELECT x.c AS g, CASE WHEN w.whole THEN m.gm ELSE ST_Transform(x.c, %(srid)s) END AS gm
+                      OFFSET 0) u ON NOT ST_IsEmpty(x.c)
+ WHERE a.is_current AND a.county_code = ANY(%(counties)s) AND a.level = ANY(%(levels)s)
+   AND (%(only)s::text IS NULL OR a.code = %(only)s);
+ANALYZE hc_area;
+SELECT count(*), ST_XMax(ST_Extent(geom)) - ST_XMin(ST_Extent(geom)), ST_YMax(ST_Extent(geom)) - ST_YMin(ST_Extent(geom))
+  FROM hc_area"""
+
+
 def prepare(cur: psycopg2.extensions.cursor, counties: list[str], levels: list[str], year: int,
             only_code: str | None = None) -> AreaSet:
-    """Create ``{areas}`` (dropped at the end of the transaction) and fill it."""
-    cur.execute("SELECT ST_X(c), ST_Y(c), greatest(abs(ST_YMax(e)), abs(ST_YMin(e))) FROM "
-                "(SELECT ST_Centroid(ST_Extent(geom)::geometry) c, ST_Extent(geom)::geometry e FROM cim.admin_area "
-                " WHERE is_current AND county_code = ANY(%s) AND level = ANY(%s)) x", (counties, levels))
+    """Create ``{areas}`` (dropped at the end of the transaction) and fill it: two round trips (what
+    it needs to know, then the table), so a run on a busy server waits for few replies."""
+    cur.execute(_FACTS_SQL, {"counties": counties, "levels": levels, "year": year})
     row = cur.fetchone()
     assert row is not None  # an aggregate without GROUP BY returns one row
-    lon, _lat, max_lat = row
+    lon, max_lat, _, _, parents, pop_found, builtup_found = row
     if lon is None:
         raise NotFound("所选行政区级别没有行政区划", "no admin areas of the chosen levels")
     srid = metric_srid(lon)
     deg_per_m = 1.0 / (111_320.0 * math.cos(math.radians(min(float(max_lat) + 0.5, 85.0))))
-    cur.execute(f"DROP TABLE IF EXISTS {AREAS_TABLE}")
+    pop_rows, population = _population(dict(parents or []), pop_found or [])
+    used = [tuple(r) for r in builtup_found or []]
+    builtup = {"input_ids": sorted({int(r[2]) for r in used}), "years": sorted({int(r[1]) for r in used}),
+               "counties": [r[0] for r in used]}
+    cur.execute(f"DROP TABLE IF EXISTS {AREAS_TABLE}, {PIECES_TABLE}, {BUILTUP_PIECES_TABLE}, {POINT_CELLS_TABLE};"
+                + _AREAS_SQL,
+                {"srid": srid, "counties": counties, "levels": levels, "only": only_code,
+                 "pop_codes": [r[0] for r in pop_rows], "pop": [r[1] for r in pop_rows],
+                 "pop_years": [r[2] for r in pop_rows], "builtup_inputs": [int(r[2]) for r in used],
+                 "builtup_counties": [r[0] for r in used], "builtup_years": [int(r[1]) for r in used]})
+    made = cur.fetchone()
+    assert made is not None  # an aggregate without GROUP BY returns one row
+    count, width, height = made
+    return AreaSet(counties, srid, deg_per_m, int(count), population, builtup, _cell_size(width, height))
+
+
+def _cell_size(width: float | None, height: float | None) -> float:
+    """Side in degrees of the cells of the point grid: about ``CELLS`` cells over the areas' extent
+    (the extent of their pieces too)."""
+    w, h = (float(width), float(height)) if width is not None and height is not None else (0.0, 0.0)
+    return min(max(math.sqrt(max(w * h, 1e-12) / CELLS), 0.0001), 0.05)
+
+
+def _pieces(cur: psycopg2.extensions.cursor, table: str, column: str) -> None:
+    """The areas (``hc_piece`` from ``geom``) or their built-up parts (``hc_bpiece`` from
+    ``builtup_geom``) subdivided into pieces of at most ``PIECE_VERTICES`` vertices (EPSG:4490),
+    indexed with SP-GiST (a quad-tree: fewer box tests per probe than a GiST over a few hundred
+    large boxes) and analysed: one row per piece with its area's id, its exact bounds (x0, y0, x1,
+    y1) and ``rect``, true when the piece fills its bounding box (most pieces inside an area: a
+    feature whose bounds lie within such a piece's bounds lies in it, no geometric test needed).
+    The pieces of one area do not overlap (they share edges only)."""
     cur.execute(
-        "CREATE TEMP TABLE hc_area ON COMMIT DROP AS "
-        "SELECT a.id, a.code, a.name, a.level, a.parent_code, a.county_code, a.geom, "
-        "       ST_Transform(a.geom, %(srid)s) AS gm, NULL::float8 AS area_m2, NULL::float8 AS population, "
-        "       NULL::smallint AS pop_year, NULL::geometry AS builtup_geom, NULL::geometry AS builtup_gm, "
-        "       NULL::float8 AS builtup_m2 "
-        "  FROM cim.admin_area a "
-        " WHERE a.is_current AND a.county_code = ANY(%(counties)s) AND a.level = ANY(%(levels)s) "
-        "   AND (%(only)s::text IS NULL OR a.code = %(only)s)",
-        {"srid": srid, "counties": counties, "levels": levels, "only": only_code})
-    cur.execute("UPDATE hc_area SET area_m2 = ST_Area(gm)")
-    count = cur.rowcount
-    population = _population(cur, counties, year)
-    builtup = _builtup(cur, counties, year, srid)
-    cur.execute("CREATE INDEX ON hc_area USING gist (geom)")
-    cur.execute("CREATE INDEX ON hc_area USING gist (gm)")
-    cur.execute("ANALYZE hc_area")
-    _pieces(cur)
-    cell = _point_cells(cur)
-    return AreaSet(counties, srid, deg_per_m, count, population, builtup, cell)
+        f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
+        f"SELECT p.area_id, p.geom, ST_XMin(p.geom) AS x0, ST_YMin(p.geom) AS y0, ST_XMax(p.geom) AS x1, "
+        f"       ST_YMax(p.geom) AS y1, abs(ST_Area(p.geom) - (ST_XMax(p.geom) - ST_XMin(p.geom)) "
+        f"           * (ST_YMax(p.geom) - ST_YMin(p.geom))) <= 1e-12 * ST_Area(p.geom) AS rect "
+        f"  FROM (SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
+        f"          FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})) p",
+        (PIECE_VERTICES,))
+    cur.execute(f"CREATE INDEX ON {table} USING spgist (geom)")
+    cur.execute(f"ANALYZE {table}")
 
 
-def _pieces(cur: psycopg2.extensions.cursor) -> None:
-    """The areas (``hc_piece``) and their built-up parts (``hc_bpiece``) subdivided into pieces of at
-    most ``PIECE_VERTICES`` vertices (EPSG:4490), indexed with SP-GiST (a quad-tree: fewer box tests
-    per probe than a GiST over a few hundred large boxes) and analysed: one row per piece with
-    its area's id, its exact bounds (x0, y0, x1, y1) and ``rect``, true when the piece fills its
-    bounding box (most pieces inside an area: a feature whose bounds lie within such a piece's
-    bounds lies in it, no geometric test needed). The pieces of one area do not overlap (they share
-    edges only)."""
-    for table, column in (("hc_piece", "geom"), ("hc_bpiece", "builtup_geom")):
-        cur.execute(
-            f"CREATE TEMP TABLE {table} ON COMMIT DROP AS "
-            f"SELECT p.area_id, p.geom, ST_XMin(p.geom) AS x0, ST_YMin(p.geom) AS y0, ST_XMax(p.geom) AS x1, "
-            f"       ST_YMax(p.geom) AS y1, abs(ST_Area(p.geom) - (ST_XMax(p.geom) - ST_XMin(p.geom)) "
-            f"           * (ST_YMax(p.geom) - ST_YMin(p.geom))) <= 1e-12 * ST_Area(p.geom) AS rect "
-            f"  FROM (SELECT a.id AS area_id, ST_Subdivide(a.{column}, %s) AS geom "
-            f"          FROM hc_area a WHERE a.{column} IS NOT NULL AND NOT ST_IsEmpty(a.{column})) p",
-            (PIECE_VERTICES,))
-        cur.execute(f"CREATE INDEX ON {table} USING spgist (geom)")
-        cur.execute(f"ANALYZE {table}")
-
-
-def _point_cells(cur: psycopg2.extensions.cursor) -> float:
-    """The point-membership grid ``hc_pcell``: about ``CELLS`` square cells over the run's extent;
-    one row per (cell, area) whose pieces meet the cell, keyed by ``k = i * 1000003 + j``, with
-    ``inside`` (a piece covers the whole cell: a point there needs no test) or else the pieces of
-    that area meeting the cell collected in ``geom``. A point hash-joins to the rows of its cell and
-    meets each area once. Only bounding-box arithmetic and one covers/intersects test per (cell,
-    piece) pair; no overlay. Returns the cell size in degrees."""
-    cur.execute("SELECT ST_XMax(e) - ST_XMin(e), ST_YMax(e) - ST_YMin(e) FROM "
-                "(SELECT ST_Extent(geom)::geometry AS e FROM hc_piece) x")
-    row = cur.fetchone()
-    w, h = (float(row[0]), float(row[1])) if row is not None and row[0] is not None else (0.0, 0.0)
-    cell = min(max(math.sqrt(max(w * h, 1e-12) / CELLS), 0.0001), 0.05)
+def _point_cells(cur: psycopg2.extensions.cursor, cell: float) -> None:
+    """The point-membership grid ``hc_pcell``: square cells of ``cell`` degrees over the run's
+    extent; one row per (cell, area) whose pieces meet the cell, keyed by ``k = i * 1000003 + j``,
+    with ``inside`` (a piece covers the whole cell: a point there needs no test) or else the pieces
+    of that area meeting the cell collected in ``geom``. A point hash-joins to the rows of its cell
+    and meets each area once. Only bounding-box arithmetic and one covers/intersects test per
+    (cell, piece) pair; no overlay."""
     cur.execute(
         "CREATE TEMP TABLE hc_pcell ON COMMIT DROP AS "
         "SELECT g.k, g.area_id, g.inside, CASE WHEN g.inside THEN NULL WHEN cardinality(g.gs) = 1 THEN g.gs[1] "
@@ -165,18 +219,14 @@ def _point_cells(cur: psycopg2.extensions.cursor) -> float:
         "       x.gi * %(c)s, x.gj * %(c)s, (x.gi + 1) * %(c)s, (x.gj + 1) * %(c)s, 4490)) "
         " GROUP BY x.k, x.area_id) g", {"c": cell})
     cur.execute("ANALYZE hc_pcell")
-    return cell
 
 
-def _population(cur: psycopg2.extensions.cursor, counties: list[str], year: int) -> dict[str, Any]:
-    """Fill population (own row, else the sum of all children) and say which uploads were used."""
-    cur.execute("SELECT code, parent_code FROM cim.admin_area WHERE is_current AND county_code = ANY(%s)", (counties,))
-    parent = dict(cur.fetchall())
-    cur.execute(
-        "SELECT DISTINCT ON (p.code) p.code, p.population, p.year, p.input_id FROM cim.healthcheck_population p "
-        " WHERE p.code = ANY(%s) AND p.year <= %s ORDER BY p.code, p.year DESC, p.input_id DESC",
-        (list(parent), year))
-    own = {code: (float(pop), int(y), int(iid)) for code, pop, y, iid in cur.fetchall()}
+def _population(parent: dict[str, str | None],
+                found: list[list[Any]]) -> tuple[list[tuple[str, float, int]], dict[str, Any]]:
+    """The population of each area (own row, else the sum of all children) as (code, population,
+    year) rows, and which uploads were used. ``parent``: code → parent code of every current area;
+    ``found``: (code, population, year, input id) of the latest own row of each area."""
+    own = {code: (float(pop), int(y), int(iid)) for code, pop, y, iid in found}
     children: dict[str, list[str]] = {}
     for code, par in parent.items():
         if par:
@@ -196,30 +246,5 @@ def _population(cur: psycopg2.extensions.cursor, counties: list[str], year: int)
         return value[code]
 
     rows = [(code, *v) for code in parent if (v := resolve(code)) is not None]
-    if rows:
-        psycopg2.extras.execute_values(
-            cur, "UPDATE hc_area a SET population = v.p, pop_year = v.y FROM (VALUES %s) v(code, p, y) "
-                 "WHERE a.code = v.code", rows, template="(%s, %s::float8, %s::smallint)")
-    return {"input_ids": sorted({v[2] for v in own.values()}), "years": sorted({v[1] for v in own.values()}),
-            "areas_with_rows": len(own), "areas_with_population": len(rows)}
-
-
-def _builtup(cur: psycopg2.extensions.cursor, counties: list[str], year: int, srid: int) -> dict[str, Any]:
-    """Fill the built-up area inside each area from the latest upload per county (year ≤ the run's)."""
-    cur.execute(
-        "CREATE TEMP TABLE hc_builtup ON COMMIT DROP AS "
-        "SELECT DISTINCT ON (b.county_code) b.county_code, b.year, b.input_id, b.geom "
-        "  FROM cim.healthcheck_builtup b WHERE b.county_code = ANY(%s) AND b.year <= %s "
-        " ORDER BY b.county_code, b.year DESC, b.input_id DESC", (counties, year))
-    cur.execute("SELECT county_code, year, input_id FROM hc_builtup ORDER BY 1")
-    used = cur.fetchall()
-    cur.execute(
-        "UPDATE hc_area a SET builtup_geom = x.g, builtup_gm = ST_Transform(x.g, %s), "
-        "       builtup_m2 = ST_Area(ST_Transform(x.g, %s)) FROM ("
-        "  SELECT a2.id, CASE WHEN ST_Covers(b.geom, a2.geom) THEN a2.geom "
-        "                     ELSE ST_Multi(ST_CollectionExtract(ST_Intersection(a2.geom, b.geom), 3)) END AS g "
-        "    FROM hc_area a2 JOIN hc_builtup b ON b.county_code = a2.county_code) x "
-        " WHERE a.id = x.id AND NOT ST_IsEmpty(x.g)", (srid, srid))
-    cur.execute("DROP TABLE hc_builtup")
-    return {"input_ids": sorted({r[2] for r in used}), "years": sorted({r[1] for r in used}),
-            "counties": [r[0] for r in used]}
+    return rows, {"input_ids": sorted({v[2] for v in own.values()}), "years": sorted({v[1] for v in own.values()}),
+                  "areas_with_rows": len(own), "areas_with_population": len(rows)}

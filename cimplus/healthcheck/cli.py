@@ -111,6 +111,7 @@ def _explain_all(hc: HealthCheck, conn) -> list[str]:
                     if not text:
                         continue
                     stmt = expander.expand(text, ind)
+                    area_set.ensure(cur, stmt.needs)
                     cur.execute("SAVEPOINT v")
                     try:
                         cur.execute("EXPLAIN " + stmt.sql, stmt.params)

@@ -1,7 +1,7 @@
 """The features behind a value: the very buildings, pipes or lights an indicator counted in an area.
 
 The ``features`` template of the definition the run used is evaluated for the one area against
-the current data, and the features come back as ids (for a filter on the vector tiles, whose
+the current data (through the stored membership when it is current), and the features come back as ids (for a filter on the vector tiles, whose
 feature ids are the same) and as GeoJSON built in SQL with the layer's attributes. When the data
 of the layer changed since the run, the answer says so (``data_changed``): the run keeps its
 numbers, the map shows today's features.
@@ -16,7 +16,7 @@ import psycopg2.extensions
 
 from cim import versions
 from cim.errors import InvalidInput, NotFound
-from cimplus.healthcheck import areas, history
+from cimplus.healthcheck import areas, history, membership
 from cimplus.healthcheck.catalog import Catalogue, Indicator
 from cimplus.healthcheck.template import Expander, ledger_present
 from layers.catalog import Catalog
@@ -48,9 +48,11 @@ def features(conn: psycopg2.extensions.connection, layers: Catalog, catalogue: C
             spec = layers.get(ind.layer)
             area_set = areas.prepare(cur, list(run["counties"]), [found[0]], int(run["year"]), only_code=area_code)
             present, _ = ledger_present(cur, catalogue.hazard_ledger)
-            scope = area_set.scope(int(run["year"]), present)
             single = Catalogue.model_validate({**catalogue.model_dump(), "indicators": [definition], "params": {}})
+            part_sets, _ = membership.usable(cur, area_set, membership.sources([ind], layers))
+            scope = area_set.scope(int(run["year"]), present, part_sets)
             stmt = Expander(layers, single, scope).expand(ind.features, ind)
+            area_set.ensure(cur, stmt.needs)
             cur.execute(f"SELECT DISTINCT f.feature_id FROM ({stmt.sql}) f ORDER BY 1 LIMIT %(_limit)s",
                         {**stmt.params, "_limit": limit + 1})
             ids = [int(r[0]) for r in cur.fetchall()]

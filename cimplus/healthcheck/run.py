@@ -2,7 +2,9 @@
 
 :func:`start` records the run (state ``running``, its scope and the indicator definitions it will
 use) and returns its id at once, so a caller (a background task) can show it. :func:`compute`
-then reads in one REPEATABLE READ transaction, so the data versions it records are those of the
+first brings the stored membership of features in areas up to date where it is stale
+(:func:`cimplus.healthcheck.membership.refresh`, a transaction of its own), then reads in one
+REPEATABLE READ transaction, so the data versions it records are those of the
 rows it read: it prepares the areas (:mod:`cimplus.healthcheck.areas`), checks each indicator's
 required layers and inputs, runs each indicator as ONE statement over all areas (a failing
 formula marks only its indicator not computed, under a savepoint), judges every value against
@@ -27,7 +29,7 @@ import psycopg2.extras
 
 from cim import auth, db, versions
 from cim.errors import CimError, InvalidInput, NotFound
-from cimplus.healthcheck import areas, judge
+from cimplus.healthcheck import areas, judge, membership
 from cimplus.healthcheck.catalog import ADMIN_LEVELS, Catalogue, Indicator
 from cimplus.healthcheck.template import Expander, ledger_present
 from layers.catalog import Catalog
@@ -104,7 +106,9 @@ def compute(conn: psycopg2.extensions.connection, run_id: int, catalogue: Catalo
     if state != "running":
         raise InvalidInput(f"体检运行 {run_id} 已结束（{state}）", f"health-check run {run_id} has finished ({state})")
     try:
-        summary = _compute(conn, run_id, catalogue, layers, int(year), list(counties), list(levels), progress, began)
+        upkeep = refresh_parts(conn, catalogue, layers, list(counties), int(year))
+        summary = _compute(conn, run_id, catalogue, layers, int(year), list(counties), list(levels), progress, began,
+                           upkeep)
     except BaseException as exc:
         conn.rollback()
         _fail(conn, run_id, exc, began)
@@ -112,15 +116,29 @@ def compute(conn: psycopg2.extensions.connection, run_id: int, catalogue: Catalo
     return summary
 
 
+def refresh_parts(conn: psycopg2.extensions.connection, catalogue: Catalogue, layers: Catalog, counties: list[str],
+                  year: int) -> dict[str, Any]:
+    """Refresh the stored sets a run of the catalogue reads; a database error there is recorded and
+    the run goes on (it then cuts the features itself)."""
+    try:
+        return membership.refresh(conn, counties, year, membership.sources(catalogue.indicators, layers), RUN_TIMEOUT_MS)
+    except psycopg2.Error as exc:
+        conn.rollback()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("healthcheck parts refresh failed: %s", first)
+        return {"seconds": None, "refreshed": [], "error": first}
+
+
 def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int, counties: list[str],
-             levels: list[str], progress: Progress | None, began: float) -> dict[str, Any]:
+             levels: list[str], progress: Progress | None, began: float, upkeep: dict[str, Any]) -> dict[str, Any]:
     with conn.cursor() as cur:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
                     (str(RUN_TIMEOUT_MS), RUN_WORK_MEM))
         area_set = areas.prepare(cur, counties, levels, year)
         present, ledger_note = ledger_present(cur, catalogue.hazard_ledger)
-        scope = area_set.scope(year, present)
+        part_sets, sets_used = membership.usable(cur, area_set, membership.sources(catalogue.indicators, layers))
+        scope = area_set.scope(year, present, part_sets)
         expander = Expander(layers, catalogue, scope)
         area_rows = _areas(cur)
         data_versions = versions.read(cur, sorted(_tables(catalogue, layers)))
@@ -145,6 +163,8 @@ def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int
                   "hazard_ledger": {"table": catalogue.hazard_ledger.table if catalogue.hazard_ledger else None,
                                     "used": present, "note": ledger_note}}
         summary = _summary(catalogue, results, values, time.monotonic() - began)
+        summary["parts"] = {"sets": sets_used, "refresh": upkeep}     # their versions are data_versions'
+        summary["parts_refresh_s"] = upkeep.get("seconds")
         cur.execute("UPDATE cim.healthcheck_run SET state = 'done', metric_srid = %s, data_versions = %s::jsonb, "
                     "inputs = %s::jsonb, classes = %s::jsonb, summary = %s::jsonb, finished_at = now(), "
                     "elapsed_s = %s WHERE id = %s",
@@ -223,10 +243,11 @@ def _indicator(cur, ind: Indicator, expander: Expander, catalogue: Catalogue, ar
                f"n AS MATERIALIZED (SELECT area_id, count(*) AS n FROM f GROUP BY area_id) "
                f"SELECT a.id AS area_id, coalesce(n.n, 0)::float8 AS value "
                f"FROM {expander.expand('{areas}', ind).sql} a LEFT JOIN n ON n.area_id = a.id")
-        params = inner.params
+        params, needs = inner.params, inner.needs
     else:
         stmt = expander.expand(ind.formula or "", ind)
-        sql, params = stmt.sql, stmt.params
+        sql, params, needs = stmt.sql, stmt.params, stmt.needs
+    area_set.ensure(cur, needs)
     cur.execute("SAVEPOINT hc_indicator")
     try:
         cur.execute(sql, params)

@@ -20,7 +20,11 @@ formula means the same rows the map, the features API and the tiles show. Placeh
                       cut by area: every column of the row plus ``area_id``, ``part`` (the row's
                       geometry inside that area, EPSG:4490), ``measure`` (the whole row's metric
                       length or area) and ``share`` (the fraction of it inside the area), so
-                      ``sum(share * measure)`` is the exact length or area inside each area;
+                      ``sum(share * measure)`` is the exact length or area inside each area.
+                      For a layer, read from the run's stored set for the layer's table
+                      (:mod:`cimplus.healthcheck.membership`) when its data versions are the run's;
+                      otherwise (a CTE, or no such set) cut on the fly. A condition of the formula
+                      on the row's columns (``WHERE p.network = …``) filters the layer's rows first;
 ``{builtup_parts:src}`` the same, cut by the built-up part of each area;
 ``{hazard_ledger}``   open entries of the hazard ledger (a ``geom`` column) when its table exists
                       at run time, else an empty set.
@@ -30,6 +34,9 @@ classes, codes), plus ``year``, ``srid`` (the metric CRS of the run), ``deg_per_
 metre along a parallel at the run's highest latitude: pads a bounding-box test) and
 ``counties``. Identifiers come only from the catalogue and the table model and pass through
 :func:`cim.db.quote_ident`.
+
+An expanded statement names the temporary structures of the run it reads (``needs``: the area
+pieces, the point grid), which :meth:`cimplus.healthcheck.areas.AreaSet.ensure` builds on first use.
 """
 
 from __future__ import annotations
@@ -53,31 +60,47 @@ PIECES_TABLE = "pg_temp.hc_piece"
 BUILTUP_PIECES_TABLE = "pg_temp.hc_bpiece"
 POINT_CELLS_TABLE = "pg_temp.hc_pcell"
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
-# {area_parts:src} / {builtup_parts:src}. The rows are materialised once with their metric length or
-# area (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then each row probes
-# the spatial index of the area pieces with its bounding box. A piece that covers the row takes it
-# whole (share 1, no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a
-# row crossing a piece's edge is cut, and its `share` there is
-# the ratio of the cut to the whole measured in EPSG:4490 with longitudes scaled by cos(latitude)
-# (over one feature the projection is a similarity, so the ratio is the metric one to about 1e-6).
-# The pieces of an area do not overlap, so summing share * measure over them is exact.
-PARTS_SQL = """(WITH _f AS MATERIALIZED (
-  SELECT s.*, ST_XMin(s.geom) AS _x0, ST_YMin(s.geom) AS _y0, ST_XMax(s.geom) AS _x1, ST_YMax(s.geom) AS _y1,
-         cos(radians((ST_YMin(s.geom) + ST_YMax(s.geom)) * 0.5)) AS _k,
-         CASE ST_Dimension(s.geom) WHEN 1 THEN ST_Length(ST_Transform(s.geom, %(srid)s))
-                                   WHEN 2 THEN ST_Area(ST_Transform(s.geom, %(srid)s)) END AS measure
-    FROM {relation} s
-)
-SELECT f.*, c.area_id, coalesce(x._cut, f.geom) AS part,
+# {area_parts:src} / {builtup_parts:src} cut on the fly. Each row gets, once (a lateral subquery the
+# probe depends on, so it is computed before the join), its bounds, its metric length or area
+# (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then it probes the spatial
+# index of the area pieces with its bounding box. A piece that covers the row takes it whole (share 1,
+# no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a row crossing a
+# piece's edge is cut, and its `share` there is the ratio of the cut to the whole measured in
+# EPSG:4490 with longitudes scaled by cos(latitude) (over one feature the projection is a similarity,
+# so the ratio is the metric one to about 1e-6). The pieces of an area do not overlap, so summing
+# share * measure over them is exact. `_cut` is true where the row was cut (`part` is then the cut).
+# A condition of the formula on the row's columns is pushed down to the layer's scan.
+PARTS_SQL = """(SELECT f.*, g.measure, c.area_id, coalesce(x._cut, f.geom) AS part, x._cut IS NOT NULL AS _cut,
        CASE WHEN x._cut IS NULL THEN 1.0 WHEN ST_IsEmpty(x._cut) THEN 0.0
-            WHEN ST_Dimension(f.geom) = 1 THEN ST_Length(ST_Scale(x._cut, f._k, 1)) / nullif(ST_Length(ST_Scale(f.geom, f._k, 1)), 0)
+            WHEN ST_Dimension(f.geom) = 1 THEN ST_Length(ST_Scale(x._cut, g._k, 1)) / nullif(ST_Length(ST_Scale(f.geom, g._k, 1)), 0)
             ELSE ST_Area(x._cut) / nullif(ST_Area(f.geom), 0) END AS share
-  FROM _f f JOIN {pieces} c ON c.geom && f.geom
-  CROSS JOIN LATERAL (SELECT c.rect AND f._x0 >= c.x0 AND f._x1 <= c.x1 AND f._y0 >= c.y0 AND f._y1 <= c.y1 AS _in
+  FROM {relation} f
+  CROSS JOIN LATERAL (
+    SELECT f.geom AS _g, ST_XMin(f.geom) AS _x0, ST_YMin(f.geom) AS _y0, ST_XMax(f.geom) AS _x1, ST_YMax(f.geom) AS _y1,
+           cos(radians((ST_YMin(f.geom) + ST_YMax(f.geom)) * 0.5)) AS _k,
+           CASE ST_Dimension(f.geom) WHEN 1 THEN ST_Length(ST_Transform(f.geom, %(srid)s))
+                                     WHEN 2 THEN ST_Area(ST_Transform(f.geom, %(srid)s)) END AS measure OFFSET 0) g
+  JOIN {pieces} c ON c.geom && g._g
+  CROSS JOIN LATERAL (SELECT c.rect AND g._x0 >= c.x0 AND g._x1 <= c.x1 AND g._y0 >= c.y0 AND g._y1 <= c.y1 AS _in
                       OFFSET 0) b
   CROSS JOIN LATERAL (SELECT CASE WHEN b._in OR ST_Covers(c.geom, f.geom) THEN NULL
                                   ELSE ST_Intersection(f.geom, c.geom) END AS _cut OFFSET 0) x
  WHERE b._in OR ST_Intersects(c.geom, f.geom))"""
+
+# {area_parts:layer} / {builtup_parts:layer} from a maintained set (cimplus/healthcheck/membership.py,
+# migration 0082): the layer's rows joined by id to the parts stored for their table, restricted to the
+# run's areas. The same columns as PARTS_SQL, computed by it when the set was refreshed. For a pipe
+# table the join also matches the network, so a layer or formula fixing the network
+# (`p.network = 'PS'`) reads only that network's parts through the index.
+STORED_PARTS_SQL = """(SELECT f.*, m.measure, m.area_id, coalesce(m.part, f.geom) AS part, m.part IS NOT NULL AS _cut,
+       m.share
+  FROM {relation} f
+  JOIN cim.healthcheck_part m ON m.feature_id = f.id{network}
+  JOIN {areas} _a ON _a.id = m.area_id
+ WHERE m.set_id = {set_id})"""
+
+#: The kind of stored set (cim.healthcheck_part_set.kind) each parts placeholder reads.
+PART_KINDS = {"area_parts": "area", "builtup_parts": "builtup"}
 
 BUILT_INS = {"areas", "aged", "hazard_ledger", "join_area", "area_parts", "builtup_parts"}
 
@@ -92,6 +115,7 @@ class Scope:
     deg_per_m: float
     ledger_present: bool = False
     cell_deg: float = 0.001
+    part_sets: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, kind) → usable stored set
 
     def params(self) -> dict[str, Any]:
         """The scope's bound values."""
@@ -105,6 +129,7 @@ class Expanded:
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    needs: set[str] = field(default_factory=set)    # temp structures of the run it reads (hc_piece, …)
 
 
 class Expander:
@@ -118,6 +143,7 @@ class Expander:
     def expand(self, template: str, ind: Indicator) -> Expanded:
         """The template with every placeholder replaced; parameters bound."""
         params: dict[str, Any] = {**self.catalogue.params_of(ind), **self.scope.params()}
+        needs: set[str] = set()
         counter = [0]
 
         def bind(value: Any, pg_type: str) -> str:
@@ -135,13 +161,14 @@ class Expander:
             if name == "hazard_ledger":
                 return self._ledger(bind)
             if name == "join_area":
+                needs.update((PIECES_TABLE, POINT_CELLS_TABLE))
                 return self._join_area(arg)
             if name in ("area_parts", "builtup_parts"):
-                return self._parts(arg, PIECES_TABLE if name == "area_parts" else BUILTUP_PIECES_TABLE, name, bind)
+                return self._parts(arg, name, bind, needs)
             return self._layer(name, bind)
 
         sql = PLACEHOLDER.sub(replace, template)
-        return Expanded(sql, params)
+        return Expanded(sql, params, needs)
 
     def _layer(self, layer_id: str, bind) -> str:
         spec = self.layers.get(layer_id)
@@ -183,13 +210,27 @@ class Expander:
         return (f"JOIN {POINT_CELLS_TABLE} {m} ON {m}.k = {key} "
                 f"AND ({m}.inside OR ST_Intersects({m}.geom, ST_SetSRID(ST_MakePoint({x}, {y}), 4490)))")
 
-    def _parts(self, arg: str | None, table: str, name: str, bind) -> str:
+    def _parts(self, arg: str | None, name: str, bind, needs: set[str]) -> str:
+        """A layer's rows from the run's stored set for its table when there is one, else (a CTE, or no
+        usable set) cut on the fly against the pieces."""
         source = arg or ""
         if not _ALIAS.match(source):
             raise ConfigError(f"占位符无效：{{{name}:{arg}}}（应为 {{{name}:图层或 CTE}}）",
                               f"invalid placeholder {{{name}:{arg}}} (use {{{name}:layer_or_cte}})")
-        relation = self._layer(source, bind) if source in {s.id for s in self.layers.public()} else quote_ident(source)
-        return PARTS_SQL.format(relation=relation, pieces=table)
+        kind = PART_KINDS[name]
+        if source in {s.id for s in self.layers.public()}:
+            relation = self._layer(source, bind)
+            spec = self.layers.get(source)
+            set_id = self.scope.part_sets.get((spec.table_name, kind)) if spec.schema_name == "cim" else None
+            if set_id is not None:
+                network = " AND m.network = f.network" if TABLES[spec.table_name].network_scoped else ""
+                return STORED_PARTS_SQL.format(relation=relation, areas=AREAS_TABLE, set_id=bind(set_id, "bigint"),
+                                               network=network)
+        else:
+            relation = quote_ident(source)
+        pieces = PIECES_TABLE if kind == "area" else BUILTUP_PIECES_TABLE
+        needs.add(pieces)
+        return PARTS_SQL.format(relation=relation, pieces=pieces)
 
     def _ledger(self, bind) -> str:
         led = self.catalogue.hazard_ledger
@@ -213,14 +254,14 @@ def ledger_present(cur: psycopg2.extensions.cursor, led: Ledger | None) -> tuple
     if led is None:
         return False, "not configured"
     schema, table = led.table.split(".", 1)
-    cur.execute("SELECT to_regclass(%s)", (f"{quote_ident(schema)}.{quote_ident(table)}",))
+    cur.execute("SELECT r.oid IS NOT NULL, array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = r.oid "
+                "AND a.attnum > 0 AND NOT a.attisdropped) FROM (SELECT to_regclass(%s) AS oid) r",
+                (f"{quote_ident(schema)}.{quote_ident(table)}",))
     row = cur.fetchone()
     assert row is not None  # SELECT of a function: one row
-    if row[0] is None:
+    if not row[0]:
         return False, f"{led.table} does not exist"
-    cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
-                (schema, table))
-    columns = {r[0] for r in cur.fetchall()}
+    columns = set(row[1])
     missing = sorted({led.geometry, *led.where} - columns)
     if missing:
         return False, f"{led.table} lacks {missing}"
