@@ -35,6 +35,17 @@ def connection(url: str) -> Iterator[psycopg2.extensions.connection]:
         c.close()
 
 
+def token(url: str, role, counties: list[str] | None = None, *, name: str = "test") -> str:
+    """A new API token of ``role`` (a :class:`cim.auth.Role`) for ``counties``, committed; its secret."""
+    from cim.auth import create_token
+
+    with connection(url) as c:
+        with c.cursor() as cur:
+            tok = create_token(cur, name=name, role=role, counties=list(counties or []))
+        c.commit()
+    return tok.secret
+
+
 def run_cim(url: str, *args: str, env: dict | None = None, input: str | None = None, check: bool = False,
             timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``cim ARGS`` against the database ``url``; ``check`` fails the test on a non-zero exit."""

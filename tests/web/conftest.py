@@ -151,6 +151,18 @@ def page(browser):
     context.close()
 
 
+def submit_upload(page, token: str, county: str, files, profile: str | None = None) -> None:
+    """Open the upload panel, fill in the token, county, files (and profile) and start the check."""
+    page.locator("#btn-upload").click()
+    page.locator("#upload-token").fill(token)
+    page.locator("#upload-county").fill(county)
+    page.locator("#upload-files").set_input_files(files)
+    if profile:
+        page.wait_for_function(f"document.querySelector('#upload-profile option[value=\"{profile}\"]') !== null")
+        page.locator("#upload-profile").select_option(profile)
+    page.locator("#upload-start").click()
+
+
 def open_map(page, server: WebServer, view: str = "17/27.2/111.5", lang: str | None = None) -> None:
     """Open the app at a view (#zoom/lat/lon) and wait until the map is idle with everything drawn."""
     if lang:

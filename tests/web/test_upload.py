@@ -11,10 +11,11 @@ from pathlib import Path
 import geopandas as gpd
 import psycopg2
 import pytest
+import testkit
 from shapely.geometry import Point
 
 from cim.auth import Role, create_token
-from tests.web.conftest import open_map
+from tests.web.conftest import open_map, submit_upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 COUNTY = "990003"
@@ -31,14 +32,7 @@ def _delivery(folder: Path, rows: list[dict]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def uploader(web_server) -> str:
-    conn = psycopg2.connect(web_server.db_url)
-    try:
-        with conn.cursor() as cur:
-            token = create_token(cur, name="web upload test", role=Role.uploader, counties=[COUNTY])
-        conn.commit()
-    finally:
-        conn.close()
-    return token.secret
+    return testkit.token(web_server.db_url, Role.uploader, [COUNTY], name="web upload test")
 
 
 def _current_lights(db_url: str) -> list[str]:
@@ -53,14 +47,7 @@ def _current_lights(db_url: str) -> list[str]:
 
 
 def _upload(page, token: str, files: list[str], profile: str | None) -> None:
-    page.locator("#btn-upload").click()
-    page.locator("#upload-token").fill(token)
-    page.locator("#upload-county").fill(COUNTY)
-    page.locator("#upload-files").set_input_files(files)
-    if profile:
-        page.wait_for_function(f"document.querySelector('#upload-profile option[value=\"{profile}\"]') !== null")
-        page.locator("#upload-profile").select_option(profile)
-    page.locator("#upload-start").click()
+    submit_upload(page, token, COUNTY, files, profile)
 
 
 def test_upload_dry_run_then_confirm(page, web_server, uploader, artifacts, tmp_path):

@@ -14,10 +14,11 @@ import httpx
 import numpy as np
 import psycopg2
 import pytest
+import testkit
 import shapely
 
 from cim.auth import Role, create_token
-from tests.web.conftest import open_map
+from tests.web.conftest import open_map, submit_upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 COUNTY = "990003"
@@ -43,14 +44,7 @@ def _delivery(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def uploader(web_server) -> str:
-    conn = psycopg2.connect(web_server.db_url)
-    try:
-        with conn.cursor() as cur:
-            token = create_token(cur, name="web groups test", role=Role.uploader, counties=[COUNTY])
-        conn.commit()
-    finally:
-        conn.close()
-    return token.secret
+    return testkit.token(web_server.db_url, Role.uploader, [COUNTY], name="web groups test")
 
 
 def test_panel_shows_groups_biggest_first_and_never_the_full_list(page, web_server, uploader, artifacts, tmp_path):
@@ -59,11 +53,7 @@ def test_panel_shows_groups_biggest_first_and_never_the_full_list(page, web_serv
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     open_map(page, web_server, view="13/27.2/111.54")
-    page.locator("#btn-upload").click()
-    page.locator("#upload-token").fill(uploader)
-    page.locator("#upload-county").fill(COUNTY)
-    page.locator("#upload-files").set_input_files(_delivery(tmp_path / "many"))
-    page.locator("#upload-start").click()
+    submit_upload(page, uploader, COUNTY, _delivery(tmp_path / "many"))
     page.locator("#upload-groups").wait_for(timeout=180_000)
     assert page.locator("#upload-progress .job-state").get_attribute("data-state") == "rejected"
     page.locator("#panel").screenshot(path=str(artifacts / "web_upload_groups.png"))

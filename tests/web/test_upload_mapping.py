@@ -13,10 +13,11 @@ from pathlib import Path
 import geopandas as gpd
 import psycopg2
 import pytest
+import testkit
 from shapely.geometry import box
 
 from cim.auth import Role, create_token
-from tests.web.conftest import open_map
+from tests.web.conftest import open_map, submit_upload
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 COUNTY = "990003"
@@ -33,14 +34,7 @@ def _delivery(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def uploader(web_server) -> str:
-    conn = psycopg2.connect(web_server.db_url)
-    try:
-        with conn.cursor() as cur:
-            token = create_token(cur, name="web mapping test", role=Role.uploader, counties=[COUNTY])
-        conn.commit()
-    finally:
-        conn.close()
-    return token.secret
+    return testkit.token(web_server.db_url, Role.uploader, [COUNTY], name="web mapping test")
 
 
 def _query(db_url: str, sql: str) -> list[tuple]:
@@ -67,11 +61,7 @@ def test_mapping_step_recheck_and_load(page, web_server, uploader, artifacts, tm
     if not web_server.has("POST", "/api/ingest/{job_id}/recheck"):
         pytest.skip("POST /api/ingest/{job}/recheck is not in the API yet")
     open_map(page, web_server, view="16/27.215/111.551")
-    page.locator("#btn-upload").click()
-    page.locator("#upload-token").fill(uploader)
-    page.locator("#upload-county").fill(COUNTY)
-    page.locator("#upload-files").set_input_files(_delivery(tmp_path / "d"))
-    page.locator("#upload-start").click()
+    submit_upload(page, uploader, COUNTY, _delivery(tmp_path / "d"))
     assert _wait_final(page) == "rejected"                     # floors and structure are missing
     table = page.locator("#upload-mapping table.mapping")
     assert table.count() == 1 and table.get_attribute("data-layer") == "JZ_buildings"
@@ -127,11 +117,7 @@ def test_mapping_step_maps_a_field_per_layer(page, web_server, uploader, tmp_pat
     posted: list[dict] = []
     page.on("request", lambda r: posted.append(r.post_data_json) if r.url.endswith("/recheck") else None)
     open_map(page, web_server, view="13/27.2/111.54")
-    page.locator("#btn-upload").click()
-    page.locator("#upload-token").fill(uploader)
-    page.locator("#upload-county").fill(COUNTY)
-    page.locator("#upload-files").set_input_files(str(path))
-    page.locator("#upload-start").click()
+    submit_upload(page, uploader, COUNTY, str(path))
     assert _wait_final(page) == "rejected"                            # the towns' PAC is no known field
 
     def select(layer: str, field: str):
