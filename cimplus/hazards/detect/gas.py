@@ -20,7 +20,7 @@ import psycopg2.extensions
 
 from cimplus.hazards.config import Rule
 from cimplus.hazards.detect import Ctx, evidence_sql, insert, method, variants
-from cimplus.hazards.facility import code_sql, key_sql, ref_sql
+from cimplus.hazards.facility import M_PER_DEG_LAT, M_PER_DEG_LON_EQ, code_sql, key_sql, ref_sql
 
 GAS = "RQ"
 
@@ -38,11 +38,14 @@ def _classes(ctx: Ctx, params: dict[str, Any]) -> str:
 
 def _gas(ctx: Ctx, params: dict[str, Any], columns: str = "") -> str:
     """Current gas segments of the county in service, with outer radius ``r`` (m) and ``cls``
-    (and ``columns``); only this connection's share of them when the scan is sharded."""
+    (and ``columns``); only this connection's share of them when the scan is sharded: the
+    segments whose middle lies in every n-th stripe of RUN_LENGTH_M across the county from west to
+    east, so that the runs of :func:`_runs` along the east axis stay whole on one connection."""
     shard = ""
     if ctx.shard:
-        params.update(shard_k=ctx.shard[0], shard_n=ctx.shard[1])
-        shard = " AND s.id %% %(shard_n)s = %(shard_k)s"
+        params.update(_run_params(ctx), shard_k=ctx.shard[0], shard_n=ctx.shard[1])
+        shard = (" AND mod(mod(floor((ST_X(ST_StartPoint(s.geom)) + ST_X(ST_EndPoint(s.geom))) / 2 / %(run_lx)s)"
+                 "::bigint, %(shard_n)s) + %(shard_n)s, %(shard_n)s) = %(shard_k)s")
     return (f"SELECT s.*, coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {_classes(ctx, params)} AS cls"
             f"{columns} FROM cim.pipe_segment s WHERE s.county_code = %(county)s AND s.is_current "
             f"AND s.network = 'RQ' AND (s.status IS NULL OR NOT s.status = ANY(%(skip_status)s)){shard}")
@@ -58,6 +61,84 @@ def _lookup(cur: psycopg2.extensions.cursor, name: str, columns: str, rows: list
     if rows:
         marks = ", ".join(["%s"] * len(rows[0]))
         cur.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+    cur.execute(f"ANALYZE {name}")
+
+
+#: Gas segments are probed against an index in runs: segments within RUN_ANGLE_DEG of the same
+#: axis (east or north), of the same pressure class, whose middles fall in the same RUN_BAND_M wide
+#: band across the axis and the same RUN_LENGTH_M long stretch along it, share one index probe
+#: with the box of their members grown by the reach of the rule; other segments are runs of their
+#: own. Any grouping finds the same pairs (the members are tested one by one afterwards); these
+#: sizes only decide the cost.
+RUN_ANGLE_DEG = 5.0
+RUN_BAND_M = 2.0
+RUN_LENGTH_M = 400.0
+
+
+def _run_params(ctx: Ctx) -> dict[str, float]:
+    """Bound values of the run keys: the bands and stretches in degrees, the x scale of the
+    direction tests (the cosine of the county's highest latitude, as in G03) and the tangent of
+    RUN_ANGLE_DEG."""
+    kx = math.cos(math.radians(ctx.frame.lat_max))
+    return {"run_kx": kx, "run_tan": math.tan(math.radians(RUN_ANGLE_DEG)),
+            "run_bx": RUN_BAND_M / (M_PER_DEG_LON_EQ * kx), "run_by": RUN_BAND_M / M_PER_DEG_LAT,
+            "run_lx": RUN_LENGTH_M / (M_PER_DEG_LON_EQ * kx), "run_ly": RUN_LENGTH_M / M_PER_DEG_LAT}
+
+
+def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], near: str = "") -> str:
+    """The runs of this connection's gas segments in service (:func:`_gas`), restricted by
+    ``near`` (a focused rescan, :func:`_near`); returns the name of the runs table, whose members
+    are in the table of that name + ``m``:
+
+    - members: ``id, geom, cls, r, burial_type``, the end points in degrees (``x0, y0, x1, y1``),
+      ``run``, and the middle ``t`` and half length ``half`` of the end points along the run's
+      axis (0 for a segment alone), indexed by (run, t): a candidate of a long run is tested
+      only against the members whose stretch along the axis it can reach;
+    - runs: ``run``, ``axis`` (``x``, ``y``, or ``-`` for a segment alone), ``cls``, the largest
+      radius ``r`` and ``half``, the smallest member id ``min_id``, the box of the members'
+      geometries (``box``) and of their end points (``bx0, by0, bx1, by1``).
+
+    The whole county's runs are made once per scan and shared by G01–G04; a restricted set's are
+    made anew and dropped by the caller (:func:`_drop_runs`)."""
+    name = "hz_runv" if near else f"hz_run{ctx.shard[0] if ctx.shard else ''}"
+    if not near and name in ctx.cache:
+        return name
+    params.update(_run_params(ctx))
+    cur.execute(f"""
+        CREATE TEMP TABLE {name}m ON COMMIT DROP AS
+        SELECT m.id, m.geom, m.cls, m.r, m.burial_type, m.x0, m.y0, m.x1, m.y1,
+               dense_rank() OVER (ORDER BY k.axis, m.cls, k.rp, k.rq) AS run, k.axis, k.t, k.half
+        FROM (SELECT g.id, g.geom, g.cls, g.r, g.burial_type, ST_X(ST_StartPoint(g.geom)) AS x0,
+                     ST_Y(ST_StartPoint(g.geom)) AS y0, ST_X(ST_EndPoint(g.geom)) AS x1, ST_Y(ST_EndPoint(g.geom)) AS y1
+              FROM ({_gas(ctx, params)}{near}) g WHERE g.cls IS NOT NULL OFFSET 0) m
+        CROSS JOIN LATERAL (
+            SELECT abs(m.y1 - m.y0) <= %(run_tan)s * abs(m.x1 - m.x0) * %(run_kx)s AS east,
+                   abs(m.x1 - m.x0) * %(run_kx)s <= %(run_tan)s * abs(m.y1 - m.y0) AS north) f
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN f.east THEN 'x' WHEN f.north THEN 'y' ELSE '-' END AS axis,
+                   CASE WHEN f.east THEN floor((m.y0 + m.y1) / 2 / %(run_by)s)
+                        WHEN f.north THEN floor((m.x0 + m.x1) / 2 / %(run_bx)s) ELSE m.id END::bigint AS rp,
+                   CASE WHEN f.east THEN floor((m.x0 + m.x1) / 2 / %(run_lx)s)
+                        WHEN f.north THEN floor((m.y0 + m.y1) / 2 / %(run_ly)s) ELSE 0 END::bigint AS rq,
+                   CASE WHEN f.east THEN (m.x0 + m.x1) / 2 WHEN f.north THEN (m.y0 + m.y1) / 2 ELSE 0 END AS t,
+                   CASE WHEN f.east THEN abs(m.x1 - m.x0) / 2 WHEN f.north THEN abs(m.y1 - m.y0) / 2 ELSE 0 END AS half
+            OFFSET 0) k;
+        CREATE INDEX ON {name}m (run, t);
+        CREATE TEMP TABLE {name} ON COMMIT DROP AS
+        SELECT m.run, min(m.axis) AS axis, min(m.cls) AS cls, max(m.r) AS r, min(m.id) AS min_id, max(m.half) AS half,
+               ST_Extent(m.geom)::geometry AS box, min(least(m.x0, m.x1)) AS bx0, min(least(m.y0, m.y1)) AS by0,
+               max(greatest(m.x0, m.x1)) AS bx1, max(greatest(m.y0, m.y1)) AS by1
+        FROM {name}m m GROUP BY m.run
+    """, params)
+    if not near:
+        ctx.cache[name] = True
+    return name
+
+
+def _drop_runs(cur: psycopg2.extensions.cursor, name: str) -> None:
+    """Drop a restricted set of runs (the whole county's stay for the other rules)."""
+    if name == "hz_runv":
+        cur.execute(f"DROP TABLE {name}, {name}m")
 
 
 # --- gas × buildings (G01, G02) --------------------------------------------------------------
@@ -84,7 +165,9 @@ def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """``hz_gb (gid, bid, hit)``: gas segments in service × current buildings within the largest
     distance of the segment's class (+ its radius); ``hit``: the centre line meets the footprint.
-    Made once per scan (G01 and G02 read the same inputs, so they share their focus too)."""
+    The building index is probed once per run of gas segments (:func:`_runs`), each candidate
+    then tested against the members of the run. Made once per scan (G01 and G02 read the same
+    inputs, so they share their focus too)."""
     if "hz_gb" in ctx.cache:
         return
     limits = building_limits(ctx.clearances)
@@ -95,14 +178,20 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
     params["dpm"] = ctx.frame.deg(1.0)
     cur.execute("CREATE TEMP TABLE hz_gb (gid bigint, bid bigint, hit boolean) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "b": ["building"]}, params):
+        runs = _gas_runs(cur, ctx, params, _near(extra) if "%(focus_g)s" in extra else "")
+        # reach: the largest distance of the class + the radius (of the run, of the member), in degrees
         cur.execute(f"""
             INSERT INTO hz_gb
-            WITH g AS ({_gas(ctx, params)})
             SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
-            FROM g JOIN hz_gblim l ON l.cls = g.cls
-            JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s)
-            WHERE b.county_code = %(county)s AND b.is_current {extra}
+            FROM (SELECT r.run, b.id, b.geom FROM {runs} r JOIN hz_gblim l ON l.cls = r.cls
+                  JOIN cim.building b ON b.geom && ST_Expand(r.box, (greatest(l.std, coalesce(l.red, 0)) + r.r) * %(dpm)s)
+                  WHERE b.county_code = %(county)s AND b.is_current OFFSET 0) b
+            JOIN {runs}m g ON g.run = b.run
+            JOIN hz_gblim l ON l.cls = g.cls
+            CROSS JOIN LATERAL (SELECT (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s AS reach) x
+            WHERE b.geom && ST_Expand(g.geom, x.reach) AND ST_DWithin(b.geom, g.geom, x.reach) {extra}
         """, params)
+        _drop_runs(cur, runs)
     cur.execute("CREATE INDEX ON hz_gb (gid); ANALYZE hz_gb")
     ctx.cache["hz_gb"] = True
 
@@ -224,19 +313,13 @@ def _pair_networks(ctx: Ctx) -> list[str]:
     return sorted(nets)
 
 
-def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
-    """``hz_gs``: gas segments in service × other segments in service (networks of G03 and G04)
-    whose boxes come within the largest horizontal limit of the gas pipe's class (+ both radii),
-    with both segments' end points in degrees (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the
-    degree-space prefilters of G03 and the crossing test of G04, ``touch``: the boxes meet (only
-    such pairs can cross), ``simple``: both are straight two-point segments (the crossing test is
-    then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan.
-    In a focused rescan only gas segments that changed, or lie within the largest pair margin of a
-    changed other pipe, are probed."""
-    if "hz_gs" in ctx.cache:
-        return
+def _pair_setup(cur: psycopg2.extensions.cursor, ctx: Ctx) -> dict[str, Any]:
+    """What G03 and G04 share (once per scan): ``hz_gsreach`` (largest horizontal limit per
+    class), the networks they compare with, the largest radius of those pipes (``rmax``) and the
+    largest box margin of any pair in degrees (``span``)."""
+    if "hz_pair" in ctx.cache:
+        return ctx.cache["hz_pair"]
     nets = _pair_networks(ctx)
-    params = ctx.base(rule)
     reach = _segment_reach(ctx)
     _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
     cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
@@ -249,30 +332,51 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     # the largest box margin of any pair: boxes within it of a changed other pipe hold every gas
     # segment that can pair with it (box distance is symmetric)
     span = (max(reach.values(), default=0.0) + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
-    params.update(nets=nets, rmax=rmax, dpm=ctx.frame.deg(1.0), span=span)
+    ctx.cache["hz_pair"] = {"nets": nets, "rmax": rmax, "span": span}
+    return ctx.cache["hz_pair"]
+
+
+def _near(extra: str) -> str:
+    """In a focused rescan, the gas segments (alias ``s``) worth probing under the restriction
+    ``extra`` of :func:`variants`: those that changed, or lie within the largest pair margin
+    (``span``) of a changed other pipe; all of them otherwise."""
+    if "%(focus_g)s" in extra:
+        return " AND s.id IN (SELECT id FROM hz_focus WHERE scope = ANY(%(focus_g)s))"
+    if "%(focus_o)s" in extra:
+        return (" AND s.id IN (SELECT c.id FROM hz_focus f JOIN cim.pipe_segment x ON x.id = f.id "
+                "JOIN cim.pipe_segment c ON c.geom && ST_Expand(x.geom, %(span)s) "
+                "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
+    return ""
+
+
+def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
+    """``hz_gs``: gas segments in service × other segments in service (networks of G03 and G04)
+    whose boxes meet (only such pairs can cross), with both segments' end points in degrees
+    (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the crossing test of G04, ``simple``: both are
+    straight two-point segments (the crossing test is then arithmetic on the end points, else
+    GEOS). One index probe per gas segment; once per scan. In a focused rescan only gas segments
+    that changed, or lie within the largest pair margin of a changed other pipe, are probed."""
+    if "hz_gs" in ctx.cache:
+        return
+    pair = _pair_setup(cur, ctx)
+    params = ctx.base(rule)
+    params.update(nets=pair["nets"], span=pair["span"])
     gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
               "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
-    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "
+    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, simple boolean, gcls text, gr float8, "
                 "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
                 "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
-    for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
-        near = ""
-        if "%(focus_g)s" in extra:
-            near = " AND s.id IN (SELECT id FROM hz_focus WHERE scope = ANY(%(focus_g)s))"
-        if "%(focus_o)s" in extra:
-            # changed other pipes: only the gas segments near one of them are probed, not all
-            near = (" AND s.id IN (SELECT c.id FROM hz_focus f JOIN cim.pipe_segment x ON x.id = f.id "
-                    "JOIN cim.pipe_segment c ON c.geom && ST_Expand(x.geom, %(span)s) "
-                    "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
+    sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in pair["nets"]]}
+    for extra in variants(ctx, rule, sides, params):
         cur.execute(f"""
             INSERT INTO hz_gs
-            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{near})
-            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
+            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{_near(extra)})
+            SELECT g.id, o.id, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
                    coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
                    o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
                    ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
             FROM g JOIN hz_gsreach l ON l.cls = g.cls
-            JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
+            JOIN cim.pipe_segment o ON o.geom && g.geom
             WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
               AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
               AND (o.network <> 'RQ' OR o.id > g.id) {extra}
@@ -280,16 +384,132 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     ctx.cache["hz_gs"] = True
 
 
+def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, params: dict[str, Any]) -> None:
+    """``hz_g03p (gid, oid)``: the pairs of a gas segment and another pipe that may run parallel
+    closer than their limit (a superset of G03's findings), from degree-space tests only.
+
+    The pipe index is probed once per run of gas segments (:func:`_runs`) with the run's box grown
+    by the largest limit of its class and both radii. A candidate pipe is kept for the run when
+    its box comes within the limit of the pair (+ both radii) of the run's box, per axis in
+    degrees, and, for a run along an axis, its direction is within max_angle + 3° + RUN_ANGLE_DEG
+    of that axis; then for each member of the run: the same box test with the member's own box
+    and radius, directions within max_angle + 3°, a common stretch of at least min_run − 1 m, and
+    the other pipe not clearly compliant: its nearer end (a lower bound of the offset along the
+    common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm.
+    Margins are far above the frame's distortion inside a county (x scaled by the cosine of the
+    county's highest latitude: a scaled unit is at least 110 574 m)."""
+    pair = _pair_setup(cur, ctx)
+    t = horizontal_tables(ctx.clearances)
+    lat = math.radians(ctx.frame.lat_max)
+    params.update(span=pair["span"], dx=ctx.frame.deg_x(1.0), dy=ctx.frame.deg_y(1.0),
+                  kx=math.cos(lat), cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))),
+                  cos_run=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0 + RUN_ANGLE_DEG + 0.5))),
+                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
+    classes = list(ctx.clearances["pressure_classes"])
+    nets = list(params["nets"])
+    maxlim: dict[tuple[str, str, bool], float | None] = {}   # the largest limit that can apply to a pair
+    for cls in classes:
+        for net in {*t["direct"], *t["conduit"]}:
+            direct = (t["direct"].get(net) or {}).get(cls)
+            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
+            maxlim.update({(cls, net, False): direct, (cls, net, True): conduit})
+        maxlim.update({(cls, GAS, False): t["large"], (cls, GAS, True): t["large"]})
+    # the kinds of other pipe the county has: network, in a conduit or not, largest radius
+    cur.execute("""
+        SELECT o.network, coalesce(o.burial_type = ANY(%(conduit_types)s), false),
+               max(coalesce(o.diameter_mm, o.width_mm, 0)) / 2000.0
+        FROM cim.pipe_segment o
+        WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s)
+          AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
+          AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))
+        GROUP BY 1, 2
+    """, params)
+    kinds = cur.fetchall()
+    # per class: the reach of a probe (the largest limit + radius over those kinds) and the limits
+    # by the other pipe's network (its position in ``nets``; conduit ones after the direct ones)
+    rows = []
+    for cls in classes:
+        reach = [float(lim) + float(r) for net, conduit, r in kinds
+                 if (lim := maxlim.get((cls, net, conduit))) is not None]
+        lims = [maxlim.get((cls, net, conduit)) for conduit in (False, True) for net in nets]
+        if reach:
+            rows.append((cls, max(reach), lims))
+    _lookup(cur, "hz_g03reach", "cls text PRIMARY KEY, reach float8, lims float8[]", rows)
+    params["nnets"] = len(nets)
+    cur.execute("CREATE TEMP TABLE hz_g03p (gid bigint, oid bigint) ON COMMIT DROP")
+    sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
+    for extra in variants(ctx, rule, sides, params):
+        runs = _gas_runs(cur, ctx, params, _near(extra))
+        # candidates per run: the index probe, then the box and direction tests on the end points
+        cur.execute(f"""
+            CREATE TEMP TABLE hz_g03c ON COMMIT DROP AS
+            SELECT c.run, c.id, c.onet, c.orr, l.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
+                   CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s - c.half
+                               WHEN 'y' THEN least(e.oy0, e.oy1) - q.m * %(dy)s - c.half ELSE 0.0 END AS tlo,
+                   CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s + c.half
+                               WHEN 'y' THEN greatest(e.oy0, e.oy1) + q.m * %(dy)s + c.half ELSE 0.0 END AS thi
+            FROM (SELECT r.*, x.lims, o.id, o.geom AS ogeom, o.network AS onet, o.burial_type AS oburial,
+                         coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+                  FROM {runs} r JOIN hz_g03reach x ON x.cls = r.cls
+                  JOIN cim.pipe_segment o
+                    ON o.geom && ST_Expand(r.box, (x.reach + r.r + 0.001) * %(dx)s, (x.reach + r.r + 0.001) * %(dy)s)
+                  WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s)
+                    AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
+                    AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))
+                    AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
+            CROSS JOIN LATERAL (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
+                                       ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
+                                OFFSET 0) e
+            CROSS JOIN LATERAL (
+                SELECT c.lims[array_position(%(nets)s::text[], c.onet::text)
+                              + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END] AS limit_m
+                OFFSET 0) l
+            CROSS JOIN LATERAL (SELECT l.limit_m + c.r + c.orr + 0.001 AS m OFFSET 0) q
+            WHERE least(e.ox0, e.ox1) <= c.bx1 + q.m * %(dx)s AND greatest(e.ox0, e.ox1) >= c.bx0 - q.m * %(dx)s
+              AND least(e.oy0, e.oy1) <= c.by1 + q.m * %(dy)s AND greatest(e.oy0, e.oy1) >= c.by0 - q.m * %(dy)s
+              AND CASE c.axis WHEN 'x' THEN abs(e.ox1 - e.ox0) * %(kx)s
+                              WHEN 'y' THEN abs(e.oy1 - e.oy0) ELSE 1.0 END
+                  >= CASE WHEN c.axis = '-' THEN 0.0
+                          ELSE %(cos_run)s * sqrt(((e.ox1 - e.ox0) * %(kx)s) ^ 2 + (e.oy1 - e.oy0) ^ 2) END
+        """, params)
+        cur.execute(f"""
+            INSERT INTO hz_g03p
+            SELECT g.id, o.id FROM hz_g03c o
+            CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
+            CROSS JOIN LATERAL (SELECT o.limit_m + g.r + o.orr + 0.001 AS m OFFSET 0) q
+            CROSS JOIN LATERAL (
+                SELECT (g.x1 - g.x0) * %(kx)s AS gx, g.y1 - g.y0 AS gy,
+                       (o.ox1 - o.ox0) * %(kx)s AS ox, o.oy1 - o.oy0 AS oy,
+                       (o.ox0 - g.x0) * %(kx)s AS ax, o.oy0 - g.y0 AS ay,
+                       (o.ox1 - g.x0) * %(kx)s AS bx, o.oy1 - g.y0 AS by) v
+            CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
+            WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id)
+              AND (g.burial_type IS NULL OR NOT g.burial_type = ANY(%(skip)s))
+              AND least(o.ox0, o.ox1) <= greatest(g.x0, g.x1) + q.m * %(dx)s
+              AND greatest(o.ox0, o.ox1) >= least(g.x0, g.x1) - q.m * %(dx)s
+              AND least(o.oy0, o.oy1) <= greatest(g.y0, g.y1) + q.m * %(dy)s
+              AND greatest(o.oy0, o.oy1) >= least(g.y0, g.y1) - q.m * %(dy)s
+              AND n.lg > 0 AND n.lo > 0
+              AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
+              AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
+                  - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
+              AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
+                   OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
+                      - g.r - o.orr < o.limit_m + 0.05) {extra}
+        """, params)
+        cur.execute("DROP TABLE hz_g03c")
+        _drop_runs(cur, runs)
+
+
 @method("gas_parallel_clearance", inputs=lambda r: ["pipe_segment:RQ", *(f"pipe_segment:{n}" for n in
                                                                         r.params.get("networks") or [])],
-        focusable=True, shares="hz_gs", weight=14, shardable=True)
+        focusable=True, weight=14, shardable=True)
 def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G03: a gas pipe and another pipe running parallel (directions at most ``max_angle_deg``
     apart, a common stretch of ``min_run_m``) closer than the horizontal table along at least
     ``min_run_m`` of that stretch. Pipes that touch or cross (closer than ``touch_m``) are not a
     run, so crossings are never reported here. Segments are straight lines between their ends,
     as in ingest rule Q21."""
-    gas_segment_pairs(cur, ctx, rule)
     t = horizontal_tables(ctx.clearances)
     nets = [str(n) for n in (rule.params.get("networks") or [])]
     params = ctx.base(rule)
@@ -297,46 +517,10 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
     rows = [(cls, net, False, float(v[cls])) for net, v in t["direct"].items() for cls in classes if cls in v]
     rows += [(cls, net, True, float(v[cls])) for net, v in t["conduit"].items() for cls in classes if cls in v]
     _lookup(cur, "hz_gslim", "cls text, net text, conduit boolean, limit_m float8", rows)
-    # degree-space prefilters, with margins far above the frame's distortion inside a county
-    # (x scaled by the cosine of the county's highest latitude: a scaled unit is at least
-    # 110 574 m): directions within max_angle + 3°; a common stretch of at least min_run − 1 m;
-    # and the other pipe not clearly compliant: its nearer end (a lower bound of the offset along
-    # the common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm
-    lat = math.radians(ctx.frame.lat_max)
     params.update(nets=nets, skip=t["skip_types"], conduit_types=t["conduit_types"], small=t["small"],
                   large=t["large"], cut=t["cut"], run=t["min_run_m"], touch=t["touch_m"],
-                  cos_max=math.cos(math.radians(t["max_angle_deg"])),
-                  cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat),
-                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
-    maxlim = []     # (class, network, other pipe in a conduit, the largest limit that can apply)
-    for cls in classes:
-        for net in {*t["direct"], *t["conduit"]}:
-            direct = (t["direct"].get(net) or {}).get(cls)
-            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
-            maxlim += [(cls, net, False, direct), (cls, net, True, conduit)]
-        maxlim += [(cls, "RQ", False, t["large"]), (cls, "RQ", True, t["large"])]
-    _lookup(cur, "hz_gsmax", "cls text, net text, conduit boolean, limit_m float8",
-            [r for r in maxlim if r[3] is not None])
-    cur.execute("""
-        CREATE TEMP TABLE hz_g03p ON COMMIT DROP AS
-        SELECT p.gid, p.oid FROM hz_gs p
-        JOIN hz_gsmax l ON l.cls = p.gcls AND l.net = p.onet
-                       AND l.conduit = coalesce(p.oburial = ANY(%(conduit_types)s), false)
-        CROSS JOIN LATERAL (
-            SELECT (p.gx1 - p.gx0) * %(kx)s AS gx, p.gy1 - p.gy0 AS gy,
-                   (p.ox1 - p.ox0) * %(kx)s AS ox, p.oy1 - p.oy0 AS oy,
-                   (p.ox0 - p.gx0) * %(kx)s AS ax, p.oy0 - p.gy0 AS ay,
-                   (p.ox1 - p.gx0) * %(kx)s AS bx, p.oy1 - p.gy0 AS by) v
-        CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
-        WHERE p.onet = ANY(%(nets)s) AND (p.gburial IS NULL OR NOT p.gburial = ANY(%(skip)s))
-          AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND n.lg > 0 AND n.lo > 0
-          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
-          AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
-              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
-          AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
-               OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
-                  - p.gr - p.orr < l.limit_m + 0.05)
-    """, params)
+                  cos_max=math.cos(math.radians(t["max_angle_deg"])))
+    _parallel_pairs(cur, ctx, rule, params)
     cls_sql = _classes(ctx, params)
     cur.execute(f"""
         CREATE TEMP TABLE hz_g03x ON COMMIT DROP AS
@@ -450,7 +634,7 @@ def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                    (p.ox1 - p.ox0) * (p.gy0 - p.oy0) - (p.oy1 - p.oy0) * (p.gx0 - p.ox0) AS d3,
                    (p.ox1 - p.ox0) * (p.gy1 - p.oy0) - (p.oy1 - p.oy0) * (p.gx1 - p.ox0) AS d4,
                    sqrt((p.gx1 - p.gx0) ^ 2 + (p.gy1 - p.gy0) ^ 2) AS lg, sqrt((p.ox1 - p.ox0) ^ 2 + (p.oy1 - p.oy0) ^ 2) AS lo
-            FROM hz_gs p WHERE p.touch AND p.onet = ANY(%(nets)s)),
+            FROM hz_gs p WHERE p.onet = ANY(%(nets)s)),
         x AS MATERIALIZED (
             SELECT c.gid, c.oid,
                    CASE WHEN c.simple THEN ST_SetSRID(ST_MakePoint(c.gx0 + (c.gx1 - c.gx0) * c.d3 / (c.d3 - c.d4),
