@@ -91,19 +91,20 @@ def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any],
     are in the table of that name + ``m``:
 
     - members: ``id, geom, cls, r, burial_type``, the end points in degrees (``x0, y0, x1, y1``),
-      ``run``, and the middle ``t`` and half length ``half`` of the end points along the run's
-      axis (0 for a segment alone), indexed by (run, t): a candidate of a long run is tested
-      only against the members whose stretch along the axis it can reach;
+      ``run``, the middle ``t`` of the end points along the run's axis and how far the member's
+      box reaches from it along the axis (``half``; both 0 for a segment alone), indexed by (run,
+      t): a candidate of a long run is tested only against the members whose stretch along the
+      axis it can reach;
     - runs: ``run``, ``axis`` (``x``, ``y``, or ``-`` for a segment alone), ``cls``, the largest
       radius ``r`` and ``half``, the smallest member id ``min_id``, the box of the members'
       geometries (``box``) and of their end points (``bx0, by0, bx1, by1``).
 
     The whole county's runs are made once per scan and shared by G01–G04; a restricted set's are
     made anew and dropped by the caller (:func:`_drop_runs`)."""
+    params.update(_run_params(ctx))
     name = "hz_runv" if near else f"hz_run{ctx.shard[0] if ctx.shard else ''}"
     if not near and name in ctx.cache:
         return name
-    params.update(_run_params(ctx))
     cur.execute(f"""
         CREATE TEMP TABLE {name}m ON COMMIT DROP AS
         SELECT m.id, m.geom, m.cls, m.r, m.burial_type, m.x0, m.y0, m.x1, m.y1,
@@ -121,14 +122,30 @@ def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any],
                    CASE WHEN f.east THEN floor((m.x0 + m.x1) / 2 / %(run_lx)s)
                         WHEN f.north THEN floor((m.y0 + m.y1) / 2 / %(run_ly)s) ELSE 0 END::bigint AS rq,
                    CASE WHEN f.east THEN (m.x0 + m.x1) / 2 WHEN f.north THEN (m.y0 + m.y1) / 2 ELSE 0 END AS t,
-                   CASE WHEN f.east THEN abs(m.x1 - m.x0) / 2 WHEN f.north THEN abs(m.y1 - m.y0) / 2 ELSE 0 END AS half
+                   CASE WHEN f.east THEN greatest(ST_XMax(m.geom) - (m.x0 + m.x1) / 2, (m.x0 + m.x1) / 2 - ST_XMin(m.geom))
+                        WHEN f.north THEN greatest(ST_YMax(m.geom) - (m.y0 + m.y1) / 2, (m.y0 + m.y1) / 2 - ST_YMin(m.geom))
+                        ELSE 0 END AS half
             OFFSET 0) k;
         CREATE INDEX ON {name}m (run, t);
         CREATE TEMP TABLE {name} ON COMMIT DROP AS
-        SELECT m.run, min(m.axis) AS axis, min(m.cls) AS cls, max(m.r) AS r, min(m.id) AS min_id, max(m.half) AS half,
-               ST_Extent(m.geom)::geometry AS box, min(least(m.x0, m.x1)) AS bx0, min(least(m.y0, m.y1)) AS by0,
-               max(greatest(m.x0, m.x1)) AS bx1, max(greatest(m.y0, m.y1)) AS by1
-        FROM {name}m m GROUP BY m.run
+        WITH a AS (
+            SELECT m.run, min(m.axis) AS axis, min(m.cls) AS cls, max(m.r) AS r, min(m.id) AS min_id,
+                   max(m.half) AS half, ST_Extent(m.geom)::geometry AS box, min(least(m.x0, m.x1)) AS bx0,
+                   min(least(m.y0, m.y1)) AS by0, max(greatest(m.x0, m.x1)) AS bx1, max(greatest(m.y0, m.y1)) AS by1,
+                   avg(m.x0 + m.x1) / 2 * %(run_kx)s AS lx, avg(m.y0 + m.y1) / 2 AS ly,
+                   sum(CASE WHEN CASE WHEN m.axis = 'y' THEN m.y1 < m.y0 ELSE m.x1 < m.x0 END
+                            THEN m.x0 - m.x1 ELSE m.x1 - m.x0 END) * %(run_kx)s AS sx,
+                   sum(CASE WHEN CASE WHEN m.axis = 'y' THEN m.y1 < m.y0 ELSE m.x1 < m.x0 END
+                            THEN m.y0 - m.y1 ELSE m.y1 - m.y0 END) AS sy
+            FROM {name}m m GROUP BY m.run),
+        l AS (
+            SELECT a.*, CASE WHEN n.len > 0 THEN a.sx / n.len END AS ux, CASE WHEN n.len > 0 THEN a.sy / n.len END AS uy
+            FROM a CROSS JOIN LATERAL (SELECT sqrt(a.sx ^ 2 + a.sy ^ 2) AS len) n)
+        SELECT l.run, l.axis, l.cls, l.r, l.min_id, l.half, l.box, l.bx0, l.by0, l.bx1, l.by1, l.lx, l.ly, l.ux, l.uy,
+               max(greatest(abs((m.x0 * %(run_kx)s - l.lx) * l.uy - (m.y0 - l.ly) * l.ux),
+                            abs((m.x1 * %(run_kx)s - l.lx) * l.uy - (m.y1 - l.ly) * l.ux))) AS dev
+        FROM l JOIN {name}m m ON m.run = l.run
+        GROUP BY l.run, l.axis, l.cls, l.r, l.min_id, l.half, l.box, l.bx0, l.by0, l.bx1, l.by1, l.lx, l.ly, l.ux, l.uy
     """, params)
     if not near:
         ctx.cache[name] = True
@@ -178,7 +195,7 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
     params["dpm"] = ctx.frame.deg(1.0)
     cur.execute("CREATE TEMP TABLE hz_gb (gid bigint, bid bigint, hit boolean) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "b": ["building"]}, params):
-        runs = _gas_runs(cur, ctx, params, _near(extra) if "%(focus_g)s" in extra else "")
+        runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra) if "%(focus_g)s" in extra else "")
         # reach: the largest distance of the class + the radius (of the run, of the member), in degrees
         cur.execute(f"""
             INSERT INTO hz_gb
@@ -313,36 +330,32 @@ def _pair_networks(ctx: Ctx) -> list[str]:
     return sorted(nets)
 
 
-def _pair_setup(cur: psycopg2.extensions.cursor, ctx: Ctx) -> dict[str, Any]:
-    """What G03 and G04 share (once per scan): ``hz_gsreach`` (largest horizontal limit per
-    class), the networks they compare with, the largest radius of those pipes (``rmax``) and the
-    largest box margin of any pair in degrees (``span``)."""
-    if "hz_pair" in ctx.cache:
-        return ctx.cache["hz_pair"]
-    nets = _pair_networks(ctx)
-    reach = _segment_reach(ctx)
-    _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
-    cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
-                "coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = %s), 0) / 2000.0 "
-                "FROM cim.pipe_segment WHERE county_code = %s AND is_current AND (network = ANY(%s) OR network = %s)",
-                (nets, GAS, ctx.county, nets, GAS))
-    row = cur.fetchone()
-    assert row is not None  # an aggregate returns one row
-    rmax = float(row[0])
-    # the largest box margin of any pair: boxes within it of a changed other pipe hold every gas
-    # segment that can pair with it (box distance is symmetric)
-    span = (max(reach.values(), default=0.0) + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
-    ctx.cache["hz_pair"] = {"nets": nets, "rmax": rmax, "span": span}
-    return ctx.cache["hz_pair"]
+def _span(cur: psycopg2.extensions.cursor, ctx: Ctx) -> float:
+    """The largest box margin of any gas pair (G03, G04) in degrees: boxes within it of a changed
+    other pipe hold every gas segment that can pair with it (box distance is symmetric). Once per
+    scan, for focused rescans."""
+    if "hz_span" not in ctx.cache:
+        nets = _pair_networks(ctx)
+        cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
+                    "coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = %s), 0) / 2000.0 "
+                    "FROM cim.pipe_segment WHERE county_code = %s AND is_current AND (network = ANY(%s) OR network = %s)",
+                    (nets, GAS, ctx.county, nets, GAS))
+        row = cur.fetchone()
+        assert row is not None  # an aggregate returns one row
+        rmax = float(row[0])
+        reach = max(_segment_reach(ctx).values(), default=0.0)
+        ctx.cache["hz_span"] = (reach + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
+    return float(ctx.cache["hz_span"])
 
 
-def _near(extra: str) -> str:
+def _near(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], extra: str) -> str:
     """In a focused rescan, the gas segments (alias ``s``) worth probing under the restriction
     ``extra`` of :func:`variants`: those that changed, or lie within the largest pair margin
-    (``span``) of a changed other pipe; all of them otherwise."""
+    (:func:`_span`) of a changed other pipe; all of them otherwise."""
     if "%(focus_g)s" in extra:
         return " AND s.id IN (SELECT id FROM hz_focus WHERE scope = ANY(%(focus_g)s))"
     if "%(focus_o)s" in extra:
+        params["span"] = _span(cur, ctx)
         return (" AND s.id IN (SELECT c.id FROM hz_focus f JOIN cim.pipe_segment x ON x.id = f.id "
                 "JOIN cim.pipe_segment c ON c.geom && ST_Expand(x.geom, %(span)s) "
                 "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
@@ -354,33 +367,41 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     whose boxes meet (only such pairs can cross), with both segments' end points in degrees
     (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the crossing test of G04, ``simple``: both are
     straight two-point segments (the crossing test is then arithmetic on the end points, else
-    GEOS). One index probe per gas segment; once per scan. In a focused rescan only gas segments
-    that changed, or lie within the largest pair margin of a changed other pipe, are probed."""
+    GEOS). The pipe index is probed once per run of gas segments (:func:`_gas_runs`) with the
+    run's box, each candidate then tested against the members it can reach. Once per scan. In a
+    focused rescan only gas segments that changed, or lie within the largest pair margin of a
+    changed other pipe, are probed."""
     if "hz_gs" in ctx.cache:
         return
-    pair = _pair_setup(cur, ctx)
     params = ctx.base(rule)
-    params.update(nets=pair["nets"], span=pair["span"])
-    gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
-              "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
+    params["nets"] = _pair_networks(ctx)
     cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, simple boolean, gcls text, gr float8, "
                 "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
                 "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
-    sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in pair["nets"]]}
+    sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
     for extra in variants(ctx, rule, sides, params):
+        runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
         cur.execute(f"""
             INSERT INTO hz_gs
-            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{_near(extra)})
-            SELECT g.id, o.id, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
-                   coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
-                   o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
-                   ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
-            FROM g JOIN hz_gsreach l ON l.cls = g.cls
-            JOIN cim.pipe_segment o ON o.geom && g.geom
-            WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
-              AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
-              AND (o.network <> 'RQ' OR o.id > g.id) {extra}
+            SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND o.npts = 2, g.cls, g.r, o.orr, g.burial_type, o.onet,
+                   o.oburial, g.x0, g.y0, g.x1, g.y1, o.ox0, o.oy0, o.ox1, o.oy1
+            FROM (SELECT c.*, ST_NPoints(c.geom) AS npts, ST_X(ST_StartPoint(c.geom)) AS ox0,
+                         ST_Y(ST_StartPoint(c.geom)) AS oy0, ST_X(ST_EndPoint(c.geom)) AS ox1,
+                         ST_Y(ST_EndPoint(c.geom)) AS oy1,
+                         CASE c.axis WHEN 'x' THEN ST_XMin(c.geom) - c.half
+                                     WHEN 'y' THEN ST_YMin(c.geom) - c.half ELSE 0.0 END AS tlo,
+                         CASE c.axis WHEN 'x' THEN ST_XMax(c.geom) + c.half
+                                     WHEN 'y' THEN ST_YMax(c.geom) + c.half ELSE 0.0 END AS thi
+                  FROM (SELECT r.run, r.axis, r.half, o.id, o.geom, o.network AS onet, o.burial_type AS oburial,
+                               coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+                        FROM {runs} r JOIN cim.pipe_segment o ON o.geom && r.box
+                        WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s)
+                          AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
+                          AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c OFFSET 0) o
+            CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
+            WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id) AND o.geom && g.geom {extra}
         """, params)
+        _drop_runs(cur, runs)
     ctx.cache["hz_gs"] = True
 
 
@@ -390,18 +411,18 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
 
     The pipe index is probed once per run of gas segments (:func:`_runs`) with the run's box grown
     by the largest limit of its class and both radii. A candidate pipe is kept for the run when
-    its box comes within the limit of the pair (+ both radii) of the run's box, per axis in
-    degrees, and, for a run along an axis, its direction is within max_angle + 3° + RUN_ANGLE_DEG
-    of that axis; then for each member of the run: the same box test with the member's own box
+    its direction is within max_angle + 3° + RUN_ANGLE_DEG of the run's axis (for a run along
+    one), its box comes within the limit of the pair (+ both radii) of the run's box, per axis in
+    degrees, and it comes that close to the run's line (+ the members' largest distance from it);
+    then for each member of the run: the same box test with the member's own box
     and radius, directions within max_angle + 3°, a common stretch of at least min_run − 1 m, and
     the other pipe not clearly compliant: its nearer end (a lower bound of the offset along the
     common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm.
     Margins are far above the frame's distortion inside a county (x scaled by the cosine of the
     county's highest latitude: a scaled unit is at least 110 574 m)."""
-    pair = _pair_setup(cur, ctx)
     t = horizontal_tables(ctx.clearances)
     lat = math.radians(ctx.frame.lat_max)
-    params.update(span=pair["span"], dx=ctx.frame.deg_x(1.0), dy=ctx.frame.deg_y(1.0),
+    params.update(dx=ctx.frame.deg_x(1.0), dy=ctx.frame.deg_y(1.0),
                   kx=math.cos(lat), cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))),
                   cos_run=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0 + RUN_ANGLE_DEG + 0.5))),
                   m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
@@ -439,11 +460,11 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
     cur.execute("CREATE TEMP TABLE hz_g03p (gid bigint, oid bigint) ON COMMIT DROP")
     sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
     for extra in variants(ctx, rule, sides, params):
-        runs = _gas_runs(cur, ctx, params, _near(extra))
+        runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
         # candidates per run: the index probe, then the box and direction tests on the end points
         cur.execute(f"""
             CREATE TEMP TABLE hz_g03c ON COMMIT DROP AS
-            SELECT c.run, c.id, c.onet, c.orr, l.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
+            SELECT c.run, c.id, c.onet, c.orr, q.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
                    CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s - c.half
                                WHEN 'y' THEN least(e.oy0, e.oy1) - q.m * %(dy)s - c.half ELSE 0.0 END AS tlo,
                    CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s + c.half
@@ -457,20 +478,26 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
                     AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
                     AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))
                     AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
-            CROSS JOIN LATERAL (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
-                                       ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
-                                OFFSET 0) e
             CROSS JOIN LATERAL (
-                SELECT c.lims[array_position(%(nets)s::text[], c.onet::text)
-                              + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END] AS limit_m
-                OFFSET 0) l
-            CROSS JOIN LATERAL (SELECT l.limit_m + c.r + c.orr + 0.001 AS m OFFSET 0) q
+                SELECT * FROM (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
+                                      ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
+                               OFFSET 0) e0
+                WHERE CASE c.axis WHEN 'x' THEN abs(e0.ox1 - e0.ox0) * %(run_kx)s
+                                  WHEN 'y' THEN abs(e0.oy1 - e0.oy0) ELSE 1.0 END
+                      >= CASE WHEN c.axis = '-' THEN 0.0
+                              ELSE %(cos_run)s * sqrt(((e0.ox1 - e0.ox0) * %(run_kx)s) ^ 2 + (e0.oy1 - e0.oy0) ^ 2) END
+                OFFSET 0) e
+            CROSS JOIN LATERAL (
+                SELECT z.limit_m, z.limit_m + c.r + c.orr + 0.001 AS m,
+                       (e.ox0 * %(run_kx)s - c.lx) * c.uy - (e.oy0 - c.ly) * c.ux AS d0,
+                       (e.ox1 * %(run_kx)s - c.lx) * c.uy - (e.oy1 - c.ly) * c.ux AS d1
+                FROM (SELECT c.lims[array_position(%(nets)s::text[], c.onet::text)
+                                    + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END]
+                             AS limit_m) z
+                OFFSET 0) q
             WHERE least(e.ox0, e.ox1) <= c.bx1 + q.m * %(dx)s AND greatest(e.ox0, e.ox1) >= c.bx0 - q.m * %(dx)s
               AND least(e.oy0, e.oy1) <= c.by1 + q.m * %(dy)s AND greatest(e.oy0, e.oy1) >= c.by0 - q.m * %(dy)s
-              AND CASE c.axis WHEN 'x' THEN abs(e.ox1 - e.ox0) * %(kx)s
-                              WHEN 'y' THEN abs(e.oy1 - e.oy0) ELSE 1.0 END
-                  >= CASE WHEN c.axis = '-' THEN 0.0
-                          ELSE %(cos_run)s * sqrt(((e.ox1 - e.ox0) * %(kx)s) ^ 2 + (e.oy1 - e.oy0) ^ 2) END
+              AND (c.ux IS NULL OR q.d0 * q.d1 <= 0 OR least(abs(q.d0), abs(q.d1)) <= c.dev + q.m / %(m_low)s)
         """, params)
         cur.execute(f"""
             INSERT INTO hz_g03p
