@@ -3,12 +3,12 @@ clearance on parallel runs, vertical clearance at crossings. Limits come from
 ``cim/standards/clearances.yaml`` (the file ingest rules Q19–Q21 read).
 
 Distances are outer wall to outer wall: a pipe's outer wall is its centre line ± DN/2
-(``diameter_mm``, else ``width_mm``). Candidates come from the GiST indexes in degrees, once per
-scan for the rules that share them (``hz_gb``: gas segments × buildings within the largest G02
-distance, for G01 and G02; ``hz_gs``: gas segments × other segments within the largest G03
-distance, for G03 and G04); metres are measured on candidates only, in the county's metric
-frame; values are compared after rounding to the millimetre, so a facility planted at exactly
-the required distance is compliant.
+(``diameter_mm``, else ``width_mm``). Candidates come from the GiST indexes in degrees, probed
+once per run of gas segments (:func:`_gas_runs`, made once per scan for G01–G04): ``hz_gb`` (gas
+segments × buildings within the largest G02 distance, for G01 and G02), ``hz_g03p`` (G03's
+parallel candidates) and ``hz_gs`` (touching gas × other segments, for G04); metres are measured
+on candidates only, in the county's metric frame; values are compared after rounding to the
+millimetre, so a facility planted at exactly the required distance is compliant.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _gas(ctx: Ctx, params: dict[str, Any], columns: str = "") -> str:
     """Current gas segments of the county in service, with outer radius ``r`` (m) and ``cls``
     (and ``columns``); only this connection's share of them when the scan is sharded: the
     segments whose middle lies in every n-th stripe of RUN_LENGTH_M across the county from west to
-    east, so that the runs of :func:`_runs` along the east axis stay whole on one connection."""
+    east, so that the runs of :func:`_gas_runs` along the east axis stay whole on one connection."""
     shard = ""
     if ctx.shard:
         params.update(_run_params(ctx), shard_k=ctx.shard[0], shard_n=ctx.shard[1])
@@ -140,7 +140,7 @@ def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any],
             FROM {name}m m GROUP BY m.run),
         l AS (
             SELECT a.*, CASE WHEN n.len > 0 THEN a.sx / n.len END AS ux, CASE WHEN n.len > 0 THEN a.sy / n.len END AS uy
-            FROM a CROSS JOIN LATERAL (SELECT sqrt(a.sx ^ 2 + a.sy ^ 2) AS len) n)
+            FROM a CROSS JOIN LATERAL (SELECT sqrt(a.sx * a.sx + a.sy * a.sy) AS len) n)
         SELECT l.run, l.axis, l.cls, l.r, l.min_id, l.half, l.box, l.bx0, l.by0, l.bx1, l.by1, l.lx, l.ly, l.ux, l.uy,
                max(greatest(abs((m.x0 * %(run_kx)s - l.lx) * l.uy - (m.y0 - l.ly) * l.ux),
                             abs((m.x1 * %(run_kx)s - l.lx) * l.uy - (m.y1 - l.ly) * l.ux))) AS dev
@@ -182,7 +182,7 @@ def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """``hz_gb (gid, bid, hit)``: gas segments in service × current buildings within the largest
     distance of the segment's class (+ its radius); ``hit``: the centre line meets the footprint.
-    The building index is probed once per run of gas segments (:func:`_runs`), each candidate
+    The building index is probed once per run of gas segments (:func:`_gas_runs`), each candidate
     then tested against the members of the run. Made once per scan (G01 and G02 read the same
     inputs, so they share their focus too)."""
     if "hz_gb" in ctx.cache:
@@ -409,22 +409,24 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
     """``hz_g03p (gid, oid)``: the pairs of a gas segment and another pipe that may run parallel
     closer than their limit (a superset of G03's findings), from degree-space tests only.
 
-    The pipe index is probed once per run of gas segments (:func:`_runs`) with the run's box grown
-    by the largest limit of its class and both radii. A candidate pipe is kept for the run when
-    its direction is within max_angle + 3° + RUN_ANGLE_DEG of the run's axis (for a run along
-    one), its box comes within the limit of the pair (+ both radii) of the run's box, per axis in
-    degrees, and it comes that close to the run's line (+ the members' largest distance from it);
-    then for each member of the run: the same box test with the member's own box
-    and radius, directions within max_angle + 3°, a common stretch of at least min_run − 1 m, and
-    the other pipe not clearly compliant: its nearer end (a lower bound of the offset along the
-    common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm.
+    The pipe index is probed once per run of gas segments (:func:`_gas_runs`) with the run's box
+    grown by the reach of its class: the largest limit + radius over the kinds of pipe the county
+    has (network, in a conduit or not), + the run's largest radius. A candidate pipe is kept for the
+    run when its direction is within max_angle + 3° + RUN_ANGLE_DEG of the run's axis (for a run
+    along one), its box comes within the limit of the pair (+ both radii) of the run's box, per axis
+    in degrees, and it comes that close to the run's line (+ the members' largest distance from it);
+    then for each member of the run it can reach along the axis: the same box test with the
+    member's own box and radius, directions within max_angle + 3°, a common stretch of at least
+    min_run − 1 m, and the other pipe not clearly compliant: its nearer end (a lower bound of the
+    offset along the common stretch, the lines not crossing) closer than the largest limit of the
+    pair + 5 cm.
     Margins are far above the frame's distortion inside a county (x scaled by the cosine of the
     county's highest latitude: a scaled unit is at least 110 574 m)."""
     t = horizontal_tables(ctx.clearances)
     lat = math.radians(ctx.frame.lat_max)
     params.update(dx=ctx.frame.deg_x(1.0), dy=ctx.frame.deg_y(1.0),
                   kx=math.cos(lat), cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))),
-                  cos_run=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0 + RUN_ANGLE_DEG + 0.5))),
+                  cos_run2=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0 + RUN_ANGLE_DEG + 0.5))) ** 2,
                   m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
     classes = list(ctx.clearances["pressure_classes"])
     nets = list(params["nets"])
@@ -482,10 +484,9 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
                 SELECT * FROM (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
                                       ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
                                OFFSET 0) e0
-                WHERE CASE c.axis WHEN 'x' THEN abs(e0.ox1 - e0.ox0) * %(run_kx)s
-                                  WHEN 'y' THEN abs(e0.oy1 - e0.oy0) ELSE 1.0 END
-                      >= CASE WHEN c.axis = '-' THEN 0.0
-                              ELSE %(cos_run)s * sqrt(((e0.ox1 - e0.ox0) * %(run_kx)s) ^ 2 + (e0.oy1 - e0.oy0) ^ 2) END
+                CROSS JOIN LATERAL (SELECT (e0.ox1 - e0.ox0) * %(run_kx)s AS ex, e0.oy1 - e0.oy0 AS ey) d
+                WHERE CASE c.axis WHEN 'x' THEN d.ex * d.ex WHEN 'y' THEN d.ey * d.ey ELSE 1.0 END
+                      >= CASE WHEN c.axis = '-' THEN 0.0 ELSE %(cos_run2)s * (d.ex * d.ex + d.ey * d.ey) END
                 OFFSET 0) e
             CROSS JOIN LATERAL (
                 SELECT z.limit_m, z.limit_m + c.r + c.orr + 0.001 AS m,
@@ -509,7 +510,7 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
                        (o.ox1 - o.ox0) * %(kx)s AS ox, o.oy1 - o.oy0 AS oy,
                        (o.ox0 - g.x0) * %(kx)s AS ax, o.oy0 - g.y0 AS ay,
                        (o.ox1 - g.x0) * %(kx)s AS bx, o.oy1 - g.y0 AS by) v
-            CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
+            CROSS JOIN LATERAL (SELECT sqrt(v.gx * v.gx + v.gy * v.gy) AS lg, sqrt(v.ox * v.ox + v.oy * v.oy) AS lo) n
             WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id)
               AND (g.burial_type IS NULL OR NOT g.burial_type = ANY(%(skip)s))
               AND least(o.ox0, o.ox1) <= greatest(g.x0, g.x1) + q.m * %(dx)s
