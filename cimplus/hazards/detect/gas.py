@@ -137,7 +137,7 @@ def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any],
                             THEN m.x0 - m.x1 ELSE m.x1 - m.x0 END) * %(run_kx)s AS sx,
                    sum(CASE WHEN CASE WHEN m.axis = 'y' THEN m.y1 < m.y0 ELSE m.x1 < m.x0 END
                             THEN m.y0 - m.y1 ELSE m.y1 - m.y0 END) AS sy
-            FROM {name}m m GROUP BY m.run),
+            FROM {name}m m WHERE m.axis <> '-' GROUP BY m.run),
         l AS (
             SELECT a.*, CASE WHEN n.len > 0 THEN a.sx / n.len END AS ux, CASE WHEN n.len > 0 THEN a.sy / n.len END AS uy
             FROM a CROSS JOIN LATERAL (SELECT sqrt(a.sx * a.sx + a.sy * a.sy) AS len) n)
@@ -182,8 +182,9 @@ def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """``hz_gb (gid, bid, hit)``: gas segments in service × current buildings within the largest
     distance of the segment's class (+ its radius); ``hit``: the centre line meets the footprint.
-    The building index is probed once per run of gas segments (:func:`_gas_runs`), each candidate
-    then tested against the members of the run. Made once per scan (G01 and G02 read the same
+    The building index is probed once per run of gas segments along an axis (:func:`_gas_runs`),
+    each candidate then tested against the members of the run; other segments probe it one by one.
+    Made once per scan (G01 and G02 read the same
     inputs, so they share their focus too)."""
     if "hz_gb" in ctx.cache:
         return
@@ -196,7 +197,8 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
     cur.execute("CREATE TEMP TABLE hz_gb (gid bigint, bid bigint, hit boolean) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "b": ["building"]}, params):
         runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra) if "%(focus_g)s" in extra else "")
-        # reach: the largest distance of the class + the radius (of the run, of the member), in degrees
+        # reach: the largest distance of the class + the radius (of the run, of the member), in degrees;
+        # runs along an axis probe with their box, segments alone with their own
         cur.execute(f"""
             INSERT INTO hz_gb
             SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
@@ -207,6 +209,11 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
             JOIN hz_gblim l ON l.cls = g.cls
             CROSS JOIN LATERAL (SELECT (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s AS reach) x
             WHERE b.geom && ST_Expand(g.geom, x.reach) AND ST_DWithin(b.geom, g.geom, x.reach) {extra}
+            UNION ALL
+            SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
+            FROM {runs}m g JOIN hz_gblim l ON l.cls = g.cls
+            JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s)
+            WHERE g.axis = '-' AND b.county_code = %(county)s AND b.is_current {extra}
         """, params)
         _drop_runs(cur, runs)
     cur.execute("CREATE INDEX ON hz_gb (gid); ANALYZE hz_gb")
@@ -367,14 +374,18 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
     whose boxes meet (only such pairs can cross), with both segments' end points in degrees
     (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the crossing test of G04, ``simple``: both are
     straight two-point segments (the crossing test is then arithmetic on the end points, else
-    GEOS). The pipe index is probed once per run of gas segments (:func:`_gas_runs`) with the
-    run's box, each candidate then tested against the members it can reach. Once per scan. In a
+    GEOS). The pipe index is probed once per run of gas segments along an axis (:func:`_gas_runs`)
+    with the run's box, each candidate then tested against the members it can reach; other
+    segments probe it one by one. Once per scan. In a
     focused rescan only gas segments that changed, or lie within the largest pair margin of a
     changed other pipe, are probed."""
     if "hz_gs" in ctx.cache:
         return
     params = ctx.base(rule)
     params["nets"] = _pair_networks(ctx)
+    others = ("o.network AS onet, o.burial_type AS oburial, coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr")
+    quals = ("o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) "
+             "AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))")
     cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, simple boolean, gcls text, gr float8, "
                 "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
                 "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
@@ -383,23 +394,25 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
         runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
         cur.execute(f"""
             INSERT INTO hz_gs
-            SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND o.npts = 2, g.cls, g.r, o.orr, g.burial_type, o.onet,
-                   o.oburial, g.x0, g.y0, g.x1, g.y1, o.ox0, o.oy0, o.ox1, o.oy1
-            FROM (SELECT c.*, ST_NPoints(c.geom) AS npts, ST_X(ST_StartPoint(c.geom)) AS ox0,
-                         ST_Y(ST_StartPoint(c.geom)) AS oy0, ST_X(ST_EndPoint(c.geom)) AS ox1,
-                         ST_Y(ST_EndPoint(c.geom)) AS oy1,
-                         CASE c.axis WHEN 'x' THEN ST_XMin(c.geom) - c.half
-                                     WHEN 'y' THEN ST_YMin(c.geom) - c.half ELSE 0.0 END AS tlo,
-                         CASE c.axis WHEN 'x' THEN ST_XMax(c.geom) + c.half
-                                     WHEN 'y' THEN ST_YMax(c.geom) + c.half ELSE 0.0 END AS thi
-                  FROM (SELECT r.run, r.axis, r.half, o.id, o.geom, o.network AS onet, o.burial_type AS oburial,
-                               coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+            SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
+                   o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
+                   ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+            FROM (SELECT c.*, CASE c.axis WHEN 'x' THEN ST_XMin(c.geom) ELSE ST_YMin(c.geom) END - c.half AS tlo,
+                         CASE c.axis WHEN 'x' THEN ST_XMax(c.geom) ELSE ST_YMax(c.geom) END + c.half AS thi
+                  FROM (SELECT r.run, r.axis, r.half, o.id, o.geom, {others}
                         FROM {runs} r JOIN cim.pipe_segment o ON o.geom && r.box
-                        WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s)
-                          AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
-                          AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c OFFSET 0) o
+                        WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c OFFSET 0) o
             CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
             WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id) AND o.geom && g.geom {extra}
+            UNION ALL
+            SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
+                   o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
+                   ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+            FROM {runs}m g
+            CROSS JOIN LATERAL (SELECT o.id, o.geom, {others} FROM cim.pipe_segment o
+                                WHERE o.geom && g.geom AND {quals} AND o.id <> g.id
+                                  AND (o.network <> 'RQ' OR o.id > g.id) OFFSET 0) o
+            WHERE g.axis = '-' {extra}
         """, params)
         _drop_runs(cur, runs)
     ctx.cache["hz_gs"] = True
@@ -459,34 +472,34 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
             rows.append((cls, max(reach), lims))
     _lookup(cur, "hz_g03reach", "cls text PRIMARY KEY, reach float8, lims float8[]", rows)
     params["nnets"] = len(nets)
+    quals = ("o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) "
+             "AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s)) "
+             "AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))")
     cur.execute("CREATE TEMP TABLE hz_g03p (gid bigint, oid bigint) ON COMMIT DROP")
     sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
     for extra in variants(ctx, rule, sides, params):
         runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
-        # candidates per run: the index probe, then the box and direction tests on the end points
+        # candidates per run along an axis: the index probe, then the direction, box and line tests
+        # on the end points
         cur.execute(f"""
             CREATE TEMP TABLE hz_g03c ON COMMIT DROP AS
             SELECT c.run, c.id, c.onet, c.orr, q.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
-                   CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s - c.half
-                               WHEN 'y' THEN least(e.oy0, e.oy1) - q.m * %(dy)s - c.half ELSE 0.0 END AS tlo,
-                   CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s + c.half
-                               WHEN 'y' THEN greatest(e.oy0, e.oy1) + q.m * %(dy)s + c.half ELSE 0.0 END AS thi
+                   CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s
+                               ELSE least(e.oy0, e.oy1) - q.m * %(dy)s END - c.half AS tlo,
+                   CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s
+                               ELSE greatest(e.oy0, e.oy1) + q.m * %(dy)s END + c.half AS thi
             FROM (SELECT r.*, x.lims, o.id, o.geom AS ogeom, o.network AS onet, o.burial_type AS oburial,
                          coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
                   FROM {runs} r JOIN hz_g03reach x ON x.cls = r.cls
                   JOIN cim.pipe_segment o
                     ON o.geom && ST_Expand(r.box, (x.reach + r.r + 0.001) * %(dx)s, (x.reach + r.r + 0.001) * %(dy)s)
-                  WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s)
-                    AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
-                    AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))
-                    AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
+                  WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
             CROSS JOIN LATERAL (
                 SELECT * FROM (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
                                       ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
                                OFFSET 0) e0
                 CROSS JOIN LATERAL (SELECT (e0.ox1 - e0.ox0) * %(run_kx)s AS ex, e0.oy1 - e0.oy0 AS ey) d
-                WHERE CASE c.axis WHEN 'x' THEN d.ex * d.ex WHEN 'y' THEN d.ey * d.ey ELSE 1.0 END
-                      >= CASE WHEN c.axis = '-' THEN 0.0 ELSE %(cos_run2)s * (d.ex * d.ex + d.ey * d.ey) END
+                WHERE CASE c.axis WHEN 'x' THEN d.ex * d.ex ELSE d.ey * d.ey END >= %(cos_run2)s * (d.ex * d.ex + d.ey * d.ey)
                 OFFSET 0) e
             CROSS JOIN LATERAL (
                 SELECT z.limit_m, z.limit_m + c.r + c.orr + 0.001 AS m,
@@ -500,10 +513,8 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
               AND least(e.oy0, e.oy1) <= c.by1 + q.m * %(dy)s AND greatest(e.oy0, e.oy1) >= c.by0 - q.m * %(dy)s
               AND (c.ux IS NULL OR q.d0 * q.d1 <= 0 OR least(abs(q.d0), abs(q.d1)) <= c.dev + q.m / %(m_low)s)
         """, params)
-        cur.execute(f"""
-            INSERT INTO hz_g03p
-            SELECT g.id, o.id FROM hz_g03c o
-            CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
+        # per member (g) and candidate (o: id, onet, orr, limit_m, ox0, oy0, ox1, oy1)
+        member = f"""
             CROSS JOIN LATERAL (SELECT o.limit_m + g.r + o.orr + 0.001 AS m OFFSET 0) q
             CROSS JOIN LATERAL (
                 SELECT (g.x1 - g.x0) * %(kx)s AS gx, g.y1 - g.y0 AS gy,
@@ -523,7 +534,32 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
                   - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
               AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
                    OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
-                      - g.r - o.orr < o.limit_m + 0.05) {extra}
+                      - g.r - o.orr < o.limit_m + 0.05) {extra}"""
+        cur.execute(f"""
+            INSERT INTO hz_g03p
+            SELECT g.id, o.id FROM hz_g03c o
+            CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
+            {member}
+        """, params)
+        # segments alone probe with their own box
+        cur.execute(f"""
+            INSERT INTO hz_g03p
+            SELECT g.id, o.id FROM {runs}m g JOIN hz_g03reach x ON x.cls = g.cls
+            CROSS JOIN LATERAL (
+                SELECT c.id, c.onet, c.orr, z.limit_m, e.ox0, e.oy0, e.ox1, e.oy1
+                FROM (SELECT o.id, o.geom, o.network AS onet, o.burial_type AS oburial,
+                             coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+                      FROM cim.pipe_segment o
+                      WHERE o.geom && ST_Expand(g.geom, (x.reach + g.r + 0.001) * %(dx)s, (x.reach + g.r + 0.001) * %(dy)s)
+                        AND {quals} AND o.id <> g.id AND (o.network <> 'RQ' OR o.id > g.id) OFFSET 0) c
+                CROSS JOIN LATERAL (SELECT ST_X(ST_StartPoint(c.geom)) AS ox0, ST_Y(ST_StartPoint(c.geom)) AS oy0,
+                                           ST_X(ST_EndPoint(c.geom)) AS ox1, ST_Y(ST_EndPoint(c.geom)) AS oy1 OFFSET 0) e
+                CROSS JOIN LATERAL (
+                    SELECT x.lims[array_position(%(nets)s::text[], c.onet::text)
+                                  + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END] AS limit_m
+                    OFFSET 0) z
+                OFFSET 0) o
+            {member} AND g.axis = '-'
         """, params)
         cur.execute("DROP TABLE hz_g03c")
         _drop_runs(cur, runs)
