@@ -85,33 +85,46 @@ def _run_params(ctx: Ctx) -> dict[str, float]:
             "run_lx": RUN_LENGTH_M / (M_PER_DEG_LON_EQ * kx), "run_ly": RUN_LENGTH_M / M_PER_DEG_LAT}
 
 
-def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], near: str = "") -> str:
-    """The runs of this connection's gas segments in service (:func:`_gas`), restricted by
-    ``near`` (a focused rescan, :func:`_near`); returns the name of the runs table, whose members
-    are in the table of that name + ``m``:
+def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], near: str = "") -> tuple[str, bool]:
+    """This connection's gas segments in service (:func:`_gas`), restricted by ``near`` (a focused
+    rescan, :func:`_near`), and their runs; returns the name of the runs table, whose members are
+    in the table of that name + ``m``, and whether there are runs (a focused rescan's few segments
+    are probed one by one):
 
     - members: ``id, geom, cls, r, burial_type``, the end points in degrees (``x0, y0, x1, y1``),
-      ``run``, the middle ``t`` of the end points along the run's axis and how far the member's
-      box reaches from it along the axis (``half``; both 0 for a segment alone), indexed by (run,
-      t): a candidate of a long run is tested only against the members whose stretch along the
-      axis it can reach;
-    - runs: ``run``, ``axis`` (``x``, ``y``, or ``-`` for a segment alone), ``cls``, the largest
-      radius ``r`` and ``half``, the smallest member id ``min_id``, the box of the members'
-      geometries (``box``) and of their end points (``bx0, by0, bx1, by1``).
+      ``axis`` (``x``, ``y``, or ``-`` for a segment alone), ``run``, the middle ``t`` of the end
+      points along the run's axis and how far the member's box reaches from it along the axis
+      (``half``; both 0 for a segment alone), indexed by (run, t): a candidate of a long run is
+      tested only against the members whose stretch along the axis it can reach;
+    - runs along an axis: ``run``, ``axis``, ``cls``, the largest radius ``r`` and ``half``, the
+      smallest member id ``min_id``, the box of its members' geometries (``box``) and of their end
+      points (``bx0, by0, bx1, by1``), and a line near all members in degrees with x scaled by
+      ``run_kx``: through the mean of their middles ``(lx, ly)`` along the sum of their directions
+      ``(ux, uy)`` (a unit vector; NULL when the sum is zero), every member end point within
+      ``dev`` of it.
 
-    The whole county's runs are made once per scan and shared by G01–G04; a restricted set's are
-    made anew and dropped by the caller (:func:`_drop_runs`)."""
+    The whole county's runs are made once per scan and shared by G01–G04; a restricted set is made
+    anew and dropped by the caller (:func:`_drop_runs`)."""
     params.update(_run_params(ctx))
-    name = "hz_runv" if near else f"hz_run{ctx.shard[0] if ctx.shard else ''}"
-    if not near and name in ctx.cache:
-        return name
+    if near:
+        cur.execute(f"""
+            CREATE TEMP TABLE hz_runvm ON COMMIT DROP AS
+            SELECT g.id, g.geom, g.cls, g.r, g.burial_type, ST_X(ST_StartPoint(g.geom)) AS x0,
+                   ST_Y(ST_StartPoint(g.geom)) AS y0, ST_X(ST_EndPoint(g.geom)) AS x1, ST_Y(ST_EndPoint(g.geom)) AS y1,
+                   '-'::text AS axis
+            FROM ({_gas(ctx, params)}{near}) g WHERE g.cls IS NOT NULL
+        """, params)
+        return "hz_runv", False
+    name = f"hz_run{ctx.shard[0] if ctx.shard else ''}"
+    if name in ctx.cache:
+        return name, True
     cur.execute(f"""
         CREATE TEMP TABLE {name}m ON COMMIT DROP AS
         SELECT m.id, m.geom, m.cls, m.r, m.burial_type, m.x0, m.y0, m.x1, m.y1,
                dense_rank() OVER (ORDER BY k.axis, m.cls, k.rp, k.rq) AS run, k.axis, k.t, k.half
         FROM (SELECT g.id, g.geom, g.cls, g.r, g.burial_type, ST_X(ST_StartPoint(g.geom)) AS x0,
                      ST_Y(ST_StartPoint(g.geom)) AS y0, ST_X(ST_EndPoint(g.geom)) AS x1, ST_Y(ST_EndPoint(g.geom)) AS y1
-              FROM ({_gas(ctx, params)}{near}) g WHERE g.cls IS NOT NULL OFFSET 0) m
+              FROM ({_gas(ctx, params)}) g WHERE g.cls IS NOT NULL OFFSET 0) m
         CROSS JOIN LATERAL (
             SELECT abs(m.y1 - m.y0) <= %(run_tan)s * abs(m.x1 - m.x0) * %(run_kx)s AS east,
                    abs(m.x1 - m.x0) * %(run_kx)s <= %(run_tan)s * abs(m.y1 - m.y0) AS north) f
@@ -147,15 +160,14 @@ def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any],
         FROM l JOIN {name}m m ON m.run = l.run
         GROUP BY l.run, l.axis, l.cls, l.r, l.min_id, l.half, l.box, l.bx0, l.by0, l.bx1, l.by1, l.lx, l.ly, l.ux, l.uy
     """, params)
-    if not near:
-        ctx.cache[name] = True
-    return name
+    ctx.cache[name] = True
+    return name, True
 
 
 def _drop_runs(cur: psycopg2.extensions.cursor, name: str) -> None:
-    """Drop a restricted set of runs (the whole county's stay for the other rules)."""
+    """Drop a restricted set of segments (the whole county's runs stay for the other rules)."""
     if name == "hz_runv":
-        cur.execute(f"DROP TABLE {name}, {name}m")
+        cur.execute("DROP TABLE hz_runvm")
 
 
 # --- gas × buildings (G01, G02) --------------------------------------------------------------
@@ -196,20 +208,24 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
     params["dpm"] = ctx.frame.deg(1.0)
     cur.execute("CREATE TEMP TABLE hz_gb (gid bigint, bid bigint, hit boolean) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "b": ["building"]}, params):
-        runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra) if "%(focus_g)s" in extra else "")
-        # reach: the largest distance of the class + the radius (of the run, of the member), in degrees;
-        # runs along an axis probe with their box, segments alone with their own
+        runs, grouped = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra) if "%(focus_g)s" in extra else "")
+        # reach: the largest distance of the class + the radius (of the run, of the member), in degrees
+        if grouped:
+            cur.execute(f"""
+                INSERT INTO hz_gb
+                SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
+                FROM (SELECT r.run, b.id, b.geom FROM {runs} r JOIN hz_gblim l ON l.cls = r.cls
+                      JOIN cim.building b
+                        ON b.geom && ST_Expand(r.box, (greatest(l.std, coalesce(l.red, 0)) + r.r) * %(dpm)s)
+                      WHERE b.county_code = %(county)s AND b.is_current OFFSET 0) b
+                JOIN {runs}m g ON g.run = b.run
+                JOIN hz_gblim l ON l.cls = g.cls
+                CROSS JOIN LATERAL (SELECT (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s AS reach) x
+                WHERE b.geom && ST_Expand(g.geom, x.reach) AND ST_DWithin(b.geom, g.geom, x.reach) {extra}
+            """, params)
+        # segments alone probe with their own box
         cur.execute(f"""
             INSERT INTO hz_gb
-            SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
-            FROM (SELECT r.run, b.id, b.geom FROM {runs} r JOIN hz_gblim l ON l.cls = r.cls
-                  JOIN cim.building b ON b.geom && ST_Expand(r.box, (greatest(l.std, coalesce(l.red, 0)) + r.r) * %(dpm)s)
-                  WHERE b.county_code = %(county)s AND b.is_current OFFSET 0) b
-            JOIN {runs}m g ON g.run = b.run
-            JOIN hz_gblim l ON l.cls = g.cls
-            CROSS JOIN LATERAL (SELECT (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s AS reach) x
-            WHERE b.geom && ST_Expand(g.geom, x.reach) AND ST_DWithin(b.geom, g.geom, x.reach) {extra}
-            UNION ALL
             SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
             FROM {runs}m g JOIN hz_gblim l ON l.cls = g.cls
             JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s)
@@ -337,22 +353,33 @@ def _pair_networks(ctx: Ctx) -> list[str]:
     return sorted(nets)
 
 
+def _pipe_kinds(cur: psycopg2.extensions.cursor, ctx: Ctx) -> list[tuple[str, bool, bool, bool, float]]:
+    """The kinds of current pipe the gas pair rules meet in the county (networks of G03 and G04,
+    and gas): network, in a conduit, of a burial type G03 leaves out, of a status out of service,
+    and the largest radius of that kind (m). One pass over the county's pipes, once per scan."""
+    if "hz_kinds" not in ctx.cache:
+        t = horizontal_tables(ctx.clearances)
+        cur.execute("""
+            SELECT network, coalesce(burial_type = ANY(%(conduit)s), false), coalesce(burial_type = ANY(%(skip)s), false),
+                   coalesce(status = ANY(%(skip_status)s), false), max(coalesce(diameter_mm, width_mm, 0)) / 2000.0
+            FROM cim.pipe_segment WHERE county_code = %(county)s AND is_current AND network = ANY(%(nets)s)
+            GROUP BY 1, 2, 3, 4
+        """, {"conduit": t["conduit_types"], "skip": t["skip_types"], "skip_status": list(ctx.rules.skip_status),
+              "county": ctx.county, "nets": sorted({*_pair_networks(ctx), GAS})})
+        ctx.cache["hz_kinds"] = [(str(n), bool(c), bool(k), bool(st), float(r)) for n, c, k, st, r in cur.fetchall()]
+    return list(ctx.cache["hz_kinds"])
+
+
 def _span(cur: psycopg2.extensions.cursor, ctx: Ctx) -> float:
     """The largest box margin of any gas pair (G03, G04) in degrees: boxes within it of a changed
-    other pipe hold every gas segment that can pair with it (box distance is symmetric). Once per
-    scan, for focused rescans."""
-    if "hz_span" not in ctx.cache:
-        nets = _pair_networks(ctx)
-        cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
-                    "coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = %s), 0) / 2000.0 "
-                    "FROM cim.pipe_segment WHERE county_code = %s AND is_current AND (network = ANY(%s) OR network = %s)",
-                    (nets, GAS, ctx.county, nets, GAS))
-        row = cur.fetchone()
-        assert row is not None  # an aggregate returns one row
-        rmax = float(row[0])
-        reach = max(_segment_reach(ctx).values(), default=0.0)
-        ctx.cache["hz_span"] = (reach + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
-    return float(ctx.cache["hz_span"])
+    other pipe hold every gas segment that can pair with it (box distance is symmetric). For
+    focused rescans."""
+    kinds = _pipe_kinds(cur, ctx)
+    nets = set(_pair_networks(ctx))
+    rmax = max([r for n, _, _, _, r in kinds if n in nets], default=0.0)
+    rgas = max([r for n, _, _, _, r in kinds if n == GAS], default=0.0)
+    reach = max(_segment_reach(ctx).values(), default=0.0)
+    return (reach + max(rmax, rgas) + rmax) * ctx.frame.deg(1.0)
 
 
 def _near(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], extra: str) -> str:
@@ -391,20 +418,24 @@ def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> 
                 "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
     sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
     for extra in variants(ctx, rule, sides, params):
-        runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
+        runs, grouped = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
+        if grouped:
+            cur.execute(f"""
+                INSERT INTO hz_gs
+                SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
+                       o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
+                       ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+                FROM (SELECT c.*, CASE c.axis WHEN 'x' THEN ST_XMin(c.geom) ELSE ST_YMin(c.geom) END - c.half AS tlo,
+                             CASE c.axis WHEN 'x' THEN ST_XMax(c.geom) ELSE ST_YMax(c.geom) END + c.half AS thi
+                      FROM (SELECT r.run, r.axis, r.half, o.id, o.geom, {others}
+                            FROM {runs} r JOIN cim.pipe_segment o ON o.geom && r.box
+                            WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c OFFSET 0) o
+                CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
+                WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id) AND o.geom && g.geom {extra}
+            """, params)
+        # segments alone probe with their own box
         cur.execute(f"""
             INSERT INTO hz_gs
-            SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
-                   o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
-                   ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
-            FROM (SELECT c.*, CASE c.axis WHEN 'x' THEN ST_XMin(c.geom) ELSE ST_YMin(c.geom) END - c.half AS tlo,
-                         CASE c.axis WHEN 'x' THEN ST_XMax(c.geom) ELSE ST_YMax(c.geom) END + c.half AS thi
-                  FROM (SELECT r.run, r.axis, r.half, o.id, o.geom, {others}
-                        FROM {runs} r JOIN cim.pipe_segment o ON o.geom && r.box
-                        WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c OFFSET 0) o
-            CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
-            WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id) AND o.geom && g.geom {extra}
-            UNION ALL
             SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
                    o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
                    ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
@@ -450,17 +481,10 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
             conduit = (t["conduit"].get(net) or {}).get(cls, direct)
             maxlim.update({(cls, net, False): direct, (cls, net, True): conduit})
         maxlim.update({(cls, GAS, False): t["large"], (cls, GAS, True): t["large"]})
-    # the kinds of other pipe the county has: network, in a conduit or not, largest radius
-    cur.execute("""
-        SELECT o.network, coalesce(o.burial_type = ANY(%(conduit_types)s), false),
-               max(coalesce(o.diameter_mm, o.width_mm, 0)) / 2000.0
-        FROM cim.pipe_segment o
-        WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s)
-          AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
-          AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))
-        GROUP BY 1, 2
-    """, params)
-    kinds = cur.fetchall()
+    # the kinds of other pipe the county has that G03 compares with: network, in a conduit or not,
+    # largest radius
+    kinds = [(n, conduit, r) for n, conduit, skipped, out, r in _pipe_kinds(cur, ctx)
+             if n in nets and not skipped and not out]
     # per class: the reach of a probe (the largest limit + radius over those kinds) and the limits
     # by the other pipe's network (its position in ``nets``; conduit ones after the direct ones)
     rows = []
@@ -478,41 +502,44 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
     cur.execute("CREATE TEMP TABLE hz_g03p (gid bigint, oid bigint) ON COMMIT DROP")
     sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
     for extra in variants(ctx, rule, sides, params):
-        runs = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
+        runs, grouped = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
         # candidates per run along an axis: the index probe, then the direction, box and line tests
         # on the end points
-        cur.execute(f"""
-            CREATE TEMP TABLE hz_g03c ON COMMIT DROP AS
-            SELECT c.run, c.id, c.onet, c.orr, q.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
-                   CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s
-                               ELSE least(e.oy0, e.oy1) - q.m * %(dy)s END - c.half AS tlo,
-                   CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s
-                               ELSE greatest(e.oy0, e.oy1) + q.m * %(dy)s END + c.half AS thi
-            FROM (SELECT r.*, x.lims, o.id, o.geom AS ogeom, o.network AS onet, o.burial_type AS oburial,
-                         coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
-                  FROM {runs} r JOIN hz_g03reach x ON x.cls = r.cls
-                  JOIN cim.pipe_segment o
-                    ON o.geom && ST_Expand(r.box, (x.reach + r.r + 0.001) * %(dx)s, (x.reach + r.r + 0.001) * %(dy)s)
-                  WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
-            CROSS JOIN LATERAL (
-                SELECT * FROM (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
-                                      ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
-                               OFFSET 0) e0
-                CROSS JOIN LATERAL (SELECT (e0.ox1 - e0.ox0) * %(run_kx)s AS ex, e0.oy1 - e0.oy0 AS ey) d
-                WHERE CASE c.axis WHEN 'x' THEN d.ex * d.ex ELSE d.ey * d.ey END >= %(cos_run2)s * (d.ex * d.ex + d.ey * d.ey)
-                OFFSET 0) e
-            CROSS JOIN LATERAL (
-                SELECT z.limit_m, z.limit_m + c.r + c.orr + 0.001 AS m,
-                       (e.ox0 * %(run_kx)s - c.lx) * c.uy - (e.oy0 - c.ly) * c.ux AS d0,
-                       (e.ox1 * %(run_kx)s - c.lx) * c.uy - (e.oy1 - c.ly) * c.ux AS d1
-                FROM (SELECT c.lims[array_position(%(nets)s::text[], c.onet::text)
-                                    + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END]
-                             AS limit_m) z
-                OFFSET 0) q
-            WHERE least(e.ox0, e.ox1) <= c.bx1 + q.m * %(dx)s AND greatest(e.ox0, e.ox1) >= c.bx0 - q.m * %(dx)s
-              AND least(e.oy0, e.oy1) <= c.by1 + q.m * %(dy)s AND greatest(e.oy0, e.oy1) >= c.by0 - q.m * %(dy)s
-              AND (c.ux IS NULL OR q.d0 * q.d1 <= 0 OR least(abs(q.d0), abs(q.d1)) <= c.dev + q.m / %(m_low)s)
-        """, params)
+        if grouped:
+            cur.execute(f"""
+                CREATE TEMP TABLE hz_g03c ON COMMIT DROP AS
+                SELECT c.run, c.id, c.onet, c.orr, q.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
+                       CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s
+                                   ELSE least(e.oy0, e.oy1) - q.m * %(dy)s END - c.half AS tlo,
+                       CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s
+                                   ELSE greatest(e.oy0, e.oy1) + q.m * %(dy)s END + c.half AS thi
+                FROM (SELECT r.*, x.lims, o.id, o.geom AS ogeom, o.network AS onet, o.burial_type AS oburial,
+                             coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+                      FROM {runs} r JOIN hz_g03reach x ON x.cls = r.cls
+                      JOIN cim.pipe_segment o
+                        ON o.geom && ST_Expand(r.box, (x.reach + r.r + 0.001) * %(dx)s,
+                                               (x.reach + r.r + 0.001) * %(dy)s)
+                      WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
+                CROSS JOIN LATERAL (
+                    SELECT * FROM (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
+                                          ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
+                                   OFFSET 0) e0
+                    CROSS JOIN LATERAL (SELECT (e0.ox1 - e0.ox0) * %(run_kx)s AS ex, e0.oy1 - e0.oy0 AS ey) d
+                    WHERE CASE c.axis WHEN 'x' THEN d.ex * d.ex ELSE d.ey * d.ey END
+                          >= %(cos_run2)s * (d.ex * d.ex + d.ey * d.ey)
+                    OFFSET 0) e
+                CROSS JOIN LATERAL (
+                    SELECT z.limit_m, z.limit_m + c.r + c.orr + 0.001 AS m,
+                           (e.ox0 * %(run_kx)s - c.lx) * c.uy - (e.oy0 - c.ly) * c.ux AS d0,
+                           (e.ox1 * %(run_kx)s - c.lx) * c.uy - (e.oy1 - c.ly) * c.ux AS d1
+                    FROM (SELECT c.lims[array_position(%(nets)s::text[], c.onet::text)
+                                        + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END]
+                                 AS limit_m) z
+                    OFFSET 0) q
+                WHERE least(e.ox0, e.ox1) <= c.bx1 + q.m * %(dx)s AND greatest(e.ox0, e.ox1) >= c.bx0 - q.m * %(dx)s
+                  AND least(e.oy0, e.oy1) <= c.by1 + q.m * %(dy)s AND greatest(e.oy0, e.oy1) >= c.by0 - q.m * %(dy)s
+                  AND (c.ux IS NULL OR q.d0 * q.d1 <= 0 OR least(abs(q.d0), abs(q.d1)) <= c.dev + q.m / %(m_low)s)
+            """, params)
         # per member (g) and candidate (o: id, onet, orr, limit_m, ox0, oy0, ox1, oy1)
         member = f"""
             CROSS JOIN LATERAL (SELECT o.limit_m + g.r + o.orr + 0.001 AS m OFFSET 0) q
@@ -535,12 +562,15 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
               AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
                    OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
                       - g.r - o.orr < o.limit_m + 0.05) {extra}"""
-        cur.execute(f"""
-            INSERT INTO hz_g03p
-            SELECT g.id, o.id FROM hz_g03c o
-            CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
-            {member}
-        """, params)
+        if grouped:
+            cur.execute(f"""
+                INSERT INTO hz_g03p
+                SELECT g.id, o.id FROM hz_g03c o
+                CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi
+                                    OFFSET 0) g
+                {member};
+                DROP TABLE hz_g03c
+            """, params)
         # segments alone probe with their own box
         cur.execute(f"""
             INSERT INTO hz_g03p
@@ -561,7 +591,6 @@ def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, param
                 OFFSET 0) o
             {member} AND g.axis = '-'
         """, params)
-        cur.execute("DROP TABLE hz_g03c")
         _drop_runs(cur, runs)
 
 
