@@ -15,7 +15,7 @@ In one run, against a throwaway PostGIS cluster under a temporary directory:
 
 Results go to ``bench/results/hazards-<stamp>.json`` and a Markdown table to stdout.
 
-    .venv/bin/python bench/hazards/run.py [--blocks 100] [--repeat 2] [--moved 20]
+    .venv/bin/python bench/hazards/run.py [--blocks 100] [--repeat 2] [--moved 20] [--rotate 30]
 """
 
 from __future__ import annotations
@@ -80,13 +80,16 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=100, help="blocks per side (100: 1M buildings, 300k segments)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--moved", type=int, default=20, help="gas segments the re-delivery moves")
+    ap.add_argument("--rotate", type=float, default=0.0,
+                    help="turn the county by this many degrees (streets no longer run east-west / north-south)")
     ap.add_argument("--keep", action="store_true", help="keep the cluster (prints its URL)")
     args = ap.parse_args()
+    synth.ROTATE_DEG = args.rotate
     home = Path(tempfile.mkdtemp(prefix="cim-bench-hazards-", dir="/tmp"))
     home.chmod(0o755)
     cluster, url = migrated_cluster(home)
     out: dict = {"run": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "blocks": args.blocks,
-                 "load_avg_start": os.getloadavg()[0]}
+                 "rotate_deg": args.rotate, "load_avg_start": os.getloadavg()[0]}
     try:
         out["versions"] = versions(url)
         county, out["generate_s"] = timed(synth.generate, args.blocks)

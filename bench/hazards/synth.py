@@ -43,9 +43,20 @@ PROJ = f"+proj=tmerc +lat_0={LAT0} +lon_0={LON0} +k=1 +x_0=0 +y_0=0 +ellps=GRS80
 _TO_GEO = Transformer.from_crs(PROJ, "EPSG:4490", always_xy=True)
 
 
+#: the whole county turned by this angle (degrees, anticlockwise about the frame's origin) before
+#: it is written: distances and so the planted hazards stay the same, the streets run at an angle
+ROTATE_DEG = 0.0
+
+
 def to_geo(geoms: np.ndarray) -> np.ndarray:
-    """Metric shapely geometries → EPSG:4490."""
-    return shapely.transform(geoms, lambda c: np.column_stack(_TO_GEO.transform(c[:, 0], c[:, 1])))
+    """Metric shapely geometries → EPSG:4490 (turned by :data:`ROTATE_DEG` first)."""
+    a = np.radians(ROTATE_DEG)
+
+    def convert(c: np.ndarray) -> np.ndarray:
+        x, y = c[:, 0] * np.cos(a) - c[:, 1] * np.sin(a), c[:, 0] * np.sin(a) + c[:, 1] * np.cos(a)
+        return np.column_stack(_TO_GEO.transform(x, y))
+
+    return shapely.transform(geoms, convert)
 
 
 def ewkb(geoms: np.ndarray) -> np.ndarray:

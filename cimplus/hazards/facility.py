@@ -85,6 +85,14 @@ class Frame:
         """A degree radius that holds every point within ``metres`` (a superset for index queries)."""
         return metres / self.m_per_deg * 1.01
 
+    def deg_x(self, metres: float) -> float:
+        """A longitude difference that holds every east–west distance up to ``metres``."""
+        return metres / (M_PER_DEG_LON_EQ * math.cos(math.radians(min(self.lat_max + 0.5, 89.0)))) * 1.01
+
+    def deg_y(self, metres: float) -> float:
+        """A latitude difference that holds every north–south distance up to ``metres``."""
+        return metres / M_PER_DEG_LAT * 1.01
+
     @property
     def m_per_deg(self) -> float:
         """Fewest metres a degree spans anywhere in the county (along a parallel or a meridian)."""

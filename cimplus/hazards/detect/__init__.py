@@ -50,7 +50,7 @@ class Ctx:
     aging: dict[str, Any] = field(default_factory=standards.aging)
     focus: dict[str, set[str]] = field(default_factory=dict)   # rule id → scopes with focus rows
     cache: dict[str, Any] = field(default_factory=dict)          # temp tables shared by rules of one scan
-    shard: tuple[int, int] | None = None   # (k, n): this connection evaluates the gas segments with id % n = k
+    shard: tuple[int, int] | None = None   # (k, n): this connection evaluates the k-th of n shares of the gas segments
 
     def base(self, rule: Rule) -> dict[str, Any]:
         """Bound values every statement of a rule uses."""
@@ -71,7 +71,7 @@ class Method:
     focusable: bool = False
     shares: str | None = None   # methods sharing a candidate table run on the same connection
     weight: float = 0.5         # relative cost of a whole-county run (to spread rules over connections)
-    shardable: bool = False     # a whole-county run may be split over connections by gas segment id
+    shardable: bool = False     # a whole-county run may be split over connections by gas segment
 
 
 METHODS: dict[str, Method] = {}

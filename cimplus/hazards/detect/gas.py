@@ -3,12 +3,12 @@ clearance on parallel runs, vertical clearance at crossings. Limits come from
 ``cim/standards/clearances.yaml`` (the file ingest rules Q19–Q21 read).
 
 Distances are outer wall to outer wall: a pipe's outer wall is its centre line ± DN/2
-(``diameter_mm``, else ``width_mm``). Candidates come from the GiST indexes in degrees, once per
-scan for the rules that share them (``hz_gb``: gas segments × buildings within the largest G02
-distance, for G01 and G02; ``hz_gs``: gas segments × other segments within the largest G03
-distance, for G03 and G04); metres are measured on candidates only, in the county's metric
-frame; values are compared after rounding to the millimetre, so a facility planted at exactly
-the required distance is compliant.
+(``diameter_mm``, else ``width_mm``). Candidates come from the GiST indexes in degrees, probed
+once per run of gas segments (:func:`_gas_runs`, made once per scan for G01–G04): ``hz_gb`` (gas
+segments × buildings within the largest G02 distance, for G01 and G02), ``hz_g03p`` (G03's
+parallel candidates) and ``hz_gs`` (touching gas × other segments, for G04); metres are measured
+on candidates only, in the county's metric frame; values are compared after rounding to the
+millimetre, so a facility planted at exactly the required distance is compliant.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import psycopg2.extensions
 
 from cimplus.hazards.config import Rule
 from cimplus.hazards.detect import Ctx, evidence_sql, insert, method, variants
-from cimplus.hazards.facility import code_sql, key_sql, ref_sql
+from cimplus.hazards.facility import M_PER_DEG_LAT, M_PER_DEG_LON_EQ, code_sql, key_sql, ref_sql
 
 GAS = "RQ"
 
@@ -38,11 +38,14 @@ def _classes(ctx: Ctx, params: dict[str, Any]) -> str:
 
 def _gas(ctx: Ctx, params: dict[str, Any], columns: str = "") -> str:
     """Current gas segments of the county in service, with outer radius ``r`` (m) and ``cls``
-    (and ``columns``); only this connection's share of them when the scan is sharded."""
+    (and ``columns``); only this connection's share of them when the scan is sharded: the
+    segments whose middle lies in every n-th stripe of RUN_LENGTH_M across the county from west to
+    east, so that the runs of :func:`_gas_runs` along the east axis stay whole on one connection."""
     shard = ""
     if ctx.shard:
-        params.update(shard_k=ctx.shard[0], shard_n=ctx.shard[1])
-        shard = " AND s.id %% %(shard_n)s = %(shard_k)s"
+        params.update(_run_params(ctx), shard_k=ctx.shard[0], shard_n=ctx.shard[1])
+        shard = (" AND mod(mod(floor((ST_X(ST_StartPoint(s.geom)) + ST_X(ST_EndPoint(s.geom))) / 2 / %(run_lx)s)"
+                 "::bigint, %(shard_n)s) + %(shard_n)s, %(shard_n)s) = %(shard_k)s")
     return (f"SELECT s.*, coalesce(s.diameter_mm, s.width_mm, 0) / 2000.0 AS r, {_classes(ctx, params)} AS cls"
             f"{columns} FROM cim.pipe_segment s WHERE s.county_code = %(county)s AND s.is_current "
             f"AND s.network = 'RQ' AND (s.status IS NULL OR NOT s.status = ANY(%(skip_status)s)){shard}")
@@ -58,6 +61,113 @@ def _lookup(cur: psycopg2.extensions.cursor, name: str, columns: str, rows: list
     if rows:
         marks = ", ".join(["%s"] * len(rows[0]))
         cur.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+    cur.execute(f"ANALYZE {name}")
+
+
+#: Gas segments are probed against an index in runs: segments within RUN_ANGLE_DEG of the same
+#: axis (east or north), of the same pressure class, whose middles fall in the same RUN_BAND_M wide
+#: band across the axis and the same RUN_LENGTH_M long stretch along it, share one index probe
+#: with the box of their members grown by the reach of the rule; other segments are runs of their
+#: own. Any grouping finds the same pairs (the members are tested one by one afterwards); these
+#: sizes only decide the cost.
+RUN_ANGLE_DEG = 5.0
+RUN_BAND_M = 2.0
+RUN_LENGTH_M = 400.0
+
+
+def _run_params(ctx: Ctx) -> dict[str, float]:
+    """Bound values of the run keys: the bands and stretches in degrees, the x scale of the
+    direction tests (the cosine of the county's highest latitude, as in G03) and the tangent of
+    RUN_ANGLE_DEG."""
+    kx = math.cos(math.radians(ctx.frame.lat_max))
+    return {"run_kx": kx, "run_tan": math.tan(math.radians(RUN_ANGLE_DEG)),
+            "run_bx": RUN_BAND_M / (M_PER_DEG_LON_EQ * kx), "run_by": RUN_BAND_M / M_PER_DEG_LAT,
+            "run_lx": RUN_LENGTH_M / (M_PER_DEG_LON_EQ * kx), "run_ly": RUN_LENGTH_M / M_PER_DEG_LAT}
+
+
+def _gas_runs(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], near: str = "") -> tuple[str, bool]:
+    """This connection's gas segments in service (:func:`_gas`), restricted by ``near`` (a focused
+    rescan, :func:`_near`), and their runs; returns the name of the runs table, whose members are
+    in the table of that name + ``m``, and whether there are runs (a focused rescan's few segments
+    are probed one by one):
+
+    - members: ``id, geom, cls, r, burial_type``, the end points in degrees (``x0, y0, x1, y1``),
+      ``axis`` (``x``, ``y``, or ``-`` for a segment alone), ``run``, the middle ``t`` of the end
+      points along the run's axis and how far the member's box reaches from it along the axis
+      (``half``; both 0 for a segment alone), indexed by (run, t): a candidate of a long run is
+      tested only against the members whose stretch along the axis it can reach;
+    - runs along an axis: ``run``, ``axis``, ``cls``, the largest radius ``r`` and ``half``, the
+      smallest member id ``min_id``, the box of its members' geometries (``box``) and of their end
+      points (``bx0, by0, bx1, by1``), and a line near all members in degrees with x scaled by
+      ``run_kx``: through the mean of their middles ``(lx, ly)`` along the sum of their directions
+      ``(ux, uy)`` (a unit vector; NULL when the sum is zero), every member end point within
+      ``dev`` of it.
+
+    The whole county's runs are made once per scan and shared by G01–G04; a restricted set is made
+    anew and dropped by the caller (:func:`_drop_runs`)."""
+    params.update(_run_params(ctx))
+    if near:
+        cur.execute(f"""
+            CREATE TEMP TABLE hz_runvm ON COMMIT DROP AS
+            SELECT g.id, g.geom, g.cls, g.r, g.burial_type, ST_X(ST_StartPoint(g.geom)) AS x0,
+                   ST_Y(ST_StartPoint(g.geom)) AS y0, ST_X(ST_EndPoint(g.geom)) AS x1, ST_Y(ST_EndPoint(g.geom)) AS y1,
+                   '-'::text AS axis
+            FROM ({_gas(ctx, params)}{near}) g WHERE g.cls IS NOT NULL
+        """, params)
+        return "hz_runv", False
+    name = f"hz_run{ctx.shard[0] if ctx.shard else ''}"
+    if name in ctx.cache:
+        return name, True
+    cur.execute(f"""
+        CREATE TEMP TABLE {name}m ON COMMIT DROP AS
+        SELECT m.id, m.geom, m.cls, m.r, m.burial_type, m.x0, m.y0, m.x1, m.y1,
+               dense_rank() OVER (ORDER BY k.axis, m.cls, k.rp, k.rq) AS run, k.axis, k.t, k.half
+        FROM (SELECT g.id, g.geom, g.cls, g.r, g.burial_type, ST_X(ST_StartPoint(g.geom)) AS x0,
+                     ST_Y(ST_StartPoint(g.geom)) AS y0, ST_X(ST_EndPoint(g.geom)) AS x1, ST_Y(ST_EndPoint(g.geom)) AS y1
+              FROM ({_gas(ctx, params)}) g WHERE g.cls IS NOT NULL OFFSET 0) m
+        CROSS JOIN LATERAL (
+            SELECT abs(m.y1 - m.y0) <= %(run_tan)s * abs(m.x1 - m.x0) * %(run_kx)s AS east,
+                   abs(m.x1 - m.x0) * %(run_kx)s <= %(run_tan)s * abs(m.y1 - m.y0) AS north) f
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN f.east THEN 'x' WHEN f.north THEN 'y' ELSE '-' END AS axis,
+                   CASE WHEN f.east THEN floor((m.y0 + m.y1) / 2 / %(run_by)s)
+                        WHEN f.north THEN floor((m.x0 + m.x1) / 2 / %(run_bx)s) ELSE m.id END::bigint AS rp,
+                   CASE WHEN f.east THEN floor((m.x0 + m.x1) / 2 / %(run_lx)s)
+                        WHEN f.north THEN floor((m.y0 + m.y1) / 2 / %(run_ly)s) ELSE 0 END::bigint AS rq,
+                   CASE WHEN f.east THEN (m.x0 + m.x1) / 2 WHEN f.north THEN (m.y0 + m.y1) / 2 ELSE 0 END AS t,
+                   CASE WHEN f.east THEN greatest(ST_XMax(m.geom) - (m.x0 + m.x1) / 2, (m.x0 + m.x1) / 2 - ST_XMin(m.geom))
+                        WHEN f.north THEN greatest(ST_YMax(m.geom) - (m.y0 + m.y1) / 2, (m.y0 + m.y1) / 2 - ST_YMin(m.geom))
+                        ELSE 0 END AS half
+            OFFSET 0) k;
+        CREATE INDEX ON {name}m (run, t);
+        CREATE TEMP TABLE {name} ON COMMIT DROP AS
+        WITH a AS (
+            SELECT m.run, min(m.axis) AS axis, min(m.cls) AS cls, max(m.r) AS r, min(m.id) AS min_id,
+                   max(m.half) AS half, ST_Extent(m.geom)::geometry AS box, min(least(m.x0, m.x1)) AS bx0,
+                   min(least(m.y0, m.y1)) AS by0, max(greatest(m.x0, m.x1)) AS bx1, max(greatest(m.y0, m.y1)) AS by1,
+                   avg(m.x0 + m.x1) / 2 * %(run_kx)s AS lx, avg(m.y0 + m.y1) / 2 AS ly,
+                   sum(CASE WHEN CASE WHEN m.axis = 'y' THEN m.y1 < m.y0 ELSE m.x1 < m.x0 END
+                            THEN m.x0 - m.x1 ELSE m.x1 - m.x0 END) * %(run_kx)s AS sx,
+                   sum(CASE WHEN CASE WHEN m.axis = 'y' THEN m.y1 < m.y0 ELSE m.x1 < m.x0 END
+                            THEN m.y0 - m.y1 ELSE m.y1 - m.y0 END) AS sy
+            FROM {name}m m WHERE m.axis <> '-' GROUP BY m.run),
+        l AS (
+            SELECT a.*, CASE WHEN n.len > 0 THEN a.sx / n.len END AS ux, CASE WHEN n.len > 0 THEN a.sy / n.len END AS uy
+            FROM a CROSS JOIN LATERAL (SELECT sqrt(a.sx * a.sx + a.sy * a.sy) AS len) n)
+        SELECT l.run, l.axis, l.cls, l.r, l.min_id, l.half, l.box, l.bx0, l.by0, l.bx1, l.by1, l.lx, l.ly, l.ux, l.uy,
+               max(greatest(abs((m.x0 * %(run_kx)s - l.lx) * l.uy - (m.y0 - l.ly) * l.ux),
+                            abs((m.x1 * %(run_kx)s - l.lx) * l.uy - (m.y1 - l.ly) * l.ux))) AS dev
+        FROM l JOIN {name}m m ON m.run = l.run
+        GROUP BY l.run, l.axis, l.cls, l.r, l.min_id, l.half, l.box, l.bx0, l.by0, l.bx1, l.by1, l.lx, l.ly, l.ux, l.uy
+    """, params)
+    ctx.cache[name] = True
+    return name, True
+
+
+def _drop_runs(cur: psycopg2.extensions.cursor, name: str) -> None:
+    """Drop a restricted set of segments (the whole county's runs stay for the other rules)."""
+    if name == "hz_runv":
+        cur.execute("DROP TABLE hz_runvm")
 
 
 # --- gas × buildings (G01, G02) --------------------------------------------------------------
@@ -84,7 +194,10 @@ def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """``hz_gb (gid, bid, hit)``: gas segments in service × current buildings within the largest
     distance of the segment's class (+ its radius); ``hit``: the centre line meets the footprint.
-    Made once per scan (G01 and G02 read the same inputs, so they share their focus too)."""
+    The building index is probed once per run of gas segments along an axis (:func:`_gas_runs`),
+    each candidate then tested against the members of the run; other segments probe it one by one.
+    Made once per scan (G01 and G02 read the same
+    inputs, so they share their focus too)."""
     if "hz_gb" in ctx.cache:
         return
     limits = building_limits(ctx.clearances)
@@ -95,14 +208,30 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
     params["dpm"] = ctx.frame.deg(1.0)
     cur.execute("CREATE TEMP TABLE hz_gb (gid bigint, bid bigint, hit boolean) ON COMMIT DROP")
     for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "b": ["building"]}, params):
+        runs, grouped = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra) if "%(focus_g)s" in extra else "")
+        # reach: the largest distance of the class + the radius (of the run, of the member), in degrees
+        if grouped:
+            cur.execute(f"""
+                INSERT INTO hz_gb
+                SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
+                FROM (SELECT r.run, b.id, b.geom FROM {runs} r JOIN hz_gblim l ON l.cls = r.cls
+                      JOIN cim.building b
+                        ON b.geom && ST_Expand(r.box, (greatest(l.std, coalesce(l.red, 0)) + r.r) * %(dpm)s)
+                      WHERE b.county_code = %(county)s AND b.is_current OFFSET 0) b
+                JOIN {runs}m g ON g.run = b.run
+                JOIN hz_gblim l ON l.cls = g.cls
+                CROSS JOIN LATERAL (SELECT (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s AS reach) x
+                WHERE b.geom && ST_Expand(g.geom, x.reach) AND ST_DWithin(b.geom, g.geom, x.reach) {extra}
+            """, params)
+        # segments alone probe with their own box
         cur.execute(f"""
             INSERT INTO hz_gb
-            WITH g AS ({_gas(ctx, params)})
             SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
-            FROM g JOIN hz_gblim l ON l.cls = g.cls
+            FROM {runs}m g JOIN hz_gblim l ON l.cls = g.cls
             JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s)
-            WHERE b.county_code = %(county)s AND b.is_current {extra}
+            WHERE g.axis = '-' AND b.county_code = %(county)s AND b.is_current {extra}
         """, params)
+        _drop_runs(cur, runs)
     cur.execute("CREATE INDEX ON hz_gb (gid); ANALYZE hz_gb")
     ctx.cache["hz_gb"] = True
 
@@ -224,72 +353,256 @@ def _pair_networks(ctx: Ctx) -> list[str]:
     return sorted(nets)
 
 
+def _pipe_kinds(cur: psycopg2.extensions.cursor, ctx: Ctx) -> list[tuple[str, bool, bool, bool, float]]:
+    """The kinds of current pipe the gas pair rules meet in the county (networks of G03 and G04,
+    and gas): network, in a conduit, of a burial type G03 leaves out, of a status out of service,
+    and the largest radius of that kind (m). One pass over the county's pipes, once per scan."""
+    if "hz_kinds" not in ctx.cache:
+        t = horizontal_tables(ctx.clearances)
+        cur.execute("""
+            SELECT network, coalesce(burial_type = ANY(%(conduit)s), false), coalesce(burial_type = ANY(%(skip)s), false),
+                   coalesce(status = ANY(%(skip_status)s), false), max(coalesce(diameter_mm, width_mm, 0)) / 2000.0
+            FROM cim.pipe_segment WHERE county_code = %(county)s AND is_current AND network = ANY(%(nets)s)
+            GROUP BY 1, 2, 3, 4
+        """, {"conduit": t["conduit_types"], "skip": t["skip_types"], "skip_status": list(ctx.rules.skip_status),
+              "county": ctx.county, "nets": sorted({*_pair_networks(ctx), GAS})})
+        ctx.cache["hz_kinds"] = [(str(n), bool(c), bool(k), bool(st), float(r)) for n, c, k, st, r in cur.fetchall()]
+    return list(ctx.cache["hz_kinds"])
+
+
+def _span(cur: psycopg2.extensions.cursor, ctx: Ctx) -> float:
+    """The largest box margin of any gas pair (G03, G04) in degrees: boxes within it of a changed
+    other pipe hold every gas segment that can pair with it (box distance is symmetric). For
+    focused rescans."""
+    kinds = _pipe_kinds(cur, ctx)
+    nets = set(_pair_networks(ctx))
+    rmax = max([r for n, _, _, _, r in kinds if n in nets], default=0.0)
+    rgas = max([r for n, _, _, _, r in kinds if n == GAS], default=0.0)
+    reach = max(_segment_reach(ctx).values(), default=0.0)
+    return (reach + max(rmax, rgas) + rmax) * ctx.frame.deg(1.0)
+
+
+def _near(cur: psycopg2.extensions.cursor, ctx: Ctx, params: dict[str, Any], extra: str) -> str:
+    """In a focused rescan, the gas segments (alias ``s``) worth probing under the restriction
+    ``extra`` of :func:`variants`: those that changed, or lie within the largest pair margin
+    (:func:`_span`) of a changed other pipe; all of them otherwise."""
+    if "%(focus_g)s" in extra:
+        return " AND s.id IN (SELECT id FROM hz_focus WHERE scope = ANY(%(focus_g)s))"
+    if "%(focus_o)s" in extra:
+        params["span"] = _span(cur, ctx)
+        return (" AND s.id IN (SELECT c.id FROM hz_focus f JOIN cim.pipe_segment x ON x.id = f.id "
+                "JOIN cim.pipe_segment c ON c.geom && ST_Expand(x.geom, %(span)s) "
+                "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
+    return ""
+
+
 def gas_segment_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """``hz_gs``: gas segments in service × other segments in service (networks of G03 and G04)
-    whose boxes come within the largest horizontal limit of the gas pipe's class (+ both radii),
-    with both segments' end points in degrees (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the
-    degree-space prefilters of G03 and the crossing test of G04, ``touch``: the boxes meet (only
-    such pairs can cross), ``simple``: both are straight two-point segments (the crossing test is
-    then arithmetic on the end points, else GEOS). One index probe per gas segment; once per scan.
-    In a focused rescan only gas segments that changed, or lie within the largest pair margin of a
+    whose boxes meet (only such pairs can cross), with both segments' end points in degrees
+    (``gx0, gy0, gx1, gy1`` / ``ox0 …``) for the crossing test of G04, ``simple``: both are
+    straight two-point segments (the crossing test is then arithmetic on the end points, else
+    GEOS). The pipe index is probed once per run of gas segments along an axis (:func:`_gas_runs`)
+    with the run's box, each candidate then tested against the members it can reach; other
+    segments probe it one by one. Once per scan. In a
+    focused rescan only gas segments that changed, or lie within the largest pair margin of a
     changed other pipe, are probed."""
     if "hz_gs" in ctx.cache:
         return
-    nets = _pair_networks(ctx)
     params = ctx.base(rule)
-    reach = _segment_reach(ctx)
-    _lookup(cur, "hz_gsreach", "cls text PRIMARY KEY, reach float8", list(reach.items()))
-    cur.execute("SELECT coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = ANY(%s)), 0) / 2000.0, "
-                "coalesce(max(coalesce(diameter_mm, width_mm)) FILTER (WHERE network = %s), 0) / 2000.0 "
-                "FROM cim.pipe_segment WHERE county_code = %s AND is_current AND (network = ANY(%s) OR network = %s)",
-                (nets, GAS, ctx.county, nets, GAS))
-    row = cur.fetchone()
-    assert row is not None  # an aggregate returns one row
-    rmax = float(row[0])
-    # the largest box margin of any pair: boxes within it of a changed other pipe hold every gas
-    # segment that can pair with it (box distance is symmetric)
-    span = (max(reach.values(), default=0.0) + max(rmax, float(row[1])) + rmax) * ctx.frame.deg(1.0)
-    params.update(nets=nets, rmax=rmax, dpm=ctx.frame.deg(1.0), span=span)
-    gas_xy = (", ST_NPoints(s.geom) AS npts, ST_X(ST_StartPoint(s.geom)) AS gx0, ST_Y(ST_StartPoint(s.geom)) AS gy0, "
-              "ST_X(ST_EndPoint(s.geom)) AS gx1, ST_Y(ST_EndPoint(s.geom)) AS gy1")
-    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, touch boolean, simple boolean, gcls text, gr float8, "
+    params["nets"] = _pair_networks(ctx)
+    others = ("o.network AS onet, o.burial_type AS oburial, coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr")
+    quals = ("o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) "
+             "AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))")
+    cur.execute("CREATE TEMP TABLE hz_gs (gid bigint, oid bigint, simple boolean, gcls text, gr float8, "
                 "orr float8, gburial text, onet text, oburial text, gx0 float8, gy0 float8, gx1 float8, gy1 float8, "
                 "ox0 float8, oy0 float8, ox1 float8, oy1 float8) ON COMMIT DROP")
-    for extra in variants(ctx, rule, {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in nets]}, params):
-        near = ""
-        if "%(focus_g)s" in extra:
-            near = " AND s.id IN (SELECT id FROM hz_focus WHERE scope = ANY(%(focus_g)s))"
-        if "%(focus_o)s" in extra:
-            # changed other pipes: only the gas segments near one of them are probed, not all
-            near = (" AND s.id IN (SELECT c.id FROM hz_focus f JOIN cim.pipe_segment x ON x.id = f.id "
-                    "JOIN cim.pipe_segment c ON c.geom && ST_Expand(x.geom, %(span)s) "
-                    "WHERE f.scope = ANY(%(focus_o)s) AND c.network = 'RQ')")
+    sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
+    for extra in variants(ctx, rule, sides, params):
+        runs, grouped = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
+        if grouped:
+            cur.execute(f"""
+                INSERT INTO hz_gs
+                SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
+                       o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
+                       ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+                FROM (SELECT c.*, CASE c.axis WHEN 'x' THEN ST_XMin(c.geom) ELSE ST_YMin(c.geom) END - c.half AS tlo,
+                             CASE c.axis WHEN 'x' THEN ST_XMax(c.geom) ELSE ST_YMax(c.geom) END + c.half AS thi
+                      FROM (SELECT r.run, r.axis, r.half, o.id, o.geom, {others}
+                            FROM {runs} r JOIN cim.pipe_segment o ON o.geom && r.box
+                            WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c OFFSET 0) o
+                CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi OFFSET 0) g
+                WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id) AND o.geom && g.geom {extra}
+            """, params)
+        # segments alone probe with their own box
         cur.execute(f"""
             INSERT INTO hz_gs
-            WITH g AS MATERIALIZED ({_gas(ctx, params, gas_xy)}{near})
-            SELECT g.id, o.id, o.geom && g.geom, g.npts = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r,
-                   coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0, g.burial_type,
-                   o.network, o.burial_type, g.gx0, g.gy0, g.gx1, g.gy1, ST_X(ST_StartPoint(o.geom)),
-                   ST_Y(ST_StartPoint(o.geom)), ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
-            FROM g JOIN hz_gsreach l ON l.cls = g.cls
-            JOIN cim.pipe_segment o ON o.geom && ST_Expand(g.geom, (l.reach + g.r + %(rmax)s) * %(dpm)s)
-            WHERE o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) AND o.id <> g.id
-              AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s))
-              AND (o.network <> 'RQ' OR o.id > g.id) {extra}
+            SELECT g.id, o.id, ST_NPoints(g.geom) = 2 AND ST_NPoints(o.geom) = 2, g.cls, g.r, o.orr, g.burial_type,
+                   o.onet, o.oburial, g.x0, g.y0, g.x1, g.y1, ST_X(ST_StartPoint(o.geom)), ST_Y(ST_StartPoint(o.geom)),
+                   ST_X(ST_EndPoint(o.geom)), ST_Y(ST_EndPoint(o.geom))
+            FROM {runs}m g
+            CROSS JOIN LATERAL (SELECT o.id, o.geom, {others} FROM cim.pipe_segment o
+                                WHERE o.geom && g.geom AND {quals} AND o.id <> g.id
+                                  AND (o.network <> 'RQ' OR o.id > g.id) OFFSET 0) o
+            WHERE g.axis = '-' {extra}
         """, params)
+        _drop_runs(cur, runs)
     ctx.cache["hz_gs"] = True
+
+
+def _parallel_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule, params: dict[str, Any]) -> None:
+    """``hz_g03p (gid, oid)``: the pairs of a gas segment and another pipe that may run parallel
+    closer than their limit (a superset of G03's findings), from degree-space tests only.
+
+    The pipe index is probed once per run of gas segments (:func:`_gas_runs`) with the run's box
+    grown by the reach of its class: the largest limit + radius over the kinds of pipe the county
+    has (network, in a conduit or not), + the run's largest radius. A candidate pipe is kept for the
+    run when its direction is within max_angle + 3° + RUN_ANGLE_DEG of the run's axis (for a run
+    along one), its box comes within the limit of the pair (+ both radii) of the run's box, per axis
+    in degrees, and it comes that close to the run's line (+ the members' largest distance from it);
+    then for each member of the run it can reach along the axis: the same box test with the
+    member's own box and radius, directions within max_angle + 3°, a common stretch of at least
+    min_run − 1 m, and the other pipe not clearly compliant: its nearer end (a lower bound of the
+    offset along the common stretch, the lines not crossing) closer than the largest limit of the
+    pair + 5 cm.
+    Margins are far above the frame's distortion inside a county (x scaled by the cosine of the
+    county's highest latitude: a scaled unit is at least 110 574 m)."""
+    t = horizontal_tables(ctx.clearances)
+    lat = math.radians(ctx.frame.lat_max)
+    params.update(dx=ctx.frame.deg_x(1.0), dy=ctx.frame.deg_y(1.0),
+                  kx=math.cos(lat), cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))),
+                  cos_run2=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0 + RUN_ANGLE_DEG + 0.5))) ** 2,
+                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
+    classes = list(ctx.clearances["pressure_classes"])
+    nets = list(params["nets"])
+    maxlim: dict[tuple[str, str, bool], float | None] = {}   # the largest limit that can apply to a pair
+    for cls in classes:
+        for net in {*t["direct"], *t["conduit"]}:
+            direct = (t["direct"].get(net) or {}).get(cls)
+            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
+            maxlim.update({(cls, net, False): direct, (cls, net, True): conduit})
+        maxlim.update({(cls, GAS, False): t["large"], (cls, GAS, True): t["large"]})
+    # the kinds of other pipe the county has that G03 compares with: network, in a conduit or not,
+    # largest radius
+    kinds = [(n, conduit, r) for n, conduit, skipped, out, r in _pipe_kinds(cur, ctx)
+             if n in nets and not skipped and not out]
+    # per class: the reach of a probe (the largest limit + radius over those kinds) and the limits
+    # by the other pipe's network (its position in ``nets``; conduit ones after the direct ones)
+    rows = []
+    for cls in classes:
+        reach = [float(lim) + float(r) for net, conduit, r in kinds
+                 if (lim := maxlim.get((cls, net, conduit))) is not None]
+        lims = [maxlim.get((cls, net, conduit)) for conduit in (False, True) for net in nets]
+        if reach:
+            rows.append((cls, max(reach), lims))
+    _lookup(cur, "hz_g03reach", "cls text PRIMARY KEY, reach float8, lims float8[]", rows)
+    params["nnets"] = len(nets)
+    quals = ("o.county_code = %(county)s AND o.is_current AND o.network = ANY(%(nets)s) "
+             "AND (o.status IS NULL OR NOT o.status = ANY(%(skip_status)s)) "
+             "AND (o.burial_type IS NULL OR NOT o.burial_type = ANY(%(skip)s))")
+    cur.execute("CREATE TEMP TABLE hz_g03p (gid bigint, oid bigint) ON COMMIT DROP")
+    sides = {"g": ["pipe_segment:RQ"], "o": [f"pipe_segment:{n}" for n in params["nets"]]}
+    for extra in variants(ctx, rule, sides, params):
+        runs, grouped = _gas_runs(cur, ctx, params, _near(cur, ctx, params, extra))
+        # candidates per run along an axis: the index probe, then the direction, box and line tests
+        # on the end points
+        if grouped:
+            cur.execute(f"""
+                CREATE TEMP TABLE hz_g03c ON COMMIT DROP AS
+                SELECT c.run, c.id, c.onet, c.orr, q.limit_m, e.ox0, e.oy0, e.ox1, e.oy1,
+                       CASE c.axis WHEN 'x' THEN least(e.ox0, e.ox1) - q.m * %(dx)s
+                                   ELSE least(e.oy0, e.oy1) - q.m * %(dy)s END - c.half AS tlo,
+                       CASE c.axis WHEN 'x' THEN greatest(e.ox0, e.ox1) + q.m * %(dx)s
+                                   ELSE greatest(e.oy0, e.oy1) + q.m * %(dy)s END + c.half AS thi
+                FROM (SELECT r.*, x.lims, o.id, o.geom AS ogeom, o.network AS onet, o.burial_type AS oburial,
+                             coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+                      FROM {runs} r JOIN hz_g03reach x ON x.cls = r.cls
+                      JOIN cim.pipe_segment o
+                        ON o.geom && ST_Expand(r.box, (x.reach + r.r + 0.001) * %(dx)s,
+                                               (x.reach + r.r + 0.001) * %(dy)s)
+                      WHERE {quals} AND (o.network <> 'RQ' OR o.id > r.min_id) OFFSET 0) c
+                CROSS JOIN LATERAL (
+                    SELECT * FROM (SELECT ST_X(ST_StartPoint(c.ogeom)) AS ox0, ST_Y(ST_StartPoint(c.ogeom)) AS oy0,
+                                          ST_X(ST_EndPoint(c.ogeom)) AS ox1, ST_Y(ST_EndPoint(c.ogeom)) AS oy1
+                                   OFFSET 0) e0
+                    CROSS JOIN LATERAL (SELECT (e0.ox1 - e0.ox0) * %(run_kx)s AS ex, e0.oy1 - e0.oy0 AS ey) d
+                    WHERE CASE c.axis WHEN 'x' THEN d.ex * d.ex ELSE d.ey * d.ey END
+                          >= %(cos_run2)s * (d.ex * d.ex + d.ey * d.ey)
+                    OFFSET 0) e
+                CROSS JOIN LATERAL (
+                    SELECT z.limit_m, z.limit_m + c.r + c.orr + 0.001 AS m,
+                           (e.ox0 * %(run_kx)s - c.lx) * c.uy - (e.oy0 - c.ly) * c.ux AS d0,
+                           (e.ox1 * %(run_kx)s - c.lx) * c.uy - (e.oy1 - c.ly) * c.ux AS d1
+                    FROM (SELECT c.lims[array_position(%(nets)s::text[], c.onet::text)
+                                        + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END]
+                                 AS limit_m) z
+                    OFFSET 0) q
+                WHERE least(e.ox0, e.ox1) <= c.bx1 + q.m * %(dx)s AND greatest(e.ox0, e.ox1) >= c.bx0 - q.m * %(dx)s
+                  AND least(e.oy0, e.oy1) <= c.by1 + q.m * %(dy)s AND greatest(e.oy0, e.oy1) >= c.by0 - q.m * %(dy)s
+                  AND (c.ux IS NULL OR q.d0 * q.d1 <= 0 OR least(abs(q.d0), abs(q.d1)) <= c.dev + q.m / %(m_low)s)
+            """, params)
+        # per member (g) and candidate (o: id, onet, orr, limit_m, ox0, oy0, ox1, oy1)
+        member = f"""
+            CROSS JOIN LATERAL (SELECT o.limit_m + g.r + o.orr + 0.001 AS m OFFSET 0) q
+            CROSS JOIN LATERAL (
+                SELECT (g.x1 - g.x0) * %(kx)s AS gx, g.y1 - g.y0 AS gy,
+                       (o.ox1 - o.ox0) * %(kx)s AS ox, o.oy1 - o.oy0 AS oy,
+                       (o.ox0 - g.x0) * %(kx)s AS ax, o.oy0 - g.y0 AS ay,
+                       (o.ox1 - g.x0) * %(kx)s AS bx, o.oy1 - g.y0 AS by) v
+            CROSS JOIN LATERAL (SELECT sqrt(v.gx * v.gx + v.gy * v.gy) AS lg, sqrt(v.ox * v.ox + v.oy * v.oy) AS lo) n
+            WHERE o.id <> g.id AND (o.onet <> 'RQ' OR o.id > g.id)
+              AND (g.burial_type IS NULL OR NOT g.burial_type = ANY(%(skip)s))
+              AND least(o.ox0, o.ox1) <= greatest(g.x0, g.x1) + q.m * %(dx)s
+              AND greatest(o.ox0, o.ox1) >= least(g.x0, g.x1) - q.m * %(dx)s
+              AND least(o.oy0, o.oy1) <= greatest(g.y0, g.y1) + q.m * %(dy)s
+              AND greatest(o.oy0, o.oy1) >= least(g.y0, g.y1) - q.m * %(dy)s
+              AND n.lg > 0 AND n.lo > 0
+              AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
+              AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
+                  - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
+              AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
+                   OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
+                      - g.r - o.orr < o.limit_m + 0.05) {extra}"""
+        if grouped:
+            cur.execute(f"""
+                INSERT INTO hz_g03p
+                SELECT g.id, o.id FROM hz_g03c o
+                CROSS JOIN LATERAL (SELECT * FROM {runs}m g WHERE g.run = o.run AND g.t BETWEEN o.tlo AND o.thi
+                                    OFFSET 0) g
+                {member};
+                DROP TABLE hz_g03c
+            """, params)
+        # segments alone probe with their own box
+        cur.execute(f"""
+            INSERT INTO hz_g03p
+            SELECT g.id, o.id FROM {runs}m g JOIN hz_g03reach x ON x.cls = g.cls
+            CROSS JOIN LATERAL (
+                SELECT c.id, c.onet, c.orr, z.limit_m, e.ox0, e.oy0, e.ox1, e.oy1
+                FROM (SELECT o.id, o.geom, o.network AS onet, o.burial_type AS oburial,
+                             coalesce(o.diameter_mm, o.width_mm, 0) / 2000.0 AS orr
+                      FROM cim.pipe_segment o
+                      WHERE o.geom && ST_Expand(g.geom, (x.reach + g.r + 0.001) * %(dx)s, (x.reach + g.r + 0.001) * %(dy)s)
+                        AND {quals} AND o.id <> g.id AND (o.network <> 'RQ' OR o.id > g.id) OFFSET 0) c
+                CROSS JOIN LATERAL (SELECT ST_X(ST_StartPoint(c.geom)) AS ox0, ST_Y(ST_StartPoint(c.geom)) AS oy0,
+                                           ST_X(ST_EndPoint(c.geom)) AS ox1, ST_Y(ST_EndPoint(c.geom)) AS oy1 OFFSET 0) e
+                CROSS JOIN LATERAL (
+                    SELECT x.lims[array_position(%(nets)s::text[], c.onet::text)
+                                  + CASE WHEN c.oburial = ANY(%(conduit_types)s) THEN %(nnets)s ELSE 0 END] AS limit_m
+                    OFFSET 0) z
+                OFFSET 0) o
+            {member} AND g.axis = '-'
+        """, params)
+        _drop_runs(cur, runs)
 
 
 @method("gas_parallel_clearance", inputs=lambda r: ["pipe_segment:RQ", *(f"pipe_segment:{n}" for n in
                                                                         r.params.get("networks") or [])],
-        focusable=True, shares="hz_gs", weight=14, shardable=True)
+        focusable=True, weight=14, shardable=True)
 def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G03: a gas pipe and another pipe running parallel (directions at most ``max_angle_deg``
     apart, a common stretch of ``min_run_m``) closer than the horizontal table along at least
     ``min_run_m`` of that stretch. Pipes that touch or cross (closer than ``touch_m``) are not a
     run, so crossings are never reported here. Segments are straight lines between their ends,
     as in ingest rule Q21."""
-    gas_segment_pairs(cur, ctx, rule)
     t = horizontal_tables(ctx.clearances)
     nets = [str(n) for n in (rule.params.get("networks") or [])]
     params = ctx.base(rule)
@@ -297,46 +610,10 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
     rows = [(cls, net, False, float(v[cls])) for net, v in t["direct"].items() for cls in classes if cls in v]
     rows += [(cls, net, True, float(v[cls])) for net, v in t["conduit"].items() for cls in classes if cls in v]
     _lookup(cur, "hz_gslim", "cls text, net text, conduit boolean, limit_m float8", rows)
-    # degree-space prefilters, with margins far above the frame's distortion inside a county
-    # (x scaled by the cosine of the county's highest latitude: a scaled unit is at least
-    # 110 574 m): directions within max_angle + 3°; a common stretch of at least min_run − 1 m;
-    # and the other pipe not clearly compliant: its nearer end (a lower bound of the offset along
-    # the common stretch, the lines not crossing) closer than the largest limit of the pair + 5 cm
-    lat = math.radians(ctx.frame.lat_max)
     params.update(nets=nets, skip=t["skip_types"], conduit_types=t["conduit_types"], small=t["small"],
                   large=t["large"], cut=t["cut"], run=t["min_run_m"], touch=t["touch_m"],
-                  cos_max=math.cos(math.radians(t["max_angle_deg"])),
-                  cos_pre=math.cos(math.radians(min(89.0, t["max_angle_deg"] + 3.0))), kx=math.cos(lat),
-                  m_low=110_574.0 * 0.999, run_pre=(t["min_run_m"] - 1.0) / 110_574.0 / 0.999)
-    maxlim = []     # (class, network, other pipe in a conduit, the largest limit that can apply)
-    for cls in classes:
-        for net in {*t["direct"], *t["conduit"]}:
-            direct = (t["direct"].get(net) or {}).get(cls)
-            conduit = (t["conduit"].get(net) or {}).get(cls, direct)
-            maxlim += [(cls, net, False, direct), (cls, net, True, conduit)]
-        maxlim += [(cls, "RQ", False, t["large"]), (cls, "RQ", True, t["large"])]
-    _lookup(cur, "hz_gsmax", "cls text, net text, conduit boolean, limit_m float8",
-            [r for r in maxlim if r[3] is not None])
-    cur.execute("""
-        CREATE TEMP TABLE hz_g03p ON COMMIT DROP AS
-        SELECT p.gid, p.oid FROM hz_gs p
-        JOIN hz_gsmax l ON l.cls = p.gcls AND l.net = p.onet
-                       AND l.conduit = coalesce(p.oburial = ANY(%(conduit_types)s), false)
-        CROSS JOIN LATERAL (
-            SELECT (p.gx1 - p.gx0) * %(kx)s AS gx, p.gy1 - p.gy0 AS gy,
-                   (p.ox1 - p.ox0) * %(kx)s AS ox, p.oy1 - p.oy0 AS oy,
-                   (p.ox0 - p.gx0) * %(kx)s AS ax, p.oy0 - p.gy0 AS ay,
-                   (p.ox1 - p.gx0) * %(kx)s AS bx, p.oy1 - p.gy0 AS by) v
-        CROSS JOIN LATERAL (SELECT sqrt(v.gx ^ 2 + v.gy ^ 2) AS lg, sqrt(v.ox ^ 2 + v.oy ^ 2) AS lo) n
-        WHERE p.onet = ANY(%(nets)s) AND (p.gburial IS NULL OR NOT p.gburial = ANY(%(skip)s))
-          AND (p.oburial IS NULL OR NOT p.oburial = ANY(%(skip)s)) AND n.lg > 0 AND n.lo > 0
-          AND abs(v.gx * v.ox + v.gy * v.oy) >= %(cos_pre)s * n.lg * n.lo
-          AND least(n.lg, greatest(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg)
-              - greatest(0.0, least(v.ax * v.gx + v.ay * v.gy, v.bx * v.gx + v.by * v.gy) / n.lg) >= %(run_pre)s
-          AND ((v.gx * v.ay - v.gy * v.ax) * (v.gx * v.by - v.gy * v.bx) <= 0
-               OR least(abs(v.gx * v.ay - v.gy * v.ax), abs(v.gx * v.by - v.gy * v.bx)) / n.lg * %(m_low)s
-                  - p.gr - p.orr < l.limit_m + 0.05)
-    """, params)
+                  cos_max=math.cos(math.radians(t["max_angle_deg"])))
+    _parallel_pairs(cur, ctx, rule, params)
     cls_sql = _classes(ctx, params)
     cur.execute(f"""
         CREATE TEMP TABLE hz_g03x ON COMMIT DROP AS
@@ -450,7 +727,7 @@ def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                    (p.ox1 - p.ox0) * (p.gy0 - p.oy0) - (p.oy1 - p.oy0) * (p.gx0 - p.ox0) AS d3,
                    (p.ox1 - p.ox0) * (p.gy1 - p.oy0) - (p.oy1 - p.oy0) * (p.gx1 - p.ox0) AS d4,
                    sqrt((p.gx1 - p.gx0) ^ 2 + (p.gy1 - p.gy0) ^ 2) AS lg, sqrt((p.ox1 - p.ox0) ^ 2 + (p.oy1 - p.oy0) ^ 2) AS lo
-            FROM hz_gs p WHERE p.touch AND p.onet = ANY(%(nets)s)),
+            FROM hz_gs p WHERE p.onet = ANY(%(nets)s)),
         x AS MATERIALIZED (
             SELECT c.gid, c.oid,
                    CASE WHEN c.simple THEN ST_SetSRID(ST_MakePoint(c.gx0 + (c.gx1 - c.gx0) * c.d3 / (c.d3 - c.d4),

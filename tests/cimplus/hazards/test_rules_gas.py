@@ -178,3 +178,45 @@ def test_g06_aging_gas(plant, hz_conn, county, run_scan, svc):
     assert got[old]["evidence"]["measured"] == 20 and got[old]["risk_level"] == 3
     assert got[unknown]["evidence"]["inputs"]["criterion"] == "unknown_year" and got[unknown]["risk_level"] == 4
     assert "年代不详" in got[unknown]["title"]
+
+
+def test_gas_pair_rules_along_long_mains(plant, hz_conn, county, run_scan, settings):
+    """Mains of many segments (east, north and diagonal, across the scan's east-west stripes):
+    each finding belongs to the segment it is about, compliant neighbours and crossings along the
+    mains are not findings, and a scan on one connection finds exactly what a scan on two finds."""
+    from cim.settings import HazardSettings
+    from cimplus.hazards.service import HazardService
+
+    east = [plant.segment("RQ", (40 * k, 0), (40 * (k + 1), 0), **GAS) for k in range(25)]    # 0 … 1000 m
+    north = [plant.segment("RQ", (1200, 40 * k), (1200, 40 * (k + 1)), **GAS) for k in range(10)]
+    diag = [plant.segment("RQ", (1400 + 30 * k, 17.32 * k), (1400 + 30 * (k + 1), 17.32 * (k + 1)), **GAS)
+            for k in range(5)]                                                   # 30° from east
+    plant.segment("PS", (-5, 1.5), (1005, 1.5), diameter_mm=300)                # 1.3 m clear ≥ 1.2: compliant
+    for x in (200, 400, 600, 800):
+        plant.segment("JS", (x, -20), (x, 20), diameter_mm=100)                 # crossings
+    under = [plant.building(125, -5, 135, 5, code="UNDER-E"), plant.building(1195, 205, 1205, 215, code="UNDER-N")]
+    near = plant.building(445, 0.65, 475, 10.65, code="NEAR")                   # 0.6 m from the wall of east[11]
+    plant.building(700, 1.05, 720, 11, code="CLEAR")                            # 1.0 m: compliant
+    js = [plant.segment("JS", (45, -0.45), (75, -0.45), diameter_mm=100),       # 0.35 m clear of east[1]
+          plant.segment("JS", (385, -0.45), (415, -0.45), diameter_mm=100),     # across east[9] / east[10]
+          plant.segment("JS", (1200.45, 285), (1200.45, 315), diameter_mm=100),  # north[7]
+          plant.segment("JS", (1430 - 0.225, 17.32 + 0.39), (1460 - 0.225, 34.64 + 0.39), diameter_mm=100)]  # diag[1]
+    hz_conn.commit()
+
+    run_scan(rule_ids=["G01", "G02", "G03"])
+    got = {(e["rule_id"], frozenset(r["id"] for r in e["facility_refs"])) for e in entries(hz_conn, county)}
+    assert got == {("G01", frozenset({east[3], under[0]})), ("G01", frozenset({north[5], under[1]})),
+                   ("G02", frozenset({east[11], near})),
+                   ("G03", frozenset({east[1], js[0]})), ("G03", frozenset({east[9], js[1]})),
+                   ("G03", frozenset({east[10], js[1]})), ("G03", frozenset({north[7], js[2]})),
+                   ("G03", frozenset({diag[1], js[3]}))}
+
+    one = HazardService(settings.model_copy(update={"hazards": HazardSettings(scan_workers=1)}))
+    two = HazardService(settings.model_copy(update={"hazards": HazardSettings(scan_workers=2)}))
+    try:
+        for s in (one, two):
+            totals = s.run_scan(county, rule_ids=["G01", "G02", "G03"]).totals()
+            assert (totals["findings"], totals["unchanged"], totals["new"], totals["cleared"]) == (8, 8, 0, 0)
+    finally:
+        one.close()
+        two.close()
