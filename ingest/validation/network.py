@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.mapping.geometry import local_metric_epsg, metric_geometry
+from ingest.mapping.geometry import bounds_metric_epsg, metric_geometry
 from ingest.model import LayerBatch, Severity
 from ingest.validation.core import Ctx, fmt
 
@@ -32,13 +32,48 @@ class Net:
     S: pd.DataFrame
 
 
+def _source_metric(b: LayerBatch) -> bool:
+    """The batch has projected source coordinates: as geometries, or as the metric columns of a
+    residue (:func:`metric_columns`)."""
+    return bool((b.source_geom is not None or b.source_metric) and b.source_unit_m)
+
+
 def _metric_epsg(batches: list[LayerBatch]) -> int | None:
     """None when every batch has projected source geometry in one CRS, else a shared UTM zone."""
     crs = {(b.source_crs, b.source_unit_m) for b in batches}
-    if len(crs) == 1 and all(b.source_geom is not None and b.source_unit_m for b in batches):
+    if len(crs) == 1 and all(_source_metric(b) for b in batches):
         return None
-    geoms = np.concatenate([b.geometries() for b in batches])
-    return local_metric_epsg(geoms)
+    return bounds_metric_epsg(np.concatenate([shapely.bounds(b.geometries()) for b in batches]))
+
+
+METRIC = {"pipe_point": ["mx", "my"], "pipe_segment": ["sx", "sy", "ex", "ey", "plan_m"]}
+"""The metric coordinates the network rules read, per target (:func:`metric_columns`)."""
+
+
+def metric_columns(target: str, m: np.ndarray) -> dict[str, np.ndarray]:
+    """The metric coordinates of geometries ``m`` the rules read: a point's x/y; a segment's
+    start and end x/y and plan length (NaN unless it is a non-empty LineString)."""
+    if target == "pipe_point":
+        xy = _xy(m)
+        return {"mx": xy[:, 0], "my": xy[:, 1]}
+    n = len(m)
+    start = np.full((n, 2), np.nan)
+    end = np.full((n, 2), np.nan)
+    ok = ~(shapely.is_missing(m) | shapely.is_empty(m)) & (shapely.get_type_id(m) == 1)
+    if ok.any():
+        coords, index = shapely.get_coordinates(m[ok], return_index=True)
+        first = np.searchsorted(index, np.arange(int(ok.sum())))
+        last = np.append(first[1:], len(index)) - 1
+        start[ok], end[ok] = coords[first], coords[last]
+    return {"sx": start[:, 0], "sy": start[:, 1], "ex": end[:, 0], "ey": end[:, 1],
+            "plan_m": np.where(ok, shapely.length(m), np.nan)}
+
+
+def _metric(b: LayerBatch, epsg: int | None) -> dict[str, np.ndarray]:
+    """:func:`metric_columns` of a batch: kept by its residue for the source CRS, else computed."""
+    if epsg is None and b.source_metric:
+        return {c: b.frame[f"metric_{c}"].to_numpy(dtype=float) for c in METRIC[b.target]}
+    return metric_columns(b.target, metric_geometry(b, epsg))
 
 
 def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | None:
@@ -52,26 +87,18 @@ def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | N
     for bi, b in enumerate(batches):
         if b not in pipe:
             continue
-        m = metric_geometry(b, epsg)
+        m = _metric(b, epsg)
         if b.target == "pipe_point":
             d = b.frame[PCOLS].copy()
-            xy = _xy(m)
-            d["mx"], d["my"] = xy[:, 0], xy[:, 1]
+            d["mx"], d["my"] = m["mx"], m["my"]
             d["bi"], d["row"] = bi, np.arange(len(b))
             ps.append(d)
         else:
             d = b.frame[SCOLS].copy()
-            n = len(b)
-            start = np.full((n, 2), np.nan)
-            end = np.full((n, 2), np.nan)
-            ok = ~(shapely.is_missing(m) | shapely.is_empty(m)) & (shapely.get_type_id(m) == 1)
-            if ok.any():
-                start[ok] = _xy(shapely.get_point(m[ok], 0))
-                end[ok] = _xy(shapely.get_point(m[ok], -1))
-            d["sx"], d["sy"], d["ex"], d["ey"] = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
-            d["plan_m"] = np.where(ok, shapely.length(m), np.nan)
+            d["sx"], d["sy"], d["ex"], d["ey"] = m["sx"], m["sy"], m["ex"], m["ey"]
+            d["plan_m"] = m["plan_m"]
             d["built"] = b.geometry_built
-            d["bi"], d["row"] = bi, np.arange(n)
+            d["bi"], d["row"] = bi, np.arange(len(b))
             ss.append(d)
     P = pd.concat(ps, ignore_index=True) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
     S = pd.concat(ss, ignore_index=True) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
