@@ -171,12 +171,13 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for end, col, xc, yc, dc, zc in (("start", "start_exp_no", "sx", "sy", "start_depth", "start_z"),
                                      ("end", "end_exp_no", "ex", "ey", "end_depth", "end_z")):
-        e = pd.DataFrame({"sid": S.index, "bi": S["bi"], "row": S["row"], "network": S["network"],
+        e = pd.DataFrame({"bi": S["bi"], "row": S["row"], "network": S["network"],
                           "subtype": S["subtype"], "exp_no": S[col], "end": end, "x": S[xc], "y": S[yc],
                           "depth": S[dc], "z": S[zc], "z_ref": S["z_ref"], "diameter_mm": S["diameter_mm"],
                           "built": S["built"]})
         rows.append(e)
     E = pd.concat(rows, ignore_index=True)
+    del rows, e                                   # the two halves are copied into E
     E = E.merge(pts[["network", "exp_no", "mx", "my", "ground_z", "feature", "appurtenance", "node_type",
                      "subtype"]].rename(columns={"subtype": "p_subtype"}), on=["network", "exp_no"], how="left",
                 indicator=True)
