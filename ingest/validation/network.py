@@ -89,21 +89,26 @@ def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | N
             continue
         m = _metric(b, epsg)
         if b.target == "pipe_point":
-            d = b.frame[PCOLS].copy()
+            d = b.frame[PCOLS]                     # a new frame (columns taken), the batch's unchanged
             d["mx"], d["my"] = m["mx"], m["my"]
             d["bi"], d["row"] = bi, np.arange(len(b))
             ps.append(d)
         else:
-            d = b.frame[SCOLS].copy()
+            d = b.frame[SCOLS]
             d["sx"], d["sy"], d["ex"], d["ey"] = m["sx"], m["sy"], m["ex"], m["ey"]
             d["plan_m"] = m["plan_m"]
             d["built"] = b.geometry_built
             d["bi"], d["row"] = bi, np.arange(len(b))
             ss.append(d)
-    P = pd.concat(ps, ignore_index=True) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
-    S = pd.concat(ss, ignore_index=True) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
+    P = _joined(ps) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
+    S = _joined(ss) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
                                                                            "built", "bi", "row"])
     return Net(batches, P, S)
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other, indexed 0 … n − 1 (one frame is not copied again)."""
+    return frames[0].reset_index(drop=True) if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def seg_key(sel: pd.DataFrame) -> pd.Series:
@@ -205,7 +210,9 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
                     k=sel["exp_no"], d=d, t=tol),
              en=fmt("the segment {e} lies {d} m from point {k} (tolerance {t} m)", e=sel["end"], k=sel["exp_no"],
                     d=d, t=tol))
-    return E[E["_merge"] == "both"].drop(columns="_merge")
+    both = (E["_merge"] == "both").to_numpy()
+    E = E.drop(columns="_merge")
+    return E if both.all() else E[both]          # not copied when every end has its point
 
 
 def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
