@@ -222,8 +222,9 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
          zh=fmt("管段起点与终点同为 {k}", k=sel["start_exp_no"]),
          en=fmt("segment starts and ends at the same point {k}", k=sel["start_exp_no"]))
     a, b = S["start_exp_no"].astype(object), S["end_exp_no"].astype(object)
-    lo = np.where(a.fillna("") <= b.fillna(""), a, b)
-    hi = np.where(a.fillna("") <= b.fillna(""), b, a)
+    first = (a.fillna("") <= b.fillna("")).to_numpy()
+    lo = np.where(first, a, b)
+    hi = np.where(first, b, a)
     pair = pd.DataFrame({"n": S["network"], "lo": lo, "hi": hi})
     dup = a.notna() & b.notna() & ~same & pair.duplicated(keep=False)
     sel = S[dup]
