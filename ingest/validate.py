@@ -182,6 +182,7 @@ class Validation:
             ends = check_network(ctx, net)
             if ends is not None:
                 check_drainage(ctx, net, ends)
+            del ends                             # one row per segment end: not needed by the clearances
             near = with_loaded(ctx, net)
             check_clearance(ctx, net, near)
             check_parallel(ctx, net, near)

@@ -144,11 +144,11 @@ def check_network(ctx: Ctx, net: Net) -> pd.DataFrame | None:
     _points(ctx, net, P)
     if not len(S):
         return None
+    _segments(ctx, net, S)                        # the rules of segments alone run before the
+    _depths(ctx, net, S)                          # table of segment ends exists (less at once)
     ends = _link(ctx, net, P, S)
-    _segments(ctx, net, S)
     _closure(ctx, net, S, ends)
     _degrees(ctx, net, P, ends)
-    _depths(ctx, net, S)
     return ends
 
 
