@@ -76,6 +76,10 @@ class IngestSettings(BaseSettings):
                                                        "checked and written in chunks of this many rows")
     stream_rows: int = Field(10_000, ge=0, description="a checked batch of at least this many rows is kept only "
                                                          "as the residue the rules across layers read (0: every batch)")
+    malloc_arenas: int = Field(2, ge=0, description="glibc malloc arenas of an ingest process (0: glibc's "
+                                                      "default of eight per core)")
+    mmap_threshold_kb: int = Field(256, ge=0, description="allocations of this many KiB or more are mapped and "
+                                                           "returned on free (0: glibc's sliding threshold)")
 
 
 class TileSettings(BaseSettings):

@@ -190,6 +190,8 @@ class LayerBatch:
     mapping: LayerMapping | None = None  # how the layer was mapped (profile, fields, rules)
     chunk: int | None = None             # index among the chunks of a layer read in chunks, else None
     packed: bool = False                 # 'geom' and source_geom hold WKB (a validation residue)
+    source_metric: bool = False          # a residue: the frame holds the metric source coordinates
+                                         # the network rules read (ingest.validation.network.METRIC)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -202,10 +204,11 @@ class LayerBatch:
 
     def geometries(self, rows: np.ndarray | None = None) -> np.ndarray:
         """The EPSG:4490 geometries (of ``rows``) as shapely objects, also when held as WKB."""
+        if self.packed:               # WKB, an Arrow binary column: only the rows asked for are decoded
+            col = self.frame["geom"] if rows is None else self.frame["geom"].iloc[rows]
+            return shapely.from_wkb(col.to_numpy(dtype=object, na_value=None))
         g = self.frame["geom"].to_numpy()
-        if rows is not None:
-            g = g[rows]
-        return shapely.from_wkb(g) if self.packed else g
+        return g if rows is None else g[rows]
 
     def source_geometries(self) -> np.ndarray | None:
         """The geometries in the source CRS as shapely objects (None when there are none)."""

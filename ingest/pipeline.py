@@ -38,7 +38,7 @@ from ingest.mapping.layer import Mapper
 from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping, merge_chunks
 from ingest.readers.sources import digest, open_sources
 from ingest.report import read_groups, write_csv, write_groups, write_html, write_json, write_xlsx
-from ingest.threads import LoadWhileReading
+from ingest.threads import LoadWhileReading, bound_allocator, release_free_memory
 from ingest.validate import Validation, validate
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     ``user``: field and value mappings given for this run; they are laid over the county's saved
     mapping (:mod:`ingest.mapping.county`), which applies whenever the county is known."""
     _batch_session(conn)
+    bound_allocator(settings.ingest.malloc_arenas, settings.ingest.mmap_threshold_kb)
     read = functools.partial(_read, user=user)
     if delivery is None and not county:          # the county comes from a delivered county boundary
         delivery = read(paths, profile=profile, county=None, conn=conn, settings=settings, progress=progress)
@@ -115,6 +116,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
             def batch_ready(b: LayerBatch) -> None:
                 work.write(for_loader(b))        # what validation alone reads is not kept for the COPY
                 checks.add(b)
+                release_free_memory()            # what the chunk's reading and checks freed
 
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
                             progress=progress, on_start=start, on_batch=batch_ready)
@@ -290,6 +292,7 @@ class _Checks:
         assert self.validation is not None
         if progress:
             progress("validate", 0, 1)
+        release_free_memory()                    # before the rules across batches build their tables
         report = self.validation.finish()
         if progress:
             progress("validate", 1, 1)

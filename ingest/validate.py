@@ -17,12 +17,16 @@ read beforehand; the findings are the same either way.
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
+from ingest.mapping.geometry import metric_geometry
 from ingest.mapping.normalize import load_dictionaries
 from ingest.model import Delivery, LayerBatch, Report
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
@@ -40,7 +44,8 @@ from ingest.validation.geometry import (
     inside_county,
     loaded_boundary,
 )
-from ingest.validation.network import PCOLS, SCOLS, check_network, gather
+from ingest.validation.network import METRIC, PCOLS, SCOLS, check_network, gather, metric_columns
+from ingest.validation.spill import Spill
 
 # the columns the rules across batches read, per target (besides source_row and geom)
 _RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"], "streetlight": ["pole_no"]}
@@ -78,6 +83,8 @@ class Validation:
         self.last: dict[tuple, LayerBatch] = {}  # the residue of each layer read in chunks so far
         self._asked = False                      # the loaded county boundary was looked up
         self._area = None                        # the county boundary, buffered and prepared
+        self.spill = Spill()                     # keys and geometries of deferred residues, on disk
+        self.spilled_keys: dict[tuple, set[str]] = {}   # the key columns of each spilled layer's chunks
 
     def _county_area(self):
         """The county boundary (buffered for Q24) as far as it is known now: the loaded one, else
@@ -120,6 +127,10 @@ class Validation:
                     self.deferred_layers.add(key)
         slim = self.slim_rows is not None and (batch.chunk is not None or len(batch) >= self.slim_rows)
         residue = _residue(batch, deferred) if slim else batch
+        if slim and deferred and batch.target not in _RESIDUE and residue.packed:   # Q24's keys and geometries
+            self.spill.put(key, residue.frame)                                    # wait on disk
+            self.spilled_keys.setdefault(key, set()).update(c for c in residue.frame.columns if c in _KEYS)
+            residue = dataclasses.replace(residue, frame=residue.frame[["source_row"]], packed=False)
         if batch.chunk and key in self.last:     # joined to the residue of the layer's earlier chunks
             before = self.last[key]
             residue = _joined(before, residue)
@@ -141,11 +152,29 @@ class Validation:
                 break
         self.deferred = [new if b is old else b for b in self.deferred]
 
+    def _deferred(self) -> Iterator[LayerBatch]:
+        """The residues waiting for Q24, those on disk read back chunk by chunk, each chunk with
+        the key column the layer's joined residue would show (the first of ``_KEYS`` any chunk kept)."""
+        for b in self.deferred:
+            key = (b.file, b.source_layer, b.target)
+            if key not in self.spill:
+                yield b
+                continue
+            name = next((c for c in _KEYS if c in self.spilled_keys[key]), None)
+            for frame in self.spill.chunks(key):
+                if name is not None and name not in frame.columns:
+                    frame[name] = None
+                cols = ["source_row", *([name] if name else []), "geom"]
+                yield dataclasses.replace(b, frame=frame[cols], packed=True)
+
     def finish(self) -> Report:
         """Run the rules across batches on the residues; the report, findings sorted."""
         ctx = self.ctx
-        if self.deferred:
-            check_inside_county(ctx, county_boundary(ctx), self.deferred)
+        try:
+            if self.deferred:
+                check_inside_county(ctx, county_boundary(ctx), self._deferred())
+        finally:
+            self.spill.close()
         for b in self.delivery.batches:
             check_poles(ctx, b)
         net = gather(self.delivery.batches)
@@ -153,6 +182,7 @@ class Validation:
             ends = check_network(ctx, net)
             if ends is not None:
                 check_drainage(ctx, net, ends)
+            del ends                             # one row per segment end: not needed by the clearances
             near = with_loaded(ctx, net)
             check_clearance(ctx, net, near)
             check_parallel(ctx, net, near)
@@ -166,32 +196,57 @@ def _joined(a: LayerBatch, b: LayerBatch) -> LayerBatch:
     geoms = None if a.source_geom is None or b.source_geom is None else np.concatenate([a.source_geom, b.source_geom])
     same = (a.network, a.subtype) == (b.network, b.subtype)
     return dataclasses.replace(a, frame=pd.concat([a.frame, b.frame], ignore_index=True), source_geom=geoms,
-                               network=a.network if same else None, subtype=a.subtype if same else None)
+                               network=a.network if same else None, subtype=a.subtype if same else None,
+                               source_metric=a.source_metric and b.source_metric)
 
 
 def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:
     """What the rules across batches still need of a checked batch: a new batch (the given one
-    is left as it is) with the network columns and geometries of pipe batches, a delivered
-    county boundary whole, and of every other layer its source rows (and, with ``keep_geom``,
-    its geometries and keys for the county-boundary rule)."""
+    is left as it is) with the network columns of pipe batches (text values shared, one object
+    per distinct value), their metric source coordinates (:func:`metric_columns`) and their
+    EPSG:4490 geometries as WKB, a delivered county boundary whole, and of every other layer its
+    source rows (and, with ``keep_geom``, its geometries and keys for the county-boundary rule)."""
     if batch.target == "admin_area":
         return batch
     f = batch.frame
     if batch.target in _RESIDUE:
         cols = [c for c in _RESIDUE[batch.target] if c in f.columns] + ["source_row"]
-        return dataclasses.replace(batch, frame=_with_wkb(f[cols], f["geom"]), raw=None, repaired=None,
-                                   outliers=None, packed=True,
-                                   source_geom=None if batch.source_geom is None else shapely.to_wkb(batch.source_geom))
+        frame = pd.DataFrame({c: _shared(f[c]) for c in cols}, index=f.index)
+        metric = batch.target in METRIC and batch.source_geom is not None and bool(batch.source_unit_m)
+        if metric:
+            for c, v in metric_columns(batch.target, metric_geometry(batch)).items():
+                frame[f"metric_{c}"] = v
+        frame["geom"] = _wkb(f["geom"])
+        return dataclasses.replace(batch, frame=frame, raw=None, repaired=None, outliers=None, packed=True,
+                                   source_geom=None, source_metric=metric)
     key = next((c for c in _KEYS if c in f.columns and f[c].notna().any()), None)   # as key_column picks
     if not keep_geom:
         return dataclasses.replace(batch, frame=f[["source_row"]].copy(), raw=None, repaired=None, outliers=None,
                                    source_geom=None)
-    return dataclasses.replace(batch, frame=_with_wkb(f[["source_row", *([key] if key else [])]], f["geom"]),
-                               raw=None, repaired=None, outliers=None, source_geom=None, packed=True)
+    frame = f[["source_row", *([key] if key else [])]].copy()
+    frame["geom"] = _wkb(f["geom"])
+    return dataclasses.replace(batch, frame=frame, raw=None, repaired=None, outliers=None, source_geom=None,
+                               packed=True)
 
 
-def _with_wkb(frame: pd.DataFrame, geom: pd.Series) -> pd.DataFrame:
-    """A copy of ``frame`` with the geometries as WKB in 'geom' (a quarter of their size as objects)."""
-    out = frame.copy()
-    out["geom"] = shapely.to_wkb(geom.to_numpy())
-    return out
+def _wkb(geom: pd.Series) -> pd.arrays.ArrowExtensionArray:
+    """Geometries as WKB in one Arrow binary array (a tenth of their size as shapely objects,
+    half of it as Python bytes)."""
+    return pd.arrays.ArrowExtensionArray(pa.array(shapely.to_wkb(geom.to_numpy()), type=pa.binary()))
+
+
+def _shared(column: pd.Series) -> pd.Series:
+    """A text column with one string object per distinct value (interned, so the point numbers
+    of points and segment ends share theirs too) and one float NaN object for all its NaNs;
+    other columns as they are."""
+    values = column.to_numpy()
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return column
+    codes, uniques = pd.factorize(values)
+    out = np.array([sys.intern(u) for u in uniques] + [None], dtype=object)[codes]
+    na = np.flatnonzero(codes < 0)
+    out[na] = [_NAN if type(v) is float else v for v in values[na]]
+    return pd.Series(out, index=column.index, name=column.name, dtype=object)
+
+
+_NAN = float("nan")

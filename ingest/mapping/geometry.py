@@ -112,7 +112,12 @@ def utm_transformer(epsg: int):
 
 def local_metric_epsg(geom: np.ndarray) -> int:
     """UTM zone (WGS 84, metres) around the centre of EPSG:4490 geometries."""
-    b = shapely.bounds(geom)
+    return bounds_metric_epsg(shapely.bounds(geom))
+
+
+def bounds_metric_epsg(b: np.ndarray) -> int:
+    """:func:`local_metric_epsg` from the geometries' bounds (``shapely.bounds``), which can be
+    taken batch by batch."""
     ok = np.isfinite(b).all(axis=1)
     lon = float(np.mean((b[ok, 0] + b[ok, 2]) / 2)) if ok.any() else 111.0
     lat = float(np.mean((b[ok, 1] + b[ok, 3]) / 2)) if ok.any() else 30.0

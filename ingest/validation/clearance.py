@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.mapping.geometry import DEG_PER_M, local_metric_epsg, utm_transformer
+from ingest.mapping.geometry import DEG_PER_M, bounds_metric_epsg, utm_transformer
 from ingest.validation.core import Ctx, fmt
 from ingest.validation.network import SCOLS, Net, emit, gather, seg_key
 
@@ -46,13 +46,12 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     if (ctx.conn is None or not ctx.delivery.county_code or not len(S)
             or (ctx.rule("Q20") is None and ctx.rule("Q21") is None)):
         return S
-    geoms = np.concatenate([b.geometries() for b in net.batches
-                            if b.target == "pipe_segment" and len(b)])
-    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
-    if not len(geoms):
+    bounds = _segment_bounds(net.batches)
+    if not len(bounds):
         return S
     reach = float(ctx.param("Q21", "loaded_reach_m", 20.0)) * DEG_PER_M * 2
-    x0, y0, x1, y1 = (float(v) for v in shapely.total_bounds(geoms))
+    x0, y0 = (float(v) for v in np.nanmin(bounds[:, :2], axis=0))
+    x1, y1 = (float(v) for v in np.nanmax(bounds[:, 2:], axis=0))
     replaced = sorted({str(n) for n in S["network"].dropna()})
     cols = ", ".join(SCOLS)
     with ctx.conn.cursor() as cur:
@@ -68,7 +67,7 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     for c in SCOLS:
         if c in S.columns and pd.api.types.is_float_dtype(S[c]):
             L[c] = pd.to_numeric(L[c], errors="coerce")
-    epsg = local_metric_epsg(geoms)
+    epsg = bounds_metric_epsg(bounds)
     tr = utm_transformer(epsg)
     L["sx"], L["sy"] = tr.transform(L["lx0"].to_numpy(float), L["ly0"].to_numpy(float))
     L["ex"], L["ey"] = tr.transform(L["lx1"].to_numpy(float), L["ly1"].to_numpy(float))
@@ -79,6 +78,17 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     S = delivery.S.reset_index(drop=True)   # the delivery in the same frame
     S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
     return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
+
+
+def _segment_bounds(batches) -> np.ndarray:
+    """Bounds (``shapely.bounds``) of the delivery's non-empty segment geometries, decoded one
+    batch at a time."""
+    out = [np.zeros((0, 4))]
+    for b in batches:
+        if b.target == "pipe_segment" and len(b):
+            g = b.geometries()
+            out.append(shapely.bounds(g[~(shapely.is_missing(g) | shapely.is_empty(g))]))
+    return np.concatenate(out)
 
 
 def _subjects(S: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,6 +3,8 @@ building storey height (B01) and footprint (B02)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import shapely
 
@@ -93,7 +95,7 @@ def county_area(ctx: Ctx, boundary):
     return area
 
 
-def check_inside_county(ctx: Ctx, boundary, batches: list[LayerBatch] | None = None) -> None:
+def check_inside_county(ctx: Ctx, boundary, batches: Iterable[LayerBatch] | None = None) -> None:
     """Q24: features outside the county boundary (buffered by ``buffer_m``), in ``batches``
     (every batch of the delivery unless given)."""
     if boundary is None or ctx.rule("Q24") is None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.mapping.geometry import local_metric_epsg, metric_geometry
+from ingest.mapping.geometry import bounds_metric_epsg, metric_geometry
 from ingest.model import LayerBatch, Severity
 from ingest.validation.core import Ctx, fmt
 
@@ -32,13 +32,48 @@ class Net:
     S: pd.DataFrame
 
 
+def _source_metric(b: LayerBatch) -> bool:
+    """The batch has projected source coordinates: as geometries, or as the metric columns of a
+    residue (:func:`metric_columns`)."""
+    return bool((b.source_geom is not None or b.source_metric) and b.source_unit_m)
+
+
 def _metric_epsg(batches: list[LayerBatch]) -> int | None:
     """None when every batch has projected source geometry in one CRS, else a shared UTM zone."""
     crs = {(b.source_crs, b.source_unit_m) for b in batches}
-    if len(crs) == 1 and all(b.source_geom is not None and b.source_unit_m for b in batches):
+    if len(crs) == 1 and all(_source_metric(b) for b in batches):
         return None
-    geoms = np.concatenate([b.geometries() for b in batches])
-    return local_metric_epsg(geoms)
+    return bounds_metric_epsg(np.concatenate([shapely.bounds(b.geometries()) for b in batches]))
+
+
+METRIC = {"pipe_point": ["mx", "my"], "pipe_segment": ["sx", "sy", "ex", "ey", "plan_m"]}
+"""The metric coordinates the network rules read, per target (:func:`metric_columns`)."""
+
+
+def metric_columns(target: str, m: np.ndarray) -> dict[str, np.ndarray]:
+    """The metric coordinates of geometries ``m`` the rules read: a point's x/y; a segment's
+    start and end x/y and plan length (NaN unless it is a non-empty LineString)."""
+    if target == "pipe_point":
+        xy = _xy(m)
+        return {"mx": xy[:, 0], "my": xy[:, 1]}
+    n = len(m)
+    start = np.full((n, 2), np.nan)
+    end = np.full((n, 2), np.nan)
+    ok = ~(shapely.is_missing(m) | shapely.is_empty(m)) & (shapely.get_type_id(m) == 1)
+    if ok.any():
+        coords, index = shapely.get_coordinates(m[ok], return_index=True)
+        first = np.searchsorted(index, np.arange(int(ok.sum())))
+        last = np.append(first[1:], len(index)) - 1
+        start[ok], end[ok] = coords[first], coords[last]
+    return {"sx": start[:, 0], "sy": start[:, 1], "ex": end[:, 0], "ey": end[:, 1],
+            "plan_m": np.where(ok, shapely.length(m), np.nan)}
+
+
+def _metric(b: LayerBatch, epsg: int | None) -> dict[str, np.ndarray]:
+    """:func:`metric_columns` of a batch: kept by its residue for the source CRS, else computed."""
+    if epsg is None and b.source_metric:
+        return {c: b.frame[f"metric_{c}"].to_numpy(dtype=float) for c in METRIC[b.target]}
+    return metric_columns(b.target, metric_geometry(b, epsg))
 
 
 def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | None:
@@ -52,31 +87,28 @@ def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | N
     for bi, b in enumerate(batches):
         if b not in pipe:
             continue
-        m = metric_geometry(b, epsg)
+        m = _metric(b, epsg)
         if b.target == "pipe_point":
-            d = b.frame[PCOLS].copy()
-            xy = _xy(m)
-            d["mx"], d["my"] = xy[:, 0], xy[:, 1]
+            d = b.frame[PCOLS]                     # a new frame (columns taken), the batch's unchanged
+            d["mx"], d["my"] = m["mx"], m["my"]
             d["bi"], d["row"] = bi, np.arange(len(b))
             ps.append(d)
         else:
-            d = b.frame[SCOLS].copy()
-            n = len(b)
-            start = np.full((n, 2), np.nan)
-            end = np.full((n, 2), np.nan)
-            ok = ~(shapely.is_missing(m) | shapely.is_empty(m)) & (shapely.get_type_id(m) == 1)
-            if ok.any():
-                start[ok] = _xy(shapely.get_point(m[ok], 0))
-                end[ok] = _xy(shapely.get_point(m[ok], -1))
-            d["sx"], d["sy"], d["ex"], d["ey"] = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
-            d["plan_m"] = np.where(ok, shapely.length(m), np.nan)
+            d = b.frame[SCOLS]
+            d["sx"], d["sy"], d["ex"], d["ey"] = m["sx"], m["sy"], m["ex"], m["ey"]
+            d["plan_m"] = m["plan_m"]
             d["built"] = b.geometry_built
-            d["bi"], d["row"] = bi, np.arange(n)
+            d["bi"], d["row"] = bi, np.arange(len(b))
             ss.append(d)
-    P = pd.concat(ps, ignore_index=True) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
-    S = pd.concat(ss, ignore_index=True) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
+    P = _joined(ps) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
+    S = _joined(ss) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
                                                                            "built", "bi", "row"])
     return Net(batches, P, S)
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other, indexed 0 … n − 1 (one frame is not copied again)."""
+    return frames[0].reset_index(drop=True) if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def seg_key(sel: pd.DataFrame) -> pd.Series:
@@ -112,11 +144,11 @@ def check_network(ctx: Ctx, net: Net) -> pd.DataFrame | None:
     _points(ctx, net, P)
     if not len(S):
         return None
+    _segments(ctx, net, S)                        # the rules of segments alone run before the
+    _depths(ctx, net, S)                          # table of segment ends exists (less at once)
     ends = _link(ctx, net, P, S)
-    _segments(ctx, net, S)
     _closure(ctx, net, S, ends)
     _degrees(ctx, net, P, ends)
-    _depths(ctx, net, S)
     return ends
 
 
@@ -144,12 +176,13 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for end, col, xc, yc, dc, zc in (("start", "start_exp_no", "sx", "sy", "start_depth", "start_z"),
                                      ("end", "end_exp_no", "ex", "ey", "end_depth", "end_z")):
-        e = pd.DataFrame({"sid": S.index, "bi": S["bi"], "row": S["row"], "network": S["network"],
+        e = pd.DataFrame({"bi": S["bi"], "row": S["row"], "network": S["network"],
                           "subtype": S["subtype"], "exp_no": S[col], "end": end, "x": S[xc], "y": S[yc],
                           "depth": S[dc], "z": S[zc], "z_ref": S["z_ref"], "diameter_mm": S["diameter_mm"],
                           "built": S["built"]})
         rows.append(e)
     E = pd.concat(rows, ignore_index=True)
+    del rows, e                                   # the two halves are copied into E
     E = E.merge(pts[["network", "exp_no", "mx", "my", "ground_z", "feature", "appurtenance", "node_type",
                      "subtype"]].rename(columns={"subtype": "p_subtype"}), on=["network", "exp_no"], how="left",
                 indicator=True)
@@ -177,7 +210,9 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
                     k=sel["exp_no"], d=d, t=tol),
              en=fmt("the segment {e} lies {d} m from point {k} (tolerance {t} m)", e=sel["end"], k=sel["exp_no"],
                     d=d, t=tol))
-    return E[E["_merge"] == "both"].drop(columns="_merge")
+    both = (E["_merge"] == "both").to_numpy()
+    E = E.drop(columns="_merge")
+    return E if both.all() else E[both]          # not copied when every end has its point
 
 
 def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
@@ -187,8 +222,9 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
          zh=fmt("管段起点与终点同为 {k}", k=sel["start_exp_no"]),
          en=fmt("segment starts and ends at the same point {k}", k=sel["start_exp_no"]))
     a, b = S["start_exp_no"].astype(object), S["end_exp_no"].astype(object)
-    lo = np.where(a.fillna("") <= b.fillna(""), a, b)
-    hi = np.where(a.fillna("") <= b.fillna(""), b, a)
+    first = (a.fillna("") <= b.fillna("")).to_numpy()
+    lo = np.where(first, a, b)
+    hi = np.where(first, b, a)
     pair = pd.DataFrame({"n": S["network"], "lo": lo, "hi": hi})
     dup = a.notna() & b.notna() & ~same & pair.duplicated(keep=False)
     sel = S[dup]

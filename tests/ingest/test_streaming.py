@@ -20,7 +20,7 @@ from cim.auth import CLI_PRINCIPAL  # noqa: E402
 from cim.settings import DatabaseSettings, IngestSettings, Settings  # noqa: E402
 from ingest import load as loader  # noqa: E402
 from ingest import pipeline  # noqa: E402
-from ingest.validate import validate  # noqa: E402
+from ingest.validate import Validation, validate  # noqa: E402
 
 
 def _delivery(tmp: Path) -> Path:
@@ -69,9 +69,9 @@ def test_checked_batches_keep_only_their_residue_with_the_same_findings(tmp_path
     assert streamed.report.delivery.counts() == kept.report.delivery.counts() == {"building": 40, "pipe_point": 24,
                                                                                    "pipe_segment": 22}
     # what stays of a checked batch: the pipe network's columns; of the buildings their source
-    # rows, and while no county boundary is known (rule Q24) their geometries and keys
+    # rows, and while no county boundary is known (rule Q24) their geometries and keys, in a file
     by_target = {b.target: b for b in streamed.report.delivery.batches}
-    assert list(by_target["building"].frame.columns) == ["source_row", "code", "geom"]
+    assert list(by_target["building"].frame.columns) == ["source_row"]      # keys and geometries on disk
     assert by_target["building"].frame["source_row"].tolist() == list(range(1, 41))
     assert by_target["building"].raw is None and by_target["pipe_point"].raw is None
     assert {"exp_no", "network", "geom", "source_row"} <= set(by_target["pipe_point"].frame.columns)
@@ -238,3 +238,89 @@ def test_a_load_read_in_chunks_writes_the_same_rows(tmp_path, conn, db_url):
     rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
     assert rows_a == rows_b and [p[2] for p in rows_a["points"]] == list(range(1, 13))
     assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
+
+
+def _network_delivery(tmp: Path, *, geographic: bool) -> Path:
+    """Two drainage networks with planted network defects: a point 0.5 m off its segment ends
+    (Q09), a wrong ground level (Q10), an invert that rises along the flow (Q15), a segment from
+    a point to itself (Q07), two points at one place (Q04). With ``geographic`` the second
+    network is delivered in EPSG:4490 degrees, so distances are measured in the UTM zone."""
+    folder = tmp / ("geo" if geographic else "net")
+    for k, prefix in enumerate(("YS", "WS")):
+        pts, lines = network(12, prefix=prefix, n0=3_214_000.0 - 100 * k)
+        geoms = line_geoms(pts, lines)
+        pts.loc[4, "Y"] += 0.5
+        pts.loc[3, "地面高程"] += 0.4
+        lines.loc[6, "终点高程"] += 0.3
+        pts.loc[8, ["X", "Y"]] = pts.loc[7, ["X", "Y"]].to_numpy()
+        loop = lines.iloc[[2]].assign(终点点号=lines.loc[2, "起点点号"])
+        lines = pd.concat([lines, loop], ignore_index=True)
+        geoms = np.append(geoms, shapely.linestrings([[pts.loc[2, "Y"], pts.loc[2, "X"]],
+                                                      [pts.loc[2, "Y"] + 1.0, pts.loc[2, "X"]]]))
+        pgeoms = point_geoms(pts)
+        epsg = 4546
+        if geographic and prefix == "WS":
+            pgeoms, geoms = _to_degrees(pgeoms), _to_degrees(geoms)
+            epsg = 4490
+        write_shapefile(folder, f"{prefix}_PNT", pts, pgeoms, epsg=epsg)
+        write_shapefile(folder, f"{prefix}_LIN", lines, geoms, epsg=epsg)
+    return zip_folder(folder, tmp / f"{folder.name}.zip")
+
+
+def _to_degrees(geoms: np.ndarray) -> np.ndarray:
+    """EPSG:4546 geometries in EPSG:4490 degrees."""
+    from pyproj import Transformer
+    tr = Transformer.from_crs(4546, 4490, always_xy=True)
+    return shapely.transform(geoms, lambda c: np.column_stack(tr.transform(c[:, 0], c[:, 1])))
+
+
+def test_network_residues_give_the_same_network_findings(tmp_path, conn, db_url):
+    """The residue of a pipe chunk keeps its metric source coordinates and WKB, not its source
+    geometries: the network and drainage rules find the same, in the source CRS and in UTM."""
+    for geographic in (False, True):
+        path = _network_delivery(tmp_path, geographic=geographic)
+        county = county_code()
+        whole = validate(pipeline.read_delivery(path, county=county, conn=conn), conn=conn)
+        settings = Settings(db=DatabaseSettings(database_url=db_url, home=tmp_path / "home"),
+                            ingest=IngestSettings(archive_dir=tmp_path / "archive", chunk_rows=5, stream_rows=0))
+        streamed = pipeline.run(conn, [path], settings=settings, principal=CLI_PRINCIPAL, county=county,
+                                dry_run=True)
+        assert {"Q04", "Q07", "Q09", "Q10", "Q15"} <= {f.rule_id for f in whole.findings}
+        assert _findings(streamed.report) == _findings(whole)
+        pipes = [b for b in streamed.report.delivery.batches if b.target.startswith("pipe")]
+        assert pipes and all(b.packed and b.source_geom is None for b in pipes)
+        assert [b.source_metric for b in pipes] == [not geographic or b.source_crs != "EPSG:4490" for b in pipes]
+
+
+def test_spilled_residues_give_the_same_county_findings(tmp_path):
+    """While no county boundary is known, the keys and geometries of checked building chunks
+    wait in a temporary file; a county area delivered after them finds the same buildings
+    outside (Q24), keyed as the whole layer keys them, and the file is removed."""
+    folder = tmp_path / "county"
+    write_shapefile(folder, "县界", pd.DataFrame({"行政区划代码": ["430702"], "名称": ["武陵区"]}),
+                    [shapely.box(566_500.0, 3_213_500.0, 568_000.0, 3_214_500.0)])
+    n = 10
+    i = np.arange(n)
+    x = 567_000.0 + i * 40.0
+    x[[1, 6]] += 5_000.0                              # outside, in the first and the second chunk
+    houses = pd.DataFrame({"建筑编号": [None] * 4 + [f"JZ{k:03d}" for k in i[4:]],
+                           "建筑名称": [f"楼{k}" for k in i], "建筑层数": np.full(n, 3.0), "建筑结构": ["砖混"] * n})
+    write_shapefile(folder, "JZ_buildings", houses, shapely.box(x, 3_214_200.0, x + 20, 3_214_215.0))
+    whole = validate(pipeline.read_delivery(folder, county="430702"))
+    got: list = []
+    read = pipeline.read_deliveries([folder], county="430702", settings=IngestSettings(chunk_rows=4),
+                                    on_batch=got.append)
+    later = dataclasses.replace(read, batches=[])
+    validation = Validation(later, slim_rows=0)
+    for b in sorted(got, key=lambda b: b.target == "admin_area"):   # the county area last
+        later.batches.append(b)
+        validation.add(b)
+    spilled = validation.spill.dir
+    assert spilled is not None and any(spilled.iterdir())
+    houses_left = next(b for b in later.batches if b.target == "building")
+    assert list(houses_left.frame.columns) == ["source_row"] and len(houses_left) == n
+    report = validation.finish()
+    assert [(f.rule_id, f.row, f.key) for f in whole.findings if f.rule_id == "Q24"] == [("Q24", 2, None),
+                                                                                         ("Q24", 7, "JZ006")]
+    assert _findings(report) == _findings(whole)
+    assert not spilled.exists()
