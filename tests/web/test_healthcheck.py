@@ -79,10 +79,12 @@ def _open(page, server) -> dict:
     page.select_option("#hc-indicator", IND)
     page.wait_for_function(f"(document.getElementById('panel-body').dataset.ready || '').endsWith(':street:{IND}')")
     page.wait_for_function("document.querySelectorAll('#hc-table tbody tr').length === 3")
-    # the choropleth drawn and the map at rest (the panel zooms to the areas once): clicks by
-    # coordinates land where they are meant to
+    # the choropleth drawn and the map at rest (the panel zooms to the areas once): all three streets
+    # rendered (a street cut by tile edges is several rendered features, so count distinct codes),
+    # and clicks by coordinates land where they are meant to
     page.wait_for_function("""() => { const m = window.cim.map; return !m.isMoving() && m.getLayer('hc-areas-fill')
-        && m.queryRenderedFeatures({ layers: ['hc-areas-fill'] }).length >= 3; }""", timeout=60_000)
+        && new Set(m.queryRenderedFeatures({ layers: ['hc-areas-fill'] }).map((f) => f.properties.code)).size === 3; }""",
+        timeout=60_000)
     wait_idle(page)
     return httpx.get(f"{server.url}/api/healthcheck/runs/{server.runs[2025]}",
                      params={"indicator": IND, "level": "street"}).json()

@@ -70,6 +70,14 @@ async function basemapLayers(style, demPromise) {
   return layers;
 }
 
+/** Give the map its container's size now: a panel that has just opened or closed changes it, and
+ * MapLibre learns of that only at the next resize observation, after a camera fitted to the old
+ * size would already be on its way. */
+export function syncSize(map) {
+  const box = map.getContainer(), canvas = map.getCanvas();
+  if (box.clientWidth !== canvas.clientWidth || box.clientHeight !== canvas.clientHeight) map.resize();
+}
+
 /** Fit the view to the data extent given by the composite source's TileJSON bounds. */
 async function fitToData(map, style) {
   const src = Object.values(style.sources || {}).find((s) => s.type === "vector" && s.url);

@@ -100,6 +100,7 @@ export class HealthCheckPanel {
     this.areas = null;                // code → admin area feature
     this.charts = null;               // the lazily loaded chart module
     this.state = { run: null, level: null, indicator: null, other: "", area: null };
+    this.drawn = 0;                   // increases with every render and trend request: older ones drop their answer
     map.on("click", SRC + "-fill", (e) => {
       const code = e.features?.[0]?.properties?.code;
       if (code && this.isOpen()) this.selectArea(code);
@@ -191,6 +192,7 @@ export class HealthCheckPanel {
   }
 
   render() {
+    const generation = ++this.drawn;
     const { answer, def, rows, classes } = this.current();
     const run = answer.run;
     const controls = this.controls(answer);
@@ -209,7 +211,7 @@ export class HealthCheckPanel {
       el("h3", {}, tr("table")), table, detail, report);
     this.drawMap(rows);
     this.renderTable(table, def, rows);
-    this.drawCharts(def, rows);
+    this.drawCharts(def, rows, generation);
     if (this.state.area && rows.some((r) => r.area_code === this.state.area)) this.selectArea(this.state.area, false);
     else this.state.area = null;
     this.body.dataset.ready = `${run.id}:${this.state.level}:${this.state.indicator}`;
@@ -316,9 +318,10 @@ export class HealthCheckPanel {
       el("thead", {}, el("tr", {}, [tr("rank"), tr("area"), tr("value"), tr("state"), tr("previous"), tr("change")].map((h) => el("th", {}, h)))), body));
   }
 
-  async drawCharts(def, rows) {
+  async drawCharts(def, rows, generation) {
     try {
       this.charts = this.charts || await import("./charts.js");
+      if (generation !== this.drawn) return;      // a newer render has drawn (or will draw) its own
       const ranked = this.ranked(rows, def).filter((v) => v.state === "computed" && v.value !== null);
       this.charts.bar(document.getElementById("hc-chart"), ranked, def, (code) => this.selectArea(code));
       await this.drawTrend(def);
@@ -331,6 +334,7 @@ export class HealthCheckPanel {
   async drawTrend(def) {
     const node = document.getElementById("hc-trend");
     if (!node) return;
+    const generation = ++this.drawn;
     const run = this.values.get(this.state.run).run;
     const same = this.runs.filter((r) => (r.counties || []).some((c) => (run.counties || []).includes(c)) && r.levels.includes(this.state.level));
     const byYear = new Map();
@@ -347,7 +351,7 @@ export class HealthCheckPanel {
         series.get(v.area_code).points.set(r.year, v.state === "computed" ? v.value : null);
       }
     });
-    if (document.getElementById("hc-trend") !== node) return;
+    if (generation !== this.drawn || document.getElementById("hc-trend") !== node) return;
     this.charts.trend(node, picked.map((r) => r.year), [...series.values()].slice(0, 12), def);
   }
 
