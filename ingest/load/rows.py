@@ -264,14 +264,17 @@ class PointIndex:
     """(network, point number) → id of a lookup table, built once for many segment batches."""
 
     def __init__(self, lookup: pd.DataFrame) -> None:
-        first = lookup.drop_duplicates(["network", "exp_no"], keep="first")
+        known = lookup[lookup["network"].notna() & lookup["exp_no"].notna()]
+        first = known.drop_duplicates(["network", "exp_no"], keep="first")
         self.index = pd.Index(_keys(first["network"], first["exp_no"]))
         self.first_ids = first["id"].to_numpy(dtype=np.int64)
 
     def ids(self, network, exp_no) -> np.ndarray:
         """The id of each (network, point number), -1 where there is none; the first row of the
-        lookup wins for a repeated key."""
-        pos = self.index.get_indexer(_keys(pd.Series(network), pd.Series(exp_no)))
+        lookup wins for a repeated key; a missing network or point number matches nothing."""
+        network, exp_no = pd.Series(network, dtype=object), pd.Series(exp_no, dtype=object)
+        pos = self.index.get_indexer(_keys(network, exp_no))
+        pos[(network.isna() | exp_no.isna()).to_numpy()] = -1
         ids = self.first_ids
         return np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, -1)
 
@@ -295,8 +298,11 @@ def _resolve_ends(part: _Part, lookup: PointIndex) -> None:
 
 
 def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:
-    """One hashable text key per (network, point number) (U+001F never occurs in either)."""
-    return (network.astype(str).to_numpy(dtype=object) + "\x1f" + exp_no.astype(str).to_numpy(dtype=object))
+    """One hashable text key per (network, point number) (U+001F never occurs in either); a
+    missing value gives an empty part, which callers exclude from matching."""
+    def text(values: pd.Series) -> np.ndarray:
+        return values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=object)
+    return text(network) + "\x1f" + text(exp_no)
 
 
 def _batch_networks(batch: LayerBatch) -> np.ndarray:

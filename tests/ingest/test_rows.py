@@ -60,3 +60,17 @@ def test_mixed_text_column_is_written_as_text(conn):
         cur.copy_expert("COPY mixed_probe (t) FROM STDIN WITH (FORMAT csv)", rows._csv(frame))
         cur.execute("SELECT t FROM mixed_probe")
         assert [r[0] for r in cur.fetchall()] == ["A1", "7", None, "2.5"]
+
+
+def test_point_lookup_with_missing_numbers_matches_nothing():
+    """A segment end without a point number (or network) resolves to no point, never to a point that
+    lacks one too, and the lookup does not fail on the missing values (pandas' text columns keep
+    them missing through ``astype(str)``)."""
+    lookup = pd.DataFrame({"network": ["YS", "YS", None, "YS", "YS"],
+                           "exp_no": ["Y1", None, "Y2", "Y3", "Y1"],
+                           "id": [11, 12, 13, 14, 15]})
+    index = rows.PointIndex(lookup)
+    network = np.array(["YS", "YS", "YS", None, "YS", "WS"], dtype=object)
+    exp_no = pd.array(["Y1", None, "Y3", "Y2", pd.NA, "Y1"], dtype="string").to_numpy(dtype=object)
+    assert index.ids(network, exp_no).tolist() == [11, -1, 14, -1, -1, -1]
+    assert rows.PointIndex(lookup.iloc[:0]).ids(network, exp_no).tolist() == [-1] * 6
