@@ -2,7 +2,7 @@
 // to the API only through api.js; `window.cim` exposes the map objects for debugging and for
 // the browser tests.
 import { applyStatic, setLang, getLang, t, onLangChange } from "./i18n.js";
-import { createMap, BASEMAP_KEY, GK_KEY } from "./map2d.js";
+import { createMap, syncSize, BASEMAP_KEY, GK_KEY } from "./map2d.js";
 import { LayerTree } from "./layertree.js";
 import { Legend } from "./legend.js";
 import { Identify } from "./identify.js";
@@ -17,7 +17,7 @@ import { UploadPanel } from "./upload.js";
 import { TiersPanel } from "./tiers.js";
 import { setupHazards } from "./hazards/panel.js";
 import { HealthCheckPanel } from "./healthcheck/panel.js";
-import { el, openPanel, closePanel, notify } from "./ui.js";
+import { el, openPanel, closePanel, notify, onPanelLayout } from "./ui.js";
 
 /** Catalogue layer ids currently switched on in the 2D map. */
 function visibleLayers(map) {
@@ -116,6 +116,7 @@ async function main() {
 
   const { map, ready, styleOk } = await createMap();
   window.cim = { map, ready, styleOk };
+  onPanelLayout(() => syncSize(map));
   await ready;
   const tree = new LayerTree(map, document.getElementById("layertree"));
   const legend = new Legend(map, document.getElementById("legend"));

@@ -71,8 +71,8 @@ async function basemapLayers(style, demPromise) {
 }
 
 /** Give the map its container's size now: a panel that has just opened or closed changes it, and
- * MapLibre learns of that only at the next resize observation, after a camera fitted to the old
- * size would already be on its way. */
+ * MapLibre learns of that only at its next resize observation, after a camera fitted to the old
+ * size (a panel zooming to what it shows) would already be on its way. */
 export function syncSize(map) {
   const box = map.getContainer(), canvas = map.getCanvas();
   if (box.clientWidth !== canvas.clientWidth || box.clientHeight !== canvas.clientHeight) map.resize();

@@ -4,11 +4,10 @@
 import { getJSON, layerCatalog } from "./api.js";
 import { t, pick, onLangChange } from "./i18n.js";
 import { el, bboxOf, notifyError } from "./ui.js";
-import { highlight, syncSize } from "./map2d.js";
+import { highlight } from "./map2d.js";
 
 /** Zoom the 2D map to a bbox [w,s,e,n] (a point-sized box gets a street-level zoom). */
 export function zoomToBbox(map, bbox, maxZoom = 18) {
-  syncSize(map);
   const [w, s, e, n] = bbox;
   if (e - w < 1e-7 && n - s < 1e-7) map.flyTo({ center: [w, s], zoom: maxZoom, duration: 600 });
   else map.fitBounds([[w, s], [e, n]], { padding: 60, maxZoom, duration: 600 });

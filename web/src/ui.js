@@ -37,6 +37,12 @@ export function notifyError(err) {
 }
 
 let panelOwner = null;
+let panelLayout = () => {};
+
+/** Called whenever the side panel opens or closes (the map beside it changes size). */
+export function onPanelLayout(fn) {
+  panelLayout = fn;
+}
 
 /** Open the side panel with a title and body; returns the body element. */
 export function openPanel(owner, title, ...content) {
@@ -47,6 +53,7 @@ export function openPanel(owner, title, ...content) {
   panel.dataset.owner = owner;
   panel.hidden = false;
   panelOwner = owner;
+  panelLayout();
   return body;
 }
 
@@ -55,6 +62,7 @@ export function closePanel(owner) {
   if (owner && panelOwner !== owner) return;
   document.getElementById("panel").hidden = true;
   panelOwner = null;
+  panelLayout();
 }
 
 /** Format a number for the current locale. */

@@ -13,7 +13,7 @@
 import { getJSON, postJSON, postForm, getToken, setToken } from "./api.js";
 import { t, pick, messageOf, getLang } from "./i18n.js";
 import { el, openPanel, notify, notifyError, fmt } from "./ui.js";
-import { highlight, syncSize } from "./map2d.js";
+import { highlight } from "./map2d.js";
 
 const COUNTY_KEY = "cim.county";
 const FINAL = new Set(["done", "rejected", "failed", "cancelled"]);
@@ -284,7 +284,6 @@ export class UploadPanel {
    *  (a single place: centred at street level and marked). */
   zoomTo(extent) {
     const [x0, y0, x1, y1] = extent;
-    syncSize(this.map);
     if (x1 - x0 < 1e-5 && y1 - y0 < 1e-5) {
       const c = [(x0 + x1) / 2, (y0 + y1) / 2];
       this.map.flyTo({ center: c, zoom: Math.max(this.map.getZoom(), 18), duration: 600 });

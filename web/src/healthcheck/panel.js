@@ -100,7 +100,7 @@ export class HealthCheckPanel {
     this.areas = null;                // code → admin area feature
     this.charts = null;               // the lazily loaded chart module
     this.state = { run: null, level: null, indicator: null, other: "", area: null };
-    this.drawn = 0;                   // increases with every render and trend request: older ones drop their answer
+    this.drawn = 0;                   // counts renders and trend requests: an older one drops its answer
     map.on("click", SRC + "-fill", (e) => {
       const code = e.features?.[0]?.properties?.code;
       if (code && this.isOpen()) this.selectArea(code);
@@ -351,7 +351,7 @@ export class HealthCheckPanel {
         series.get(v.area_code).points.set(r.year, v.state === "computed" ? v.value : null);
       }
     });
-    if (generation !== this.drawn || document.getElementById("hc-trend") !== node) return;
+    if (generation !== this.drawn) return;      // a newer render or trend request took over
     this.charts.trend(node, picked.map((r) => r.year), [...series.values()].slice(0, 12), def);
   }
 
