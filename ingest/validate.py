@@ -17,7 +17,6 @@ read beforehand; the findings are the same either way.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,8 +201,7 @@ def _joined(a: LayerBatch, b: LayerBatch) -> LayerBatch:
 
 def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:
     """What the rules across batches still need of a checked batch: a new batch (the given one
-    is left as it is) with the network columns of pipe batches (text values shared, one object
-    per distinct value), their metric source coordinates (:func:`metric_columns`) and their
+    is left as it is) with the network columns of pipe batches (text as Arrow text), their metric source coordinates (:func:`metric_columns`) and their
     EPSG:4490 geometries as WKB, a delivered county boundary whole, and of every other layer its
     source rows (and, with ``keep_geom``, its geometries and keys for the county-boundary rule)."""
     if batch.target == "admin_area":
@@ -236,17 +234,12 @@ def _wkb(geom: pd.Series) -> pd.arrays.ArrowExtensionArray:
 
 
 def _shared(column: pd.Series) -> pd.Series:
-    """A text column with one string object per distinct value (interned, so the point numbers
-    of points and segment ends share theirs too) and one float NaN object for all its NaNs;
+    """A text column as Arrow text: no Python object per value stays behind from the chunk it
+    was read with (kept objects would pin the interpreter's memory pools of every chunk);
     other columns as they are."""
     values = column.to_numpy()
     if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         return column
-    codes, uniques = pd.factorize(values)
-    out = np.array([sys.intern(u) for u in uniques] + [None], dtype=object)[codes]
-    na = np.flatnonzero(codes < 0)
-    out[na] = [_NAN if type(v) is float else v for v in values[na]]
-    return pd.Series(out, index=column.index, name=column.name, dtype=object)
-
-
-_NAN = float("nan")
+    missing = column.isna().to_numpy()
+    text = pa.array(np.where(missing, None, values), type=pa.string())
+    return pd.Series(pd.arrays.ArrowExtensionArray(text), index=column.index, name=column.name)

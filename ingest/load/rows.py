@@ -6,7 +6,7 @@ table columns some row of the batch fills, values coerced to the column's SQL ty
 with SRID 4490 (:func:`ewkb_hex`). Geometries are normalised to the column type first
 (Polygon → MultiPolygon, single-part Multi* → the part); empty, missing or unfit geometries are
 refused with their source rows named. Pipe points get their ids from the table's sequence before
-the COPY, so pipe segments can carry ``start_point_id`` / ``end_point_id`` resolved in pandas on
+the COPY, so pipe segments can carry ``start_point_id`` / ``end_point_id`` resolved on
 (network, survey point number) instead of a second pass over the table.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import psycopg2.extensions
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import shapely
 
@@ -261,31 +262,42 @@ def point_ids(lookup: pd.DataFrame, network, exp_no) -> np.ndarray:
 
 
 class PointIndex:
-    """(network, point number) → id of a lookup table, built once for many segment batches."""
+    """(network, point number) → id of a lookup table, built once for many segment batches.
 
-    def __init__(self, lookup: pd.DataFrame) -> None:
-        known = lookup[lookup["network"].notna() & lookup["exp_no"].notna()]
-        first = known.drop_duplicates(["network", "exp_no"], keep="first")
-        self.index = pd.Index(_keys(first["network"], first["exp_no"]))
-        self.first_ids = first["id"].to_numpy(dtype=np.int64)
+    The keys are held as one Arrow text column and matched by Arrow's hash lookup
+    (``index_in``), so a lookup of a whole delivery's points keeps no Python object per point."""
+
+    def __init__(self, lookup: pd.DataFrame | pa.Table) -> None:
+        if isinstance(lookup, pd.DataFrame):
+            lookup = pa.table({"network": _text(lookup["network"]), "exp_no": _text(lookup["exp_no"]),
+                               "id": pa.array(lookup["id"].to_numpy(dtype=np.int64))})
+        self.keys = _keys(lookup["network"], lookup["exp_no"])
+        self.first_ids = lookup["id"].to_numpy()
 
     def ids(self, network, exp_no) -> np.ndarray:
         """The id of each (network, point number), -1 where there is none; the first row of the
         lookup wins for a repeated key; a missing network or point number matches nothing."""
-        network, exp_no = pd.Series(network, dtype=object), pd.Series(exp_no, dtype=object)
-        pos = self.index.get_indexer(_keys(network, exp_no))
-        pos[(network.isna() | exp_no.isna()).to_numpy()] = -1
+        pos = pc.index_in(_keys(_text(network), _text(exp_no)), value_set=self.keys, skip_nulls=True)
+        pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         ids = self.first_ids
         return np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, -1)
 
 
-def _end_lookup(cur, networks: set, points: pd.DataFrame, county: str) -> pd.DataFrame:
+def _end_lookup(cur, networks: set, points: pa.Table, county: str) -> pa.Table:
     """(network, exp_no, id) to resolve segment ends: this delivery's points first, then, for
     networks without points in this delivery, the county's current points."""
-    missing_nets = sorted(networks - set(points["network"]))
+    missing_nets = sorted(networks - _networks(points))
     if missing_nets:
-        return pd.concat([points, current_points(cur, county, missing_nets)], ignore_index=True)
+        current = current_points(cur, county, missing_nets)
+        return pa.concat_tables([points, pa.table({
+            "network": _text(current["network"]), "exp_no": _text(current["exp_no"]),
+            "id": pa.array(current["id"].to_numpy(dtype=np.int64))})])
     return points
+
+
+def _networks(points: pa.Table) -> set[str]:
+    """The distinct network codes of a lookup table."""
+    return {n for n in pc.unique(points["network"]).to_pylist() if n is not None}
 
 
 def _resolve_ends(part: _Part, lookup: PointIndex) -> None:
@@ -297,12 +309,20 @@ def _resolve_ends(part: _Part, lookup: PointIndex) -> None:
         part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")  # type: ignore[call-overload]
 
 
-def _keys(network: pd.Series, exp_no: pd.Series) -> np.ndarray:
-    """One hashable text key per (network, point number) (U+001F never occurs in either); a
-    missing value gives an empty part, which callers exclude from matching."""
-    def text(values: pd.Series) -> np.ndarray:
-        return values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=object)
-    return text(network) + "\x1f" + text(exp_no)
+def _text(values) -> pa.Array | pa.ChunkedArray:
+    """Values as Arrow text (a value that is not text by its string form), null where missing."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values if values.type == pa.string() else values.cast(pa.string())
+    series = pd.Series(values, dtype=object)
+    missing = series.isna().to_numpy()
+    text = series.where(~missing, "").astype(str).to_numpy(dtype=object)
+    return pa.array(text, type=pa.string(), mask=missing)
+
+
+def _keys(network, exp_no) -> pa.Array | pa.ChunkedArray:
+    """One text key per (network, point number) (U+001F never occurs in either), null where
+    either is missing: a missing value matches nothing."""
+    return pc.binary_join_element_wise(network, exp_no, "\x1f")
 
 
 def _batch_networks(batch: LayerBatch) -> np.ndarray:
@@ -349,7 +369,7 @@ class Copier:
                  progress: Progress | None = None) -> None:
         self.cur, self.county, self.delivery_id, self.progress = cur, county, delivery_id, progress
         self.meta: dict[str, tuple[dict, dict]] = {}
-        self.points: list[pd.DataFrame] = []             # (network, exp_no, id) of the queued points
+        self.points: list[pa.Table] = []                 # (network, exp_no, id) of the queued points
         self.index: tuple[int, tuple, PointIndex] | None = None   # segment-end lookup of the last segment batch
         self.todo: deque = deque()                        # (part future, start, stop) not yet formatting
         self.inflight: deque[Future] = deque()            # formatted chunks, in COPY order
@@ -368,13 +388,13 @@ class Copier:
         lookup = None
         if target == "pipe_point":
             extra["id"] = _point_ids(self.cur, len(batch))
-            self.points.append(pd.DataFrame({"network": _batch_networks(batch),
-                                             "exp_no": batch.frame["exp_no"].to_numpy(dtype=object),
-                                             "id": extra["id"]}))
+            self.points.append(pa.table({"network": _text(_batch_networks(batch)),
+                                         "exp_no": _text(batch.frame["exp_no"].to_numpy(dtype=object)),
+                                         "id": pa.array(extra["id"], type=pa.int64())}))
         elif target == "pipe_segment":
             nets = set(pd.Series(_batch_networks(batch)).dropna())
             points = self.written_points()
-            missing = tuple(sorted(nets - set(points["network"])))
+            missing = tuple(sorted(nets - _networks(points)))
             if self.index is None or self.index[:2] != (len(self.points), missing):   # new points, other networks
                 self.index = (len(self.points), missing,
                               PointIndex(_end_lookup(self.cur, nets, points, self.county)))
@@ -394,11 +414,14 @@ class Copier:
             self.todo.append((future, start, stop, target))
         self._fill()
 
-    def written_points(self) -> pd.DataFrame:
-        """(network, exp_no, id) of every pipe point queued so far, in order."""
+    def written_points(self) -> pa.Table:
+        """(network, exp_no, id) of every pipe point queued so far, in order (Arrow)."""
         if not self.points:
-            return pd.DataFrame(columns=["network", "exp_no", "id"])
-        return pd.concat(self.points, ignore_index=True) if len(self.points) > 1 else self.points[0]
+            return pa.table({"network": pa.array([], pa.string()), "exp_no": pa.array([], pa.string()),
+                             "id": pa.array([], pa.int64())})
+        if len(self.points) > 1:                  # joined once, so later lookups find one table
+            self.points = [pa.concat_tables(self.points).combine_chunks()]
+        return self.points[0]
 
     def _fill(self) -> None:
         while self.todo and len(self.inflight) < self.LOOKAHEAD:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from ingest.mapping.geometry import bounds_metric_epsg, metric_geometry
@@ -103,7 +105,60 @@ def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | N
     P = _joined(ps) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
     S = _joined(ss) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
                                                                            "built", "bi", "row"])
+    _categorical(P, S)
     return Net(batches, P, S)
+
+
+# text columns the rules compare with one another: each group shares one set of categories
+_SHARED = (("exp_no", (("P", "exp_no"), ("S", "start_exp_no"), ("S", "end_exp_no"))),
+           ("network", (("P", "network"), ("S", "network"))),
+           ("subtype", (("P", "subtype"), ("S", "subtype"))))
+
+
+def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
+    """The text columns of ``P`` and ``S`` as categoricals, in place: one small integer per
+    row instead of a pointer to a text object, and merges and groupings on integer codes.
+    Columns compared with one another (point numbers of points and of segment ends, network
+    codes, subtypes) share their categories. A column that is not all text keeps its values
+    (as objects, and so do the columns of its group)."""
+    frames = {"P": P, "S": S}
+    groups = [[(frames[f], c) for f, c in cols if c in frames[f].columns] for _, cols in _SHARED]
+    shared = {(f, c) for _, cols in _SHARED for f, c in cols}
+    groups += [[(frames[f], c)] for f in ("P", "S") for c in frames[f].columns
+               if (f, c) not in shared and _is_text(frames[f][c], empty=False)]
+    for group in groups:
+        if not group:
+            continue
+        if not all(_is_text(frame[c]) for frame, c in group):
+            for frame, c in group:
+                frame[c] = frame[c].astype(object)
+            continue
+        texts = [_arrow_text(frame[c]) for frame, c in group]
+        categories = pc.unique(pa.chunked_array([chunk for t in texts for chunk in t.chunks], type=pa.string()))
+        categories = categories.drop_null()
+        dtype = pd.CategoricalDtype(pd.Index(categories.to_numpy(zero_copy_only=False), dtype=object))
+        for (frame, c), t in zip(group, texts, strict=True):
+            codes = pc.fill_null(pc.index_in(t, value_set=categories), -1).to_numpy().astype(np.int32)
+            frame[c] = pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def _is_text(column: pd.Series, *, empty: bool = True) -> bool:
+    """The column holds text: Arrow text, or objects that are all strings (or, with ``empty``,
+    nothing at all; a column of missing values alone may as well be numbers)."""
+    kinds = ("string", "empty") if empty else ("string",)
+    if isinstance(column.dtype, pd.ArrowDtype):
+        return pa.types.is_string(column.dtype.pyarrow_dtype) and (empty or bool(column.notna().any()))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return pd.api.types.infer_dtype(column.cat.categories, skipna=True) in kinds
+    return column.dtype == object and pd.api.types.infer_dtype(column.to_numpy(), skipna=True) in kinds
+
+
+def _arrow_text(column: pd.Series) -> pa.ChunkedArray:
+    """A text column (:func:`_is_text`) as Arrow text, nulls where values are missing."""
+    if isinstance(column.dtype, pd.ArrowDtype):
+        return pa.chunked_array(column.array._pa_array).cast(pa.string())
+    values = column.to_numpy(dtype=object)
+    return pa.chunked_array([pa.array(np.where(column.isna().to_numpy(), None, values), type=pa.string())])
 
 
 def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -113,7 +168,8 @@ def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def seg_key(sel: pd.DataFrame) -> pd.Series:
     """'start-end' point numbers of segments."""
-    return sel["start_exp_no"].fillna("?").astype(str) + "-" + sel["end_exp_no"].fillna("?").astype(str)
+    a, b = sel["start_exp_no"].astype(object), sel["end_exp_no"].astype(object)
+    return a.fillna("?").astype(str) + "-" + b.fillna("?").astype(str)
 
 
 def _xy(g: np.ndarray) -> np.ndarray:
@@ -295,7 +351,7 @@ def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame) -> None:
     emit(ctx, net, "Q06", sel, key=sel["exp_no"], zh=fmt("点 {k} 未被任何管段使用", k=sel["exp_no"]),
          en=fmt("point {k} is not used by any segment", k=sel["exp_no"]))
     expected = ctx.param("Q14", "expected", {}) or {}
-    want = Pd["feature"].map(expected)
+    want = Pd["feature"].map(expected).astype("float64")
     bad = want.notna() & (Pd["deg"] > 0) & (Pd["deg"] != want)
     sel = Pd[bad]
     emit(ctx, net, "Q14", sel, key=sel["exp_no"], field_name="feature", value=sel["feature"],
