@@ -80,6 +80,9 @@ class IngestSettings(BaseSettings):
                                                       "default of eight per core)")
     mmap_threshold_kb: int = Field(256, ge=0, description="allocations of this many KiB or more are mapped and "
                                                            "returned on free (0: glibc's sliding threshold)")
+    arrow_system_pool: bool = Field(True, description="Arrow allocates with the C library's malloc, which "
+                                    "returns large freed buffers to the system (false: Arrow's own pool, which "
+                                    "keeps them for reuse)")
 
 
 class TileSettings(BaseSettings):

@@ -85,7 +85,8 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
     ``user``: field and value mappings given for this run; they are laid over the county's saved
     mapping (:mod:`ingest.mapping.county`), which applies whenever the county is known."""
     _batch_session(conn)
-    bound_allocator(settings.ingest.malloc_arenas, settings.ingest.mmap_threshold_kb)
+    bound_allocator(settings.ingest.malloc_arenas, settings.ingest.mmap_threshold_kb,
+                    settings.ingest.arrow_system_pool)
     read = functools.partial(_read, user=user)
     if delivery is None and not county:          # the county comes from a delivered county boundary
         delivery = read(paths, profile=profile, county=None, conn=conn, settings=settings, progress=progress)

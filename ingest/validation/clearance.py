@@ -81,14 +81,19 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
 
 
 def _segment_bounds(batches) -> np.ndarray:
-    """Bounds (``shapely.bounds``) of the delivery's non-empty segment geometries, decoded one
-    batch at a time."""
+    """Bounds (``shapely.bounds``) of the delivery's non-empty segment geometries, decoded
+    ``_DECODE_ROWS`` rows at a time."""
     out = [np.zeros((0, 4))]
     for b in batches:
-        if b.target == "pipe_segment" and len(b):
-            g = b.geometries()
+        if b.target != "pipe_segment":
+            continue
+        for start in range(0, len(b), _DECODE_ROWS):
+            g = b.geometries(np.arange(start, min(start + _DECODE_ROWS, len(b))))
             out.append(shapely.bounds(g[~(shapely.is_missing(g) | shapely.is_empty(g))]))
     return np.concatenate(out)
+
+
+_DECODE_ROWS = 20_000
 
 
 def _subjects(S: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -227,23 +227,27 @@ def _points(ctx: Ctx, net: Net, P: pd.DataFrame) -> None:
 
 
 def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
-    """Segment ends joined to their points: one row per (segment, end). Emits Q05 and Q09."""
+    """Segment ends joined to their points: one row per (segment, end). Emits Q05 and Q09.
+
+    Each end finds its point by position in the table of distinct (network, point number)
+    (:func:`_point_index`, the first point of a repeated number); the point's columns are taken
+    by those positions, not merged, so the table of ends is built once."""
     pts = P[P["exp_no"].notna()].drop_duplicates(["network", "exp_no"])
-    rows = []
-    for end, col, xc, yc, dc, zc in (("start", "start_exp_no", "sx", "sy", "start_depth", "start_z"),
-                                     ("end", "end_exp_no", "ex", "ey", "end_depth", "end_z")):
-        e = pd.DataFrame({"bi": S["bi"], "row": S["row"], "network": S["network"],
-                          "subtype": S["subtype"], "exp_no": S[col], "end": end, "x": S[xc], "y": S[yc],
-                          "depth": S[dc], "z": S[zc], "z_ref": S["z_ref"], "diameter_mm": S["diameter_mm"],
-                          "built": S["built"]})
-        rows.append(e)
-    E = pd.concat(rows, ignore_index=True)
-    del rows, e                                   # the two halves are copied into E
-    E = E.merge(pts[["network", "exp_no", "mx", "my", "ground_z", "feature", "appurtenance", "node_type",
-                     "subtype"]].rename(columns={"subtype": "p_subtype"}), on=["network", "exp_no"], how="left",
-                indicator=True)
+    index = _point_index(pts)
+    n = len(S)
+    pos = np.concatenate([index.get_indexer(_pairs(S["network"], S[col])) for col in ("start_exp_no", "end_exp_no")])
+    found = pos >= 0
+    E = pd.DataFrame({"bi": _twice(S["bi"]).astype(np.int32), "row": _twice(S["row"]).astype(np.int32), "network": _twice(S["network"]),
+                      "subtype": _twice(S["subtype"]), "exp_no": _stacked(S["start_exp_no"], S["end_exp_no"]),
+                      "end": pd.Categorical.from_codes(np.repeat(np.array([0, 1], dtype=np.int8), n),
+                                                       categories=["start", "end"]),
+                      "depth": _stacked(S["start_depth"], S["end_depth"]), "z": _stacked(S["start_z"], S["end_z"]),
+                      "z_ref": _twice(S["z_ref"]), "diameter_mm": _twice(S["diameter_mm"])})
+    for col, name in (("ground_z", "ground_z"), ("feature", "feature"),
+                      ("appurtenance", "appurtenance"), ("node_type", "node_type"), ("subtype", "p_subtype")):
+        E[name] = _taken(pts[col], pos)
     nets_with_points = set(pts["network"].dropna())
-    missing = (E["_merge"] == "left_only") & E["exp_no"].notna()
+    missing = ~found & E["exp_no"].notna().to_numpy()
     has_table = E["network"].isin(nets_with_points)
     sel = E[missing & has_table]
     emit(ctx, net, "Q05", sel, key=sel["exp_no"], field_name=np.where(sel["end"] == "start", "起点点号", "终点点号"),
@@ -257,18 +261,57 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
                 n=no_table["network"]))
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
-        dist = np.hypot(E["x"].astype(float) - E["mx"].astype(float), E["y"].astype(float) - E["my"].astype(float))
-        off = (~E["built"].astype(bool)) & (dist > tol)
+        # the end's coordinates against its point's, as arrays: the table of ends does not keep them
+        dist = np.hypot(_stacked(S["sx"], S["ex"]).to_numpy(dtype=float) - _taken(pts["mx"], pos).to_numpy(dtype=float),
+                        _stacked(S["sy"], S["ey"]).to_numpy(dtype=float) - _taken(pts["my"], pos).to_numpy(dtype=float))
+        with np.errstate(invalid="ignore"):
+            off = ~_twice(S["built"]).to_numpy(dtype=bool) & (dist > tol)
         sel = E[off]
-        d = dist[off].to_numpy()
+        d = dist[off]
         emit(ctx, net, "Q09", sel, key=sel["exp_no"], value=np.round(d, 3),
              zh=fmt("管段{e}端点与点 {k} 相距 {d} m（限差 {t} m）", e=np.where(sel["end"] == "start", "起", "终"),
                     k=sel["exp_no"], d=d, t=tol),
              en=fmt("the segment {e} lies {d} m from point {k} (tolerance {t} m)", e=sel["end"], k=sel["exp_no"],
                     d=d, t=tol))
-    both = (E["_merge"] == "both").to_numpy()
-    E = E.drop(columns="_merge")
-    return E if both.all() else E[both]          # not copied when every end has its point
+    return E if found.all() else E[found]        # not copied when every end has its point
+
+
+def _pairs(network: pd.Series, exp_no: pd.Series) -> pd.MultiIndex:
+    """(network, point number) pairs (on the categoricals' codes when they are categoricals)."""
+    return pd.MultiIndex.from_arrays([network, exp_no])
+
+
+def _point_index(pts: pd.DataFrame) -> pd.MultiIndex:
+    """The (network, point number) pairs of distinct points, for ``get_indexer``."""
+    return _pairs(pts["network"], pts["exp_no"])
+
+
+def _twice(column: pd.Series) -> pd.Series:
+    """A segment column for both ends: the segments' values, then the same again."""
+    return _stacked(column, column)
+
+
+def _stacked(first: pd.Series, second: pd.Series) -> pd.Series:
+    """Two columns of the segments one after the other (start ends, then end ends)."""
+    return pd.concat([first, second], ignore_index=True)
+
+
+def _taken(column: pd.Series, pos: np.ndarray) -> pd.Series:
+    """The values of a point column at positions ``pos``, missing where ``pos`` is −1."""
+    found = pos >= 0
+    at = np.where(found, pos, 0)                 # of an empty column nothing is found, nothing taken
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = np.full(len(pos), -1, dtype=column.cat.codes.dtype)
+        codes[found] = column.cat.codes.to_numpy()[at[found]]
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=column.dtype))
+    values = column.to_numpy()
+    if values.dtype.kind == "f":
+        out = np.full(len(pos), np.nan)
+        out[found] = values[at[found]]
+        return pd.Series(out)
+    out = np.full(len(pos), np.nan, dtype=object)
+    out[found] = values[at[found]]
+    return pd.Series(out, dtype=object)
 
 
 def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
@@ -277,10 +320,14 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
     emit(ctx, net, "Q07", sel, key=sel["start_exp_no"], value=sel["start_exp_no"],
          zh=fmt("管段起点与终点同为 {k}", k=sel["start_exp_no"]),
          en=fmt("segment starts and ends at the same point {k}", k=sel["start_exp_no"]))
-    a, b = S["start_exp_no"].astype(object), S["end_exp_no"].astype(object)
-    first = (a.fillna("") <= b.fillna("")).to_numpy()
-    lo = np.where(first, a, b)
-    hi = np.where(first, b, a)
+    a, b = S["start_exp_no"], S["end_exp_no"]
+    if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype == b.dtype:    # one segment whichever way it runs
+        ca, cb = a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
+        lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+    else:
+        a, b = a.astype(object), b.astype(object)
+        first = (a.fillna("") <= b.fillna("")).to_numpy()
+        lo, hi = np.where(first, a, b), np.where(first, b, a)
     pair = pd.DataFrame({"n": S["network"], "lo": lo, "hi": hi})
     dup = a.notna() & b.notna() & ~same & pair.duplicated(keep=False)
     sel = S[dup]
@@ -339,9 +386,11 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
 
 def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame) -> None:
     """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps."""
-    deg = E.groupby(["network", "exp_no"]).size().rename("deg")
-    Pd = P.merge(deg, left_on=["network", "exp_no"], right_index=True, how="left")
-    Pd["deg"] = Pd["deg"].fillna(0).astype(int)
+    pts = P[P["exp_no"].notna()].drop_duplicates(["network", "exp_no"])
+    index = _point_index(pts)
+    counts = np.bincount(index.get_indexer(_pairs(E["network"], E["exp_no"])) + 1, minlength=len(pts) + 1)
+    Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])   # −1 (none): 0
+    Pd.loc[P["exp_no"].isna(), "deg"] = 0
     exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])
     exempt_n = set(ctx.param("Q06", "exempt_node_types", []) or [])
     segs_nets = set(net.S["network"].dropna())
