@@ -232,11 +232,14 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
     Each end finds its point by position in the table of distinct (network, point number)
     (:func:`_point_index`, the first point of a repeated number); the point's columns are taken
     by those positions, not merged, so the table of ends is built once."""
-    pts = P[P["exp_no"].notna()].drop_duplicates(["network", "exp_no"])
-    index = _point_index(pts)
+    first = _first_points(P)
+    index = _point_index(P, first)
     n = len(S)
     pos = np.concatenate([index.get_indexer(_pairs(S["network"], S[col])) for col in ("start_exp_no", "end_exp_no")])
     found = pos >= 0
+    rows = np.full(len(pos), -1, dtype=np.intp)   # the rows of P
+    rows[found] = first[pos[found]]
+    pos = rows
     E = pd.DataFrame({"bi": _twice(S["bi"]).astype(np.int32), "row": _twice(S["row"]).astype(np.int32), "network": _twice(S["network"]),
                       "subtype": _twice(S["subtype"]), "exp_no": _stacked(S["start_exp_no"], S["end_exp_no"]),
                       "end": pd.Categorical.from_codes(np.repeat(np.array([0, 1], dtype=np.int8), n),
@@ -245,8 +248,8 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
                       "z_ref": _twice(S["z_ref"]), "diameter_mm": _twice(S["diameter_mm"])})
     for col, name in (("ground_z", "ground_z"), ("feature", "feature"),
                       ("appurtenance", "appurtenance"), ("node_type", "node_type"), ("subtype", "p_subtype")):
-        E[name] = _taken(pts[col], pos)
-    nets_with_points = set(pts["network"].dropna())
+        E[name] = _taken(P[col], pos)
+    nets_with_points = set(P["network"].iloc[first].dropna())
     missing = ~found & E["exp_no"].notna().to_numpy()
     has_table = E["network"].isin(nets_with_points)
     sel = E[missing & has_table]
@@ -262,8 +265,8 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
         # the end's coordinates against its point's, as arrays: the table of ends does not keep them
-        dist = np.hypot(_stacked(S["sx"], S["ex"]).to_numpy(dtype=float) - _taken(pts["mx"], pos).to_numpy(dtype=float),
-                        _stacked(S["sy"], S["ey"]).to_numpy(dtype=float) - _taken(pts["my"], pos).to_numpy(dtype=float))
+        dist = np.hypot(_stacked(S["sx"], S["ex"]).to_numpy(dtype=float) - _taken(P["mx"], pos).to_numpy(dtype=float),
+                        _stacked(S["sy"], S["ey"]).to_numpy(dtype=float) - _taken(P["my"], pos).to_numpy(dtype=float))
         with np.errstate(invalid="ignore"):
             off = ~_twice(S["built"]).to_numpy(dtype=bool) & (dist > tol)
         sel = E[off]
@@ -276,14 +279,26 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
     return E if found.all() else E[found]        # not copied when every end has its point
 
 
-def _pairs(network: pd.Series, exp_no: pd.Series) -> pd.MultiIndex:
-    """(network, point number) pairs (on the categoricals' codes when they are categoricals)."""
-    return pd.MultiIndex.from_arrays([network, exp_no])
+def _pairs(network: pd.Series, exp_no: pd.Series) -> pd.Index:
+    """(network, point number) pairs as one index: of the shared categories (:func:`_categorical`)
+    one integer per pair made of the two codes (a missing value has a code of its own, so two
+    missing networks are equal, as in a pandas merge), else a ``MultiIndex`` of the values."""
+    if isinstance(network.dtype, pd.CategoricalDtype) and isinstance(exp_no.dtype, pd.CategoricalDtype):
+        width = len(exp_no.cat.categories) + 1
+        codes = (network.cat.codes.to_numpy().astype(np.int64) + 1) * width + exp_no.cat.codes.to_numpy() + 1
+        return pd.Index(codes)
+    return pd.MultiIndex.from_arrays([network.astype(object), exp_no.astype(object)])
 
 
-def _point_index(pts: pd.DataFrame) -> pd.MultiIndex:
-    """The (network, point number) pairs of distinct points, for ``get_indexer``."""
-    return _pairs(pts["network"], pts["exp_no"])
+def _first_points(P: pd.DataFrame) -> np.ndarray:
+    """Rows of ``P`` that are the first point of their (network, point number), numbered ones only."""
+    return np.flatnonzero((P["exp_no"].notna() & ~P.duplicated(["network", "exp_no"])).to_numpy())
+
+
+def _point_index(P: pd.DataFrame, first: np.ndarray) -> pd.Index:
+    """The (network, point number) pairs of the rows ``first`` of ``P``, for ``get_indexer``:
+    a position in it is a position in ``first``."""
+    return _pairs(P["network"].iloc[first], P["exp_no"].iloc[first])
 
 
 def _twice(column: pd.Series) -> pd.Series:
@@ -386,9 +401,9 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
 
 def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame) -> None:
     """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps."""
-    pts = P[P["exp_no"].notna()].drop_duplicates(["network", "exp_no"])
-    index = _point_index(pts)
-    counts = np.bincount(index.get_indexer(_pairs(E["network"], E["exp_no"])) + 1, minlength=len(pts) + 1)
+    first = _first_points(P)
+    index = _point_index(P, first)
+    counts = np.bincount(index.get_indexer(_pairs(E["network"], E["exp_no"])) + 1, minlength=len(first) + 1)
     Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])   # −1 (none): 0
     Pd.loc[P["exp_no"].isna(), "deg"] = 0
     exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])
