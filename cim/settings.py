@@ -78,7 +78,7 @@ class IngestSettings(BaseSettings):
                                                          "as the residue the rules across layers read (0: every batch)")
     malloc_arenas: int = Field(2, ge=0, description="glibc malloc arenas of an ingest process (0: glibc's "
                                                       "default of eight per core)")
-    mmap_threshold_kb: int = Field(256, ge=0, description="allocations of this many KiB or more are mapped and "
+    mmap_threshold_kb: int = Field(1024, ge=0, description="allocations of this many KiB or more are mapped and "
                                                            "returned on free (0: glibc's sliding threshold)")
     arrow_system_pool: bool = Field(True, description="Arrow allocates with the C library's malloc, which "
                                     "returns large freed buffers to the system (false: Arrow's own pool, which "

@@ -116,8 +116,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
 
             def batch_ready(b: LayerBatch) -> None:
                 work.write(for_loader(b))        # what validation alone reads is not kept for the COPY
-                checks.add(b)
-                release_free_memory()            # what the chunk's reading and checks freed
+                checks.add(b)                    # (what a chunk frees is reused by the next one)
 
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
                             progress=progress, on_start=start, on_batch=batch_ready)
