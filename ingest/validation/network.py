@@ -404,8 +404,8 @@ def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame) -> None:
     first = _first_points(P)
     index = _point_index(P, first)
     counts = np.bincount(index.get_indexer(_pairs(E["network"], E["exp_no"])) + 1, minlength=len(first) + 1)
-    Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])   # −1 (none): 0
-    Pd.loc[P["exp_no"].isna(), "deg"] = 0
+    counts[0] = 0                                 # position −1: a point without a number, or no such point
+    Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])
     exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])
     exempt_n = set(ctx.param("Q06", "exempt_node_types", []) or [])
     segs_nets = set(net.S["network"].dropna())
