@@ -71,11 +71,13 @@ def metric_columns(target: str, m: np.ndarray) -> dict[str, np.ndarray]:
             "plan_m": np.where(ok, shapely.length(m), np.nan)}
 
 
-def _metric(b: LayerBatch, epsg: int | None) -> dict[str, np.ndarray]:
-    """:func:`metric_columns` of a batch: kept by its residue for the source CRS, else computed."""
+def _metric(b: LayerBatch, epsg: int | None) -> pd.DataFrame:
+    """:func:`metric_columns` of a batch as a frame: the residue's own columns for the source
+    CRS (shared with it, not copied), else computed."""
     if epsg is None and b.source_metric:
-        return {c: b.frame[f"metric_{c}"].to_numpy(dtype=float) for c in METRIC[b.target]}
-    return metric_columns(b.target, metric_geometry(b, epsg))
+        cols = METRIC[b.target]
+        return b.frame[[f"metric_{c}" for c in cols]].set_axis(cols, axis=1).astype(float).reset_index(drop=True)
+    return pd.DataFrame(metric_columns(b.target, metric_geometry(b, epsg)))
 
 
 def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | None:
@@ -85,23 +87,18 @@ def gather(batches: list[LayerBatch], metric_epsg: int | None = None) -> Net | N
     if not pipe:
         return None
     epsg = metric_epsg or _metric_epsg(pipe)
-    ps, ss = [], []
+    ps: list[pd.DataFrame] = []
+    ss: list[pd.DataFrame] = []
     for bi, b in enumerate(batches):
         if b not in pipe:
             continue
-        m = _metric(b, epsg)
-        if b.target == "pipe_point":
-            d = b.frame[PCOLS]                     # a new frame (columns taken), the batch's unchanged
-            d["mx"], d["my"] = m["mx"], m["my"]
-            d["bi"], d["row"] = bi, np.arange(len(b))
-            ps.append(d)
-        else:
-            d = b.frame[SCOLS]
-            d["sx"], d["sy"], d["ex"], d["ey"] = m["sx"], m["sy"], m["ex"], m["ey"]
-            d["plan_m"] = m["plan_m"]
+        # a new frame of the batch's columns (shared, not copied; the batch is left unchanged)
+        d = pd.concat([b.frame[PCOLS if b.target == "pipe_point" else SCOLS].reset_index(drop=True), _metric(b, epsg)],
+                      axis=1)
+        if b.target == "pipe_segment":
             d["built"] = b.geometry_built
-            d["bi"], d["row"] = bi, np.arange(len(b))
-            ss.append(d)
+        d["bi"], d["row"] = np.int32(bi), np.arange(len(b), dtype=np.int32)
+        (ps if b.target == "pipe_point" else ss).append(d)
     P = _joined(ps) if ps else pd.DataFrame(columns=[*PCOLS, "mx", "my", "bi", "row"])
     S = _joined(ss) if ss else pd.DataFrame(columns=[*SCOLS, "sx", "sy", "ex", "ey", "plan_m",
                                                                            "built", "bi", "row"])
@@ -264,9 +261,14 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
                 n=no_table["network"]))
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
-        # the end's coordinates against its point's, as arrays: the table of ends does not keep them
-        dist = np.hypot(_stacked(S["sx"], S["ex"]).to_numpy(dtype=float) - _taken(P["mx"], pos).to_numpy(dtype=float),
-                        _stacked(S["sy"], S["ey"]).to_numpy(dtype=float) - _taken(P["my"], pos).to_numpy(dtype=float))
+        # each end's coordinates against its point's, one end at a time: the table of ends does not keep them
+        mx, my = P["mx"].to_numpy(dtype=float), P["my"].to_numpy(dtype=float)
+        dist = np.full(len(pos), np.nan)
+        for half, (xc, yc) in enumerate((("sx", "sy"), ("ex", "ey"))):
+            at = pos[half * n:(half + 1) * n]
+            ok = at >= 0
+            dist[half * n:(half + 1) * n][ok] = np.hypot(S[xc].to_numpy(dtype=float)[ok] - mx[at[ok]],
+                                                         S[yc].to_numpy(dtype=float)[ok] - my[at[ok]])
         with np.errstate(invalid="ignore"):
             off = ~_twice(S["built"]).to_numpy(dtype=bool) & (dist > tol)
         sel = E[off]
