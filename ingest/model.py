@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from cim.schema import FEATURE_TABLES
@@ -334,3 +335,15 @@ class UserMapping:
         return cls({str(k): UNMAPPED if v is None else str(v) for k, v in (data.get("fields") or {}).items()},
                    {str(c): {str(k): str(v) for k, v in (m or {}).items()} for c, m in (data.get("values") or {}).items()},
                    source)
+
+
+def arrow_text(values: Any) -> pa.ChunkedArray:
+    """Values (a pandas column, an array or Arrow) as Arrow text, null where missing; a value
+    that is not text by its ``str``. Held this way, a column keeps no Python object per value."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype):
+        values = values.array._pa_array
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return pa.chunked_array([values] if isinstance(values, pa.Array) else values.chunks,
+                                type=values.type).cast(pa.string())
+    series = pd.Series(values, dtype=object)
+    return pa.chunked_array([pa.array(series.map(str, na_action="ignore"), type=pa.string(), from_pandas=True)])

@@ -27,7 +27,7 @@ import shapely
 
 from ingest.mapping.geometry import metric_geometry
 from ingest.mapping.normalize import load_dictionaries
-from ingest.model import Delivery, LayerBatch, Report
+from ingest.model import Delivery, LayerBatch, Report, arrow_text
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
 from ingest.validation.core import Ctx, load_rules
 from ingest.validation.drainage import check_drainage
@@ -240,6 +240,4 @@ def _shared(column: pd.Series) -> pd.Series:
     values = column.to_numpy()
     if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         return column
-    missing = column.isna().to_numpy()
-    text = pa.array(np.where(missing, None, values), type=pa.string())
-    return pd.Series(pd.arrays.ArrowExtensionArray(text), index=column.index, name=column.name)
+    return pd.Series(pd.arrays.ArrowExtensionArray(arrow_text(values)), index=column.index, name=column.name)

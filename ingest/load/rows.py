@@ -30,7 +30,7 @@ from cim.crs import STORAGE_SRID
 from cim.db import quote_ident
 from cim.errors import InvalidInput
 from cim.schema import TABLES
-from ingest.model import LayerBatch
+from ingest.model import LayerBatch, arrow_text
 
 CHUNK_ROWS = 25_000
 FIRST_CHUNK_ROWS = 4_000
@@ -269,7 +269,7 @@ class PointIndex:
 
     def __init__(self, lookup: pd.DataFrame | pa.Table) -> None:
         if isinstance(lookup, pd.DataFrame):
-            lookup = pa.table({"network": _text(lookup["network"]), "exp_no": _text(lookup["exp_no"]),
+            lookup = pa.table({"network": arrow_text(lookup["network"]), "exp_no": arrow_text(lookup["exp_no"]),
                                "id": pa.array(lookup["id"].to_numpy(dtype=np.int64))})
         self.keys = _keys(lookup["network"], lookup["exp_no"])
         self.first_ids = lookup["id"].to_numpy()
@@ -277,7 +277,7 @@ class PointIndex:
     def ids(self, network, exp_no) -> np.ndarray:
         """The id of each (network, point number), -1 where there is none; the first row of the
         lookup wins for a repeated key; a missing network or point number matches nothing."""
-        pos = pc.index_in(_keys(_text(network), _text(exp_no)), value_set=self.keys, skip_nulls=True)
+        pos = pc.index_in(_keys(arrow_text(network), arrow_text(exp_no)), value_set=self.keys, skip_nulls=True)
         pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         ids = self.first_ids
         return np.where(pos >= 0, ids[np.maximum(pos, 0)] if len(ids) else -1, -1)
@@ -290,7 +290,7 @@ def _end_lookup(cur, networks: set, points: pa.Table, county: str) -> pa.Table:
     if missing_nets:
         current = current_points(cur, county, missing_nets)
         return pa.concat_tables([points, pa.table({
-            "network": _text(current["network"]), "exp_no": _text(current["exp_no"]),
+            "network": arrow_text(current["network"]), "exp_no": arrow_text(current["exp_no"]),
             "id": pa.array(current["id"].to_numpy(dtype=np.int64))})])
     return points
 
@@ -309,17 +309,7 @@ def _resolve_ends(part: _Part, lookup: PointIndex) -> None:
         part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")  # type: ignore[call-overload]
 
 
-def _text(values) -> pa.Array | pa.ChunkedArray:
-    """Values as Arrow text (a value that is not text by its string form), null where missing."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values if values.type == pa.string() else values.cast(pa.string())
-    series = pd.Series(values, dtype=object)
-    missing = series.isna().to_numpy()
-    text = series.where(~missing, "").astype(str).to_numpy(dtype=object)
-    return pa.array(text, type=pa.string(), mask=missing)
-
-
-def _keys(network, exp_no) -> pa.Array | pa.ChunkedArray:
+def _keys(network: pa.ChunkedArray, exp_no: pa.ChunkedArray) -> pa.ChunkedArray:
     """One text key per (network, point number) (U+001F never occurs in either), null where
     either is missing: a missing value matches nothing."""
     return pc.binary_join_element_wise(network, exp_no, "\x1f")
@@ -388,8 +378,8 @@ class Copier:
         lookup = None
         if target == "pipe_point":
             extra["id"] = _point_ids(self.cur, len(batch))
-            self.points.append(pa.table({"network": _text(_batch_networks(batch)),
-                                         "exp_no": _text(batch.frame["exp_no"].to_numpy(dtype=object)),
+            self.points.append(pa.table({"network": arrow_text(_batch_networks(batch)),
+                                         "exp_no": arrow_text(batch.frame["exp_no"].to_numpy(dtype=object)),
                                          "id": pa.array(extra["id"], type=pa.int64())}))
         elif target == "pipe_segment":
             nets = set(pd.Series(_batch_networks(batch)).dropna())

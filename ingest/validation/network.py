@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import shapely
 
 from ingest.mapping.geometry import bounds_metric_epsg, metric_geometry
-from ingest.model import LayerBatch, Severity
+from ingest.model import LayerBatch, Severity, arrow_text
 from ingest.validation.core import Ctx, fmt
 
 PCOLS = ["network", "subtype", "exp_no", "feature", "appurtenance", "node_type", "ground_z"]
@@ -130,7 +130,7 @@ def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
             for frame, c in group:
                 frame[c] = frame[c].astype(object)
             continue
-        texts = [_arrow_text(frame[c]) for frame, c in group]
+        texts = [arrow_text(frame[c]) for frame, c in group]
         categories = pc.unique(pa.chunked_array([chunk for t in texts for chunk in t.chunks], type=pa.string()))
         categories = categories.drop_null()
         dtype = pd.CategoricalDtype(pd.Index(categories.to_numpy(zero_copy_only=False), dtype=object))
@@ -148,14 +148,6 @@ def _is_text(column: pd.Series, *, empty: bool = True) -> bool:
     if isinstance(column.dtype, pd.CategoricalDtype):
         return pd.api.types.infer_dtype(column.cat.categories, skipna=True) in kinds
     return column.dtype == object and pd.api.types.infer_dtype(column.to_numpy(), skipna=True) in kinds
-
-
-def _arrow_text(column: pd.Series) -> pa.ChunkedArray:
-    """A text column (:func:`_is_text`) as Arrow text, nulls where values are missing."""
-    if isinstance(column.dtype, pd.ArrowDtype):
-        return pa.chunked_array(column.array._pa_array).cast(pa.string())
-    values = column.to_numpy(dtype=object)
-    return pa.chunked_array([pa.array(np.where(column.isna().to_numpy(), None, values), type=pa.string())])
 
 
 def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -199,9 +191,11 @@ def check_network(ctx: Ctx, net: Net) -> pd.DataFrame | None:
         return None
     _segments(ctx, net, S)                        # the rules of segments alone run before the
     _depths(ctx, net, S)                          # table of segment ends exists (less at once)
-    ends = _link(ctx, net, P, S)
+    first = _first_points(P)
+    index = _point_index(P, first)
+    ends = _link(ctx, net, P, S, first, index)
     _closure(ctx, net, S, ends)
-    _degrees(ctx, net, P, ends)
+    _degrees(ctx, net, P, ends, first, index)
     return ends
 
 
@@ -223,29 +217,27 @@ def _points(ctx: Ctx, net: Net, P: pd.DataFrame) -> None:
              en=fmt("point {k} has the same coordinates as another point of its network", k=sel["exp_no"]))
 
 
-def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame) -> pd.DataFrame:
+def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarray, index: pd.Index) -> pd.DataFrame:
     """Segment ends joined to their points: one row per (segment, end). Emits Q05 and Q09.
 
-    Each end finds its point by position in the table of distinct (network, point number)
-    (:func:`_point_index`, the first point of a repeated number); the point's columns are taken
-    by those positions, not merged, so the table of ends is built once."""
-    first = _first_points(P)
-    index = _point_index(P, first)
+    Each end finds its point in ``index``, the (network, point number) pairs of the rows
+    ``first`` of ``P`` (:func:`_point_index`: the first point of a repeated number); the point's
+    columns are taken by position, not merged, so the table of ends is built once."""
     n = len(S)
     pos = np.concatenate([index.get_indexer(_pairs(S["network"], S[col])) for col in ("start_exp_no", "end_exp_no")])
     found = pos >= 0
     rows = np.full(len(pos), -1, dtype=np.intp)   # the rows of P
     rows[found] = first[pos[found]]
     pos = rows
-    E = pd.DataFrame({"bi": _twice(S["bi"]).astype(np.int32), "row": _twice(S["row"]).astype(np.int32), "network": _twice(S["network"]),
-                      "subtype": _twice(S["subtype"]), "exp_no": _stacked(S["start_exp_no"], S["end_exp_no"]),
+    E = pd.DataFrame({"bi": _twice(S["bi"]).astype(np.int32), "row": _twice(S["row"]).astype(np.int32),
+                      "network": _twice(S["network"]), "subtype": _twice(S["subtype"]),
+                      "exp_no": _stacked(S["start_exp_no"], S["end_exp_no"]),
                       "end": pd.Categorical.from_codes(np.repeat(np.array([0, 1], dtype=np.int8), n),
                                                        categories=["start", "end"]),
                       "depth": _stacked(S["start_depth"], S["end_depth"]), "z": _stacked(S["start_z"], S["end_z"]),
                       "z_ref": _twice(S["z_ref"]), "diameter_mm": _twice(S["diameter_mm"])})
-    for col, name in (("ground_z", "ground_z"), ("feature", "feature"),
-                      ("appurtenance", "appurtenance"), ("node_type", "node_type"), ("subtype", "p_subtype")):
-        E[name] = _taken(P[col], pos)
+    for col in ("ground_z", "feature", "appurtenance", "node_type", "subtype"):
+        E["p_subtype" if col == "subtype" else col] = _taken(P[col], pos)
     nets_with_points = set(P["network"].iloc[first].dropna())
     missing = ~found & E["exp_no"].notna().to_numpy()
     has_table = E["network"].isin(nets_with_points)
@@ -401,10 +393,9 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
 
 
-def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame) -> None:
-    """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps."""
-    first = _first_points(P)
-    index = _point_index(P, first)
+def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame, first: np.ndarray, index: pd.Index) -> None:
+    """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps (``first`` and
+    ``index`` as for :func:`_link`)."""
     counts = np.bincount(index.get_indexer(_pairs(E["network"], E["exp_no"])) + 1, minlength=len(first) + 1)
     counts[0] = 0                                 # position −1: a point without a number, or no such point
     Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])
