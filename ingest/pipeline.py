@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,26 +183,35 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
             batch = mapper.map_layer(layer, delivery.notes)          # … and map
             if batch is None:
                 continue
-            chunks = [batch]
-            for chunk in itertools.chain([batch], mapper.map_rest(layer, batch)):
-                if on_batch is None:             # the caller wants whole layers
-                    if chunk is not batch:
-                        chunks.append(chunk)
-                    continue
+            later = mapper.map_rest(layer, batch)
+            layer.frame, layer.geom = layer.frame.iloc[:0].copy(), None   # mapped: not held while the rest is read
+            if on_batch is None:                 # the caller wants whole layers
+                whole = merge_chunks([batch, *later])
+                delivery.batches.append(whole)
+                held.append(whole)
+                continue
+            chunks = _handed_over(batch, later)
+            del batch
+            for chunk in chunks:
                 delivery.batches.append(chunk)
                 if mapper.complete_alone(chunk):
                     on_batch(chunk)
                 else:
                     held.append(chunk)
-            if on_batch is None:
-                whole = merge_chunks(chunks)
-                delivery.batches.append(whole)
-                held.append(whole)
+                del chunk                        # not held while the next chunk is read
     mapper.complete(delivery, held)
     if on_batch:
         for batch in held:
             on_batch(batch)
     return delivery
+
+
+def _handed_over(first: LayerBatch, later: Iterator[LayerBatch]) -> Iterator[LayerBatch]:
+    """``first``, then the batches of ``later``; a batch yielded is not held here."""
+    box = [first]
+    del first
+    yield box.pop()
+    yield from later
 
 
 def read_delivery(path: Path | str, *, profile: str | None = None, county: str | None = None, conn=None,
@@ -292,6 +300,8 @@ class _Checks:
         assert self.validation is not None
         if progress:
             progress("validate", 0, 1)
+        release_free_memory()                    # what reading left free, before the residues come back
+        self.validation.join_stored()
         release_free_memory()                    # before the rules across batches build their tables
         report = self.validation.finish()
         if progress:

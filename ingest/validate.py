@@ -83,6 +83,7 @@ class Validation:
         self._asked = False                      # the loaded county boundary was looked up
         self._area = None                        # the county boundary, buffered and prepared
         self.spill = Spill()                     # keys and geometries of deferred residues, on disk
+        self.stored = Spill()                    # the residues of layers read in chunks, on disk
         self.spilled_keys: dict[tuple, set[str]] = {}   # the key columns of each spilled layer's chunks
 
     def _county_area(self):
@@ -130,6 +131,10 @@ class Validation:
             self.spill.put(key, residue.frame)                                    # wait on disk
             self.spilled_keys.setdefault(key, set()).update(c for c in residue.frame.columns if c in _KEYS)
             residue = dataclasses.replace(residue, frame=residue.frame[["source_row"]], packed=False)
+        stored = slim and batch.chunk is not None and batch.target != "admin_area"
+        if stored:                               # the rows wait on disk until finish() joins them
+            self.stored.put(key, residue.frame)
+            residue = dataclasses.replace(residue, frame=_empty(residue.frame))
         if batch.chunk and key in self.last:     # joined to the residue of the layer's earlier chunks
             before = self.last[key]
             residue = _joined(before, residue)
@@ -166,9 +171,20 @@ class Validation:
                 cols = ["source_row", *([name] if name else []), "geom"]
                 yield dataclasses.replace(b, frame=frame[cols], packed=True)
 
+    def join_stored(self) -> None:
+        """Put the residue of each layer read in chunks, its chunks joined from disk, in the
+        delivery (done by :meth:`finish` when not called before)."""
+        try:
+            for key, head in list(self.last.items()):
+                if key in self.stored:
+                    self._put(head, dataclasses.replace(head, frame=self.stored.joined(key)))
+        finally:
+            self.stored.close()
+
     def finish(self) -> Report:
         """Run the rules across batches on the residues; the report, findings sorted."""
         ctx = self.ctx
+        self.join_stored()
         try:
             if self.deferred:
                 check_inside_county(ctx, county_boundary(ctx), self._deferred())
@@ -197,6 +213,12 @@ def _joined(a: LayerBatch, b: LayerBatch) -> LayerBatch:
     return dataclasses.replace(a, frame=pd.concat([a.frame, b.frame], ignore_index=True), source_geom=geoms,
                                network=a.network if same else None, subtype=a.subtype if same else None,
                                source_metric=a.source_metric and b.source_metric)
+
+
+def _empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame of no rows with the columns of ``frame`` (new arrays: a slice of a column would
+    keep its values in memory)."""
+    return pd.DataFrame({c: pd.array([], dtype=frame[c].dtype) for c in frame.columns})
 
 
 def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:

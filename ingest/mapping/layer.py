@@ -27,7 +27,7 @@ from ingest.mapping.geometry import fit_geometry_type, prepare_geometry, table_c
 from ingest.mapping.lines import build_lines_from_points, fill_length, needs_point_lines
 from ingest.mapping.normalize import convert_columns, derive, load_dictionaries
 from ingest.mapping.profile import Match, detect, geometry_fits, load_profiles, name_targets
-from ingest.model import Delivery, LayerBatch, Note, UserMapping
+from ingest.model import Delivery, LayerBatch, LayerMapping, Note, UserMapping
 from ingest.readers import SourceLayer
 from ingest.readers.errors import guarded
 
@@ -97,15 +97,23 @@ class Mapper:
         """The batches of the later chunks of a layer read in chunks, mapped as its first chunk
         ``first`` was: the same profile layer and fields, CRS and reference point for outliers."""
         if layer.rest is None:
-            return
+            return iter(())
         decided = self._decided.pop(id(first), None)
         assert decided is not None   # map_layer mapped the first chunk
+        return self._rest(layer.rest, decided, first.mapping)
+
+    def _rest(self, rest: Callable[[], Iterator[SourceLayer]], decided: tuple, mapping: LayerMapping | None
+              ) -> Iterator[LayerBatch]:
+        """:meth:`map_rest`'s chunks; neither the first chunk nor the one handed over last is
+        held while the next is read."""
         match, resolved, centre = decided
-        for k, chunk in enumerate(layer.rest(), start=1):
+        for k, chunk in enumerate(rest(), start=1):
             batch = guarded(self._to_batch, chunk.file, chunk, match, [], (resolved, centre))
+            del chunk
             batch.chunk = k
-            batch.mapping = first.mapping
+            batch.mapping = mapping
             yield batch
+            del batch
 
     def _match(self, layer: SourceLayer, notes: list[Note]) -> Match | None:
         """The profile layer for a source layer: the profile's rules (the named profile first, then

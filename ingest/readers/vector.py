@@ -123,11 +123,13 @@ def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> Source
         size = stop
 
         def rest() -> Iterator[SourceLayer]:
-            for start in range(size, nrec, size):
-                end = min(start + size, nrec)
-                part, _ = read_dbf_frame(dbf, enc.encoding, start, end)
-                _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
-                yield SourceLayer(shp.stem, rel, part, g, kind, crs, enc.encoding, clean_text=True, offset=start)
+            for start in range(size, nrec, size):        # a chunk handed over is not held here
+                yield _chunk(start, min(start + size, nrec))
+
+        def _chunk(start: int, end: int) -> SourceLayer:
+            part, _ = read_dbf_frame(dbf, enc.encoding, start, end)
+            _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
+            return SourceLayer(shp.stem, rel, part, g, kind, crs, enc.encoding, clean_text=True, offset=start)
         layer.rest = rest
     return layer
 

@@ -133,10 +133,19 @@ def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
         texts = [arrow_text(frame[c]) for frame, c in group]
         categories = pc.unique(pa.chunked_array([chunk for t in texts for chunk in t.chunks], type=pa.string()))
         categories = categories.drop_null()
-        dtype = pd.CategoricalDtype(pd.Index(categories.to_numpy(zero_copy_only=False), dtype=object))
+        dtype = _dtype_of_unique(pd.Index(pd.arrays.ArrowExtensionArray(categories)))
         for (frame, c), t in zip(group, texts, strict=True):
             codes = pc.fill_null(pc.index_in(t, value_set=categories), -1).to_numpy().astype(np.int32)
             frame[c] = pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def _dtype_of_unique(categories: pd.Index) -> pd.CategoricalDtype:
+    """The categorical type of ``categories`` known to be distinct (Arrow text). pandas checks
+    categories for repeats with a hash table of one Python object per value (a third of a
+    million point numbers: ~20 MB); distinct values by construction skip that check where
+    pandas allows it."""
+    fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
+    return fast(categories, False) if fast is not None else pd.CategoricalDtype(categories)
 
 
 def _is_text(column: pd.Series, *, empty: bool = True) -> bool:
@@ -301,7 +310,11 @@ def _twice(column: pd.Series) -> pd.Series:
 
 
 def _stacked(first: pd.Series, second: pd.Series) -> pd.Series:
-    """Two columns of the segments one after the other (start ends, then end ends)."""
+    """Two columns of the segments one after the other (start ends, then end ends); two
+    categoricals of one type by their codes (no new type to check)."""
+    if isinstance(first.dtype, pd.CategoricalDtype) and first.dtype == second.dtype:
+        codes = np.concatenate([first.cat.codes.to_numpy(), second.cat.codes.to_numpy()])
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=first.dtype))
     return pd.concat([first, second], ignore_index=True)
 
 

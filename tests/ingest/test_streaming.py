@@ -318,7 +318,14 @@ def test_spilled_residues_give_the_same_county_findings(tmp_path):
     spilled = validation.spill.dir
     assert spilled is not None and any(spilled.iterdir())
     houses_left = next(b for b in later.batches if b.target == "building")
+    assert list(houses_left.frame.columns) == ["source_row"] and len(houses_left) == 0   # the rows wait on disk
+    stored = validation.stored.dir
+    assert stored is not None and any(stored.iterdir())
+    validation.join_stored()
+    houses_left = next(b for b in later.batches if b.target == "building")
     assert list(houses_left.frame.columns) == ["source_row"] and len(houses_left) == n
+    assert houses_left.frame["source_row"].tolist() == list(range(1, n + 1))
+    assert not stored.exists()
     report = validation.finish()
     assert [(f.rule_id, f.row, f.key) for f in whole.findings if f.rule_id == "Q24"] == [("Q24", 2, None),
                                                                                          ("Q24", 7, "JZ006")]
