@@ -44,7 +44,7 @@ from ingest.validation.geometry import (
     loaded_boundary,
 )
 from ingest.validation.network import METRIC, PCOLS, SCOLS, check_network, gather, metric_columns
-from ingest.validation.spill import Spill
+from ingest.validation.spill import MappedWkb, Spill
 
 # the columns the rules across batches read, per target (besides source_row and geom)
 _RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"], "streetlight": ["pole_no"]}
@@ -84,6 +84,7 @@ class Validation:
         self._area = None                        # the county boundary, buffered and prepared
         self.spill = Spill()                     # keys and geometries of deferred residues, on disk
         self.stored = Spill()                    # the residues of layers read in chunks, on disk
+        self.wkb = MappedWkb()                   # and their geometries, read back memory-mapped
         self.spilled_keys: dict[tuple, set[str]] = {}   # the key columns of each spilled layer's chunks
 
     def _county_area(self):
@@ -133,7 +134,11 @@ class Validation:
             residue = dataclasses.replace(residue, frame=residue.frame[["source_row"]], packed=False)
         stored = slim and batch.chunk is not None and batch.target != "admin_area"
         if stored:                               # the rows wait on disk until finish() joins them
-            self.stored.put(key, residue.frame)
+            frame = residue.frame
+            if residue.packed and "geom" in frame.columns:
+                self.wkb.put(key, frame["geom"])
+                frame = frame.drop(columns="geom")
+            self.stored.put(key, frame)
             residue = dataclasses.replace(residue, frame=_empty(residue.frame))
         if batch.chunk and key in self.last:     # joined to the residue of the layer's earlier chunks
             before = self.last[key]
@@ -177,9 +182,13 @@ class Validation:
         try:
             for key, head in list(self.last.items()):
                 if key in self.stored:
-                    self._put(head, dataclasses.replace(head, frame=self.stored.joined(key)))
+                    frame = self.stored.joined(key)
+                    if key in self.wkb:
+                        frame["geom"] = self.wkb.column(key)
+                    self._put(head, dataclasses.replace(head, frame=frame))
         finally:
             self.stored.close()
+            self.wkb.close()
 
     def finish(self) -> Report:
         """Run the rules across batches on the residues; the report, findings sorted."""

@@ -235,7 +235,7 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
     n = len(S)
     pos = np.concatenate([index.get_indexer(_pairs(S["network"], S[col])) for col in ("start_exp_no", "end_exp_no")])
     found = pos >= 0
-    rows = np.full(len(pos), -1, dtype=np.intp)   # the rows of P
+    rows: np.ndarray = np.full(len(pos), -1, dtype=np.int32 if len(P) < 2**31 else np.intp)   # the rows of P
     rows[found] = first[pos[found]]
     pos = rows
     E = pd.DataFrame({"bi": _twice(S["bi"]).astype(np.int32), "row": _twice(S["row"]).astype(np.int32),
@@ -244,7 +244,8 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
                       "end": pd.Categorical.from_codes(np.repeat(np.array([0, 1], dtype=np.int8), n),
                                                        categories=["start", "end"]),
                       "depth": _stacked(S["start_depth"], S["end_depth"]), "z": _stacked(S["start_z"], S["end_z"]),
-                      "z_ref": _twice(S["z_ref"]), "diameter_mm": _twice(S["diameter_mm"])})
+                      "z_ref": _twice(S["z_ref"]), "diameter_mm": _twice(S["diameter_mm"])},
+                     copy=False)                  # columns as built: not copied again into blocks by type
     for col in ("ground_z", "feature", "appurtenance", "node_type", "subtype"):
         E["p_subtype" if col == "subtype" else col] = _taken(P[col], pos)
     nets_with_points = set(P["network"].iloc[first].dropna())
@@ -326,6 +327,9 @@ def _taken(column: pd.Series, pos: np.ndarray) -> pd.Series:
         codes = np.full(len(pos), -1, dtype=column.cat.codes.dtype)
         codes[found] = column.cat.codes.to_numpy()[at[found]]
         return pd.Series(pd.Categorical.from_codes(codes, dtype=column.dtype))
+    if isinstance(column.dtype, pd.ArrowDtype):    # Arrow stays Arrow (no Python object per value)
+        taken = pc.take(column.array.__arrow_array__(), pa.array(at, mask=~found))
+        return pd.Series(pd.arrays.ArrowExtensionArray(taken))
     values = column.to_numpy()
     if values.dtype.kind == "f":
         out = np.full(len(pos), np.nan)
@@ -397,7 +401,8 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
     if ctx.rule("Q11") is None:
         return
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
-    g = E[E["z"].notna()].groupby(["network", "exp_no", "z_ref", "diameter_mm"], dropna=False)["z"]
+    keys = ["network", "exp_no", "z_ref", "diameter_mm"]
+    g = E.loc[E["z"].notna(), [*keys, "z"]].groupby(keys, dropna=False)["z"]   # the columns grouped only
     spread = g.transform("max") - g.transform("min")
     idx = spread[spread > t11].index
     sel = E.loc[idx].drop_duplicates(["network", "exp_no"])
@@ -406,10 +411,16 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
 
 
+_SLICE_ROWS = 200_000    # segment ends counted at once by _degrees
+
+
 def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame, first: np.ndarray, index: pd.Index) -> None:
     """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps (``first`` and
     ``index`` as for :func:`_link`)."""
-    counts = np.bincount(index.get_indexer(_pairs(E["network"], E["exp_no"])) + 1, minlength=len(first) + 1)
+    counts = np.zeros(len(first) + 1, dtype=np.int64)
+    for at in range(0, len(E), _SLICE_ROWS):     # the ends a slice at a time (less at once)
+        part = E.iloc[at:at + _SLICE_ROWS]
+        counts += np.bincount(index.get_indexer(_pairs(part["network"], part["exp_no"])) + 1, minlength=len(first) + 1)
     counts[0] = 0                                 # position −1: a point without a number, or no such point
     Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])
     exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])

@@ -16,6 +16,10 @@ uses read it back differently:
 The frames are pickled: values come back exactly as delivered (text, numbers or a mix of both),
 which the findings name. The directory is removed by :meth:`Spill.close`, or when the object is
 collected or the process ends.
+
+:class:`MappedWkb` keeps the residues' geometries (WKB) in Arrow IPC files and gives each
+layer's back memory-mapped: the network rules read only the rows of their findings, and the
+clearances decode them a slice at a time, so the pages come from the file as they are read.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.ipc
 
 
 class Spill:
@@ -95,3 +100,49 @@ def _contiguous_column(column: pd.Series) -> pd.Series:
 def _contiguous(frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`_contiguous_column` of every column of ``frame``."""
     return pd.DataFrame({c: _contiguous_column(frame[c]) for c in frame.columns}, copy=False)
+
+
+class MappedWkb:
+    """One WKB column per layer key, written chunk by chunk to an Arrow IPC file and read back
+    memory-mapped (zero-copy, one Arrow chunk per chunk written)."""
+
+    def __init__(self) -> None:
+        self.dir: Path | None = None
+        self.files: dict[tuple, Path] = {}
+        self.writers: dict[tuple, pa.ipc.RecordBatchFileWriter] = {}
+        self._cleanup: weakref.finalize | None = None
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.files
+
+    def put(self, key: tuple, column: pd.Series) -> None:
+        """Append one chunk's geometries (an Arrow binary column) to the layer's file."""
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="cim-ingest-wkb-"))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
+        values = column.array.__arrow_array__()
+        chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+        writer = self.writers.get(key)
+        if writer is None:
+            path = self.files[key] = self.dir / f"{len(self.files)}.arrow"
+            writer = self.writers[key] = pa.ipc.new_file(str(path), pa.schema([("geom", pa.binary())]))
+        for chunk in chunks:
+            writer.write_batch(pa.record_batch([chunk.cast(pa.binary())], names=["geom"]))
+
+    def column(self, key: tuple) -> pd.Series:
+        """The layer's geometries, indexed 0 … n − 1, backed by the memory-mapped file."""
+        writer = self.writers.pop(key, None)
+        if writer is not None:
+            writer.close()
+        with pa.memory_map(str(self.files[key])) as source:
+            table = pa.ipc.open_file(source).read_all()
+        return pd.Series(pd.arrays.ArrowExtensionArray(table.column("geom")), name="geom")
+
+    def close(self) -> None:
+        """Remove the files (columns read back stay readable: the mappings outlive the names)."""
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+        if self._cleanup is not None:
+            self._cleanup()
+        self.files.clear()

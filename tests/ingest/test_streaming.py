@@ -331,3 +331,46 @@ def test_spilled_residues_give_the_same_county_findings(tmp_path):
                                                                                          ("Q24", 7, "JZ006")]
     assert _findings(report) == _findings(whole)
     assert not spilled.exists()
+
+
+def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapped():
+    """Residue chunks written to disk come back as one frame equal to ``pd.concat`` of the
+    chunks (Arrow columns as one contiguous array each), chunks whose columns differ as pandas
+    joins them, and geometries from a memory-mapped file that outlives the removal of its name."""
+    import pyarrow as pa
+
+    from ingest.validation.spill import MappedWkb, Spill
+
+    def chunk(start: int, n: int) -> pd.DataFrame:
+        return pd.DataFrame({
+            "exp_no": pd.array([f"YS{i}" if i % 3 else None for i in range(start, start + n)],
+                               dtype=pd.ArrowDtype(pa.string())),
+            "depth": np.arange(start, start + n, dtype=float) / 10, "flow_dir": pd.array([1, None] * (n // 2), "Int64"),
+            "source_row": np.arange(start + 1, start + n + 1, dtype=np.int64)})
+
+    frames = [chunk(0, 6), chunk(6, 4), chunk(10, 8)]
+    spill = Spill()
+    for f in frames:
+        spill.put(("a",), f)
+    spill.put(("b",), frames[0])
+    spill.put(("b",), frames[1].drop(columns="flow_dir"))
+    joined = spill.joined(("a",))
+    pd.testing.assert_frame_equal(joined, pd.concat(frames, ignore_index=True))
+    assert joined["exp_no"].array.__arrow_array__().num_chunks == 1
+    pd.testing.assert_frame_equal(spill.joined(("b",)),
+                                  pd.concat([frames[0], frames[1].drop(columns="flow_dir")], ignore_index=True))
+    folder = spill.dir
+    spill.close()
+    assert folder is not None and not folder.exists()
+
+    wkb = MappedWkb()
+    geoms = [shapely.points(np.arange(n), np.arange(n)) for n in (5, 3)]
+    for g in geoms:
+        wkb.put(("p",), pd.Series(pd.arrays.ArrowExtensionArray(pa.array(shapely.to_wkb(g), type=pa.binary()))))
+    column = wkb.column(("p",))
+    folder = wkb.dir
+    wkb.close()
+    assert folder is not None and not folder.exists()
+    back = shapely.from_wkb(column.to_numpy(dtype=object))
+    assert shapely.equals(back, np.concatenate(geoms)).all() and len(back) == 8
+    assert shapely.equals(shapely.from_wkb(column.iloc[[6]].to_numpy(dtype=object)), geoms[1][1:2]).all()
