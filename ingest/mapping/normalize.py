@@ -239,6 +239,10 @@ def _fill(frame: pd.DataFrame, col: str, value) -> None:
     s = frame[col]
     if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
         frame[col] = s.fillna(value)
+    elif s.dtype == object:                      # one reference to ``value``, not a new object per row
+        out = s.to_numpy(copy=True)
+        out[s.isna().to_numpy()] = value
+        frame[col] = pd.Series(out, index=s.index, dtype=object)
     else:
         frame[col] = s.where(s.notna(), value)
 

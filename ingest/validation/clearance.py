@@ -52,7 +52,7 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     reach = float(ctx.param("Q21", "loaded_reach_m", 20.0)) * DEG_PER_M * 2
     x0, y0 = (float(v) for v in np.nanmin(bounds[:, :2], axis=0))
     x1, y1 = (float(v) for v in np.nanmax(bounds[:, 2:], axis=0))
-    replaced = sorted({str(n) for n in S["network"].dropna()})
+    replaced = sorted({str(n) for n in S["network"].dropna().unique()})
     cols = ", ".join(SCOLS)
     with ctx.conn.cursor() as cur:
         cur.execute(f"SELECT id, {cols}, ST_X(ST_StartPoint(geom)), ST_Y(ST_StartPoint(geom)), "

@@ -59,7 +59,7 @@ def _smaller_downstream(ctx: Ctx, net: Net, D: pd.DataFrame) -> None:
 
 def _sinks(ctx: Ctx, net: Net, D: pd.DataFrame) -> None:
     """Q17: nodes that only receive flow but are neither outfalls nor pump stations."""
-    ups = set(D["up"].dropna())
+    ups = set(D["up"].dropna().unique())
     terminal_nodes = set(ctx.param("Q17", "terminal_node_types", []) or [])
     terminal_app = set(ctx.param("Q17", "terminal_appurtenances", []) or [])
     P = net.P[net.P["network"] == "PS"]

@@ -133,17 +133,23 @@ def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
         texts = [arrow_text(frame[c]) for frame, c in group]
         categories = pc.unique(pa.chunked_array([chunk for t in texts for chunk in t.chunks], type=pa.string()))
         categories = categories.drop_null()
-        dtype = _dtype_of_unique(pd.Index(pd.arrays.ArrowExtensionArray(categories)))
+        dtype = _dtype_of_unique(pd.Index(pd.arrays.ArrowExtensionArray(categories)) if len(categories) > _FEW
+                                 else pd.Index(categories.to_numpy(zero_copy_only=False), dtype=object))
         for (frame, c), t in zip(group, texts, strict=True):
             codes = pc.fill_null(pc.index_in(t, value_set=categories), -1).to_numpy().astype(np.int32)
             frame[c] = pd.Categorical.from_codes(codes, dtype=dtype)
 
 
+_FEW = 4096
+"""Categories of a text column with at most this many distinct values are Python strings (a
+value taken out is a reference to one of them); more (point numbers) stay Arrow text, one
+buffer instead of an object per value."""
+
+
 def _dtype_of_unique(categories: pd.Index) -> pd.CategoricalDtype:
-    """The categorical type of ``categories`` known to be distinct (Arrow text). pandas checks
-    categories for repeats with a hash table of one Python object per value (a third of a
-    million point numbers: ~20 MB); distinct values by construction skip that check where
-    pandas allows it."""
+    """The categorical type of ``categories`` known to be distinct. pandas checks categories
+    for repeats with a hash table of one Python object per value (a third of a million point
+    numbers: ~20 MB); distinct values by construction skip that check where pandas allows it."""
     fast = getattr(pd.CategoricalDtype, "_from_fastpath", None)
     return fast(categories, False) if fast is not None else pd.CategoricalDtype(categories)
 
@@ -248,7 +254,7 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
                      copy=False)                  # columns as built: not copied again into blocks by type
     for col in ("ground_z", "feature", "appurtenance", "node_type", "subtype"):
         E["p_subtype" if col == "subtype" else col] = _taken(P[col], pos)
-    nets_with_points = set(P["network"].iloc[first].dropna())
+    nets_with_points = set(P["network"].iloc[first].dropna().unique())
     missing = ~found & E["exp_no"].notna().to_numpy()
     has_table = E["network"].isin(nets_with_points)
     sel = E[missing & has_table]
@@ -283,6 +289,20 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
     return E if found.all() else E[found]        # not copied when every end has its point
 
 
+def _codes(column: pd.Series) -> np.ndarray:
+    """A categorical column's codes (−1 where missing: one group of its own, as a missing value
+    is with ``dropna=False``), any other column's values."""
+    return column.cat.codes.to_numpy() if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
+
+
+def _equal(a: pd.Series, b: pd.Series) -> pd.Series:
+    """``a == b`` row by row; two categoricals of one type by their codes."""
+    if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype is b.dtype:
+        ca, cb = a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
+        return pd.Series((ca == cb) & (ca >= 0), index=a.index)
+    return a == b
+
+
 def _pairs(network: pd.Series, exp_no: pd.Series) -> pd.Index:
     """(network, point number) pairs as one index: of the shared categories (:func:`_categorical`)
     one integer per pair made of the two codes (a missing value has a code of its own, so two
@@ -313,7 +333,7 @@ def _twice(column: pd.Series) -> pd.Series:
 def _stacked(first: pd.Series, second: pd.Series) -> pd.Series:
     """Two columns of the segments one after the other (start ends, then end ends); two
     categoricals of one type by their codes (no new type to check)."""
-    if isinstance(first.dtype, pd.CategoricalDtype) and first.dtype == second.dtype:
+    if isinstance(first.dtype, pd.CategoricalDtype) and first.dtype is second.dtype:
         codes = np.concatenate([first.cat.codes.to_numpy(), second.cat.codes.to_numpy()])
         return pd.Series(pd.Categorical.from_codes(codes, dtype=first.dtype))
     return pd.concat([first, second], ignore_index=True)
@@ -341,13 +361,13 @@ def _taken(column: pd.Series, pos: np.ndarray) -> pd.Series:
 
 
 def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
-    same = S["start_exp_no"].notna() & (S["start_exp_no"] == S["end_exp_no"])
+    same = S["start_exp_no"].notna() & _equal(S["start_exp_no"], S["end_exp_no"])
     sel = S[same]
     emit(ctx, net, "Q07", sel, key=sel["start_exp_no"], value=sel["start_exp_no"],
          zh=fmt("管段起点与终点同为 {k}", k=sel["start_exp_no"]),
          en=fmt("segment starts and ends at the same point {k}", k=sel["start_exp_no"]))
     a, b = S["start_exp_no"], S["end_exp_no"]
-    if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype == b.dtype:    # one segment whichever way it runs
+    if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype is b.dtype:    # one segment whichever way it runs
         ca, cb = a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
         lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
     else:
@@ -402,7 +422,9 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
         return
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
     keys = ["network", "exp_no", "z_ref", "diameter_mm"]
-    g = E.loc[E["z"].notna(), [*keys, "z"]].groupby(keys, dropna=False)["z"]   # the columns grouped only
+    has_z = E["z"].notna().to_numpy()
+    g = pd.DataFrame({k: _codes(E[k])[has_z] for k in [*keys, "z"]},            # grouped on codes, not texts
+                     index=E.index[has_z]).groupby(keys, dropna=False)["z"]
     spread = g.transform("max") - g.transform("min")
     idx = spread[spread > t11].index
     sel = E.loc[idx].drop_duplicates(["network", "exp_no"])
@@ -425,7 +447,7 @@ def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame, first: np.nda
     Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])
     exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])
     exempt_n = set(ctx.param("Q06", "exempt_node_types", []) or [])
-    segs_nets = set(net.S["network"].dropna())
+    segs_nets = set(net.S["network"].dropna().unique())
     orphan = (Pd["deg"] == 0) & Pd["network"].isin(segs_nets) & ~Pd["appurtenance"].isin(exempt_a) & \
         ~Pd["node_type"].isin(exempt_n)
     sel = Pd[orphan]
