@@ -138,7 +138,7 @@ class Validation:
             if residue.packed and "geom" in frame.columns:
                 self.wkb.put(key, frame["geom"])
                 frame = frame.drop(columns="geom")
-            self.stored.put(key, frame)
+            self.stored.put_columns(key, frame)
             residue = dataclasses.replace(residue, frame=_empty(residue.frame))
         if batch.chunk and key in self.last:     # joined to the residue of the layer's earlier chunks
             before = self.last[key]

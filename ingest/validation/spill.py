@@ -65,16 +65,21 @@ class Spill:
                 except EOFError:
                     return
 
+    def put_columns(self, key: tuple, frame: pd.DataFrame) -> None:
+        """Append one chunk's frame to the layer's file as separate columns (for :meth:`joined`)."""
+        self.put(key, {c: frame[c] for c in frame.columns})
+
     def joined(self, key: tuple) -> pd.DataFrame:
-        """The frames written for ``key`` one after the other, indexed 0 … n − 1 (as
-        ``pd.concat(frames, ignore_index=True)``), built a column at a time: each column's chunks
-        are freed once it is joined. Arrow columns are joined into one contiguous array."""
-        frames = list(self.chunks(key))
-        names = list(frames[0].columns)
-        if any(list(f.columns) != names for f in frames):     # chunks that differ: as pandas joins them
-            return _contiguous(pd.concat(frames, ignore_index=True))
-        parts = {c: [f[c] for f in frames] for c in names}
-        del frames
+        """The frames written for ``key`` by :meth:`put_columns`, one after the other, indexed
+        0 … n − 1 (as ``pd.concat(frames, ignore_index=True)``), built a column at a time: each
+        column's chunks are freed once it is joined (they share no memory with the other
+        columns). Arrow columns are joined into one contiguous array."""
+        chunks: list[dict[str, pd.Series]] = list(self.chunks(key))
+        names = list(chunks[0])
+        if any(list(c) != names for c in chunks):          # chunks that differ: as pandas joins them
+            return _contiguous(pd.concat([pd.DataFrame(c, copy=False) for c in chunks], ignore_index=True))
+        parts = {c: [chunk.pop(c) for chunk in chunks] for c in names}
+        del chunks
         out = {}
         for c in names:
             out[c] = _contiguous_column(pd.concat(parts.pop(c), ignore_index=True))

@@ -351,9 +351,9 @@ def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapp
     frames = [chunk(0, 6), chunk(6, 4), chunk(10, 8)]
     spill = Spill()
     for f in frames:
-        spill.put(("a",), f)
-    spill.put(("b",), frames[0])
-    spill.put(("b",), frames[1].drop(columns="flow_dir"))
+        spill.put_columns(("a",), f)
+    spill.put_columns(("b",), frames[0])
+    spill.put_columns(("b",), frames[1].drop(columns="flow_dir"))
     joined = spill.joined(("a",))
     pd.testing.assert_frame_equal(joined, pd.concat(frames, ignore_index=True))
     assert joined["exp_no"].array.__arrow_array__().num_chunks == 1
