@@ -232,8 +232,8 @@ def _empty(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _residue(batch: LayerBatch, keep_geom: bool) -> LayerBatch:
     """What the rules across batches still need of a checked batch: a new batch (the given one
-    is left as it is) with the network columns of pipe batches (text as Arrow text), their metric source coordinates (:func:`metric_columns`) and their
-    EPSG:4490 geometries as WKB, a delivered county boundary whole, and of every other layer its
+    is left as it is) with the network columns of pipe batches (text as Arrow text), their
+    metric source coordinates (:func:`metric_columns`) and their EPSG:4490 geometries as WKB, a delivered county boundary whole, and of every other layer its
     source rows (and, with ``keep_geom``, its geometries and keys for the county-boundary rule)."""
     if batch.target == "admin_area":
         return batch

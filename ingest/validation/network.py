@@ -289,18 +289,27 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
     return E if found.all() else E[found]        # not copied when every end has its point
 
 
-def _codes(column: pd.Series) -> np.ndarray:
+def _group_key(column: pd.Series) -> np.ndarray:
     """A categorical column's codes (−1 where missing: one group of its own, as a missing value
     is with ``dropna=False``), any other column's values."""
     return column.cat.codes.to_numpy() if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
 
 
-def _equal(a: pd.Series, b: pd.Series) -> pd.Series:
-    """``a == b`` row by row; two categoricals of one type by their codes."""
+def _same_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """The codes of two categoricals of one type (−1 where missing), else None: compared,
+    ordered or stacked by code, no value is taken out of the categories."""
     if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype is b.dtype:
-        ca, cb = a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
-        return pd.Series((ca == cb) & (ca >= 0), index=a.index)
-    return a == b
+        return a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
+    return None
+
+
+def _equal(a: pd.Series, b: pd.Series) -> pd.Series:
+    """``a == b`` row by row (missing equals nothing)."""
+    codes = _same_codes(a, b)
+    if codes is None:
+        return a == b
+    ca, cb = codes
+    return pd.Series((ca == cb) & (ca >= 0), index=a.index)
 
 
 def _pairs(network: pd.Series, exp_no: pd.Series) -> pd.Index:
@@ -333,9 +342,9 @@ def _twice(column: pd.Series) -> pd.Series:
 def _stacked(first: pd.Series, second: pd.Series) -> pd.Series:
     """Two columns of the segments one after the other (start ends, then end ends); two
     categoricals of one type by their codes (no new type to check)."""
-    if isinstance(first.dtype, pd.CategoricalDtype) and first.dtype is second.dtype:
-        codes = np.concatenate([first.cat.codes.to_numpy(), second.cat.codes.to_numpy()])
-        return pd.Series(pd.Categorical.from_codes(codes, dtype=first.dtype))
+    codes = _same_codes(first, second)
+    if codes is not None:
+        return pd.Series(pd.Categorical.from_codes(np.concatenate(codes), dtype=first.dtype))
     return pd.concat([first, second], ignore_index=True)
 
 
@@ -367,9 +376,9 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
          zh=fmt("管段起点与终点同为 {k}", k=sel["start_exp_no"]),
          en=fmt("segment starts and ends at the same point {k}", k=sel["start_exp_no"]))
     a, b = S["start_exp_no"], S["end_exp_no"]
-    if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype is b.dtype:    # one segment whichever way it runs
-        ca, cb = a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
-        lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+    codes = _same_codes(a, b)
+    if codes is not None:                         # one segment whichever way it runs
+        lo, hi = np.minimum(*codes), np.maximum(*codes)
     else:
         a, b = a.astype(object), b.astype(object)
         first = (a.fillna("") <= b.fillna("")).to_numpy()
@@ -423,7 +432,7 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
     keys = ["network", "exp_no", "z_ref", "diameter_mm"]
     has_z = E["z"].notna().to_numpy()
-    g = pd.DataFrame({k: _codes(E[k])[has_z] for k in [*keys, "z"]},            # grouped on codes, not texts
+    g = pd.DataFrame({k: _group_key(E[k])[has_z] for k in [*keys, "z"]},            # grouped on codes, not texts
                      index=E.index[has_z]).groupby(keys, dropna=False)["z"]
     spread = g.transform("max") - g.transform("min")
     idx = spread[spread > t11].index

@@ -36,8 +36,12 @@ import pyarrow as pa
 import pyarrow.ipc
 
 
-class Spill:
-    """Frames of the chunks of some layers, in temporary files (one per layer key)."""
+class _Files:
+    """One temporary file per layer key, in a directory made on first use and removed by
+    :meth:`close`, or when the object is collected or the process ends."""
+
+    prefix = "cim-ingest-residue-"
+    suffix = ".pickle"
 
     def __init__(self) -> None:
         self.dir: Path | None = None
@@ -47,13 +51,26 @@ class Spill:
     def __contains__(self, key: tuple) -> bool:
         return key in self.files
 
+    def _path(self, key: tuple) -> Path:
+        """The file of ``key`` (named, not created)."""
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
+            self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
+        return self.files.setdefault(key, self.dir / f"{len(self.files)}{self.suffix}")
+
+    def close(self) -> None:
+        """Remove the files."""
+        if self._cleanup is not None:
+            self._cleanup()
+        self.files.clear()
+
+
+class Spill(_Files):
+    """Frames of the chunks of some layers, in temporary files (one per layer key)."""
+
     def put(self, key: tuple, frame: pd.DataFrame) -> None:
         """Append one chunk's frame to the layer's file."""
-        if self.dir is None:
-            self.dir = Path(tempfile.mkdtemp(prefix="cim-ingest-residue-"))
-            self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
-        path = self.files.setdefault(key, self.dir / f"{len(self.files)}.pickle")
-        with path.open("ab") as f:
+        with self._path(key).open("ab") as f:
             pickle.dump(frame, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     def chunks(self, key: tuple) -> Iterator[pd.DataFrame]:
@@ -85,12 +102,6 @@ class Spill:
             out[c] = _contiguous_column(pd.concat(parts.pop(c), ignore_index=True))
         return pd.DataFrame(out, copy=False)
 
-    def close(self) -> None:
-        """Remove the files."""
-        if self._cleanup is not None:
-            self._cleanup()
-        self.files.clear()
-
 
 def _contiguous_column(column: pd.Series) -> pd.Series:
     """An Arrow column as one array (its chunks joined); any other column as it is."""
@@ -107,30 +118,24 @@ def _contiguous(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: _contiguous_column(frame[c]) for c in frame.columns}, copy=False)
 
 
-class MappedWkb:
+class MappedWkb(_Files):
     """One WKB column per layer key, written chunk by chunk to an Arrow IPC file and read back
     memory-mapped (zero-copy, one Arrow chunk per chunk written)."""
 
-    def __init__(self) -> None:
-        self.dir: Path | None = None
-        self.files: dict[tuple, Path] = {}
-        self.writers: dict[tuple, pa.ipc.RecordBatchFileWriter] = {}
-        self._cleanup: weakref.finalize | None = None
+    prefix = "cim-ingest-wkb-"
+    suffix = ".arrow"
 
-    def __contains__(self, key: tuple) -> bool:
-        return key in self.files
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: dict[tuple, pa.ipc.RecordBatchFileWriter] = {}
 
     def put(self, key: tuple, column: pd.Series) -> None:
         """Append one chunk's geometries (an Arrow binary column) to the layer's file."""
-        if self.dir is None:
-            self.dir = Path(tempfile.mkdtemp(prefix="cim-ingest-wkb-"))
-            self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
         values = column.array.__arrow_array__()
         chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
         writer = self.writers.get(key)
         if writer is None:
-            path = self.files[key] = self.dir / f"{len(self.files)}.arrow"
-            writer = self.writers[key] = pa.ipc.new_file(str(path), pa.schema([("geom", pa.binary())]))
+            writer = self.writers[key] = pa.ipc.new_file(str(self._path(key)), pa.schema([("geom", pa.binary())]))
         for chunk in chunks:
             writer.write_batch(pa.record_batch([chunk.cast(pa.binary())], names=["geom"]))
 
@@ -148,6 +153,4 @@ class MappedWkb:
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
-        if self._cleanup is not None:
-            self._cleanup()
-        self.files.clear()
+        super().close()
