@@ -44,7 +44,7 @@ from ingest.validation.geometry import (
     loaded_boundary,
 )
 from ingest.validation.network import METRIC, PCOLS, SCOLS, check_network, gather, metric_columns
-from ingest.validation.spill import MappedWkb, Spill
+from ingest.validation.spill import MappedWkb, Spill, joined_frames
 
 # the columns the rules across batches read, per target (besides source_row and geom)
 _RESIDUE = {"pipe_point": [*PCOLS, "code"], "pipe_segment": [*SCOLS, "code"], "streetlight": ["pole_no"]}
@@ -219,7 +219,7 @@ def _joined(a: LayerBatch, b: LayerBatch) -> LayerBatch:
     """The residues of two chunks of one layer as one (the second's rows after the first's)."""
     geoms = None if a.source_geom is None or b.source_geom is None else np.concatenate([a.source_geom, b.source_geom])
     same = (a.network, a.subtype) == (b.network, b.subtype)
-    return dataclasses.replace(a, frame=pd.concat([a.frame, b.frame], ignore_index=True), source_geom=geoms,
+    return dataclasses.replace(a, frame=joined_frames([a.frame, b.frame]), source_geom=geoms,
                                network=a.network if same else None, subtype=a.subtype if same else None,
                                source_metric=a.source_metric and b.source_metric)
 
@@ -264,11 +264,21 @@ def _wkb(geom: pd.Series) -> pd.arrays.ArrowExtensionArray:
     return pd.arrays.ArrowExtensionArray(pa.array(shapely.to_wkb(geom.to_numpy()), type=pa.binary()))
 
 
+_CODED = frozenset({"network", "subtype", "feature", "appurtenance", "node_type", "z_ref", "material",
+                    "burial_type", "pressure_class"})
+"""Residue text columns of few distinct values (codes of the data dictionaries): kept as
+categoricals, one byte per row instead of an Arrow string."""
+
+
 def _shared(column: pd.Series) -> pd.Series:
-    """A text column as Arrow text: no Python object per value stays behind from the chunk it
-    was read with (kept objects would pin the interpreter's memory pools of every chunk);
-    other columns as they are."""
+    """A text column as Arrow text, or as a categorical for the columns of :data:`_CODED`: no
+    Python object per value stays behind from the chunk it was read with (kept objects would
+    pin the interpreter's memory pools of every chunk); other columns as they are."""
     values = column.to_numpy()
     if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
         return column
+    if column.name in _CODED:              # categories as objects, as the chunks' others are
+        codes, uniques = pd.factorize(values, sort=True)
+        dtype = pd.CategoricalDtype(pd.Index(uniques, dtype=object))
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=column.index, name=column.name)
     return pd.Series(pd.arrays.ArrowExtensionArray(arrow_text(values)), index=column.index, name=column.name)

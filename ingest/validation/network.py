@@ -18,6 +18,7 @@ import shapely
 from ingest.mapping.geometry import bounds_metric_epsg, metric_geometry
 from ingest.model import LayerBatch, Severity, arrow_text
 from ingest.validation.core import Ctx, fmt
+from ingest.validation.spill import joined_frames
 
 PCOLS = ["network", "subtype", "exp_no", "feature", "appurtenance", "node_type", "ground_z"]
 SCOLS = ["network", "subtype", "start_exp_no", "end_exp_no", "start_depth", "end_depth", "start_z", "end_z",
@@ -130,6 +131,9 @@ def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
             for frame, c in group:
                 frame[c] = frame[c].astype(object)
             continue
+        if all(isinstance(frame[c].dtype, pd.CategoricalDtype) for frame, c in group):
+            _recoded(group)
+            continue
         texts = [arrow_text(frame[c]) for frame, c in group]
         categories = pc.unique(pa.chunked_array([chunk for t in texts for chunk in t.chunks], type=pa.string()))
         categories = categories.drop_null()
@@ -138,6 +142,19 @@ def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
         for (frame, c), t in zip(group, texts, strict=True):
             codes = pc.fill_null(pc.index_in(t, value_set=categories), -1).to_numpy().astype(np.int32)
             frame[c] = pd.Categorical.from_codes(codes, dtype=dtype)
+
+
+def _recoded(group: list[tuple[pd.DataFrame, str]]) -> None:
+    """Categorical text columns given one type of all their categories, in place: their codes
+    translated, no value taken out of the categories."""
+    union = pd.Index(pd.unique(np.concatenate([frame[c].cat.categories.to_numpy(dtype=object) for frame, c in group])))
+    dtype = _dtype_of_unique(union if len(union) <= _FEW else pd.Index(pd.arrays.ArrowExtensionArray(
+        pa.array(union.to_numpy(), type=pa.string()))))
+    for frame, c in group:
+        column = frame[c]
+        codes = column.cat.codes.to_numpy()
+        at = np.append(union.get_indexer(column.cat.categories), -1).astype(np.int32)   # code −1 stays −1
+        frame[c] = pd.Categorical.from_codes(at[codes], dtype=dtype)
 
 
 _FEW = 4096
@@ -167,7 +184,7 @@ def _is_text(column: pd.Series, *, empty: bool = True) -> bool:
 
 def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The frames one after the other, indexed 0 … n − 1 (one frame is not copied again)."""
-    return frames[0].reset_index(drop=True) if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frames[0].reset_index(drop=True) if len(frames) == 1 else joined_frames(frames)
 
 
 def seg_key(sel: pd.DataFrame) -> pd.Series:

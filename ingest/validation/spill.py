@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
+from pandas.api.types import union_categoricals
 
 
 class _Files:
@@ -46,6 +47,7 @@ class _Files:
     def __init__(self) -> None:
         self.dir: Path | None = None
         self.files: dict[tuple, Path] = {}
+        self.made = 0                                  # files named so far (names are not reused)
         self._cleanup: weakref.finalize | None = None
 
     def __contains__(self, key: tuple) -> bool:
@@ -56,7 +58,10 @@ class _Files:
         if self.dir is None:
             self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
             self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)
-        return self.files.setdefault(key, self.dir / f"{len(self.files)}{self.suffix}")
+        if key not in self.files:
+            self.files[key] = self.dir / f"{self.made}{self.suffix}"
+            self.made += 1
+        return self.files[key]
 
     def close(self) -> None:
         """Remove the files."""
@@ -66,7 +71,19 @@ class _Files:
 
 
 class Spill(_Files):
-    """Frames of the chunks of some layers, in temporary files (one per layer key)."""
+    """Frames of the chunks of some layers, in temporary files (one per layer key, or one per
+    column of a layer key with :meth:`put_columns`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layout: dict[tuple, list[tuple]] = {}      # key → the columns of each chunk put_columns wrote
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.files or key in self.layout
+
+    def close(self) -> None:
+        super().close()
+        self.layout.clear()
 
     def put(self, key: tuple, frame: pd.DataFrame) -> None:
         """Append one chunk's frame to the layer's file."""
@@ -83,24 +100,46 @@ class Spill(_Files):
                     return
 
     def put_columns(self, key: tuple, frame: pd.DataFrame) -> None:
-        """Append one chunk's frame to the layer's file as separate columns (for :meth:`joined`)."""
-        self.put(key, {c: frame[c] for c in frame.columns})
+        """Append one chunk's frame to the layer's residue as separate columns, each column to
+        a file of its own (for :meth:`joined`)."""
+        self.layout.setdefault(key, []).append(tuple(frame.columns))
+        for c in frame.columns:
+            self.put((key, c), frame[c])
 
     def joined(self, key: tuple) -> pd.DataFrame:
         """The frames written for ``key`` by :meth:`put_columns`, one after the other, indexed
-        0 … n − 1 (as ``pd.concat(frames, ignore_index=True)``), built a column at a time: each
-        column's chunks are freed once it is joined (they share no memory with the other
-        columns). Arrow columns are joined into one contiguous array."""
-        chunks: list[dict[str, pd.Series]] = list(self.chunks(key))
-        names = list(chunks[0])
-        if any(list(c) != names for c in chunks):          # chunks that differ: as pandas joins them
-            return _contiguous(pd.concat([pd.DataFrame(c, copy=False) for c in chunks], ignore_index=True))
-        parts = {c: [chunk.pop(c) for chunk in chunks] for c in names}
-        del chunks
+        0 … n − 1 (as ``pd.concat(frames, ignore_index=True)``), built a column at a time from
+        its own file: only one column's chunks are in memory beside the joined columns. Arrow
+        columns are joined into one contiguous array."""
+        layout = self.layout.pop(key)
+        names = list(layout[0])
+        if any(list(cols) != names for cols in layout):     # chunks that differ: as pandas joins them
+            readers = {c: self.chunks((key, c)) for cols in layout for c in cols}
+            frames = [pd.DataFrame({c: next(readers[c]) for c in cols}, copy=False) for cols in layout]
+            return joined_frames(frames)
         out = {}
         for c in names:
-            out[c] = _contiguous_column(pd.concat(parts.pop(c), ignore_index=True))
+            out[c] = joined_column(list(self.chunks((key, c))))
+            self.files.pop((key, c)).unlink()
         return pd.DataFrame(out, copy=False)
+
+
+def joined_column(parts: list[pd.Series]) -> pd.Series:
+    """Columns one after the other, indexed 0 … n − 1: categoricals as one categorical of all
+    their categories (pandas would join categoricals of different categories as objects),
+    Arrow columns as one contiguous array."""
+    if len(parts) > 1 and all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+        return pd.Series(union_categoricals([p.array for p in parts]), name=parts[0].name)
+    return _contiguous_column(pd.concat(parts, ignore_index=True))
+
+
+def joined_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames one after the other, indexed 0 … n − 1 (as ``pd.concat(frames, ignore_index=True)``),
+    each column as :func:`joined_column` joins it."""
+    names = list(dict.fromkeys(c for f in frames for c in f.columns))
+    if any(list(f.columns) != names for f in frames):   # columns some frames lack: as pandas joins them
+        return _contiguous(pd.concat(frames, ignore_index=True))
+    return pd.DataFrame({c: joined_column([f[c] for f in frames]) for c in names}, copy=False)
 
 
 def _contiguous_column(column: pd.Series) -> pd.Series:
