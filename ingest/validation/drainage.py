@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ingest.validation.core import Ctx, fmt
-from ingest.validation.network import Net, emit, seg_key
+from ingest.validation.network import Ends, Net, emit, seg_key
 
 
 def flow_table(S: pd.DataFrame) -> pd.DataFrame:
@@ -22,11 +22,15 @@ def flow_table(S: pd.DataFrame) -> pd.DataFrame:
     return D
 
 
-def check_drainage(ctx: Ctx, net: Net, E: pd.DataFrame) -> None:
-    """Run Q15–Q18 and Q26 on the drainage segments of the delivery."""
+def check_drainage(ctx: Ctx, net: Net, ends: Ends) -> None:
+    """Run Q15–Q18 and Q26 on the drainage segments of the delivery (``ends``: the segment ends
+    with their points, :func:`ingest.validation.network.check_network`)."""
     D = flow_table(net.S)
     if not len(D):
         return
+    drains = ends.twice((net.S["network"] == "PS").to_numpy(dtype=bool))
+    E = ends.frame(ends.found & drains, ["network", "subtype", "exp_no", "p_subtype", "node_type", "appurtenance",
+                                         "feature"])
     tol = float(ctx.param("Q15", "tolerance_m", 0.01))
     rise = (D["z_down"] - D["z_up"]).to_numpy(dtype=float)
     bad = np.isfinite(rise) & (rise > tol) & (D["z_ref"] == "invert").to_numpy()

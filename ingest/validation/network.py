@@ -214,15 +214,15 @@ def emit(ctx: Ctx, net: Net, rule_id: str, sel: pd.DataFrame, *, severity: Sever
         ctx.emit(rule_id, net.batches[int(bi)], sel["row"].to_numpy()[mask], severity=severity, **args)
 
 
-def check_network(ctx: Ctx, net: Net) -> pd.DataFrame | None:
-    """Q01 Q04 Q05 Q06 Q07 Q08 Q09 Q10 Q11 Q12 Q13 Q14 Q19 Q27. Returns the segment ends joined
-    to their points (one row per segment end) for the drainage rules."""
+def check_network(ctx: Ctx, net: Net) -> Ends | None:
+    """Q01 Q04 Q05 Q06 Q07 Q08 Q09 Q10 Q11 Q12 Q13 Q14 Q19 Q27. Returns the segment ends with
+    their points (:class:`Ends`) for the drainage rules."""
     P, S = net.P, net.S
     _points(ctx, net, P)
     if not len(S):
         return None
-    _segments(ctx, net, S)                        # the rules of segments alone run before the
-    _depths(ctx, net, S)                          # table of segment ends exists (less at once)
+    _segments(ctx, net, S)
+    _depths(ctx, net, S)
     first = _first_points(P)
     index = _point_index(P, first)
     ends = _link(ctx, net, P, S, first, index)
@@ -249,36 +249,88 @@ def _points(ctx: Ctx, net: Net, P: pd.DataFrame) -> None:
              en=fmt("point {k} has the same coordinates as another point of its network", k=sel["exp_no"]))
 
 
-def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarray, index: pd.Index) -> pd.DataFrame:
-    """Segment ends joined to their points: one row per (segment, end). Emits Q05 and Q09.
+class Ends:
+    """The ends of the segments ``S``, start ends then end ends (2 × n positions), each with the
+    row of ``P`` it lies on (:attr:`at`, −1 where no point has its number): a table of ends by
+    its columns, each built when a rule reads it and only for the ends it selects, not held."""
+
+    def __init__(self, P: pd.DataFrame, S: pd.DataFrame, at: np.ndarray) -> None:
+        self.P, self.S, self.at = P, S, at
+        self.n = len(S)
+        self.found = at >= 0
+
+    def __len__(self) -> int:
+        return 2 * self.n
+
+    def twice(self, values: np.ndarray) -> np.ndarray:
+        """A per-segment array for both ends."""
+        return np.concatenate([values, values])
+
+    def column(self, name: str, pos: np.ndarray | None) -> pd.Series:
+        """Column ``name`` of the ends at positions ``pos`` (all when None), indexed by position."""
+        S, n = self.S, self.n
+        pos = np.arange(2 * n) if pos is None else pos
+        second = pos >= n
+        rows = np.where(second, pos - n, pos)
+        if name in _OF_POINT:
+            return _taken(self.P[_OF_POINT[name]], self.at[pos]).set_axis(pos)
+        if name == "end":
+            return pd.Series(pd.Categorical.from_codes(second.astype(np.int8), categories=["start", "end"]), index=pos)
+        a, b = _PAIRED.get(name, (name, name))
+        if a == b:
+            return S[a].iloc[rows].set_axis(pos)
+        return _picked(S[a], S[b], rows, second).set_axis(pos)
+
+    def frame(self, mask: np.ndarray, columns: list[str]) -> pd.DataFrame:
+        """The ends where ``mask`` holds, with ``columns`` (``bi`` and ``row`` for :func:`emit`
+        always), indexed by their positions."""
+        pos = np.flatnonzero(mask)
+        names = list(dict.fromkeys(["bi", "row", *columns]))
+        return pd.DataFrame({c: self.column(c, pos) for c in names}, index=pos, copy=False)
+
+
+_OF_POINT = {"ground_z": "ground_z", "feature": "feature", "appurtenance": "appurtenance",
+             "node_type": "node_type", "p_subtype": "subtype"}
+"""Columns of the ends taken from the point each lies on (``p_subtype``: the point's subtype)."""
+_PAIRED = {"exp_no": ("start_exp_no", "end_exp_no"), "depth": ("start_depth", "end_depth"),
+           "z": ("start_z", "end_z")}
+"""Columns of the ends from the start column of a segment at its start, the end column at its end."""
+
+
+def _picked(a: pd.Series, b: pd.Series, rows: np.ndarray, second: np.ndarray) -> pd.Series:
+    """``a`` at ``rows`` where ``second`` is false, ``b`` where it is true (indexed 0 … k − 1)."""
+    codes = _same_codes(a, b)
+    if codes is not None:
+        ca, cb = codes
+        return pd.Series(pd.Categorical.from_codes(np.where(second, cb[rows], ca[rows]), dtype=a.dtype))
+    va, vb = a.to_numpy(), b.to_numpy()
+    if va.dtype.kind in "fiub" and vb.dtype == va.dtype:
+        return pd.Series(np.where(second, vb[rows], va[rows]))
+    out = a.iloc[rows].reset_index(drop=True).astype(object)
+    out[second] = b.iloc[rows[second]].to_numpy(dtype=object)
+    return out
+
+
+def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarray, index: pd.Index) -> Ends:
+    """Segment ends with the points they lie on (:class:`Ends`). Emits Q05 and Q09.
 
     Each end finds its point in ``index``, the (network, point number) pairs of the rows
-    ``first`` of ``P`` (:func:`_point_index`: the first point of a repeated number); the point's
-    columns are taken by position, not merged, so the table of ends is built once."""
+    ``first`` of ``P`` (:func:`_point_index`: the first point of a repeated number)."""
     n = len(S)
     pos = np.concatenate([index.get_indexer(_pairs(S["network"], S[col])) for col in ("start_exp_no", "end_exp_no")])
     found = pos >= 0
-    rows: np.ndarray = np.full(len(pos), -1, dtype=np.int32 if len(P) < 2**31 else np.intp)   # the rows of P
-    rows[found] = first[pos[found]]
-    pos = rows
-    E = pd.DataFrame({"bi": _twice(S["bi"]).astype(np.int32), "row": _twice(S["row"]).astype(np.int32),
-                      "network": _twice(S["network"]), "subtype": _twice(S["subtype"]),
-                      "exp_no": _stacked(S["start_exp_no"], S["end_exp_no"]),
-                      "end": pd.Categorical.from_codes(np.repeat(np.array([0, 1], dtype=np.int8), n),
-                                                       categories=["start", "end"]),
-                      "depth": _stacked(S["start_depth"], S["end_depth"]), "z": _stacked(S["start_z"], S["end_z"]),
-                      "z_ref": _twice(S["z_ref"]), "diameter_mm": _twice(S["diameter_mm"])},
-                     copy=False)                  # columns as built: not copied again into blocks by type
-    for col in ("ground_z", "feature", "appurtenance", "node_type", "subtype"):
-        E["p_subtype" if col == "subtype" else col] = _taken(P[col], pos)
+    at: np.ndarray = np.full(len(pos), -1, dtype=np.int32 if len(P) < 2**31 else np.intp)   # the rows of P
+    at[found] = first[pos[found]]
+    del pos
+    ends = Ends(P, S, at)
     nets_with_points = set(P["network"].iloc[first].dropna().unique())
-    missing = ~found & E["exp_no"].notna().to_numpy()
-    has_table = E["network"].isin(nets_with_points)
-    sel = E[missing & has_table]
+    missing = ~found & np.concatenate([S["start_exp_no"].notna().to_numpy(), S["end_exp_no"].notna().to_numpy()])
+    has_table = ends.twice(S["network"].isin(nets_with_points).to_numpy())
+    sel = ends.frame(missing & has_table, ["exp_no", "end"])
     emit(ctx, net, "Q05", sel, key=sel["exp_no"], field_name=np.where(sel["end"] == "start", "起点点号", "终点点号"),
          value=sel["exp_no"], zh=fmt("管段引用的点号 {k} 不在点表中", k=sel["exp_no"]),
          en=fmt("the segment refers to point {k}, which is not in the point table", k=sel["exp_no"]))
-    no_table = E[missing & ~has_table].drop_duplicates("bi")
+    no_table = ends.frame(missing & ~has_table, ["network"]).drop_duplicates("bi")
     sev = Severity(ctx.param("Q05", "no_point_table_severity", "warning"))
     emit(ctx, net, "Q05", no_table, severity=sev, key=None,
          zh=fmt("交付中没有 {n} 管线的点表，无法核对管段起止点", n=no_table["network"]),
@@ -286,24 +338,24 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
                 n=no_table["network"]))
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
-        # each end's coordinates against its point's, one end at a time: the table of ends does not keep them
+        # each end's coordinates against its point's, one end at a time
         mx, my = P["mx"].to_numpy(dtype=float), P["my"].to_numpy(dtype=float)
-        dist = np.full(len(pos), np.nan)
+        dist = np.full(len(at), np.nan)
         for half, (xc, yc) in enumerate((("sx", "sy"), ("ex", "ey"))):
-            at = pos[half * n:(half + 1) * n]
-            ok = at >= 0
-            dist[half * n:(half + 1) * n][ok] = np.hypot(S[xc].to_numpy(dtype=float)[ok] - mx[at[ok]],
-                                                         S[yc].to_numpy(dtype=float)[ok] - my[at[ok]])
+            on = at[half * n:(half + 1) * n]
+            ok = on >= 0
+            dist[half * n:(half + 1) * n][ok] = np.hypot(S[xc].to_numpy(dtype=float)[ok] - mx[on[ok]],
+                                                         S[yc].to_numpy(dtype=float)[ok] - my[on[ok]])
         with np.errstate(invalid="ignore"):
-            off = ~_twice(S["built"]).to_numpy(dtype=bool) & (dist > tol)
-        sel = E[off]
+            off = ~ends.twice(S["built"].to_numpy(dtype=bool)) & (dist > tol)
+        sel = ends.frame(off, ["exp_no", "end"])
         d = dist[off]
         emit(ctx, net, "Q09", sel, key=sel["exp_no"], value=np.round(d, 3),
              zh=fmt("管段{e}端点与点 {k} 相距 {d} m（限差 {t} m）", e=np.where(sel["end"] == "start", "起", "终"),
                     k=sel["exp_no"], d=d, t=tol),
              en=fmt("the segment {e} lies {d} m from point {k} (tolerance {t} m)", e=sel["end"], k=sel["exp_no"],
                     d=d, t=tol))
-    return E if found.all() else E[found]        # not copied when every end has its point
+    return ends
 
 
 def _group_key(column: pd.Series) -> np.ndarray:
@@ -433,12 +485,16 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
          en=fmt("a round {m} pipe of {d} mm is implausible", m=sel["material"], d=sel["diameter_mm"]))
 
 
-def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
+def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
     """Q10: ground − depth = line elevation at each end; Q11: one point, different elevations."""
     tol = float(ctx.param("Q10", "tolerance_m", 0.02))
-    diff = (E["ground_z"] - E["depth"] - E["z"]).to_numpy(dtype=float)
+    n = len(S)
+    diff = np.full(len(ends), np.nan)             # NaN where an end has no point
+    for half, (dc, zc) in enumerate((("start_depth", "start_z"), ("end_depth", "end_z"))):
+        ground = _taken(net.P["ground_z"], ends.at[half * n:(half + 1) * n])
+        diff[half * n:(half + 1) * n] = (ground - S[dc] - S[zc]).to_numpy(dtype=float)
     bad = np.isfinite(diff) & (np.abs(diff) > tol)
-    sel = E[bad]
+    sel = ends.frame(bad, ["exp_no", "ground_z", "depth", "z"])
     emit(ctx, net, "Q10", sel, key=sel["exp_no"], value=np.round(diff[bad], 3),
          zh=fmt("点 {k}：地面高程 {g} − 埋深 {d} 与管线高程 {z} 相差 {x} m", k=sel["exp_no"], g=sel["ground_z"],
                 d=sel["depth"], z=sel["z"], x=diff[bad]),
@@ -448,29 +504,28 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, E: pd.DataFrame) -> None:
         return
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
     keys = ["network", "exp_no", "z_ref", "diameter_mm"]
-    has_z = E["z"].notna().to_numpy()
-    g = pd.DataFrame({k: _group_key(E[k])[has_z] for k in [*keys, "z"]},            # grouped on codes, not texts
-                     index=E.index[has_z]).groupby(keys, dropna=False)["z"]
+    has_z = ends.found & np.concatenate([S["start_z"].notna().to_numpy(), S["end_z"].notna().to_numpy()])
+    pos = np.flatnonzero(has_z)
+    g = pd.DataFrame({k: _group_key(ends.column(k, pos)) for k in [*keys, "z"]},      # grouped on codes, not texts
+                     index=pos).groupby(keys, dropna=False)["z"]
     spread = g.transform("max") - g.transform("min")
-    idx = spread[spread > t11].index
-    sel = E.loc[idx].drop_duplicates(["network", "exp_no"])
+    spread_out = np.zeros(len(ends), dtype=bool)
+    spread_out[spread[spread > t11].index.to_numpy()] = True
+    sel = ends.frame(spread_out, ["network", "exp_no"]).drop_duplicates(["network", "exp_no"])
     emit(ctx, net, "Q11", sel, key=sel["exp_no"],
          zh=fmt("点 {k} 在相连同径管段中的高程不一致", k=sel["exp_no"]),
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
 
 
-_SLICE_ROWS = 200_000    # segment ends counted at once by _degrees
-
-
-def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, E: pd.DataFrame, first: np.ndarray, index: pd.Index) -> None:
+def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, ends: Ends, first: np.ndarray, index: pd.Index) -> None:
     """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps (``first`` and
     ``index`` as for :func:`_link`)."""
-    counts = np.zeros(len(first) + 1, dtype=np.int64)
-    for at in range(0, len(E), _SLICE_ROWS):     # the ends a slice at a time (less at once)
-        part = E.iloc[at:at + _SLICE_ROWS]
-        counts += np.bincount(index.get_indexer(_pairs(part["network"], part["exp_no"])) + 1, minlength=len(first) + 1)
-    counts[0] = 0                                 # position −1: a point without a number, or no such point
-    Pd = P.assign(deg=counts[index.get_indexer(_pairs(P["network"], P["exp_no"])) + 1])
+    counts = np.bincount(ends.at[ends.found], minlength=len(P))     # the ends on each (first) point
+    slot = index.get_indexer(_pairs(P["network"], P["exp_no"]))      # each point's first point, by position
+    deg = np.zeros(len(P), dtype=np.int64)
+    ok = slot >= 0
+    deg[ok] = counts[first[slot[ok]]]
+    Pd = P.assign(deg=deg)
     exempt_a = set(ctx.param("Q06", "exempt_appurtenances", []) or [])
     exempt_n = set(ctx.param("Q06", "exempt_node_types", []) or [])
     segs_nets = set(net.S["network"].dropna().unique())
