@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,11 +23,23 @@ def migrated_cluster(home: Path) -> tuple[EmbeddedCluster, str]:
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
     """Run ``cmd`` under GNU ``time -v``: wall seconds, peak RSS (MB) and the tail of stdout."""
+    busy0 = _busy_seconds()
     res = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True, cwd=cwd)
+    busy = _busy_seconds() - busy0
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", res.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", res.stderr))
     if res.returncode != 0 or not wall:
         raise SystemExit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
     h, m, s = wall.groups()
     return {"seconds": int(h or 0) * 3600 + int(m) * 60 + float(s),
-            "peak_rss_mb": round(int(rss.group(1)) / 1024, 1), "stdout": res.stdout[-2000:]}
+            "peak_rss_mb": round(int(rss.group(1)) / 1024, 1), "cpu_s": round(cpu, 1),
+            "machine_busy_s": round(busy, 1), "stdout": res.stdout[-2000:]}
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, /proc/stat): with the command's
+    own CPU time, shows how much its database server worked beside it."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")

@@ -101,11 +101,29 @@ def by_unique(s: pd.Series, fn) -> pd.Series:
     return pd.Series(mapped[codes], index=s.index, dtype=object)
 
 
+def per_value(s: pd.Series, fn):
+    """``fn`` (a column → a column, or a tuple of columns) of the distinct values of ``s`` only,
+    spread back to its rows: for parsing that runs a regular expression or a converter per value."""
+    codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+    if len(uniques) * 2 > len(s):                 # mostly distinct: parse the column as it is
+        return fn(s)
+    at = np.where(codes < 0, len(uniques), codes)  # a missing value: the result of the added None
+    parsed = fn(pd.Series([*uniques, None], dtype=object))
+
+    def spread(col: pd.Series) -> pd.Series:
+        return pd.Series(col.array.take(at), index=s.index, name=col.name)
+
+    return tuple(spread(c) for c in parsed) if isinstance(parsed, tuple) else spread(parsed)
+
+
 def as_float(s: pd.Series) -> pd.Series:
     """Numeric column; unparsable values become NaN."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.astype("float64")
-    t = as_text(s)
+    return per_value(as_text(s), _parsed_float)
+
+
+def _parsed_float(t: pd.Series) -> pd.Series:
     t = t.str.replace(",", "", regex=False).str.replace("，", "", regex=False)
     return pd.to_numeric(t, errors="coerce").astype("float64")
 
@@ -118,8 +136,12 @@ def as_year(s: pd.Series) -> pd.Series:
         y = s.astype("float64")
         y = y.where(y < 10000, np.floor(y / 10000))          # 20050301 → 2005
     else:
-        y = pd.to_numeric(as_text(s).str.extract(r"((?:1[89]|20)\d\d)", expand=False), errors="coerce")
+        y = per_value(as_text(s), _parsed_year)
     return y.where((y >= 1800) & (y <= 2100)).astype("Int64")
+
+
+def _parsed_year(t: pd.Series) -> pd.Series:
+    return pd.to_numeric(t.str.extract(r"((?:1[89]|20)\d\d)", expand=False), errors="coerce").astype("float64")
 
 
 def as_date(s: pd.Series) -> pd.Series:
@@ -201,7 +223,7 @@ def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries, *,
                 v = _bools(v)
             out[col] = v
         elif fs.section:
-            d, w, h = _section(as_text(s))
+            d, w, h = per_value(as_text(s), _section)
             f = _unit_factor(fs.unit, "x_mm")
             out[col] = d * f
             out.setdefault("width_mm", w * f)

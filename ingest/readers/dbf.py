@@ -41,7 +41,28 @@ _SEP = 0x1E        # ASCII record separator: never part of a GBK or UTF-8 multi-
 _SPLIT = re.compile("[ \x00]*\x1e[ \x00]*")
 
 
+_SAMPLE = 1024     # cells looked at to tell a column of few distinct values
+
+
 def _text(mat: np.ndarray, encoding: str) -> pd.Series:
+    """Decode a character column, each cell stripped of its space/NUL padding, empty as None.
+
+    A column of few distinct values (codes, names of a dictionary, blanks) decodes each
+    distinct cell once, its rows sharing one string; any other column is decoded in one call
+    (:func:`_joined_text`)."""
+    n, w = mat.shape
+    cells = np.ascontiguousarray(mat).view(f"S{w}").ravel()
+    if n > _SAMPLE and len(np.unique(cells[:_SAMPLE])) * 8 > _SAMPLE:
+        return _joined_text(mat, encoding)
+    distinct, where = np.unique(cells, return_inverse=True)
+    if len(distinct) * 8 > max(n, _SAMPLE):
+        return _joined_text(mat, encoding)
+    values = np.array([c.decode(encoding, errors="replace").strip(" \x00") or None for c in distinct.tolist()]
+                      + [None], dtype=object)   # (a last None keeps an array of one string one-dimensional)
+    return pd.Series(values[where.ravel()], dtype=object)
+
+
+def _joined_text(mat: np.ndarray, encoding: str) -> pd.Series:
     """Decode a character column in one call: the fixed-width cells are joined with a separator,
     decoded as one buffer and split again (GBK / UTF-8 trail bytes never equal the separator)."""
     n, w = mat.shape
