@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from ingest.mapping.geometry import metric_geometry
+from ingest.mapping.geometry import Extent, metric_geometry
 from ingest.mapping.normalize import load_dictionaries
 from ingest.model import Delivery, LayerBatch, Report, arrow_text
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
@@ -86,6 +86,7 @@ class Validation:
         self.stored = Spill()                    # the residues of layers read in chunks, on disk
         self.wkb = MappedWkb()                   # and their geometries, read back memory-mapped
         self.spilled_keys: dict[tuple, set[str]] = {}   # the key columns of each spilled layer's chunks
+        self.segments = Extent()                 # of the pipe segments added (for the clearances)
 
     def _county_area(self):
         """The county boundary (buffered for Q24) as far as it is known now: the loaded one, else
@@ -110,6 +111,8 @@ class Validation:
         if batch.target == "building":
             check_buildings(ctx, batch)
         check_existing(ctx, batch)
+        if batch.target == "pipe_segment":
+            self.segments.add(shapely.bounds(batch.geometries()))
         key = (batch.file, batch.source_layer, batch.target)
         if batch.chunk:                          # a later chunk: as the layer's first chunk decided
             deferred = key in self.deferred_layers
@@ -207,7 +210,7 @@ class Validation:
             if ends is not None:
                 check_drainage(ctx, net, ends)
             del ends                             # one row per segment end: not needed by the clearances
-            near = with_loaded(ctx, net)
+            near = with_loaded(ctx, net, self.segments)
             check_clearance(ctx, net, near)
             check_parallel(ctx, net, near)
         order = {"error": 0, "warning": 1, "info": 2}

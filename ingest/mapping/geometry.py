@@ -121,8 +121,36 @@ def bounds_metric_epsg(b: np.ndarray) -> int:
     ok = np.isfinite(b).all(axis=1)
     lon = float(np.mean((b[ok, 0] + b[ok, 2]) / 2)) if ok.any() else 111.0
     lat = float(np.mean((b[ok, 1] + b[ok, 3]) / 2)) if ok.any() else 30.0
+    return _utm_epsg(lon, lat)
+
+
+def _utm_epsg(lon: float, lat: float) -> int:
     zone = int((lon + 180) // 6) % 60 + 1
     return (32600 if lat >= 0 else 32700) + zone
+
+
+class Extent:
+    """The bounding box of geometries and the mean of their bounds' centres, gathered chunk by
+    chunk (:meth:`add`) instead of from all the geometries at the end."""
+
+    def __init__(self) -> None:
+        self.box = np.array([np.inf, np.inf, -np.inf, -np.inf])
+        self.centres = np.zeros(2)
+        self.n = 0
+
+    def add(self, b: np.ndarray) -> None:
+        """Add geometries by their bounds (``shapely.bounds``; empty ones are NaN and left out)."""
+        b = b[np.isfinite(b).all(axis=1)]
+        if not len(b):
+            return
+        self.box = np.concatenate([np.minimum(self.box[:2], b[:, :2].min(axis=0)),
+                                   np.maximum(self.box[2:], b[:, 2:].max(axis=0))])
+        self.centres += ((b[:, :2] + b[:, 2:]) / 2).sum(axis=0)
+        self.n += len(b)
+
+    def metric_epsg(self) -> int:
+        """:func:`bounds_metric_epsg` of every geometry added."""
+        return _utm_epsg(*(self.centres / self.n)) if self.n else _utm_epsg(111.0, 30.0)
 
 
 def to_metric(geom: np.ndarray, epsg: int) -> np.ndarray:

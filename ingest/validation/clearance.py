@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ingest.mapping.geometry import DEG_PER_M, bounds_metric_epsg, utm_transformer
+from ingest.mapping.geometry import DEG_PER_M, Extent, utm_transformer
 from ingest.validation.core import Ctx, fmt
 from ingest.validation.network import SCOLS, Net, emit, gather, seg_key
 
 
-def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
+def with_loaded(ctx: Ctx, net: Net, extent: Extent | None = None) -> pd.DataFrame:
     """The delivery's segments plus loaded ones nearby, for Q20 and Q21.
 
     Loaded segments are the county's current ``pipe_segment`` rows of networks the delivery
@@ -40,18 +40,20 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     they get ``bi = -1`` and their id in ``loaded_id``. When there are some, every segment's
     ends are given in the local UTM zone (one frame for both; the source projection differs
     from it by well under a millimetre per metre); else the delivery's own frame is kept.
+    ``extent``: that of the delivery's segments when gathered while they were read (else their
+    geometries are decoded here).
     """
     S = net.S.reset_index(drop=True)
     S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
     if (ctx.conn is None or not ctx.delivery.county_code or not len(S)
             or (ctx.rule("Q20") is None and ctx.rule("Q21") is None)):
         return S
-    bounds = _segment_bounds(net.batches)
-    if not len(bounds):
+    if extent is None:
+        extent = _segment_extent(net.batches)
+    if not extent.n:
         return S
     reach = float(ctx.param("Q21", "loaded_reach_m", 20.0)) * DEG_PER_M * 2
-    x0, y0 = (float(v) for v in np.nanmin(bounds[:, :2], axis=0))
-    x1, y1 = (float(v) for v in np.nanmax(bounds[:, 2:], axis=0))
+    x0, y0, x1, y1 = (float(v) for v in extent.box)
     replaced = sorted({str(n) for n in S["network"].dropna().unique()})
     cols = ", ".join(SCOLS)
     with ctx.conn.cursor() as cur:
@@ -67,7 +69,7 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     for c in SCOLS:
         if c in S.columns and pd.api.types.is_float_dtype(S[c]):
             L[c] = pd.to_numeric(L[c], errors="coerce")
-    epsg = bounds_metric_epsg(bounds)
+    epsg = extent.metric_epsg()
     tr = utm_transformer(epsg)
     L["sx"], L["sy"] = tr.transform(L["lx0"].to_numpy(float), L["ly0"].to_numpy(float))
     L["ex"], L["ey"] = tr.transform(L["lx1"].to_numpy(float), L["ly1"].to_numpy(float))
@@ -80,17 +82,16 @@ def with_loaded(ctx: Ctx, net: Net) -> pd.DataFrame:
     return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
 
 
-def _segment_bounds(batches) -> np.ndarray:
-    """Bounds (``shapely.bounds``) of the delivery's non-empty segment geometries, decoded
-    ``_DECODE_ROWS`` rows at a time."""
-    out = [np.zeros((0, 4))]
+def _segment_extent(batches) -> Extent:
+    """The :class:`Extent` of the delivery's segment geometries, decoded ``_DECODE_ROWS`` rows
+    at a time."""
+    extent = Extent()
     for b in batches:
         if b.target != "pipe_segment":
             continue
         for start in range(0, len(b), _DECODE_ROWS):
-            g = b.geometries(np.arange(start, min(start + _DECODE_ROWS, len(b))))
-            out.append(shapely.bounds(g[~(shapely.is_missing(g) | shapely.is_empty(g))]))
-    return np.concatenate(out)
+            extent.add(shapely.bounds(b.geometries(np.arange(start, min(start + _DECODE_ROWS, len(b))))))
+    return extent
 
 
 _DECODE_ROWS = 20_000
