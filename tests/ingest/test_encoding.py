@@ -7,12 +7,16 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import (  # noqa: E402
+    E0,
     LDID_CP1252,
+    N0,
     dbf_language_byte,
     network,
     point_geoms,
@@ -119,3 +123,25 @@ def test_gbk_csv(tmp_path):
     frame.to_csv(tmp_path / "路灯.csv", index=False, encoding="gbk")
     d = read_delivery(tmp_path / "路灯.csv", county="430702")
     assert d.batches[0].frame["road_name"].tolist() == ["人民路"]
+
+
+@pytest.mark.parametrize("encoding", ["GBK", "UTF-8"])
+def test_dbf_columns_of_few_values_decode_as_the_whole_column_does(tmp_path, monkeypatch, encoding):
+    """A text column of few distinct values decodes each distinct cell once (its rows share one
+    string); the values are those of decoding the whole column in one call."""
+    from ingest.readers import dbf
+
+    n = 3000
+    frame = pd.DataFrame({"CZ": (["铸铁", "PE", "", "钢", "聚乙烯（PE）"] * n)[:n],      # 材质, 物探点号, 备注
+                          "WTDH": [f"JS{i:05d}" for i in range(n)],
+                          "BZ": ([" 左侧 ", None, "x"] * n)[:n]})
+    pts = pd.DataFrame({"x": np.linspace(E0, E0 + 100, n), "y": np.full(n, N0)})
+    shp = write_shapefile(tmp_path, "JSPOINT", frame, shapely.points(pts.to_numpy()), encoding=encoding)
+    path = shp.with_suffix(".dbf")
+    few, _ = dbf.read_dbf_frame(path, encoding)
+    monkeypatch.setattr(dbf, "_text", dbf._joined_text)
+    whole, _ = dbf.read_dbf_frame(path, encoding)
+    pd.testing.assert_frame_equal(few, whole)
+    assert few["CZ"].tolist()[:5] == ["铸铁", "PE", None, "钢", "聚乙烯（PE）"]
+    assert few["BZ"].tolist()[:3] == ["左侧", None, "x"]
+    assert len({id(v) for v in few["CZ"]}) <= 5 and few["WTDH"].nunique() == n

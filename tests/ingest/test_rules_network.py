@@ -247,3 +247,49 @@ def test_q20_pair_table(tmp_path):
     path = write_xlsx(tmp_path / "t.xlsx", {"YSPOINT": ys_pts, "YSLINE": ys_lines, "JSPOINT": js, "JSLINE": js_lines})
     q20 = by_rule(validate(read_delivery(path, county=COUNTY)), "Q20")
     assert len(q20) == 1 and q20[0].value == pytest.approx(0.3, abs=0.005) and "0.4" in q20[0].message_zh
+
+
+def _ends_tables():
+    P = pd.DataFrame({"network": ["JS", "JS", "PS"], "subtype": [None, None, "YS"], "exp_no": ["A", "B", "C"],
+                      "feature": ["三通", None, "检查井"], "appurtenance": [None, None, None],
+                      "node_type": [None, None, "井"], "ground_z": [10.0, 11.0, 12.0]})
+    S = pd.DataFrame({"network": ["JS", "PS"], "subtype": [None, "YS"], "start_exp_no": ["A", "C"],
+                      "end_exp_no": ["B", "X"], "start_depth": [1.0, 2.0], "end_depth": [1.5, np.nan],
+                      "start_z": [9.0, 10.0], "end_z": [9.5, 9.0], "z_ref": ["center", "invert"],
+                      "diameter_mm": [100.0, 300.0], "bi": np.array([0, 1], dtype=np.int32),
+                      "row": np.array([4, 7], dtype=np.int32)})
+    return P, S
+
+
+@pytest.mark.parametrize("numbers", ["text", "mixed"])
+def test_segment_ends_are_built_only_for_the_ends_a_rule_selects(numbers):
+    """The ends of the network rules (start ends, then end ends) with the columns of their
+    segment and of the point each lies on, as categoricals (point numbers all text) or as
+    delivered values (point numbers that are not all text)."""
+    from ingest.validation.network import Ends, _categorical
+
+    P, S = _ends_tables()
+    if numbers == "mixed":
+        S["start_exp_no"] = pd.Series([17, "C"], dtype=object)
+    _categorical(P, S)                             # as gather() leaves the tables
+    ends = Ends(P, S, np.array([0, 2, 1, -1], dtype=np.int32))
+    cols = ["end", "exp_no", "network", "subtype", "depth", "z", "z_ref", "diameter_mm", "ground_z", "feature",
+            "node_type", "p_subtype"]
+    table = ends.frame(np.ones(4, dtype=bool), cols)
+
+    def values(c):
+        return [None if pd.isna(v) else v for v in table[c].astype(object)]
+
+    assert table.index.tolist() == [0, 1, 2, 3] and values("bi") == [0, 1, 0, 1] and values("row") == [4, 7, 4, 7]
+    assert values("end") == ["start", "start", "end", "end"]
+    assert values("exp_no") == [17 if numbers == "mixed" else "A", "C", "B", "X"]
+    assert values("network") == ["JS", "PS", "JS", "PS"] and values("subtype") == [None, "YS", None, "YS"]
+    assert values("depth") == [1.0, 2.0, 1.5, None] and values("z") == [9.0, 10.0, 9.5, 9.0]
+    assert values("z_ref") == ["center", "invert", "center", "invert"]
+    assert values("diameter_mm") == [100.0, 300.0, 100.0, 300.0]
+    assert values("ground_z") == [10.0, 12.0, 11.0, None] and values("feature") == ["三通", "检查井", None, None]
+    assert values("node_type") == [None, "井", None, None] and values("p_subtype") == [None, "YS", None, None]
+    some = ends.frame(np.array([False, True, False, True]), ["exp_no", "ground_z"])
+    assert some.index.tolist() == [1, 3] and some["exp_no"].astype(object).tolist() == ["C", "X"]
+    assert some["row"].tolist() == [7, 7] and some["ground_z"].iloc[0] == 12.0 and np.isnan(some["ground_z"].iloc[1])
+    assert ends.found.tolist() == [True, True, True, False] and len(ends) == 4

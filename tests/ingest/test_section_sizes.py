@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ingest.mapping.normalize import _section
+from ingest.mapping.normalize import _section, as_float, as_year, per_value
 from ingest.pipeline import read_delivery
 from ingest.validate import validate
 from tests.ingest import fixtures
@@ -62,3 +62,17 @@ def test_unreadable_file_message_names_no_server_path(tmp_path):
     for text in (err.value.zh, err.value.en):
         assert str(tmp_path) not in text and "a.geojson" in text
     assert "无法读取" in err.value.zh and "It might help" not in err.value.en
+
+
+def test_repeated_values_are_parsed_once_each_with_the_same_results():
+    values = pd.Series(["400X200", "DN300", None, "300", "1200×800", "", "Φ110", "无"] * 50, dtype=object)
+    once = per_value(values, _section)
+    for a, b in zip(once, _section(values), strict=True):
+        pd.testing.assert_series_equal(a, b, check_names=False)
+    years = pd.Series(["2005年", "2005-03-01", None, "19", "1899", "2010"] * 40, dtype=object)
+    parsed = as_year(years)
+    assert str(parsed.dtype) == "Int64"
+    assert parsed.fillna(-1).tolist() == [2005, 2005, -1, -1, 1899, 2010] * 40
+    numbers = as_float(pd.Series(["1,200.5", "3", None, "x", "2，000"] * 30, dtype=object))
+    assert numbers.dtype == "float64" and np.array_equal(numbers[:5], [1200.5, 3.0, np.nan, np.nan, 2000.0],
+                                                          equal_nan=True)

@@ -335,8 +335,8 @@ def test_spilled_residues_give_the_same_county_findings(tmp_path):
 
 def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapped():
     """Residue chunks written to disk come back as one frame equal to ``pd.concat`` of the
-    chunks (Arrow columns as one contiguous array each), chunks whose columns differ as pandas
-    joins them, and geometries from a memory-mapped file that outlives the removal of its name."""
+    chunks (Arrow columns as one contiguous array each, categoricals as one categorical of all
+    their categories), chunks whose columns differ as pandas joins them, and geometries from a memory-mapped file that outlives the removal of its name."""
     import pyarrow as pa
 
     from ingest.validation.spill import MappedWkb, Spill
@@ -359,6 +359,12 @@ def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapp
     assert joined["exp_no"].array.__arrow_array__().num_chunks == 1
     pd.testing.assert_frame_equal(spill.joined(("b",)),
                                   pd.concat([frames[0], frames[1].drop(columns="flow_dir")], ignore_index=True))
+    for values in (["JS", "PS", None], ["RQ", "JS"]):   # categoricals of different categories
+        codes = pd.Categorical(values, categories=pd.Index(sorted(v for v in set(values) if v), dtype=object))
+        spill.put_columns(("c",), pd.DataFrame({"network": codes}))
+    network = spill.joined(("c",))["network"]
+    assert isinstance(network.dtype, pd.CategoricalDtype) and set(network.cat.categories) == {"JS", "PS", "RQ"}
+    assert [None if pd.isna(v) else v for v in network.astype(object)] == ["JS", "PS", None, "RQ", "JS"]
     folder = spill.dir
     spill.close()
     assert folder is not None and not folder.exists()
