@@ -266,10 +266,9 @@ class Ends:
         """A per-segment array for both ends."""
         return np.concatenate([values, values])
 
-    def column(self, name: str, pos: np.ndarray | None) -> pd.Series:
-        """Column ``name`` of the ends at positions ``pos`` (all when None), indexed by position."""
+    def column(self, name: str, pos: np.ndarray) -> pd.Series:
+        """Column ``name`` of the ends at positions ``pos``, indexed by position."""
         S, n = self.S, self.n
-        pos = np.arange(2 * n) if pos is None else pos
         second = pos >= n
         rows = np.where(second, pos - n, pos)
         if name in _OF_POINT:
