@@ -365,7 +365,7 @@ def _group_key(column: pd.Series) -> np.ndarray:
 
 def _same_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """The codes of two categoricals of one type (−1 where missing), else None: compared,
-    ordered or stacked by code, no value is taken out of the categories."""
+    ordered or picked by code, no value is taken out of the categories."""
     if isinstance(a.dtype, pd.CategoricalDtype) and a.dtype is b.dtype:
         return a.cat.codes.to_numpy(), b.cat.codes.to_numpy()
     return None
@@ -400,20 +400,6 @@ def _point_index(P: pd.DataFrame, first: np.ndarray) -> pd.Index:
     """The (network, point number) pairs of the rows ``first`` of ``P``, for ``get_indexer``:
     a position in it is a position in ``first``."""
     return _pairs(P["network"].iloc[first], P["exp_no"].iloc[first])
-
-
-def _twice(column: pd.Series) -> pd.Series:
-    """A segment column for both ends: the segments' values, then the same again."""
-    return _stacked(column, column)
-
-
-def _stacked(first: pd.Series, second: pd.Series) -> pd.Series:
-    """Two columns of the segments one after the other (start ends, then end ends); two
-    categoricals of one type by their codes (no new type to check)."""
-    codes = _same_codes(first, second)
-    if codes is not None:
-        return pd.Series(pd.Categorical.from_codes(np.concatenate(codes), dtype=first.dtype))
-    return pd.concat([first, second], ignore_index=True)
 
 
 def _taken(column: pd.Series, pos: np.ndarray) -> pd.Series:
