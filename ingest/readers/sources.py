@@ -83,7 +83,8 @@ def _expected_type(ext: str) -> set[str]:
             ".csv": {"text"}, ".txt": {"text"}, ".xlsx": {"xlsx"}, ".xlsm": {"xlsx"}, ".zip": {"zip"}}.get(ext, set())
 
 
-def _read_file(p: Path, rel: str, chunk_rows: int | None = None) -> list[SourceLayer]:
+def _read_file(p: Path, rel: str, chunk_rows: int | None = None,
+               rank: Callable[[Path], int] | None = None) -> list[SourceLayer]:
     ext = p.suffix.lower()
     if p.stat().st_size == 0:
         raise UnreadableInput(f"文件 {rel} 为空", f"file {rel} is empty", file=rel)
@@ -98,7 +99,7 @@ def _read_file(p: Path, rel: str, chunk_rows: int | None = None) -> list[SourceL
             return []
         return [read_dbf(p, rel)]
     if ext == ".gpkg":
-        return read_gpkg(p, rel)
+        return read_gpkg(p, rel, chunk_rows, rank)
     if ext in (".geojson", ".json"):
         return [read_geojson(p, rel)]
     if ext in (".csv", ".txt"):
@@ -170,7 +171,7 @@ def _read_files(path: Path, root: Path, files: list[Path], extraction: Extractio
         if extraction is not None:   # the file and its companions (same folder and name)
             extraction.wait([f for f in files if f.parent == p.parent and f.stem.lower() == p.stem.lower()])
         try:
-            layers = guarded(_read_file, rel, p, rel, chunk_rows)
+            layers = guarded(_read_file, rel, p, rel, chunk_rows, rank)
         except UnreadableInput as exc:
             if ext not in LENIENT or len(files) == 1:
                 raise

@@ -7,7 +7,7 @@ converted in one call by shapely 2.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -134,13 +134,16 @@ def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> Source
     return layer
 
 
-def _feature_count(shp: Path) -> int:
-    """Number of features of a shapefile (from its header and index, without reading them)."""
+def _feature_count(path: Path, layer: str | None = None) -> int:
+    """Number of features of a shapefile (from its header and index, without reading them) or
+    of a GeoPackage table (from its contents table when kept, else counted); −1 when the driver
+    cannot tell without reading them."""
     try:
-        return int(pyogrio.read_info(shp)["features"])
+        info = pyogrio.read_info(path, layer=layer) if layer is not None else pyogrio.read_info(path)
+        return int(info["features"])
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
-        raise UnreadableInput(f"无法读取文件 {shp.name}", f"cannot read {shp.name}: {library_message(exc, shp)}",
-                              file=shp.name) from exc
+        raise UnreadableInput(f"无法读取文件 {path.name}", f"cannot read {path.name}: {library_message(exc, path)}",
+                              file=path.name) from exc
 
 
 def read_dbf(dbf: Path, rel: str) -> SourceLayer:
@@ -165,19 +168,40 @@ def _crs_of(meta) -> CRS | None:
         return parse_prj(text)
 
 
-def read_gpkg(path: Path, rel: str) -> list[SourceLayer]:
-    """Every feature table of a GeoPackage."""
+def read_gpkg(path: Path, rel: str, chunk_rows: int | None = None,
+              rank: Callable[[Path], int] | None = None) -> list[SourceLayer]:
+    """Every feature table of a GeoPackage, in ``rank`` order of their names (the order a loader
+    wants: pipe points before pipe segments) when given. A table of more than ``chunk_rows``
+    features is read in chunks as a large shapefile is: the layer holds the first, its ``rest``
+    yields the others, each read when its turn comes."""
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
         raise UnreadableInput(f"无法读取 GeoPackage {path.name}", f"cannot read GeoPackage {path.name}") from exc
-    out = []
-    for name, gtype in layers:
-        meta, frame, geom = _read(path, layer=name)
-        kind = geometry_kind(gtype) if geom is not None else "none"
-        out.append(SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, _crs_of(meta),
-                               "UTF-8"))
-    return out
+    names = [str(name) for name, _gtype in layers]
+    kinds = dict(zip(names, (gtype for _name, gtype in layers), strict=True))
+    if rank is not None:
+        names.sort(key=lambda name: rank(Path(f"{name}.gpkg")))     # ranked by the whole name, as a file stem
+    return [_gpkg_layer(path, rel, name, kinds[name], chunk_rows) for name in names]
+
+
+def _gpkg_layer(path: Path, rel: str, name: str, gtype: str | None, chunk_rows: int | None) -> SourceLayer:
+    count = _feature_count(path, name) if chunk_rows else 0
+    stop = chunk_rows if chunk_rows and count > chunk_rows else None
+    meta, frame, geom = _read(path, layer=name, rows=(0, stop) if stop else None)
+    kind = geometry_kind(gtype) if geom is not None else "none"
+    crs = _crs_of(meta)
+    layer = SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, crs, "UTF-8")
+    if stop:
+        size = stop
+
+        def rest() -> Iterator[SourceLayer]:
+            for start in range(size, count, size):      # a chunk handed over is not held here
+                _m, part, g = _read(path, layer=name, rows=(start, min(start + size, count)))
+                yield SourceLayer(name, f"{rel}:{name}", part, g if kind != "none" else None, kind, crs, "UTF-8",
+                                  offset=start)
+        layer.rest = rest
+    return layer
 
 
 def kind_from_geoms(geom: np.ndarray | None) -> str:

@@ -240,6 +240,47 @@ def test_a_load_read_in_chunks_writes_the_same_rows(tmp_path, conn, db_url):
     assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
 
 
+def _gpkg(path: Path, pts: pd.DataFrame, lines: pd.DataFrame, geoms: np.ndarray) -> Path:
+    """A GeoPackage of a point and a line table, the line table first in the file."""
+    import geopandas as gpd
+
+    for name, frame, g in (("YS_LIN", lines, geoms), ("YS_PNT", pts, point_geoms(pts))):
+        gpd.GeoDataFrame(frame, geometry=list(g), crs=4546).to_file(path, layer=name, engine="pyogrio")
+    return path
+
+
+def test_a_geopackage_read_in_chunks_gives_the_same_findings_and_rows(tmp_path, conn, db_url):
+    """A GeoPackage table larger than a chunk is read a chunk at a time, as a shapefile is, and
+    its tables in the order a loader wants (points before segments, whatever the file's order)."""
+    from ingest.readers.vector import read_gpkg
+
+    pts, lines = network(12, prefix="YS")
+    clean = _gpkg(tmp_path / "net.gpkg", pts, lines, line_geoms(pts, lines))
+    layers = read_gpkg(clean, "net.gpkg", 4, rank=lambda p: 0 if p.stem == "YS_PNT" else 1)
+    assert [layer.name for layer in layers] == ["YS_PNT", "YS_LIN"] and len(layers[0].frame) == 4
+    assert layers[0].rest is not None
+    chunks = list(layers[0].rest())
+    assert [(c.offset, len(c.frame)) for c in chunks] == [(4, 4), (8, 4)]
+    assert chunks[1].frame["物探点号"].tolist() == pts["物探点号"].tolist()[8:]
+    a, b = county_code(), county_code()
+    many = pipeline.run(conn, [clean], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL,
+                        county=a)
+    one = pipeline.run(conn, [clean], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
+                       county=b)
+    assert many.state == one.state == "loaded" and _findings(many.report) == _findings(one.report)
+    assert many.load.counts == one.load.counts == {"pipe_point": 12, "pipe_segment": 11}
+    rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
+    assert rows_a == rows_b and [p[2] for p in rows_a["points"]] == list(range(1, 13))
+    assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
+    twice = pts.copy()
+    twice.loc[9, "物探点号"] = "YS1"                 # a point number repeated in another chunk (Q01)
+    flawed = _gpkg(tmp_path / "flawed.gpkg", twice, lines, line_geoms(pts, lines))
+    runs = [pipeline.run(conn, [flawed], settings=_chunk_settings(tmp_path, db_url, rows), principal=CLI_PRINCIPAL,
+                         county=county_code(), dry_run=True) for rows in (4, 50_000)]
+    assert ("Q01", "YS_PNT", 10) in {(f.rule_id, f.source_layer, f.row) for f in runs[1].report.findings}
+    assert _findings(runs[0].report) == _findings(runs[1].report)
+
+
 def _network_delivery(tmp: Path, *, geographic: bool) -> Path:
     """Two drainage networks with planted network defects: a point 0.5 m off its segment ends
     (Q09), a wrong ground level (Q10), an invert that rises along the flow (Q15), a segment from
