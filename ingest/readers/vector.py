@@ -120,18 +120,22 @@ def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> Source
     layer = SourceLayer(shp.stem, rel, frame, geom, kind, crs, enc.encoding, clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     if stop:
-        size = stop
-
-        def rest() -> Iterator[SourceLayer]:
-            for start in range(size, nrec, size):        # a chunk handed over is not held here
-                yield _chunk(start, min(start + size, nrec))
-
-        def _chunk(start: int, end: int) -> SourceLayer:
+        def chunk(start: int, end: int) -> SourceLayer:
             part, _ = read_dbf_frame(dbf, enc.encoding, start, end)
             _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
             return SourceLayer(shp.stem, rel, part, g, kind, crs, enc.encoding, clean_text=True, offset=start)
-        layer.rest = rest
+        layer.rest = _later_chunks(stop, nrec, chunk)
     return layer
+
+
+def _later_chunks(size: int, total: int, chunk: Callable[[int, int], SourceLayer]
+                  ) -> Callable[[], Iterator[SourceLayer]]:
+    """A layer's ``rest``: the chunks ``chunk(start, end)`` of ``size`` rows after the first, up
+    to ``total``, each read when its turn comes (a chunk handed over is not held here)."""
+    def rest() -> Iterator[SourceLayer]:
+        for start in range(size, total, size):
+            yield chunk(start, min(start + size, total))
+    return rest
 
 
 def _feature_count(path: Path, layer: str | None = None) -> int:
@@ -193,14 +197,11 @@ def _gpkg_layer(path: Path, rel: str, name: str, gtype: str | None, chunk_rows: 
     crs = _crs_of(meta)
     layer = SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, crs, "UTF-8")
     if stop:
-        size = stop
-
-        def rest() -> Iterator[SourceLayer]:
-            for start in range(size, count, size):      # a chunk handed over is not held here
-                _m, part, g = _read(path, layer=name, rows=(start, min(start + size, count)))
-                yield SourceLayer(name, f"{rel}:{name}", part, g if kind != "none" else None, kind, crs, "UTF-8",
-                                  offset=start)
-        layer.rest = rest
+        def chunk(start: int, end: int) -> SourceLayer:
+            _m, part, g = _read(path, layer=name, rows=(start, end))
+            return SourceLayer(name, f"{rel}:{name}", part, g if kind != "none" else None, kind, crs, "UTF-8",
+                               offset=start)
+        layer.rest = _later_chunks(stop, count, chunk)
     return layer
 
 

@@ -32,7 +32,7 @@ from ingest.validation.core import Ctx, fmt
 from ingest.validation.network import SCOLS, Net, emit, gather, seg_key
 
 
-def with_loaded(ctx: Ctx, net: Net, extent: Extent | None = None) -> pd.DataFrame:
+def with_loaded(ctx: Ctx, net: Net, extent: Extent) -> pd.DataFrame:
     """The delivery's segments plus loaded ones nearby, for Q20 and Q21.
 
     Loaded segments are the county's current ``pipe_segment`` rows of networks the delivery
@@ -40,16 +40,13 @@ def with_loaded(ctx: Ctx, net: Net, extent: Extent | None = None) -> pd.DataFram
     they get ``bi = -1`` and their id in ``loaded_id``. When there are some, every segment's
     ends are given in the local UTM zone (one frame for both; the source projection differs
     from it by well under a millimetre per metre); else the delivery's own frame is kept.
-    ``extent``: that of the delivery's segments when gathered while they were read (else their
-    geometries are decoded here).
+    ``extent``: that of the delivery's segments, gathered as they were checked.
     """
     S = net.S.reset_index(drop=True)
     S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
     if (ctx.conn is None or not ctx.delivery.county_code or not len(S)
             or (ctx.rule("Q20") is None and ctx.rule("Q21") is None)):
         return S
-    if extent is None:
-        extent = _segment_extent(net.batches)
     if not extent.n:
         return S
     reach = float(ctx.param("Q21", "loaded_reach_m", 20.0)) * DEG_PER_M * 2
@@ -80,21 +77,6 @@ def with_loaded(ctx: Ctx, net: Net, extent: Extent | None = None) -> pd.DataFram
     S = delivery.S.reset_index(drop=True)   # the delivery in the same frame
     S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
     return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
-
-
-def _segment_extent(batches) -> Extent:
-    """The :class:`Extent` of the delivery's segment geometries, decoded ``_DECODE_ROWS`` rows
-    at a time."""
-    extent = Extent()
-    for b in batches:
-        if b.target != "pipe_segment":
-            continue
-        for start in range(0, len(b), _DECODE_ROWS):
-            extent.add(shapely.bounds(b.geometries(np.arange(start, min(start + _DECODE_ROWS, len(b))))))
-    return extent
-
-
-_DECODE_ROWS = 20_000
 
 
 def _subjects(S: pd.DataFrame, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -137,8 +137,7 @@ def _categorical(P: pd.DataFrame, S: pd.DataFrame) -> None:
         texts = [arrow_text(frame[c]) for frame, c in group]
         categories = pc.unique(pa.chunked_array([chunk for t in texts for chunk in t.chunks], type=pa.string()))
         categories = categories.drop_null()
-        dtype = _dtype_of_unique(pd.Index(pd.arrays.ArrowExtensionArray(categories)) if len(categories) > _FEW
-                                 else pd.Index(categories.to_numpy(zero_copy_only=False), dtype=object))
+        dtype = _text_dtype(categories)
         for (frame, c), t in zip(group, texts, strict=True):
             codes = pc.fill_null(pc.index_in(t, value_set=categories), -1).to_numpy().astype(np.int32)
             frame[c] = pd.Categorical.from_codes(codes, dtype=dtype)
@@ -148,8 +147,7 @@ def _recoded(group: list[tuple[pd.DataFrame, str]]) -> None:
     """Categorical text columns given one type of all their categories, in place: their codes
     translated, no value taken out of the categories."""
     union = pd.Index(pd.unique(np.concatenate([frame[c].cat.categories.to_numpy(dtype=object) for frame, c in group])))
-    dtype = _dtype_of_unique(union if len(union) <= _FEW else pd.Index(pd.arrays.ArrowExtensionArray(
-        pa.array(union.to_numpy(), type=pa.string()))))
+    dtype = _text_dtype(pa.array(union.to_numpy(), type=pa.string()))
     for frame, c in group:
         column = frame[c]
         codes = column.cat.codes.to_numpy()
@@ -161,6 +159,13 @@ _FEW = 4096
 """Categories of a text column with at most this many distinct values are Python strings (a
 value taken out is a reference to one of them); more (point numbers) stay Arrow text, one
 buffer instead of an object per value."""
+
+
+def _text_dtype(categories: pa.Array) -> pd.CategoricalDtype:
+    """The categorical type of distinct texts: Python strings when few (:data:`_FEW`), else
+    Arrow text."""
+    return _dtype_of_unique(pd.Index(pd.arrays.ArrowExtensionArray(categories)) if len(categories) > _FEW
+                            else pd.Index(categories.to_numpy(zero_copy_only=False), dtype=object))
 
 
 def _dtype_of_unique(categories: pd.Index) -> pd.CategoricalDtype:
@@ -266,6 +271,11 @@ class Ends:
         """A per-segment array for both ends."""
         return np.concatenate([values, values])
 
+    def given(self, name: str) -> np.ndarray:
+        """Whether each end has a value of the paired column ``name`` (:data:`_PAIRED`)."""
+        a, b = _PAIRED[name]
+        return np.concatenate([self.S[a].notna().to_numpy(), self.S[b].notna().to_numpy()])
+
     def column(self, name: str, pos: np.ndarray) -> pd.Series:
         """Column ``name`` of the ends at positions ``pos``, indexed by position."""
         S, n = self.S, self.n
@@ -323,7 +333,7 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
     del pos
     ends = Ends(P, S, at)
     nets_with_points = set(P["network"].iloc[first].dropna().unique())
-    missing = ~found & np.concatenate([S["start_exp_no"].notna().to_numpy(), S["end_exp_no"].notna().to_numpy()])
+    missing = ~found & ends.given("exp_no")
     has_table = ends.twice(S["network"].isin(nets_with_points).to_numpy())
     sel = ends.frame(missing & has_table, ["exp_no", "end"])
     emit(ctx, net, "Q05", sel, key=sel["exp_no"], field_name=np.where(sel["end"] == "start", "起点点号", "终点点号"),
@@ -489,8 +499,7 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
         return
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
     keys = ["network", "exp_no", "z_ref", "diameter_mm"]
-    has_z = ends.found & np.concatenate([S["start_z"].notna().to_numpy(), S["end_z"].notna().to_numpy()])
-    pos = np.flatnonzero(has_z)
+    pos = np.flatnonzero(ends.found & ends.given("z"))
     g = pd.DataFrame({k: _group_key(ends.column(k, pos)) for k in [*keys, "z"]},      # grouped on codes, not texts
                      index=pos).groupby(keys, dropna=False)["z"]
     spread = g.transform("max") - g.transform("min")

@@ -18,8 +18,8 @@ which the findings name. The directory is removed by :meth:`Spill.close`, or whe
 collected or the process ends.
 
 :class:`MappedWkb` keeps the residues' geometries (WKB) in Arrow IPC files and gives each
-layer's back memory-mapped: the network rules read only the rows of their findings, and the
-clearances decode them a slice at a time, so the pages come from the file as they are read.
+layer's back memory-mapped: the rules decode only the rows of their findings (all rows only
+when the pipelines are measured in a UTM zone), so only those pages come from the file.
 """
 
 from __future__ import annotations

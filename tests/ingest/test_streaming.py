@@ -228,7 +228,12 @@ def test_a_load_read_in_chunks_writes_the_same_rows(tmp_path, conn, db_url):
     pts, lines = network(12, prefix="YS")
     write_shapefile(folder, "YS_PNT", pts, point_geoms(pts))
     write_shapefile(folder, "YS_LIN", lines, line_geoms(pts, lines))
-    path = zip_folder(folder, tmp_path / "net.zip")
+    _loads_alike_in_chunks(zip_folder(folder, tmp_path / "net.zip"), tmp_path, conn, db_url)
+
+
+def _loads_alike_in_chunks(path: Path, tmp_path: Path, conn, db_url: str) -> None:
+    """``path`` (12 YS points, 11 segments) loaded in chunks of 4 rows and whole: the same
+    findings and rows, every segment end resolved (also to points of other chunks)."""
     a, b = county_code(), county_code()
     many = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL, county=a)
     one = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
@@ -262,16 +267,7 @@ def test_a_geopackage_read_in_chunks_gives_the_same_findings_and_rows(tmp_path, 
     chunks = list(layers[0].rest())
     assert [(c.offset, len(c.frame)) for c in chunks] == [(4, 4), (8, 4)]
     assert chunks[1].frame["物探点号"].tolist() == pts["物探点号"].tolist()[8:]
-    a, b = county_code(), county_code()
-    many = pipeline.run(conn, [clean], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL,
-                        county=a)
-    one = pipeline.run(conn, [clean], settings=_chunk_settings(tmp_path, db_url, 50_000), principal=CLI_PRINCIPAL,
-                       county=b)
-    assert many.state == one.state == "loaded" and _findings(many.report) == _findings(one.report)
-    assert many.load.counts == one.load.counts == {"pipe_point": 12, "pipe_segment": 11}
-    rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
-    assert rows_a == rows_b and [p[2] for p in rows_a["points"]] == list(range(1, 13))
-    assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
+    _loads_alike_in_chunks(clean, tmp_path, conn, db_url)
     twice = pts.copy()
     twice.loc[9, "物探点号"] = "YS1"                 # a point number repeated in another chunk (Q01)
     flawed = _gpkg(tmp_path / "flawed.gpkg", twice, lines, line_geoms(pts, lines))
