@@ -94,18 +94,16 @@ def clean_text(v) -> str | None:
 
 
 def by_unique(s: pd.Series, fn) -> pd.Series:
-    """Apply a scalar function to the distinct values of a column only (hash factorisation in C),
-    then spread the results back: delivered columns repeat a few values many times."""
-    codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
-    mapped = np.array([fn(u) for u in uniques] + [fn(None)], dtype=object)
-    return pd.Series(mapped[codes], index=s.index, dtype=object)
+    """Apply a scalar function to the distinct values of a column only (:func:`per_value`):
+    delivered columns repeat a few values many times."""
+    return per_value(s, lambda col: pd.Series([fn(v) for v in col.astype(object)], index=col.index, dtype=object))
 
 
 def per_value(s: pd.Series, fn):
     """``fn`` (a column → a column, or a tuple of columns) of the distinct values of ``s`` only,
     spread back to its rows: for parsing that runs a regular expression or a converter per value."""
     codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
-    if len(uniques) * 2 > len(s):                 # mostly distinct: parse the column as it is
+    if len(uniques) * 2 > len(s):                 # mostly distinct: the column as it is
         return fn(s)
     at = np.where(codes < 0, len(uniques), codes)  # a missing value: the result of the added None
     parsed = fn(pd.Series([*uniques, None], dtype=object))
