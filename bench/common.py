@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from cim.embedded import EmbeddedCluster
@@ -35,6 +36,28 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict:
     return {"seconds": int(h or 0) * 3600 + int(m) * 60 + float(s),
             "peak_rss_mb": round(int(rss.group(1)) / 1024, 1), "cpu_s": round(cpu, 1),
             "machine_busy_s": round(busy, 1), "stdout": res.stdout[-2000:]}
+
+
+def settle(url: str, tables: list[str]) -> float:
+    """The upkeep a load leaves to the server, done before the next timed command: ``VACUUM
+    (ANALYZE)`` of the loaded ``tables`` (statistics, visibility map, a GIN index's pending list
+    merged), then ``CHECKPOINT`` and the kernel's ``sync`` to write its pages out. Left to
+    autovacuum (up to a minute after the commit) and the checkpointer, that work would share the
+    CPUs and the disk with whichever command runs next. Returns the seconds of the VACUUM."""
+    import psycopg2
+
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            t0 = time.monotonic()
+            cur.execute(f"VACUUM (ANALYZE) {', '.join(tables)}")
+            took = time.monotonic() - t0
+            cur.execute("CHECKPOINT")
+    finally:
+        conn.close()
+    os.sync()
+    return round(took, 2)
 
 
 def _busy_seconds() -> float:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 
 from synth import counts, write_delivery  # noqa: E402
 
-from bench.common import migrated_cluster, timed  # noqa: E402
+from bench.common import migrated_cluster, settle, timed  # noqa: E402
 
 
 def pg_conninfo(url: str) -> str:
@@ -89,6 +89,15 @@ def index_cost(url: str, delivery: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def _scratch_tables(conn) -> list[str]:
+    """The tables ogr2ogr created in the scratch schema."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'ogr_scratch' ORDER BY 1")
+        names = [r[0] for r in cur.fetchall()]
+    conn.commit()
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--points", type=int, default=100_001, help="pipe points (segments = points - 1)")
@@ -116,6 +125,7 @@ def main() -> None:
                                "--json"], env))
             out = json.loads(ours[-1]["stdout"].strip().splitlines()[-1])
             assert out["state"] == "loaded" and out["counts"] == rows, out
+            ours[-1]["vacuum_s"] = settle(url, [f"cim.{t}" for t in rows])
             with conn.cursor() as cur:  # a fresh scratch schema for every ogr2ogr run
                 cur.execute("DROP SCHEMA IF EXISTS ogr_scratch CASCADE; CREATE SCHEMA ogr_scratch")
             conn.commit()
@@ -123,6 +133,7 @@ def main() -> None:
                                  f"PG:{pg_conninfo(url)}", f"/vsizip/{delivery}", "-lco", "SCHEMA=ogr_scratch",
                                  "-lco", "SPATIAL_INDEX=GIST", "-nlt", "PROMOTE_TO_MULTI", "-t_srs", "EPSG:4490",
                                  "-overwrite", "-gt", "65536"], env))
+            theirs[-1]["vacuum_s"] = settle(url, [f"ogr_scratch.{t}" for t in _scratch_tables(conn)])
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM ogr_scratch.jspoint")
             assert cur.fetchone()[0] == rows["pipe_point"]
@@ -155,7 +166,10 @@ def main() -> None:
           f"| ogr2ogr PG_USE_COPY (no validation) | {total} | {best_ogr['seconds']:.1f} | "
           f"{result['rows_per_s']['ogr2ogr']} | {best_ogr['peak_rss_mb']:.0f} |\n\n"
           f"ratio cim/ogr2ogr = {result['ratio']} (target ≤ 1.5); cim phases (s, validate and copy overlap): "
-          f"{result['cim_phases_s']}; load average {result['load_avg'][0]:.1f} on {result['cpus']} CPUs")
+          f"{result['cim_phases_s']}; load average {result['load_avg'][0]:.1f} on {result['cpus']} CPUs\n"
+          f"upkeep after each load (VACUUM ANALYZE of the loaded tables, untimed above): cim "
+          f"{', '.join(str(r['vacuum_s']) for r in ours)} s, ogr2ogr {', '.join(str(r['vacuum_s']) for r in theirs)} s; "
+          f"all runs cim {', '.join(str(r['seconds']) for r in ours)} s, ogr2ogr {', '.join(str(r['seconds']) for r in theirs)} s")
     for target, t in (explain or {}).items():
         print(f"COPY {target}: {t['all_indexes_s']} s into the live table (all indexes) vs {t['no_index_s']} s "
               f"into an index-free table + {t['bulk_gist_s']} s bulk GiST")

@@ -49,17 +49,45 @@ def _text(mat: np.ndarray, encoding: str) -> pd.Series:
 
     A column of few distinct values (codes, names of a dictionary, blanks) decodes each
     distinct cell once, its rows sharing one string; any other column is decoded in one call
-    (:func:`_joined_text`)."""
+    (:func:`_joined_text`). Columns that every row leaves blank at the end are cut first (text
+    fields are often declared far wider than their values)."""
+    used = np.flatnonzero(((mat != 32) & (mat != 0)).any(axis=0))
+    mat = mat[:, :used[-1] + 1] if len(used) else mat[:, :1]
     n, w = mat.shape
-    cells = np.ascontiguousarray(mat).view(f"S{w}").ravel()
-    if n > _SAMPLE and len(np.unique(cells[:_SAMPLE])) * 8 > _SAMPLE:
+    if n > _SAMPLE and len(pd.unique(_cell_hashes(mat[:_SAMPLE]))) * 8 > _SAMPLE:
         return _joined_text(mat, encoding)
-    distinct, where = np.unique(cells, return_inverse=True)
-    if len(distinct) * 8 > max(n, _SAMPLE):
+    mat = np.ascontiguousarray(mat)
+    cells = mat.view(f"S{w}").ravel()
+    codes, distinct_hashes = pd.factorize(_cell_hashes(mat))
+    if len(distinct_hashes) * 8 > max(n, _SAMPLE):
         return _joined_text(mat, encoding)
+    first = np.empty(len(distinct_hashes), dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)        # the first row of each distinct hash
+    distinct = cells[first]
+    if not (distinct[codes] == cells).all():             # two cells share a hash: sort instead
+        distinct, codes = np.unique(cells, return_inverse=True)
     values = np.array([c.decode(encoding, errors="replace").strip(" \x00") or None for c in distinct.tolist()]
                       + [None], dtype=object)   # (a last None keeps an array of one string one-dimensional)
-    return pd.Series(values[where.ravel()], dtype=object)
+    return pd.Series(values[codes.ravel()], dtype=object)
+
+
+_CELL_BASE = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _cell_hashes(mat: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row of a fixed-width byte matrix, from its 8-byte words: equal
+    cells hash alike; the caller compares the cells themselves to rule out collisions."""
+    n, w = mat.shape
+    if w % 8 == 0 and mat.flags.c_contiguous:
+        packed = mat.view(np.uint64)
+    else:
+        words = np.zeros((n, -(-w // 8) * 8), dtype=np.uint8)
+        words[:, :w] = mat
+        packed = words.view(np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
+    for k in range(packed.shape[1]):
+        h = (h ^ packed[:, k]) * _CELL_BASE
+    return h ^ (h >> np.uint64(29))
 
 
 def _joined_text(mat: np.ndarray, encoding: str) -> pd.Series:

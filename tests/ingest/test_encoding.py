@@ -125,12 +125,15 @@ def test_gbk_csv(tmp_path):
     assert d.batches[0].frame["road_name"].tolist() == ["人民路"]
 
 
-@pytest.mark.parametrize("encoding", ["GBK", "UTF-8"])
-def test_dbf_columns_of_few_values_decode_as_the_whole_column_does(tmp_path, monkeypatch, encoding):
+@pytest.mark.parametrize(("encoding", "collide"), [("GBK", False), ("UTF-8", False), ("GBK", True)])
+def test_dbf_columns_of_few_values_decode_as_the_whole_column_does(tmp_path, monkeypatch, encoding, collide):
     """A text column of few distinct values decodes each distinct cell once (its rows share one
-    string); the values are those of decoding the whole column in one call."""
+    string); the values are those of decoding the whole column in one call, also when every
+    cell hashes alike (the cells are compared, and sorted instead)."""
     from ingest.readers import dbf
 
+    if collide:
+        monkeypatch.setattr(dbf, "_cell_hashes", lambda mat: np.zeros(len(mat), dtype=np.uint64))
     n = 3000
     frame = pd.DataFrame({"CZ": (["铸铁", "PE", "", "钢", "聚乙烯（PE）"] * n)[:n],      # 材质, 物探点号, 备注
                           "WTDH": [f"JS{i:05d}" for i in range(n)],
