@@ -51,6 +51,10 @@ _ADDRESS = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9.:-]{0,252})$")
 #   max_sync_workers_per_subscription = 2  (the default) initial copies run two tables at a time;
 #   max_worker_processes = 152           136 replication workers + the launcher + 8 parallel-query
 #                                        workers + margin. An idle apply worker holds a few MB.
+# WAL: a delivery of 1 M features writes about 1 GB of WAL in one transaction. max_wal_size
+# spaces checkpoints beyond one such load; min_wal_size keeps that much of spent WAL files for
+# recycling, so the next load does not create and zero-fill new 16 MB segments (wait event
+# WALInitWrite) as it goes.
 SERVER_CONF = {
     "listen_addresses": "'127.0.0.1'",
     "max_connections": "100",
@@ -68,6 +72,7 @@ SERVER_CONF = {
     "max_sync_workers_per_subscription": "2",
     "max_worker_processes": "152",
     "max_wal_size": "'2GB'",
+    "min_wal_size": "'1GB'",
     "logging_collector": "off",
     "log_min_messages": "warning",
 }
