@@ -34,6 +34,7 @@ from cim.settings import IngestSettings, Settings
 from ingest.load import LoadResult, OnCommit, Pending, abort, commit, find_duplicate, record_rejected
 from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
+from ingest.mapping.lines import needs_point_lines
 from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping, merge_chunks
 from ingest.readers.sources import digest, open_sources
 from ingest.report import read_groups, write_csv, write_groups, write_html, write_json, write_xlsx
@@ -100,7 +101,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
         if delivery is None:                     # each batch is checked as soon as it is read
             checks = _Checks(conn, settings.ingest)
             delivery = read(paths, profile=profile, county=county, conn=conn, settings=settings, progress=progress,
-                            on_start=checks.start, on_batch=checks.add)
+                            on_start=checks.start, on_batch=checks.add, before_lines=checks.points_back)
             return _dry_run(conn, delivery, reports=reports, report=checks.finish(progress))
         return _dry_run(conn, delivery, reports=reports, report=_validated(delivery, conn, progress))
     with LoadWhileReading(conn, settings, principal=principal, county=county, archive_dir=archive_dir(settings),
@@ -118,7 +119,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
                 checks.add(b)                    # (what a chunk frees is reused by the next one)
 
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
-                            progress=progress, on_start=start, on_batch=batch_ready)
+                            progress=progress, on_start=start, on_batch=batch_ready, before_lines=checks.points_back)
             work.reading_done()
             report = checks.finish(progress)     # the rules across batches, while the rest is written
         else:
@@ -133,7 +134,8 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
 def _read(paths: Sequence[Path], *, profile: str | None, county: str | None,
           conn: psycopg2.extensions.connection | None, settings: Settings, progress: Progress | None = None,
           on_start: Callable[[Delivery], None] | None = None,
-          on_batch: Callable[[LayerBatch], None] | None = None, user: UserMapping | None = None) -> Delivery:
+          on_batch: Callable[[LayerBatch], None] | None = None, before_lines: Callable[[], None] | None = None,
+          user: UserMapping | None = None) -> Delivery:
     """Read one delivery from one file (zip, GeoPackage, …) or from several loose files (the
     companions of an uploaded ``.shp`` are found by the reader); see :func:`read_deliveries`.
     The county's saved mapping, when there is one, lies under ``user``."""
@@ -148,7 +150,8 @@ def _read(paths: Sequence[Path], *, profile: str | None, county: str | None,
             saved = county_mapping.latest(cur, county)
         user = user.over(saved) if user else saved
     delivery = read_deliveries(_main_files(paths), profile=profile, county=county, conn=conn,
-                               settings=settings.ingest, on_start=on_start, on_batch=on_batch, user=user)
+                               settings=settings.ingest, on_start=on_start, on_batch=on_batch,
+                               before_lines=before_lines, user=user)
     if progress:
         progress("read", 1, 1)
     return delivery
@@ -158,6 +161,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
                     conn=None, settings: IngestSettings | None = None,
                     profile_dirs: Sequence[Path | str] = (), on_start: Callable[[Delivery], None] | None = None,
                     on_batch: Callable[[LayerBatch], None] | None = None,
+                    before_lines: Callable[[], None] | None = None,
                     user: UserMapping | None = None) -> Delivery:
     """Read and map several files or folders as one delivery (e.g. a point workbook and a line workbook).
 
@@ -166,7 +170,9 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     one layer while the next is read. A large shapefile is read in chunks of
     ``settings.chunk_rows`` rows, each handed over as a batch of its own; without ``on_batch``
     the chunks of a layer are joined into one batch. Pipe segments whose lines are built from the point
-    tables come last, once every layer is read. A batch handed over is not changed afterwards.
+    tables come last, once every layer is read; ``before_lines()`` is called first, for the
+    consumer of the batches to put the points it set aside back in ``delivery.batches``. A batch
+    handed over is not changed afterwards.
     Raises :class:`cim.errors.UnreadableInput` or :class:`cim.errors.CrsError` (bilingual).
     """
     paths = [Path(p) for p in paths]
@@ -199,11 +205,21 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
                 else:
                     held.append(chunk)
                 del chunk                        # not held while the next chunk is read
-    mapper.complete(delivery, held)
-    if on_batch:
-        for batch in held:
+    if before_lines is not None and any(needs_point_lines(b) for b in held):
+        before_lines()
+    completed = mapper.complete(delivery, _drained(held))
+    for batch in completed:
+        if on_batch:
             on_batch(batch)
+        del batch                                # a batch handed over is not held here
     return delivery
+
+
+def _drained(items: list[LayerBatch]) -> Iterator[LayerBatch]:
+    """The items of a list, each taken out of it as it is yielded."""
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _handed_over(first: LayerBatch, later: Iterator[LayerBatch]) -> Iterator[LayerBatch]:
@@ -295,6 +311,12 @@ class _Checks:
     def add(self, batch: LayerBatch) -> None:
         assert self.validation is not None  # start() comes first (read_deliveries' on_start)
         self.validation.add(batch)
+
+    def points_back(self) -> None:
+        """The pipe points checked so far back in the delivery (their residues joined from
+        disk), for the lines built from them."""
+        assert self.validation is not None
+        self.validation.join_stored({"pipe_point"})
 
     def finish(self, progress: Progress | None) -> Report:
         assert self.validation is not None

@@ -17,7 +17,7 @@ read beforehand; the findings are the same either way.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -179,19 +179,23 @@ class Validation:
                 cols = ["source_row", *([name] if name else []), "geom"]
                 yield dataclasses.replace(b, frame=frame[cols], packed=True)
 
-    def join_stored(self) -> None:
+    def join_stored(self, targets: Collection[str] | None = None) -> None:
         """Put the residue of each layer read in chunks, its chunks joined from disk, in the
-        delivery (done by :meth:`finish` when not called before)."""
+        delivery (done by :meth:`finish` when not called before). With ``targets``, only the
+        layers of those tables, whose reading is over (the pipe points that lines without
+        geometry are built from); the others stay on disk."""
         try:
             for key, head in list(self.last.items()):
-                if key in self.stored:
+                if key in self.stored and (targets is None or key[2] in targets):
                     frame = self.stored.joined(key)
                     if key in self.wkb:
                         frame["geom"] = self.wkb.column(key)
-                    self._put(head, dataclasses.replace(head, frame=frame))
+                    self.last[key] = joined = dataclasses.replace(head, frame=frame)
+                    self._put(head, joined)
         finally:
-            self.stored.close()
-            self.wkb.close()
+            if targets is None:
+                self.stored.close()
+                self.wkb.close()
 
     def finish(self) -> Report:
         """Run the rules across batches on the residues; the report, findings sorted."""

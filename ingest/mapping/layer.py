@@ -11,7 +11,7 @@ county boundary). Every decision the report must state is appended to the delive
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from ingest.mapping.assistant import assist, propose_layer, samples_of
 from ingest.mapping.assistant import settings as assistant_settings
 from ingest.mapping.crsdetect import ResolvedCrs, load_datum_shifts, longitude_for_county, resolve
 from ingest.mapping.geometry import fit_geometry_type, prepare_geometry, table_coordinates
-from ingest.mapping.lines import build_lines_from_points, fill_length, needs_point_lines
+from ingest.mapping.lines import fill_length, lines_from_points, needs_point_lines
 from ingest.mapping.normalize import convert_columns, derive, load_dictionaries
 from ingest.mapping.profile import Match, detect, geometry_fits, load_profiles, name_targets
 from ingest.model import Delivery, LayerBatch, LayerMapping, Note, UserMapping
@@ -143,20 +143,25 @@ class Mapper:
         fill_length(batch)
         return True
 
-    def complete(self, delivery: Delivery, held: Sequence[LayerBatch]) -> None:
-        """What needs every layer: lines of pipe segments from the point tables, the lengths of the
-        ``held`` batches (those not :meth:`complete_alone`), and the county from a delivered
-        boundary when none was given. Refuses a delivery of which no layer matched a profile."""
+    def complete(self, delivery: Delivery, held: Iterable[LayerBatch]) -> Iterator[LayerBatch]:
+        """What needs every layer: the county from a delivered boundary when none was given, and
+        the ``held`` batches (those not :meth:`complete_alone`) with lines of pipe segments from
+        the point tables and their lengths, yielded one at a time as each is done. Refuses a
+        delivery of which no layer matched a profile."""
         if not delivery.batches:
             raise UnreadableInput("交付中没有图层能匹配已知的交付规范，映射助手也没有可信的建议；请用 --map 指定字段、"
                                   "指定 --profile 或添加规范文件",
                                   "no layer of the delivery matches a known profile and the mapping assistant has no "
                                   "confident proposal; map fields with --map, pass a profile or add a profile file")
-        build_lines_from_points(delivery)
-        for b in held:
-            fill_length(b)
         if delivery.county_code is None:
             _county_from_admin_areas(delivery)
+        return self._completed(delivery, held)
+
+    @staticmethod
+    def _completed(delivery: Delivery, held: Iterable[LayerBatch]) -> Iterator[LayerBatch]:
+        for b in lines_from_points(delivery, held):
+            fill_length(b)
+            yield b
 
     def _to_batch(self, layer: SourceLayer, match: Match, notes: list[Note],
                   fixed: tuple[ResolvedCrs | None, tuple[float, float] | None] | None = None) -> LayerBatch:

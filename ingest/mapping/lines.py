@@ -8,6 +8,8 @@ on its own (:func:`needs_point_lines`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pandas as pd
 import shapely
@@ -21,57 +23,80 @@ def needs_point_lines(batch: LayerBatch) -> bool:
     return batch.target == "pipe_segment" and len(batch) > 0 and bool(batch.frame["geom"].isna().all())
 
 
-def build_lines_from_points(delivery: Delivery) -> None:
-    """Give pipe segments without geometry a line from their start and end points (vectorised).
+def lines_from_points(delivery: Delivery, batches: Iterable[LayerBatch]) -> Iterator[LayerBatch]:
+    """The ``batches``, those that need it given lines from their start and end points
+    (vectorised), each yielded as soon as it has them: the points' lookup is built once, from
+    the point batches in ``delivery.batches``, when the first batch needs it.
 
-    Points are looked up by (network, 物探点号) among the delivery's point batches; segments
-    whose points are missing keep an empty geometry (rules Q05 and G02 report them).
+    Points are looked up by (network, 物探点号), else by 物探点号 alone; segments whose points
+    are missing keep an empty geometry (rules Q05 and G02 report them).
     """
-    todo = [b for b in delivery.batches if needs_point_lines(b)]
-    points = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
-    if not todo or not points:
-        return
-    pts = pd.concat([pd.DataFrame({"network": b.frame["network"].to_numpy(), "exp_no": b.frame["exp_no"].to_numpy(),
-                                   "geom": b.geometries(),
-                                   "src": src if (src := b.source_geometries()) is not None else np.full(len(b), None),
-                                   "crs": b.source_crs}) for b in points], ignore_index=True)
-    pts = pts[pts["exp_no"].notna() & pts["geom"].notna()].drop_duplicates(["network", "exp_no"])
-    if pts.empty:          # no usable point: the lines stay without geometry (G02, Q05 report it)
-        return
-    by_key = pd.MultiIndex.from_arrays([pts["network"].astype(object), pts["exp_no"].astype(object)])
-    by_no = pd.Index(pts.drop_duplicates("exp_no")["exp_no"].astype(object))
-    first = pts.drop_duplicates("exp_no")
-    crs_set = set(pts["crs"].dropna())
-    for b in todo:
+    points: _EndPoints | None = None
+    for b in batches:
+        if needs_point_lines(b):
+            points = points or _EndPoints(delivery)
+            points.connect(b)
+        yield b
+
+
+class _EndPoints:
+    """The coordinates of a delivery's pipe points (EPSG:4490 and, where kept, source), by
+    (network, 物探点号) and by 物探点号 alone (the first point of each number)."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        batches = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
+        frames = []
+        for b in batches:
+            xy, src = _xy(b.geometries()), b.source_geometries()
+            sxy = _xy(src) if src is not None else np.full((len(b), 2), np.nan)
+            frames.append(pd.DataFrame({"network": b.frame["network"].to_numpy(dtype=object),
+                                        "exp_no": b.frame["exp_no"].to_numpy(dtype=object),
+                                        "x": xy[:, 0], "y": xy[:, 1], "sx": sxy[:, 0], "sy": sxy[:, 1],
+                                        "crs": b.source_crs}))
+        pts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["network", "exp_no", "x"])
+        pts = pts[pts["exp_no"].notna() & np.isfinite(pts["x"].to_numpy(dtype=float))]
+        self.pts = pts.drop_duplicates(["network", "exp_no"]).reset_index(drop=True)
+        self.first = self.pts.drop_duplicates("exp_no").reset_index(drop=True)
+        self.by_key = pd.MultiIndex.from_arrays([self.pts["network"], self.pts["exp_no"]])
+        self.by_no = pd.Index(self.first["exp_no"])
+        self.crs = set(self.pts["crs"].dropna()) if len(self.pts) else set()
+        self.unit_m = batches[0].source_unit_m if batches else None
+        self.notes, self.noted = delivery.notes, set[str]()
+
+    def connect(self, b: LayerBatch) -> None:
+        """Lines for the pipe-segment batch ``b`` from the points its ends name."""
+        if self.pts.empty:          # no usable point: the lines stay without geometry (G02, Q05)
+            return
         ends = []
         for col in ("start_exp_no", "end_exp_no"):
-            key = pd.MultiIndex.from_arrays([b.frame["network"].astype(object), b.frame[col].astype(object)])
-            idx = by_key.get_indexer(key)
-            alt = by_no.get_indexer(b.frame[col].astype(object))
-            ends.append((idx, alt))
-        geoms: list[np.ndarray] = []
-        srcs: list[np.ndarray] = []
-        for which in ("geom", "src"):
-            xy = []
-            for idx, alt in ends:
-                g = np.where(idx >= 0, pts[which].to_numpy()[np.maximum(idx, 0)],
-                             np.where(alt >= 0, first[which].to_numpy()[np.maximum(alt, 0)], None))
-                g[(idx < 0) & (alt < 0)] = None
-                xy.append(_xy(g))
+            numbers = b.frame[col].to_numpy(dtype=object)
+            key = pd.MultiIndex.from_arrays([b.frame["network"].to_numpy(dtype=object), numbers])
+            ends.append((self.by_key.get_indexer(key), self.by_no.get_indexer(numbers)))
+        lines = []
+        for x, y in (("x", "y"), ("sx", "sy")):
+            xy = [np.stack([self._coord(x, idx, alt), self._coord(y, idx, alt)], axis=1) for idx, alt in ends]
             ok = np.isfinite(xy[0]).all(axis=1) & np.isfinite(xy[1]).all(axis=1)
-            lines = np.full(len(b), None, dtype=object)
+            built = np.full(len(b), None, dtype=object)
             if ok.any():
-                lines[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
-            (geoms if which == "geom" else srcs).append(lines)
-        b.frame["geom"] = geoms[0]
+                built[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
+            lines.append(built)
+        b.frame["geom"] = lines[0]
         b.geometry_built = True
-        if len(crs_set) == 1:
-            b.source_geom = srcs[0]
-            b.source_crs = next(iter(crs_set))
-            src_batch = points[0]
-            b.source_unit_m = src_batch.source_unit_m
-        delivery.notes.append(Note(b.source_layer, "geometry", f"图层 {b.source_layer} 的管线由起止点号连接点表生成",
+        if len(self.crs) == 1:
+            b.source_geom = lines[1]
+            b.source_crs = next(iter(self.crs))
+            b.source_unit_m = self.unit_m
+        if b.source_layer not in self.noted:       # once per layer, not per chunk
+            self.noted.add(b.source_layer)
+            self.notes.append(Note(b.source_layer, "geometry", f"图层 {b.source_layer} 的管线由起止点号连接点表生成",
                                    f"layer {b.source_layer}: lines built from the point table by start/end point numbers"))
+
+    def _coord(self, name: str, idx: np.ndarray, alt: np.ndarray) -> np.ndarray:
+        """One coordinate of each end: of the point of its (network, number), else of the first
+        point of its number, else NaN."""
+        by_key = self.pts[name].to_numpy(dtype=float)
+        by_no = self.first[name].to_numpy(dtype=float)
+        return np.where(idx >= 0, by_key[np.maximum(idx, 0)], np.where(alt >= 0, by_no[np.maximum(alt, 0)], np.nan))
 
 
 def _xy(g: np.ndarray) -> np.ndarray:

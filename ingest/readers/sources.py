@@ -103,7 +103,7 @@ def _read_file(p: Path, rel: str, chunk_rows: int | None = None,
     if ext in (".geojson", ".json"):
         return [read_geojson(p, rel)]
     if ext in (".csv", ".txt"):
-        return [read_csv(p, rel)]
+        return [read_csv(p, rel, chunk_rows)]
     return read_xlsx(p, rel)
 
 

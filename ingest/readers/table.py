@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -18,8 +19,10 @@ from ingest.readers import SourceLayer
 from ingest.readers.encoding import text_file_encoding
 
 
-def read_csv(path: Path, rel: str) -> SourceLayer:
-    """A CSV table, all columns as text (types are coerced per target column later)."""
+def read_csv(path: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer:
+    """A CSV table, all columns as text (types are coerced per target column later). A table of
+    more than ``chunk_rows`` rows is read in chunks: the layer holds the first, and its ``rest``
+    yields the others, each parsed when its turn comes."""
     enc = text_file_encoding(path)
     try:
         with path.open(encoding=enc.encoding, errors="strict", newline="") as fh:
@@ -28,15 +31,53 @@ def read_csv(path: Path, rel: str) -> SourceLayer:
             sep = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
         except csv.Error:
             sep = ","
-        frame = pd.read_csv(path, encoding=enc.encoding, sep=sep, dtype=str, keep_default_na=False,
-                            skipinitialspace=True)
+        reader = pd.read_csv(path, encoding=enc.encoding, sep=sep, dtype=str, keep_default_na=False,
+                             skipinitialspace=True, chunksize=chunk_rows or None, iterator=True)
+        frame = _csv_chunk(reader, path)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise UnreadableInput(f"无法读取 CSV 文件 {path.name}：{exc}", f"cannot read CSV file {path.name}: {exc}") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
     zh, en = enc.describe()
     layer = SourceLayer(path.stem, rel, frame, None, "none", None, enc.encoding)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
+    if chunk_rows and len(frame) == chunk_rows:
+        layer.rest = _csv_rest(reader, path, rel, frame.columns, enc.encoding, chunk_rows)
+    else:
+        reader.close()
     return layer
+
+
+def _csv_chunk(reader, path: Path) -> pd.DataFrame:
+    """The next chunk of a CSV reader (all rows without chunks), its column names stripped."""
+    try:
+        frame = reader.get_chunk() if reader.chunksize else reader.read()
+    except StopIteration:
+        frame = pd.DataFrame(columns=reader.orig_names or [], dtype=str)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _csv_rest(reader, path: Path, rel: str, columns: pd.Index, encoding: str, size: int
+              ) -> Callable[[], Iterator[SourceLayer]]:
+    """A CSV layer's ``rest``: the chunks after the first, parsed one at a time as iterated (a
+    chunk handed over is not held here); the file is closed at the end or when abandoned."""
+    def rest() -> Iterator[SourceLayer]:
+        offset = size
+        try:
+            while True:
+                try:
+                    part = reader.get_chunk()
+                except StopIteration:
+                    return
+                except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+                    raise UnreadableInput(f"无法读取 CSV 文件 {path.name}：{exc}",
+                                          f"cannot read CSV file {path.name}: {exc}", file=rel) from exc
+                part.columns = columns
+                yield SourceLayer(path.stem, rel, part, None, "none", None, encoding, offset=offset)
+                offset += len(part)
+                del part
+        finally:
+            reader.close()
+    return rest
 
 
 def _sheet_frame(rows: list[list]) -> pd.DataFrame | None:

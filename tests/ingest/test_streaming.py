@@ -417,3 +417,31 @@ def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapp
     back = shapely.from_wkb(column.to_numpy(dtype=object))
     assert shapely.equals(back, np.concatenate(geoms)).all() and len(back) == 8
     assert shapely.equals(shapely.from_wkb(column.iloc[[6]].to_numpy(dtype=object)), geoms[1][1:2]).all()
+
+
+def test_csv_point_and_line_tables_read_in_chunks_give_the_same_findings_and_rows(tmp_path, conn, db_url):
+    """A CSV table larger than a chunk is parsed a chunk at a time; the segments of a line table
+    without geometry get their lines from the point table's chunks (set aside by validation
+    until every layer is read), one chunk at a time, with one note per layer."""
+    from ingest.readers.table import read_csv
+
+    pts, lines = network(12, prefix="YS")
+    pts["Y"] += 37_000_000                           # no .prj beside a table: eastings with their zone
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    pts.to_csv(folder / "YS_PNT.csv", index=False, encoding="gbk")
+    lines.to_csv(folder / "YS_LIN.csv", index=False, encoding="gbk")
+    first = read_csv(folder / "YS_PNT.csv", "YS_PNT.csv", 5)
+    assert len(first.frame) == 5 and first.rest is not None
+    chunks = list(first.rest())
+    assert [(c.offset, len(c.frame)) for c in chunks] == [(5, 5), (10, 2)]
+    assert chunks[1].frame["物探点号"].tolist() == pts["物探点号"].astype(str).tolist()[10:]
+    exact = read_csv(folder / "YS_PNT.csv", "YS_PNT.csv", 12)   # a chunk's worth: a last read finds no more
+    assert exact.rest is not None and list(exact.rest()) == []
+    assert read_csv(folder / "YS_PNT.csv", "YS_PNT.csv", 13).rest is None
+    path = zip_folder(folder, tmp_path / "tables.zip")
+    _loads_alike_in_chunks(path, tmp_path, conn, db_url)
+    run = pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL,
+                       county=county_code(), dry_run=True)
+    built = [n for n in run.report.delivery.notes if n.topic == "geometry" and n.source_layer == "YS_LIN"]
+    assert len(built) == 1 and not [f for f in run.report.findings if f.rule_id == "G02"]
