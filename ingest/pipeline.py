@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import pickle
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +185,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     if on_start:
         on_start(delivery)
     mapper = Mapper(profile=profile, county=county, conn=conn, settings=settings, profile_dirs=profile_dirs, user=user)
-    held: list[LayerBatch] = []                  # batches that need every layer first
+    held = _Waiting(delivery, on_disk=on_batch is not None)   # batches that need every layer first
     with open_sources(paths, settings, delivery.notes, mapper.reading_rank()) as layers:
         for layer in layers:                     # read …
             batch = mapper.map_layer(layer, delivery.notes)          # … and map
@@ -194,7 +196,7 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
             if on_batch is None:                 # the caller wants whole layers
                 whole = merge_chunks([batch, *later])
                 delivery.batches.append(whole)
-                held.append(whole)
+                held.add(whole)
                 continue
             chunks = _handed_over(batch, later)
             del batch
@@ -203,11 +205,11 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
                 if mapper.complete_alone(chunk):
                     on_batch(chunk)
                 else:
-                    held.append(chunk)
+                    held.add(chunk)
                 del chunk                        # not held while the next chunk is read
-    if before_lines is not None and any(needs_point_lines(b) for b in held):
+    if before_lines is not None and held.lines:
         before_lines()
-    completed = mapper.complete(delivery, _drained(held))
+    completed = mapper.complete(delivery, iter(held))
     for batch in completed:
         if on_batch:
             on_batch(batch)
@@ -215,11 +217,49 @@ def read_deliveries(paths: Sequence[Path | str], *, profile: str | None = None, 
     return delivery
 
 
-def _drained(items: list[LayerBatch]) -> Iterator[LayerBatch]:
-    """The items of a list, each taken out of it as it is yielded."""
-    items.reverse()
-    while items:
-        yield items.pop()
+class _Waiting:
+    """The batches that wait for every layer to be read (pipe segments whose lines come from the
+    point tables), in the order they came, each taken out as it is iterated. ``on_disk``: each
+    is pickled to a temporary file as it comes, an empty stand-in keeping its place in
+    ``delivery.batches`` until it is read back, so a large line table does not stay in memory
+    while the rest of the delivery is read."""
+
+    def __init__(self, delivery: Delivery, *, on_disk: bool) -> None:
+        self.delivery = delivery
+        self.kept: list[LayerBatch] = []          # in memory, or the stand-ins of those on disk
+        self.file = tempfile.TemporaryFile(prefix="cim-ingest-waiting-") if on_disk else None
+        self.lines = False                        # a batch waits for lines from the point tables
+
+    def add(self, batch: LayerBatch) -> None:
+        """Set ``batch`` (already in ``delivery.batches``) aside."""
+        self.lines = self.lines or needs_point_lines(batch)
+        if self.file is None:
+            self.kept.append(batch)
+            return
+        pickle.dump(batch, self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        stand_in = dataclasses.replace(batch, frame=batch.frame.iloc[:0].copy(), raw=None, source_geom=None)
+        _replace(self.delivery.batches, batch, stand_in)
+        self.kept.append(stand_in)
+
+    def __iter__(self) -> Iterator[LayerBatch]:
+        if self.file is not None:
+            self.file.seek(0)
+        try:
+            while self.kept:
+                batch = self.kept.pop(0)
+                if self.file is not None:
+                    stand_in, batch = batch, pickle.load(self.file)   # noqa: S301 - written by this process
+                    _replace(self.delivery.batches, stand_in, batch)
+                yield batch
+                del batch
+        finally:
+            if self.file is not None:
+                self.file.close()
+
+
+def _replace(batches: list[LayerBatch], old: LayerBatch, new: LayerBatch) -> None:
+    """``new`` in the place of ``old`` (the same object) in ``batches``."""
+    batches[next(i for i, b in enumerate(batches) if b is old)] = new
 
 
 def _handed_over(first: LayerBatch, later: Iterator[LayerBatch]) -> Iterator[LayerBatch]:

@@ -17,6 +17,7 @@ import psycopg2.extensions
 from cim.db import quote_ident
 from cim.errors import InvalidInput
 from cim.schema import FEATURE_TABLES, TABLES
+from ingest.keys import point_ids
 from ingest.load import rows
 from ingest.model import Delivery, LayerBatch
 
@@ -96,7 +97,7 @@ def repoint(cur, county: str, networks: list[str], *, exclude: int | None = None
     old, new = {}, {}
     for end in ("start", "end"):
         old[end] = seg[f"{end[0]}p"].fillna(-1).to_numpy(dtype=np.int64)      # -1: no reference
-        found = rows.point_ids(pts, seg["network"].to_numpy(dtype=object), seg[f"{end}_exp_no"].to_numpy(dtype=object))
+        found = point_ids(pts, seg["network"].to_numpy(dtype=object), seg[f"{end}_exp_no"].to_numpy(dtype=object))
         new[end] = np.where(found >= 0, found, old[end])
     changed = np.flatnonzero((new["start"] != old["start"]) | (new["end"] != old["end"]))
     if not len(changed):

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import shapely
 
+from ingest.keys import PointIndex
 from ingest.mapping.geometry import metric_geometry
-from ingest.model import Delivery, LayerBatch, Note
+from ingest.model import Delivery, LayerBatch, Note, arrow_text
 
 
 def needs_point_lines(batch: LayerBatch) -> bool:
@@ -40,41 +41,50 @@ def lines_from_points(delivery: Delivery, batches: Iterable[LayerBatch]) -> Iter
 
 
 class _EndPoints:
-    """The coordinates of a delivery's pipe points (EPSG:4490 and, where kept, source), by
-    (network, 物探点号) and by 物探点号 alone (the first point of each number)."""
+    """The coordinates of a delivery's pipe points (EPSG:4490 and, where kept, source), found by
+    (network, 物探点号), else by 物探点号 alone (the first point of each number): Arrow keys and
+    float arrays, a few tens of bytes a point."""
 
     def __init__(self, delivery: Delivery) -> None:
         batches = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
-        frames = []
+        network, numbers, xy, sxy, crs = [], [], [], [], set()
         for b in batches:
-            xy, src = _xy(b.geometries()), b.source_geometries()
-            sxy = _xy(src) if src is not None else np.full((len(b), 2), np.nan)
-            frames.append(pd.DataFrame({"network": b.frame["network"].to_numpy(dtype=object),
-                                        "exp_no": b.frame["exp_no"].to_numpy(dtype=object),
-                                        "x": xy[:, 0], "y": xy[:, 1], "sx": sxy[:, 0], "sy": sxy[:, 1],
-                                        "crs": b.source_crs}))
-        pts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["network", "exp_no", "x"])
-        pts = pts[pts["exp_no"].notna() & np.isfinite(pts["x"].to_numpy(dtype=float))]
-        self.pts = pts.drop_duplicates(["network", "exp_no"]).reset_index(drop=True)
-        self.first = self.pts.drop_duplicates("exp_no").reset_index(drop=True)
-        self.by_key = pd.MultiIndex.from_arrays([self.pts["network"], self.pts["exp_no"]])
-        self.by_no = pd.Index(self.first["exp_no"])
-        self.crs = set(self.pts["crs"].dropna()) if len(self.pts) else set()
-        self.unit_m = batches[0].source_unit_m if batches else None
+            g, src = _xy(b.geometries()), b.source_geometries()
+            usable = b.frame["exp_no"].notna().to_numpy() & np.isfinite(g[:, 0])
+            network.append(arrow_text(b.frame["network"].to_numpy(dtype=object)[usable]))
+            numbers.append(arrow_text(b.frame["exp_no"].to_numpy(dtype=object)[usable]))
+            xy.append(g[usable])
+            sxy.append(_xy(src)[usable] if src is not None else np.full((int(usable.sum()), 2), np.nan))
+            if b.source_crs is not None and usable.any():
+                crs.add(b.source_crs)
+        self.n = sum(len(a) for a in xy)
+        if not self.n:
+            return
+        self.coords = np.concatenate([np.concatenate(xy), np.concatenate(sxy)], axis=1)   # x, y, sx, sy
+        no = pa.chunked_array([c for a in numbers for c in a.chunks], type=pa.string())
+        rows = pa.array(np.arange(self.n, dtype=np.int64))
+        self.by_key = PointIndex(pa.table({"network": pa.chunked_array([c for a in network for c in a.chunks],
+                                                                       type=pa.string()),
+                                           "exp_no": no, "id": rows}))
+        self.by_no = PointIndex(pa.table({"network": pa.chunked_array([pa.nulls(self.n, pa.string()).fill_null("")]),
+                                          "exp_no": no, "id": rows}))
+        self.crs = crs
+        self.unit_m = batches[0].source_unit_m
         self.notes, self.noted = delivery.notes, set[str]()
 
     def connect(self, b: LayerBatch) -> None:
         """Lines for the pipe-segment batch ``b`` from the points its ends name."""
-        if self.pts.empty:          # no usable point: the lines stay without geometry (G02, Q05)
+        if not self.n:              # no usable point: the lines stay without geometry (G02, Q05)
             return
+        blank = np.full(len(b), "", dtype=object)
         ends = []
         for col in ("start_exp_no", "end_exp_no"):
             numbers = b.frame[col].to_numpy(dtype=object)
-            key = pd.MultiIndex.from_arrays([b.frame["network"].to_numpy(dtype=object), numbers])
-            ends.append((self.by_key.get_indexer(key), self.by_no.get_indexer(numbers)))
+            row = self.by_key.ids(b.frame["network"].to_numpy(dtype=object), numbers)
+            ends.append(np.where(row >= 0, row, self.by_no.ids(blank, numbers)))
         lines = []
-        for x, y in (("x", "y"), ("sx", "sy")):
-            xy = [np.stack([self._coord(x, idx, alt), self._coord(y, idx, alt)], axis=1) for idx, alt in ends]
+        for cols in ((0, 1), (2, 3)):
+            xy = [np.where((row >= 0)[:, None], self.coords[np.maximum(row, 0)][:, cols], np.nan) for row in ends]
             ok = np.isfinite(xy[0]).all(axis=1) & np.isfinite(xy[1]).all(axis=1)
             built = np.full(len(b), None, dtype=object)
             if ok.any():
@@ -90,13 +100,6 @@ class _EndPoints:
             self.noted.add(b.source_layer)
             self.notes.append(Note(b.source_layer, "geometry", f"图层 {b.source_layer} 的管线由起止点号连接点表生成",
                                    f"layer {b.source_layer}: lines built from the point table by start/end point numbers"))
-
-    def _coord(self, name: str, idx: np.ndarray, alt: np.ndarray) -> np.ndarray:
-        """One coordinate of each end: of the point of its (network, number), else of the first
-        point of its number, else NaN."""
-        by_key = self.pts[name].to_numpy(dtype=float)
-        by_no = self.first[name].to_numpy(dtype=float)
-        return np.where(idx >= 0, by_key[np.maximum(idx, 0)], np.where(alt >= 0, by_no[np.maximum(alt, 0)], np.nan))
 
 
 def _xy(g: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 import pytest
 import shapely
 
+from ingest import keys
 from ingest.load import rows
 
 GEOMETRIES = [
@@ -71,18 +72,18 @@ def test_point_lookup_with_missing_numbers_matches_nothing():
     lookup = pd.DataFrame({"network": ["YS", "YS", None, "YS", "YS"],
                            "exp_no": ["Y1", None, "Y2", "Y3", "Y1"],
                            "id": [11, 12, 13, 14, 15]})
-    index = rows.PointIndex(lookup)
+    index = keys.PointIndex(lookup)
     network = np.array(["YS", "YS", "YS", None, "YS", "WS"], dtype=object)
     exp_no = pd.array(["Y1", None, "Y3", "Y2", pd.NA, "Y1"], dtype="string").to_numpy(dtype=object)
     assert index.ids(network, exp_no).tolist() == [11, -1, 14, -1, -1, -1]
-    assert rows.PointIndex(lookup.iloc[:0]).ids(network, exp_no).tolist() == [-1] * 6
+    assert keys.PointIndex(lookup.iloc[:0]).ids(network, exp_no).tolist() == [-1] * 6
 
 
 def _index_in_ids(lookup: pd.DataFrame, network, exp_no) -> list[int]:
     """The reference answer: Arrow's exact ``index_in`` over the whole lookup per call."""
-    keys = rows._keys(rows.arrow_text(lookup["network"]), rows.arrow_text(lookup["exp_no"]))
-    pos = pc.fill_null(pc.index_in(rows._keys(rows.arrow_text(network), rows.arrow_text(exp_no)),
-                                   value_set=keys, skip_nulls=True), -1).to_numpy(zero_copy_only=False)
+    known = keys.text_keys(keys.arrow_text(lookup["network"]), keys.arrow_text(lookup["exp_no"]))
+    pos = pc.fill_null(pc.index_in(keys.text_keys(keys.arrow_text(network), keys.arrow_text(exp_no)),
+                                   value_set=known, skip_nulls=True), -1).to_numpy(zero_copy_only=False)
     ids = lookup["id"].to_numpy()
     return [int(ids[p]) if p >= 0 else -1 for p in pos]
 
@@ -93,7 +94,7 @@ def test_point_lookup_matches_exact_lookup(monkeypatch, collide):
     wins), missing values, texts of every length, non-ASCII point numbers — also when every key
     hashes alike (each candidate then fails the key comparison and the exact path answers)."""
     if collide:
-        monkeypatch.setattr(rows, "_text_hashes", lambda values: np.zeros(len(values), dtype=np.uint64))
+        monkeypatch.setattr(keys, "text_hashes", lambda values: np.zeros(len(values), dtype=np.uint64))
     rng = np.random.default_rng(7)
     n = 3000
     nets = np.array(["YS", "WS", "RQ", None], dtype=object)
@@ -102,7 +103,7 @@ def test_point_lookup_matches_exact_lookup(monkeypatch, collide):
                            "id": np.arange(100, 100 + n)})
     network = nets[rng.integers(0, 4, 5000)]
     exp_no = numbers[rng.integers(0, len(numbers), 5000)]
-    index = rows.PointIndex(lookup)
+    index = keys.PointIndex(lookup)
     assert index.ids(network, exp_no).tolist() == _index_in_ids(lookup, network, exp_no)
     assert index.ids(network[:0], exp_no[:0]).tolist() == []
 
@@ -110,7 +111,7 @@ def test_point_lookup_matches_exact_lookup(monkeypatch, collide):
 def test_text_hashes_of_sliced_and_chunked_text():
     """A text's hash does not depend on where it sits in its array (slices, offsets, chunks)."""
     texts = ["", "Y1", "雨水井1", None, "Y1", "x" * 300] * 30000
-    whole = rows._text_hashes(pa.array(texts))
+    whole = keys.text_hashes(pa.array(texts))
     assert whole[1] == whole[4] and whole[0] != whole[1] and len(set(whole[[0, 1, 2, 5]].tolist())) == 4
-    assert (rows._text_hashes(pa.array(texts).slice(5, 100_000)) == whole[5:100_005]).all()
-    assert (rows._text_hashes(pa.chunked_array([texts[:7], texts[7:]]).combine_chunks()) == whole).all()
+    assert (keys.text_hashes(pa.array(texts).slice(5, 100_000)) == whole[5:100_005]).all()
+    assert (keys.text_hashes(pa.chunked_array([texts[:7], texts[7:]]).combine_chunks()) == whole).all()
