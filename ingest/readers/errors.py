@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,3 +40,11 @@ def guarded(fn: Callable[..., T], what: str, *args) -> T:
         why = library_message(exc, Path(what))
         raise UnreadableInput(f"无法读取 {what}：文件内容不完整或格式不符（{type(exc).__name__}）",
                               f"cannot read {what}: {type(exc).__name__}: {why}", file=what) from exc
+
+
+def guarded_items(items: Iterator[T], what: str) -> Iterator[T]:
+    """The items of ``items``, each step run as :func:`guarded` runs a call (for readers that
+    read as they are iterated)."""
+    end = object()
+    while (item := guarded(next, what, items, end)) is not end:
+        yield item

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import tempfile
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from cim.errors import UnreadableInput
@@ -21,7 +21,7 @@ from cim.settings import IngestSettings
 from ingest.model import Note
 from ingest.readers import SourceLayer
 from ingest.readers.archive import Extraction, sniff
-from ingest.readers.errors import guarded
+from ingest.readers.errors import guarded, guarded_items
 from ingest.readers.table import read_csv, read_xlsx
 from ingest.readers.vector import read_dbf, read_geojson, read_gpkg, read_shapefile
 
@@ -84,7 +84,7 @@ def _expected_type(ext: str) -> set[str]:
 
 
 def _read_file(p: Path, rel: str, chunk_rows: int | None = None,
-               rank: Callable[[Path], int] | None = None) -> list[SourceLayer]:
+               rank: Callable[[Path], int] | None = None) -> Iterable[SourceLayer]:
     ext = p.suffix.lower()
     if p.stat().st_size == 0:
         raise UnreadableInput(f"文件 {rel} 为空", f"file {rel} is empty", file=rel)
@@ -104,7 +104,7 @@ def _read_file(p: Path, rel: str, chunk_rows: int | None = None,
         return [read_geojson(p, rel)]
     if ext in (".csv", ".txt"):
         return [read_csv(p, rel, chunk_rows)]
-    return read_xlsx(p, rel)
+    return read_xlsx(p, rel, chunk_rows)
 
 
 def _orphans(files: list[Path], root: Path) -> list[str]:
@@ -179,7 +179,7 @@ def _read_files(path: Path, root: Path, files: list[Path], extraction: Extractio
             notes.append(Note(rel, "file", f"{rel} 无法作为数据读取，已忽略：{exc.zh}",
                               f"{rel} cannot be read as data and was ignored: {exc.en}"))
             continue
-        yield from layers
+        yield from guarded_items(iter(layers), rel)   # a workbook reads its sheets as they are iterated
     if extraction is not None:
         extraction.wait([])          # members no reader asked for must have extracted cleanly too
 

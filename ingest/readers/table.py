@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,14 +81,20 @@ def _csv_rest(reader, path: Path, rel: str, columns: pd.Index, encoding: str, si
     return rest
 
 
-def _sheet_frame(rows: list[list]) -> pd.DataFrame | None:
-    """DataFrame from worksheet rows: the first row with two or more filled cells is the header
-    (title rows above it are skipped); fully empty rows are dropped."""
-    start = next((i for i, r in enumerate(rows[:50]) if sum(v not in (None, "") for v in r) >= 2), None)
-    if start is None:
-        return None
-    header = [str(v).strip() if v not in (None, "") else f"col{j + 1}" for j, v in enumerate(rows[start])]
-    body = rows[start + 1:]
+_HEADER_ROWS = 50    # rows searched for a sheet's header (title rows may come first)
+
+
+def _header(rows: Iterator[list]) -> list[str] | None:
+    """The header of a sheet: the first of its first rows with two or more filled cells (title
+    rows above it are skipped; the rows read are consumed); None without one."""
+    for _, r in zip(range(_HEADER_ROWS), rows, strict=False):
+        if sum(v not in (None, "") for v in r) >= 2:
+            return [str(v).strip() if v not in (None, "") else f"col{j + 1}" for j, v in enumerate(r)]
+    return None
+
+
+def _body_frame(body: list[list], header: list[str]) -> pd.DataFrame:
+    """DataFrame of sheet rows under ``header``; fully empty rows are dropped."""
     if not body:
         return pd.DataFrame(columns=header)
     width = len(header)
@@ -102,29 +109,77 @@ def _is_generic(title: str) -> bool:
     return re.fullmatch(r"(sheet|工作表)\s*\d*", title.strip(), flags=re.IGNORECASE) is not None
 
 
-def read_xlsx(path: Path, rel: str) -> list[SourceLayer]:
-    """Every non-empty sheet of a workbook; the sheet name is the layer name (a generic name such
-    as Sheet1 gives way to the file name). Read with calamine (Rust), else openpyxl."""
-    sheets = _calamine_sheets(path) if CalamineWorkbook is not None else _openpyxl_sheets(path)
-    out = []
-    for title, rows in sheets:
-        frame = _sheet_frame(rows)
-        if frame is None or frame.empty:
+def read_xlsx(path: Path, rel: str, chunk_rows: int | None = None) -> Iterator[SourceLayer]:
+    """Every non-empty sheet of a workbook, each read when the one before it is done with; the
+    sheet name is the layer name (a generic name such as Sheet1 gives way to the file name). Read
+    with calamine (Rust), else openpyxl. A sheet of more than ``chunk_rows`` rows becomes frames
+    a chunk at a time: the layer holds the first, and its ``rest`` yields the others as iterated
+    (the sheet's cells stay in the reader's compact form meanwhile)."""
+    for title, rows in _calamine_sheets(path) if CalamineWorkbook is not None else _openpyxl_sheets(path):
+        header = _header(rows)
+        first = _next_chunk(rows, header, chunk_rows) if header is not None else None
+        if header is None or first is None or first.empty:
             continue
         name = path.stem if _is_generic(title) else title
-        out.append(SourceLayer(name, f"{rel}:{title}", frame, None, "none", None, "UTF-8"))
-    return out
+        layer = SourceLayer(name, f"{rel}:{title}", first, None, "none", None, "UTF-8")
+        if chunk_rows and len(first) == chunk_rows:
+            layer.rest = _sheet_rest([rows], header, chunk_rows, layer)
+        del first, rows                            # the next sheet is not read beside this one
+        yield layer
 
 
-def _calamine_sheets(path: Path) -> list[tuple[str, list[list]]]:
+def _next_chunk(rows: Iterator[list], header: list[str], size: int | None) -> pd.DataFrame:
+    """The next ``size`` non-empty rows (all without ``size``) as a frame."""
+    if not size:
+        return _body_frame(list(rows), header)
+    parts, n = [], 0
+    while n < size:
+        body = list(itertools.islice(rows, size - n))
+        if not body:
+            break
+        part = _body_frame(body, header)
+        parts.append(part)
+        n += len(part)
+    if not parts:
+        return pd.DataFrame(columns=header)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _sheet_rest(box: list[Iterator[list]], header: list[str], size: int, first: SourceLayer
+                ) -> Callable[[], Iterator[SourceLayer]]:
+    """A sheet layer's ``rest``: its later chunks, each made when its turn comes; the sheet's
+    rows (``box``) are let go at the end."""
+    def rest() -> Iterator[SourceLayer]:
+        offset = size
+        while box:
+            part = _next_chunk(box[0], header, size)
+            if part.empty:
+                box.clear()
+                return
+            yield SourceLayer(first.name, first.file, part, None, "none", None, "UTF-8", offset=offset)
+            offset += len(part)
+            del part
+    return rest
+
+
+def _calamine_sheets(path: Path) -> Iterator[tuple[str, Iterator[list]]]:
+    """Each sheet's name and rows, a sheet loaded when its turn comes."""
     try:
         wb = CalamineWorkbook.from_path(str(path))
-        return [(name, wb.get_sheet_by_name(name).to_python()) for name in wb.sheet_names]
+        names = list(wb.sheet_names)
     except Exception as exc:  # calamine raises its own error types for broken workbooks
         raise UnreadableInput(f"无法读取 Excel 文件 {path.name}", f"cannot read Excel file {path.name}") from exc
+    for name in names:
+        try:
+            rows = iter(wb.get_sheet_by_name(name).iter_rows())
+        except Exception as exc:  # calamine's own error types for a broken sheet
+            raise UnreadableInput(f"无法读取 Excel 文件 {path.name} 的工作表 {name}",
+                                  f"cannot read sheet {name} of Excel file {path.name}") from exc
+        yield name, rows
+        del rows
 
 
-def _openpyxl_sheets(path: Path) -> list[tuple[str, list[list]]]:
+def _openpyxl_sheets(path: Path) -> Iterator[tuple[str, Iterator[list]]]:
     from openpyxl import load_workbook  # only without calamine; imported here to keep start-up short
 
     try:
@@ -132,6 +187,8 @@ def _openpyxl_sheets(path: Path) -> list[tuple[str, list[list]]]:
     except Exception as exc:  # openpyxl raises zipfile/KeyError/InvalidFileException
         raise UnreadableInput(f"无法读取 Excel 文件 {path.name}", f"cannot read Excel file {path.name}") from exc
     try:
-        return [(ws.title, [list(r) for r in ws.iter_rows(values_only=True)]) for ws in wb.worksheets]
+        sheets = [(ws.title, [list(r) for r in ws.iter_rows(values_only=True)]) for ws in wb.worksheets]
     finally:
         wb.close()
+    for title, rows in sheets:
+        yield title, iter(rows)

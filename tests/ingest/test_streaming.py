@@ -445,3 +445,34 @@ def test_csv_point_and_line_tables_read_in_chunks_give_the_same_findings_and_row
                        county=county_code(), dry_run=True)
     built = [n for n in run.report.delivery.notes if n.topic == "geometry" and n.source_layer == "YS_LIN"]
     assert len(built) == 1 and not [f for f in run.report.findings if f.rule_id == "G02"]
+
+
+def test_workbook_sheets_read_in_chunks_give_the_same_findings_and_rows(tmp_path, conn, db_url):
+    """A worksheet larger than a chunk becomes frames a chunk at a time (title rows above the
+    header skipped, empty rows dropped in every chunk), and loads as the whole sheet does."""
+    from openpyxl import Workbook
+
+    from ingest.readers.table import read_xlsx
+
+    pts, lines = network(12, prefix="YS")
+    pts["Y"] += 37_000_000                           # no .prj beside a table: eastings with their zone
+    wb = Workbook()
+    wb.remove(wb.active)
+    for title, frame in (("雨水管点", pts), ("雨水管线", lines)):
+        ws = wb.create_sheet(title)
+        ws.append([f"{title}成果表"])                 # a title row above the header
+        ws.append(list(frame.columns))
+        for k, row in enumerate(frame.itertuples(index=False)):
+            if k == 6:
+                ws.append([])                        # an empty row inside the table
+            ws.append(list(row))
+    path = tmp_path / "雨水.xlsx"
+    wb.save(path)
+    layers = list(read_xlsx(path, "雨水.xlsx", 5))
+    assert [layer.name for layer in layers] == ["雨水管点", "雨水管线"] and len(layers[0].frame) == 5
+    assert layers[0].rest is not None
+    chunks = list(layers[0].rest())
+    assert [(c.offset, len(c.frame)) for c in chunks] == [(5, 5), (10, 2)]
+    assert chunks[1].frame["物探点号"].tolist() == pts["物探点号"].tolist()[10:]
+    assert [len(layer.frame) for layer in read_xlsx(path, "雨水.xlsx")] == [12, 11]
+    _loads_alike_in_chunks(path, tmp_path, conn, db_url)
