@@ -101,7 +101,7 @@ def _read_file(p: Path, rel: str, chunk_rows: int | None = None,
     if ext == ".gpkg":
         return read_gpkg(p, rel, chunk_rows, rank)
     if ext in (".geojson", ".json"):
-        return [read_geojson(p, rel)]
+        return [read_geojson(p, rel, chunk_rows)]
     if ext in (".csv", ".txt"):
         return [read_csv(p, rel, chunk_rows)]
     return read_xlsx(p, rel, chunk_rows)

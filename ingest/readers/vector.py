@@ -6,12 +6,14 @@ converted in one call by shapely 2.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
 import pyogrio.raw
 import shapely
@@ -216,10 +218,56 @@ def kind_from_geoms(geom: np.ndarray | None) -> str:
     return {0: "point", 4: "point", 1: "line", 2: "line", 5: "line", 3: "polygon", 6: "polygon"}.get(int(ids[0]), "none")
 
 
-def read_geojson(path: Path, rel: str) -> SourceLayer:
-    """A GeoJSON file (RFC 7946: lon/lat WGS 84 unless it names another CRS)."""
-    meta, frame, geom = _read(path)
+def read_geojson(path: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer:
+    """A GeoJSON file (RFC 7946: lon/lat WGS 84 unless it names another CRS). With
+    ``chunk_rows``, features are streamed (GDAL's Arrow stream, one pass over the file): the
+    layer holds the first chunk, and its ``rest`` yields the others as iterated."""
+    if not chunk_rows:
+        meta, frame, geom = _read(path)
+        return _geojson_layer(path, rel, meta, frame, geom)
+    stack = contextlib.ExitStack()
+    try:
+        meta, reader = stack.enter_context(pyogrio.raw.open_arrow(path, batch_size=chunk_rows, use_pyarrow=True))
+        batches = iter(reader)
+        first = next(batches, None)
+    except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
+        stack.close()
+        why = library_message(exc, path)
+        raise UnreadableInput(f"无法读取文件 {path.name}：文件已损坏，或不是可识别的空间数据格式",
+                              f"cannot read {path.name}: {why}", file=path.name, reason=why) from exc
+    frame, geom = _arrow_frame(first, meta)
+    layer = _geojson_layer(path, rel, meta, frame, geom)
+    if first is None or first.num_rows < chunk_rows:
+        stack.close()
+        return layer
+
+    def rest() -> Iterator[SourceLayer]:
+        offset = first.num_rows
+        with stack:
+            for batch in batches:
+                part, g = _arrow_frame(batch, meta)
+                yield SourceLayer(layer.name, rel, part, g, layer.geometry_kind, layer.crs, "UTF-8", offset=offset)
+                offset += batch.num_rows
+                del part, g, batch
+
+    layer.rest = rest
+    return layer
+
+
+def _geojson_layer(path: Path, rel: str, meta: dict, frame: pd.DataFrame, geom: np.ndarray | None) -> SourceLayer:
     kind = geometry_kind(meta.get("geometry_type"))
     if kind == "none":
         kind = kind_from_geoms(geom)
     return SourceLayer(path.stem, rel, frame, geom, kind, _crs_of(meta) or CRS.from_epsg(4326), "UTF-8")
+
+
+def _arrow_frame(batch: pa.RecordBatch | None, meta: dict) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Attributes and geometries of one record batch of GDAL's Arrow stream, as :func:`_read`
+    returns them (numpy columns, text as objects with None where missing)."""
+    names = [str(n) for n in meta["fields"]]
+    if batch is None:
+        return pd.DataFrame({n: np.array([], dtype=object) for n in names}), None
+    cols = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names}
+    gname = next((n for n in batch.schema.names if n not in cols), None)
+    geom = shapely.from_wkb(batch.column(gname).to_numpy(zero_copy_only=False)) if gname else None
+    return pd.DataFrame(cols), geom

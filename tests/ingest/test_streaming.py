@@ -476,3 +476,27 @@ def test_workbook_sheets_read_in_chunks_give_the_same_findings_and_rows(tmp_path
     assert chunks[1].frame["物探点号"].tolist() == pts["物探点号"].tolist()[10:]
     assert [len(layer.frame) for layer in read_xlsx(path, "雨水.xlsx")] == [12, 11]
     _loads_alike_in_chunks(path, tmp_path, conn, db_url)
+
+
+def test_geojson_read_in_chunks_gives_the_same_findings_and_rows(tmp_path, conn, db_url):
+    """A GeoJSON file larger than a chunk is streamed (GDAL's Arrow stream, one pass): the
+    chunks hold the features in order, and the delivery loads as the whole files do."""
+    import geopandas as gpd
+
+    from ingest.readers.vector import read_geojson
+
+    pts, lines = network(12, prefix="YS")
+    folder = tmp_path / "geojson"
+    folder.mkdir()
+    for name, frame, g in (("YS_PNT", pts, point_geoms(pts)), ("YS_LIN", lines, line_geoms(pts, lines))):
+        gpd.GeoDataFrame(frame, geometry=list(g), crs=4546).to_file(folder / f"{name}.geojson", driver="GeoJSON",
+                                                                    engine="pyogrio")
+    first = read_geojson(folder / "YS_PNT.geojson", "YS_PNT.geojson", 5)
+    assert len(first.frame) == 5 and first.rest is not None and first.crs.to_epsg() == 4546
+    chunks = list(first.rest())
+    assert [(c.offset, len(c.frame)) for c in chunks] == [(5, 5), (10, 2)]
+    assert chunks[1].frame["物探点号"].tolist() == pts["物探点号"].tolist()[10:]
+    whole = read_geojson(folder / "YS_PNT.geojson", "YS_PNT.geojson")
+    assert shapely.equals(np.concatenate([first.geom, *[c.geom for c in chunks]]), whole.geom).all()
+    assert read_geojson(folder / "YS_PNT.geojson", "YS_PNT.geojson", 13).rest is None
+    _loads_alike_in_chunks(zip_folder(folder, tmp_path / "geojson.zip"), tmp_path, conn, db_url)
