@@ -175,11 +175,11 @@ def _crs_of(meta) -> CRS | None:
 
 
 def read_gpkg(path: Path, rel: str, chunk_rows: int | None = None,
-              rank: Callable[[Path], int] | None = None) -> list[SourceLayer]:
+              rank: Callable[[Path], int] | None = None) -> Iterator[SourceLayer]:
     """Every feature table of a GeoPackage, in ``rank`` order of their names (the order a loader
-    wants: pipe points before pipe segments) when given. A table of more than ``chunk_rows``
-    features is read in chunks as a large shapefile is: the layer holds the first, its ``rest``
-    yields the others, each read when its turn comes."""
+    wants: pipe points before pipe segments) when given, each opened when the one before it is
+    done with. With ``chunk_rows``, a table is streamed (:func:`_streamed`): the layer holds the
+    first chunk, its ``rest`` yields the others as iterated."""
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
@@ -188,23 +188,18 @@ def read_gpkg(path: Path, rel: str, chunk_rows: int | None = None,
     kinds = dict(zip(names, (gtype for _name, gtype in layers), strict=True))
     if rank is not None:
         names.sort(key=lambda name: rank(Path(f"{name}.gpkg")))     # ranked by the whole name, as a file stem
-    return [_gpkg_layer(path, rel, name, kinds[name], chunk_rows) for name in names]
+    for name in names:                   # a table is opened when the one before it is done with
+        yield _gpkg_layer(path, rel, name, kinds[name], chunk_rows)
 
 
 def _gpkg_layer(path: Path, rel: str, name: str, gtype: str | None, chunk_rows: int | None) -> SourceLayer:
-    count = _feature_count(path, name) if chunk_rows else 0
-    stop = chunk_rows if chunk_rows and count > chunk_rows else None
-    meta, frame, geom = _read(path, layer=name, rows=(0, stop) if stop else None)
-    kind = geometry_kind(gtype) if geom is not None else "none"
-    crs = _crs_of(meta)
-    layer = SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, crs, "UTF-8")
-    if stop:
-        def chunk(start: int, end: int) -> SourceLayer:
-            _m, part, g = _read(path, layer=name, rows=(start, end))
-            return SourceLayer(name, f"{rel}:{name}", part, g if kind != "none" else None, kind, crs, "UTF-8",
-                               offset=start)
-        layer.rest = _later_chunks(stop, count, chunk)
-    return layer
+    def make(meta: dict, frame: pd.DataFrame, geom: np.ndarray | None) -> SourceLayer:
+        kind = geometry_kind(gtype) if geom is not None else "none"
+        return SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, _crs_of(meta), "UTF-8")
+
+    if chunk_rows:
+        return _streamed(path, name, chunk_rows, make)
+    return make(*_read(path, layer=name))
 
 
 def kind_from_geoms(geom: np.ndarray | None) -> str:
@@ -220,14 +215,25 @@ def kind_from_geoms(geom: np.ndarray | None) -> str:
 
 def read_geojson(path: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer:
     """A GeoJSON file (RFC 7946: lon/lat WGS 84 unless it names another CRS). With
-    ``chunk_rows``, features are streamed (GDAL's Arrow stream, one pass over the file): the
-    layer holds the first chunk, and its ``rest`` yields the others as iterated."""
+    ``chunk_rows``, features are streamed (:func:`_streamed`): the layer holds the first chunk,
+    and its ``rest`` yields the others as iterated."""
     if not chunk_rows:
         meta, frame, geom = _read(path)
         return _geojson_layer(path, rel, meta, frame, geom)
+    return _streamed(path, None, chunk_rows, lambda meta, frame, geom: _geojson_layer(path, rel, meta, frame, geom))
+
+
+def _streamed(path: Path, name: str | None, chunk_rows: int,
+              make: Callable[[dict, pd.DataFrame, np.ndarray | None], SourceLayer]) -> SourceLayer:
+    """A layer (``name``, else the file's only one) read through GDAL's Arrow stream in one pass,
+    ``chunk_rows`` features at a time: ``make(meta, frame, geometries)`` makes the layer of the
+    first chunk, whose ``rest`` yields the later ones as iterated (the file stays open until
+    the last is read, or the rest is dropped)."""
     stack = contextlib.ExitStack()
     try:
-        meta, reader = stack.enter_context(pyogrio.raw.open_arrow(path, batch_size=chunk_rows, use_pyarrow=True))
+        kw = {"layer": name} if name is not None else {}
+        meta, reader = stack.enter_context(pyogrio.raw.open_arrow(path, batch_size=chunk_rows, use_pyarrow=True,
+                                                                  **kw))
         batches = iter(reader)
         first = next(batches, None)
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
@@ -236,17 +242,20 @@ def read_geojson(path: Path, rel: str, chunk_rows: int | None = None) -> SourceL
         raise UnreadableInput(f"无法读取文件 {path.name}：文件已损坏，或不是可识别的空间数据格式",
                               f"cannot read {path.name}: {why}", file=path.name, reason=why) from exc
     frame, geom = _arrow_frame(first, meta)
-    layer = _geojson_layer(path, rel, meta, frame, geom)
+    layer = make(meta, frame, geom)
     if first is None or first.num_rows < chunk_rows:
         stack.close()
         return layer
+
+    spatial = layer.geom is not None              # (the layer's own chunk is let go once mapped)
 
     def rest() -> Iterator[SourceLayer]:
         offset = first.num_rows
         with stack:
             for batch in batches:
                 part, g = _arrow_frame(batch, meta)
-                yield SourceLayer(layer.name, rel, part, g, layer.geometry_kind, layer.crs, "UTF-8", offset=offset)
+                yield SourceLayer(layer.name, layer.file, part, g if spatial else None,
+                                  layer.geometry_kind, layer.crs, "UTF-8", offset=offset)
                 offset += batch.num_rows
                 del part, g, batch
 

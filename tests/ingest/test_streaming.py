@@ -261,7 +261,7 @@ def test_a_geopackage_read_in_chunks_gives_the_same_findings_and_rows(tmp_path, 
 
     pts, lines = network(12, prefix="YS")
     clean = _gpkg(tmp_path / "net.gpkg", pts, lines, line_geoms(pts, lines))
-    layers = read_gpkg(clean, "net.gpkg", 4, rank=lambda p: 0 if p.stem == "YS_PNT" else 1)
+    layers = list(read_gpkg(clean, "net.gpkg", 4, rank=lambda p: 0 if p.stem == "YS_PNT" else 1))
     assert [layer.name for layer in layers] == ["YS_PNT", "YS_LIN"] and len(layers[0].frame) == 4
     assert layers[0].rest is not None
     chunks = list(layers[0].rest())
