@@ -263,6 +263,14 @@ def _streamed(path: Path, name: str | None, chunk_rows: int,
     return layer
 
 
+def _column(values: pa.Array) -> np.ndarray | pd.Series:
+    """One attribute column of an Arrow batch: text as pandas text sharing the Arrow buffers,
+    anything else as numpy."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return pd.Series(values.to_pandas())
+    return values.to_numpy(zero_copy_only=False)
+
+
 def _geojson_layer(path: Path, rel: str, meta: dict, frame: pd.DataFrame, geom: np.ndarray | None) -> SourceLayer:
     kind = geometry_kind(meta.get("geometry_type"))
     if kind == "none":
@@ -271,12 +279,13 @@ def _geojson_layer(path: Path, rel: str, meta: dict, frame: pd.DataFrame, geom: 
 
 
 def _arrow_frame(batch: pa.RecordBatch | None, meta: dict) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Attributes and geometries of one record batch of GDAL's Arrow stream, as :func:`_read`
-    returns them (numpy columns, text as objects with None where missing)."""
+    """Attributes and geometries of one record batch of GDAL's Arrow stream: numbers as numpy
+    columns, text as pandas text on the Arrow buffers (as a CSV table's text comes; no Python
+    object per value)."""
     names = [str(n) for n in meta["fields"]]
     if batch is None:
         return pd.DataFrame({n: np.array([], dtype=object) for n in names}), None
-    cols = {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names}
+    cols = {n: _column(batch.column(n)) for n in names}
     gname = next((n for n in batch.schema.names if n not in cols), None)
     geom = shapely.from_wkb(batch.column(gname).to_numpy(zero_copy_only=False)) if gname else None
     return pd.DataFrame(cols), geom
