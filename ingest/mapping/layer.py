@@ -29,7 +29,7 @@ from ingest.mapping.normalize import convert_columns, derive, load_dictionaries
 from ingest.mapping.profile import Match, detect, geometry_fits, load_profiles, name_targets
 from ingest.model import Delivery, LayerBatch, LayerMapping, Note, UserMapping
 from ingest.readers import SourceLayer
-from ingest.readers.errors import guarded
+from ingest.readers.errors import guarded, guarded_items
 
 OUTLIER_SPAN = {"degrees": 2.0, "metres": 200_000.0}   # farther than this from the median: an outlier
 
@@ -100,14 +100,14 @@ class Mapper:
             return iter(())
         decided = self._decided.pop(id(first), None)
         assert decided is not None   # map_layer mapped the first chunk
-        return self._rest(layer.rest, decided, first.mapping)
+        return self._rest(layer.rest, layer.file, decided, first.mapping)
 
-    def _rest(self, rest: Callable[[], Iterator[SourceLayer]], decided: tuple, mapping: LayerMapping | None
-              ) -> Iterator[LayerBatch]:
+    def _rest(self, rest: Callable[[], Iterator[SourceLayer]], file: str, decided: tuple,
+              mapping: LayerMapping | None) -> Iterator[LayerBatch]:
         """:meth:`map_rest`'s chunks; neither the first chunk nor the one handed over last is
         held while the next is read."""
         match, resolved, centre = decided
-        for k, chunk in enumerate(rest(), start=1):
+        for k, chunk in enumerate(guarded_items(rest(), file), start=1):   # reading a chunk may fail too
             batch = guarded(self._to_batch, chunk.file, chunk, match, [], (resolved, centre))
             del chunk
             batch.chunk = k

@@ -47,12 +47,13 @@ class _EndPoints:
 
     def __init__(self, delivery: Delivery) -> None:
         batches = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
-        network, numbers, xy, sxy, crs = [], [], [], [], set()
+        tables, xy, sxy, crs = [], [], [], set()
         for b in batches:
             g, src = _xy(b.geometries()), b.source_geometries()
             usable = b.frame["exp_no"].notna().to_numpy() & np.isfinite(g[:, 0])
-            network.append(arrow_text(b.frame["network"].to_numpy(dtype=object)[usable]))
-            numbers.append(arrow_text(b.frame["exp_no"].to_numpy(dtype=object)[usable]))
+            keep = pa.array(usable)
+            tables.append(pa.table({"network": arrow_text(b.frame["network"]).filter(keep),
+                                    "exp_no": arrow_text(b.frame["exp_no"]).filter(keep)}))
             xy.append(g[usable])
             sxy.append(_xy(src)[usable] if src is not None else np.full((int(usable.sum()), 2), np.nan))
             if b.source_crs is not None and usable.any():
@@ -61,13 +62,9 @@ class _EndPoints:
         if not self.n:
             return
         self.coords = np.concatenate([np.concatenate(xy), np.concatenate(sxy)], axis=1)   # x, y, sx, sy
-        no = pa.chunked_array([c for a in numbers for c in a.chunks], type=pa.string())
-        rows = pa.array(np.arange(self.n, dtype=np.int64))
-        self.by_key = PointIndex(pa.table({"network": pa.chunked_array([c for a in network for c in a.chunks],
-                                                                       type=pa.string()),
-                                           "exp_no": no, "id": rows}))
-        self.by_no = PointIndex(pa.table({"network": pa.chunked_array([pa.nulls(self.n, pa.string()).fill_null("")]),
-                                          "exp_no": no, "id": rows}))
+        keys = pa.concat_tables(tables).append_column("id", pa.array(np.arange(self.n, dtype=np.int64)))
+        self.by_key = PointIndex(keys)
+        self.by_no = PointIndex(keys.set_column(0, "network", pa.array(np.full(self.n, ""), type=pa.string())))
         self.crs = crs
         self.unit_m = batches[0].source_unit_m
         self.notes, self.noted = delivery.notes, set[str]()
@@ -76,12 +73,13 @@ class _EndPoints:
         """Lines for the pipe-segment batch ``b`` from the points its ends name."""
         if not self.n:              # no usable point: the lines stay without geometry (G02, Q05)
             return
-        blank = np.full(len(b), "", dtype=object)
         ends = []
         for col in ("start_exp_no", "end_exp_no"):
             numbers = b.frame[col].to_numpy(dtype=object)
             row = self.by_key.ids(b.frame["network"].to_numpy(dtype=object), numbers)
-            ends.append(np.where(row >= 0, row, self.by_no.ids(blank, numbers)))
+            miss = np.flatnonzero(row < 0)           # by the number alone where the network has none
+            row[miss] = self.by_no.ids(np.full(len(miss), "", dtype=object), numbers[miss])
+            ends.append(row)
         lines = []
         for cols in ((0, 1), (2, 3)):
             xy = [np.where((row >= 0)[:, None], self.coords[np.maximum(row, 0)][:, cols], np.nan) for row in ends]

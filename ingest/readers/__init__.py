@@ -13,6 +13,7 @@ geometries as shapely arrays in the source coordinates, the declared CRS, the en
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -48,3 +49,21 @@ def geometry_kind(type_name: str | None) -> str:
     if "polygon" in t or "surface" in t:
         return "polygon"
     return "none"
+
+
+def later_chunks(first: SourceLayer, parts: Iterator[tuple[pd.DataFrame, np.ndarray | None]]
+                 ) -> Callable[[], Iterator[SourceLayer]]:
+    """A layer's ``rest``: each (attributes, geometries) of ``parts``, read as iterated, as a
+    layer like ``first`` (name, file, kind, CRS, encoding), its source rows running on after the
+    rows before it; a chunk handed over is not held here. ``parts`` releases what it reads from
+    when it ends or is dropped."""
+    like = dataclasses.replace(first, frame=pd.DataFrame(), geom=None, notes=[], rest=None)   # no rows kept
+    size = len(first.frame)
+
+    def rest() -> Iterator[SourceLayer]:
+        offset = size
+        for frame, geom in parts:
+            yield dataclasses.replace(like, frame=frame, geom=geom, offset=offset)
+            offset += len(frame)
+            del frame, geom
+    return rest

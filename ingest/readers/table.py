@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover - optional speed-up
     CalamineWorkbook = None  # type: ignore[assignment,misc]  # the optional import's fallback
 
 from cim.errors import UnreadableInput
-from ingest.readers import SourceLayer
+from ingest.readers import SourceLayer, later_chunks
 from ingest.readers.encoding import text_file_encoding
 
 
@@ -41,7 +41,7 @@ def read_csv(path: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer
     layer = SourceLayer(path.stem, rel, frame, None, "none", None, enc.encoding)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     if chunk_rows and len(frame) == chunk_rows:
-        layer.rest = _csv_rest(reader, path, rel, frame.columns, enc.encoding, chunk_rows)
+        layer.rest = later_chunks(layer, _csv_chunks(reader, frame.columns))
     else:
         reader.close()
     return layer
@@ -57,28 +57,13 @@ def _csv_chunk(reader, path: Path) -> pd.DataFrame:
     return frame
 
 
-def _csv_rest(reader, path: Path, rel: str, columns: pd.Index, encoding: str, size: int
-              ) -> Callable[[], Iterator[SourceLayer]]:
-    """A CSV layer's ``rest``: the chunks after the first, parsed one at a time as iterated (a
-    chunk handed over is not held here); the file is closed at the end or when abandoned."""
-    def rest() -> Iterator[SourceLayer]:
-        offset = size
-        try:
-            while True:
-                try:
-                    part = reader.get_chunk()
-                except StopIteration:
-                    return
-                except (UnicodeDecodeError, pd.errors.ParserError) as exc:
-                    raise UnreadableInput(f"无法读取 CSV 文件 {path.name}：{exc}",
-                                          f"cannot read CSV file {path.name}: {exc}", file=rel) from exc
-                part.columns = columns
-                yield SourceLayer(path.stem, rel, part, None, "none", None, encoding, offset=offset)
-                offset += len(part)
-                del part
-        finally:
-            reader.close()
-    return rest
+def _csv_chunks(reader, columns: pd.Index) -> Iterator[tuple[pd.DataFrame, None]]:
+    """The remaining chunks of a CSV reader, under the first chunk's ``columns``; the file is
+    closed at the end."""
+    with reader:
+        for part in reader:
+            part.columns = columns
+            yield part, None
 
 
 _HEADER_ROWS = 50    # rows searched for a sheet's header (title rows may come first)
@@ -123,7 +108,7 @@ def read_xlsx(path: Path, rel: str, chunk_rows: int | None = None) -> Iterator[S
         name = path.stem if _is_generic(title) else title
         layer = SourceLayer(name, f"{rel}:{title}", first, None, "none", None, "UTF-8")
         if chunk_rows and len(first) == chunk_rows:
-            layer.rest = _sheet_rest([rows], header, chunk_rows, layer)
+            layer.rest = later_chunks(layer, _sheet_chunks(rows, header, chunk_rows))
         del first, rows                            # the next sheet is not read beside this one
         yield layer
 
@@ -145,21 +130,10 @@ def _next_chunk(rows: Iterator[list], header: list[str], size: int | None) -> pd
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def _sheet_rest(box: list[Iterator[list]], header: list[str], size: int, first: SourceLayer
-                ) -> Callable[[], Iterator[SourceLayer]]:
-    """A sheet layer's ``rest``: its later chunks, each made when its turn comes; the sheet's
-    rows (``box``) are let go at the end."""
-    def rest() -> Iterator[SourceLayer]:
-        offset = size
-        while box:
-            part = _next_chunk(box[0], header, size)
-            if part.empty:
-                box.clear()
-                return
-            yield SourceLayer(first.name, first.file, part, None, "none", None, "UTF-8", offset=offset)
-            offset += len(part)
-            del part
-    return rest
+def _sheet_chunks(rows: Iterator[list], header: list[str], size: int) -> Iterator[tuple[pd.DataFrame, None]]:
+    """The remaining rows of a sheet as frames of ``size`` non-empty rows."""
+    while not (part := _next_chunk(rows, header, size)).empty:
+        yield part, None
 
 
 def _calamine_sheets(path: Path) -> Iterator[tuple[str, Iterator[list]]]:

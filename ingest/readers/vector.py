@@ -21,7 +21,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
 
 from cim.errors import CrsError, UnreadableInput
-from ingest.readers import SourceLayer, geometry_kind
+from ingest.readers import SourceLayer, geometry_kind, later_chunks
 from ingest.readers.dbf import dbf_records, read_dbf_frame
 from ingest.readers.encoding import dbf_encoding
 from ingest.readers.errors import library_message
@@ -122,34 +122,28 @@ def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> Source
     layer = SourceLayer(shp.stem, rel, frame, geom, kind, crs, enc.encoding, clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     if stop:
-        def chunk(start: int, end: int) -> SourceLayer:
-            part, _ = read_dbf_frame(dbf, enc.encoding, start, end)
-            _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
-            return SourceLayer(shp.stem, rel, part, g, kind, crs, enc.encoding, clean_text=True, offset=start)
-        layer.rest = _later_chunks(stop, nrec, chunk)
+        layer.rest = later_chunks(layer, _shapefile_chunks(shp, dbf, enc.encoding, stop, nrec))
     return layer
 
 
-def _later_chunks(size: int, total: int, chunk: Callable[[int, int], SourceLayer]
-                  ) -> Callable[[], Iterator[SourceLayer]]:
-    """A layer's ``rest``: the chunks ``chunk(start, end)`` of ``size`` rows after the first, up
-    to ``total``, each read when its turn comes (a chunk handed over is not held here)."""
-    def rest() -> Iterator[SourceLayer]:
-        for start in range(size, total, size):
-            yield chunk(start, min(start + size, total))
-    return rest
+def _shapefile_chunks(shp: Path, dbf: Path, encoding: str, size: int, total: int
+                      ) -> Iterator[tuple[pd.DataFrame, np.ndarray | None]]:
+    """The attributes and geometries of a shapefile's records after the first ``size``, ``size``
+    at a time."""
+    for start in range(size, total, size):
+        end = min(start + size, total)
+        part, _ = read_dbf_frame(dbf, encoding, start, end)
+        _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
+        yield part, g
 
 
-def _feature_count(path: Path, layer: str | None = None) -> int:
-    """Number of features of a shapefile (from its header and index, without reading them) or
-    of a GeoPackage table (from its contents table when kept, else counted); −1 when the driver
-    cannot tell without reading them."""
+def _feature_count(shp: Path) -> int:
+    """Number of features of a shapefile (from its header and index, without reading them)."""
     try:
-        info = pyogrio.read_info(path, layer=layer) if layer is not None else pyogrio.read_info(path)
-        return int(info["features"])
+        return int(pyogrio.read_info(shp)["features"])
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
-        raise UnreadableInput(f"无法读取文件 {path.name}", f"cannot read {path.name}: {library_message(exc, path)}",
-                              file=path.name) from exc
+        raise UnreadableInput(f"无法读取文件 {shp.name}", f"cannot read {shp.name}: {library_message(exc, shp)}",
+                              file=shp.name) from exc
 
 
 def read_dbf(dbf: Path, rel: str) -> SourceLayer:
@@ -246,21 +240,18 @@ def _streamed(path: Path, name: str | None, chunk_rows: int,
     if first is None or first.num_rows < chunk_rows:
         stack.close()
         return layer
-
-    spatial = layer.geom is not None              # (the layer's own chunk is let go once mapped)
-
-    def rest() -> Iterator[SourceLayer]:
-        offset = first.num_rows
-        with stack:
-            for batch in batches:
-                part, g = _arrow_frame(batch, meta)
-                yield SourceLayer(layer.name, layer.file, part, g if spatial else None,
-                                  layer.geometry_kind, layer.crs, "UTF-8", offset=offset)
-                offset += batch.num_rows
-                del part, g, batch
-
-    layer.rest = rest
+    layer.rest = later_chunks(layer, _arrow_chunks(stack, batches, meta, spatial=layer.geom is not None))
     return layer
+
+
+def _arrow_chunks(stack: contextlib.ExitStack, batches: Iterator[pa.RecordBatch], meta: dict, *, spatial: bool
+                  ) -> Iterator[tuple[pd.DataFrame, np.ndarray | None]]:
+    """The attributes and geometries (of a ``spatial`` layer) of the remaining record batches;
+    the stream (``stack``) is closed at the end."""
+    with stack:
+        for batch in batches:
+            part, g = _arrow_frame(batch, meta)
+            yield part, g if spatial else None
 
 
 def _column(values: pa.Array) -> np.ndarray | pd.Series:
