@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import shapely
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the sibling helpers importable
@@ -500,3 +501,32 @@ def test_geojson_read_in_chunks_gives_the_same_findings_and_rows(tmp_path, conn,
     assert shapely.equals(np.concatenate([first.geom, *[c.geom for c in chunks]]), whole.geom).all()
     assert read_geojson(folder / "YS_PNT.geojson", "YS_PNT.geojson", 13).rest is None
     _loads_alike_in_chunks(zip_folder(folder, tmp_path / "geojson.zip"), tmp_path, conn, db_url)
+
+
+def test_a_later_chunk_that_cannot_be_read_is_unreadable_input(tmp_path, conn, db_url, monkeypatch):
+    """A library error while reading a later chunk (here the third record batch of a GeoJSON
+    file) is refused as unreadable input naming the file, as one in the first chunk is, and
+    nothing is loaded."""
+    import geopandas as gpd
+
+    from cim.errors import UnreadableInput
+    from ingest.readers import vector
+
+    pts, _lines = network(12, prefix="YS")
+    path = tmp_path / "YS_PNT.geojson"
+    gpd.GeoDataFrame(pts, geometry=list(point_geoms(pts)), crs=4546).to_file(path, driver="GeoJSON", engine="pyogrio")
+    calls = []
+    real = vector._arrow_frame
+
+    def failing(batch, meta):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("corrupt batch")
+        return real(batch, meta)
+
+    monkeypatch.setattr(vector, "_arrow_frame", failing)
+    county = county_code()
+    with pytest.raises(UnreadableInput) as err:
+        pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL, county=county)
+    assert "YS_PNT.geojson" in err.value.en and "ValueError" in err.value.en and len(calls) == 3
+    assert _loaded(conn, county)["points"] == []
