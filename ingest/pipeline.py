@@ -123,6 +123,7 @@ def run(conn: psycopg2.extensions.connection, paths: Sequence[Path], *, settings
             delivery = read(paths, profile=profile, county=county, conn=work.validation_conn, settings=settings,
                             progress=progress, on_start=start, on_batch=batch_ready, before_lines=checks.points_back)
             work.reading_done()
+            work.wait_let_go()
             report = checks.finish(progress)     # the rules across batches, while the rest is written
         else:
             work.hand_over(delivery)

@@ -110,6 +110,8 @@ class LoadWhileReading:
         self.validation_conn: psycopg2.extensions.connection | None = None
         self.queue: queue.Queue = queue.Queue(maxsize=WAITING_BATCHES)
         self.cancelled = threading.Event()
+        self.all_handed = threading.Event()      # every batch is queued (set by reading_done)
+        self.let_go = threading.Event()          # the loader holds nothing only later batches need
         self.thread: threading.Thread | None = None
         self.delivery: Delivery | None = None
         self.outcome: Pending | LoadResult | None = None
@@ -167,6 +169,15 @@ class LoadWhileReading:
     def reading_done(self) -> None:
         """No more batches: the loader writes the rest and finishes the load."""
         self._put(_END)
+        self.all_handed.set()
+
+    def wait_let_go(self) -> None:
+        """After :meth:`reading_done`: wait until the loader has let go of what only later
+        batches would need (the points' lookup: a few tens of MB for a large network), at most
+        the time it takes to COPY the chunk in hand, so the rules across batches do not build
+        their tables beside it."""
+        while self.thread is not None and self.thread.is_alive() and not self.let_go.wait(0.05):
+            pass
 
     def written(self) -> tuple[Pending | LoadResult | None, InvalidInput | None]:
         """Wait for the loader: the finished, uncommitted load (or the :class:`LoadResult` of the
@@ -201,6 +212,9 @@ class LoadWhileReading:
                 self.outcome = opened
                 return
             while not self.cancelled.is_set():
+                if not self.let_go.is_set() and self.all_handed.is_set() and self.queue.qsize() <= 1:
+                    opened.no_more_batches()     # all that is left in the queue is the end
+                    self.let_go.set()
                 # COPY queued chunks while no batch is waiting; queue each batch on arrival
                 # unless enough chunks are queued already
                 if opened.busy and opened.backlog >= QUEUED_CHUNKS:
@@ -223,3 +237,5 @@ class LoadWhileReading:
             self.outcome = opened.finish(delivery)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by written()
             self.error = exc
+        finally:
+            self.let_go.set()

@@ -371,6 +371,11 @@ class Copier:
             self.todo.append((future, start, stop, target))
         self._fill()
 
+    def no_more_segments(self) -> None:
+        """Every segment batch is queued: the points' lookup is let go (each queued batch holds
+        it until its ends are resolved)."""
+        self.points, self.index = [], None
+
     def written_points(self) -> pa.Table:
         """(network, exp_no, id) of every pipe point queued so far, in order (Arrow)."""
         if not self.points:

@@ -189,6 +189,12 @@ class Loading:
             self.late_points |= bool(nets & self.early_networks)
         self._guarded(lambda: self.copier.add(batch.target, batch))
 
+    def no_more_batches(self) -> None:
+        """Every batch is written or queued: what only later batches would need is let go (the
+        lookup of the points for segment ends, unless segments wait for :meth:`finish`)."""
+        if not self.segments:
+            self.copier.no_more_segments()
+
     @property
     def backlog(self) -> int:
         """COPY chunks queued and not yet written."""
@@ -214,6 +220,7 @@ class Loading:
         def complete() -> None:
             for batch in self.segments:
                 self.copier.add("pipe_segment", batch)
+            self.copier.no_more_segments()
             self.copier.drain()
             self.copier.close()
             if self.late_points:

@@ -161,6 +161,8 @@ GAS = "RQ"
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer code per row and the distinct values (missing values get code -1)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):      # its own codes (unused categories do no harm)
+        return values.cat.codes.to_numpy(), values.cat.categories.to_numpy(dtype=object)
     codes, uniques = pd.factorize(values.to_numpy(dtype=object))
     return codes, np.asarray(uniques, dtype=object)
 
@@ -169,6 +171,16 @@ def _in(codes: np.ndarray, uniques: np.ndarray, allowed) -> np.ndarray:
     """Rows whose value is in ``allowed`` (one set lookup per distinct value)."""
     hit = np.array([u in allowed for u in uniques] + [False])
     return hit[codes]
+
+
+def _partnered(present: set, gas_limited: set, pairs: dict[tuple, float]) -> set:
+    """The networks of ``present`` that have a Q21 limit with one of ``present`` (themselves
+    included): gas with gas and with the networks of its tables (``gas_limited``), a network
+    pair of ``pairs``. A segment of any other network meets no limit, whatever lies beside it."""
+    def limited(a, b) -> bool:
+        return (a == GAS and (b == GAS or b in gas_limited)) or (b == GAS and a in gas_limited) \
+            or (a, b) in pairs or (b, a) in pairs
+    return {a for a in present if any(limited(a, b) for b in present)}
 
 
 def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
@@ -185,11 +197,15 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     S = net.S.reset_index(drop=True) if S is None else S
     ncode, nets = _codes(S["network"])
     bcode, burials = _codes(S["burial_type"])
+    ok = _in(ncode, nets, {GAS, *gas_t, *cond_t, *pair_nets}) & \
+        ~_in(bcode, burials, set(par.get("skip_burial_types") or []))
+    ok &= _in(ncode, nets, _partnered({nets[c] for c in np.unique(ncode[ok]) if c >= 0}, {*gas_t, *cond_t}, pairs))
+    if ok.sum() < 2:
+        return
     xy = S[["sx", "sy", "ex", "ey"]].to_numpy(float)
     d = xy[:, 2:] - xy[:, :2]
     length = np.hypot(d[:, 0], d[:, 1])
-    ok = (np.isfinite(xy).all(axis=1) & (length > 0) & _in(ncode, nets, {GAS, *gas_t, *cond_t, *pair_nets})
-          & ~_in(bcode, burials, set(par.get("skip_burial_types") or [])))
+    ok &= np.isfinite(xy).all(axis=1) & (length > 0)
     gas = ok & _in(ncode, nets, {GAS})
     query = gas | (ok & _in(ncode, nets, pair_nets))
     if not query.any() or ok.sum() < 2:

@@ -223,31 +223,34 @@ def check_network(ctx: Ctx, net: Net) -> Ends | None:
     """Q01 Q04 Q05 Q06 Q07 Q08 Q09 Q10 Q11 Q12 Q13 Q14 Q19 Q27. Returns the segment ends with
     their points (:class:`Ends`) for the drainage rules."""
     P, S = net.P, net.S
-    _points(ctx, net, P)
+    keys = _pairs(P["network"], P["exp_no"])
+    _points(ctx, net, P, keys)
     if not len(S):
         return None
     _segments(ctx, net, S)
     _depths(ctx, net, S)
-    first = _first_points(P)
-    index = _point_index(P, first)
+    first = _first_points(P, keys)
+    index = _point_index(keys, first)
     ends = _link(ctx, net, P, S, first, index)
     _closure(ctx, net, S, ends)
-    _degrees(ctx, net, P, ends, first, index)
+    _degrees(ctx, net, P, ends, first, index, keys)
     return ends
 
 
-def _points(ctx: Ctx, net: Net, P: pd.DataFrame) -> None:
-    dup = P["exp_no"].notna() & P.duplicated(["network", "exp_no"], keep=False)
+def _points(ctx: Ctx, net: Net, P: pd.DataFrame, keys: np.ndarray | pd.Index) -> None:
+    """Q01 repeated point numbers of a network, Q04 repeated coordinates (``keys``: the
+    (network, point number) pairs of ``P``, :func:`_pairs`)."""
+    dup = P["exp_no"].notna().to_numpy() & _repeated([keys])
     sel = P[dup]
     emit(ctx, net, "Q01", sel, key=sel["exp_no"], field_name="exp_no", value=sel["exp_no"],
          zh=fmt("物探点号 {k} 在 {n} 管线中重复", k=sel["exp_no"], n=sel["network"]),
          en=fmt("survey point number {k} occurs more than once in network {n}", k=sel["exp_no"], n=sel["network"]))
     if ctx.rule("Q04") is not None:
         tol = float(ctx.param("Q04", "tolerance_m", 0.001))
-        gx = np.round(P["mx"].to_numpy() / tol)
-        gy = np.round(P["my"].to_numpy() / tol)
-        key = pd.DataFrame({"n": P["network"], "x": gx, "y": gy})
-        dupc = P["mx"].notna() & key.duplicated(keep=False) & ~dup
+        gx = np.round(P["mx"].to_numpy(dtype=float) / tol)
+        gy = np.round(P["my"].to_numpy(dtype=float) / tol)
+        dupc = np.isfinite(gx) & _repeated([_codes_of(P["network"]), gx, gy]) & ~dup
+        del gx, gy
         sel = P[dupc]
         emit(ctx, net, "Q04", sel, key=sel["exp_no"],
              zh=fmt("点 {k} 与同类管线的其他点坐标重复", k=sel["exp_no"]),
@@ -320,20 +323,21 @@ def _picked(a: pd.Series, b: pd.Series, rows: np.ndarray, second: np.ndarray) ->
     return out
 
 
-def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarray, index: pd.Index) -> Ends:
+def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarray, index: _Sorted | pd.Index) -> Ends:
     """Segment ends with the points they lie on (:class:`Ends`). Emits Q05 and Q09.
 
     Each end finds its point in ``index``, the (network, point number) pairs of the rows
     ``first`` of ``P`` (:func:`_point_index`: the first point of a repeated number)."""
     n = len(S)
-    pos = np.concatenate([index.get_indexer(_pairs(S["network"], S[col])) for col in ("start_exp_no", "end_exp_no")])
-    found = pos >= 0
-    at: np.ndarray = np.full(len(pos), -1, dtype=np.int32 if len(P) < 2**31 else np.intp)   # the rows of P
-    at[found] = first[pos[found]]
-    del pos
+    at: np.ndarray = np.full(2 * n, -1, dtype=np.int32 if len(P) < 2**31 else np.intp)   # the rows of P
+    for half, col in enumerate(("start_exp_no", "end_exp_no")):
+        pos = index.get_indexer(_pairs(S["network"], S[col]))
+        hit = pos >= 0
+        at[half * n:(half + 1) * n][hit] = first[pos[hit]]
+        del pos, hit
     ends = Ends(P, S, at)
     nets_with_points = set(P["network"].iloc[first].dropna().unique())
-    missing = ~found & ends.given("exp_no")
+    missing = ~ends.found & ends.given("exp_no")
     has_table = ends.twice(S["network"].isin(nets_with_points).to_numpy())
     sel = ends.frame(missing & has_table, ["exp_no", "end"])
     emit(ctx, net, "Q05", sel, key=sel["exp_no"], field_name=np.where(sel["end"] == "start", "起点点号", "终点点号"),
@@ -347,18 +351,23 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
                 n=no_table["network"]))
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
-        # each end's coordinates against its point's, one end at a time
+        # each end's coordinates against its point's, one end at a time; the distances of the
+        # ends too far from their points kept
         mx, my = P["mx"].to_numpy(dtype=float), P["my"].to_numpy(dtype=float)
-        dist = np.full(len(at), np.nan)
+        built = S["built"].to_numpy(dtype=bool)
+        off = np.zeros(len(at), dtype=bool)
+        far: list[np.ndarray] = []
         for half, (xc, yc) in enumerate((("sx", "sy"), ("ex", "ey"))):
             on = at[half * n:(half + 1) * n]
-            ok = on >= 0
-            dist[half * n:(half + 1) * n][ok] = np.hypot(S[xc].to_numpy(dtype=float)[ok] - mx[on[ok]],
-                                                         S[yc].to_numpy(dtype=float)[ok] - my[on[ok]])
-        with np.errstate(invalid="ignore"):
-            off = ~ends.twice(S["built"].to_numpy(dtype=bool)) & (dist > tol)
+            ok = np.flatnonzero((on >= 0) & ~built)
+            dist = np.hypot(S[xc].to_numpy(dtype=float)[ok] - mx[on[ok]], S[yc].to_numpy(dtype=float)[ok] - my[on[ok]])
+            with np.errstate(invalid="ignore"):
+                too_far = dist > tol
+            off[half * n + ok[too_far]] = True
+            far.append(dist[too_far])
+            del ok, dist, too_far
         sel = ends.frame(off, ["exp_no", "end"])
-        d = dist[off]
+        d = np.concatenate(far)
         emit(ctx, net, "Q09", sel, key=sel["exp_no"], value=np.round(d, 3),
              zh=fmt("管段{e}端点与点 {k} 相距 {d} m（限差 {t} m）", e=np.where(sel["end"] == "start", "起", "终"),
                     k=sel["exp_no"], d=d, t=tol),
@@ -390,26 +399,81 @@ def _equal(a: pd.Series, b: pd.Series) -> pd.Series:
     return pd.Series((ca == cb) & (ca >= 0), index=a.index)
 
 
-def _pairs(network: pd.Series, exp_no: pd.Series) -> pd.Index:
-    """(network, point number) pairs as one index: of the shared categories (:func:`_categorical`)
-    one integer per pair made of the two codes (a missing value has a code of its own, so two
+def _pairs(network: pd.Series, exp_no: pd.Series) -> np.ndarray | pd.MultiIndex:
+    """(network, point number) pairs: of the shared categories (:func:`_categorical`) one
+    integer per pair made of the two codes (a missing value has a code of its own, so two
     missing networks are equal, as in a pandas merge), else a ``MultiIndex`` of the values."""
     if isinstance(network.dtype, pd.CategoricalDtype) and isinstance(exp_no.dtype, pd.CategoricalDtype):
         width = len(exp_no.cat.categories) + 1
-        codes = (network.cat.codes.to_numpy().astype(np.int64) + 1) * width + exp_no.cat.codes.to_numpy() + 1
-        return pd.Index(codes)
+        codes = (network.cat.codes.to_numpy().astype(np.int64) + 1) * width
+        codes += exp_no.cat.codes.to_numpy()
+        codes += 1
+        return codes
     return pd.MultiIndex.from_arrays([network.astype(object), exp_no.astype(object)])
 
 
-def _first_points(P: pd.DataFrame) -> np.ndarray:
-    """Rows of ``P`` that are the first point of their (network, point number), numbered ones only."""
-    return np.flatnonzero((P["exp_no"].notna() & ~P.duplicated(["network", "exp_no"])).to_numpy())
+def _codes_of(column: pd.Series) -> np.ndarray:
+    """An integer per row, equal for equal values (missing values equal one another)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy()
+    return pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)[0]
 
 
-def _point_index(P: pd.DataFrame, first: np.ndarray) -> pd.Index:
-    """The (network, point number) pairs of the rows ``first`` of ``P``, for ``get_indexer``:
+def _repeated(keys: list[np.ndarray | pd.Index], *, first: bool = False) -> np.ndarray:
+    """Whether the combination of ``keys`` (arrays of one length, row by row) of each row occurs
+    in another row too; with ``first``, whether the row is the first of its combination.
+    Numeric keys are sorted together (an array of row numbers and one key at a time: no hash
+    table of the rows), others are left to pandas; NaN is never equal."""
+    n = len(keys[0])
+    if not all(isinstance(k, np.ndarray) and k.dtype.kind in "iuf" for k in keys):
+        index = keys[0] if len(keys) == 1 and isinstance(keys[0], pd.Index) else \
+            pd.MultiIndex.from_arrays([np.asarray(k, dtype=object) for k in keys])
+        return ~index.duplicated(keep="first") if first else index.duplicated(keep=False)
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    order = np.lexsort(keys[::-1])               # stable: equal rows keep their order
+    same = np.ones(n - 1, dtype=bool)            # each sorted row equals the one before it
+    for k in keys:
+        ks = k[order]
+        same &= ks[1:] == ks[:-1]
+        del ks
+    if first:
+        out[order[0]] = True
+        out[order[1:][~same]] = True
+        return out
+    out[order[1:][same]] = True
+    out[order[:-1][same]] = True
+    return out
+
+
+def _first_points(P: pd.DataFrame, keys: np.ndarray | pd.Index) -> np.ndarray:
+    """Rows of ``P`` that are the first point of their (network, point number) ``keys``, numbered ones only."""
+    return np.flatnonzero(P["exp_no"].notna().to_numpy() & _repeated([keys], first=True))
+
+
+class _Sorted:
+    """Integer keys, distinct, to look up many at a time (``get_indexer`` as of a ``pd.Index``):
+    the keys sorted and their positions, no hash table."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        order = np.argsort(keys, kind="stable")
+        self.sorted = keys[order]
+        self.order = order.astype(np.int32) if len(keys) < 2**31 else order
+
+    def get_indexer(self, query: np.ndarray) -> np.ndarray:
+        """The position of each of ``query`` among the keys, −1 where it is none of them."""
+        if not len(self.sorted):
+            return np.full(len(query), -1, dtype=np.intp)
+        at = np.searchsorted(self.sorted, query)
+        np.minimum(at, len(self.sorted) - 1, out=at)
+        return np.where(self.sorted[at] == query, self.order[at], -1)
+
+
+def _point_index(keys: np.ndarray | pd.Index, first: np.ndarray) -> _Sorted | pd.Index:
+    """The (network, point number) ``keys`` of the rows ``first`` of ``P``, for ``get_indexer``:
     a position in it is a position in ``first``."""
-    return _pairs(P["network"].iloc[first], P["exp_no"].iloc[first])
+    return _Sorted(keys[first]) if isinstance(keys, np.ndarray) else keys[first]
 
 
 def _taken(column: pd.Series, pos: np.ndarray) -> pd.Series:
@@ -447,8 +511,8 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
         a, b = a.astype(object), b.astype(object)
         first = (a.fillna("") <= b.fillna("")).to_numpy()
         lo, hi = np.where(first, a, b), np.where(first, b, a)
-    pair = pd.DataFrame({"n": S["network"], "lo": lo, "hi": hi})
-    dup = a.notna() & b.notna() & ~same & pair.duplicated(keep=False)
+    dup = a.notna().to_numpy() & b.notna().to_numpy() & ~same.to_numpy() & _repeated([_codes_of(S["network"]), lo, hi])
+    del lo, hi
     sel = S[dup]
     emit(ctx, net, "Q08", sel, key=seg_key(sel),
          zh=fmt("管段 {a}→{b} 重复（含反向）", a=sel["start_exp_no"], b=sel["end_exp_no"]),
@@ -484,17 +548,24 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
     """Q10: ground − depth = line elevation at each end; Q11: one point, different elevations."""
     tol = float(ctx.param("Q10", "tolerance_m", 0.02))
     n = len(S)
-    diff = np.full(len(ends), np.nan)             # NaN where an end has no point
+    ground_z = net.P["ground_z"].to_numpy(dtype=float)
+    bad = np.zeros(len(ends), dtype=bool)
+    diffs: list[np.ndarray] = []                  # the differences of the ends in ``bad``, in order
     for half, (dc, zc) in enumerate((("start_depth", "start_z"), ("end_depth", "end_z"))):
-        ground = _taken(net.P["ground_z"], ends.at[half * n:(half + 1) * n])
-        diff[half * n:(half + 1) * n] = (ground - S[dc] - S[zc]).to_numpy(dtype=float)
-    bad = np.isfinite(diff) & (np.abs(diff) > tol)
+        on = ends.at[half * n:(half + 1) * n]
+        ok = np.flatnonzero(on >= 0)              # an end without a point has no ground
+        diff = ground_z[on[ok]] - S[dc].to_numpy(dtype=float)[ok] - S[zc].to_numpy(dtype=float)[ok]
+        out = np.isfinite(diff) & (np.abs(diff) > tol)
+        bad[half * n + ok[out]] = True
+        diffs.append(diff[out])
+        del ok, diff, out
+    diff = np.concatenate(diffs)
     sel = ends.frame(bad, ["exp_no", "ground_z", "depth", "z"])
-    emit(ctx, net, "Q10", sel, key=sel["exp_no"], value=np.round(diff[bad], 3),
+    emit(ctx, net, "Q10", sel, key=sel["exp_no"], value=np.round(diff, 3),
          zh=fmt("点 {k}：地面高程 {g} − 埋深 {d} 与管线高程 {z} 相差 {x} m", k=sel["exp_no"], g=sel["ground_z"],
-                d=sel["depth"], z=sel["z"], x=diff[bad]),
+                d=sel["depth"], z=sel["z"], x=diff),
          en=fmt("point {k}: ground {g} - depth {d} differs from the line elevation {z} by {x} m", k=sel["exp_no"],
-                g=sel["ground_z"], d=sel["depth"], z=sel["z"], x=diff[bad]))
+                g=sel["ground_z"], d=sel["depth"], z=sel["z"], x=diff))
     if ctx.rule("Q11") is None:
         return
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
@@ -511,11 +582,12 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
 
 
-def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, ends: Ends, first: np.ndarray, index: pd.Index) -> None:
+def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, ends: Ends, first: np.ndarray, index: _Sorted | pd.Index,
+             keys: np.ndarray | pd.Index) -> None:
     """Q06 orphan points; Q14 connection counts of tees, crosses, bends, caps (``first`` and
-    ``index`` as for :func:`_link`)."""
-    counts = np.bincount(ends.at[ends.found], minlength=len(P))     # the ends on each (first) point
-    slot = index.get_indexer(_pairs(P["network"], P["exp_no"]))      # each point's first point, by position
+    ``index`` as for :func:`_link`, ``keys`` the pairs of ``P``)."""
+    counts = np.bincount(ends.at[ends.found], minlength=len(P)).astype(np.int32)   # the ends on each (first) point
+    slot = index.get_indexer(keys)                                   # each point's first point, by position
     deg = np.zeros(len(P), dtype=np.int64)
     ok = slot >= 0
     deg[ok] = counts[first[slot[ok]]]

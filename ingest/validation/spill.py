@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
@@ -127,10 +128,40 @@ class Spill(_Files):
 def joined_column(parts: list[pd.Series]) -> pd.Series:
     """Columns one after the other, indexed 0 … n − 1: categoricals as one categorical of all
     their categories (pandas would join categoricals of different categories as objects),
-    Arrow columns as one contiguous array."""
+    Arrow columns as one contiguous array, numbers missing throughout as :func:`missing_column`."""
+    absent = _all_missing(parts)
+    if absent is not None:
+        return absent
     if len(parts) > 1 and all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
         return pd.Series(union_categoricals([p.array for p in parts]), name=parts[0].name)
     return _contiguous_column(pd.concat(parts, ignore_index=True))
+
+
+_MASKED = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
+
+
+def missing_column(dtype, n: int, name=None) -> pd.Series:
+    """A column of ``n`` missing numbers of ``dtype`` (NumPy float, or pandas' nullable
+    integer, float or boolean) that takes no memory: one value seen ``n`` times (a read-only
+    view with stride 0; pandas copies it before any change). The delivery's optional columns
+    left empty (widths and heights of round pipes, a flow direction, …) cost nothing in the
+    rules across batches."""
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        array = dtype.construct_array_type()(np.broadcast_to(np.zeros(1, dtype=dtype.numpy_dtype), n),
+                                             np.broadcast_to(np.True_, n))
+        return pd.Series(array, name=name, copy=False)
+    return pd.Series(np.broadcast_to(np.array(np.nan, dtype=dtype), n), name=name, copy=False)
+
+
+def _all_missing(parts: list[pd.Series]) -> pd.Series | None:
+    """:func:`missing_column` of the joined length when ``parts`` are numbers of one type,
+    all missing; else None."""
+    first = parts[0]
+    numbers = isinstance(first.array, _MASKED) if isinstance(first.dtype, pd.api.extensions.ExtensionDtype) \
+        else first.dtype.kind == "f"
+    if not numbers or any(p.dtype != first.dtype or p.notna().any() for p in parts):
+        return None
+    return missing_column(first.dtype, sum(len(p) for p in parts), first.name)
 
 
 def joined_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:

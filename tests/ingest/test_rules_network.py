@@ -293,3 +293,30 @@ def test_segment_ends_are_built_only_for_the_ends_a_rule_selects(numbers):
     assert some.index.tolist() == [1, 3] and some["exp_no"].astype(object).tolist() == ["C", "X"]
     assert some["row"].tolist() == [7, 7] and some["ground_z"].iloc[0] == 12.0 and np.isnan(some["ground_z"].iloc[1])
     assert ends.found.tolist() == [True, True, True, False] and len(ends) == 4
+
+
+def test_repeated_keys_and_the_sorted_lookup_agree_with_pandas():
+    """The network rules find repeated (network, point number) pairs, coordinates and segments
+    by sorting integer keys, and segment ends by binary search: the same rows pandas' hash tables
+    give (NaN coordinates equal nothing; values that are not numbers are left to pandas, where
+    missing values equal one another)."""
+    from ingest.validation.network import _repeated, _Sorted
+
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 50, 2000), rng.integers(-1, 3, 2000)
+    x = rng.integers(0, 30, 2000).astype(float)
+    x[::17] = np.nan
+    pairs = pd.DataFrame({"a": a, "b": b})
+    assert (_repeated([a, b]) == pairs.duplicated(keep=False).to_numpy()).all()
+    assert (_repeated([a, b], first=True) == ~pairs.duplicated().to_numpy()).all()
+    coords = pd.DataFrame({"a": a, "x": x}).duplicated(keep=False).to_numpy()
+    assert (_repeated([a, x]) == (coords & ~np.isnan(x))).all()
+    values = pd.MultiIndex.from_arrays([np.array(["JS", "JS", None, None, "PS"], dtype=object),
+                                        np.array([1, 1, "A", "A", 1], dtype=object)])
+    assert _repeated([values]).tolist() == [True, True, True, True, False]
+    assert _repeated([values], first=True).tolist() == [True, False, True, False, True]
+    assert _repeated([np.zeros(0, dtype=np.int64)]).tolist() == []
+    keys = rng.permutation(np.unique(a * 10 + b))
+    query = np.r_[keys[::3], [-5, 10**6], keys[1::4]]
+    assert (_Sorted(keys).get_indexer(query) == pd.Index(keys).get_indexer(query)).all()
+    assert _Sorted(np.zeros(0, dtype=np.int64)).get_indexer(np.array([1, 2])).tolist() == [-1, -1]

@@ -220,3 +220,15 @@ def test_crossing_a_loaded_pipe_too_close_vertically(tmp_path, conn):
     q20 = [x for x in validate(read_delivery(path, county=county), conn=conn).findings if x.rule_id == "Q20"]
     assert len(q20) == 1 and q20[0].source_layer == "JSLINE" and q20[0].key == "JS1-JS2"
     assert q20[0].value == pytest.approx(0.3, abs=0.005) and "YS1-YS2（已入库 #" in q20[0].message_zh
+
+
+def test_only_networks_with_a_limit_between_them_are_measured():
+    """Q21 measures the segments of the networks that have a limit with a network of the
+    delivery: water alone has none (its limits are against gas), gas has one with gas."""
+    from ingest.validation.clearance import _partnered
+
+    assert _partnered({"JS"}, {"JS", "RL"}, {}) == set()
+    assert _partnered({"JS", "RQ"}, {"JS"}, {}) == {"JS", "RQ"}
+    assert _partnered({"RQ"}, set(), {}) == {"RQ"}
+    assert _partnered({"PS", "JS", "DL"}, set(), {("PS", "PS"): 0.15, ("DL", "JS"): 0.5}) == {"PS", "JS", "DL"}
+    assert _partnered({"PS", "TX"}, set(), {("JS", "TX"): 0.15}) == set()

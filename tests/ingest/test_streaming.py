@@ -129,6 +129,8 @@ def test_segments_written_before_later_points_of_their_network_get_those_ends(tm
     for batch in report.delivery.batches:
         opened.write(batch)
     assert not opened.segments                     # written at once: the network's points came first
+    opened.no_more_batches()                       # the points' lookup is let go before the load finishes
+    assert opened.copier.index is None and not opened.copier.points
     loader.commit(opened.finish(report.delivery), report)
     rows = _loaded(conn, county)["segments"]
     assert len(rows) == 7 and all(s[1] == s[3] and s[2] == s[4] for s in rows)
@@ -138,6 +140,22 @@ def test_segments_written_before_later_points_of_their_network_get_those_ends(tm
                     (county,))
         assert cur.fetchone()[0] == 4
     conn.rollback()
+
+
+def test_segments_read_before_their_points_keep_the_lookup_until_the_load_finishes(tmp_path, conn):
+    """Segments of a network whose points come later wait for the end of the load; the points'
+    lookup is kept for them when every batch is in, and their ends are resolved."""
+    county = county_code()
+    report = delivery(tmp_path, [segments(8), points(8)], county)
+    opened = loader.open_load(conn, report.delivery, principal=CLI_PRINCIPAL)
+    for batch in report.delivery.batches:
+        opened.write(batch)
+    assert len(opened.segments) == 1
+    opened.no_more_batches()
+    assert opened.copier.points                    # still needed by the waiting segments
+    loader.commit(opened.finish(report.delivery), report)
+    rows = _loaded(conn, county)["segments"]
+    assert len(rows) == 7 and all(s[1] == s[3] and s[2] == s[4] for s in rows)
 
 
 def test_with_a_loaded_county_boundary_buildings_keep_only_their_source_rows(tmp_path, conn, db_url):
@@ -403,6 +421,19 @@ def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapp
     network = spill.joined(("c",))["network"]
     assert isinstance(network.dtype, pd.CategoricalDtype) and set(network.cat.categories) == {"JS", "PS", "RQ"}
     assert [None if pd.isna(v) else v for v in network.astype(object)] == ["JS", "PS", None, "RQ", "JS"]
+    for n in (4, 3):                               # optional columns no row fills
+        spill.put_columns(("d",), pd.DataFrame({"width_mm": np.full(n, np.nan), "flow_dir": pd.array([None] * n, "Int64"),
+                                                "depth": np.r_[np.full(n - 1, np.nan), 1.5]}))
+    empty = spill.joined(("d",))
+    pd.testing.assert_frame_equal(empty, pd.DataFrame({"width_mm": np.full(7, np.nan),
+                                                       "flow_dir": pd.array([None] * 7, "Int64"),
+                                                       "depth": [np.nan] * 3 + [1.5] + [np.nan] * 2 + [1.5]}))
+    assert empty["width_mm"].to_numpy().strides == (0,) and empty["flow_dir"].array._data.strides == (0,)
+    assert empty["depth"].to_numpy().strides == (8,)   # a column with a value is joined as it is
+    changed = empty.copy()
+    changed.loc[2, "width_mm"] = 300.0                  # the shared missing value is copied, not changed
+    assert changed["width_mm"].iloc[2] == 300.0 and np.isnan(changed["width_mm"].iloc[1])
+    assert empty["width_mm"].isna().all()
     folder = spill.dir
     spill.close()
     assert folder is not None and not folder.exists()
