@@ -49,14 +49,16 @@ class _EndPoints:
         batches = [b for b in delivery.batches if b.target == "pipe_point" and len(b)]
         tables, xy, sxy, crs = [], [], [], set()
         for b in batches:
-            g, src = _xy(b.geometries()), b.source_geometries()
+            g, s = _points_xy(b), _source_xy(b)
             usable = b.frame["exp_no"].notna().to_numpy() & np.isfinite(g[:, 0])
-            keep = pa.array(usable)
-            tables.append(pa.table({"network": arrow_text(b.frame["network"]).filter(keep),
-                                    "exp_no": arrow_text(b.frame["exp_no"]).filter(keep)}))
+            network, exp_no = arrow_text(b.frame["network"]), arrow_text(b.frame["exp_no"])
+            if not usable.all():
+                keep = pa.array(usable)
+                network, exp_no = network.filter(keep), exp_no.filter(keep)
+            tables.append(pa.table({"network": network, "exp_no": exp_no}))
             xy.append(g[usable])
-            sxy.append(_xy(src)[usable] if src is not None else np.full((int(usable.sum()), 2), np.nan))
-            if b.source_crs is not None and usable.any():
+            sxy.append(s[usable] if s is not None else np.full((int(usable.sum()), 2), np.nan))
+            if s is not None and b.source_crs is not None and usable.any():
                 crs.add(b.source_crs)
         self.n = sum(len(a) for a in xy)
         if not self.n:
@@ -64,7 +66,7 @@ class _EndPoints:
         self.coords = np.concatenate([np.concatenate(xy), np.concatenate(sxy)], axis=1)   # x, y, sx, sy
         keys = pa.concat_tables(tables).append_column("id", pa.array(np.arange(self.n, dtype=np.int64)))
         self.by_key = PointIndex(keys)
-        self.by_no = PointIndex(keys.set_column(0, "network", pa.array(np.full(self.n, ""), type=pa.string())))
+        self.by_no = PointIndex(keys.drop_columns(["network"]))        # by the number alone
         self.crs = crs
         self.unit_m = batches[0].source_unit_m
         self.notes, self.noted = delivery.notes, set[str]()
@@ -78,7 +80,7 @@ class _EndPoints:
             numbers = b.frame[col].to_numpy(dtype=object)
             row = self.by_key.ids(b.frame["network"].to_numpy(dtype=object), numbers)
             miss = np.flatnonzero(row < 0)           # by the number alone where the network has none
-            row[miss] = self.by_no.ids(np.full(len(miss), "", dtype=object), numbers[miss])
+            row[miss] = self.by_no.ids(None, numbers[miss])
             ends.append(row)
         lines = []
         for cols in ((0, 1), (2, 3)):
@@ -98,6 +100,30 @@ class _EndPoints:
             self.noted.add(b.source_layer)
             self.notes.append(Note(b.source_layer, "geometry", f"图层 {b.source_layer} 的管线由起止点号连接点表生成",
                                    f"layer {b.source_layer}: lines built from the point table by start/end point numbers"))
+
+
+_SLICE = 1 << 16
+"""Points decoded from WKB at a time (their shapely objects are not all made at once)."""
+
+
+def _points_xy(b: LayerBatch) -> np.ndarray:
+    """Nx2 EPSG:4490 coordinates of a point batch (NaN where missing), a slice of rows at a
+    time when its points are held as WKB (a residue)."""
+    if not b.packed:
+        return _xy(b.geometries())
+    out = np.empty((len(b), 2))
+    for start in range(0, len(b), _SLICE):
+        out[start:start + _SLICE] = _xy(b.geometries(np.arange(start, min(start + _SLICE, len(b)))))
+    return out
+
+
+def _source_xy(b: LayerBatch) -> np.ndarray | None:
+    """Nx2 source-CRS coordinates of a point batch, None when it has none: its source
+    geometries, or the metric source coordinates a residue keeps of them instead."""
+    if b.source_metric:
+        return np.column_stack([b.frame["metric_mx"].to_numpy(dtype=float), b.frame["metric_my"].to_numpy(dtype=float)])
+    src = b.source_geometries()
+    return _xy(src) if src is not None else None
 
 
 def _xy(g: np.ndarray) -> np.ndarray:

@@ -91,8 +91,8 @@ def _index_in_ids(lookup: pd.DataFrame, network, exp_no) -> list[int]:
 @pytest.mark.parametrize("collide", [False, True])
 def test_point_lookup_matches_exact_lookup(monkeypatch, collide):
     """The hashed lookup answers exactly what an exact lookup answers — repeated keys (first row
-    wins), missing values, texts of every length, non-ASCII point numbers — also when every key
-    hashes alike (each candidate then fails the key comparison and the exact path answers)."""
+    wins), missing values, texts of every length, non-ASCII point numbers, by point number alone
+    when the lookup has no network — also when every key hashes alike (each candidate then fails the key comparison and the exact path answers)."""
     if collide:
         monkeypatch.setattr(keys, "text_hashes", lambda values: np.zeros(len(values), dtype=np.uint64))
     rng = np.random.default_rng(7)
@@ -106,6 +106,10 @@ def test_point_lookup_matches_exact_lookup(monkeypatch, collide):
     index = keys.PointIndex(lookup)
     assert index.ids(network, exp_no).tolist() == _index_in_ids(lookup, network, exp_no)
     assert index.ids(network[:0], exp_no[:0]).tolist() == []
+    by_number = keys.PointIndex(pa.table({"exp_no": keys.arrow_text(lookup["exp_no"]), "id": lookup["id"].to_numpy()}))
+    pos = pc.fill_null(pc.index_in(keys.arrow_text(exp_no), value_set=keys.arrow_text(lookup["exp_no"]),
+                                   skip_nulls=True), -1).to_numpy(zero_copy_only=False)
+    assert by_number.ids(None, exp_no).tolist() == [int(lookup["id"].iloc[p]) if p >= 0 else -1 for p in pos]
 
 
 def test_text_hashes_of_sliced_and_chunked_text():

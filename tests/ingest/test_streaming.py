@@ -84,7 +84,8 @@ def test_checked_batches_keep_only_their_residue_with_the_same_findings(tmp_path
 
 def _loaded(conn, county: str) -> dict:
     with conn.cursor() as cur:
-        cur.execute("SELECT s.network, s.start_exp_no, s.end_exp_no, a.exp_no, b.exp_no FROM cim.pipe_segment s "
+        cur.execute("SELECT s.network, s.start_exp_no, s.end_exp_no, a.exp_no, b.exp_no, round(s.length_m::numeric, 3) "
+                    "FROM cim.pipe_segment s "
                     "LEFT JOIN cim.pipe_point a ON a.id = s.start_point_id "
                     "LEFT JOIN cim.pipe_point b ON b.id = s.end_point_id "
                     "WHERE s.county_code = %s AND s.is_current ORDER BY 1, 2, 3", (county,))
@@ -262,6 +263,7 @@ def _loads_alike_in_chunks(path: Path, tmp_path: Path, conn, db_url: str) -> Non
     rows_a, rows_b = _loaded(conn, a), _loaded(conn, b)
     assert rows_a == rows_b and [p[2] for p in rows_a["points"]] == list(range(1, 13))
     assert all(s[1] == s[3] and s[2] == s[4] for s in rows_a["segments"])   # ends in other chunks too
+    assert all(s[5] is not None and s[5] > 0 for s in rows_a["segments"])    # lengths measured either way
 
 
 def _gpkg(path: Path, pts: pd.DataFrame, lines: pd.DataFrame, geoms: np.ndarray) -> Path:
@@ -477,6 +479,15 @@ def test_csv_point_and_line_tables_read_in_chunks_give_the_same_findings_and_row
                        county=county_code(), dry_run=True)
     built = [n for n in run.report.delivery.notes if n.topic == "geometry" and n.source_layer == "YS_LIN"]
     assert len(built) == 1 and not [f for f in run.report.findings if f.rule_id == "G02"]
+    # lines from points checked in chunks are measured in the source CRS as lines from a whole
+    # table are: a 200 m jump makes the segment across it too long (Q12)
+    pts.loc[5:, "X"] += 200.0
+    pts.to_csv(folder / "YS_PNT.csv", index=False, encoding="gbk")
+    path = zip_folder(folder, tmp_path / "jump.zip")
+    runs = [pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, rows), principal=CLI_PRINCIPAL,
+                         county=county_code(), dry_run=True) for rows in (4, 50_000)]
+    assert _findings(runs[0].report) == _findings(runs[1].report)
+    assert [(f.rule_id, f.row) for f in runs[0].report.findings] == [("Q12", 5)]
 
 
 def test_workbook_sheets_read_in_chunks_give_the_same_findings_and_rows(tmp_path, conn, db_url):
