@@ -63,10 +63,11 @@ class _EndPoints:
         self.n = sum(len(a) for a in xy)
         if not self.n:
             return
-        self.coords = np.concatenate([np.concatenate(xy), np.concatenate(sxy)], axis=1)   # x, y, sx, sy
-        keys = pa.concat_tables(tables).append_column("id", pa.array(np.arange(self.n, dtype=np.int64)))
-        self.by_key = PointIndex(keys)
-        self.by_no = PointIndex(keys.drop_columns(["network"]))        # by the number alone
+        self.xy = np.concatenate(xy)
+        self.source = np.concatenate(sxy) if len(crs) == 1 else None   # source x, y in the one source CRS
+        self.keys = pa.concat_tables(tables).append_column("id", pa.array(np.arange(self.n, dtype=np.int32)))
+        self.by_key = PointIndex(self.keys)
+        self.by_no: PointIndex | None = None   # by the number alone: made when a lookup by key first fails
         self.crs = crs
         self.unit_m = batches[0].source_unit_m
         self.notes, self.noted = delivery.notes, set[str]()
@@ -80,26 +81,32 @@ class _EndPoints:
             numbers = b.frame[col].to_numpy(dtype=object)
             row = self.by_key.ids(b.frame["network"].to_numpy(dtype=object), numbers)
             miss = np.flatnonzero(row < 0)           # by the number alone where the network has none
-            row[miss] = self.by_no.ids(None, numbers[miss])
+            if len(miss):
+                if self.by_no is None:
+                    self.by_no = PointIndex(self.keys.drop_columns(["network"]))
+                row[miss] = self.by_no.ids(None, numbers[miss])
             ends.append(row)
-        lines = []
-        for cols in ((0, 1), (2, 3)):
-            xy = [np.where((row >= 0)[:, None], self.coords[np.maximum(row, 0)][:, cols], np.nan) for row in ends]
-            ok = np.isfinite(xy[0]).all(axis=1) & np.isfinite(xy[1]).all(axis=1)
-            built = np.full(len(b), None, dtype=object)
-            if ok.any():
-                built[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
-            lines.append(built)
-        b.frame["geom"] = lines[0]
+        b.frame["geom"] = _lines(self.xy, ends)
         b.geometry_built = True
-        if len(self.crs) == 1:
-            b.source_geom = lines[1]
+        if self.source is not None:
+            b.source_geom = _lines(self.source, ends)
             b.source_crs = next(iter(self.crs))
             b.source_unit_m = self.unit_m
         if b.source_layer not in self.noted:       # once per layer, not per chunk
             self.noted.add(b.source_layer)
             self.notes.append(Note(b.source_layer, "geometry", f"图层 {b.source_layer} 的管线由起止点号连接点表生成",
                                    f"layer {b.source_layer}: lines built from the point table by start/end point numbers"))
+
+
+def _lines(coords: np.ndarray, ends: list[np.ndarray]) -> np.ndarray:
+    """Lines from the points at rows ``ends`` (start rows, end rows; −1: none) of ``coords``,
+    None where an end has no point or no coordinates."""
+    xy = [np.where((row >= 0)[:, None], coords[np.maximum(row, 0)], np.nan) for row in ends]
+    ok = np.isfinite(xy[0]).all(axis=1) & np.isfinite(xy[1]).all(axis=1)
+    built = np.full(len(ends[0]), None, dtype=object)
+    if ok.any():
+        built[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
+    return built
 
 
 _SLICE = 1 << 16

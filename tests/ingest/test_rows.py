@@ -119,3 +119,27 @@ def test_text_hashes_of_sliced_and_chunked_text():
     assert whole[1] == whole[4] and whole[0] != whole[1] and len(set(whole[[0, 1, 2, 5]].tolist())) == 4
     assert (keys.text_hashes(pa.array(texts).slice(5, 100_000)) == whole[5:100_005]).all()
     assert (keys.text_hashes(pa.chunked_array([texts[:7], texts[7:]]).combine_chunks()) == whole).all()
+
+
+def test_lines_from_points_by_key_then_by_number_alone():
+    """Lines of a line table without geometry come from the points its ends name: by network and
+    point number, else by the number alone (a line table mapped to another network than its
+    point table), with the source coordinates alongside; an end no point has stays without a line."""
+    from ingest.mapping.lines import _EndPoints
+    from ingest.model import Delivery, LayerBatch
+
+    xy = np.array([[112.0, 28.0], [112.001, 28.0], [112.002, 28.001]])
+    src = np.array([[500.0, 3100.0], [600.0, 3100.0], [700.0, 3200.0]])
+    pts = LayerBatch("pipe_point", "PSPOINT", "test",
+                     pd.DataFrame({"exp_no": ["A", "B", "C"], "network": ["PS"] * 3, "geom": shapely.points(xy)}),
+                     source_crs="EPSG:4546", network="PS", source_geom=shapely.points(src), source_unit_m=1.0)
+    segs = LayerBatch("pipe_segment", "LINE", "test",
+                      pd.DataFrame({"start_exp_no": ["A", "B", "C"], "end_exp_no": ["B", "C", "X"],
+                                    "network": ["PS", "JS", "PS"], "geom": [None] * 3}))
+    ends = _EndPoints(Delivery(path=None, file_name="t", sha256="0", size_bytes=0, county_code=None, batches=[pts]))
+    assert ends.by_no is None                      # no miss yet
+    ends.connect(segs)
+    g = segs.frame["geom"].to_numpy()
+    assert shapely.equals(g[0], shapely.linestrings(xy[:2])) and shapely.equals(g[1], shapely.linestrings(xy[1:]))
+    assert g[2] is None and ends.by_no is not None
+    assert shapely.equals(segs.source_geom[1], shapely.linestrings(src[1:])) and segs.source_crs == "EPSG:4546"
