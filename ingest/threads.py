@@ -234,6 +234,9 @@ class LoadWhileReading:
             if self.cancelled.is_set():
                 opened.abort()
                 return
+            if not self.let_go.is_set():         # the end came while the loader waited for a batch
+                opened.no_more_batches()
+                self.let_go.set()
             self.outcome = opened.finish(delivery)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by written()
             self.error = exc

@@ -60,12 +60,20 @@ def lock_county(cur: psycopg2.extensions.cursor, county: str) -> None:
 
 
 def retire(cur, target: str, county: str, network: str | None, keep: int) -> list[int]:
-    """Mark the current rows of one scope not current; return the deliveries they belonged to."""
+    """Mark the current rows of one scope of ``county`` not current, except those of delivery
+    ``keep``; return the deliveries they belonged to.
+
+    The rows are found through the county's current deliveries (the ``delivery_id`` indexes)
+    and, for rows no delivery wrote, the ``*_undelivered_idx`` indexes (migration 0120), so a
+    load reads no other county's rows."""
+    cur.execute("SELECT id FROM cim.delivery WHERE county_code = %s AND state = 'current' AND id <> %s",
+                (county, keep))
+    holders = [r[0] for r in cur.fetchall()]
     table = f"cim.{quote_ident(target)}"
-    net_sql, params = ("AND network = %s", (county, keep, network)) if network else ("", (county, keep))
-    cur.execute(f"WITH u AS (UPDATE {table} SET is_current = false WHERE county_code = %s AND is_current "
-                f"AND delivery_id IS DISTINCT FROM %s {net_sql} RETURNING delivery_id) "
-                f"SELECT DISTINCT delivery_id FROM u WHERE delivery_id IS NOT NULL", params)
+    net_sql, net = ("AND network = %s", (network,)) if network else ("", ())
+    cur.execute(f"WITH u AS (UPDATE {table} SET is_current = false WHERE is_current AND county_code = %s "
+                f"AND (delivery_id = ANY(%s) OR delivery_id IS NULL) {net_sql} RETURNING delivery_id) "
+                f"SELECT DISTINCT delivery_id FROM u WHERE delivery_id IS NOT NULL", (county, holders, *net))
     return [r[0] for r in cur.fetchall()]
 
 

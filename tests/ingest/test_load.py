@@ -78,6 +78,26 @@ def test_load_writes_current_rows_resolves_ends_bumps_versions_and_archives(conn
     assert action == "ingest.load" and detail["counts"]["pipe_point"] == 20
 
 
+def test_a_delivery_retires_its_countys_rows_that_no_delivery_wrote_and_no_other_countys(conn, tmp_path):
+    """The rows a load replaces are its county's current rows of its scopes: those of earlier
+    deliveries and those written without a delivery (found through their own index, migration
+    0120), never another county's."""
+    county, other = county_code(), county_code()
+    with conn.cursor() as cur:
+        for c in (county, other):
+            cur.execute("INSERT INTO cim.building (name, county_code, geom) VALUES ('旧楼', %s, ST_Multi("
+                        "ST_GeomFromText('POLYGON((112 28, 112.0001 28, 112.0001 28.0001, 112 28))', 4490)))", (c,))
+    conn.commit()
+    first = load(conn, delivery(tmp_path, [buildings(3)], county, "a.zip"), principal=ADMIN)
+    rows = _all(conn, "SELECT county_code, delivery_id, is_current FROM cim.building WHERE county_code IN (%s, %s) "
+                      "ORDER BY county_code = %s DESC, delivery_id NULLS FIRST", (county, other, county))
+    assert rows == [(county, None, False)] + [(county, first.delivery_id, True)] * 3 + [(other, None, True)]
+    second = load(conn, delivery(tmp_path, [buildings(2)], county, "b.zip"), principal=ADMIN)
+    assert second.superseded == [first.delivery_id]
+    assert _all(conn, "SELECT delivery_id, count(*) FROM cim.building WHERE county_code = %s AND is_current "
+                      "GROUP BY 1", (county,)) == [(second.delivery_id, 2)]
+
+
 def test_new_delivery_supersedes_same_scope_only_and_restore_brings_old_back(conn, tmp_path):
     county = county_code()
     first = load(conn, delivery(tmp_path, [points(10, "JS"), segments(10, "JS"), points(4, "RQ")], county,
