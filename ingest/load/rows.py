@@ -293,7 +293,9 @@ def networks_of(batch: LayerBatch) -> set[str]:
     """The network codes of a pipe batch's rows (empty for other targets)."""
     if batch.target not in ("pipe_point", "pipe_segment") or not len(batch):
         return set()
-    return {str(n) for n in pd.Series(_batch_networks(batch)).dropna().unique()}
+    if "network" in batch.frame.columns and batch.frame["network"].notna().any():
+        return {str(n) for n in batch.frame["network"].dropna().unique()}
+    return {str(batch.network)} if batch.network is not None else set()
 
 
 def resolve_late_ends(cur, delivery_id: int) -> None:
@@ -349,7 +351,7 @@ class Copier:
                                          "exp_no": arrow_text(batch.frame["exp_no"].to_numpy(dtype=object)),
                                          "id": pa.array(extra["id"], type=pa.int64())}))
         elif target == "pipe_segment":
-            nets = set(pd.Series(_batch_networks(batch)).dropna())
+            nets = networks_of(batch)
             points = self.written_points()
             missing = tuple(sorted(nets - _networks(points)))
             if self.index is None or self.index[:2] != (len(self.points), missing):   # new points, other networks

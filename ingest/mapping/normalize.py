@@ -240,17 +240,22 @@ def convert_columns(frame: pd.DataFrame, match: Match, dicts: Dictionaries, *,
             out[col] = s
         else:
             out[col] = as_text(s)
-    n = len(frame)
     result = pd.DataFrame(out, index=frame.index) if out else pd.DataFrame(index=frame.index)
     for col, kind in types.items():
         if col not in result.columns:
-            result[col] = pd.Series([None] * n, index=frame.index, dtype=_null_dtype(kind))
+            result[col] = _missing(kind, frame.index)
     rawf = pd.DataFrame(raw, index=frame.index)
     return result.reset_index(drop=True), rawf.reset_index(drop=True)
 
 
-def _null_dtype(kind: str) -> str:
-    return {"float": "float64", "int": "Int64"}.get(kind, "object")
+def _missing(kind: str, index: pd.Index) -> pd.Series:
+    """A column of missing values of a target column's kind: NaN floats, NA integers, else None
+    (filled at once, not converted value by value)."""
+    if kind == "float":
+        return pd.Series(np.nan, index=index, dtype="float64")
+    if kind == "int":
+        return pd.Series(pd.NA, index=index, dtype="Int64")
+    return pd.Series(np.full(len(index), None, dtype=object), index=index, dtype=object)
 
 
 # ---------------------------------------------------------------- derived columns
