@@ -50,21 +50,24 @@ class _EndPoints:
         tables, xy, sxy, crs = [], [], [], set()
         for b in batches:
             g, s = _points_xy(b), _source_xy(b)
-            usable = b.frame["exp_no"].notna().to_numpy() & np.isfinite(g[:, 0])
+            usable = b.frame["exp_no"].notna().to_numpy() & np.isfinite(g[0])
             network, exp_no = arrow_text(b.frame["network"]), arrow_text(b.frame["exp_no"])
-            if not usable.all():
+            if not usable.all():                 # else the arrays as they are (a residue's shared)
                 keep = pa.array(usable)
                 network, exp_no = network.filter(keep), exp_no.filter(keep)
+                g = (g[0][usable], g[1][usable])
+                s = (s[0][usable], s[1][usable]) if s is not None else None
             tables.append(pa.table({"network": network, "exp_no": exp_no}))
-            xy.append(g[usable])
-            sxy.append(s[usable] if s is not None else np.full((int(usable.sum()), 2), np.nan))
+            xy.append(g)
+            n = int(usable.sum())
+            sxy.append(s if s is not None else (np.full(n, np.nan), np.full(n, np.nan)))
             if s is not None and b.source_crs is not None and usable.any():
                 crs.add(b.source_crs)
-        self.n = sum(len(a) for a in xy)
+        self.n = sum(len(x) for x, _y in xy)
         if not self.n:
             return
-        self.xy = np.concatenate(xy)
-        self.source = np.concatenate(sxy) if len(crs) == 1 else None   # source x, y in the one source CRS
+        self.xy = _joined(xy)
+        self.source = _joined(sxy) if len(crs) == 1 else None   # source x, y in the one source CRS
         self.keys = pa.concat_tables(tables).append_column("id", pa.array(np.arange(self.n, dtype=np.int32)))
         self.by_key = PointIndex(self.keys)
         self.by_no: PointIndex | None = None   # by the number alone: made when a lookup by key first fails
@@ -98,14 +101,30 @@ class _EndPoints:
                                    f"layer {b.source_layer}: lines built from the point table by start/end point numbers"))
 
 
-def _lines(coords: np.ndarray, ends: list[np.ndarray]) -> np.ndarray:
+Coords = tuple[np.ndarray, np.ndarray]
+"""x and y of points, two arrays."""
+
+
+def _joined(parts: list[Coords]) -> Coords:
+    """The coordinates of several batches one after the other (one batch's as they are)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([x for x, _y in parts]), np.concatenate([y for _x, y in parts])
+
+
+def _lines(coords: Coords, ends: list[np.ndarray]) -> np.ndarray:
     """Lines from the points at rows ``ends`` (start rows, end rows; −1: none) of ``coords``,
     None where an end has no point or no coordinates."""
-    xy = [np.where((row >= 0)[:, None], coords[np.maximum(row, 0)], np.nan) for row in ends]
-    ok = np.isfinite(xy[0]).all(axis=1) & np.isfinite(xy[1]).all(axis=1)
+    x, y = coords
+    at = [np.maximum(row, 0) for row in ends]
+    ok = (ends[0] >= 0) & (ends[1] >= 0)
+    for a in at:
+        ok &= np.isfinite(x[a]) & np.isfinite(y[a])
     built = np.full(len(ends[0]), None, dtype=object)
     if ok.any():
-        built[ok] = shapely.linestrings(np.stack([xy[0][ok], xy[1][ok]], axis=1))
+        start, end = at[0][ok], at[1][ok]
+        built[ok] = shapely.linestrings(np.stack([np.column_stack([x[start], y[start]]),
+                                                  np.column_stack([x[end], y[end]])], axis=1))
     return built
 
 
@@ -113,24 +132,29 @@ _SLICE = 1 << 16
 """Points decoded from WKB at a time (their shapely objects are not all made at once)."""
 
 
-def _points_xy(b: LayerBatch) -> np.ndarray:
-    """Nx2 EPSG:4490 coordinates of a point batch (NaN where missing), a slice of rows at a
-    time when its points are held as WKB (a residue)."""
+def _points_xy(b: LayerBatch) -> Coords:
+    """EPSG:4490 coordinates of a point batch (NaN where missing), a slice of rows at a time
+    when its points are held as WKB (a residue)."""
     if not b.packed:
-        return _xy(b.geometries())
-    out = np.empty((len(b), 2))
+        g = _xy(b.geometries())
+        return g[:, 0], g[:, 1]
+    x, y = np.empty(len(b)), np.empty(len(b))
     for start in range(0, len(b), _SLICE):
-        out[start:start + _SLICE] = _xy(b.geometries(np.arange(start, min(start + _SLICE, len(b)))))
-    return out
+        g = _xy(b.geometries(np.arange(start, min(start + _SLICE, len(b)))))
+        x[start:start + len(g)], y[start:start + len(g)] = g[:, 0], g[:, 1]
+    return x, y
 
 
-def _source_xy(b: LayerBatch) -> np.ndarray | None:
-    """Nx2 source-CRS coordinates of a point batch, None when it has none: its source
-    geometries, or the metric source coordinates a residue keeps of them instead."""
+def _source_xy(b: LayerBatch) -> Coords | None:
+    """Source-CRS coordinates of a point batch, None when it has none: its source geometries,
+    or the metric source coordinates a residue keeps of them instead (shared, not copied)."""
     if b.source_metric:
-        return np.column_stack([b.frame["metric_mx"].to_numpy(dtype=float), b.frame["metric_my"].to_numpy(dtype=float)])
+        return b.frame["metric_mx"].to_numpy(dtype=float), b.frame["metric_my"].to_numpy(dtype=float)
     src = b.source_geometries()
-    return _xy(src) if src is not None else None
+    if src is None:
+        return None
+    g = _xy(src)
+    return g[:, 0], g[:, 1]
 
 
 def _xy(g: np.ndarray) -> np.ndarray:
