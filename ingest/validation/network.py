@@ -423,7 +423,8 @@ def _repeated(keys: list[np.ndarray | pd.Index], *, first: bool = False) -> np.n
     """Whether the combination of ``keys`` (arrays of one length, row by row) of each row occurs
     in another row too; with ``first``, whether the row is the first of its combination.
     Numeric keys are sorted together (an array of row numbers and one key at a time: no hash
-    table of the rows), others are left to pandas; NaN is never equal."""
+    table of the rows), and a NaN equals nothing; keys that are not all numbers are left to
+    pandas, where missing values equal one another."""
     n = len(keys[0])
     if not all(isinstance(k, np.ndarray) and k.dtype.kind in "iuf" for k in keys):
         index = keys[0] if len(keys) == 1 and isinstance(keys[0], pd.Index) else \
