@@ -33,7 +33,7 @@ import pyarrow as pa
 from cim import auth, db
 from cim.errors import InvalidInput
 from cim.settings import Settings
-from ingest.load import LoadResult, Pending, abort, open_load
+from ingest.load import Loading, LoadResult, Pending, abort, open_load
 from ingest.model import Delivery, LayerBatch
 
 _END = object()
@@ -203,6 +203,12 @@ class LoadWhileReading:
 
     # --- the loader thread ----------------------------------------------------------------------
 
+    def _let_go(self, opened: Loading) -> None:
+        """Once every batch is in: let go of what only later batches would need, once."""
+        if not self.let_go.is_set():
+            opened.no_more_batches()
+            self.let_go.set()
+
     def _load(self) -> None:
         delivery = self.delivery
         assert delivery is not None  # set by start() before the thread starts
@@ -212,9 +218,8 @@ class LoadWhileReading:
                 self.outcome = opened
                 return
             while not self.cancelled.is_set():
-                if not self.let_go.is_set() and self.all_handed.is_set() and self.queue.qsize() <= 1:
-                    opened.no_more_batches()     # all that is left in the queue is the end
-                    self.let_go.set()
+                if self.all_handed.is_set() and self.queue.qsize() <= 1:
+                    self._let_go(opened)         # all that is left in the queue is the end
                 # COPY queued chunks while no batch is waiting; queue each batch on arrival
                 # unless enough chunks are queued already
                 if opened.busy and opened.backlog >= QUEUED_CHUNKS:
@@ -234,9 +239,7 @@ class LoadWhileReading:
             if self.cancelled.is_set():
                 opened.abort()
                 return
-            if not self.let_go.is_set():         # the end came while the loader waited for a batch
-                opened.no_more_batches()
-                self.let_go.set()
+            self._let_go(opened)                 # the end may have come while the loader waited for a batch
             self.outcome = opened.finish(delivery)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread by written()
             self.error = exc

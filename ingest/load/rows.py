@@ -282,19 +282,28 @@ def _resolve_ends(part: _Part, lookup: PointIndex) -> None:
         part.extra[f"{end}_point_id"] = pd.array(np.where(found >= 0, found, None), dtype="Int64")  # type: ignore[call-overload]
 
 
+def _network_column(batch: LayerBatch) -> pd.Series | None:
+    """The frame's network column when some row fills it, else None (the batch's one network
+    applies to every row)."""
+    if "network" in batch.frame.columns and batch.frame["network"].notna().any():
+        return batch.frame["network"]
+    return None
+
+
 def _batch_networks(batch: LayerBatch) -> np.ndarray:
     """The network code of every row: the frame's column, else the batch's one network."""
-    if "network" in batch.frame.columns and batch.frame["network"].notna().any():
-        return batch.frame["network"].to_numpy(dtype=object)
-    return np.full(len(batch), batch.network, dtype=object)
+    column = _network_column(batch)
+    return column.to_numpy(dtype=object) if column is not None else np.full(len(batch), batch.network, dtype=object)
 
 
 def networks_of(batch: LayerBatch) -> set[str]:
-    """The network codes of a pipe batch's rows (empty for other targets)."""
+    """The network codes of a pipe batch's rows (empty for other targets), from the distinct
+    values of its column."""
     if batch.target not in ("pipe_point", "pipe_segment") or not len(batch):
         return set()
-    if "network" in batch.frame.columns and batch.frame["network"].notna().any():
-        return {str(n) for n in batch.frame["network"].dropna().unique()}
+    column = _network_column(batch)
+    if column is not None:
+        return {str(n) for n in column.dropna().unique()}
     return {str(batch.network)} if batch.network is not None else set()
 
 

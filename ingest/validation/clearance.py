@@ -29,7 +29,7 @@ import shapely
 
 from ingest.mapping.geometry import DEG_PER_M, Extent, utm_transformer
 from ingest.validation.core import Ctx, fmt
-from ingest.validation.network import SCOLS, Net, emit, gather, seg_key
+from ingest.validation.network import SCOLS, Net, emit, gather, seg_key, value_codes
 
 
 def with_loaded(ctx: Ctx, net: Net, extent: Extent) -> pd.DataFrame:
@@ -159,14 +159,6 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
 GAS = "RQ"
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer code per row and the distinct values (missing values get code -1)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):      # its own codes (unused categories do no harm)
-        return values.cat.codes.to_numpy(), values.cat.categories.to_numpy(dtype=object)
-    codes, uniques = pd.factorize(values.to_numpy(dtype=object))
-    return codes, np.asarray(uniques, dtype=object)
-
-
 def _in(codes: np.ndarray, uniques: np.ndarray, allowed) -> np.ndarray:
     """Rows whose value is in ``allowed`` (one set lookup per distinct value)."""
     hit = np.array([u in allowed for u in uniques] + [False])
@@ -195,10 +187,9 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     classes = par.get("classes") or {}
     cls_list = list(classes) or ["-"]
     S = net.S.reset_index(drop=True) if S is None else S
-    ncode, nets = _codes(S["network"])
-    bcode, burials = _codes(S["burial_type"])
-    ok = _in(ncode, nets, {GAS, *gas_t, *cond_t, *pair_nets}) & \
-        ~_in(bcode, burials, set(par.get("skip_burial_types") or []))
+    ncode, nets = value_codes(S["network"])
+    bcode, burials = value_codes(S["burial_type"])
+    ok = ~_in(bcode, burials, set(par.get("skip_burial_types") or []))
     ok &= _in(ncode, nets, _partnered({nets[c] for c in np.unique(ncode[ok]) if c >= 0}, {*gas_t, *cond_t}, pairs))
     if ok.sum() < 2:
         return
@@ -217,7 +208,7 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     # pressure-class column (index into cls_list) of each gas pipe
     alias = par.get("class_alias") or {}
     unknown = cls_list.index(par["unknown_class"]) if par.get("unknown_class") in classes else 0
-    pcode, pcs = _codes(S["pressure_class"])
+    pcode, pcs = value_codes(S["pressure_class"])
     col_of = np.array([cls_list.index(alias.get(c, c)) if alias.get(c, c) in classes else unknown for c in pcs]
                       + [unknown], dtype=np.int64)
     col = col_of[pcode]

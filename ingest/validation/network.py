@@ -7,6 +7,7 @@ source projected CRS when all pipeline layers share one, else in the local UTM z
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,7 +250,7 @@ def _points(ctx: Ctx, net: Net, P: pd.DataFrame, keys: np.ndarray | pd.Index) ->
         tol = float(ctx.param("Q04", "tolerance_m", 0.001))
         gx = np.round(P["mx"].to_numpy(dtype=float) / tol)
         gy = np.round(P["my"].to_numpy(dtype=float) / tol)
-        dupc = np.isfinite(gx) & _repeated([_codes_of(P["network"]), gx, gy]) & ~dup
+        dupc = np.isfinite(gx) & _repeated([value_codes(P["network"])[0], gx, gy]) & ~dup
         del gx, gy
         sel = P[dupc]
         emit(ctx, net, "Q04", sel, key=sel["exp_no"],
@@ -292,6 +293,25 @@ class Ends:
         if a == b:
             return S[a].iloc[rows].set_axis(pos)
         return _picked(S[a], S[b], rows, second).set_axis(pos)
+
+    def beyond(self, tol: float, measure: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+               skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ends whose ``measure`` is finite and beyond ``tol`` (either sign), as a mask, and
+        their measures in the order of the mask. ``measure(half, rows, points)`` measures the
+        start ends (half 0) or the end ends (half 1) of the segments ``rows`` against the rows
+        ``points`` of ``P`` they lie on; only ends that lie on a point, and not on a segment
+        where ``skip`` holds, are measured, a half at a time."""
+        n = self.n
+        mask = np.zeros(len(self), dtype=bool)
+        kept: list[np.ndarray] = []
+        for half in (0, 1):
+            on = self.at[half * n:(half + 1) * n]
+            rows = np.flatnonzero(on >= 0 if skip is None else (on >= 0) & ~skip)
+            value = measure(half, rows, on[rows])
+            out = np.isfinite(value) & (np.abs(value) > tol)
+            mask[half * n + rows[out]] = True
+            kept.append(value[out])
+        return mask, np.concatenate(kept)
 
     def frame(self, mask: np.ndarray, columns: list[str]) -> pd.DataFrame:
         """The ends where ``mask`` holds, with ``columns`` (``bi`` and ``row`` for :func:`emit`
@@ -351,23 +371,15 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
                 n=no_table["network"]))
     if ctx.rule("Q09") is not None:
         tol = float(ctx.param("Q09", "tolerance_m", 0.01))
-        # each end's coordinates against its point's, one end at a time; the distances of the
-        # ends too far from their points kept
         mx, my = P["mx"].to_numpy(dtype=float), P["my"].to_numpy(dtype=float)
-        built = S["built"].to_numpy(dtype=bool)
-        off = np.zeros(len(at), dtype=bool)
-        far: list[np.ndarray] = []
-        for half, (xc, yc) in enumerate((("sx", "sy"), ("ex", "ey"))):
-            on = at[half * n:(half + 1) * n]
-            ok = np.flatnonzero((on >= 0) & ~built)
-            dist = np.hypot(S[xc].to_numpy(dtype=float)[ok] - mx[on[ok]], S[yc].to_numpy(dtype=float)[ok] - my[on[ok]])
-            with np.errstate(invalid="ignore"):
-                too_far = dist > tol
-            off[half * n + ok[too_far]] = True
-            far.append(dist[too_far])
-            del ok, dist, too_far
+
+        def distance(half: int, rows: np.ndarray, points: np.ndarray) -> np.ndarray:
+            xc, yc = ("sx", "sy") if half == 0 else ("ex", "ey")
+            return np.hypot(S[xc].to_numpy(dtype=float)[rows] - mx[points],
+                            S[yc].to_numpy(dtype=float)[rows] - my[points])
+
+        off, d = ends.beyond(tol, distance, skip=S["built"].to_numpy(dtype=bool))
         sel = ends.frame(off, ["exp_no", "end"])
-        d = np.concatenate(far)
         emit(ctx, net, "Q09", sel, key=sel["exp_no"], value=np.round(d, 3),
              zh=fmt("管段{e}端点与点 {k} 相距 {d} m（限差 {t} m）", e=np.where(sel["end"] == "start", "起", "终"),
                     k=sel["exp_no"], d=d, t=tol),
@@ -412,11 +424,14 @@ def _pairs(network: pd.Series, exp_no: pd.Series) -> np.ndarray | pd.MultiIndex:
     return pd.MultiIndex.from_arrays([network.astype(object), exp_no.astype(object)])
 
 
-def _codes_of(column: pd.Series) -> np.ndarray:
-    """An integer per row, equal for equal values (missing values equal one another)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy()
-    return pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)[0]
+def value_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """An integer per row, equal for equal values (−1 for a missing value), and the distinct
+    values: a categorical's own codes and categories (unused categories do no harm), else
+    factorised."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(), values.cat.categories.to_numpy(dtype=object)
+    found, uniques = pd.factorize(values.to_numpy(dtype=object))
+    return found, np.asarray(uniques, dtype=object)
 
 
 def _repeated(keys: list[np.ndarray | pd.Index], *, first: bool = False) -> np.ndarray:
@@ -512,7 +527,7 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
         a, b = a.astype(object), b.astype(object)
         first = (a.fillna("") <= b.fillna("")).to_numpy()
         lo, hi = np.where(first, a, b), np.where(first, b, a)
-    dup = a.notna().to_numpy() & b.notna().to_numpy() & ~same.to_numpy() & _repeated([_codes_of(S["network"]), lo, hi])
+    dup = a.notna().to_numpy() & b.notna().to_numpy() & ~same.to_numpy() & _repeated([value_codes(S["network"])[0], lo, hi])
     del lo, hi
     sel = S[dup]
     emit(ctx, net, "Q08", sel, key=seg_key(sel),
@@ -548,19 +563,13 @@ def _segments(ctx: Ctx, net: Net, S: pd.DataFrame) -> None:
 def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
     """Q10: ground − depth = line elevation at each end; Q11: one point, different elevations."""
     tol = float(ctx.param("Q10", "tolerance_m", 0.02))
-    n = len(S)
     ground_z = net.P["ground_z"].to_numpy(dtype=float)
-    bad = np.zeros(len(ends), dtype=bool)
-    diffs: list[np.ndarray] = []                  # the differences of the ends in ``bad``, in order
-    for half, (dc, zc) in enumerate((("start_depth", "start_z"), ("end_depth", "end_z"))):
-        on = ends.at[half * n:(half + 1) * n]
-        ok = np.flatnonzero(on >= 0)              # an end without a point has no ground
-        diff = ground_z[on[ok]] - S[dc].to_numpy(dtype=float)[ok] - S[zc].to_numpy(dtype=float)[ok]
-        out = np.isfinite(diff) & (np.abs(diff) > tol)
-        bad[half * n + ok[out]] = True
-        diffs.append(diff[out])
-        del ok, diff, out
-    diff = np.concatenate(diffs)
+
+    def closure(half: int, rows: np.ndarray, points: np.ndarray) -> np.ndarray:
+        dc, zc = ("start_depth", "start_z") if half == 0 else ("end_depth", "end_z")
+        return ground_z[points] - S[dc].to_numpy(dtype=float)[rows] - S[zc].to_numpy(dtype=float)[rows]
+
+    bad, diff = ends.beyond(tol, closure)
     sel = ends.frame(bad, ["exp_no", "ground_z", "depth", "z"])
     emit(ctx, net, "Q10", sel, key=sel["exp_no"], value=np.round(diff, 3),
          zh=fmt("点 {k}：地面高程 {g} − 埋深 {d} 与管线高程 {z} 相差 {x} m", k=sel["exp_no"], g=sel["ground_z"],
