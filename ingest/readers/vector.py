@@ -1,7 +1,8 @@
 """Vector sources read with pyogrio (GDAL): ESRI Shapefile sets, GeoPackage, GeoJSON.
 
 Reads are vectorised: pyogrio returns attribute columns as numpy arrays and geometries as WKB,
-converted in one call by shapely 2.
+converted in one call by shapely 2. pyogrio is imported by the functions that read with it:
+loading GDAL makes about 30 MB resident, which a delivery of CSV tables or workbooks never needs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyogrio
-import pyogrio.raw
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
@@ -49,6 +48,8 @@ def parse_prj(text: str) -> CRS:
 def _read(path: Path, layer: str | int | None = None, encoding: str | None = None, columns=None,
           rows: tuple[int, int] | None = None):
     """pyogrio read with bilingual errors (``rows``: features ``start:stop`` only)."""
+    import pyogrio.raw
+
     try:
         kw: dict = {"layer": layer} if layer is not None else {}
         if rows is not None:
@@ -139,6 +140,8 @@ def _shapefile_chunks(shp: Path, dbf: Path, encoding: str, size: int, total: int
 
 def _feature_count(shp: Path) -> int:
     """Number of features of a shapefile (from its header and index, without reading them)."""
+    import pyogrio
+
     try:
         return int(pyogrio.read_info(shp)["features"])
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
@@ -174,6 +177,8 @@ def read_gpkg(path: Path, rel: str, chunk_rows: int | None = None,
     wants: pipe points before pipe segments) when given, each opened when the one before it is
     done with. With ``chunk_rows``, a table is streamed (:func:`_streamed`): the layer holds the
     first chunk, its ``rest`` yields the others as iterated."""
+    import pyogrio
+
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
@@ -223,6 +228,8 @@ def _streamed(path: Path, name: str | None, chunk_rows: int,
     ``chunk_rows`` features at a time: ``make(meta, frame, geometries)`` makes the layer of the
     first chunk, whose ``rest`` yields the later ones as iterated (the file stays open until
     the last is read, or the rest is dropped)."""
+    import pyogrio.raw
+
     stack = contextlib.ExitStack()
     try:
         kw = {"layer": name} if name is not None else {}
