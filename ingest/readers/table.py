@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-try:  # calamine (Rust) reads workbooks about ten times faster than openpyxl
-    from python_calamine import CalamineWorkbook
-except ImportError:  # pragma: no cover - optional speed-up
-    CalamineWorkbook = None  # type: ignore[assignment,misc]  # the optional import's fallback
-
 from cim.errors import UnreadableInput
 from ingest.readers import SourceLayer, later_chunks
 from ingest.readers.encoding import text_file_encoding
+from ingest.readers.xlsx import Workbook
 
 
 def read_csv(path: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer:
@@ -96,11 +92,11 @@ def _is_generic(title: str) -> bool:
 
 def read_xlsx(path: Path, rel: str, chunk_rows: int | None = None) -> Iterator[SourceLayer]:
     """Every non-empty sheet of a workbook, each read when the one before it is done with; the
-    sheet name is the layer name (a generic name such as Sheet1 gives way to the file name). Read
-    with calamine (Rust), else openpyxl. A sheet of more than ``chunk_rows`` rows becomes frames
-    a chunk at a time: the layer holds the first, and its ``rest`` yields the others as iterated
-    (the sheet's cells stay in the reader's compact form meanwhile)."""
-    for title, rows in _calamine_sheets(path) if CalamineWorkbook is not None else _openpyxl_sheets(path):
+    sheet name is the layer name (a generic name such as Sheet1 gives way to the file name). A
+    sheet is streamed (:mod:`ingest.readers.xlsx`): one of more than ``chunk_rows`` rows becomes
+    frames a chunk at a time, the layer holding the first and its ``rest`` yielding the others as
+    iterated, each read from the workbook when its turn comes."""
+    for title, rows in _sheets(path):
         header = _header(rows)
         first = _next_chunk(rows, header, chunk_rows) if header is not None else None
         if header is None or first is None or first.empty:
@@ -136,33 +132,8 @@ def _sheet_chunks(rows: Iterator[list], header: list[str], size: int) -> Iterato
         yield part, None
 
 
-def _calamine_sheets(path: Path) -> Iterator[tuple[str, Iterator[list]]]:
-    """Each sheet's name and rows, a sheet loaded when its turn comes."""
-    try:
-        wb = CalamineWorkbook.from_path(str(path))
-        names = list(wb.sheet_names)
-    except Exception as exc:  # calamine raises its own error types for broken workbooks
-        raise UnreadableInput(f"无法读取 Excel 文件 {path.name}", f"cannot read Excel file {path.name}") from exc
-    for name in names:
-        try:
-            rows = iter(wb.get_sheet_by_name(name).iter_rows())
-        except Exception as exc:  # calamine's own error types for a broken sheet
-            raise UnreadableInput(f"无法读取 Excel 文件 {path.name} 的工作表 {name}",
-                                  f"cannot read sheet {name} of Excel file {path.name}") from exc
-        yield name, rows
-        del rows
-
-
-def _openpyxl_sheets(path: Path) -> Iterator[tuple[str, Iterator[list]]]:
-    from openpyxl import load_workbook  # only without calamine; imported here to keep start-up short
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises zipfile/KeyError/InvalidFileException
-        raise UnreadableInput(f"无法读取 Excel 文件 {path.name}", f"cannot read Excel file {path.name}") from exc
-    try:
-        sheets = [(ws.title, [list(r) for r in ws.iter_rows(values_only=True)]) for ws in wb.worksheets]
-    finally:
-        wb.close()
-    for title, rows in sheets:
-        yield title, iter(rows)
+def _sheets(path: Path) -> Iterator[tuple[str, Iterator[list]]]:
+    """Each sheet's name and rows, streamed from the workbook when its turn comes."""
+    with Workbook(path) as wb:
+        for sheet in wb.sheets:
+            yield sheet.name, wb.rows(sheet)

@@ -197,13 +197,9 @@ def test_deleted_dbf_records_are_skipped(tmp_path):
     assert len(b.frame["geom"].dropna()) == 5
 
 
-@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
-def test_xlsx_title_row_and_both_engines(tmp_path, monkeypatch, engine):
+def test_xlsx_title_row(tmp_path):
     from openpyxl import Workbook
 
-    from ingest.readers import table
-    if engine == "openpyxl":
-        monkeypatch.setattr(table, "CalamineWorkbook", None)
     pts, _ = network(n_points=3)
     wb = Workbook()
     ws = wb.active
