@@ -78,8 +78,9 @@ def _body_frame(body: list[list], header: list[str]) -> pd.DataFrame:
     """DataFrame of sheet rows under ``header``; fully empty rows are dropped."""
     if not body:
         return pd.DataFrame(columns=header)
-    width = len(header)
-    frame = pd.DataFrame([r[:width] for r in body], dtype=object)
+    width = len(header)    # rows come as wide as their block of the sheet, or as their last value
+    frame = pd.DataFrame([r[:width] if len(r) >= width else r + [""] * (width - len(r)) for r in body],
+                         dtype=object)
     frame = frame.reindex(columns=range(width))
     frame.columns = header
     frame = frame.replace("", None)

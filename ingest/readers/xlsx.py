@@ -21,9 +21,10 @@ import datetime as dt
 import html
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
@@ -33,13 +34,13 @@ import pyarrow.compute as pc
 from cim.errors import UnreadableInput
 
 BLOCK = 4 << 20                  # bytes of sheet XML inflated and parsed at a time
+_GRID_CELLS = 4 << 20            # a block's rows as one array up to this many cells
 _MAX_PART = 2 << 30              # a part that claims to inflate to more is refused (a zip bomb)
 _NONE, _DATE, _DURATION = 0, 1, 2
 # Built-in number formats that are dates or times (ECMA-376 §18.8.30 and the CJK locales' 27–36,
 # 50–58), and the one built-in duration ([h]:mm:ss).
 _BUILTIN_DATES = {*range(14, 23), *range(27, 37), 45, 47, *range(50, 59), *range(71, 82)}
 _BUILTIN_DURATIONS = {46}
-_REL_TYPE_SHEET = "/worksheet"
 
 
 @dataclass
@@ -83,18 +84,29 @@ class Workbook:
                                   f"{self.path.name} is too large")
         return ET.fromstring(self.zf.read(info))
 
-    def _sheets(self) -> tuple[list[Sheet], bool]:
-        """The worksheets in the workbook's order, and whether its dates count from 1904."""
-        book = self._xml("xl/workbook.xml")
-        rels = {}
+    def _rels(self, part: str) -> dict[str, tuple[str, str]]:
+        """The relationships of a part: id → (type's last segment, target part)."""
+        folder, name = part.rpartition("/")[::2]
+        out = {}
         try:
-            for rel in self._xml("xl/_rels/workbook.xml.rels"):
-                if rel.get("Type", "").endswith(_REL_TYPE_SHEET):
-                    target = rel.get("Target", "")
-                    rels[rel.get("Id")] = target.lstrip("/") if target.startswith("/") else \
-                        str(PurePosixPath("xl") / target)
-        except KeyError:
+            for rel in self._xml(f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"):
+                target = rel.get("Target", "")
+                path = target.lstrip("/") if target.startswith("/") else f"{folder}/{target}" if folder else target
+                out[rel.get("Id", "")] = (rel.get("Type", "").rsplit("/", 1)[-1], _normpath(path))
+        except KeyError:              # a package without relationships: the usual part names
             pass
+        return out
+
+    def _sheets(self) -> tuple[list[Sheet], bool]:
+        """The worksheets in the workbook's order, and whether its dates count from 1904; the
+        parts of the styles and the shared strings."""
+        main = next((t for kind, t in self._rels("").values() if kind == "officeDocument"), "xl/workbook.xml")
+        book = self._xml(main)
+        rels = self._rels(main)
+        folder = main.rpartition("/")[0]
+        self._parts = {kind: target for kind, target in rels.values() if kind in ("styles", "sharedStrings")}
+        self._parts.setdefault("styles", f"{folder}/styles.xml")
+        self._parts.setdefault("sharedStrings", f"{folder}/sharedStrings.xml")
         sheets = []
         date1904 = False
         for el in book.iter():
@@ -103,14 +115,14 @@ class Workbook:
                 date1904 = el.get("date1904", "0").lower() in ("1", "true")
             elif local == "sheet":
                 rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
-                if rid in rels:
-                    sheets.append(Sheet(el.get("name", ""), _normpath(rels[rid])))
+                if rid in rels and rels[rid][0] == "worksheet":
+                    sheets.append(Sheet(el.get("name", ""), rels[rid][1]))
         return sheets, date1904
 
     def _number_kinds(self) -> np.ndarray:
         """Per cell format (``s`` of a cell): plain number, date or duration."""
         try:
-            styles = self._xml("xl/styles.xml")
+            styles = self._xml(self._parts["styles"])
         except KeyError:
             return np.zeros(1, np.int8)
         codes = {int(el.get("numFmtId", "0")): el.get("formatCode", "")
@@ -124,7 +136,7 @@ class Workbook:
         if self._shared is None:
             out: list[str] = []
             try:
-                info = self.zf.getinfo("xl/sharedStrings.xml")
+                info = self.zf.getinfo(self._parts["sharedStrings"])
             except KeyError:
                 self._shared = np.array([], object)
                 return self._shared
@@ -158,18 +170,37 @@ class Workbook:
             if cells is None:
                 cells = _cells_slow(block, prefix)
             if cells.rows.size:
-                yield from self._grid(cells, first_col).tolist()
+                yield from self._grid(cells, first_col)
 
-    def _grid(self, cells: _Cells, first_col: int) -> np.ndarray:
-        """The block's cells typed and placed in a row × column array ('' where no cell is)."""
+    def _grid(self, cells: _Cells, first_col: int) -> list[list]:
+        """The block's rows: its cells typed and placed by column ('' where no value is). Rows are
+        as wide as the block's widest, unless that would make the block more than ``_GRID_CELLS``
+        cells (a stray value far to the right): then each row is as wide as its own last value."""
         cols = cells.cols - first_col
         if (cols < 0).any():
             raise UnreadableInput(f"Excel 文件 {self.path.name} 的工作表范围声明（dimension）与单元格不符",
                                   f"the dimension of a sheet of Excel file {self.path.name} does not cover its cells")
-        rows, index = np.unique(cells.rows, return_inverse=True)
-        grid = np.full((rows.size, int(cols.max()) + 1), "", dtype=object)
-        grid[index, cols] = self._values(cells)
-        return grid
+        values = self._values(cells)
+        filled = values != ""                           # styled cells without a value take no room
+        values, cols, rows = values[filled], cols[filled], cells.rows[filled]
+        if not values.size:
+            return []
+        numbers, index = np.unique(rows, return_inverse=True)
+        width = int(cols.max()) + 1
+        if numbers.size * width <= _GRID_CELLS:
+            grid = np.full((numbers.size, width), "", dtype=object)
+            grid[index, cols] = values
+            return grid.tolist()
+        order = np.lexsort((cols, index))
+        ends = np.searchsorted(index[order], np.arange(1, numbers.size + 1))
+        out, start = [], 0
+        for end in ends.tolist():
+            row = [""] * (int(cols[order[end - 1]]) + 1)
+            for c, v in zip(cols[order[start:end]].tolist(), values[order[start:end]].tolist(), strict=True):
+                row[c] = v
+            out.append(row)
+            start = end
+        return out
 
     def _values(self, cells: _Cells) -> np.ndarray:
         """Each cell's value by its type (``t``) and number format (``s``)."""
@@ -324,7 +355,11 @@ def _blocks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, element: bytes) -> Itera
     tail = b""
     with zf.open(info) as fh:
         while True:
-            chunk = fh.read(BLOCK)
+            try:
+                chunk = fh.read(BLOCK)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:     # damaged deflate data, bad CRC
+                raise UnreadableInput(f"Excel 文件中的 {info.filename} 已损坏", f"{info.filename} of an Excel "
+                                      f"file is damaged: {exc}") from exc
             data = tail + chunk
             if prefix is None:                 # the root element's prefix, once it has been read
                 m = re.search(rb"<(\w+:)?(?:worksheet|sst)\b", data)

@@ -126,6 +126,18 @@ def test_same_values_as_a_whole_sheet_reader(tmp_path):
     assert _rows(path) == theirs
 
 
+@pytest.mark.parametrize("block", [xlsx.BLOCK, 64])      # whole sheet by cell; a row a block, by RE2
+def test_a_stray_value_far_right_makes_one_long_row(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(xlsx, "_GRID_CELLS", 20)
+    monkeypatch.setattr(xlsx, "BLOCK", block)
+    path = _rewrite(_craft(tmp_path / "c.xlsx"), "xl/worksheets/sheet1.xml",
+                    lambda s: s.replace('<row r="9">', '<row r="8"><c r="XFD8" t="inlineStr"><is><t>远</t></is></c>'
+                                                       '</row><row r="9">'))
+    rows = _rows(path)["管线点"]
+    assert [len(r) for r in rows] == [5, 5, 4, 5, 5, 16383, 2]     # from column B on
+    assert rows[5][-1] == "远" and rows[6] == ["直线点\r换行", 3205000.0]
+
+
 def test_rows_start_at_the_dimension_first_column(tmp_path):
     path = _craft(tmp_path / "c.xlsx")
     with Workbook(path) as wb:
@@ -142,7 +154,8 @@ def _rewrite(path: Path, part: str, edit) -> Path:
     return out
 
 
-@pytest.mark.parametrize("case", ["not a zip", "no workbook", "missing shared string", "cell left of dimension"])
+@pytest.mark.parametrize("case", ["not a zip", "no workbook", "missing shared string", "cell left of dimension",
+                                  "damaged sheet data"])
 def test_broken_workbooks_are_refused(tmp_path, case):
     path = _craft(tmp_path / "c.xlsx")
     if case == "not a zip":
@@ -151,8 +164,15 @@ def test_broken_workbooks_are_refused(tmp_path, case):
         path = _rewrite(path, "xl/workbook.xml", lambda s: "<nope")
     elif case == "missing shared string":
         path = _rewrite(path, "xl/worksheets/sheet1.xml", lambda s: s.replace("<v>6</v>", "<v>60</v>"))
-    else:
+    elif case == "cell left of dimension":
         path = _rewrite(path, "xl/worksheets/sheet1.xml", lambda s: s.replace('r="B6"', 'r="A6"'))
+    else:                                             # the sheet's deflate stream overwritten midway
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("xl/worksheets/sheet1.xml")
+        data = bytearray(path.read_bytes())
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+        data[start + 40:start + 140] = bytes(range(100))
+        path.write_bytes(bytes(data))
     with pytest.raises(UnreadableInput) as err:
         _rows(path)
     assert "Excel" in err.value.zh and "Excel" in err.value.en
