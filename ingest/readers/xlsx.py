@@ -1,18 +1,19 @@
 """Workbook sheets (.xlsx, .xlsm) read as a stream of rows, a block of rows at a time.
 
 A sheet's XML is inflated from the workbook in blocks of about ``BLOCK`` bytes cut at a row's
-end; each block's cells are found by one regular expression and typed column-wise with numpy, so
-a sheet takes one block's memory however many rows it has (a reader that loads the whole sheet
-first holds some 40 bytes a cell and more for text). Cells written in another attribute order or
-without their reference are parsed one by one (:func:`_cells_slow`), with the same result.
+end; each block's cells are found by one RE2 pattern in Arrow (:func:`_cells_fast`, no Python
+object per cell) and typed column-wise, so a sheet takes one block's memory however many rows it
+has (a reader that loads the whole sheet first holds some 40 bytes a cell and more for text).
+Cells written in another attribute order, without their reference or with rich inline text are
+parsed one by one (:func:`_cells_slow`), with the same result.
 
 Values come out as calamine gives them: numbers as ``float``; a number whose format is a date as
 ``date`` (whole days), ``datetime`` (with a time of day) or ``time`` (under one day), and as
 ``timedelta`` under a duration format (``[h]:mm``); booleans as ``bool``; text (shared strings,
 inline strings, formula results) unescaped; errors and formulas without a cached result as ''.
-Rows are those the sheet holds (rows without cells are not repeated); the first column is the
-one its ``<dimension>`` names. The workbook's small parts (workbook, relationships, styles) are
-parsed with ElementTree; shared strings are kept as one list, like any reader must.
+Rows are those that hold a value, each as wide as its block's widest; the first column is the
+one the sheet's ``<dimension>`` names. The package's small parts (relationships, workbook,
+styles) are parsed with ElementTree; shared strings are kept as one list, as any reader must.
 """
 
 from __future__ import annotations
