@@ -21,6 +21,7 @@ delivery's to report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,39 @@ def _centre_z(S: pd.DataFrame, t: np.ndarray, idx: np.ndarray) -> tuple[np.ndarr
     return z + np.where(ref == "invert", r, np.where(ref == "top", -r, 0.0)), r
 
 
+_STRIP = 50_000
+"""Segments of one strip of the plane (:func:`_by_strips`): its lines and their tree are some
+17 MB of GEOS objects, where a tree over a whole 500 000-segment network holds 170 MB."""
+
+
+def _by_strips(extents: list[tuple[np.ndarray, np.ndarray]],
+               find: Callable[..., tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs found a vertical strip of the plane at a time, each pair once, sorted.
+
+    ``extents``: for each set of items (the segments of a tree, the boxes that query it), their
+    x ranges as (low, high) arrays. The strips hold about ``_STRIP`` items of the first set each
+    (cut at quantiles of their centres); an item belongs to every strip its x range meets, so two
+    items whose x ranges overlap share a strip and no pair is missed. ``find`` gets, for each
+    set, the positions of its items in the strip and returns the pairs it finds among them as two
+    arrays of non-negative integers; a pair found in two strips is kept once."""
+    lo0, hi0 = extents[0]
+    k = -(-len(lo0) // _STRIP)
+    inner = np.quantile((lo0 + hi0) / 2, np.linspace(0, 1, k + 1)[1:-1]) if k > 1 else np.zeros(0)
+    cuts = np.concatenate([[-np.inf], inner, [np.inf]])
+    found = [find(*(np.flatnonzero((hi >= cuts[s]) & (lo <= cuts[s + 1])) for lo, hi in extents))
+             for s in range(len(cuts) - 1)]
+    i = np.concatenate([f[0] for f in found]).astype(np.int64)
+    j = np.concatenate([f[1] for f in found]).astype(np.int64)
+    n = int(max(i.max(initial=0), j.max(initial=0))) + 1
+    pairs = np.unique(i * n + j)
+    return pairs // n, pairs % n
+
+
+def _lines(ends: np.ndarray) -> Any:
+    """Straight lines from rows of (x0, y0, x1, y1)."""
+    return shapely.linestrings(ends.reshape(-1, 2, 2))
+
+
 def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     """Warn about crossings with too little vertical clearance (``S``: :func:`with_loaded`)."""
     if ctx.rule("Q20") is None or not len(net.S):
@@ -120,17 +154,22 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     if ok.sum() < 2:
         return
     sub = np.flatnonzero(ok)
-    lines: Any = shapely.linestrings(np.stack([S[["sx", "sy"]].to_numpy(float)[sub], S[["ex", "ey"]].to_numpy(float)[sub]],
-                                         axis=1))
-    tree = shapely.STRtree(lines)
-    a, b = tree.query(lines, predicate="crosses")
-    keep = a < b
-    a, b = a[keep], b[keep]
+    xy = S[["sx", "sy", "ex", "ey"]].to_numpy(float)[sub]
+
+    def crossing(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lines = _lines(xy[m])
+        a, b = shapely.STRtree(lines).query(lines, predicate="crosses")
+        keep = a < b
+        return m[a[keep]], m[b[keep]]
+
+    x_lo, x_hi = np.minimum(xy[:, 0], xy[:, 2]), np.maximum(xy[:, 0], xy[:, 2])
+    a, b = _by_strips([(x_lo, x_hi)], crossing)
     if not len(a):
         return
-    pts = shapely.centroid(shapely.intersection(lines[a], lines[b]))
-    ta: Any = shapely.line_locate_point(lines[a], pts, normalized=True)   # arrays in, arrays out
-    tb: Any = shapely.line_locate_point(lines[b], pts, normalized=True)
+    la, lb = _lines(xy[a]), _lines(xy[b])
+    pts = shapely.centroid(shapely.intersection(la, lb))
+    ta: Any = shapely.line_locate_point(la, pts, normalized=True)   # arrays in, arrays out
+    tb: Any = shapely.line_locate_point(lb, pts, normalized=True)
     za, ra = _centre_z(S, ta, sub[a])
     zb, rb = _centre_z(S, tb, sub[b])
     clear = np.abs(za - zb) - ra - rb
@@ -234,16 +273,18 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     # candidates: segments whose envelope meets a query segment's envelope grown by that reach
     # (an envelope query; the exact distances along the common stretch are computed below)
     sub = np.flatnonzero(ok)
-    pos = np.full(len(S), -1)
-    pos[sub] = np.arange(len(sub))
-    lines: Any = shapely.linestrings(xy[sub].reshape(-1, 2, 2))
     q = np.flatnonzero(query)
     grow = np.full(len(S), -1.0)
     grow[q] = reach[q] + r[q] + r[sub].max()
     lo = np.minimum(xy[q, :2], xy[q, 2:]) - grow[q, None]
     hi = np.maximum(xy[q, :2], xy[q, 2:]) + grow[q, None]
-    qi, b = shapely.STRtree(lines).query(shapely.box(lo[:, 0], lo[:, 1], hi[:, 0], hi[:, 1]))
-    i, j = q[qi], sub[b]
+
+    def near(m: np.ndarray, mq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        qi, b = shapely.STRtree(_lines(xy[sub[m]])).query(shapely.box(lo[mq, 0], lo[mq, 1], hi[mq, 0], hi[mq, 1]))
+        return q[mq[qi]], sub[m[b]]
+
+    i, j = _by_strips([(np.minimum(xy[sub, 0], xy[sub, 2]), np.maximum(xy[sub, 0], xy[sub, 2])),
+                       (lo[:, 0], hi[:, 0])], near)
     # each pair once: a pair of two query segments is always found from the one grown more
     keep = (i != j) & ((grow[j] < grow[i]) | ((grow[j] == grow[i]) & (i < j)))
     i, j = i[keep], j[keep]
@@ -283,7 +324,7 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     i, j, limit, close, clear = i[bad], j[bad], limit[bad], close[bad], (omin - r[i] - r[j])[bad]
     if not len(i):
         return
-    far = shapely.distance(lines[pos[i]], lines[pos[j]]) > float(par.get("touch_m", 0.01))
+    far = shapely.distance(_lines(xy[i]), _lines(xy[j])) > float(par.get("touch_m", 0.01))
     i, j, limit, close, clear = i[far], j[far], limit[far], close[far], clear[far]   # touching or crossing: no run
     if not len(i):
         return

@@ -388,10 +388,12 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
     return ends
 
 
-def _group_key(column: pd.Series) -> np.ndarray:
-    """A categorical column's codes (−1 where missing: one group of its own, as a missing value
-    is with ``dropna=False``), any other column's values."""
-    return column.cat.codes.to_numpy() if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
+def _codes(column: pd.Series) -> np.ndarray:
+    """Integer codes of a column's values (−1 where missing: a group of its own): a categorical's
+    own codes, any other column factorised."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy().astype(np.int64)
+    return pd.factorize(column.to_numpy())[0].astype(np.int64)
 
 
 def _same_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
@@ -579,17 +581,35 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
     if ctx.rule("Q11") is None:
         return
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
-    keys = ["network", "exp_no", "z_ref", "diameter_mm"]
     pos = np.flatnonzero(ends.found & ends.given("z"))
-    g = pd.DataFrame({k: _group_key(ends.column(k, pos)) for k in [*keys, "z"]},      # grouped on codes, not texts
-                     index=pos).groupby(keys, dropna=False)["z"]
-    spread = g.transform("max") - g.transform("min")
     spread_out = np.zeros(len(ends), dtype=bool)
-    spread_out[spread[spread > t11].index.to_numpy()] = True
+    spread_out[pos[_spread(ends, pos) > t11]] = True
     sel = ends.frame(spread_out, ["network", "exp_no"]).drop_duplicates(["network", "exp_no"])
     emit(ctx, net, "Q11", sel, key=sel["exp_no"],
          zh=fmt("点 {k} 在相连同径管段中的高程不一致", k=sel["exp_no"]),
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
+
+
+def _spread(ends: Ends, pos: np.ndarray) -> np.ndarray:
+    """For each end at ``pos``, the spread (max − min) of the elevations of the ends that lie on
+    its point with its elevation reference and diameter: grouped on integer keys (the point's
+    row, the reference's code, the diameter's rank) sorted once, not on the point numbers' texts."""
+    zref = _codes(ends.column("z_ref", pos))
+    dia = ends.column("diameter_mm", pos).to_numpy(dtype=float)
+    _, dia_rank = np.unique(np.nan_to_num(dia, nan=-1.0), return_inverse=True)
+    zref_rank = zref - zref.min(initial=0)
+    width = int(dia_rank.max(initial=0)) + 1
+    key = (ends.at[pos].astype(np.int64) * (int(zref_rank.max(initial=0)) + 1) + zref_rank) * width + dia_rank
+    del zref, dia, dia_rank, zref_rank
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    del key
+    z = ends.column("z", pos).to_numpy(dtype=float)[order]
+    group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(z)]))
+    spread = np.empty(len(pos))
+    spread[order] = (np.maximum.reduceat(z, first) - np.minimum.reduceat(z, first))[group] if len(z) else z
+    return spread
 
 
 def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, ends: Ends, first: np.ndarray, index: _Sorted | pd.Index,

@@ -232,3 +232,33 @@ def test_only_networks_with_a_limit_between_them_are_measured():
     assert _partnered({"RQ"}, set(), {}) == {"RQ"}
     assert _partnered({"PS", "JS", "DL"}, set(), {("PS", "PS"): 0.15, ("DL", "JS"): 0.5}) == {"PS", "JS", "DL"}
     assert _partnered({"PS", "TX"}, set(), {("JS", "TX"): 0.15}) == set()
+
+
+def _pipes(*tables):
+    """Several pipes of one network as one point table and one line table."""
+    return pd.concat([t[0] for t in tables], ignore_index=True), pd.concat([t[1] for t in tables], ignore_index=True)
+
+
+def test_strips_of_the_plane_find_what_one_tree_finds(tmp_path, monkeypatch):
+    """Q20 and Q21 look for pairs a strip of the plane at a time (a tree over a whole network of
+    500 000 segments holds 170 MB): cut into strips of three segments, with pipes that run
+    through many strips, the findings are those of one tree over everything."""
+    from ingest.validation import clearance
+
+    east = [E0 + 20 * k for k in range(11)]                          # 200 m mains, east–west
+    gas_mains = _pipes(*(gas(N0 + 20 * k, east=east, prefix=f"RQ{k}-") for k in range(4)))
+    crossing = [pipe(f"JS{k}-", [N0 - 10 + 20 * m for m in range(5)], [E0 + 15 + 30 * k] * 5, 200)
+                for k in range(6)]                                   # north–south, each crossing every main
+    beside = pipe("JSP-", N0 + 0.6, [E0 + 5 + 20 * k for k in range(10)], 200)   # 0.6 m from the first main
+    layers = {"RQ": gas_mains, "JS": _pipes(*crossing, beside)}
+
+    def found(report):
+        return sorted((f.rule_id, f.source_layer, f.row, f.message_zh) for f in report.findings
+                      if f.rule_id in ("Q20", "Q21"))
+
+    whole = found(run(tmp_path, **layers))
+    monkeypatch.setattr(clearance, "_STRIP", 3)
+    strips = found(run(tmp_path, **layers))
+    assert strips == whole
+    assert {r for r, *_ in whole} == {"Q20", "Q21"}
+    assert sum(r == "Q20" for r, *_ in whole) >= 24                  # 6 × 4 crossings, each named once
