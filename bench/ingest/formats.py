@@ -20,7 +20,10 @@ is loaded once untimed beforehand (a fresh cluster creates its WAL files during 
 load). Results go to
 ``bench/results/ingest-formats-<stamp>.json`` and a Markdown table to stdout.
 
-    .venv/bin/python bench/ingest/formats.py [--points 500001] [--xlsx-points 200001] [--only csv,xlsx]
+``--elevations`` gives every segment end a pipe elevation (ground minus depth), so the elevation
+rules (Q10 closure, Q11 one elevation per point, Q20 vertical clearance) measure every segment.
+
+    .venv/bin/python bench/ingest/formats.py [--points 500001] [--xlsx-points 200001] [--only csv,xlsx] [--elevations]
 """
 
 from __future__ import annotations
@@ -59,9 +62,9 @@ def _zip(out: Path, files: list[Path]) -> Path:
     return out
 
 
-def _tables(points: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(points: int, elevations: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The point table (X northing, Y easting with its zone prefix) and the line table."""
-    pts, lines = points_frame(points), lines_frame(points)
+    pts, lines = points_frame(points), lines_frame(points, elevations=elevations)
     xy = shapely.get_coordinates(pts.geometry.to_numpy())
     table = pd.DataFrame(pts.drop(columns="geometry"))
     table.insert(1, "X", xy[:, 1].round(3))
@@ -69,10 +72,11 @@ def _tables(points: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, pd.DataFrame(lines.drop(columns="geometry"))
 
 
-def write_formats(work: Path, points: int, xlsx_points: int, only: set[str]) -> dict[str, Path]:
+def write_formats(work: Path, points: int, xlsx_points: int, only: set[str],
+                  elevations: bool = False) -> dict[str, Path]:
     """The network written in each format asked for; returns format → delivery path."""
     out: dict[str, Path] = {}
-    pts, lines = points_frame(points), lines_frame(points)
+    pts, lines = points_frame(points), lines_frame(points, elevations=elevations)
     if "shp" in only:
         folder = work / "shp"
         folder.mkdir()
@@ -91,12 +95,12 @@ def write_formats(work: Path, points: int, xlsx_points: int, only: set[str]) -> 
             files.append(work / f"{name}.geojson")
         out["geojson"] = _zip(work / "geojson.zip", files)
     if "csv" in only:
-        table, line_table = _tables(points)
+        table, line_table = _tables(points, elevations)
         table.to_csv(work / "JSPOINT.csv", index=False, encoding="gbk")
         line_table.to_csv(work / "JSLINE.csv", index=False, encoding="gbk")
         out["csv"] = _zip(work / "csv.zip", [work / "JSPOINT.csv", work / "JSLINE.csv"])
     if "xlsx" in only:
-        table, line_table = _tables(xlsx_points)
+        table, line_table = _tables(xlsx_points, elevations)
         with pd.ExcelWriter(work / "给水.xlsx", engine="openpyxl") as xw:
             table.to_excel(xw, sheet_name="JSPOINT", index=False)
             line_table.to_excel(xw, sheet_name="JSLINE", index=False)
@@ -109,6 +113,8 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=500_001, help="pipe points (segments = points - 1)")
     ap.add_argument("--xlsx-points", type=int, default=200_001, help="pipe points of the workbook")
     ap.add_argument("--only", default="shp,gpkg,geojson,csv,xlsx", help="formats, comma-separated")
+    ap.add_argument("--elevations", action="store_true",
+                    help="segment ends carry pipe elevations (QDGC/ZDGC): the elevation rules run on every segment")
     args = ap.parse_args()
     only = set(args.only.split(","))
 
@@ -116,7 +122,7 @@ def main() -> None:
     home.chmod(0o755)
     rows: list[dict] = []
     try:
-        deliveries = write_formats(home, args.points, args.xlsx_points, only)
+        deliveries = write_formats(home, args.points, args.xlsx_points, only, args.elevations)
         cluster, url = migrated_cluster(home / "pg")
         try:
             import psycopg2
@@ -158,7 +164,7 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "points": args.points,
-              "xlsx_points": args.xlsx_points, "runs": rows, "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
+              "xlsx_points": args.xlsx_points, "elevations": args.elevations, "runs": rows, "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
     out_path = RESULTS / f"ingest-formats-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     out_path.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print("| format | size MB | rows | cim ingest s | peak RSS MB | ogr2ogr s | ogr2ogr MB | ratio |\n"

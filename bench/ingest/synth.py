@@ -45,29 +45,40 @@ def _ends(n_points: int) -> tuple[np.ndarray, np.ndarray]:
 def points_frame(n: int) -> gpd.GeoDataFrame:
     """``n`` water points on a grid of streets; 特征 (TZ) matches each point's connections."""
     x, y, _ = _grid(n)
-    ground = 45.0 + 0.002 * (x - X0) + 0.001 * (y - Y0)
+    ground = _ground(x, y)
     starts, ends = _ends(n)
     degree = np.bincount(np.concatenate([starts, ends]), minlength=n)
     return gpd.GeoDataFrame({
         "WTDH": np.char.add("JS", np.arange(1, n + 1).astype(str)),
         "TZ": np.select([degree == 3, degree >= 4], ["三通", "四通"], "直线点"),
-        "DMGC": np.round(ground, 3),
+        "DMGC": ground,
         "MS": np.round(1.2 + (np.arange(n) % 5) * 0.1, 2),
         "SZDL": np.where(np.arange(n) % 2 == 0, "建设路", "人民路"),
         "QSDW": "县自来水公司",
     }, geometry=shapely.points(x, y), crs="EPSG:4546")
 
 
-def lines_frame(n_points: int) -> gpd.GeoDataFrame:
-    """The tree of segments over :func:`points_frame`: along each row, and down the first column."""
+def _ground(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.round(45.0 + 0.002 * (x - X0) + 0.001 * (y - Y0), 3)
+
+
+def lines_frame(n_points: int, *, elevations: bool = False) -> gpd.GeoDataFrame:
+    """The tree of segments over :func:`points_frame`: along each row, and down the first column.
+
+    ``elevations``: each end also carries its pipe elevation (起点高程 QDGC, 终点高程 ZDGC), ground
+    minus depth at its point, which makes every segment of the network subject to the elevation
+    rules (closure at each end, one elevation per point, vertical clearance at crossings)."""
     x, y, _ = _grid(n_points)
     starts, ends = _ends(n_points)
     coords = np.stack([np.column_stack([x[starts], y[starts]]), np.column_stack([x[ends], y[ends]])], axis=1)
     n = len(starts)
+    depth = np.full(n, 1.2)
+    z = ({"QDGC": np.round(_ground(x[starts], y[starts]) - depth, 3), "ZDGC": np.round(_ground(x[ends], y[ends]) - depth, 3)}
+         if elevations else {})
     return gpd.GeoDataFrame({
         "QDDH": np.char.add("JS", (starts + 1).astype(str)),
         "ZDDH": np.char.add("JS", (ends + 1).astype(str)),
-        "QDMS": np.full(n, 1.2), "ZDMS": np.full(n, 1.3),
+        "QDMS": depth, "ZDMS": np.full(n, 1.3) if not elevations else depth, **z,
         "GJ": np.where(np.arange(n) % 3 == 0, 300, 200).astype(np.int32),
         "CZ": np.where(np.arange(n) % 2 == 0, "球墨铸铁管", "PE管"),
         "MSFS": "直埋式",

@@ -33,6 +33,11 @@ from ingest.validation.core import Ctx, fmt
 from ingest.validation.network import SCOLS, Net, emit, gather, seg_key, value_codes
 
 
+def _no_ids(n: int) -> pd.arrays.IntegerArray:
+    """``n`` missing ids (the delivery's own segments), made without a Python object per row."""
+    return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+
+
 def with_loaded(ctx: Ctx, net: Net, extent: Extent) -> pd.DataFrame:
     """The delivery's segments plus loaded ones nearby, for Q20 and Q21.
 
@@ -44,7 +49,7 @@ def with_loaded(ctx: Ctx, net: Net, extent: Extent) -> pd.DataFrame:
     ``extent``: that of the delivery's segments, gathered as they were checked.
     """
     S = net.S.reset_index(drop=True)
-    S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
+    S["loaded_id"] = _no_ids(len(S))
     if (ctx.conn is None or not ctx.delivery.county_code or not len(S)
             or (ctx.rule("Q20") is None and ctx.rule("Q21") is None)):
         return S
@@ -76,7 +81,7 @@ def with_loaded(ctx: Ctx, net: Net, extent: Extent) -> pd.DataFrame:
     delivery = gather(net.batches, metric_epsg=epsg)
     assert delivery is not None  # the batches ``net`` was gathered from
     S = delivery.S.reset_index(drop=True)   # the delivery in the same frame
-    S["loaded_id"] = pd.array([pd.NA] * len(S), dtype="Int64")
+    S["loaded_id"] = _no_ids(len(S))
     return pd.concat([S, L[[c for c in S.columns if c in L.columns]]], ignore_index=True)
 
 

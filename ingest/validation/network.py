@@ -388,14 +388,6 @@ def _link(ctx: Ctx, net: Net, P: pd.DataFrame, S: pd.DataFrame, first: np.ndarra
     return ends
 
 
-def _codes(column: pd.Series) -> np.ndarray:
-    """Integer codes of a column's values (−1 where missing: a group of its own): a categorical's
-    own codes, any other column factorised."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy().astype(np.int64)
-    return pd.factorize(column.to_numpy())[0].astype(np.int64)
-
-
 def _same_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """The codes of two categoricals of one type (−1 where missing), else None: compared,
     ordered or picked by code, no value is taken out of the categories."""
@@ -592,23 +584,24 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
 
 def _spread(ends: Ends, pos: np.ndarray) -> np.ndarray:
     """For each end at ``pos``, the spread (max − min) of the elevations of the ends that lie on
-    its point with its elevation reference and diameter: grouped on integer keys (the point's
-    row, the reference's code, the diameter's rank) sorted once, not on the point numbers' texts."""
-    zref = _codes(ends.column("z_ref", pos))
-    dia = ends.column("diameter_mm", pos).to_numpy(dtype=float)
-    _, dia_rank = np.unique(np.nan_to_num(dia, nan=-1.0), return_inverse=True)
-    zref_rank = zref - zref.min(initial=0)
-    width = int(dia_rank.max(initial=0)) + 1
-    key = (ends.at[pos].astype(np.int64) * (int(zref_rank.max(initial=0)) + 1) + zref_rank) * width + dia_rank
-    del zref, dia, dia_rank, zref_rank
+    its point with its elevation reference and diameter: grouped on one integer key (the point's
+    row, the reference's code, the diameter's code) sorted once, not on the point numbers' texts."""
+    key = ends.at[pos].astype(np.int64)
+    for codes in (value_codes(ends.column("z_ref", pos))[0],
+                  pd.factorize(ends.column("diameter_mm", pos).to_numpy(dtype=float))[0]):
+        codes = codes.astype(np.int64) + 1                       # a missing value (−1) is a code of its own
+        key *= int(codes.max(initial=0)) + 1
+        key += codes
+        del codes
     order = np.argsort(key, kind="stable")
     key = key[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     del key
     z = ends.column("z", pos).to_numpy(dtype=float)[order]
-    group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(z)]))
     spread = np.empty(len(pos))
-    spread[order] = (np.maximum.reduceat(z, first) - np.minimum.reduceat(z, first))[group] if len(z) else z
+    if len(z):
+        spread[order] = np.repeat(np.maximum.reduceat(z, first) - np.minimum.reduceat(z, first),
+                                  np.diff(np.r_[first, len(z)]))
     return spread
 
 
