@@ -22,8 +22,9 @@ from ingest.model import Note
 from ingest.readers import SourceLayer
 from ingest.readers.archive import Extraction, sniff
 from ingest.readers.errors import guarded, guarded_items
+from ingest.readers.gpkg import read_gpkg
 from ingest.readers.table import read_csv, read_xlsx
-from ingest.readers.vector import read_dbf, read_geojson, read_gpkg, read_shapefile
+from ingest.readers.vector import read_dbf, read_geojson, read_shapefile
 
 READABLE = {".shp", ".dbf", ".gpkg", ".geojson", ".json", ".csv", ".txt", ".xlsx", ".xlsm", ".zip"}
 LENIENT = {".txt", ".json"}     # in a folder or zip, unreadable files of these types are skipped

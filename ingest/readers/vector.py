@@ -1,4 +1,4 @@
-"""Vector sources read with pyogrio (GDAL): ESRI Shapefile sets, GeoPackage, GeoJSON.
+"""Vector sources read with pyogrio (GDAL): ESRI Shapefile sets and GeoJSON (GeoPackage: :mod:`ingest.readers.gpkg`).
 
 Reads are vectorised: pyogrio returns attribute columns as numpy arrays and geometries as WKB,
 converted in one call by shapely 2. pyogrio is imported by the functions that read with it:
@@ -171,36 +171,6 @@ def _crs_of(meta) -> CRS | None:
         return parse_prj(text)
 
 
-def read_gpkg(path: Path, rel: str, chunk_rows: int | None = None,
-              rank: Callable[[Path], int] | None = None) -> Iterator[SourceLayer]:
-    """Every feature table of a GeoPackage, in ``rank`` order of their names (the order a loader
-    wants: pipe points before pipe segments) when given, each opened when the one before it is
-    done with. With ``chunk_rows``, a table is streamed (:func:`_streamed`): the layer holds the
-    first chunk, its ``rest`` yields the others as iterated."""
-    import pyogrio
-
-    try:
-        layers = pyogrio.list_layers(path)
-    except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
-        raise UnreadableInput(f"无法读取 GeoPackage {path.name}", f"cannot read GeoPackage {path.name}") from exc
-    names = [str(name) for name, _gtype in layers]
-    kinds = dict(zip(names, (gtype for _name, gtype in layers), strict=True))
-    if rank is not None:
-        names.sort(key=lambda name: rank(Path(f"{name}.gpkg")))     # ranked by the whole name, as a file stem
-    for name in names:                   # a table is opened when the one before it is done with
-        yield _gpkg_layer(path, rel, name, kinds[name], chunk_rows)
-
-
-def _gpkg_layer(path: Path, rel: str, name: str, gtype: str | None, chunk_rows: int | None) -> SourceLayer:
-    def make(meta: dict, frame: pd.DataFrame, geom: np.ndarray | None) -> SourceLayer:
-        kind = geometry_kind(gtype) if geom is not None else "none"
-        return SourceLayer(name, f"{rel}:{name}", frame, geom if kind != "none" else None, kind, _crs_of(meta), "UTF-8")
-
-    if chunk_rows:
-        return _streamed(path, name, chunk_rows, make)
-    return make(*_read(path, layer=name))
-
-
 def kind_from_geoms(geom: np.ndarray | None) -> str:
     """point / line / polygon from the first non-empty geometry (mixed-type GeoJSON)."""
     if geom is None or not len(geom):
@@ -261,7 +231,7 @@ def _arrow_chunks(stack: contextlib.ExitStack, batches: Iterator[pa.RecordBatch]
             yield part, g if spatial else None
 
 
-def _column(values: pa.Array) -> np.ndarray | pd.Series:
+def arrow_column(values: pa.Array) -> np.ndarray | pd.Series:
     """One attribute column of an Arrow batch: text as pandas text sharing the Arrow buffers,
     anything else as numpy."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
@@ -283,7 +253,7 @@ def _arrow_frame(batch: pa.RecordBatch | None, meta: dict) -> tuple[pd.DataFrame
     names = [str(n) for n in meta["fields"]]
     if batch is None:
         return pd.DataFrame({n: np.array([], dtype=object) for n in names}), None
-    cols = {n: _column(batch.column(n)) for n in names}
+    cols = {n: arrow_column(batch.column(n)) for n in names}
     gname = next((n for n in batch.schema.names if n not in cols), None)
     geom = shapely.from_wkb(batch.column(gname).to_numpy(zero_copy_only=False)) if gname else None
     return pd.DataFrame(cols), geom

@@ -278,7 +278,7 @@ def _gpkg(path: Path, pts: pd.DataFrame, lines: pd.DataFrame, geoms: np.ndarray)
 def test_a_geopackage_read_in_chunks_gives_the_same_findings_and_rows(tmp_path, conn, db_url):
     """A GeoPackage table larger than a chunk is read a chunk at a time, as a shapefile is, and
     its tables in the order a loader wants (points before segments, whatever the file's order)."""
-    from ingest.readers.vector import read_gpkg
+    from ingest.readers.gpkg import read_gpkg
 
     pts, lines = network(12, prefix="YS")
     clean = _gpkg(tmp_path / "net.gpkg", pts, lines, line_geoms(pts, lines))
