@@ -159,19 +159,23 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
     if ok.sum() < 2:
         return
     sub = np.flatnonzero(ok)
-    xy = S[["sx", "sy", "ex", "ey"]].to_numpy(float)[sub]
+    cols = [S[c].to_numpy(dtype=float) for c in ("sx", "sy", "ex", "ey")]    # the frame's own arrays
+
+    def ends(rows: np.ndarray) -> np.ndarray:
+        return np.stack([c[sub[rows]] for c in cols], axis=1)
 
     def crossing(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lines = _lines(xy[m])
+        lines = _lines(ends(m))
         a, b = shapely.STRtree(lines).query(lines, predicate="crosses")
         keep = a < b
         return m[a[keep]], m[b[keep]]
 
-    x_lo, x_hi = np.minimum(xy[:, 0], xy[:, 2]), np.maximum(xy[:, 0], xy[:, 2])
-    a, b = _by_strips([(x_lo, x_hi)], crossing)
+    sx, ex = cols[0][sub], cols[2][sub]
+    a, b = _by_strips([(np.minimum(sx, ex), np.maximum(sx, ex))], crossing)
+    del sx, ex
     if not len(a):
         return
-    la, lb = _lines(xy[a]), _lines(xy[b])
+    la, lb = _lines(ends(a)), _lines(ends(b))
     pts = shapely.centroid(shapely.intersection(la, lb))
     ta: Any = shapely.line_locate_point(la, pts, normalized=True)   # arrays in, arrays out
     tb: Any = shapely.line_locate_point(lb, pts, normalized=True)
