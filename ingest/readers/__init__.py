@@ -5,6 +5,7 @@ geometries as shapely arrays in the source coordinates, the declared CRS, the en
   order, each layer yielded as soon as it is read; the delivery's sha256;
 - :mod:`ingest.readers.archive` — safe zip extraction (on a worker thread) and type sniffing;
 - :mod:`ingest.readers.vector` — shapefile sets, GeoJSON (pyogrio), ``.prj`` parsing;
+- :mod:`ingest.readers.shp` — shapefile geometries from the ``.shp``/``.shx`` bytes (numpy), without GDAL;
 - :mod:`ingest.readers.gpkg` — GeoPackage tables straight from SQLite (ADBC), without GDAL;
 - :mod:`ingest.readers.dbf` — DBF attribute tables (numpy), so the chosen encoding applies;
 - :mod:`ingest.readers.table` — CSV and XLSX tables;

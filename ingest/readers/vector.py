@@ -1,4 +1,5 @@
-"""Vector sources read with pyogrio (GDAL): ESRI Shapefile sets and GeoJSON (GeoPackage: :mod:`ingest.readers.gpkg`).
+"""Vector sources: ESRI Shapefile sets (geometries by :mod:`ingest.readers.shp`, attributes by
+:mod:`ingest.readers.dbf`) and GeoJSON read with pyogrio (GDAL); GeoPackage: :mod:`ingest.readers.gpkg`.
 
 Reads are vectorised: pyogrio returns attribute columns as numpy arrays and geometries as WKB,
 converted in one call by shapely 2. pyogrio is imported by the functions that read with it:
@@ -18,9 +19,11 @@ import pyarrow as pa
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError as PyprojCRSError
+from shapely.errors import GEOSException
 
 from cim.errors import CrsError, UnreadableInput
 from ingest.readers import SourceLayer, geometry_kind, later_chunks
+from ingest.readers import shp as shapes
 from ingest.readers.dbf import dbf_records, read_dbf_frame
 from ingest.readers.encoding import dbf_encoding
 from ingest.readers.errors import library_message
@@ -95,58 +98,59 @@ def check_shapefile(shp: Path) -> None:
 def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> SourceLayer:
     """One shapefile set: encoding from .cpg or the bytes, CRS from .prj (None without one).
 
-    Geometries come from GDAL; attributes from :mod:`ingest.readers.dbf` so that the chosen
-    encoding applies to field names and values alike (GDAL is used when records are deleted).
-    A set of more than ``chunk_rows`` records (none deleted) is read in chunks: the layer holds
-    the first, and its ``rest`` yields the others, each read when its turn comes.
+    Geometries come from :mod:`ingest.readers.shp` (numpy, no GDAL), or from GDAL for what that
+    reader leaves to it (a MultiPatch file, shapes GEOS will not build as they are); attributes
+    from :mod:`ingest.readers.dbf` so that the chosen encoding applies to field names and values
+    alike (GDAL reads both when records are deleted). A set of more than ``chunk_rows`` records
+    (none deleted) is read in chunks: the layer holds the first, and its ``rest`` yields the
+    others, each read when its turn comes.
     """
     check_shapefile(shp)
     prj = _sibling(shp, ".prj")
     crs = parse_prj(prj.read_text(errors="replace")) if prj is not None else None
-    dbf = _sibling(shp, ".dbf")
-    assert dbf is not None  # check_shapefile refuses a set without one
+    dbf, shx = _sibling(shp, ".dbf"), _sibling(shp, ".shx")
+    assert dbf is not None and shx is not None  # check_shapefile refuses a set without them
     enc = dbf_encoding(dbf)
     nrec, deleted = dbf_records(dbf) if chunk_rows else (0, 0)
     stop = chunk_rows if chunk_rows and not deleted and nrec > chunk_rows else None
     frame, deleted = read_dbf_frame(dbf, enc.encoding, 0, stop)
     if deleted:
         meta, frame, geom = _read(shp, encoding=enc.encoding)
+        gtype = meta.get("geometry_type")
     else:
-        meta, _empty, geom = _read(shp, encoding="ISO-8859-1", columns=[], rows=(0, stop) if stop else None)
-        total = _feature_count(shp) if stop else (len(geom) if geom is not None else len(frame))
-        if geom is not None and total != (nrec if stop else len(frame)):
-            raise UnreadableInput(f"{shp.name} 的几何数（{total}）与属性行数（{nrec if stop else len(frame)}）不一致",
-                                  f"{shp.name}: {total} geometries but {nrec if stop else len(frame)} attribute rows",
-                                  file=rel)
+        total = shapes.count(shx)
+        rows = nrec if stop else len(frame)
+        if total != rows:
+            raise UnreadableInput(f"{shp.name} 的几何数（{total}）与属性行数（{rows}）不一致",
+                                  f"{shp.name}: {total} geometries but {rows} attribute rows", file=rel)
+        geom, gtype = _shapes(shp, shx, 0, stop or total)
     zh, en = enc.describe()
-    kind = geometry_kind(meta.get("geometry_type"))
-    layer = SourceLayer(shp.stem, rel, frame, geom, kind, crs, enc.encoding, clean_text=not deleted)
+    layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(gtype), crs, enc.encoding, clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     if stop:
-        layer.rest = later_chunks(layer, _shapefile_chunks(shp, dbf, enc.encoding, stop, nrec))
+        layer.rest = later_chunks(layer, _shapefile_chunks(shp, shx, dbf, enc.encoding, stop, nrec))
     return layer
 
 
-def _shapefile_chunks(shp: Path, dbf: Path, encoding: str, size: int, total: int
+def _shapes(shp: Path, shx: Path, start: int, stop: int) -> tuple[np.ndarray | None, str | None]:
+    """Geometries of records ``start:stop`` and the file's geometry type name: from the
+    shapefile reader, else (a MultiPatch, or shapes GEOS will not build as they are, such as a
+    one-point line) as GDAL gives them."""
+    if shapes.readable(shp):
+        with contextlib.suppress(GEOSException):
+            return shapes.read_shapes(shp, shx, start, stop), shapes.geometry_type(shp)
+    meta, _empty, geom = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, stop))
+    return geom, meta.get("geometry_type")
+
+
+def _shapefile_chunks(shp: Path, shx: Path, dbf: Path, encoding: str, size: int, total: int
                       ) -> Iterator[tuple[pd.DataFrame, np.ndarray | None]]:
     """The attributes and geometries of a shapefile's records after the first ``size``, ``size``
     at a time."""
     for start in range(size, total, size):
         end = min(start + size, total)
         part, _ = read_dbf_frame(dbf, encoding, start, end)
-        _m, _e, g = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, end))
-        yield part, g
-
-
-def _feature_count(shp: Path) -> int:
-    """Number of features of a shapefile (from its header and index, without reading them)."""
-    import pyogrio
-
-    try:
-        return int(pyogrio.read_info(shp)["features"])
-    except Exception as exc:  # GDAL/pyogrio report damaged files with assorted exception types
-        raise UnreadableInput(f"无法读取文件 {shp.name}", f"cannot read {shp.name}: {library_message(exc, shp)}",
-                              file=shp.name) from exc
+        yield part, _shapes(shp, shx, start, end)[0]
 
 
 def read_dbf(dbf: Path, rel: str) -> SourceLayer:
