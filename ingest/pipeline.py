@@ -363,6 +363,7 @@ class _Checks:
         assert self.validation is not None
         if progress:
             progress("validate", 0, 1)
+        release_free_memory()                    # what reading and loading freed, before the residues are joined
         self.validation.join_stored()
         release_free_memory()                    # before the rules across batches build their tables
         report = self.validation.finish()
