@@ -145,6 +145,51 @@ def _by_strips(extents: list[tuple[np.ndarray, np.ndarray]],
     return pairs // n, pairs % n
 
 
+_CCW_BOUND = (3.0 + 16.0 * 2.0 ** -53) * 2.0 ** -53
+"""Relative error bound of a turn's sign computed in floating point (Shewchuk's orient2d filter,
+``ccwerrboundA``): beyond it the sign is the exact one."""
+
+
+_NEAR_M = 1e-6
+"""An end closer than this to the other segment's line (a micron: far beyond rounding, far below
+any survey's precision) is left to GEOS, which counts an intersection that rounds to an end as
+at that end (a T, not a crossing)."""
+
+
+def _turn(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sign of the turn p → q → r for rows of points (1 left, −1 right, 0 in line) and
+    whether it is settled: beyond the rounding error bound and ``r`` at least :data:`_NEAR_M`
+    off the line p q, or exactly zero (both products zero: ``r`` equals ``p`` or ``q`` in a
+    coordinate, as at a shared end)."""
+    left = (p[:, 0] - r[:, 0]) * (q[:, 1] - r[:, 1])
+    right = (p[:, 1] - r[:, 1]) * (q[:, 0] - r[:, 0])
+    det = left - right
+    size = np.hypot(q[:, 0] - p[:, 0], q[:, 1] - p[:, 1])
+    sure = ((np.abs(det) > _CCW_BOUND * (np.abs(left) + np.abs(right))) & (np.abs(det) > _NEAR_M * size)) \
+        | ((left == 0) & (right == 0))
+    return np.sign(det), sure
+
+
+def _crosses(ea: np.ndarray, eb: np.ndarray, la: np.ndarray, lb: np.ndarray) -> np.ndarray:
+    """Whether straight segments ``ea[i]`` and ``eb[i]`` (rows of x0, y0, x1, y1) cross: meet in
+    one point inside both (what GEOS's ``crosses`` says of two straight lines; touching at an
+    end, a T, or running along each other is no crossing). Each end's side of the other
+    segment decides, from turn signs that are settled; the pairs some unsettled sign leaves
+    open (an end within a micron of the other line) are asked of GEOS (``la``, ``lb``: the lines)."""
+    a0, a1, b0, b1 = ea[:, :2], ea[:, 2:], eb[:, :2], eb[:, 2:]
+    s1, k1 = _turn(a0, a1, b0)
+    s2, k2 = _turn(a0, a1, b1)
+    s3, k3 = _turn(b0, b1, a0)
+    s4, k4 = _turn(b0, b1, a1)
+    apart = (k1 & k2 & (s1 * s2 >= 0)) | (k3 & k4 & (s3 * s4 >= 0))    # both ends on one side, or on the line
+    known = (k1 & k2 & k3 & k4) | apart
+    hit = known & ~apart & (s1 * s2 < 0) & (s3 * s4 < 0)
+    open_ = np.flatnonzero(~known)
+    if len(open_):
+        hit[open_] = shapely.crosses(la[open_], lb[open_])
+    return hit
+
+
 def _lines(ends: np.ndarray) -> Any:
     """Straight lines from rows of (x0, y0, x1, y1)."""
     return shapely.linestrings(ends.reshape(-1, 2, 2))
@@ -165,10 +210,13 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
         return np.stack([c[sub[rows]] for c in cols], axis=1)
 
     def crossing(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lines = _lines(ends(m))
-        a, b = shapely.STRtree(lines).query(lines, predicate="crosses")
+        e = ends(m)
+        lines = _lines(e)
+        a, b = shapely.STRtree(lines).query(lines)          # envelopes that meet
         keep = a < b
-        return m[a[keep]], m[b[keep]]
+        a, b = a[keep], b[keep]
+        hit = _crosses(e[a], e[b], lines[a], lines[b])
+        return m[a[hit]], m[b[hit]]
 
     sx, ex = cols[0][sub], cols[2][sub]
     a, b = _by_strips([(np.minimum(sx, ex), np.maximum(sx, ex))], crossing)

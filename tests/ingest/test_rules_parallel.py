@@ -7,8 +7,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import shapely
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -262,3 +264,28 @@ def test_strips_of_the_plane_find_what_one_tree_finds(tmp_path, monkeypatch):
     assert strips == whole
     assert {r for r, *_ in whole} == {"Q20", "Q21"}
     assert sum(r == "Q20" for r, *_ in whole) >= 24                  # 6 × 4 crossings, each named once
+
+
+def test_crossings_decided_from_turn_signs_are_those_geos_finds():
+    """Q20's crossing test (turn signs with a rounding bound, GEOS for the pairs the bound leaves
+    open) against GEOS's ``crosses`` on segments built to be hard: shared ends, T-junctions,
+    collinear overlaps, ends a rounding error off the other line, projected coordinates."""
+    from ingest.validation.clearance import _crosses, _lines
+
+    rng = np.random.default_rng(11)
+    n = 20_000
+    p = rng.uniform(0, 50, (n, 2)) + [560_000.0, 3_205_000.0]
+    q = p + rng.uniform(-30, 30, (n, 2))
+    a = np.column_stack([p, q])
+    b = np.column_stack([rng.uniform(0, 50, (n, 2)) + [560_000.0, 3_205_000.0],
+                         rng.uniform(0, 50, (n, 2)) + [560_000.0, 3_205_000.0]])
+    k = n // 5
+    b[:k, :2] = a[:k, 2:]                                      # sharing an end
+    t = rng.uniform(0.1, 0.9, (k, 1))
+    mid = a[k:2 * k, :2] + t * (a[k:2 * k, 2:] - a[k:2 * k, :2])
+    b[k:2 * k, :2] = mid                                       # a T: one end on the other line
+    b[2 * k:3 * k] = a[2 * k:3 * k] + np.tile(0.25 * (a[2 * k:3 * k, 2:] - a[2 * k:3 * k, :2]), 2)   # collinear
+    b[3 * k:4 * k, :2] = mid + rng.choice([-1e-9, 0.0, 1e-9], (k, 2))   # a rounding error off the line
+    la, lb = _lines(a), _lines(b)
+    assert (_crosses(a, b, la, lb) == shapely.crosses(la, lb)).all()
+    assert shapely.crosses(la, lb).sum() > 1000
