@@ -575,34 +575,35 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
     t11 = float(ctx.param("Q11", "tolerance_m", 0.01))
     pos = np.flatnonzero(ends.found & ends.given("z"))
     spread_out = np.zeros(len(ends), dtype=bool)
-    spread_out[pos[_spread(ends, pos) > t11]] = True
+    spread_out[pos[_spread(ends, pos, t11)]] = True
     sel = ends.frame(spread_out, ["network", "exp_no"]).drop_duplicates(["network", "exp_no"])
     emit(ctx, net, "Q11", sel, key=sel["exp_no"],
          zh=fmt("点 {k} 在相连同径管段中的高程不一致", k=sel["exp_no"]),
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
 
 
-def _spread(ends: Ends, pos: np.ndarray) -> np.ndarray:
-    """For each end at ``pos``, the spread (max − min) of the elevations of the ends that lie on
-    its point with its elevation reference and diameter: grouped on one integer key (the point's
-    row, the reference's code, the diameter's code) sorted once, not on the point numbers' texts."""
-    key = ends.at[pos].astype(np.int64)
+def _spread(ends: Ends, pos: np.ndarray, tol: float) -> np.ndarray:
+    """For each end at ``pos``, whether the elevations of the ends that lie on its point with its
+    elevation reference and diameter spread (max − min) beyond ``tol``: grouped on one integer
+    key (the point's row, the reference's code, the diameter's code) sorted once, not on the
+    point numbers' texts; the per-end arrays built in place where they can be."""
+    key = ends.at[pos].astype(np.int64)                          # (rows of P as int32: a key of three can pass 2**31)
     for codes in (value_codes(ends.column("z_ref", pos))[0],
                   pd.factorize(ends.column("diameter_mm", pos).to_numpy(dtype=float))[0]):
-        codes = codes.astype(np.int64) + 1                       # a missing value (−1) is a code of its own
-        key *= int(codes.max(initial=0)) + 1
-        key += codes
+        key *= int(codes.max(initial=0)) + 2
+        key += codes                                             # a missing value (−1) is a code of its own
+        key += 1
         del codes
     order = np.argsort(key, kind="stable")
     key = key[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     del key
     z = ends.column("z", pos).to_numpy(dtype=float)[order]
-    spread = np.empty(len(pos))
+    out = np.zeros(len(pos), dtype=bool)
     if len(z):
-        spread[order] = np.repeat(np.maximum.reduceat(z, first) - np.minimum.reduceat(z, first),
-                                  np.diff(np.r_[first, len(z)]))
-    return spread
+        wide = np.maximum.reduceat(z, first) - np.minimum.reduceat(z, first) > tol
+        out[order] = np.repeat(wide, np.diff(np.r_[first, len(z)]))
+    return out
 
 
 def _degrees(ctx: Ctx, net: Net, P: pd.DataFrame, ends: Ends, first: np.ndarray, index: _Sorted | pd.Index,
