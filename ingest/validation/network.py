@@ -329,15 +329,23 @@ _PAIRED = {"exp_no": ("start_exp_no", "end_exp_no"), "depth": ("start_depth", "e
 """Columns of the ends from the start column of a segment at its start, the end column at its end."""
 
 
+def _either(va: np.ndarray, vb: np.ndarray, rows: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``va`` at ``rows``, ``vb`` where ``second``: one array of the result's size (not both
+    gathers and a third for the choice)."""
+    out = va[rows]
+    out[second] = vb[rows[second]]
+    return out
+
+
 def _picked(a: pd.Series, b: pd.Series, rows: np.ndarray, second: np.ndarray) -> pd.Series:
     """``a`` at ``rows`` where ``second`` is false, ``b`` where it is true (indexed 0 … k − 1)."""
     codes = _same_codes(a, b)
     if codes is not None:
         ca, cb = codes
-        return pd.Series(pd.Categorical.from_codes(np.where(second, cb[rows], ca[rows]), dtype=a.dtype))
+        return pd.Series(pd.Categorical.from_codes(_either(ca, cb, rows, second), dtype=a.dtype))
     va, vb = a.to_numpy(), b.to_numpy()
     if va.dtype.kind in "fiub" and vb.dtype == va.dtype:
-        return pd.Series(np.where(second, vb[rows], va[rows]))
+        return pd.Series(_either(va, vb, rows, second))
     out = a.iloc[rows].reset_index(drop=True).astype(object)
     out[second] = b.iloc[rows[second]].to_numpy(dtype=object)
     return out
