@@ -38,7 +38,7 @@ import shapely
 from pyproj import CRS
 from shapely.errors import GEOSException
 
-from cim.errors import UnreadableInput
+from cim.errors import CimError, UnreadableInput
 from ingest.readers import SourceLayer, geometry_kind, later_chunks
 from ingest.readers.errors import library_message
 from ingest.readers.vector import arrow_column, parse_prj
@@ -139,7 +139,10 @@ def _crs(conn: Any, srs_id: int | None) -> CRS | None:
     if str(org or "").upper() == "EPSG" and code is not None:
         with contextlib.suppress(Exception):
             return CRS.from_epsg(int(code))
-    return parse_prj(str(definition or ""))
+    text = str(definition or "").strip()
+    if not text or text.lower() == "undefined":          # the standard's placeholder: no CRS declared
+        return None
+    return parse_prj(text)
 
 
 def tables(path: Path) -> list[_Table]:
@@ -152,7 +155,7 @@ def tables(path: Path) -> list[_Table]:
                                 "WHERE c.data_type IN ('features', 'attributes') ORDER BY c.rowid")
             return [_Table(conn, str(name), geom, gtype, z, _crs(conn, srs) if geom else None)
                     for name, geom, gtype, z, srs in found]
-        except UnreadableInput:
+        except CimError:                  # unreadable, or a CRS that cannot be understood
             raise
         except Exception as exc:  # not a GeoPackage: no gpkg_contents, or a damaged database
             raise UnreadableInput(f"无法读取 GeoPackage {path.name}：{library_message(exc, path)}",

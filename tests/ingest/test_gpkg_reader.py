@@ -181,3 +181,20 @@ def test_a_path_with_characters_a_uri_escapes(tmp_path):
     folder.mkdir()
     path = _write(folder / "管线 数据.gpkg")
     assert [ly.name for ly in read_gpkg(path, "x.gpkg", None)][:1] == ["JSPOINT"]
+
+
+def test_a_crs_without_a_code(tmp_path):
+    """A spatial reference row with no EPSG code: its WKT is read; the standard's placeholder
+    ``undefined`` is no CRS; WKT that cannot be understood is a CRS error, not a crash."""
+    from cim.errors import CrsError
+
+    path = _write(tmp_path / "d.gpkg")
+    with sqlite3.connect(path) as db:
+        srs = db.execute("SELECT srs_id FROM gpkg_geometry_columns WHERE table_name = '房屋'").fetchone()[0]
+        db.execute("UPDATE gpkg_spatial_ref_sys SET definition = 'undefined' WHERE srs_id = ?", (srs,))
+    layer = next(ly for ly in read_gpkg(path, "d.gpkg", None) if ly.name == "房屋")
+    assert layer.crs is None and layer.geometry_kind == "polygon"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE gpkg_spatial_ref_sys SET definition = 'PROJCS[broken' WHERE srs_id = ?", (srs,))
+    with pytest.raises(CrsError):
+        list(read_gpkg(path, "d.gpkg", None))
