@@ -34,14 +34,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import shapely
 from pyproj import CRS
 from shapely.errors import GEOSException
 
 from cim.errors import CimError, UnreadableInput
 from ingest.readers import SourceLayer, geometry_kind, later_chunks
 from ingest.readers.errors import library_message
-from ingest.readers.vector import arrow_column, parse_prj
+from ingest.readers.vector import arrow_frame, parse_prj
 
 _ALL_BYTES = "X'" + bytes(range(256)).hex() + "'"
 """A blob of the bytes 0 … 255 in order: ``instr`` of a byte in it is that byte's value + 1."""
@@ -104,16 +103,16 @@ class _Table:
         every column cast to its type, the geometry as WKB (``_f``: its flags byte; a table's
         column of that name would be shadowed, a name no GeoPackage writer uses)."""
         casts, sentinels = ["1 AS _k"], ["0 AS _k"]
-        for i, (name, declared) in enumerate(self.fields):
+        for name, declared in self.fields:
             cast, sentinel, _ = _type_of(declared)
-            casts.append(f"CAST({_ident(name)} AS {cast}) AS c{i}")
-            sentinels.append(f"{sentinel} AS c{i}")
+            casts.append(f"CAST({_ident(name)} AS {cast}) AS {_ident(name)}")
+            sentinels.append(f"{sentinel} AS {_ident(name)}")
         inner = _ident(self.name)
         if self.geom is not None:
             g = _ident(self.geom)
             casts.append(f"CASE WHEN {g} IS NULL THEN NULL WHEN substr({g}, 1, 2) = X'4750' AND (_f & 32) = 0 "
-                         f"THEN substr(CAST({g} AS BLOB), 9 + {_ENVELOPE}) ELSE X'00' END AS geom")
-            sentinels.append("X'' AS geom")
+                         f"THEN substr(CAST({g} AS BLOB), 9 + {_ENVELOPE}) ELSE X'00' END AS {g}")
+            sentinels.append(f"X'' AS {g}")
             inner = f"(SELECT *, instr({_ALL_BYTES}, substr(CAST({g} AS BLOB), 4, 1)) - 1 AS _f FROM {inner})"
         return f"SELECT {', '.join(sentinels)} UNION ALL SELECT {', '.join(casts)} FROM {inner}"
 
@@ -149,18 +148,17 @@ def tables(path: Path) -> list[_Table]:
     """The feature and attribute tables of a GeoPackage, in the order of ``gpkg_contents``."""
     conn = _connect(path)
     try:
-        try:
-            found = _rows(conn, "SELECT c.table_name, g.column_name, g.geometry_type_name, g.z, g.srs_id "
-                                "FROM gpkg_contents c LEFT JOIN gpkg_geometry_columns g ON g.table_name = c.table_name "
-                                "WHERE c.data_type IN ('features', 'attributes') ORDER BY c.rowid")
-            return [_Table(conn, str(name), geom, gtype, z, _crs(conn, srs) if geom else None)
-                    for name, geom, gtype, z, srs in found]
-        except CimError:                  # unreadable, or a CRS that cannot be understood
-            raise
-        except Exception as exc:  # not a GeoPackage: no gpkg_contents, or a damaged database
-            raise UnreadableInput(f"无法读取 GeoPackage {path.name}：{library_message(exc, path)}",
-                                  f"cannot read GeoPackage {path.name}: {library_message(exc, path)}",
-                                  file=path.name) from exc
+        found = _rows(conn, "SELECT c.table_name, g.column_name, g.geometry_type_name, g.z, g.srs_id "
+                            "FROM gpkg_contents c LEFT JOIN gpkg_geometry_columns g ON g.table_name = c.table_name "
+                            "WHERE c.data_type IN ('features', 'attributes') ORDER BY c.rowid")
+        return [_Table(conn, str(name), geom, gtype, z, _crs(conn, srs) if geom else None)
+                for name, geom, gtype, z, srs in found]
+    except CimError:                      # a CRS that cannot be understood
+        raise
+    except Exception as exc:  # not a GeoPackage: no gpkg_contents, or a damaged database
+        raise UnreadableInput(f"无法读取 GeoPackage {path.name}：{library_message(exc, path)}",
+                              f"cannot read GeoPackage {path.name}: {library_message(exc, path)}",
+                              file=path.name) from exc
     finally:
         conn.close()
 
@@ -179,8 +177,9 @@ def read_gpkg(path: Path, rel: str, chunk_rows: int | None = None,
 
 
 def _layer(path: Path, rel: str, table: _Table, chunk_rows: int | None) -> SourceLayer:
-    """The first chunk of a table as a layer, its ``rest`` the later ones (the connection stays
-    open until the last is read, or the rest is dropped)."""
+    """The first chunk of a table as a layer (the whole table without ``chunk_rows``), its
+    ``rest`` the later ones (the connection stays open until the last is read, or the rest is
+    dropped)."""
     stack = contextlib.ExitStack()
     what = f"{path.name}:{table.name}"
     try:
@@ -189,24 +188,21 @@ def _layer(path: Path, rel: str, table: _Table, chunk_rows: int | None) -> Sourc
         size = chunk_rows or 65_536
         cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(size)})
         cur.execute(table.query())
-        batches = _without_sentinel(cur.fetch_record_batch(), size)
+        batches = _batches(cur.fetch_record_batch(), size, table, what)
         first = next(batches, None)
+        if chunk_rows is None and first is not None:
+            first = _one([first, *batches])
         frame, geom = _frame(first, table, what)
-        if chunk_rows is None:               # the whole table as one layer
-            parts = [(frame, geom), *(_frame(b, table, what) for b in batches)]
-            frame = pd.concat([p[0] for p in parts], ignore_index=True) if len(parts) > 1 else frame
-            if table.geom is not None:
-                geom = np.concatenate([p[1] for p in parts if p[1] is not None]) if len(parts) > 1 else geom
     except UnreadableInput:
         stack.close()
         raise
-    except Exception as exc:  # the driver reports damaged pages and foreign blobs with assorted error types
+    except Exception as exc:  # the driver reports a damaged database or query with assorted error types
         stack.close()
         why = library_message(exc, path)
         raise UnreadableInput(f"无法读取 {what}：文件已损坏，或不是可识别的 GeoPackage",
                               f"cannot read {what}: {why}", file=path.name, reason=why) from exc
-    layer = SourceLayer(table.name, f"{rel}:{table.name}", frame, geom, geometry_kind(table.gtype)
-                        if table.geom is not None else "none", table.crs, "UTF-8")
+    kind = geometry_kind(table.gtype) if geom is not None else "none"
+    layer = SourceLayer(table.name, f"{rel}:{table.name}", frame, geom, kind, table.crs, "UTF-8")
     if chunk_rows is None or first is None or first.num_rows < chunk_rows:
         stack.close()
         return layer
@@ -214,13 +210,21 @@ def _layer(path: Path, rel: str, table: _Table, chunk_rows: int | None) -> Sourc
     return layer
 
 
-def _without_sentinel(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.RecordBatch]:
-    """The rows of the query without its typed first row (``_k`` = 0) and ``_k``, ``size`` rows
-    a batch (the last fewer): the driver's batches of ``size`` rows, one row short after the
-    typed row is dropped, joined up."""
+def _batches(reader: pa.RecordBatchReader, size: int, table: _Table, what: str) -> Iterator[pa.RecordBatch]:
+    """The table's rows, ``size`` a batch (the last fewer), each column typed as GDAL types it:
+    the driver's batches without the query's typed first row (``_k`` = 0) and ``_k``, one row
+    short after it is dropped, joined up. A damaged page is unreadable input."""
     held: list[pa.RecordBatch] = []
     rows = 0
-    for batch in reader:
+    while True:
+        try:
+            batch = next(reader, None)
+        except Exception as exc:  # the driver reports damaged pages with assorted error types
+            why = library_message(exc, Path(what))
+            raise UnreadableInput(f"无法读取 {what}：文件已损坏", f"cannot read {what}: {why}", file=what,
+                                  reason=why) from exc
+        if batch is None:
+            break
         k = batch.column(0)
         if pc.any(pc.equal(k, 0)).as_py():
             batch = batch.filter(pc.not_equal(k, 0))
@@ -231,10 +235,10 @@ def _without_sentinel(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.Re
             rows += take.num_rows
             batch = batch.slice(take.num_rows)
             if rows == size:
-                yield _one(held)
+                yield _typed(_one(held), table)
                 held, rows = [], 0
     if rows:
-        yield _one(held)
+        yield _typed(_one(held), table)
 
 
 def _one(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -249,21 +253,23 @@ def _chunks(stack: contextlib.ExitStack, batches: Iterator[pa.RecordBatch], tabl
     """The attributes and geometries of the remaining record batches; the connection
     (``stack``) is closed at the end."""
     with stack:
-        while True:
-            try:
-                batch = next(batches, None)
-            except Exception as exc:  # a damaged page further on
-                why = library_message(exc, Path(what))
-                raise UnreadableInput(f"无法读取 {what}：文件已损坏", f"cannot read {what}: {why}", file=what,
-                                      reason=why) from exc
-            if batch is None:
-                return
+        for batch in batches:
             yield _frame(batch, table, what)
 
 
-def _typed(values: pa.Array, declared: str) -> pa.Array:
-    """A column as GDAL types it (:data:`_TYPES`); dates and times whose text does not parse
-    stay text, as do integers out of their declared range."""
+def _typed(batch: pa.RecordBatch, table: _Table) -> pa.RecordBatch:
+    """The batch with each attribute column as GDAL types it (:data:`_TYPES`)."""
+    columns = [_typed_column(batch.column(name), declared) for name, declared in table.fields]
+    names = [name for name, _ in table.fields]
+    if table.geom is not None:
+        columns.append(batch.column(table.geom))
+        names.append(table.geom)
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def _typed_column(values: pa.Array, declared: str) -> pa.Array:
+    """A column as GDAL types it; dates and times whose text does not parse stay text, as do
+    integers out of their declared range."""
     target = _type_of(declared)[2]
     if values.type == target:
         return values
@@ -279,19 +285,11 @@ def _typed(values: pa.Array, declared: str) -> pa.Array:
 
 
 def _frame(batch: pa.RecordBatch | None, table: _Table, what: str) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Attributes and geometries of one record batch: numbers as numpy columns, text as pandas
-    text on the Arrow buffers."""
-    names = [n for n, _ in table.fields]
-    if batch is None:
-        return pd.DataFrame({n: np.array([], dtype=object) for n in names}), (
-            None if table.geom is None else np.array([], dtype=object))
-    cols = {n: arrow_column(_typed(batch.column(i), declared)) for i, (n, declared) in enumerate(table.fields)}
-    geom = None
-    if table.geom is not None:
-        try:
-            geom = shapely.from_wkb(batch.column(len(names)).to_numpy(zero_copy_only=False))
-        except GEOSException as exc:
-            raise UnreadableInput(f"{what} 含有无法解析的几何（不是 GeoPackage 标准几何编码）",
-                                  f"{what} holds geometries that are not standard GeoPackage binary: "
-                                  f"{library_message(exc, Path(what))}", file=what) from exc
-    return pd.DataFrame(cols), geom
+    """Attributes and geometries of one typed record batch, as GDAL's Arrow stream gives them
+    (:func:`ingest.readers.vector.arrow_frame`); geometries that are not WKB are unreadable."""
+    try:
+        return arrow_frame(batch, {"fields": [name for name, _ in table.fields]})
+    except GEOSException as exc:
+        raise UnreadableInput(f"{what} 含有无法解析的几何（不是 GeoPackage 标准几何编码）",
+                              f"{what} holds geometries that are not standard GeoPackage binary: "
+                              f"{library_message(exc, Path(what))}", file=what) from exc

@@ -16,7 +16,7 @@ the coordinate arrays (``from_ragged_array``), as GDAL would give them:
 - a null shape → None.
 
 Measures (M) are not read: no rule uses them. A MultiPatch file, which this reader does not
-build, is left to GDAL (:func:`readable`). A record whose lengths do not fit the file is refused
+build, is left to GDAL (:func:`readable`, of the type :func:`file_type` reads). A record whose lengths do not fit the file is refused
 as unreadable input.
 
 Loading GDAL (libgdal and what it links) makes some 50 MB resident; a delivery of shapefiles
@@ -54,20 +54,18 @@ def file_type(shp: Path) -> int:
     return struct.unpack("<i", head[32:36])[0]
 
 
-def readable(shp: Path) -> bool:
-    """Whether this reader builds the file's shapes (every type but MultiPatch)."""
-    t = file_type(shp)
-    return t == 0 or _base(t) is not None
+def readable(shape_type: int) -> bool:
+    """Whether this reader builds a file of this shape type (every type but MultiPatch)."""
+    return shape_type == 0 or _base(shape_type) is not None
 
 
-def geometry_type(shp: Path) -> str | None:
-    """The OGR geometry type name of the file (``Point``, ``LineString``, ``3D Polygon`` …),
-    None for a file of null shapes."""
-    t = file_type(shp)
-    base = _base(t)
+def geometry_type(shape_type: int) -> str | None:
+    """The OGR geometry type name of a file of this shape type (``Point``, ``LineString``,
+    ``3D Polygon`` …), None for a file of null shapes."""
+    base = _base(shape_type)
     if base is None:
         return None
-    return ("3D " if 10 < t < 20 else "") + _NAMES[base]
+    return ("3D " if 10 < shape_type < 20 else "") + _NAMES[base]
 
 
 def count(shx: Path) -> int:
@@ -78,27 +76,34 @@ def count(shx: Path) -> int:
 
 
 class _Bytes:
-    """A buffer read from the file, with gathers of little-endian numbers at byte offsets."""
+    """A buffer read from the file, with gathers of little-endian numbers at any byte offsets:
+    each read from the view of the buffer shifted by its offset modulo the number's size."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.size = len(data)
-        self.u8 = np.frombuffer(data, dtype=np.uint8)
+
+    def _at(self, at: np.ndarray, dtype: str) -> np.ndarray:
+        width = np.dtype(dtype).itemsize
+        out = np.empty(len(at), dtype=dtype)
+        shift = at % width
+        for s in np.unique(shift):
+            view = np.frombuffer(self.data, dtype=dtype, offset=int(s), count=(self.size - int(s)) // width)
+            pick = shift == s
+            out[pick] = view[(at[pick] - s) // width]
+        return out
 
     def i32(self, at: np.ndarray) -> np.ndarray:
-        b = self.u8[at[:, None] + np.arange(4)].astype(np.int64)
-        return (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)).astype(np.int32).astype(np.int64)
+        return self._at(at, "<i4").astype(np.int64)
 
     def f64(self, at: np.ndarray) -> np.ndarray:
-        """The doubles at byte offsets ``at``: each read from the view of the buffer shifted by
-        its offset modulo 8."""
-        out = np.empty(len(at), dtype=np.float64)
-        shift = at % 8
-        for s in np.unique(shift):
-            view = np.frombuffer(self.data, dtype="<f8", offset=int(s), count=(self.size - int(s)) // 8)
-            pick = shift == s
-            out[pick] = view[(at[pick] - s) // 8]
-        return out
+        return self._at(at, "<f8")
+
+
+def _runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For runs of ``counts`` items one after the other: each item's run and its place in it."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def read_shapes(shp: Path, shx: Path, start: int, stop: int) -> np.ndarray:
@@ -164,22 +169,20 @@ def _parts(shp: Path, buf: _Bytes, at: np.ndarray, length: np.ndarray, base: int
     if (npts < 0).any() or (nparts < 0).any():
         raise _damaged(shp, "negative counts")
     _fits(shp, length, (first_point - at) + 16 * npts + (16 + 8 * npts if z else 0))
-    rec = np.repeat(np.arange(len(at)), npts)                          # record of each point
-    k = np.arange(int(npts.sum())) - np.repeat(np.cumsum(npts) - npts, npts)   # point within its record
-    pat = np.repeat(first_point, npts) + 16 * k
+    rec, k = _runs(npts)                                               # each point's record and place in it
+    pat = first_point[rec] + 16 * k
     coords = [buf.f64(pat), buf.f64(pat + 8)]
     if z:
-        coords.append(buf.f64(np.repeat(first_point + 16 * npts + 16, npts) + 8 * k))
+        coords.append(buf.f64((first_point + 16 * npts + 16)[rec] + 8 * k))
     xy = np.column_stack(coords)
-    del rec, pat
+    del rec, k, pat
     ends = np.r_[0, np.cumsum(npts)]
     if base == _MULTIPOINT:
         return shapely.from_ragged_array(GeometryType.MULTIPOINT, xy, (ends,))
     # part starts, as offsets into all points
-    prec = np.repeat(np.arange(len(at)), nparts)
-    pk = np.arange(int(nparts.sum())) - np.repeat(np.cumsum(nparts) - nparts, nparts)
-    starts = buf.i32(np.repeat(at + 44, nparts) + 4 * pk)
-    if ((starts < 0) | (starts >= np.repeat(npts, nparts)) | ((pk == 0) & (starts != 0))).any():
+    prec, pk = _runs(nparts)                                           # each part's record and place in it
+    starts = buf.i32(at[prec] + 44 + 4 * pk)
+    if ((starts < 0) | (starts >= npts[prec]) | ((pk == 0) & (starts != 0))).any():
         raise _damaged(shp, "part indexes outside their record")
     part_off = np.r_[ends[prec] + starts, len(xy)]
     if (np.diff(part_off) < 0).any():

@@ -123,34 +123,35 @@ def read_shapefile(shp: Path, rel: str, chunk_rows: int | None = None) -> Source
         if total != rows:
             raise UnreadableInput(f"{shp.name} 的几何数（{total}）与属性行数（{rows}）不一致",
                                   f"{shp.name}: {total} geometries but {rows} attribute rows", file=rel)
-        geom, gtype = _shapes(shp, shx, 0, stop or total)
+        shape_type = shapes.file_type(shp)
+        geom, gtype = _shapes(shp, shx, shape_type, 0, stop or total)
     zh, en = enc.describe()
     layer = SourceLayer(shp.stem, rel, frame, geom, geometry_kind(gtype), crs, enc.encoding, clean_text=not deleted)
     layer.notes.append(("encoding", f"{rel}：{zh}", f"{rel}: {en}"))
     if stop:
-        layer.rest = later_chunks(layer, _shapefile_chunks(shp, shx, dbf, enc.encoding, stop, nrec))
+        layer.rest = later_chunks(layer, _shapefile_chunks(shp, shx, shape_type, dbf, enc.encoding, stop, nrec))
     return layer
 
 
-def _shapes(shp: Path, shx: Path, start: int, stop: int) -> tuple[np.ndarray | None, str | None]:
-    """Geometries of records ``start:stop`` and the file's geometry type name: from the
-    shapefile reader, else (a MultiPatch, or shapes GEOS will not build as they are, such as a
-    one-point line) as GDAL gives them."""
-    if shapes.readable(shp):
+def _shapes(shp: Path, shx: Path, shape_type: int, start: int, stop: int) -> tuple[np.ndarray | None, str | None]:
+    """Geometries of records ``start:stop`` and the file's geometry type name (``shape_type``:
+    its header's): from the shapefile reader, else (a MultiPatch, or shapes GEOS will not build
+    as they are, such as a one-point line) as GDAL gives them."""
+    if shapes.readable(shape_type):
         with contextlib.suppress(GEOSException):
-            return shapes.read_shapes(shp, shx, start, stop), shapes.geometry_type(shp)
+            return shapes.read_shapes(shp, shx, start, stop), shapes.geometry_type(shape_type)
     meta, _empty, geom = _read(shp, encoding="ISO-8859-1", columns=[], rows=(start, stop))
     return geom, meta.get("geometry_type")
 
 
-def _shapefile_chunks(shp: Path, shx: Path, dbf: Path, encoding: str, size: int, total: int
+def _shapefile_chunks(shp: Path, shx: Path, shape_type: int, dbf: Path, encoding: str, size: int, total: int
                       ) -> Iterator[tuple[pd.DataFrame, np.ndarray | None]]:
     """The attributes and geometries of a shapefile's records after the first ``size``, ``size``
     at a time."""
     for start in range(size, total, size):
         end = min(start + size, total)
         part, _ = read_dbf_frame(dbf, encoding, start, end)
-        yield part, _shapes(shp, shx, start, end)[0]
+        yield part, _shapes(shp, shx, shape_type, start, end)[0]
 
 
 def read_dbf(dbf: Path, rel: str) -> SourceLayer:
@@ -216,7 +217,7 @@ def _streamed(path: Path, name: str | None, chunk_rows: int,
         why = library_message(exc, path)
         raise UnreadableInput(f"无法读取文件 {path.name}：文件已损坏，或不是可识别的空间数据格式",
                               f"cannot read {path.name}: {why}", file=path.name, reason=why) from exc
-    frame, geom = _arrow_frame(first, meta)
+    frame, geom = arrow_frame(first, meta)
     layer = make(meta, frame, geom)
     if first is None or first.num_rows < chunk_rows:
         stack.close()
@@ -231,11 +232,11 @@ def _arrow_chunks(stack: contextlib.ExitStack, batches: Iterator[pa.RecordBatch]
     the stream (``stack``) is closed at the end."""
     with stack:
         for batch in batches:
-            part, g = _arrow_frame(batch, meta)
+            part, g = arrow_frame(batch, meta)
             yield part, g if spatial else None
 
 
-def arrow_column(values: pa.Array) -> np.ndarray | pd.Series:
+def _column(values: pa.Array) -> np.ndarray | pd.Series:
     """One attribute column of an Arrow batch: text as pandas text sharing the Arrow buffers,
     anything else as numpy."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
@@ -250,14 +251,14 @@ def _geojson_layer(path: Path, rel: str, meta: dict, frame: pd.DataFrame, geom: 
     return SourceLayer(path.stem, rel, frame, geom, kind, _crs_of(meta) or CRS.from_epsg(4326), "UTF-8")
 
 
-def _arrow_frame(batch: pa.RecordBatch | None, meta: dict) -> tuple[pd.DataFrame, np.ndarray | None]:
+def arrow_frame(batch: pa.RecordBatch | None, meta: dict) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Attributes and geometries of one record batch of GDAL's Arrow stream: numbers as numpy
     columns, text as pandas text on the Arrow buffers (as a CSV table's text comes; no Python
     object per value)."""
     names = [str(n) for n in meta["fields"]]
     if batch is None:
         return pd.DataFrame({n: np.array([], dtype=object) for n in names}), None
-    cols = {n: arrow_column(batch.column(n)) for n in names}
+    cols = {n: _column(batch.column(n)) for n in names}
     gname = next((n for n in batch.schema.names if n not in cols), None)
     geom = shapely.from_wkb(batch.column(gname).to_numpy(zero_copy_only=False)) if gname else None
     return pd.DataFrame(cols), geom

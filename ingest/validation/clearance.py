@@ -145,6 +145,11 @@ def _by_strips(extents: list[tuple[np.ndarray, np.ndarray]],
     return pairs // n, pairs % n
 
 
+def _span(x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The x ranges (low, high) of segments from ``x0`` to ``x1``, for :func:`_by_strips`."""
+    return np.minimum(x0, x1), np.maximum(x0, x1)
+
+
 _CCW_BOUND = (3.0 + 16.0 * 2.0 ** -53) * 2.0 ** -53
 """Relative error bound of a turn's sign computed in floating point (Shewchuk's orient2d filter,
 ``ccwerrboundA``): beyond it the sign is the exact one."""
@@ -218,9 +223,7 @@ def check_clearance(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
         hit = _crosses(e[a], e[b], lines[a], lines[b])
         return m[a[hit]], m[b[hit]]
 
-    sx, ex = cols[0][sub], cols[2][sub]
-    a, b = _by_strips([(np.minimum(sx, ex), np.maximum(sx, ex))], crossing)
-    del sx, ex
+    a, b = _by_strips([_span(cols[0][sub], cols[2][sub])], crossing)
     if not len(a):
         return
     la, lb = _lines(ends(a)), _lines(ends(b))
@@ -340,8 +343,7 @@ def check_parallel(ctx: Ctx, net: Net, S: pd.DataFrame | None = None) -> None:
         qi, b = shapely.STRtree(_lines(xy[sub[m]])).query(shapely.box(lo[mq, 0], lo[mq, 1], hi[mq, 0], hi[mq, 1]))
         return q[mq[qi]], sub[m[b]]
 
-    i, j = _by_strips([(np.minimum(xy[sub, 0], xy[sub, 2]), np.maximum(xy[sub, 0], xy[sub, 2])),
-                       (lo[:, 0], hi[:, 0])], near)
+    i, j = _by_strips([_span(xy[sub, 0], xy[sub, 2]), (lo[:, 0], hi[:, 0])], near)
     # each pair once: a pair of two query segments is always found from the one grown more
     keep = (i != j) & ((grow[j] < grow[i]) | ((grow[j] == grow[i]) & (i < j)))
     i, j = i[keep], j[keep]

@@ -22,7 +22,7 @@ import shapely
 
 from cim.errors import UnreadableInput
 from ingest.readers.gpkg import read_gpkg
-from ingest.readers.vector import _arrow_frame, _crs_of
+from ingest.readers.vector import _crs_of, arrow_frame
 
 N = 23
 
@@ -56,7 +56,7 @@ def _write(path: Path) -> Path:
 def _gdal(path: Path, layer: str) -> tuple[pd.DataFrame, np.ndarray | None, object]:
     with pyogrio.raw.open_arrow(path, layer=layer, use_pyarrow=True) as (meta, reader):
         batches = list(reader)
-    frames = [_arrow_frame(b, meta) for b in batches]
+    frames = [arrow_frame(b, meta) for b in batches]
     frame = pd.concat([f for f, _ in frames], ignore_index=True)
     geoms = None if frames[0][1] is None else np.concatenate([g for _, g in frames])
     return frame, geoms, _crs_of(meta)

@@ -558,7 +558,7 @@ def test_a_later_chunk_that_cannot_be_read_is_unreadable_input(tmp_path, conn, d
     path = tmp_path / "YS_PNT.geojson"
     gpd.GeoDataFrame(pts, geometry=list(point_geoms(pts)), crs=4546).to_file(path, driver="GeoJSON", engine="pyogrio")
     calls = []
-    real = vector._arrow_frame
+    real = vector.arrow_frame
 
     def failing(batch, meta):
         calls.append(1)
@@ -566,7 +566,7 @@ def test_a_later_chunk_that_cannot_be_read_is_unreadable_input(tmp_path, conn, d
             raise ValueError("corrupt batch")
         return real(batch, meta)
 
-    monkeypatch.setattr(vector, "_arrow_frame", failing)
+    monkeypatch.setattr(vector, "arrow_frame", failing)
     county = county_code()
     with pytest.raises(UnreadableInput) as err:
         pipeline.run(conn, [path], settings=_chunk_settings(tmp_path, db_url, 4), principal=CLI_PRINCIPAL, county=county)
