@@ -99,16 +99,23 @@ def store(root: Path, stream: BinaryIO, limit_bytes: int) -> Stored:
             os.unlink(tmp)
 
 
-def add(session: Session, who: Principal, hazard_id: int, stored: Stored, *, kind: str, file_name: str | None,
-        caption: str | None, client_addr: str | None = None) -> HazardAttachment:
-    """Record a stored file as an attachment of an entry (``report`` access for its county),
-    with its event and audit rows, in one transaction."""
+def check_fields(kind: str, caption: str | None) -> None:
+    """:class:`InvalidInput` for a kind not in ledger.yaml or a caption over 500 characters or with
+    control characters (checked before the file is stored, so a refused upload leaves no file)."""
     led = config.ledger()
     if kind not in led.attachment_kinds:
         raise InvalidInput(f"附件类别须为 {sorted(led.attachment_kinds)} 之一",
                            f"kind must be one of {sorted(led.attachment_kinds)}")
     if caption is not None and (len(caption) > 500 or _CTRL.search(caption)):
         raise InvalidInput("附件说明过长或含控制字符", "caption too long or has control characters")
+
+
+def add(session: Session, who: Principal, hazard_id: int, stored: Stored, *, kind: str, file_name: str | None,
+        caption: str | None, client_addr: str | None = None) -> HazardAttachment:
+    """Record a stored file as an attachment of an entry (``report`` access for its county),
+    with its event and audit rows, in one transaction."""
+    check_fields(kind, caption)
+    led = config.ledger()
     h = load(session, hazard_id)
     auth.authorize(who, Action.report, county=h.county_code)
     att = HazardAttachment(hazard_id=h.id, kind=kind, sha256=stored.sha256, media_type=stored.media_type,

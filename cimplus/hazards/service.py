@@ -135,10 +135,12 @@ class HazardService:
 
     def add_attachment(self, who: Principal, hazard_id: int, stream: BinaryIO, *, kind: str, file_name: str | None,
                        caption: str | None, client_addr: str | None = None) -> dict[str, Any]:
-        """Store an uploaded file and attach it; returns the attachment's record."""
+        """Store an uploaded file and attach it; returns the attachment's record. The entry, the
+        caller's access and the kind and caption are checked before the file is stored."""
         with self.session() as s:
             h = workflow.load(s, hazard_id)
-            auth.authorize(who, Action.report, county=h.county_code)   # before reading the upload
+            auth.authorize(who, Action.report, county=h.county_code)
+        attachments.check_fields(kind, caption)
         limit = int(self.settings.hazards.attachment_max_mb * (1 << 20))
         stored = attachments.store(self.attachments_dir, stream, limit)
         with self.session() as s:

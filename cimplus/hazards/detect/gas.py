@@ -174,20 +174,50 @@ def _drop_runs(cur: psycopg2.extensions.cursor, name: str) -> None:
 
 def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per pressure-class column: the standard distance to a building (``std``), what it is
-    measured to (``basis``), and the reduced distance (``red``) or wall-thickness steps
-    (``wall``: [[min wall mm, distance], …], thickest first) of the reductions."""
+    measured to (``basis``), the reduction steps (``steps``: ``{distance, cond, value}``, the
+    reduced distance and the one condition a pipe must meet for it, e.g. ``wall_mm`` 9.5 or
+    ``protection`` true) and the wall-thickness steps alone (``wall``: [[min wall mm, distance],
+    …], thickest first). :class:`ConfigError` for a step that is not a distance with one condition."""
+    from cim.errors import ConfigError
+
     gb = clearances["gas_building"]
     red = gb.get("reductions") or {}
     out: dict[str, dict[str, Any]] = {}
     for basis in ("foundation", "outer_wall"):
         for cls, value in (gb.get(basis) or {}).items():
-            out[cls] = {"std": float(value), "basis": basis}
+            out[cls] = {"std": float(value), "basis": basis, "steps": [], "wall": []}
     for cls, entry in out.items():
-        if cls in red:
-            entry["red"] = float(red[cls])
-        steps = red.get(f"{cls}_wall_mm")
-        if steps:
-            entry["wall"] = sorted(([float(t), float(v)] for t, v in steps), reverse=True)
+        for step in red.get(cls) or []:
+            conds = {k: v for k, v in step.items() if k != "distance"} if isinstance(step, dict) else {}
+            value = next(iter(conds.values()), None)
+            if (not isinstance(step, dict) or "distance" not in step or len(conds) != 1
+                    or not isinstance(value, bool | int | float) or value is False):
+                raise ConfigError(f"clearances.yaml gas_building.reductions.{cls} 的每一级须为 距离 + 一个条件：{step}",
+                                  f"clearances.yaml gas_building.reductions.{cls}: each step is a distance and one "
+                                  f"condition (a minimum or true): {step}")
+            [(cond, value)] = conds.items()
+            entry["steps"].append({"distance": float(step["distance"]), "cond": str(cond), "value": value})
+        entry["wall"] = sorted(([float(x["value"]), x["distance"]] for x in entry["steps"] if x["cond"] == "wall_mm"),
+                               reverse=True)
+    return out
+
+
+def reduction_columns(rule: Rule) -> dict[str, tuple[str, bool]]:
+    """G02's ``reduction_columns``: condition → (the pipe_segment column stating it, whether it
+    is a flag); :class:`ConfigError` for a column the segment table lacks or of the wrong kind
+    (a flag needs a boolean column, a minimum a number)."""
+    from cim.errors import ConfigError
+    from cim.schema import feature_table
+
+    table = feature_table("pipe_segment")
+    out: dict[str, tuple[str, bool]] = {}
+    for cond, name in (rule.params.get("reduction_columns") or {}).items():
+        col = table.column(str(name))
+        if col is None or col.kind not in ("bool", "int", "float"):
+            raise ConfigError(f"规则 {rule.id} 的 reduction_columns.{cond} 不是管段的数值或布尔字段：{name}",
+                              f"rule {rule.id}: reduction_columns.{cond} is not a numeric or boolean "
+                              f"pipe_segment column: {name}")
+        out[str(cond)] = (col.name, col.kind == "bool")
     return out
 
 
@@ -201,8 +231,9 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
     if "hz_gb" in ctx.cache:
         return
     limits = building_limits(ctx.clearances)
-    _lookup(cur, "hz_gblim", "cls text PRIMARY KEY, std float8, basis text, red float8, wall float8[]",
-            [(c, v["std"], v["basis"], v.get("red"), [x for step in v.get("wall", []) for x in step] or None)
+    # reach: the largest distance of the class, standard or reduced
+    _lookup(cur, "hz_gblim", "cls text PRIMARY KEY, std float8, basis text, reach float8",
+            [(c, v["std"], v["basis"], max([v["std"], *(x["distance"] for x in v["steps"])]))
              for c, v in limits.items()])
     params = ctx.base(rule)
     params["dpm"] = ctx.frame.deg(1.0)
@@ -216,11 +247,11 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
                 SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
                 FROM (SELECT r.run, b.id, b.geom FROM {runs} r JOIN hz_gblim l ON l.cls = r.cls
                       JOIN cim.building b
-                        ON b.geom && ST_Expand(r.box, (greatest(l.std, coalesce(l.red, 0)) + r.r) * %(dpm)s)
+                        ON b.geom && ST_Expand(r.box, (l.reach + r.r) * %(dpm)s)
                       WHERE b.county_code = %(county)s AND b.is_current OFFSET 0) b
                 JOIN {runs}m g ON g.run = b.run
                 JOIN hz_gblim l ON l.cls = g.cls
-                CROSS JOIN LATERAL (SELECT (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s AS reach) x
+                CROSS JOIN LATERAL (SELECT (l.reach + g.r) * %(dpm)s AS reach) x
                 WHERE b.geom && ST_Expand(g.geom, x.reach) AND ST_DWithin(b.geom, g.geom, x.reach) {extra}
             """, params)
         # segments alone probe with their own box
@@ -228,7 +259,7 @@ def gas_building_pairs(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
             INSERT INTO hz_gb
             SELECT g.id, b.id, ST_Intersects(b.geom, g.geom)
             FROM {runs}m g JOIN hz_gblim l ON l.cls = g.cls
-            JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (greatest(l.std, coalesce(l.red, 0)) + g.r) * %(dpm)s)
+            JOIN cim.building b ON ST_DWithin(b.geom, g.geom, (l.reach + g.r) * %(dpm)s)
             WHERE g.axis = '-' AND b.county_code = %(county)s AND b.is_current {extra}
         """, params)
         _drop_runs(cur, runs)
@@ -273,25 +304,41 @@ def gas_under_building(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) ->
         shares="hz_gb", weight=2, shardable=True)
 def gas_building_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G02: the outer wall of a gas pipe closer to a building footprint than its pressure class
-    allows (GB 50028 表6.3.3-1); a reduction applies only where the record qualifies (its wall
-    thickness is recorded; for 次高压A the thickness picks the step). Pipes under the building
-    are G01's."""
+    allows (GB 50028 表6.3.3-1). A reduced distance (``gas_building.reductions``) applies only
+    where the segment meets the step's condition through the column ``reduction_columns`` maps
+    it to (a minimum: the column at least the value; a flag: the column true); among the steps
+    met, the smallest distance. A condition without a column is never met. Pipes under the
+    building are G01's."""
     from cim.db import quote_ident
     from cim.errors import ConfigError
-    from cim.schema import feature_table
 
-    needs = str(rule.params.get("reduction_needs") or "wall_thickness_mm")
-    if feature_table("pipe_segment").column(needs) is None:
-        raise ConfigError(f"规则 {rule.id} 的 reduction_needs 不是管段字段：{needs}",
-                          f"rule {rule.id}: reduction_needs is not a pipe_segment column: {needs}")
+    columns = reduction_columns(rule)
+    steps = []
+    for cls, lim in building_limits(ctx.clearances).items():
+        for x in lim["steps"]:
+            if x["cond"] not in columns:
+                continue
+            flag = columns[x["cond"]][1]
+            if flag is not (x["value"] is True):
+                raise ConfigError(f"clearances.yaml 的减小条件 {x['cond']} 与规则 {rule.id} 的字段类型不符",
+                                  f"reduction condition {x['cond']} ({x['value']}) does not suit the "
+                                  f"{'boolean' if flag else 'numeric'} column of rule {rule.id}")
+            steps.append((cls, x["distance"], x["cond"], None if flag else float(x["value"])))
+    _lookup(cur, "hz_gbred", "cls text, distance float8, cond text, val float8", steps)
     gas_building_pairs(cur, ctx, rule)
     params = ctx.base(rule)
     params.update(skip_burial=list(rule.params.get("skip_burial_types") or []), dpm=ctx.frame.deg(1.0))
-    need_col = f"g.{quote_ident(needs)}"
+    met = []
+    for i, (cond, (name, flag)) in enumerate(sorted(columns.items())):
+        params[f"cond{i}"] = cond
+        test = f"g.{quote_ident(name)} IS TRUE" if flag else f"g.{quote_ident(name)} >= s.val"
+        met.append(f"(s.cond = %(cond{i})s AND {test})")
     inputs = ("jsonb_build_object('pressure_class', g.pressure_class, 'class_column', l.cls, 'diameter_mm', "
               "g.diameter_mm, 'wall_thickness_mm', g.wall_thickness_mm, 'reduction', q.red IS NOT NULL, "
               "'required_basis', CASE WHEN q.red IS NOT NULL THEN 'reduced_' || l.basis ELSE l.basis END, "
-              "'standard_m', l.std, 'building_code', b.code, 'centre_distance_m', round(d.centre::numeric, 3))")
+              "'standard_m', l.std, 'building_code', b.code, 'centre_distance_m', round(d.centre::numeric, 3)) "
+              "|| CASE WHEN q.red IS NOT NULL THEN jsonb_build_object('reduction_condition', "
+              "jsonb_build_object(q.cond, coalesce(to_jsonb(q.val), 'true'::jsonb))) ELSE '{}'::jsonb END")
     insert(cur, f"""
         WITH g AS ({_gas(ctx, params)})
         SELECT NULL::text AS grade,
@@ -305,13 +352,10 @@ def gas_building_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                coalesce(b.address, g.road) AS location, b.community_code AS community_code
         FROM hz_gb p JOIN g ON g.id = p.gid JOIN hz_gblim l ON l.cls = g.cls
         JOIN cim.building b ON b.id = p.bid
-        CROSS JOIN LATERAL (
-            SELECT r.red, coalesce(r.red, l.std) AS required
-            FROM (SELECT CASE WHEN {need_col} IS NULL THEN NULL
-                              WHEN l.wall IS NOT NULL THEN
-                                  (SELECT l.wall[2 * k] FROM generate_series(1, cardinality(l.wall) / 2) k
-                                   WHERE g.wall_thickness_mm >= l.wall[2 * k - 1] ORDER BY l.wall[2 * k - 1] DESC LIMIT 1)
-                              ELSE l.red END AS red) r) q
+        LEFT JOIN LATERAL (SELECT s.distance, s.cond, s.val FROM hz_gbred s
+                           WHERE s.cls = l.cls AND ({' OR '.join(met) or 'false'})
+                           ORDER BY s.distance, s.cond LIMIT 1) r ON true
+        CROSS JOIN LATERAL (SELECT r.distance AS red, r.cond, r.val, coalesce(r.distance, l.std) AS required) q
         CROSS JOIN LATERAL (
             SELECT c.centre, round((c.centre - g.r)::numeric, 3)::float8 AS clear
             FROM (SELECT ST_Distance(ST_Transform(g.geom, %(srid)s), ST_Transform(b.geom, %(srid)s)) AS centre) c) d
@@ -703,9 +747,15 @@ def gas_parallel_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
         focusable=True, shares="hz_gs", weight=4, shardable=True)
 def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule) -> None:
     """G04: where a gas pipe crosses another pipe in plan (interiors cross; ends touching the
-    other pipe, within 1 mm, do not), each pipe's elevation is interpolated along it, moved from its reference (top / invert /
-    centre) to the centre with its size, and the vertical clear distance outer wall to outer wall
-    is compared with the GB 50289 vertical table (as ingest rule Q20 computes it)."""
+    other pipe, within 1 mm, do not), each pipe's elevation is interpolated along it, moved from
+    its reference (top / invert / centre) to the centre with its size, and the vertical clear
+    distance outer wall to outer wall is compared with the GB 50289 vertical table (as ingest rule
+    Q20 computes it).
+
+    An end without a recorded elevation (``start_z`` / ``end_z``) takes the ground elevation of
+    its point (``pipe_point.ground_z``) minus the segment's burial depth at that end
+    (``start_depth`` / ``end_depth``, to the same reference); the evidence lists such ends
+    (``z_from_depth``). A pair with an end that has neither is not evaluated."""
     gas_segment_pairs(cur, ctx, rule)
     v = ctx.clearances["vertical"]
     nets = [str(n) for n in (rule.params.get("networks") or [])]
@@ -714,12 +764,18 @@ def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
             [(str(k), float(val)) for k, val in (v.get("pairs") or {}).items()])
     # an end closer than 1 mm to the other pipe is a connection (T-junction), not a crossing
     params.update(nets=nets, default_m=float(v["default_m"]), tol=ctx.frame.deg(0.001))
-    centre = ("({a}.start_z + {t} * ({a}.end_z - {a}.start_z) + CASE {a}.z_ref WHEN 'invert' THEN {r} "
+    centre = ("(x.{a}z0 + {t} * (x.{a}z1 - x.{a}z0) + CASE {a}.z_ref WHEN 'invert' THEN {r} "
               "WHEN 'top' THEN -{r} ELSE 0 END)")
+    # an end's elevation at the segment's reference: recorded, else ground of its point − burial depth
+    ends = {f"{a}z{i}": (f"{a}.{end}_z", f"{a}{end[0]}.ground_z - {a}.{end}_depth", f"{side}_{end}")
+            for a, side in (("g", "gas"), ("o", "other")) for i, end in enumerate(("start", "end"))}
+    elevations = ", ".join(f"coalesce({z}, {d}) AS {n}" for n, (z, d, _) in ends.items())
+    derived = ", ".join(f"CASE WHEN {z} IS NULL THEN '{label}' END" for z, _, label in ends.values())
     inputs = ("jsonb_build_object('other_network', o.network, 'gas_centre_z', round(z.za::numeric, 3), "
               "'other_centre_z', round(z.zb::numeric, 3), 'gas_diameter_mm', coalesce(g.diameter_mm, g.height_mm), "
               "'other_diameter_mm', coalesce(o.diameter_mm, o.height_mm), 'gas_z_ref', g.z_ref, 'other_z_ref', o.z_ref, "
-              "'pair', z.pair)")
+              "'pair', z.pair) || CASE WHEN cardinality(z.derived) > 0 "
+              "THEN jsonb_build_object('z_from_depth', to_jsonb(z.derived)) ELSE '{}'::jsonb END")
     insert(cur, f"""
         WITH c AS MATERIALIZED (
             SELECT p.*, (p.gx1 - p.gx0) * (p.oy0 - p.gy0) - (p.gy1 - p.gy0) * (p.ox0 - p.gx0) AS d1,
@@ -729,12 +785,17 @@ def gas_crossing_clearance(cur: psycopg2.extensions.cursor, ctx: Ctx, rule: Rule
                    sqrt((p.gx1 - p.gx0) ^ 2 + (p.gy1 - p.gy0) ^ 2) AS lg, sqrt((p.ox1 - p.ox0) ^ 2 + (p.oy1 - p.oy0) ^ 2) AS lo
             FROM hz_gs p WHERE p.onet = ANY(%(nets)s)),
         x AS MATERIALIZED (
-            SELECT c.gid, c.oid,
+            SELECT c.gid, c.oid, e.*,
                    CASE WHEN c.simple THEN ST_SetSRID(ST_MakePoint(c.gx0 + (c.gx1 - c.gx0) * c.d3 / (c.d3 - c.d4),
                                                                    c.gy0 + (c.gy1 - c.gy0) * c.d3 / (c.d3 - c.d4)), 4490)
                         ELSE ST_Centroid(ST_Intersection(g.geom, o.geom)) END AS pt
             FROM c JOIN cim.pipe_segment g ON g.id = c.gid JOIN cim.pipe_segment o ON o.id = c.oid
-            WHERE g.start_z IS NOT NULL AND g.end_z IS NOT NULL AND o.start_z IS NOT NULL AND o.end_z IS NOT NULL
+            LEFT JOIN cim.pipe_point gs ON gs.id = g.start_point_id AND g.start_z IS NULL
+            LEFT JOIN cim.pipe_point ge ON ge.id = g.end_point_id AND g.end_z IS NULL
+            LEFT JOIN cim.pipe_point os ON os.id = o.start_point_id AND o.start_z IS NULL
+            LEFT JOIN cim.pipe_point oe ON oe.id = o.end_point_id AND o.end_z IS NULL
+            CROSS JOIN LATERAL (SELECT {elevations}, array_remove(ARRAY[{derived}], NULL) AS derived OFFSET 0) e
+            WHERE e.gz0 IS NOT NULL AND e.gz1 IS NOT NULL AND e.oz0 IS NOT NULL AND e.oz1 IS NOT NULL
               AND CASE WHEN c.simple THEN c.d1 * c.d2 < 0 AND c.d3 * c.d4 < 0
                                           AND least(abs(c.d1), abs(c.d2)) > %(tol)s * c.lg
                                           AND least(abs(c.d3), abs(c.d4)) > %(tol)s * c.lo

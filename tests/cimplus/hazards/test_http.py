@@ -251,6 +251,33 @@ def test_attachments_and_their_defences(ledger, hz_server):
         assert cur.fetchone()[0] == len(e["attachments"])
 
 
+def test_refused_kind_or_caption_stores_nothing(ledger, hz_server):
+    """A valid file with a bad kind or caption is refused before it is stored: a bilingual 400,
+    no file under its digest, nothing in the incoming directory, no attachment row, no event."""
+    import hashlib
+
+    base, staff, viewer = ledger["base"], ledger["staff"], ledger["viewer"]
+    hid = httpx.get(f"{base}/api/hazards", params={"county": COUNTY, "limit": 1}, headers=viewer).json()["features"][0]["id"]
+    before = httpx.get(f"{base}/api/hazards/{hid}", headers=viewer).json()
+    root = hz_server.home / "hazards" / "attachments"
+    for n, fields in enumerate(({"kind": "selfie", "caption": "现场照片"}, {"kind": "before", "caption": "x" * 501},
+                                {"kind": "before", "caption": "现场\x07照片"})):
+        data = JPEG + f"orphan-{n}".encode()
+        sha = hashlib.sha256(data).hexdigest()
+        r = httpx.post(f"{base}/api/hazards/{hid}/attachments", files={"file": ("o.jpg", data, "image/jpeg")},
+                       data=fields, headers=staff)
+        assert r.status_code == 400, r.text
+        body = r.json()
+        assert body["message_zh"] and body["message_en"] and body["message_zh"] != body["message_en"], body
+        assert not (root / sha[:2] / f"{sha}.jpg").exists()
+        assert not (root / ".incoming").exists() or not any((root / ".incoming").iterdir())
+        with psycopg2.connect(ledger["url"]) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM cim.hazard_attachment WHERE sha256 = %s", (sha,))
+            assert cur.fetchone()[0] == 0
+    after = httpx.get(f"{base}/api/hazards/{hid}", headers=viewer).json()
+    assert len(after["attachments"]) == len(before["attachments"]) and len(after["events"]) == len(before["events"])
+
+
 def test_scan_requests(ledger):
     base, token = ledger["base"], ledger["token"]
     url = f"{base}/api/hazards/scan"

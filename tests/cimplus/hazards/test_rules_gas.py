@@ -34,22 +34,30 @@ def test_g01_gas_under_building(plant, hz_conn, county, run_scan):
     assert f["hazard_class"] == "major" and f["risk_level"] == 1 and f["status"] == "pending"
 
 
-@pytest.mark.parametrize("cls,wall,clear,found", [
-    ("ZA", None, 1.2, True),      # 中压A: 1.5 m to the foundation
-    ("ZA", None, 1.5, False),     # exactly the required distance: compliant
-    ("ZA", None, 1.499, True),
-    ("ZA", None, 2.0, False),
-    ("ZA", 8.0, 1.2, False),      # wall thickness recorded: the reduction (1.0 m) applies
-    ("ZA", 8.0, 0.9, True),
-    ("DY", None, 0.7, False),     # 低压 0.7 m, no reduction
-    ("DY", None, 0.65, True),
-    ("CGA", None, 7.0, True),     # 次高压A 13.5 m to the outer wall
-    ("CGA", 10.0, 7.0, False),    # wall ≥ 9.5 mm: 6.5 m
-    ("CGA", 10.0, 6.4, True),
-    ("CGA", 12.0, 3.0, False),    # wall ≥ 11.9 mm: 3.0 m, at exactly 3.0 m
-    ("GA", None, 13.0, True),     # 高压 held to the 次高压A column
+@pytest.mark.parametrize("cls,wall,clear,required,found", [
+    ("ZA", None, 1.2, 1.5, True),      # 中压A: 1.5 m to the foundation
+    ("ZA", None, 1.5, 1.5, False),     # exactly the required distance: compliant
+    ("ZA", None, 1.499, 1.5, True),
+    ("ZA", None, 2.0, 1.5, False),
+    # the 中压 reduction (1.0 m) needs protective measures, which the record cannot state: a wall
+    # thickness, however thick, does not qualify
+    ("ZA", 8.0, 1.2, 1.5, True),
+    ("ZA", 20.0, 1.2, 1.5, True),
+    ("CGB", 20.0, 4.0, 5.0, True),     # 次高压B: the 3.0 m reduction needs protection too
+    ("DY", None, 0.7, 0.7, False),     # 低压 0.7 m, no reduction
+    ("DY", None, 0.65, 0.7, True),
+    ("CGA", None, 7.0, 13.5, True),    # 次高压A 13.5 m to the outer wall
+    ("CGA", 9.4, 7.0, 13.5, True),     # wall below 9.5 mm: no reduction
+    ("CGA", 9.5, 7.0, 6.5, False),     # wall ≥ 9.5 mm: 6.5 m
+    ("CGA", 9.5, 6.5, 6.5, False),     # … at exactly 6.5 m
+    ("CGA", 9.5, 6.499, 6.5, True),
+    ("CGA", 10.0, 6.4, 6.5, True),
+    ("CGA", 11.8, 3.0, 6.5, True),     # wall below 11.9 mm: still 6.5 m
+    ("CGA", 11.9, 3.0, 3.0, False),    # wall ≥ 11.9 mm: 3.0 m, at exactly 3.0 m
+    ("CGA", 11.9, 2.999, 3.0, True),
+    ("GA", None, 13.0, 13.5, True),    # 高压 held to the 次高压A column
 ])
-def test_g02_clearance_to_buildings(plant, hz_conn, county, run_scan, cls, wall, clear, found):
+def test_g02_clearance_to_buildings(plant, hz_conn, county, run_scan, cls, wall, clear, required, found):
     plant.building(0, 0, 20, 10, code="HOUSE")
     r = 0.1                                                              # DN 200: outer wall 0.1 m off the axis
     plant.segment("RQ", (-5, -clear - r), (25, -clear - r),
@@ -60,8 +68,49 @@ def test_g02_clearance_to_buildings(plant, hz_conn, county, run_scan, cls, wall,
     if found:
         ev = got[0]["evidence"]
         assert ev["measured"] == pytest.approx(clear, abs=0.0015)
-        assert ev["measured"] < ev["required"]
-        assert ev["inputs"]["reduction"] is (wall is not None and ev["inputs"]["required_basis"].startswith("reduced"))
+        assert ev["required"] == required and ev["measured"] < ev["required"]
+        reduced = required < ev["inputs"]["standard_m"]
+        assert ev["inputs"]["reduction"] is reduced and ev["inputs"]["required_basis"].startswith("reduced") is reduced
+        assert ev["inputs"].get("reduction_condition") == ({"wall_mm": 11.9 if required == 3.0 else 9.5}
+                                                           if reduced else None)
+
+
+def test_g02_reductions_need_a_mapped_column(hz_url, plant, hz_conn, county, run_scan):
+    """The conditions of the reductions are met only through the columns the rule maps them to:
+    without ``reduction_columns`` a 12 mm 次高压A wall gets no reduction; a column that cannot
+    state a condition is refused."""
+    import psycopg2
+
+    from cim.errors import ConfigError
+    from cimplus.hazards import config, scan
+
+    plant.building(0, 0, 20, 10, code="HOUSE")
+    plant.segment("RQ", (-5, -3.1), (25, -3.1),
+                  **{**GAS, "pressure_class": "CGA", "diameter_mm": 200, "wall_thickness_mm": 12.0})
+    hz_conn.commit()
+    assert findings(run_scan, hz_conn, county, "G02") == []             # the shipped rule: 3.0 m at 3.0 m
+
+    shipped = config.rules()
+
+    def ruleset(columns: dict) -> config.RuleSet:
+        g02 = shipped.rules["G02"]
+        rule = g02.model_copy(update={"params": {**g02.params, "reduction_columns": columns}})
+        return shipped.model_copy(update={"rules": {**shipped.rules, "G02": rule}})
+
+    conn = psycopg2.connect(hz_url)
+    try:
+        scan.scan(conn, county, rule_ids=["G02"], ruleset=ruleset({}))
+        got = entries(hz_conn, county, "G02")
+        assert len(got) == 1 and got[0]["evidence"]["required"] == 13.5
+        assert got[0]["evidence"]["inputs"]["reduction"] is False
+        assert "reduction_condition" not in got[0]["evidence"]["inputs"]
+        for columns, error in (({"wall_mm": "material"}, "reduction_columns.wall_mm"),      # a text column
+                               ({"wall_mm": "no_such_column"}, "reduction_columns.wall_mm"),
+                               ({"protection": "diameter_mm"}, "protection")):              # a flag needs a bool
+            with pytest.raises(ConfigError, match=error):
+                scan.scan(conn, county, rule_ids=["G02"], ruleset=ruleset(columns))
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("other,offset,found", [
@@ -116,6 +165,52 @@ def test_g04_vertical_clearance_at_crossings(plant, hz_conn, county, run_scan, g
         ev = got[0]["evidence"]
         assert ev["measured"] == pytest.approx(gap, abs=0.0015) and ev["required"] == 0.15
         assert ev["inputs"]["other_centre_z"] == pytest.approx(invert + 0.1, abs=1e-3)
+        assert "z_from_depth" not in ev["inputs"]                       # every elevation recorded
+
+
+@pytest.mark.parametrize("gap,found", [(0.10, True), (0.15, False), (0.149, True)])
+def test_g04_elevations_from_ground_and_depth(plant, hz_conn, county, run_scan, gap, found):
+    # depth-only survey: gas DN100 (centre reference) 1.2 m deep under ground 11.2 / 11.4 →
+    # centre 10.0 / 10.2, 10.1 at the crossing (top 10.15); water DN200 by its invert, start
+    # elevation recorded, end from ground − depth, interpolated to invert = 10.15 + gap
+    plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_depth": 1.2, "end_depth": 1.2,
+                                             "start_ground_z": 11.2, "end_ground_z": 11.4})
+    invert = 10.15 + gap
+    plant.segment("JS", (15, -10), (15, 10), diameter_mm=200, z_ref="invert", start_z=invert - 0.1,
+                  end_ground_z=12.5, end_depth=12.5 - (invert + 0.1))
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G04")
+    assert bool(got) is found, [g["evidence"] for g in got]
+    if found:
+        ev = got[0]["evidence"]
+        assert ev["measured"] == pytest.approx(gap, abs=0.0015) and ev["required"] == 0.15
+        assert ev["inputs"]["gas_centre_z"] == pytest.approx(10.1, abs=1e-3)
+        assert ev["inputs"]["other_centre_z"] == pytest.approx(invert + 0.1, abs=1e-3)
+        assert ev["inputs"]["z_from_depth"] == ["gas_start", "gas_end", "other_end"]
+
+
+def test_g04_skips_ends_without_elevation_or_ground_and_depth(plant, hz_conn, county, run_scan):
+    # each gas pipe below meets a water pipe at the very same elevation (a clash, were it known),
+    # but has an end with neither an elevation nor both a ground elevation and a depth
+    water = dict(diameter_mm=200, start_z=10.0, end_z=10.0)
+    plant.segment("RQ", (0, 0), (30, 0), **{**GAS, "start_depth": None, "end_depth": None,
+                                             "start_ground_z": 11.2, "end_ground_z": 11.2})      # no depth
+    plant.segment("JS", (15, -10), (15, 10), **water)
+    plant.segment("RQ", (100, 0), (130, 0), **{**GAS, "start_depth": 1.2, "end_depth": 1.2})   # no ground
+    plant.segment("JS", (115, -10), (115, 10), **water)
+    plant.segment("RQ", (200, 0), (230, 0), **{**GAS, "start_z": 10.0, "end_depth": 1.2,
+                                               "end_ground_z": None})                           # one end lacks both
+    plant.segment("JS", (215, -10), (215, 10), **water)
+    plant.segment("RQ", (300, 0), (330, 0), **{**GAS, "start_depth": 1.2, "end_depth": 1.2,
+                                               "start_ground_z": 11.2, "end_ground_z": 11.2})
+    plant.segment("JS", (315, -10), (315, 10), diameter_mm=200, start_z=10.0)                  # the other pipe lacks both
+    plant.segment("RQ", (400, 0), (430, 0), **{**GAS, "start_depth": 1.2, "end_depth": 1.2,
+                                               "start_ground_z": 11.2, "end_ground_z": 11.2})
+    clash = plant.segment("JS", (415, -10), (415, 10), **water)                                  # control: derived, found
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G04")
+    assert [[r["id"] for r in g["facility_refs"] if r["network"] == "JS"] for g in got] == [[clash]]
+    assert got[0]["evidence"]["inputs"]["z_from_depth"] == ["gas_start", "gas_end"]
 
 
 def test_g04_touching_ends_are_not_crossings(plant, hz_conn, county, run_scan):
