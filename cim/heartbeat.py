@@ -30,6 +30,7 @@ from typing import Any
 import asyncpg
 import psycopg2.extensions
 
+from cim import versions
 from cim.db import connect, quote_ident
 from cim.settings import DatabaseSettings, TierSettings
 from cim.tiers import LEVEL_ZH, identity, level_of, prefix_of, subscriptions
@@ -140,10 +141,7 @@ def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict[str, Any]:
     row = cur.fetchone()
     assert row is not None
     current = row[0]
-    cur.execute("SELECT coalesce(jsonb_object_agg(source_table, version), '{}'::jsonb) FROM cim.data_version")
-    row = cur.fetchone()
-    assert row is not None
-    versions = row[0]
+    data_versions = versions.read(cur)
     cur.execute("SELECT (SELECT count(*) FROM cim.task WHERE state = 'failed' AND finished_at > now() - interval '1 hour'), "
                 "(SELECT count(*) FROM cim.server_error WHERE at > now() - interval '1 hour')")
     row = cur.fetchone()
@@ -161,7 +159,7 @@ def _facts(cur: psycopg2.extensions.cursor, prefix: str) -> dict[str, Any]:
         "max_replay_lag_s": max((d["replay_lag_s"] or 0.0 for d in downstream), default=None),
     }
     return {"schema": schema, "dict_hash": dict_hash(cur), "last_id": last[0], "last_at": last[1], "current": current,
-            "versions": json.dumps(versions), "errors": json.dumps({"failed_tasks_1h": failed, "http_5xx_1h": http5xx}),
+            "versions": json.dumps(data_versions), "errors": json.dumps({"failed_tasks_1h": failed, "http_5xx_1h": http5xx}),
             "replication": json.dumps(replication, default=str)}
 
 

@@ -4,15 +4,16 @@ The migrations in ``cim/sql/migrations`` create the tables; this module describe
 for the code: which tables hold features, their geometry type, their attribute columns with a
 value kind (what ingest coerces delivered values to), whether a delivery replaces them per
 pipeline network, and the order they are read and written in. ``tests/cim/test_schema.py``
-checks it against the migrated database (columns, SQL types, geometry type and SRID), so the
-two cannot drift apart.
+checks it against the migrated database (columns, SQL types, constant defaults, geometry type
+and SRID), so the two cannot drift apart; the loader takes its column plan from here instead of
+the database's catalogue.
 
 Everything above ``cim`` reads it: ingest (targets, column kinds, geometry types, load order),
 the layer catalogue (a spec's table must be one of these or a CIM+ table), the 3D sources (the
 data versions a 3D layer depends on) and the CIM+ applications (facility references).
 
-Every feature table also has the lineage columns :data:`LINEAGE` (filled by the loader) and
-the surrogate key ``id``.
+Every feature table also has the lineage columns :data:`LINEAGE_COLUMNS` (filled by the
+loader) and the surrogate key ``id``.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from cim.errors import NotFound
 
 Kind = Literal["text", "int", "float", "bool", "date"]
 GeometryType = Literal["Point", "LineString", "MultiLineString", "MultiPolygon"]
-
-#: Columns every feature table has, filled by the loader (never from a delivery).
-LINEAGE = ("county_code", "delivery_id", "source_layer", "source_row", "is_current")
 
 #: Key under which the current DEM's data version is kept in ``cim.data_version``.
 DEM_VERSION_KEY = "dem"
@@ -42,10 +40,11 @@ _KIND_OF = {"text": "text", "varchar": "text", "char": "text", "smallint": "int"
 
 @dataclass(frozen=True)
 class Column:
-    """One attribute column: name, declared SQL type and the value kind it holds."""
+    """One column: name, declared SQL type and the value kind it holds."""
 
     name: str
     sql: str   # key of _SQL_TYPES: text, varchar, char, smallint, integer, bigint, float, bool, date
+    default: str | None = None   # the DEFAULT of a NOT NULL text column: what an empty delivered value becomes
 
     @property
     def kind(self) -> Kind:
@@ -59,8 +58,18 @@ class Column:
 
 
 def _cols(spec: str) -> tuple[Column, ...]:
-    """``"name:sql name:sql …"`` → columns (compact declaration, one table per line block)."""
+    """``"name:sql name:sql:default …"`` → columns (compact declaration, one table per line block)."""
     return tuple(Column(*item.split(":")) for item in spec.split())
+
+
+#: Columns every feature table has, filled by the loader (never from a delivery).
+LINEAGE_COLUMNS = _cols("county_code:varchar delivery_id:bigint source_layer:text source_row:integer is_current:bool")
+
+#: Names of the lineage columns.
+LINEAGE = tuple(c.name for c in LINEAGE_COLUMNS)
+
+# SQL type of the reference columns the loader resolves (another feature table's id)
+_RESOLVED_SQL = "bigint"
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,12 @@ class FeatureTable:
         """Column name → value kind of every attribute column."""
         return {c.name: c.kind for c in self.columns}
 
+    def data_types(self) -> dict[str, str]:
+        """Column name → ``information_schema`` data type of every column but ``id`` and ``geom``:
+        attributes, the references the loader resolves, lineage."""
+        resolved = tuple(Column(name, _RESOLVED_SQL) for name in self.resolved)
+        return {c.name: c.data_type for c in (*self.columns, *resolved, *LINEAGE_COLUMNS)}
+
 
 _TABLES = (
     FeatureTable("admin_area", "行政区划", "Administrative areas", "MultiPolygon", _cols(
@@ -119,7 +134,7 @@ _TABLES = (
         "pump_count:smallint service_area_km2:float"), network_scoped=True),
     FeatureTable("pipe_segment", "管线段", "Pipeline segments", "LineString", _cols(
         "network:varchar subtype:varchar feature_code:char code:text start_exp_no:text end_exp_no:text "
-        "start_depth:float end_depth:float start_z:float end_z:float z_ref:text diameter_mm:float width_mm:float "
+        "start_depth:float end_depth:float start_z:float end_z:float z_ref:text:centre diameter_mm:float width_mm:float "
         "height_mm:float section_shape:text material:text burial_type:text status:text pressure_class:text "
         "design_pressure_mpa:float wall_thickness_mm:float voltage_kv:float cable_count:smallint "
         "duct_total:smallint duct_used:smallint flow_dir:smallint joint_type:text install_year:smallint owner:text "

@@ -5,10 +5,13 @@ A statement trigger bumps the counter of a source table on every change to it (m
 every bump ``NOTIFY cim_data_version`` at commit. Caches key on these versions (vector tiles,
 3D Tiles, layer statistics), so new data makes new keys and nothing is ever purged by hand.
 
-:func:`read` is the synchronous reader (psycopg2: CLIs, builds, batch jobs). The server keeps
-one :class:`VersionWatcher` (``app.state.versions``): it LISTENs on the channel and re-reads the
-table about once a second in case the listening connection drops, so a request that needs the
-versions of its tables gets them from memory, without a database round trip.
+:func:`read` is the synchronous reader (psycopg2: CLIs, builds, batch jobs, the heartbeat). A
+statement that needs versions inside itself (comparing stored stamps with the current versions
+in one statement) takes the SQL expression :func:`version_sql` instead of spelling out the table.
+The server keeps one :class:`VersionWatcher` (``app.state.versions``): it LISTENs on the channel
+and re-reads the table about once a second in case the listening connection drops, so a request
+that needs the versions of its tables (tiles, 3D Tiles, ``/api/versions``) gets them from memory,
+without a database round trip.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ def read(cur: psycopg2.extensions.cursor, tables: Iterable[str] | None = None) -
     if tables is None:
         return found
     return {t: found.get(t, 0) for t in tables}
+
+
+def version_sql(key: str) -> str:
+    """SQL expression for the current version of the source table named by the SQL expression ``key``
+    (0 for one never bumped, as :func:`read` gives it), to embed in a larger statement.
+
+    ``key`` is SQL text written in code (a column such as ``s.source_table`` or a quoted literal),
+    never a value from a request: values go in as query parameters.
+    """
+    return f"coalesce((SELECT d.version FROM cim.data_version d WHERE d.source_table = {key}), 0)"
 
 
 async def read_async(conn: AsyncConn | asyncpg.Pool) -> dict[str, int]:

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from api import deps
 from cim import health as liveness
-from cim import versions as data_versions
 from cim.auth import Action, Principal
 
 router = APIRouter(tags=["meta / 元数据"])
@@ -27,8 +26,9 @@ async def layers(request: Request, who: Principal = Depends(deps.require(Action.
 @router.get("/api/versions", summary="图层数据版本 / data versions")
 async def versions(request: Request, who: Principal = Depends(deps.require(Action.read))) -> dict:
     """Data version of every public layer: it grows with every change to the tables the layer
-    follows (the sum of their counters, so any change shows)."""
-    return deps.catalog(request).versions(await data_versions.read_async(deps.pool(request)))
+    follows (the sum of their counters, so any change shows). Answered from the server's version
+    watcher, as tiles are, without a database round trip."""
+    return deps.catalog(request).versions(request.app.state.versions.versions)
 
 
 def register(app: FastAPI) -> None:

@@ -63,7 +63,7 @@ def index_cost(url: str, delivery: Path) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     delivery = read_delivery(delivery, county="439999")
     for b in delivery.batches:
-        frame = rows.copy_frame(b, b.target, rows.table_columns(cur, b.target))
+        frame = rows.copy_frame(b, b.target, rows.table_columns(b.target))
         frame.insert(0, "county_code", "439999")
         frame.insert(1, "delivery_id", did)
         if b.target == "pipe_segment":  # ends unresolved here: no foreign-key lookups to time

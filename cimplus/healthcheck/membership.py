@@ -146,14 +146,13 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
 def prune(conn: psycopg2.extensions.connection) -> int:
     """Delete the sets (and their parts) no run can use any more: another method, or data versions
     older than the current ones. READ COMMITTED, committed; returns how many sets went."""
+    table_version, admin_version = versions.version_sql("s.source_table"), versions.version_sql("'admin_area'")
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cur.execute(
-                "WITH v AS (SELECT source_table, version FROM cim.data_version), "
-                "gone AS (DELETE FROM cim.healthcheck_part_set s WHERE s.method <> %s OR s.versions <> jsonb_build_object("
-                "    s.source_table, coalesce((SELECT v.version FROM v WHERE v.source_table = s.source_table), 0), "
-                "    'admin_area', coalesce((SELECT v.version FROM v WHERE v.source_table = 'admin_area'), 0)) "
+                "WITH gone AS (DELETE FROM cim.healthcheck_part_set s WHERE s.method <> %s "
+                f"  OR s.versions <> jsonb_build_object(s.source_table, {table_version}, 'admin_area', {admin_version}) "
                 "  RETURNING s.id), "
                 "parts AS (DELETE FROM cim.healthcheck_part p USING gone WHERE p.set_id = gone.id) "
                 "SELECT count(*) FROM gone", (METHOD,))

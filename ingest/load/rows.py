@@ -29,7 +29,7 @@ import shapely
 from cim.crs import STORAGE_SRID
 from cim.db import quote_ident
 from cim.errors import InvalidInput
-from cim.schema import TABLES
+from cim.schema import TABLES, feature_table
 from ingest.keys import PointIndex
 from ingest.model import LayerBatch, arrow_text
 
@@ -51,11 +51,16 @@ _TYPE_NAMES = {-1: "missing", 0: "Point", 1: "LineString", 2: "LinearRing", 3: "
 Progress = Callable[[int], None]
 
 
-def table_columns(cur: psycopg2.extensions.cursor, target: str) -> dict[str, tuple[str, str | None, bool]]:
-    """Column name → (SQL type, default expression, nullable) of ``cim.<target>`` (the identifier whitelist)."""
-    cur.execute("SELECT column_name, data_type, column_default, is_nullable = 'YES' FROM information_schema.columns "
-                "WHERE table_schema = 'cim' AND table_name = %s ORDER BY ordinal_position", (target,))
-    return {name: (dtype, default, nullable) for name, dtype, default, nullable in cur.fetchall()}
+def table_columns(target: str) -> dict[str, str]:
+    """Column name → SQL type (``information_schema`` spelling) of every column of ``cim.<target>`` but
+    ``id``, ``geom`` last (the identifier whitelist): the table model's, :mod:`cim.schema`, which
+    ``tests/cim/test_schema.py`` checks against the migrations."""
+    return {**feature_table(target).data_types(), "geom": "geometry"}
+
+
+def _defaults(target: str) -> dict[str, object]:
+    """Values of the constant defaults of NOT NULL attribute columns (e.g. ``z_ref``), from the table model."""
+    return {c.name: c.default for c in feature_table(target).columns if c.default is not None}
 
 
 def _coerce(series: pd.Series, dtype: str, column: str, layer: str) -> pd.Series:
@@ -126,14 +131,13 @@ class _Part:
     Chunks of it are formatted one by one (:meth:`frame`), so formatting overlaps the COPY.
     """
 
-    def __init__(self, batch: LayerBatch, target: str, columns: dict[str, tuple[str, str | None, bool]],
-                 defaults: dict[str, object]) -> None:
+    def __init__(self, batch: LayerBatch, target: str, columns: dict[str, str], defaults: dict[str, object]) -> None:
         self.batch, self.target, self.defaults = batch, target, defaults
         self.geom = check_geometries(batch, target)       # refuses unfit rows before anything is written
         df = batch.frame
         self.filled: dict[str, str] = {}                  # column → SQL type, taken from the frame
         self.constant: dict[str, object] = {}             # column → one value for every row
-        for col, (dtype, _default, _nullable) in columns.items():
+        for col, dtype in columns.items():
             if col in LOADER_COLUMNS or col == "geom":
                 continue
             if col in df.columns and df[col].notna().any():
@@ -194,7 +198,7 @@ def ewkb_hex(geoms: np.ndarray, srid: int) -> pa.Array:
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(_HEX[out]))
 
 
-def copy_frame(batch: LayerBatch, target: str, columns: dict[str, tuple[str, str | None, bool]]) -> pd.DataFrame:
+def copy_frame(batch: LayerBatch, target: str, columns: dict[str, str]) -> pd.DataFrame:
     """The frame to COPY for a whole batch: filled table columns, lineage, network, ``geom`` as hex EWKB."""
     return _Part(batch, target, columns, {}).frame(0, len(batch))
 
@@ -219,16 +223,6 @@ def _csv(frame: pd.DataFrame) -> io.BytesIO:
     data = out.getvalue()
     # PostgreSQL text cannot hold NUL characters; in UTF-8 only U+0000 itself has a zero byte.
     return io.BytesIO(data.replace(b"\x00", b"") if b"\x00" in data else data)
-
-
-def _defaults(cur, columns: dict[str, tuple[str, str | None, bool]]) -> dict[str, object]:
-    """Values of the constant defaults of NOT NULL columns (e.g. ``z_ref``), from the schema."""
-    out: dict[str, object] = {}
-    for col, (_dtype, default, nullable) in columns.items():
-        if default and not nullable and col != "id" and "nextval" not in default and "now()" not in default:
-            cur.execute(f"SELECT {default}")  # schema text from information_schema, not user input
-            out[col] = cur.fetchone()[0]
-    return out
 
 
 def _point_ids(cur, n: int) -> np.ndarray:
@@ -345,8 +339,7 @@ class Copier:
 
     def _columns(self, target: str) -> tuple[dict, dict]:
         if target not in self.meta:
-            columns = table_columns(self.cur, target)
-            self.meta[target] = (columns, _defaults(self.cur, columns))
+            self.meta[target] = (table_columns(target), _defaults(target))
         return self.meta[target]
 
     def add(self, target: str, batch: LayerBatch) -> None:

@@ -32,6 +32,27 @@ def test_every_declared_column_exists_with_its_type(conn, name):
         assert gtype == table.geometry.upper() and srid == table.srid
 
 
+@pytest.mark.parametrize("name", FEATURE_TABLES)
+def test_the_loaders_column_plan_is_the_databases(conn, name):
+    """Every column but ``id`` and ``geom`` (attributes, resolved references, lineage) has the declared type,
+    and the constant defaults of NOT NULL attribute columns are the declared ones: the loader writes
+    from the model without reading the catalogue."""
+    table = TABLES[name]
+    with conn.cursor() as cur:
+        cur.execute("SELECT column_name, data_type, column_default, is_nullable = 'YES' FROM information_schema.columns "
+                    "WHERE table_schema = 'cim' AND table_name = %s AND column_name NOT IN ('id', 'geom')", (name,))
+        live = cur.fetchall()
+        assert {c: dtype for c, dtype, _, _ in live} == table.data_types()
+        attributes = {c.name for c in table.columns}
+        defaults = {}
+        for column, _, default, nullable in live:
+            if column in attributes and default is not None and not nullable:
+                cur.execute(f"SELECT {default}")   # the catalogue's own expression text
+                defaults[column] = cur.fetchone()[0]
+    assert defaults == {c.name: c.default for c in table.columns if c.default is not None}
+    assert all(isinstance(v, str) for v in defaults.values())   # declared defaults are text values
+
+
 def test_every_feature_table_is_versioned(conn):
     with conn.cursor() as cur:
         cur.execute("SELECT source_table FROM cim.data_version")
