@@ -119,11 +119,27 @@ class Palette(_Strict):
 
 
 class Ledger(_Strict):
-    """Where open entries of the hazard ledger are read (used only when the table exists at run time)."""
+    """Where open entries of the hazard ledger are read (used only when the table exists at run time).
+
+    The table, the geometry column and the filter's columns are plain names (they are quoted into
+    the statement); the filter's values are bound parameters.
+    """
 
     table: str = Field(pattern=r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
     geometry: str = Field("geom", pattern=_ID)
     where: dict[str, str | list[str]] = Field(default_factory=dict, description="column → value(s), bound, ANDed")
+
+    @model_validator(mode="after")
+    def _columns(self) -> Ledger:
+        bad = sorted(c for c in self.where if not re.match(_ID, c))
+        if bad:
+            raise ValueError(f"hazard_ledger.where: not plain column names: {bad}")
+        return self
+
+    @property
+    def version_key(self) -> str:
+        """The table's key in ``cim.data_version`` (its name without the schema)."""
+        return self.table.split(".", 1)[1]
 
 
 class Catalogue(_Strict):

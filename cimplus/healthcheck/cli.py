@@ -98,14 +98,15 @@ def _explain_all(hc: HealthCheck, conn) -> list[str]:
     import psycopg2
 
     from cimplus.healthcheck import areas
-    from cimplus.healthcheck.template import Expander
+    from cimplus.healthcheck.template import Expander, ledger_present
 
     out = []
     try:
         with conn.cursor() as cur:
             counties = areas.counties_in_scope(cur, None)[:1]
             area_set = areas.prepare(cur, counties, list(ADMIN_LEVELS), 2025)
-            expander = Expander(hc.layers, hc.catalogue, area_set.scope(2025))
+            present, _ = ledger_present(cur, hc.catalogue.hazard_ledger)   # its filter is planned too
+            expander = Expander(hc.layers, hc.catalogue, area_set.scope(2025, present))
             for ind in hc.catalogue.indicators:
                 for text in (ind.formula, ind.features):
                     if not text:

@@ -3,8 +3,8 @@
 The ``features`` template of the definition the run used is evaluated for the one area against
 the current data (through the stored membership when it is current), and the features come back as ids (for a filter on the vector tiles, whose
 feature ids are the same) and as GeoJSON built in SQL with the layer's attributes. When the data
-of the layer changed since the run, the answer says so (``data_changed``): the run keeps its
-numbers, the map shows today's features.
+of the layer (or, for a definition reading the hazard ledger, of the ledger) changed since the run,
+the answer says so (``data_changed``): the run keeps its numbers, the map shows today's features.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def features(conn: psycopg2.extensions.connection, layers: Catalog, catalogue: C
                             f"FROM {table_sql(spec)} t WHERE t.id = ANY(%s) ORDER BY t.id", (ids,))
                 collection = {"type": "FeatureCollection",
                               "features": [json.loads(r[0]) for r in cur.fetchall()]}
-            now = versions.read(cur, spec.version_keys)
+            keys = list(spec.version_keys)
+            if present and catalogue.hazard_ledger and "{hazard_ledger}" in ind.features:
+                keys.append(catalogue.hazard_ledger.version_key)     # the ledger's entries decide too
+            now = versions.read(cur, keys)
     finally:
         conn.rollback()
     then = run.get("data_versions") or {}

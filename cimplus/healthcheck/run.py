@@ -141,7 +141,10 @@ def _compute(conn, run_id: int, catalogue: Catalogue, layers: Catalog, year: int
         scope = area_set.scope(year, present, part_sets)
         expander = Expander(layers, catalogue, scope)
         area_rows = _areas(cur)
-        data_versions = versions.read(cur, sorted(_tables(catalogue, layers)))
+        tables = _tables(catalogue, layers)
+        if present and catalogue.hazard_ledger:
+            tables.add(catalogue.hazard_ledger.version_key)
+        data_versions = versions.read(cur, sorted(tables))
         results: dict[str, Outcome] = {}
         for i, ind in enumerate(catalogue.indicators):
             if progress:

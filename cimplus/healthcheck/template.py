@@ -26,8 +26,10 @@ formula means the same rows the map, the features API and the tiles show. Placeh
                       otherwise (a CTE, or no such set) cut on the fly. A condition of the formula
                       on the row's columns (``WHERE p.network = …``) filters the layer's rows first;
 ``{builtup_parts:src}`` the same, cut by the built-up part of each area;
-``{hazard_ledger}``   open entries of the hazard ledger (a ``geom`` column) when its table exists
-                      at run time, else an empty set.
+``{hazard_ledger}``   the open entries of the hazard ledger as the catalogue's ``hazard_ledger``
+                      names them (table, geometry column, filter: ``cim.hazard``'s open gas
+                      entries in the shipped file), one ``geom`` column, when the table and the
+                      columns exist at run time, else an empty set.
 
 Values are psycopg2 named parameters ``%(name)s``: the indicator's ``params`` (radii, size
 classes, codes), plus ``year``, ``srid`` (the metric CRS of the run), ``deg_per_m`` (degrees per

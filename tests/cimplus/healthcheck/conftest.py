@@ -11,7 +11,10 @@ from the origin (E0, N0) and stored in EPSG:4490 like every feature. Layout (loc
   P3 (G14, 40 × 25 m, too small to serve), protective and attached green space;
 * drainage (YS, WS, HS), gas, water pipes with materials and install years; roads R1–R4 and
   streetlights L1–L10; inputs (written as real files by the tests): population K1 1000,
-  K2 2000, county 5000; built-up area [0, 1500] × [0, 1000], year 2025.
+  K2 2000, county 5000; built-up area [0, 1500] × [0, 1000], year 2025;
+* entries of the hazard ledger (cim.hazard, migration 0070) next to buildings: open gas entries by
+  B3, B4 (条件已消除, still open), B5 (a gas station) and B7; a closed one by B1, a dismissed one by
+  B8, an open one 3 m from B1, an open water entry by B2 and an open gas entry by the shop B6.
 """
 
 from __future__ import annotations
@@ -101,6 +104,33 @@ LIGHTS = [("L1", "ZG", "normal", point(100, 20)), ("L2", "ZG", "normal", point(1
           ("L7", "ZL", "normal", point(1400, 100)), ("L8", "ZL", "fault", point(1600, 100)),
           ("L9", "ZL", "removed", point(1650, 100)), ("L10", "XQ", "normal", point(100, 800))]
 
+# Hazard ledger entries (codes of cimplus/hazards/ledger.yaml): status, facility type, source,
+# condition cleared (条件已消除), shape (the hazard's geometry; its marker is a point on it).
+LEDGER = [("registered", "gas_pipe", "patrol", False, line((295, 111), (315, 111))),    # 1 m from B3
+          ("pending", "gas_pipe", "rule", True, line((111, 605), (112, 605))),          # 1 m from B4
+          ("awaiting_acceptance", "gas_station", "survey", False, point(1505, 511.5)),  # 1.5 m from B5
+          ("rectifying", "gas_pipe", "hotline", False, point(1205, 211)),               # 1 m from B7
+          ("closed", "gas_pipe", "patrol", False, line((100, 111), (110, 111))),        # 1 m from B1
+          ("registered", "gas_pipe", "patrol", False, point(105, 97)),                  # 3 m from B1
+          ("dismissed", "gas_pipe", "rule", False, point(725, 71)),                     # 1 m from B8
+          ("registered", "water", "patrol", False, point(205, 99)),                     # 1 m from B2
+          ("registered", "gas_pipe", "patrol", False, point(1605, 511))]                # 1 m from B6 (SC)
+
+
+def seed_ledger(cur, county: str = COUNTY) -> None:
+    """Insert the ledger entries of ``LEDGER`` as the ledger holds them (numbered and counted, a closed
+    one with its acceptance, an automatic one with its rule and key)."""
+    for n, (status, ftype, source, cleared, wkt) in enumerate(LEDGER, 1):
+        rule = ("G02", f"G02|test:{county}:{n}") if source == "rule" else (None, None)
+        done = status == "closed"
+        cur.execute(f"INSERT INTO cim.hazard (number, source, rule_id, rule_key, facility_type, county_code, title, "
+                    f"risk_level, found_by, status, condition_cleared, cleared_at, verify_result, closed_by, "
+                    f"closed_at, shape, geom) VALUES (%s, %s, %s, %s, %s, %s, %s, 2, 'test', %s, %s, "
+                    f"CASE WHEN %s THEN now() END, %s, %s, CASE WHEN %s THEN now() END, {G}, ST_PointOnSurface({G}))",
+                    (f"{county}-2025-{n:04d}", source, *rule, ftype, county, f"测试隐患 {n}", status, cleared, cleared,
+                     "合格" if done else None, "test" if done else None, done, wkt, wkt))
+    cur.execute("INSERT INTO cim.hazard_counter (county_code, year, last) VALUES (%s, 2025, %s)", (county, len(LEDGER)))
+
 
 def seed(cur, county: str = COUNTY) -> None:
     """Insert the fixture county (all rows current, no delivery)."""
@@ -124,6 +154,7 @@ def seed(cur, county: str = COUNTY) -> None:
     for pole, cls, status, wkt in LIGHTS:
         cur.execute(f"INSERT INTO cim.streetlight (pole_no, road_class, status, county_code, geom) "
                     f"VALUES (%s, %s, %s, %s, {G})", (pole, cls, status, county, wkt))
+    seed_ledger(cur, county)
 
 
 @pytest.fixture(scope="package")

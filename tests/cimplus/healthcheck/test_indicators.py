@@ -10,8 +10,15 @@ from __future__ import annotations
 import json
 import math
 
+import psycopg2
 import pytest
+import yaml
+from pydantic import ValidationError
+from pyproj import Transformer
 
+from cimplus.healthcheck.catalog import Ledger
+from cimplus.healthcheck.service import HealthCheck
+from layers.catalog import load_catalog
 from tests.cimplus.healthcheck.conftest import COUNTY, K1, K2, K3, S1, S2, _values
 
 AREAS = (COUNTY, S1, S2, K1, K2, K3)
@@ -21,7 +28,10 @@ LIT_R2 = 40 + 2 * math.sqrt(20 ** 2 - 10 ** 2)   # L5 on the centre line, L6 10 
 # indicator → {area: value}, run of 2025 (population K1 1000, K2 2000, county 5000; built-up x ≤ 1500)
 EXPECTED = {
     "structural_hazard_homes": {COUNTY: 3, S1: 2, S2: 1, K1: 2, K2: 0, K3: 1},          # B1 C, B2 D | B5 C
-    "gas_hazard_homes": {COUNTY: 1, S1: 0, S2: 1, K1: 0, K2: 0, K3: 1},                 # B7, 1.5 m from Ga (1990)
+    # B7 1.5 m from Ga (1990); open gas entries of the ledger 1 m from B3, B4 (条件已消除), 1.5 m from B5
+    # (a gas station) and 1 m from B7 (counted once); not B1 (closed; an open one 3 m off), B8 (dismissed),
+    # B2 (a water entry) or the shop B6
+    "gas_hazard_homes": {COUNTY: 4, S1: 2, S2: 2, K1: 1, K2: 1, K3: 2},
     "energy_retrofit_homes": {COUNTY: 2, S1: 2, S2: 0, K1: 2, K2: 0, K3: 0},            # B1 1995, B3 era 2
     "ageing_retrofit_homes": {COUNTY: 3, S1: 2, S2: 1, K1: 1, K2: 1, K3: 1},            # B1, B4, B5 (B3 has a lift)
     "park_service_coverage": {COUNTY: 100 * 550 / 800, S1: 100 * 550 / 600, S2: 0.0, K1: 90.0, K2: 100.0, K3: 0.0},
@@ -117,6 +127,133 @@ def test_summary_counts_and_inputs_recorded(hc_cli, run_2025):
     assert run["state"] == "done" and run["year"] == 2025 and run["counties"] == [COUNTY]
     assert run["summary"]["values"] == 6 * len(EXPECTED)
     assert run["inputs"]["population"]["years"] == [2025] and run["inputs"]["builtup"]["counties"] == [COUNTY]
-    assert run["inputs"]["hazard_ledger"]["used"] is False
-    assert {"building", "pipe_segment", "road", "streetlight", "green_space", "admin_area"} <= set(run["data_versions"])
+    assert run["inputs"]["hazard_ledger"] == {"table": "cim.hazard", "used": True, "note": "used"}
+    assert {"building", "pipe_segment", "road", "streetlight", "green_space", "admin_area",
+            "hazard"} <= set(run["data_versions"])
+    assert run["data_versions"]["hazard"] > 0        # the seeded entries bumped it
     assert run_2025["indicators"]["aged_share_gas"]["seconds"] >= 0
+
+
+@pytest.mark.parametrize(("area", "codes"), [(K1, ["B3"]), (K2, ["B4"]), (K3, ["B5", "B7"]),
+                                             (COUNTY, ["B3", "B4", "B5", "B7"])])
+def test_gas_hazard_homes_from_the_ledger(hc_url, run_2025, area, codes):
+    """The dwellings counted are those near an open gas entry of the ledger (or an aged gas pipe): not
+    those near a closed or dismissed entry, an open entry out of reach, or an entry of another kind."""
+    hc = HealthCheck(load_catalog())
+    conn = psycopg2.connect(hc_url)
+    try:
+        got = hc.features(conn, run_2025["run_id"], "gas_hazard_homes", area)
+    finally:
+        conn.close()
+    assert got["count"] == len(codes) and not got["data_changed"]
+    assert sorted(f["properties"]["code"] for f in got["features"]["features"]) == codes
+
+
+def test_ledger_filter_is_the_open_gas_entries():
+    """The catalogue's filter names the ledger's open statuses and its gas facility types, as
+    cimplus/hazards/ledger.yaml defines them."""
+    from cimplus.hazards.config import LEDGER_FILE
+    from cimplus.healthcheck.catalog import load
+
+    vocab = yaml.safe_load(LEDGER_FILE.read_text(encoding="utf-8"))
+    led = load().hazard_ledger
+    assert led is not None and led.table == "cim.hazard" and led.geometry == "shape"
+    assert set(led.where["status"]) == {s for s, d in vocab["statuses"].items() if d["open"]}
+    assert set(led.where["facility_type"]) == {f for f in vocab["facility_types"] if f.startswith("gas_")}
+
+
+@pytest.mark.parametrize("where", [{"status; DROP TABLE x": "open"}, {"Status": "open"}, {"h.status": ["open"]}])
+def test_ledger_filter_columns_are_plain_names(where):
+    with pytest.raises(ValidationError):
+        Ledger.model_validate({"table": "cim.hazard", "geometry": "shape", "where": where})
+
+
+def test_park_service_coverage_against_shapely(hc_url, values_2025, run_2025):
+    """公园绿地服务半径覆盖率 recomputed with shapely from the fixture's geometries, as the formula
+    defines it: parks (class or subclass in park_classes) measured in the run's metric CRS, those of
+    at least min_park_m2 buffered by large_radius_m (≥ large_park_m2) or small_radius_m with
+    buffer_segments segments a quarter circle, the buffers united; per area, the residential
+    footprints whose bounding-box centre lies in it (EPSG:4490), their metric area and the part of it
+    inside the served area."""
+    from shapely import transform, union_all, wkt
+    from shapely.geometry import Point
+
+    from cimplus.healthcheck.catalog import load
+    from tests.cimplus.healthcheck.conftest import ADMIN, BUILDINGS, GREEN
+
+    cat = load()
+    p = cat.params_of(cat.get("park_service_coverage"))
+    conn = psycopg2.connect(hc_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT metric_srid FROM cim.healthcheck_run WHERE id = %s", (run_2025["run_id"],))
+            srid = cur.fetchone()[0]
+    finally:
+        conn.close()
+    stored = Transformer.from_crs("EPSG:4546", "EPSG:4490", always_xy=True).transform     # as the fixture is stored
+    metric = Transformer.from_crs("EPSG:4490", f"EPSG:{srid}", always_xy=True).transform  # ST_Transform(geom, srid)
+
+    def geo(text: str):
+        return transform(wkt.loads(text), stored, interleaved=False)
+
+    parks = [transform(geo(w), metric, interleaved=False) for _, cls, sub, w in GREEN
+             if cls in p["park_classes"] or sub in p["park_classes"]]
+    served = union_all([g.buffer(p["large_radius_m"] if g.area >= p["large_park_m2"] else p["small_radius_m"],
+                                 quad_segs=p["buffer_segments"]) for g in parks if g.area >= p["min_park_m2"]])
+    homes = [geo(b[-1]) for b in BUILDINGS if b[1] in p["residential_uses"]]
+    partial = 0
+    for code, *_, area_wkt in ADMIN:
+        area = geo(area_wkt)
+        mine = [transform(h, metric, interleaved=False) for h in homes
+                if area.intersects(Point((h.bounds[0] + h.bounds[2]) / 2, (h.bounds[1] + h.bounds[3]) / 2))]
+        m2 = sum(h.area for h in mine)
+        covered = sum(h.intersection(served).area for h in mine)
+        partial += any(0 < h.intersection(served).area < h.area for h in mine)
+        v = values_2025[("park_service_coverage", code)]
+        assert v["state"] == "computed" and m2 > 0, (code, v)
+        assert v["denominator"] == pytest.approx(m2, rel=1e-9), code
+        assert v["numerator"] == pytest.approx(covered, rel=1e-6, abs=1e-6), (code, v["numerator"], covered)
+        assert v["value"] == pytest.approx(100 * covered / m2, rel=1e-6, abs=1e-6), (code, v["value"], 100 * covered / m2)
+    assert partial > 0          # a footprint the served area cuts (B8, in K1, its county and its street)
+
+
+def test_validate_plans_the_ledger_filter(hc_cli, tmp_path):
+    """`cim healthcheck validate` plans the gas count with the ledger read: the shipped filter plans,
+    a filter whose value cannot compare with its column does not."""
+    from cimplus.healthcheck.catalog import DEFAULT_FILE
+
+    ok = hc_cli("healthcheck", "validate")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    raw = yaml.safe_load(DEFAULT_FILE.read_text(encoding="utf-8"))
+    raw["hazard_ledger"]["where"]["risk_level"] = ["1", "2"]           # a smallint column
+    bad = tmp_path / "indicators.yaml"
+    bad.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    res = hc_cli("healthcheck", "validate", env={"CIM_HEALTHCHECK_INDICATORS": str(bad)})
+    assert res.returncode == 1 and "gas_hazard_homes" in res.stderr, res.stdout + res.stderr
+
+
+def test_closing_a_ledger_entry_takes_its_dwelling_out(make_database, tmp_path):
+    """Accepting and closing (销号) the open gas entry by B3: the features behind the run's value say the
+    ledger changed and no longer hold B3; the next run counts one dwelling less in K1."""
+    from tests.cimplus.healthcheck.test_membership import PRINCIPAL, County
+
+    county = County(make_database("cim_hc_ledger"), tmp_path)
+    first = county.run()
+    assert first["values"][("gas_hazard_homes", K1)] == 1 and first["values"][("gas_hazard_homes", COUNTY)] == 4
+
+    def behind(run_id: int) -> dict:
+        conn = psycopg2.connect(county.url)
+        try:
+            return county.hc.features(conn, run_id, "gas_hazard_homes", K1)
+        finally:
+            conn.close()
+
+    before = behind(first["run_id"])
+    assert [f["properties"]["code"] for f in before["features"]["features"]] == ["B3"] and not before["data_changed"]
+    county.execute("UPDATE cim.hazard SET status = 'closed', verify_result = '合格', closed_by = %s, closed_at = now(), "
+                   "version = version + 1 WHERE number = %s", (PRINCIPAL.name, f"{COUNTY}-2025-0001"))
+    after = behind(first["run_id"])
+    assert after["count"] == 0 and after["data_changed"]
+    second = county.run()
+    assert second["values"][("gas_hazard_homes", K1)] == 0 and second["values"][("gas_hazard_homes", COUNTY)] == 3
+    assert second["data_versions"]["hazard"] > first["data_versions"]["hazard"]
