@@ -10,6 +10,12 @@ Datum, metres). Sampling is vectorised: the query points are transformed into th
 one pyproj call and read from the band array with numpy (bilinear by default, nearest on request).
 Points outside a raster or on nodata cells give NaN.
 
+The ground of places
+    The 3D view draws its terrain from the same rule that places features: a point inside a
+    county's area stands on that county's DEM (:func:`ground_of_places`,
+    :func:`terrain_tile_async` serves it as heightmap tiles), so each county's buildings meet
+    the ground drawn under them even where the DEMs of neighbouring counties overlap.
+
 Files of DEMs received from lower-tier instances
     A DEM file is not in the database, so an instance that publishes keeps the bytes of its
     area's current DEMs in ``cim.dem_file`` (:func:`publish_dem_files`), which replicates with the
@@ -34,9 +40,11 @@ import numpy as np
 import numpy.typing as npt
 import psycopg2.extensions
 import rasterio
+import shapely
 from pyproj import Transformer
 
 from cim.dbcall import AsyncConn
+from cim.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
@@ -335,4 +343,68 @@ def sample_by_county(conn: psycopg2.extensions.connection, counties: npt.ArrayLi
             continue
         sel = counties == county
         out[sel] = _sample_file(path, lons[sel], lats[sel], method)
+    return out
+
+
+# --- the ground of places (terrain for the 3D view) ---------------------------------------------------
+
+TERRAIN_MAX_LEVEL = 22
+TERRAIN_MAX_SIZE = 129
+_AREAS_SQL = ("SELECT code, ST_AsBinary(ST_ClipByBox2D(geom, ST_MakeEnvelope($1, $2, $3, $4, 4490))) FROM cim.admin_area "
+              "WHERE is_current AND level = 'county' AND geom && ST_MakeEnvelope($1, $2, $3, $4, 4490) ORDER BY code")
+
+
+def terrain_tile_bounds(level: int, x: int, y: int, size: int) -> tuple[float, float, float, float]:
+    """Lon/lat bounds (w, s, e, n) of tile ``level/x/y`` of the geographic tiling scheme (2 × 1
+    tiles at level 0, CesiumJS's ``GeographicTilingScheme``); InvalidInput for an address outside
+    it or a grid ``size`` outside 2…129."""
+    if not (0 <= level <= TERRAIN_MAX_LEVEL and 0 <= x < 2 ** (level + 1) and 0 <= y < 2 ** level):
+        raise InvalidInput(f"地形瓦片坐标越界：{level}/{x}/{y}", f"terrain tile address out of range: {level}/{x}/{y}")
+    if not 2 <= size <= TERRAIN_MAX_SIZE:
+        raise InvalidInput(f"高程格网边长须在 2 到 {TERRAIN_MAX_SIZE} 之间：{size}",
+                           f"the height grid size must be 2 to {TERRAIN_MAX_SIZE}: {size}")
+    span = 180.0 / 2 ** level
+    return -180.0 + x * span, 90.0 - (y + 1) * span, -180.0 + (x + 1) * span, 90.0 - y * span
+
+
+async def terrain_tile_async(conn: AsyncConn | asyncpg.Pool, level: int, x: int, y: int, size: int) -> bytes:
+    """Ground heights of a ``size`` × ``size`` grid over terrain tile ``level/x/y``: little-endian
+    float32, rows from north to south, the first and last row and column on the tile's edges (a
+    CesiumJS heightmap). Each point takes the ground its county's features stand on
+    (:func:`ground_of_places`), 0 (the ellipsoid) where no DEM gives one."""
+    west, south, east, north = terrain_tile_bounds(level, x, y, size)
+    lons, lats = np.meshgrid(np.linspace(west, east, size), np.linspace(north, south, size))
+    heights = np.zeros(size * size)
+    dems = await current_dems_async(conn)
+    if any(b[0] <= east and b[2] >= west and b[1] <= north and b[3] >= south for b in (d["bounds"] for d in dems)):
+        areas = [(r[0], bytes(r[1])) for r in await conn.fetch(_AREAS_SQL, west, south, east, north) if r[1]]
+        paths = await dem_paths_async(conn, dems)
+        heights = await asyncio.to_thread(ground_of_places, dems, paths, areas, lons.ravel(), lats.ravel())
+    return heights.astype("<f4").tobytes()
+
+
+def ground_of_places(dems: list[dict[str, Any]], paths: list[str | None], areas: list[tuple[str, bytes]],
+                     lons: npt.ArrayLike, lats: npt.ArrayLike) -> np.ndarray:
+    """The ground at lon/lat points, by the rule that places features (:func:`sample_by_county`):
+    a point inside a county's area (``areas``: code and WKB) takes that county's DEM, else the
+    instance's; a point outside every county area takes the newest DEM covering it. 0 where the
+    chosen DEM gives no value, so the terrain under each county is the ground its features stand
+    on, even where several counties' DEMs overlap. ``paths`` are the files of ``dems``."""
+    lons = np.asarray(lons, dtype="float64").ravel()
+    lats = np.asarray(lats, dtype="float64").ravel()
+    by = {d["county_code"]: p for d, p in zip(dems, paths, strict=True)}
+    out = np.full(lons.shape, np.nan)
+    placed = np.zeros(lons.shape, dtype=bool)
+    for code, wkb in areas:
+        inside = ~placed & shapely.intersects_xy(shapely.from_wkb(wkb), lons, lats)
+        placed |= inside
+        path = by[code] if code in by else by.get(INSTANCE)
+        if path and inside.any():
+            out[inside] = _sample_file(path, lons[inside], lats[inside], "bilinear")
+    rest = ~placed
+    if rest.any():
+        found = _sample_paths(paths, lons[rest], lats[rest], "bilinear")
+        if found is not None:
+            out[rest] = found
+    out[np.isnan(out)] = 0.0
     return out

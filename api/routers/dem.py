@@ -5,7 +5,12 @@
   "min_z", "max_z", "loaded_at"}]}` — one current DEM per county (a city or province holds several);
 - `GET /tiles/hillshade/{z}/{x}/{y}.png` → transparent PNG of every current DEM (404 when none is
   loaded), ETag per set of DEMs, cached in memory (:class:`tiles.hillshade.HillshadeTiles`),
-  answered by :mod:`api.tile_answer`.
+  answered by :mod:`api.tile_answer`;
+- `GET /api/dem/heights/{level}/{x}/{y}?size=65` → the ground heights of a terrain tile of the
+  geographic tiling scheme (CesiumJS ``GeographicTilingScheme``: 2 × 1 tiles at level 0) as
+  ``size`` × ``size`` little-endian float32, rows north to south, edges included: each point on
+  the DEM of the county whose area holds it (:func:`cim.raster.terrain_tile_async`), 0 where no
+  DEM gives a height. The 3D view's terrain; ETag from the admin-area and DEM data versions.
 Storing a DEM is an ingest (`cim ingest dem.tif --county CODE`, :func:`ingest.dem.store_dem`).
 """
 
@@ -16,9 +21,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from api import deps, tile_answer
 from cim import raster
 from cim.auth import Action
+from cim.schema import DEM_VERSION_KEY
 from tiles.hillshade import HillshadeTiles
 
 router = APIRouter(tags=["DEM / 高程"], dependencies=[Depends(deps.require(Action.read))])
+# clients revalidate every time: the data versions are in the ETag, so a 304 costs nothing
+HEIGHTS = tile_answer.TileKind.revalidate("application/octet-stream")
 
 
 @router.get("/api/dem", summary="高程模型状态 / DEM status")
@@ -39,6 +47,21 @@ async def hillshade(request: Request, z: int, x: int, y: int) -> Response:
         return await tiles.tile(pool, dems, z, x, y)
 
     return tile_answer.response(await tile_answer.answer(request.app.state.png_kind, etag, request.headers, png))
+
+
+@router.get("/api/dem/heights/{level}/{x}/{y}", summary="地形高程瓦片 / terrain heights of a tile",
+            responses={200: {"content": {"application/octet-stream": {}}}, 400: {"description": "bad address or size"}})
+async def heights(request: Request, level: int, x: int, y: int, size: int = 65) -> Response:
+    """Ground heights (m, float32 little-endian, rows north to south, edges included) of a
+    geographic terrain tile, each point from its own county's DEM; 0 where no DEM covers it."""
+    raster.terrain_tile_bounds(level, x, y, size)
+    admin, dem = request.app.state.versions.of(("admin_area", DEM_VERSION_KEY))
+    etag = f'"ground-{admin}-{dem}-{level}-{x}-{y}-{size}"'
+
+    async def body() -> bytes:
+        return await raster.terrain_tile_async(deps.pool(request), level, x, y, size)
+
+    return tile_answer.response(await tile_answer.answer(HEIGHTS, etag, request.headers, body))
 
 
 def register(app: FastAPI) -> None:

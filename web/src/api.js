@@ -71,6 +71,18 @@ async function send(method, path, body, { what = path, signal, form } = {}) {
   return parse(res, what);
 }
 
+/** GET binary (terrain heights) as an ArrayBuffer; errors as for JSON calls. */
+export async function getBuffer(path, { what = path } = {}) {
+  let res;
+  try {
+    res = await fetch(path, { headers: headers({ Accept: "application/octet-stream" }) });
+  } catch {
+    throw new ApiError(0, { code: "network", message_zh: "无法连接服务器", message_en: "Cannot reach the server" }, what);
+  }
+  if (!res.ok) await parse(res, what);
+  return res.arrayBuffer();
+}
+
 /** GET JSON. `what` names the endpoint in messages. */
 export const getJSON = (path, opts) => send("GET", path, undefined, opts);
 /** POST a JSON body, JSON back. */

@@ -21,6 +21,7 @@ const STRINGS = {
   "view.globeAlpha": ["地表透明度", "Ground opacity"],
   "view.loading3d": ["正在加载三维场景…", "Loading the 3D scene…"],
   "view.tilesetMissing": ["三维瓦片未发布：{name}", "3D tiles not published: {name}"],
+  "view.terrainMissing": ["地形高程读取失败，该处按椭球面绘制", "Terrain heights could not be read; drawn on the ellipsoid there"],
   "view.tilesetLoaded": ["已加载三维图层：{name}", "3D layer loaded: {name}"],
   "upload.open": ["数据上传", "Upload"],
   "tiers.open": ["下级平台", "Lower tiers"],

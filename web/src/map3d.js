@@ -1,14 +1,20 @@
 // The 3D view: CesiumJS (its prebuilt bundle, loaded from ./cesium/ on first use) with the
 // buildings and pipelines 3D Tiles of the API. Offline by design: no Cesium ion token, no
-// default imagery or terrain from the internet; the globe is the WGS84/CGCS2000 ellipsoid
-// (EllipsoidTerrainProvider) shaded with our own DEM hillshade when one is loaded. An
-// underground mode makes the ground translucent (globe.translucency) so pipes below the
-// surface show. Switching 2D ↔ 3D carries centre, zoom ↔ camera range, bearing and pitch.
+// default imagery or terrain from the internet. With DEMs loaded the globe is our own terrain
+// (terrain.js: each county's area on its own DEM) and the tilesets stand on it as built; without
+// any DEM it is the bare WGS84/CGCS2000 ellipsoid and the tilesets are lowered onto it. Our DEM
+// hillshade shades it. An underground mode makes the ground translucent (globe.translucency) so
+// pipes below the surface show. Switching 2D ↔ 3D carries centre, zoom ↔ camera range, bearing
+// and pitch.
 import { getJSON, layerCatalog } from "./api.js";
 import { t, pick } from "./i18n.js";
 import { el, notify, notifyError, openPanel } from "./ui.js";
 import { attributeRows, metresPerPixel } from "./identify.js";
 import { absolute, BASEMAP_KEY } from "./map2d.js";
+import { demTerrain } from "./terrain.js";
+
+/** Terrain level sampled for the ground under the camera target (a few metres per sample). */
+const TARGET_LEVEL = 16;
 
 export const TILESETS = [
   { name: "buildings", url: "/3dtiles/buildings/tileset.json", layer: "buildings" },
@@ -51,10 +57,16 @@ export class View3D {
       const Cesium = await loadCesium();
       this.Cesium = Cesium;
       Cesium.Ion.defaultAccessToken = "";
+      this.dem = await getJSON("/api/dem").catch((err) => {
+        if (!err.unavailable) notifyError(err);
+        return null;
+      });
+      // Real ground where DEMs are loaded; without any, the bare ellipsoid.
+      this.terrain = this.dem?.loaded && this.dem.dems?.length ? demTerrain(Cesium, this.dem.dems) : null;
       const viewer = new Cesium.Viewer("globe", {
         baseLayer: false, baseLayerPicker: false, geocoder: false, homeButton: false, sceneModePicker: false,
         navigationHelpButton: false, animation: false, timeline: false, fullscreenButton: false, infoBox: false,
-        selectionIndicator: false, terrainProvider: new Cesium.EllipsoidTerrainProvider(), shadows: false,
+        selectionIndicator: false, terrainProvider: this.terrain || new Cesium.EllipsoidTerrainProvider(), shadows: false,
       });
       viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9d6cc");
       viewer.scene.globe.depthTestAgainstTerrain = true;
@@ -66,7 +78,7 @@ export class View3D {
       this.loading = this.addImagery().then(async () => { for (const ts of TILESETS) await this.loadTileset(ts); });
     }
     this.viewer.resize();
-    if (view) this.setView(view, heightPx);
+    if (view) await this.setView(view, heightPx);
     return this.viewer;
   }
 
@@ -75,17 +87,12 @@ export class View3D {
     const { Cesium, viewer } = this;
     const custom = localStorage.getItem(BASEMAP_KEY);
     if (custom) viewer.imageryLayers.addImageryProvider(new Cesium.UrlTemplateImageryProvider({ url: absolute(custom), maximumLevel: 19 }));
-    try {
-      const dem = await getJSON("/api/dem");
-      if (dem?.loaded && Number.isFinite(dem.min_z) && Number.isFinite(dem.max_z)) this.demLevel = (dem.min_z + dem.max_z) / 2;
-      if (dem?.loaded) {
-        const opts = { url: absolute("/tiles/hillshade/{z}/{x}/{y}.png"), maximumLevel: 18 };
-        if (dem.bounds) opts.rectangle = Cesium.Rectangle.fromDegrees(...dem.bounds);
-        const layer = viewer.imageryLayers.addImageryProvider(new Cesium.UrlTemplateImageryProvider(opts));
-        layer.alpha = 0.6;
-      }
-    } catch (err) {
-      if (!err.unavailable) notifyError(err);
+    const dem = this.dem;
+    if (dem?.loaded) {
+      const opts = { url: absolute("/tiles/hillshade/{z}/{x}/{y}.png"), maximumLevel: 18 };
+      if (dem.bounds) opts.rectangle = Cesium.Rectangle.fromDegrees(...dem.bounds);
+      const layer = viewer.imageryLayers.addImageryProvider(new Cesium.UrlTemplateImageryProvider(opts));
+      layer.alpha = 0.6;
     }
   }
 
@@ -114,19 +121,22 @@ export class View3D {
   }
 
   /**
-   * The tiles carry orthometric heights (1985 datum) while the globe is the bare ellipsoid at
-   * height 0: lower every tileset by the county's ground level so the ground of the model meets
-   * the globe surface and the pipes lie below it. The ground level is the DEM's mid elevation
-   * when a DEM is loaded, else the lowest building base (the buildings tileset's region).
+   * The tiles carry orthometric heights (1985 datum) written as heights above the ellipsoid, each
+   * feature on its own county's ground. On our terrain (DEMs loaded) that is the ground drawn, so
+   * the tilesets stay where they are: every county stands on its own DEM and, where no DEM covers
+   * a place, on the ellipsoid. Without any DEM the globe is the bare ellipsoid at height 0, and
+   * every tileset is lowered by the lowest building base (the buildings tileset's region) so the
+   * model's ground meets the globe and the pipes lie below it.
    */
   placeOnGround(tileset) {
     const C = this.Cesium;
+    if (this.terrain) return;
     if (this.groundLevel === undefined) {
       // TileBoundingRegion of the root: buildings stand on the ground (their lowest base), pipes
       // lie under it (their highest top is just below the ground).
       const bv = tileset.root?.boundingVolume;
       const fromTiles = tileset === this.tilesets.buildings || !this.tilesets.buildings ? bv?.minimumHeight : bv?.maximumHeight;
-      this.groundLevel = this.demLevel ?? (Number.isFinite(fromTiles) ? fromTiles : 0);
+      this.groundLevel = Number.isFinite(fromTiles) ? fromTiles : 0;
     }
     if (!this.groundLevel) return;
     const carto = C.Cartographic.fromCartesian(tileset.boundingSphere.center);
@@ -183,12 +193,19 @@ export class View3D {
     viewer.scene.requestRender();
   }
 
-  /** Place the camera to show what the 2D view {center, zoom, bearing, pitch} showed. */
-  setView({ center, zoom, bearing, pitch }, heightPx) {
+  /** Height of the ground drawn at lon/lat (degrees): the terrain's, 0 on the bare ellipsoid. */
+  async groundHeight(lon, lat) {
+    if (!this.terrain) return 0;
+    const [p] = await this.Cesium.sampleTerrain(this.terrain, TARGET_LEVEL, [this.Cesium.Cartographic.fromDegrees(lon, lat)]);
+    return Number.isFinite(p.height) ? p.height : 0;
+  }
+
+  /** Place the camera to show what the 2D view {center, zoom, bearing, pitch} showed, looking at the ground. */
+  async setView({ center, zoom, bearing, pitch }, heightPx) {
     const { Cesium, viewer } = this;
     const fovy = viewer.camera.frustum.fovy;
     const range = (metresPerPixel(center[1], zoom) * heightPx) / 2 / Math.tan(fovy / 2);
-    const target = Cesium.Cartesian3.fromDegrees(center[0], center[1], 0);
+    const target = Cesium.Cartesian3.fromDegrees(center[0], center[1], await this.groundHeight(center[0], center[1]));
     viewer.camera.lookAt(target, new Cesium.HeadingPitchRange(Cesium.Math.toRadians(bearing), Cesium.Math.toRadians(pitch - 90), range));
     viewer.camera.lookAtTransform(Cesium.Matrix4.IDENTITY);
   }
@@ -199,11 +216,15 @@ export class View3D {
     const scene = viewer.scene;
     const camera = viewer.camera;
     const mid = new Cesium.Cartesian2(scene.canvas.clientWidth / 2, scene.canvas.clientHeight / 2);
-    // The globe is the bare ellipsoid (EllipsoidTerrainProvider): intersect the ray with it
-    // exactly rather than picking the globe's tiles, whose coarse levels lie below it.
+    // On terrain the target is the ground drawn under the centre (as setView placed it). On the
+    // bare ellipsoid, intersect the ray with it exactly rather than picking the globe's tiles,
+    // whose coarse levels lie below it.
     const ray = camera.getPickRay(mid);
-    const hit = ray && Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid);
-    const target = hit ? Cesium.Ray.getPoint(ray, hit.start) : null;
+    let target = ray && this.terrain ? scene.globe.pick(ray, scene) : undefined;
+    if (!target && ray) {
+      const hit = Cesium.IntersectionTests.rayEllipsoid(ray, scene.globe.ellipsoid);
+      target = hit ? Cesium.Ray.getPoint(ray, hit.start) : undefined;
+    }
     const carto = Cesium.Cartographic.fromCartesian(target || camera.positionWC);
     const lat = Cesium.Math.toDegrees(carto.latitude);
     const range = target ? Cesium.Cartesian3.distance(camera.positionWC, target) : Math.max(carto.height, 10);
