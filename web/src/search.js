@@ -74,8 +74,8 @@ export function setupSearch(map) {
 const ADMIN_PAGES = 20;
 
 /** Every admin area (all counties of a city or province: pages followed through their "next" links). */
-async function adminAreas() {
-  let url = "/ogc/collections/admin_areas/items?limit=1000";
+export async function adminAreas() {
+  let url = "/ogc/collections/admin_areas/items?limit=10000";
   const out = [];
   for (let page = 0; url && page < ADMIN_PAGES; page++) {
     const fc = await getJSON(url, { what: "GET /ogc/collections/admin_areas/items" });

@@ -9,7 +9,7 @@ import { getJSON } from "../api.js";
 import { getLang, onLangChange } from "../i18n.js";
 import { el, fmt, openPanel, closePanel, notify, notifyError, bboxOf } from "../ui.js";
 import { highlight } from "../map2d.js";
-import { zoomToBbox } from "../search.js";
+import { adminAreas, zoomToBbox } from "../search.js";
 
 const OWNER = "healthcheck";
 const SRC = "hc-areas";
@@ -167,8 +167,7 @@ export class HealthCheckPanel {
   }
 
   async loadAreas() {
-    const fc = await getJSON("/ogc/collections/admin_areas/items?limit=10000", { what: "GET /ogc/collections/admin_areas/items" });
-    this.areas = new Map((fc?.features || []).map((f) => [String(f.properties.code), f]));
+    this.areas = new Map((await adminAreas()).map((f) => [String(f.properties.code), f]));
   }
 
   /** The values of the chosen run, level and indicator. */
