@@ -37,10 +37,11 @@ from ingest.load import LoadResult, OnCommit, Pending, abort, commit, find_dupli
 from ingest.mapping import county as county_mapping
 from ingest.mapping.layer import Mapper
 from ingest.mapping.lines import needs_point_lines
+from ingest.memory import bound_allocator, release_free_memory
 from ingest.model import Delivery, LayerBatch, Note, Report, Severity, UserMapping, merge_chunks
 from ingest.readers.sources import digest, open_sources
 from ingest.report import read_groups, write_csv, write_groups, write_html, write_json, write_xlsx
-from ingest.threads import LoadWhileReading, bound_allocator, release_free_memory
+from ingest.threads import LoadWhileReading
 from ingest.validate import Validation, validate
 
 log = logging.getLogger(__name__)

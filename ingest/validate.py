@@ -27,6 +27,7 @@ import shapely
 
 from ingest.mapping.geometry import Extent, metric_geometry
 from ingest.mapping.normalize import load_dictionaries
+from ingest.memory import release_free_memory
 from ingest.model import Delivery, LayerBatch, Report, arrow_text
 from ingest.validation.clearance import check_clearance, check_parallel, with_loaded
 from ingest.validation.core import Ctx, load_rules
@@ -210,12 +211,15 @@ class Validation:
             check_poles(ctx, b)
         net = gather(self.delivery.batches)
         if net is not None:
+            release_free_memory()                # what gathering the network freed, before its rules
             ends = check_network(ctx, net)
             if ends is not None:
                 check_drainage(ctx, net, ends)
             del ends                             # one row per segment end: not needed by the clearances
+            release_free_memory()
             near = with_loaded(ctx, net, self.segments)
             check_clearance(ctx, net, near)
+            release_free_memory()
             check_parallel(ctx, net, near)
         order = {"error": 0, "warning": 1, "info": 2}
         ctx.report.findings.sort(key=lambda f: (order[f.severity.value], f.rule_id, f.source_layer, f.row or 0))

@@ -61,7 +61,7 @@ def test_imports_point_downwards(package):
 # loader takes mapped batches and knows nothing of reading or mapping; the upload service sits
 # beside the pipeline and only the API imports it.
 INGEST_STAGES = {
-    "shared": ("ingest.model", "ingest.data", "ingest.keys"),
+    "shared": ("ingest.model", "ingest.data", "ingest.keys", "ingest.memory"),
     "readers": ("ingest.readers",),
     "mapping": ("ingest.mapping",),
     "validation": ("ingest.validation", "ingest.validate", "ingest.report"),

@@ -594,19 +594,24 @@ def _spread(ends: Ends, pos: np.ndarray, tol: float) -> np.ndarray:
     """For each end at ``pos``, whether the elevations of the ends that lie on its point with its
     elevation reference and diameter spread (max − min) beyond ``tol``: grouped on one integer
     key (the point's row, the reference's code, the diameter's code) sorted once, not on the
-    point numbers' texts; the per-end arrays built in place where they can be."""
+    point numbers' texts; the reference and diameter coded once per segment, not per end, and
+    the per-end arrays built in place where they can be."""
+    second = pos >= ends.n                                       # an end end, not a start end
+    rows = pos - ends.n * second                                 # the segment of each end
     key = ends.at[pos].astype(np.int64)                          # (rows of P as int32: a key of three can pass 2**31)
-    for codes in (value_codes(ends.column("z_ref", pos))[0],
-                  pd.factorize(ends.column("diameter_mm", pos).to_numpy(dtype=float))[0]):
+    for codes in (value_codes(ends.S["z_ref"])[0], pd.factorize(ends.S["diameter_mm"].to_numpy(dtype=float))[0]):
         key *= int(codes.max(initial=0)) + 2
-        key += codes                                             # a missing value (−1) is a code of its own
+        key += codes[rows]                                       # a missing value (−1) is a code of its own
         key += 1
         del codes
     order = np.argsort(key, kind="stable")
     key = key[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     del key
-    z = ends.column("z", pos).to_numpy(dtype=float)[order]
+    rows, second = rows[order], second[order]
+    za, zb = _PAIRED["z"]
+    z = _either(ends.S[za].to_numpy(dtype=float), ends.S[zb].to_numpy(dtype=float), rows, second)   # in key order
+    del rows, second
     out = np.zeros(len(pos), dtype=bool)
     if len(z):
         wide = np.maximum.reduceat(z, first) - np.minimum.reduceat(z, first) > tol
