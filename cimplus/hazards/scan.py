@@ -474,26 +474,39 @@ def _write_updates(cur: psycopg2.extensions.cursor, p: dict[str, Any]) -> None:
 
 def _refresh_refs(cur: psycopg2.extensions.cursor, p: dict[str, Any]) -> None:
     """Facility ids of open entries follow re-delivered rows: unchanged findings carry the new ids;
-    entries of focused rules outside the changed area get them from the re-delivered rows' keys."""
+    entries of focused rules outside the changed area get them from the re-delivered rows' keys.
+    Each entry whose references change gets a new version and a ``refs`` event with the old and
+    new references."""
+    event = """
+        INSERT INTO cim.hazard_event (hazard_id, actor, role, action, from_status, to_status, comment, changes, version)
+        SELECT u.id, %(actor)s, 'system', 'refs', u.status, u.status, '复查扫描：设施重新交付，引用随新记录更新',
+               jsonb_build_object('facility_refs', jsonb_build_array(u.old_refs, u.facility_refs)), u.version
+        FROM u"""
     cur.execute("""
-        UPDATE cim.hazard h SET facility_refs = c.refs
-        FROM hz_class c WHERE c.outcome IN ('unchanged', 'kept') AND h.id = c.entry_id
-          AND h.facility_refs IS DISTINCT FROM c.refs
-    """)
+        WITH u AS (
+            UPDATE cim.hazard h SET facility_refs = c.refs, version = h.version + 1, updated_at = now()
+            FROM hz_class c, cim.hazard old
+            WHERE c.outcome IN ('unchanged', 'kept') AND h.id = c.entry_id AND old.id = h.id
+              AND h.facility_refs IS DISTINCT FROM c.refs
+            RETURNING h.id, h.status, h.version, h.facility_refs, old.facility_refs AS old_refs)
+    """ + event, p)
     if not p["focused"]:
         return
     cur.execute("""
-        UPDATE cim.hazard h SET facility_refs = x.refs
-        FROM (SELECT h2.id, jsonb_agg(CASE WHEN m.id IS NULL THEN e ELSE jsonb_set(e, '{id}', to_jsonb(m.id)) END
-                                      ORDER BY o) AS refs
-              FROM cim.hazard h2
-              CROSS JOIN LATERAL jsonb_array_elements(h2.facility_refs) WITH ORDINALITY AS a(e, o)
-              LEFT JOIN hz_rows m ON m.key = a.e ->> 'key'
-              WHERE h2.county_code = %(county)s AND h2.rule_id = ANY(%(focused)s) AND h2.status = ANY(%(open)s)
-                AND NOT EXISTS (SELECT 1 FROM hz_class c WHERE c.entry_id = h2.id)
-              GROUP BY h2.id) x
-        WHERE h.id = x.id AND h.facility_refs IS DISTINCT FROM x.refs
-    """, p)
+        WITH u AS (
+            UPDATE cim.hazard h SET facility_refs = x.refs, version = h.version + 1, updated_at = now()
+            FROM (SELECT h2.id, h2.facility_refs AS old_refs,
+                         jsonb_agg(CASE WHEN m.id IS NULL THEN e ELSE jsonb_set(e, '{id}', to_jsonb(m.id)) END
+                                   ORDER BY o) AS refs
+                  FROM cim.hazard h2
+                  CROSS JOIN LATERAL jsonb_array_elements(h2.facility_refs) WITH ORDINALITY AS a(e, o)
+                  LEFT JOIN hz_rows m ON m.key = a.e ->> 'key'
+                  WHERE h2.county_code = %(county)s AND h2.rule_id = ANY(%(focused)s) AND h2.status = ANY(%(open)s)
+                    AND NOT EXISTS (SELECT 1 FROM hz_class c WHERE c.entry_id = h2.id)
+                  GROUP BY h2.id, h2.facility_refs) x
+            WHERE h.id = x.id AND h.facility_refs IS DISTINCT FROM x.refs
+            RETURNING h.id, h.status, h.version, h.facility_refs, x.old_refs)
+    """ + event, p)
 
 
 def _record_scan(cur: psycopg2.extensions.cursor, report: ScanReport, rules: list[config.Rule], actor: str,

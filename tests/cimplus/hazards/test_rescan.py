@@ -192,6 +192,15 @@ def test_incremental_rescans_follow_deliveries(plant, hz_conn, county, run_scan)
                     "WHERE h.county_code = %s AND h.rule_id = 'G02' AND r ->> 'table' = 'pipe_segment' "
                     "AND NOT s.is_current", (county,))
         assert cur.fetchone()[0] == 0
+        # the 19 entries whose finding did not change took the new ids with an event and a new version
+        cur.execute("SELECT h.id, h.version, e.version, e.changes -> 'facility_refs' FROM cim.hazard h "
+                    "JOIN cim.hazard_event e ON e.hazard_id = h.id AND e.action = 'refs' "
+                    "WHERE h.county_code = %s AND h.rule_id = 'G02'", (county,))
+        refs = cur.fetchall()
+        assert len(refs) == 19 and len({r[0] for r in refs}) == 19
+        assert all(v == ev and old != new for _, v, ev, (old, new) in refs)
+        was = {e["id"]: e["version"] for e in before.values()}
+        assert all(v == was[i] + 1 for i, v, _, _ in refs)
     hz_conn.rollback()
     whole = run_scan()                                                    # a whole scan agrees with the focused one
     assert whole.totals()["updated"] == 0 and whole.totals()["new"] == 0 and whole.totals()["cleared"] == 0

@@ -78,6 +78,7 @@ const STRINGS = {
   "ev.detect": ["自动规则发现", "Found by a rule"],
   "ev.rescan": ["复查扫描更新", "Updated by a rescan"],
   "ev.condition_cleared": ["条件已消除", "Condition cleared"],
+  "ev.refs": ["设施重新交付，引用更新", "Facility references follow a re-delivery"],
   "ev.attach": ["上传附件", "Attachment added"],
   "f.status": ["状态", "Status"],
   "f.closed_by": ["销号人", "Closed by"],
