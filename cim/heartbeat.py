@@ -25,15 +25,17 @@ import datetime as dt
 import json
 import logging
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import psycopg2.extensions
 
 from cim import versions
 from cim.db import connect, quote_ident
 from cim.settings import DatabaseSettings, TierSettings
 from cim.tiers import LEVEL_ZH, identity, level_of, prefix_of, subscriptions
+
+if TYPE_CHECKING:                   # the server's pool; the CLIs that beat do not load asyncpg
+    import asyncpg
 
 log = logging.getLogger(__name__)
 

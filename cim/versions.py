@@ -20,12 +20,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import psycopg2.extensions
 
-from cim.dbcall import AsyncConn
+if TYPE_CHECKING:                   # asyncpg is the server's: CLIs that read versions do not load it
+    import asyncpg
+
+    from cim.dbcall import AsyncConn
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class VersionWatcher:
 
     async def start(self, pool: asyncpg.Pool) -> None:
         """Read the versions, LISTEN for bumps and start the fallback poll."""
+        import asyncpg
+
         self._pool = pool
         await self.refresh()
         try:
@@ -109,6 +113,8 @@ class VersionWatcher:
             self._raise(table, version)
 
     async def _poll(self) -> None:
+        import asyncpg
+
         while True:
             await asyncio.sleep(self.poll_s)
             try:

@@ -29,6 +29,7 @@ import pandas as pd
 import shapely
 
 from ingest.mapping.geometry import DEG_PER_M, Extent, utm_transformer
+from ingest.memory import release_free_memory
 from ingest.validation.core import Ctx, fmt
 from ingest.validation.network import SCOLS, Net, emit, gather, seg_key, value_codes
 
@@ -136,8 +137,10 @@ def _by_strips(extents: list[tuple[np.ndarray, np.ndarray]],
     k = -(-len(lo0) // _STRIP)
     inner = np.quantile((lo0 + hi0) / 2, np.linspace(0, 1, k + 1)[1:-1]) if k > 1 else np.zeros(0)
     cuts = np.concatenate([[-np.inf], inner, [np.inf]])
-    found = [find(*(np.flatnonzero((hi >= cuts[s]) & (lo <= cuts[s + 1])) for lo, hi in extents))
-             for s in range(len(cuts) - 1)]
+    found = []
+    for s in range(len(cuts) - 1):
+        found.append(find(*(np.flatnonzero((hi >= cuts[s]) & (lo <= cuts[s + 1])) for lo, hi in extents)))
+        release_free_memory()               # the strip's GEOS lines and tree, freed in small pieces
     i = np.concatenate([f[0] for f in found]).astype(np.int64)
     j = np.concatenate([f[1] for f in found]).astype(np.int64)
     n = int(max(i.max(initial=0), j.max(initial=0))) + 1

@@ -590,20 +590,38 @@ def _closure(ctx: Ctx, net: Net, S: pd.DataFrame, ends: Ends) -> None:
          en=fmt("point {k} has different elevations in its connected segments of equal diameter", k=sel["exp_no"]))
 
 
+_SPREAD_PARTS = 4
+"""Parts of the points :func:`_spread` groups at a time: its per-end arrays are a quarter of the
+ends' size each (a few MB of a million-end network, not some 40 MB)."""
+
+
 def _spread(ends: Ends, pos: np.ndarray, tol: float) -> np.ndarray:
     """For each end at ``pos``, whether the elevations of the ends that lie on its point with its
-    elevation reference and diameter spread (max − min) beyond ``tol``: grouped on one integer
+    elevation reference and diameter spread (max − min) beyond ``tol``; the points' rows taken in
+    :data:`_SPREAD_PARTS` ranges (the ends of a point always in one)."""
+    out = np.zeros(len(pos), dtype=bool)
+    at = ends.at[pos]
+    codes = [value_codes(ends.S["z_ref"])[0], pd.factorize(ends.S["diameter_mm"].to_numpy(dtype=float))[0]]
+    cuts = np.linspace(0, len(ends.P), _SPREAD_PARTS + 1).astype(np.int64)
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        part = np.flatnonzero((at >= lo) & (at < hi))
+        out[part] = _spread_part(ends, pos[part], codes, tol)
+    return out
+
+
+def _spread_part(ends: Ends, pos: np.ndarray, codes: list[np.ndarray], tol: float) -> np.ndarray:
+    """:func:`_spread` for the ends at ``pos``, every end of their points among them (``codes``:
+    the segments' reference and diameter codes): grouped on one integer
     key (the point's row, the reference's code, the diameter's code) sorted once, not on the
     point numbers' texts; the reference and diameter coded once per segment, not per end, and
     the per-end arrays built in place where they can be."""
     second = pos >= ends.n                                       # an end end, not a start end
     rows = pos - ends.n * second                                 # the segment of each end
     key = ends.at[pos].astype(np.int64)                          # (rows of P as int32: a key of three can pass 2**31)
-    for codes in (value_codes(ends.S["z_ref"])[0], pd.factorize(ends.S["diameter_mm"].to_numpy(dtype=float))[0]):
-        key *= int(codes.max(initial=0)) + 2
-        key += codes[rows]                                       # a missing value (−1) is a code of its own
+    for c in codes:
+        key *= int(c.max(initial=0)) + 2
+        key += c[rows]                                           # a missing value (−1) is a code of its own
         key += 1
-        del codes
     order = np.argsort(key, kind="stable")
     key = key[order]
     first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
