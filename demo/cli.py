@@ -26,6 +26,7 @@ def generate_cmd(
     segments: Annotated[int | None, typer.Option(help="At least about this many pipe segments")] = None,
     points: Annotated[int | None, typer.Option(help="At least about this many pipe points")] = None,
     defects: Annotated[str, typer.Option(help="Planted defects: warnings (loads), errors (rejected), none")] = "warnings",
+    hazards: Annotated[int, typer.Option(help="Gas hazards to plant per rule G01, G02, G03 (hazard benchmark)")] = 0,
 ) -> None:
     """Write a synthetic county survey delivery (鼎城区 430703) into OUT."""
     from demo.generate import generate
@@ -33,13 +34,16 @@ def generate_cmd(
     if defects not in MODES:
         typer.echo(f"错误 / error: --defects 只能是 / must be one of {', '.join(MODES)}", err=True)
         raise typer.Exit(2)
+    if hazards < 0:
+        typer.echo("错误 / error: --hazards 不能小于 0 / must not be negative", err=True)
+        raise typer.Exit(2)
     for name, value in (("scale", scale), ("buildings", buildings), ("segments", segments), ("points", points)):
         if value is not None and value <= 0:
             typer.echo(f"错误 / error: --{name} 必须大于 0 / must be positive", err=True)
             raise typer.Exit(2)
     try:
         manifest = generate(out, seed=seed, scale=scale, buildings=buildings, segments=segments, points=points,
-                            defects=defects, echo=typer.echo)
+                            defects=defects, echo=typer.echo, hazards=hazards)
     except OSError as exc:
         typer.echo(f"错误 / error: 无法写入 {out} / cannot write {out}: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -25,6 +25,7 @@ from pyproj import Transformer
 
 from demo import defects as dfx
 from demo import drainage, pressure, surface
+from demo import hazards as hz
 from demo import inputs as hc_inputs
 from demo.town import COUNTY_CODE, SOURCE_EPSG, Town
 from demo.writers import sha256, write_dem, write_shapefile_zip, write_xlsx
@@ -204,7 +205,8 @@ class _Parts:
     extra: dict = field(default_factory=dict)                   # admin, buildings, lights, green
 
 
-def _build(town: Town, rng: np.random.Generator, defects: str, buildings: int | None, echo) -> _Parts:
+def _build(town: Town, rng: np.random.Generator, defects: str, buildings: int | None, echo,
+           hazards: int = 0) -> _Parts:
     """Generate every layer in a fixed order (the order of random draws makes the bytes)."""
     parts = _Parts()
     admin = _admin(town)
@@ -235,10 +237,15 @@ def _build(town: Town, rng: np.random.Generator, defects: str, buildings: int | 
         parts.found += dfx.building_defects(bld, rng)
     parts.layers["房屋建筑调查.zip"] = [("房屋建筑", gpd.GeoDataFrame(
         bld.drop(columns="geometry"), geometry=_world_polys(town, bld["geometry"]), crs=SOURCE_EPSG))]
+    if hazards:
+        echo(f"燃气隐患 / gas hazards: {hazards} × G01, G02, G03")
+        rqp, rql, planted = hz.plant(town, rqp, rql, jsp, jsl, bld, hazards)
+        parts.layers["燃气管线.zip"] = list(zip(("RQPOINT", "RQLINE"), _frame(town, rqp, rql), strict=True))
+        parts.extra["hazards"] = planted
     parts.layers["园林绿地.zip"] = [("绿地", gpd.GeoDataFrame(
         green.drop(columns="geometry"), geometry=_world_polys(town, green["geometry"]), crs=SOURCE_EPSG))]
     parts.layers["道路中心线.zip"] = [("道路中心线", hc_inputs.roads(town))]
-    parts.extra = {"admin": admin, "buildings": bld, "lights": lights, "green": green}
+    parts.extra.update(admin=admin, buildings=bld, lights=lights, green=green)
     return parts
 
 
@@ -273,14 +280,17 @@ def _write_dem_file(out: Path, town: Town) -> tuple[dict, np.ndarray, np.ndarray
 
 def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | None = None,
              segments: int | None = None, points: int | None = None, defects: str = "warnings",
-             echo=lambda msg: None) -> dict:
-    """Write the demo delivery into ``out`` and return its manifest (also saved as demo_manifest.json)."""
+             echo=lambda msg: None, hazards: int = 0) -> dict:
+    """Write the demo delivery into ``out`` and return its manifest (also saved as demo_manifest.json).
+
+    ``hazards``: plant that many gas hazards of each of G01, G02 and G03 (:mod:`demo.hazards`,
+    for the hazard-scan benchmark); 0, the default, plants none and leaves every byte as it was."""
     if defects not in dfx.MODES:
         raise ValueError(f"defects must be one of {dfx.MODES}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     town = Town(seed=seed, scale=_scale_for(scale, segments, points))
-    parts = _build(town, np.random.default_rng(seed), defects, buildings, echo)
+    parts = _build(town, np.random.default_rng(seed), defects, buildings, echo, hazards)
     files = _write_files(out, town, parts, echo)
     echo("DEM")
     dem, lo, hi = _write_dem_file(out, town)
@@ -305,5 +315,7 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, buildings: int | N
         "defects": [d.to_dict() for d in parts.found],
         "samples": _samples(town, x["buildings"], x["lights"], x["admin"]),
     }
+    if hazards:
+        manifest["hazards"] = x["hazards"]
     (out / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -21,18 +21,19 @@ from sqlalchemy import create_engine, text
 
 from cim import standards
 from cimplus.hazards import config
-from cimplus.hazards.detect.gas import building_limits, horizontal_tables
+from cimplus.hazards.detect.gas import building_limits, horizontal_tables, reduction_columns
 
-SEG_COLS = ("id, network, start_exp_no, end_exp_no, pressure_class, diameter_mm, width_mm, burial_type, status, "
-            "wall_thickness_mm")
+SEG_COLS = "id, network, start_exp_no, end_exp_no, pressure_class, diameter_mm, width_mm, burial_type, status"
 
 
 def load(url: str, county: str) -> dict[str, gpd.GeoDataFrame]:
-    """The current gas segments, other segments and buildings of the county."""
+    """The current gas segments (with the columns G02's reductions read), other segments and
+    buildings of the county."""
+    reductions = "".join(f", {name}" for name, _ in reduction_columns(config.rules().rules["G02"]).values())
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
     nets = sorted({str(n) for n in config.rules().rules["G03"].params["networks"]} - {"RQ"})
     with engine.connect() as conn:
-        gas = gpd.read_postgis(text(f"SELECT {SEG_COLS}, geom FROM cim.pipe_segment WHERE county_code = :c "
+        gas = gpd.read_postgis(text(f"SELECT {SEG_COLS}{reductions}, geom FROM cim.pipe_segment WHERE county_code = :c "
                                     "AND is_current AND network = 'RQ'"), conn, params={"c": county})
         other = gpd.read_postgis(text(f"SELECT {SEG_COLS}, geom FROM cim.pipe_segment WHERE county_code = :c "
                                       "AND is_current AND network = ANY(:n)"), conn, params={"c": county, "n": nets})
@@ -87,23 +88,27 @@ def rules(data: dict[str, gpd.GeoDataFrame], proj: str) -> set[tuple[str, frozen
         for gk, bk in zip(pairs["key_left"].to_numpy()[hit], pairs["key_right"].to_numpy()[hit], strict=True):
             found.add(("G01", frozenset((gk, bk))))
 
-    # G02: outer wall closer to a footprint than the class allows (reduced where the wall is recorded)
+    # G02: outer wall closer to a footprint than the class allows; a reduced distance only where the
+    # segment meets the step's condition through the column rules.yaml G02 reduction_columns maps it
+    # to (a minimum: the column at least the value; a flag: the column true), the smallest of the
+    # steps met; a condition without a column is never met
     skip2 = set(rs.rules["G02"].params.get("skip_burial_types") or [])
     limits = building_limits(clear)
-    g2 = gas[~gas["burial_type"].isin(skip2) & gas["cls"].isin(list(limits))].copy()
+    columns = reduction_columns(rs.rules["G02"])
+    g2 = gas[~gas["burial_type"].isin(skip2) & gas["cls"].isin(list(limits))].reset_index(drop=True)
     std = g2["cls"].map(lambda c: limits[c]["std"]).to_numpy(float)
-    red = np.full(len(g2), np.nan)
-    wall = g2["wall_thickness_mm"].to_numpy(float)
-    for i, (c, w) in enumerate(zip(g2["cls"], wall, strict=True)):
-        lim = limits[c]
-        if np.isnan(w):
-            continue
-        if "wall" in lim:
-            red[i] = next((v for t, v in lim["wall"] if w >= t), np.nan)
-        elif "red" in lim:
-            red[i] = lim["red"]
-    g2["required"] = np.where(np.isnan(red), std, red)
-    g2["reach"] = np.fmax(std, np.nan_to_num(red)) + g2["r"].to_numpy()
+    red = np.full(len(g2), np.inf)
+    for cls, lim in limits.items():
+        of_cls = (g2["cls"] == cls).to_numpy()
+        for step in lim["steps"]:
+            if step["cond"] not in columns:
+                continue
+            name, flag = columns[step["cond"]]
+            # NULL meets no condition (SQL: IS TRUE, NULL >= value)
+            met = g2[name].eq(True).to_numpy(bool) if flag else g2[name].to_numpy(float) >= float(step["value"])
+            red = np.where(of_cls & met, np.minimum(red, step["distance"]), red)
+    g2["required"] = np.where(np.isfinite(red), red, std)
+    g2["reach"] = g2["required"].to_numpy() + g2["r"].to_numpy()
     pairs = gpd.sjoin(g2, bld, predicate="dwithin", distance=g2["reach"].to_numpy(), how="inner")
     if len(pairs):
         gg = g2.geometry.loc[pairs.index].to_numpy()
