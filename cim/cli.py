@@ -330,6 +330,12 @@ def main() -> None:
     except CimError as exc:
         typer.echo(f"错误 / error [{exc.code}]: {exc.zh}\n  {exc.en}", err=True)
         sys.exit(2)
+    except Exception as exc:  # a defect of the platform, not of the input: said plainly, exit 70
+        log.debug("internal error", exc_info=True)
+        typer.echo(f"内部错误 / internal error: {type(exc).__name__}: {exc}\n"
+                   "  请报告此问题（CIM_LOG_LEVEL=DEBUG 显示调用栈）/ please report it "
+                   "(CIM_LOG_LEVEL=DEBUG shows the traceback)", err=True)
+        sys.exit(70)
     except SystemExit as exc:
         if not _KEPT:
             raise

@@ -133,8 +133,20 @@ def joined_column(parts: list[pd.Series]) -> pd.Series:
     if absent is not None:
         return absent
     if len(parts) > 1 and all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
-        return pd.Series(union_categoricals([p.array for p in parts]), name=parts[0].name)
+        return pd.Series(union_categoricals(_same_category_type(parts)), name=parts[0].name)
     return _contiguous_column(pd.concat(parts, ignore_index=True))
+
+
+def _same_category_type(parts: list[pd.Series]) -> list[pd.Categorical]:
+    """The categoricals of ``parts`` with categories of one type, as ``union_categoricals``
+    needs: the type of the non-empty categories when they agree, else objects. A chunk whose
+    column is empty throughout has no categories, and their type (objects, or pandas' text) says
+    nothing of the other chunks' values."""
+    types = {p.cat.categories.dtype for p in parts if len(p.cat.categories)}
+    target = types.pop() if len(types) == 1 else np.dtype(object)
+    return [p.array if p.cat.categories.dtype == target
+            else pd.Categorical.from_codes(p.cat.codes.to_numpy(), categories=p.cat.categories.astype(target))
+            for p in parts]
 
 
 _MASKED = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)

@@ -423,6 +423,14 @@ def test_stored_residues_join_as_pandas_joins_them_and_geometries_come_back_mapp
     network = spill.joined(("c",))["network"]
     assert isinstance(network.dtype, pd.CategoricalDtype) and set(network.cat.categories) == {"JS", "PS", "RQ"}
     assert [None if pd.isna(v) else v for v in network.astype(object)] == ["JS", "PS", None, "RQ", "JS"]
+    # a chunk whose column is empty throughout (categories: no values, objects) beside chunks of
+    # pandas' text categories
+    for codes in (pd.Categorical([None, None], categories=pd.Index([], dtype=object)), pd.Categorical(["出水口", None]),
+                  pd.Categorical(["检查井"])):
+        spill.put_columns(("e",), pd.DataFrame({"feature": codes}))
+    feature = spill.joined(("e",))["feature"]
+    assert isinstance(feature.dtype, pd.CategoricalDtype) and set(feature.cat.categories) == {"出水口", "检查井"}
+    assert [None if pd.isna(v) else v for v in feature.astype(object)] == [None, None, "出水口", None, "检查井"]
     for n in (4, 3):                               # optional columns no row fills
         spill.put_columns(("d",), pd.DataFrame({"width_mm": np.full(n, np.nan), "flow_dir": pd.array([None] * n, "Int64"),
                                                 "depth": np.r_[np.full(n - 1, np.nan), 1.5]}))
