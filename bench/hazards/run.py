@@ -17,13 +17,12 @@ In one run, against a throwaway PostGIS cluster under a temporary directory:
    with ``--moved`` main points 0.5 m north, through ``cim ingest``) and the incremental rescan
    the server would run for it (``incremental=True``).
 
-Results go to ``bench/results/hazards-<county>-<stamp>.json`` and a Markdown table to stdout. At
-a million buildings the demo county needs ``--chunk-rows 2000000`` (no layer read in chunks): with
-the default chunk size, ``cim ingest`` of its drainage file fails (bench/README.md).
+Results go to ``bench/results/hazards-<county>-<stamp>.json`` and a Markdown table to stdout.
+``--chunk-rows`` sets the ingest's chunk size (``CIM_INGEST_CHUNK_ROWS``) for loading the demo county.
 
     .venv/bin/python bench/hazards/run.py [--blocks 100] [--repeat 2] [--moved 20] [--rotate 30]
     .venv/bin/python bench/hazards/run.py --county demo [--buildings 1000000] [--segments 300000] [--hazards 300] \
-        [--chunk-rows 2000000]
+        [--chunk-rows 25000]
 """
 
 from __future__ import annotations
