@@ -127,6 +127,20 @@ def test_two_worker_processes_follow_versions_and_run_tasks_once(workers_db, tmp
             time.sleep(0.2)
         assert len(rows) == 1 and rows[0][:2] == ("done", 1), rows
         assert rows[0][2] in srv.processes
+        # and the rescans it queued (hazard scan, health check of the county) ran once each
+        follow = ("hazards.scan", "healthcheck.run")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute("SELECT kind, state, attempts, worker FROM cim.task WHERE kind = ANY(%s) "
+                            "AND args->>'county' = %s ORDER BY kind", (list(follow), COUNTY))
+                rows = cur.fetchall()
+            conn.rollback()
+            if len(rows) >= len(follow) and all(r[1] in ("done", "failed") for r in rows):
+                break
+            time.sleep(0.3)
+        assert [r[0] for r in rows] == sorted(follow), rows
+        assert all(r[1:3] == ("done", 1) and r[3] in srv.processes for r in rows), rows
     finally:
         srv.stop()
         conn.close()
