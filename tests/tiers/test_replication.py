@@ -152,6 +152,14 @@ def test_county_delivery_reaches_the_province_items_and_tiles(tiers_net, tmp_pat
         versions = http.get(f"{net.province.api}/api/versions").json()
         items = http.get(f"{net.province.api}/ogc/collections/pipeline_points/items", params={"bbox": bbox}).json()
         assert items["features"] == []
+        tileset_url = f"{net.province.api}/3dtiles/pipelines/tileset.json"
+        tileset_before = http.get(tileset_url)
+        assert tileset_before.status_code in (200, 404), tileset_before.text
+
+        def found(q: str) -> set:
+            res = http.get(f"{net.province.api}/api/search", params={"q": q, "layers": "pipeline_points"})
+            assert res.status_code == 200, res.text
+            return {r["id"] for r in res.json()["results"]}
 
         res = county.cli("ingest", str(_network_zip(tmp_path, lon, lat, "YS")), "--county", county.code)
         assert "YS" in county.scalar("SELECT string_agg(exp_no, ',') FROM cim.pipe_point WHERE is_current "
@@ -172,6 +180,12 @@ def test_county_delivery_reaches_the_province_items_and_tiles(tiers_net, tmp_pat
         assert moved["pipeline_points"] > versions["pipeline_points"]
         assert moved["pipeline_segments"] > versions["pipeline_segments"]
         assert moved["buildings"] == versions["buildings"]    # scopes the delivery did not touch keep theirs
+        # the province's search finds the new points, and its 3D Tiles of the pipelines are rebuilt
+        exp_no = county.scalar("SELECT exp_no FROM cim.pipe_point WHERE id = %s", (min(new_ids),))
+        assert min(new_ids) in found(exp_no)
+        tileset_after = http.get(tileset_url)
+        assert tileset_after.status_code == 200, tileset_after.text
+        assert tileset_before.status_code == 404 or tileset_after.headers["etag"] != tileset_before.headers["etag"]
     # the province follows the county's change like a local load: county.changed is queued
     assert net.province.scalar("SELECT count(*) FROM cim.task WHERE kind = 'county.changed' "
                                "AND (args->>'delivery_id')::bigint = %s", (delivery_id,)) == 1
