@@ -5,7 +5,10 @@ scaled up, with planted gas hazards, loaded through the real ingest path.
 to hold the segments; ``--hazards`` plants K each of G01, G02 and G03 in 燃气管线.zip, see
 :mod:`demo.hazards`), then every file of the manifest's ``ingest_order`` goes through
 ``cim ingest load`` (read, validate, atomic load), as ``make demo`` (scripts/demo.sh) does. The
-DEM is left out: no hazard rule reads it.
+DEM is left out: no hazard rule and no health-check indicator reads it. The health-check bench
+(``bench/healthcheck/run.py --county demo``) uses the same county without planted hazards and
+loads its two health-check inputs (常住人口.xlsx, 建成区.geojson) with ``cim healthcheck inputs``
+(:func:`healthcheck_inputs`), as ``make demo`` does.
 
 The re-surveyed gas delivery of the rescan is the same 燃气管线.zip with ``moved`` points of the
 gas mains 0.5 m north (their segments' ends with them), ingested the same way.
@@ -47,7 +50,7 @@ def environment(url: str, home: Path, chunk_rows: int | None = None) -> dict[str
     return env
 
 
-def generate(out: Path, env: dict[str, str], buildings: int, segments: int, hazards: int) -> dict:
+def generate(out: Path, env: dict[str, str], buildings: int, segments: int, hazards: int = 0) -> dict:
     """``cim demo generate`` into ``out``; its manifest."""
     _cim(["demo", "generate", "--out", str(out), "--buildings", str(buildings), "--segments", str(segments),
           "--hazards", str(hazards)], env)
@@ -70,6 +73,18 @@ def ingest(out: Path, manifest: dict, env: dict[str, str]) -> dict[str, float]:
             continue
         took[name] = ingest_file(out / name, env)["seconds"]
         print(f"#   ingested {name} in {took[name]} s", file=sys.stderr, flush=True)
+    return took
+
+
+def healthcheck_inputs(out: Path, manifest: dict, env: dict[str, str]) -> dict[str, float]:
+    """The health-check inputs the generator wrote (the manifest's ``healthcheck_inputs``: resident
+    population, built-up area) through ``cim healthcheck inputs … --county``; seconds per file."""
+    took = {}
+    for name in manifest["healthcheck_inputs"]:
+        t0 = time.perf_counter()
+        _cim(["healthcheck", "inputs", str(out / name), "--county", COUNTY], env)
+        took[name] = round(time.perf_counter() - t0, 2)
+        print(f"#   loaded {name} in {took[name]} s", file=sys.stderr, flush=True)
     return took
 
 

@@ -2,13 +2,18 @@
 against the same computation written with GeoPandas (overlay / sjoin), in one run.
 
     .venv/bin/python bench/healthcheck/run.py [--buildings 1000000] [--year 2025] [--repeat 3]
+    .venv/bin/python bench/healthcheck/run.py --county demo [--buildings 1000000] [--segments 300000] [--repeat 3]
 
-A migrated throwaway cluster gets the synthetic county of ``synth.sql`` (1 county, 16 streets,
-256 communities, ``--buildings`` buildings, 400 parks, 40,000 pipe segments, 100 roads, 33,400
-streetlights) and its inputs (population per community, a built-up area) through
-``cim healthcheck inputs``. Then:
+A migrated throwaway cluster gets a county and its inputs (population per community, a built-up
+area) through ``cim healthcheck inputs`` (``county.py``): ``--county synth`` (default) the
+synthetic county of ``synth.sql`` (430599: 1 county, 16 streets, 256 communities, ``--buildings``
+buildings, 400 parks, 40,000 pipe segments, 100 roads, 33,400 streetlights); ``--county demo``
+the demo generator's county (430703) scaled up to ``--buildings`` and ``--segments``, its streets
+and communities from 行政区划.zip, every file through ``cim ingest load`` and its 常住人口.xlsx and
+建成区.geojson through ``cim healthcheck inputs`` as ``make demo`` does
+(``bench/hazards/democounty.py``). Then:
 
-1. ``cim healthcheck run --county 430599`` (all 24 indicators, three levels): wall seconds; being
+1. ``cim healthcheck run --county CODE`` (all 24 indicators, three levels): wall seconds; being
    the county's first run, it also builds the stored membership of the features in the areas
    (``cimplus/healthcheck/membership.py``; its seconds are printed); then the same run again with
    nothing changed (the stored sets current);
@@ -24,7 +29,9 @@ streetlights) and its inputs (population per community, a built-up area) through
    stored sets each indicator reads are refreshed, timed alone; "first run after a delivery" is
    that plus ours.
 
-Prints a Markdown table and writes bench/results/healthcheck-<stamp>.json.
+Prints a Markdown table, the indicators (and areas) the full run could not compute with their
+reasons, and writes bench/results/healthcheck-<stamp>.json (``--county demo``:
+healthcheck-demo-<stamp>.json).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,55 +52,17 @@ import geopandas as gpd
 import numpy as np
 import psycopg2
 import shapely
-from openpyxl import Workbook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.common import ROOT, migrated_cluster, timed  # noqa: E402
+from bench.healthcheck.county import DemoCounty, SynthCounty  # noqa: E402
 from cim import standards  # noqa: E402
 from cimplus.healthcheck import areas, catalog, membership  # noqa: E402
 from cimplus.healthcheck.run import RUN_WORK_MEM  # noqa: E402
 from cimplus.healthcheck.template import Expander, ledger_present  # noqa: E402
 from layers.catalog import load_catalog  # noqa: E402
 
-COUNTY = "430599"
-HERE = Path(__file__).resolve().parent
 SPATIAL = ("park_service_coverage", "drainage_density_ys", "aged_share_drainage")
-
-
-def seed(url: str, n: int, year: int, tmp: Path, env: dict[str, str]) -> None:
-    """The synthetic county, then population (1,000–6,000 per community, summed upwards) and the built-up area."""
-    res = subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"n={n}", "-f", str(HERE / "synth.sql")],
-                         capture_output=True, text=True)
-    if res.returncode:
-        raise SystemExit(f"synth.sql failed: {res.stderr[-2000:]}")
-    conn = psycopg2.connect(url)
-    with conn.cursor() as cur:
-        cur.execute("SELECT code, name, level, parent_code FROM cim.admin_area WHERE county_code = %s ORDER BY code",
-                    (COUNTY,))
-        rows = cur.fetchall()
-    conn.close()
-    pop: dict[str, int] = {}
-    parent = {r[0]: r[3] for r in rows}
-    for code, _, level, _ in rows:
-        if level == "community":
-            p = 1000 + (int(code[-3:]) * 37 + int(code[6:9]) * 11) % 5000
-            pop[code] = p
-            pop[parent[code]] = pop.get(parent[code], 0) + p
-            pop[COUNTY] = pop.get(COUNTY, 0) + p
-    wb = Workbook()
-    ws = wb.active
-    ws.append(["行政区划代码", "名称", "常住人口", "年份"])
-    for code, name, _, _ in rows:
-        ws.append([code, name, pop[code], year])
-    wb.save(tmp / "常住人口.xlsx")
-    ring = [[111.401, 27.151], [111.489, 27.151], [111.489, 27.243], [111.401, 27.243], [111.401, 27.151]]
-    (tmp / "建成区.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"年份": year}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
-    for f in ("常住人口.xlsx", "建成区.geojson"):
-        res = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "inputs", str(tmp / f), "--county", COUNTY],
-                             env=env, capture_output=True, text=True)
-        if res.returncode:
-            raise SystemExit(f"cim healthcheck inputs {f} failed: {res.stdout[-1000:]} {res.stderr[-2000:]}")
 
 
 class Clock:
@@ -120,7 +90,7 @@ class Clock:
         return time.perf_counter() - self.w0, self._cpu() - self.c0
 
 
-def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float], int,
+def ours(url: str, county: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float], int,
                                        dict[str, float]]:
     """Each of our three indicators computed alone, as a run computes it, in a transaction of its own
     on one connection (as the GeoPandas side reads through one connection: the first indicator of
@@ -145,7 +115,7 @@ def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, fl
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("SELECT set_config('statement_timeout', '0', true), set_config('work_mem', %s, true)",
                         (RUN_WORK_MEM,))
-            aset = areas.prepare(cur, [COUNTY], list(catalog.ADMIN_LEVELS), year)
+            aset = areas.prepare(cur, [county], list(catalog.ADMIN_LEVELS), year)
             present, _ = ledger_present(cur, cat.hazard_ledger)
             part_sets, _ = membership.usable(cur, aset, membership.sources([ind], layers))
             stmt = Expander(layers, cat, aset.scope(year, present, part_sets)).expand(ind.formula or "", ind)
@@ -162,7 +132,7 @@ def ours(url: str, year: int) -> tuple[dict[str, dict[str, float]], dict[str, fl
     return values, seconds, prep, srid, cpu
 
 
-def maintenance(url: str, year: int) -> dict[str, float]:
+def maintenance(url: str, county: str, year: int) -> dict[str, float]:
     """What the stored membership costs after a delivery: the pipe table is changed (a no-op UPDATE of
     one row bumps its data version, so every set over it is stale, as after a new delivery), then the
     sets each indicator reads are refreshed, each timed alone (connect to commit). Seconds by
@@ -175,16 +145,16 @@ def maintenance(url: str, year: int) -> dict[str, float]:
             continue
         with conn.cursor() as cur:
             cur.execute("UPDATE cim.pipe_segment SET install_year = install_year WHERE id = "
-                        "(SELECT min(id) FROM cim.pipe_segment WHERE county_code = %s)", (COUNTY,))
+                        "(SELECT min(id) FROM cim.pipe_segment WHERE county_code = %s)", (county,))
         conn.commit()
         wanted = membership.sources([ind], layers)
         t0 = time.perf_counter()
         c2 = psycopg2.connect(url)
-        done = membership.refresh(c2, [COUNTY], year, wanted)
+        done = membership.refresh(c2, [county], year, wanted)
         c2.close()
         out[ind.id] = time.perf_counter() - t0 if done["refreshed"] else 0.0
     # leave every set current again for later runs
-    membership.refresh(conn, [COUNTY], year, membership.sources(cat.indicators, layers))
+    membership.refresh(conn, [county], year, membership.sources(cat.indicators, layers))
     conn.close()
     return out
 
@@ -193,7 +163,7 @@ def _read(sql: str, conn) -> gpd.GeoDataFrame:
     return gpd.read_postgis(sql, conn, geom_col="geom").rename_geometry("geometry")
 
 
-def geopandas_version(url: str, year: int,
+def geopandas_version(url: str, county: str, year: int,
                       srid: int) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, float]]:
     """The same three indicators with GeoPandas: read from PostGIS, then overlay / sjoin in EPSG:srid.
     Values, wall seconds and CPU seconds (this process and the server backend) by indicator."""
@@ -202,16 +172,16 @@ def geopandas_version(url: str, year: int,
     cpu: dict[str, float] = {}
     values: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
-    q_areas = (f"SELECT code, geom FROM cim.admin_area WHERE is_current AND county_code = '{COUNTY}' "
+    q_areas = (f"SELECT code, geom FROM cim.admin_area WHERE is_current AND county_code = '{county}' "
                "AND level IN ('county', 'street', 'community')")
 
     # 公园绿地服务半径覆盖率: served residential footprint ÷ residential footprint, homes assigned to areas
     # by the centre of their bounding box
     clock.start()
     area = _read(q_areas, conn)
-    parks = _read(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{COUNTY}' "
+    parks = _read(f"SELECT geom FROM cim.green_space WHERE is_current AND county_code = '{county}' "
                              "AND (class_code = 'G1' OR subclass_code = 'G1')", conn).to_crs(srid)
-    homes = _read(f"SELECT id, geom FROM cim.building WHERE is_current AND county_code = '{COUNTY}' "
+    homes = _read(f"SELECT id, geom FROM cim.building WHERE is_current AND county_code = '{county}' "
                              "AND use_code = 'ZZ'", conn)
     parks["a"] = parks.area
     parks = parks[parks["a"] >= 2000]
@@ -234,10 +204,10 @@ def geopandas_version(url: str, year: int,
     # 排水管网密度（雨水）: storm-drain length inside each area's built-up part ÷ that part's area
     clock.start()
     area = _read(q_areas, conn).to_crs(srid)
-    builtup = gpd.read_postgis(f"SELECT geom FROM cim.healthcheck_builtup WHERE county_code = '{COUNTY}' "
+    builtup = gpd.read_postgis(f"SELECT geom FROM cim.healthcheck_builtup WHERE county_code = '{county}' "
                                f"AND year <= {int(year)} ORDER BY year DESC, input_id DESC LIMIT 1", conn,
                                geom_col="geom").rename_geometry("geometry").to_crs(srid)
-    pipes = _read(f"SELECT id, geom FROM cim.pipe_segment WHERE is_current AND county_code = '{COUNTY}' "
+    pipes = _read(f"SELECT id, geom FROM cim.pipe_segment WHERE is_current AND county_code = '{county}' "
                              "AND network = 'PS' AND subtype = 'YS'", conn).to_crs(srid)
     part = gpd.overlay(area, builtup, how="intersection", keep_geom_type=True)
     part["km2"] = part.area / 1e6
@@ -252,7 +222,7 @@ def geopandas_version(url: str, year: int,
     rule = standards.aging()["networks"]["PS"]
     area = _read(q_areas, conn).to_crs(srid)
     pipes = _read(f"SELECT id, material, install_year, geom FROM cim.pipe_segment WHERE is_current "
-                             f"AND county_code = '{COUNTY}' AND network = 'PS'", conn).to_crs(srid)
+                             f"AND county_code = '{county}' AND network = 'PS'", conn).to_crs(srid)
     aged = pipes["material"].isin(rule.get("always") or [])
     if rule.get("min_years") is not None:
         old = pipes["install_year"].notna() & (year - pipes["install_year"] >= rule["min_years"])
@@ -284,44 +254,23 @@ def compare(a: dict[str, float], b: dict[str, float]) -> tuple[int, int, float]:
     return len(set(a) | set(b)), bad, worst
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--buildings", type=int, default=1_000_000)
-    ap.add_argument("--year", type=int, default=2025)
-    ap.add_argument("--repeat", type=int, default=3, help="times each side computes the three (medians are reported)")
-    args = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # stop the cluster when killed
-    load_start = os.getloadavg()
-    home = Path(tempfile.mkdtemp(prefix="cim-bench-hc-", dir="/tmp"))
-    home.chmod(0o755)           # the cluster runs as the postgres OS user
-    cluster, url = migrated_cluster(home / "pg")
-    try:
-        env = {**os.environ, "CIM_DATABASE_URL": url, "CIM_HOME": str(home)}
-        t0 = time.perf_counter()
-        seed(url, args.buildings, args.year, home, env)
-        seeded = time.perf_counter() - t0
-        cmd = [str(ROOT / ".venv/bin/cim"), "healthcheck", "run", "--county", COUNTY, "--year", str(args.year), "--json"]
-        run = timed(cmd, env)
-        listed = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "list", "--json", "--limit", "1"], env=env,
-                                capture_output=True, text=True, check=True)
-        summary = json.loads(listed.stdout)[0]["summary"] or {}
-        print(f"full run: {run['seconds']:.1f} s wall, {summary.get('values')} values, "
-              f"{summary.get('parts_refresh_s')} s of it building the stored membership", flush=True)
-        again = timed(cmd, env)       # nothing changed since: the stored sets are current
-        print(f"full run again: {again['seconds']:.1f} s wall", flush=True)
-        samples: dict[str, list[dict[str, float]]] = {"ours": [], "prepare": [], "geopandas": [], "ours_cpu": [],
-                                                      "geopandas_cpu": []}
-        for _ in range(args.repeat):      # alternately, so a change of the machine's load hits both sides
-            mine, mine_s, prep_s, srid, mine_cpu = ours(url, args.year)
-            gp, gp_s, gp_cpu = geopandas_version(url, args.year, srid)
-            samples["ours"].append(mine_s)
-            samples["prepare"].append(prep_s)
-            samples["geopandas"].append(gp_s)
-            samples["ours_cpu"].append(mine_cpu)
-            samples["geopandas_cpu"].append(gp_cpu)
-        upkeep = maintenance(url, args.year)
-    finally:
-        cluster.stop()
+def not_computed(url: str, county: str) -> dict[str, dict[str, int]]:
+    """Of the county's last run: per indicator, the areas not computed by reason code (with its
+    English reason)."""
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT v.indicator, v.reason_code || ': ' || coalesce(v.reason_en, ''), count(*) "
+                    "FROM cim.healthcheck_value v WHERE v.run_id = (SELECT max(id) FROM cim.healthcheck_run "
+                    "WHERE %s = ANY(counties) AND state = 'done') AND v.state = 'not_computed' "
+                    "GROUP BY 1, 2 ORDER BY 1, 2", (county,))
+        out: dict[str, dict[str, int]] = {}
+        for ind, reason, n in cur.fetchall():
+            out.setdefault(ind, {})[reason] = n
+    return out
+
+
+def spatial_rows(mine: dict, gp: dict, samples: dict[str, list[dict[str, float]]],
+                 upkeep: dict[str, float]) -> list[dict]:
+    """The table rows of the three spatial indicators: medians, ratios, the comparison of values."""
     rows = []
     for ind in SPATIAL:
         n, bad, worst = compare(mine[ind], gp[ind])
@@ -338,32 +287,116 @@ def main() -> None:
                      "maintenance_s": round(upkeep[ind], 2), "after_delivery_s": round(first, 2),
                      "after_delivery_ratio": round(gp_med / first, 2), "areas": n,
                      "differing_over_0.1pct": bad, "max_rel_diff": worst})
-    out = {"buildings": args.buildings, "seed_s": round(seeded, 1), "run_wall_s": round(run["seconds"], 1),
-           "run_again_wall_s": round(again["seconds"], 1), "run_peak_rss_mb": run["peak_rss_mb"], "values": summary.get("values"),
-           "computed": summary.get("computed"), "run_parts_refresh_s": summary.get("parts_refresh_s"),
-           "spatial": rows, "load_average_start": load_start, "load_average": os.getloadavg(),
-           "indicator_s": {k: v.get("seconds") for k, v in (summary.get("indicators") or {}).items()}}
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"healthcheck-{stamp}.json").write_text(json.dumps(out, ensure_ascii=False, indent=2))
-    print(f"\n城市体检 on {args.buildings:,} buildings (1 county, 16 streets, 256 communities): "
+    return rows
+
+
+def measure(url: str, county: str, year: int, repeat: int, env: dict[str, str]) -> dict:
+    """Steps 1–4 of the module docstring on a built county; the figures."""
+    cmd = [str(ROOT / ".venv/bin/cim"), "healthcheck", "run", "--county", county, "--year", str(year), "--json"]
+    run = timed(cmd, env)
+    listed = subprocess.run([str(ROOT / ".venv/bin/cim"), "healthcheck", "list", "--json", "--limit", "1"], env=env,
+                            capture_output=True, text=True, check=True)
+    summary = json.loads(listed.stdout)[0]["summary"] or {}
+    print(f"full run: {run['seconds']:.1f} s wall, {summary.get('values')} values, "
+          f"{summary.get('parts_refresh_s')} s of it building the stored membership", flush=True)
+    missing = not_computed(url, county)
+    again = timed(cmd, env)       # nothing changed since: the stored sets are current
+    print(f"full run again: {again['seconds']:.1f} s wall", flush=True)
+    samples: dict[str, list[dict[str, float]]] = {"ours": [], "prepare": [], "geopandas": [], "ours_cpu": [],
+                                                  "geopandas_cpu": []}
+    mine: dict = {}
+    gp: dict = {}
+    for _ in range(repeat):      # alternately, so a change of the machine's load hits both sides
+        mine, mine_s, prep_s, srid, mine_cpu = ours(url, county, year)
+        gp, gp_s, gp_cpu = geopandas_version(url, county, year, srid)
+        samples["ours"].append(mine_s)
+        samples["prepare"].append(prep_s)
+        samples["geopandas"].append(gp_s)
+        samples["ours_cpu"].append(mine_cpu)
+        samples["geopandas_cpu"].append(gp_cpu)
+    upkeep = maintenance(url, county, year)
+    return {"run_wall_s": round(run["seconds"], 1), "run_again_wall_s": round(again["seconds"], 1),
+            "run_peak_rss_mb": run["peak_rss_mb"], "values": summary.get("values"),
+            "computed": summary.get("computed"), "run_parts_refresh_s": summary.get("parts_refresh_s"),
+            "run_parts_refreshed": [{k: d.get(k) for k in ("table", "kind", "parts", "seconds")}
+                                    for d in ((summary.get("parts") or {}).get("refresh") or {}).get("refreshed") or []],
+            "spatial": spatial_rows(mine, gp, samples, upkeep), "not_computed": missing,
+            "indicator_s": {k: v.get("seconds") for k, v in (summary.get("indicators") or {}).items()}}
+
+
+def report(out: dict, label: str, repeat: int) -> None:
+    """The figures as text and a Markdown table on stdout."""
+    load_start = out["load_average_start"]
+    print(f"\n城市体检 on {out['buildings']:,} buildings ({label}): "
           f"full run {out['run_wall_s']} s wall ({out['values']} values, {out['computed']} computed; of it "
           f"{out['run_parts_refresh_s']} s building the stored membership; again, with nothing changed: "
           f"{out['run_again_wall_s']} s), seeding {out['seed_s']} s, load average (1, 5, 15 min) at start "
           f"{' '.join(f'{x:.1f}' for x in load_start)}, at end {' '.join(f'{x:.1f}' for x in out['load_average'])}\n")
+    print("stored membership built by the full run (s): " + ", ".join(
+        f"{d['table']}/{d['kind']} {d['parts']} parts {d['seconds']}" for d in out["run_parts_refreshed"]))
     slow = sorted(out["indicator_s"].items(), key=lambda kv: -(kv[1] or 0))[:6]
     print("slowest indicators of the full run (s): " + ", ".join(f"{k} {v}" for k, v in slow) + "\n")
-    print(f"medians of {args.repeat} (ours and GeoPandas alternately)\n")
+    print("not computed in the full run (areas by reason): " + ("; ".join(
+        f"{ind} " + ", ".join(f"{n} × {why}" for why, n in reasons.items())
+        for ind, reasons in out["not_computed"].items()) or "none") + "\n")
+    print(f"medians of {repeat} (ours and GeoPandas alternately)\n")
     print("| indicator | ours (s) | of it preparing | GeoPandas (s) | ratio | CPU: ours / GeoPandas (s) | CPU ratio "
           "| maintenance after a delivery (s) | first run after a delivery (s) | its ratio | areas | >0.1 % apart "
           "| max rel. diff |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    for r in out["spatial"]:
         print(f"| {r['indicator']} | {r['ours_s']} | {r['of_which_prepare_s']} | {r['geopandas_s']} | "
               f"**{r['ratio']}×** | {r['ours_cpu_s']} / {r['geopandas_cpu_s']} | {r['cpu_ratio']}× | "
               f"{r['maintenance_s']} | {r['after_delivery_s']} | {r['after_delivery_ratio']}× | "
               f"{r['areas']} | {r['differing_over_0.1pct']} | {r['max_rel_diff']:.2e} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--county", choices=["synth", "demo"], default="synth",
+                    help="synth: synth.sql's grid county; demo: cim demo generate + cim ingest (as make demo)")
+    ap.add_argument("--buildings", type=int, default=1_000_000)
+    ap.add_argument("--segments", type=int, default=300_000, help="demo: at least about this many pipe segments")
+    ap.add_argument("--chunk-rows", type=int, default=None,
+                    help="demo: CIM_INGEST_CHUNK_ROWS of the ingest (default: the setting's)")
+    ap.add_argument("--year", type=int, default=2025)
+    ap.add_argument("--repeat", type=int, default=3, help="times each side computes the three (medians are reported)")
+    ap.add_argument("--keep", action="store_true", help="keep the cluster's directory (prints it)")
+    args = ap.parse_args()
+    county = (DemoCounty(args.buildings, args.segments, args.chunk_rows) if args.county == "demo"
+              else SynthCounty(args.buildings))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # stop the cluster when killed
+    load_start = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    home = Path(tempfile.mkdtemp(prefix="cim-bench-hc-", dir="/tmp"))
+    home.chmod(0o755)           # the cluster runs as the postgres OS user
+    cluster, url = migrated_cluster(home / "pg")
+    try:
+        env = {**os.environ, "CIM_DATABASE_URL": url, "CIM_HOME": str(home)}
+        built = county.build(url, home, env, args.year)
+        print(f"# county {county.code} built: {built}", file=sys.stderr, flush=True)
+        figures = measure(url, county.code, args.year, args.repeat, env)
+    finally:
+        cluster.stop()
+        if args.keep:
+            print(f"# kept: {home}", file=sys.stderr)
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    out = {"county": args.county, "county_code": county.code, "started": started, "buildings": args.buildings,
+           **built, **figures, "load_average_start": load_start, "load_average": os.getloadavg()}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    name = f"healthcheck-{stamp}.json" if args.county == "synth" else f"healthcheck-{args.county}-{stamp}.json"
+    (results / name).write_text(json.dumps(out, ensure_ascii=False, indent=2))
+    label = county.label
+    if args.county == "demo":
+        lv = built["admin_levels"]
+        label = (f"the demo county: {lv.get('county', 0)} county, {lv.get('street', 0)} streets/towns, "
+                 f"{lv.get('community', 0)} communities; {built['rows']}")
+    report(out, label, args.repeat)
+    print(f"# results: {results / name}", file=sys.stderr)
+
 
 if __name__ == "__main__":
     main()
