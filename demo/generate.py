@@ -143,6 +143,35 @@ def _error_defects(jsp: pd.DataFrame, jsl: pd.DataFrame, rqp: pd.DataFrame, rql:
     return jsp, jsl, rqp, rql
 
 
+ADMIN_VERTEX_M = 50.0
+"""Most metres between two vertices of a boundary, as surveyed boundaries have them. A boundary
+edge kilometres long with no vertex between its ends is straight in the projected source but
+stored in CGCS2000 degrees, where the straight line between the same ends runs up to tens of
+metres away from it: which side of it a feature lies on would depend on the CRS it is cut in."""
+
+
+def _dense_ring(coords: np.ndarray) -> np.ndarray:
+    """A ring with vertices at most :data:`ADMIN_VERTEX_M` apart, each edge's new vertices
+    interpolated from its lexicographically smaller end, so that the edge two neighbours share
+    gets the same vertices in both (whichever way each ring runs)."""
+    out = [coords[:1]]
+    for a, b in zip(coords[:-1], coords[1:], strict=True):
+        n = max(1, math.ceil(float(np.hypot(*(b - a))) / ADMIN_VERTEX_M))
+        forward = tuple(a) <= tuple(b)
+        lo, hi = (a, b) if forward else (b, a)
+        inner = lo + (hi - lo) * (np.arange(1, n) / n)[:, None]
+        out += [inner if forward else inner[::-1], b[None]]
+    return np.round(np.concatenate(out), 3)
+
+
+def _dense(poly):
+    """:func:`_dense_ring` of every ring of a polygon or multipolygon."""
+    if poly.geom_type == "MultiPolygon":
+        return shapely.MultiPolygon([_dense(p) for p in poly.geoms])
+    return shapely.Polygon(_dense_ring(np.asarray(poly.exterior.coords)),
+                           [_dense_ring(np.asarray(r.coords)) for r in poly.interiors])
+
+
 def _admin(town: Town) -> gpd.GeoDataFrame:
     rows = town.admin_areas()
     level = {"county": "区", "street": "街道", "community": "社区"}
@@ -150,7 +179,7 @@ def _admin(town: Town) -> gpd.GeoDataFrame:
         "区划代码": [r["code"] for r in rows], "名称": [r["name"] for r in rows],
         "级别": ["乡镇" if r["name"].endswith("镇") else level[r["level"]] for r in rows],
         "上级代码": [r["parent"] for r in rows]},
-        geometry=_world_polys(town, [r["geom"] for r in rows]), crs=SOURCE_EPSG)
+        geometry=[_dense(g) for g in _world_polys(town, [r["geom"] for r in rows])], crs=SOURCE_EPSG)
     df["面积"] = np.round(df.geometry.area, 1)
     return df
 
