@@ -337,12 +337,18 @@ def sample_by_county(conn: psycopg2.extensions.connection, counties: npt.ArrayLi
         for county in sorted({str(c) for c in counties}):
             dem = by.get(county) or by.get(INSTANCE)
             paths[county] = dem_path(cur, dem) if dem else None
+    return _by_county(paths, counties, lons, lats, method)
+
+
+def _by_county(paths: dict[str, str | None], counties: np.ndarray, lons: np.ndarray, lats: np.ndarray,
+               method: str) -> np.ndarray:
+    """Each point from the DEM file of its county (``paths``: county → file); NaN for a point of
+    a county without one."""
     out = np.full(lons.shape, np.nan)
     for county, path in paths.items():
-        if path is None:
-            continue
         sel = counties == county
-        out[sel] = _sample_file(path, lons[sel], lats[sel], method)
+        if path and sel.any():
+            out[sel] = _sample_file(path, lons[sel], lats[sel], method)
     return out
 
 
@@ -393,14 +399,14 @@ def ground_of_places(dems: list[dict[str, Any]], paths: list[str | None], areas:
     lons = np.asarray(lons, dtype="float64").ravel()
     lats = np.asarray(lats, dtype="float64").ravel()
     by = {d["county_code"]: p for d, p in zip(dems, paths, strict=True)}
-    out = np.full(lons.shape, np.nan)
+    county = np.full(lons.shape, None, dtype=object)
     placed = np.zeros(lons.shape, dtype=bool)
     for code, wkb in areas:
         inside = ~placed & shapely.intersects_xy(shapely.from_wkb(wkb), lons, lats)
+        county[inside] = code
         placed |= inside
-        path = by[code] if code in by else by.get(INSTANCE)
-        if path and inside.any():
-            out[inside] = _sample_file(path, lons[inside], lats[inside], "bilinear")
+    out = _by_county({code: by[code] if code in by else by.get(INSTANCE) for code, _ in areas}, county,
+                     lons, lats, "bilinear")
     rest = ~placed
     if rest.any():
         found = _sample_paths(paths, lons[rest], lats[rest], "bilinear")

@@ -174,10 +174,9 @@ def _drop_runs(cur: psycopg2.extensions.cursor, name: str) -> None:
 
 def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per pressure-class column: the standard distance to a building (``std``), what it is
-    measured to (``basis``), the reduction steps (``steps``: ``{distance, cond, value}``, the
+    measured to (``basis``) and the reduction steps (``steps``: ``{distance, cond, value}``, the
     reduced distance and the one condition a pipe must meet for it, e.g. ``wall_mm`` 9.5 or
-    ``protection`` true) and the wall-thickness steps alone (``wall``: [[min wall mm, distance],
-    …], thickest first). :class:`ConfigError` for a step that is not a distance with one condition."""
+    ``protection`` true). :class:`ConfigError` for a step that is not a distance with one condition."""
     from cim.errors import ConfigError
 
     gb = clearances["gas_building"]
@@ -185,7 +184,7 @@ def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for basis in ("foundation", "outer_wall"):
         for cls, value in (gb.get(basis) or {}).items():
-            out[cls] = {"std": float(value), "basis": basis, "steps": [], "wall": []}
+            out[cls] = {"std": float(value), "basis": basis, "steps": []}
     for cls, entry in out.items():
         for step in red.get(cls) or []:
             conds = {k: v for k, v in step.items() if k != "distance"} if isinstance(step, dict) else {}
@@ -197,8 +196,6 @@ def building_limits(clearances: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                   f"condition (a minimum or true): {step}")
             [(cond, value)] = conds.items()
             entry["steps"].append({"distance": float(step["distance"]), "cond": str(cond), "value": value})
-        entry["wall"] = sorted(([float(x["value"]), x["distance"]] for x in entry["steps"] if x["cond"] == "wall_mm"),
-                               reverse=True)
     return out
 
 

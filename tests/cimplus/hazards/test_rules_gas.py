@@ -151,6 +151,19 @@ def test_g03_needs_a_parallel_run_never_a_crossing(plant, hz_conn, county, run_s
     assert findings(run_scan, hz_conn, county, "G03") == []
 
 
+def _g04_evidence(run_scan, hz_conn, county, gap: float, found: bool) -> dict | None:
+    """Commit the planted pipes, scan G04 and check that a finding exists exactly when ``found``,
+    measuring ``gap`` against 0.15 m; its evidence (None when not found)."""
+    hz_conn.commit()
+    got = findings(run_scan, hz_conn, county, "G04")
+    assert bool(got) is found, [g["evidence"] for g in got]
+    if not found:
+        return None
+    ev = got[0]["evidence"]
+    assert ev["measured"] == pytest.approx(gap, abs=0.0015) and ev["required"] == 0.15
+    return ev
+
+
 @pytest.mark.parametrize("gap,found", [(0.10, True), (0.15, False), (0.30, False)])
 def test_g04_vertical_clearance_at_crossings(plant, hz_conn, county, run_scan, gap, found):
     # gas DN100 centre at 10.0 (top 10.05); water DN200 recorded by its invert: centre = invert + 0.1
@@ -158,12 +171,8 @@ def test_g04_vertical_clearance_at_crossings(plant, hz_conn, county, run_scan, g
     invert = 10.05 + gap
     plant.segment("JS", (15, -10), (15, 10), diameter_mm=200, start_z=invert - 0.1, end_z=invert + 0.1,
                   z_ref="invert")                                        # interpolated at the crossing: invert
-    hz_conn.commit()
-    got = findings(run_scan, hz_conn, county, "G04")
-    assert bool(got) is found, [g["evidence"] for g in got]
+    ev = _g04_evidence(run_scan, hz_conn, county, gap, found)
     if found:
-        ev = got[0]["evidence"]
-        assert ev["measured"] == pytest.approx(gap, abs=0.0015) and ev["required"] == 0.15
         assert ev["inputs"]["other_centre_z"] == pytest.approx(invert + 0.1, abs=1e-3)
         assert "z_from_depth" not in ev["inputs"]                       # every elevation recorded
 
@@ -178,12 +187,8 @@ def test_g04_elevations_from_ground_and_depth(plant, hz_conn, county, run_scan, 
     invert = 10.15 + gap
     plant.segment("JS", (15, -10), (15, 10), diameter_mm=200, z_ref="invert", start_z=invert - 0.1,
                   end_ground_z=12.5, end_depth=12.5 - (invert + 0.1))
-    hz_conn.commit()
-    got = findings(run_scan, hz_conn, county, "G04")
-    assert bool(got) is found, [g["evidence"] for g in got]
+    ev = _g04_evidence(run_scan, hz_conn, county, gap, found)
     if found:
-        ev = got[0]["evidence"]
-        assert ev["measured"] == pytest.approx(gap, abs=0.0015) and ev["required"] == 0.15
         assert ev["inputs"]["gas_centre_z"] == pytest.approx(10.1, abs=1e-3)
         assert ev["inputs"]["other_centre_z"] == pytest.approx(invert + 0.1, abs=1e-3)
         assert ev["inputs"]["z_from_depth"] == ["gas_start", "gas_end", "other_end"]
