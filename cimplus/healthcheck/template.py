@@ -62,31 +62,33 @@ PIECES_TABLE = "pg_temp.hc_piece"
 BUILTUP_PIECES_TABLE = "pg_temp.hc_bpiece"
 POINT_CELLS_TABLE = "pg_temp.hc_pcell"
 _ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
-# {area_parts:src} / {builtup_parts:src} cut on the fly. Each row gets, once (a lateral subquery the
-# probe depends on, so it is computed before the join), its bounds, its metric length or area
-# (`measure`) and the cos(latitude) that makes EPSG:4490 locally conformal; then it probes the spatial
-# index of the area pieces with its bounding box. A piece that covers the row takes it whole (share 1,
-# no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a row crossing a
+# {area_parts:src} / {builtup_parts:src} cut on the fly. Each piece of an area takes the rows whose
+# bounding box meets it (for a layer, an index scan of the layer's table per piece): the pieces are
+# the outer side of the join, so the piece stays the same from one row to the next and PostGIS tests
+# the rows against it prepared (built once per piece and kept while the piece repeats: ST_Intersects
+# and ST_Covers of a short line against a prepared piece of a few hundred vertices take about a
+# microsecond, against an unprepared one several). A piece that covers the row takes it whole (share
+# 1, no overlay; a rectangular piece by comparing exact bounds, no GEOS call); only a row crossing a
 # piece's edge is cut, and its `share` there is the ratio of the cut to the whole measured in
 # EPSG:4490 with longitudes scaled by cos(latitude) (over one feature the projection is a similarity,
-# so the ratio is the metric one to about 1e-6). The pieces of an area do not overlap, so summing
-# share * measure over them is exact. `_cut` is true where the row was cut (`part` is then the cut).
-# A condition of the formula on the row's columns is pushed down to the layer's scan.
+# so the ratio is the metric one to about 1e-6); `measure` is the row's metric length or area. The
+# pieces of an area do not overlap, so summing share * measure over them is exact. `_cut` is true
+# where the row was cut (`part` is then the cut). A condition of the formula on the row's columns is
+# pushed down to the layer's scan.
 PARTS_SQL = """(SELECT f.*, g.measure, c.area_id, coalesce(x._cut, f.geom) AS part, x._cut IS NOT NULL AS _cut,
        CASE WHEN x._cut IS NULL THEN 1.0 WHEN ST_IsEmpty(x._cut) THEN 0.0
             WHEN ST_Dimension(f.geom) = 1 THEN ST_Length(ST_Scale(x._cut, g._k, 1)) / nullif(ST_Length(ST_Scale(f.geom, g._k, 1)), 0)
             ELSE ST_Area(x._cut) / nullif(ST_Area(f.geom), 0) END AS share
-  FROM {relation} f
-  CROSS JOIN LATERAL (
-    SELECT f.geom AS _g, ST_XMin(f.geom) AS _x0, ST_YMin(f.geom) AS _y0, ST_XMax(f.geom) AS _x1, ST_YMax(f.geom) AS _y1,
-           cos(radians((ST_YMin(f.geom) + ST_YMax(f.geom)) * 0.5)) AS _k,
-           CASE ST_Dimension(f.geom) WHEN 1 THEN ST_Length(ST_Transform(f.geom, %(srid)s))
-                                     WHEN 2 THEN ST_Area(ST_Transform(f.geom, %(srid)s)) END AS measure OFFSET 0) g
-  JOIN {pieces} c ON c.geom && g._g
-  CROSS JOIN LATERAL (SELECT c.rect AND g._x0 >= c.x0 AND g._x1 <= c.x1 AND g._y0 >= c.y0 AND g._y1 <= c.y1 AS _in
-                      OFFSET 0) b
+  FROM {pieces} c
+  JOIN {relation} f ON f.geom && c.geom
+  CROSS JOIN LATERAL (SELECT c.rect AND ST_XMin(f.geom) >= c.x0 AND ST_XMax(f.geom) <= c.x1
+                             AND ST_YMin(f.geom) >= c.y0 AND ST_YMax(f.geom) <= c.y1 AS _in OFFSET 0) b
   CROSS JOIN LATERAL (SELECT CASE WHEN b._in OR ST_Covers(c.geom, f.geom) THEN NULL
                                   ELSE ST_Intersection(f.geom, c.geom) END AS _cut OFFSET 0) x
+  CROSS JOIN LATERAL (
+    SELECT cos(radians((ST_YMin(f.geom) + ST_YMax(f.geom)) * 0.5)) AS _k,
+           CASE ST_Dimension(f.geom) WHEN 1 THEN ST_Length(ST_Transform(f.geom, %(srid)s))
+                                     WHEN 2 THEN ST_Area(ST_Transform(f.geom, %(srid)s)) END AS measure OFFSET 0) g
  WHERE b._in OR ST_Intersects(c.geom, f.geom))"""
 
 # {area_parts:layer} / {builtup_parts:layer} from a maintained set (cimplus/healthcheck/membership.py,
