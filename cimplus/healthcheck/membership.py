@@ -15,11 +15,18 @@ the sets whose stamp equals the versions of its own snapshot, so a set is never 
 delivery or an admin-area change it does not reflect: the run then cuts the features itself, with
 the same result.
 
-:func:`refresh` is the maintenance: before a run takes its snapshot, it computes in a transaction
-of its own every set the run's catalogue reads that is missing or stale, then :func:`prune` deletes
-the sets no run can use again (stale versions). After a delivery the task worker re-runs every
-county checked before (docs/healthcheck.md), so the refresh usually happens there, in the
-background, and a user's run finds the sets current.
+:func:`refresh` is the maintenance: before a run takes its snapshot, it brings every set the run's
+catalogue reads that is missing or stale up to date, in a transaction of its own. A stale set of
+the same admin areas is **updated in place**: each part records the row version (``xmin``) of the
+feature it was cut from (migration 0130), so the refresh deletes the parts whose row is no longer
+current as it was cut (closed by a delivery, deleted, re-activated, renumbered) and cuts only the
+current rows the set does not hold; a delivery of one network costs the cutting of that network's
+new rows, a change of one row a few index probes. Runs inside older snapshots keep reading the set
+as it was (MVCC). A set is built anew, from all current rows of its table, when there is none or
+the admin areas changed. Then :func:`prune` deletes the sets no refresh can update any more
+(another method, older admin areas). After a delivery the task worker re-runs every county
+checked before (docs/healthcheck.md), so the refresh usually happens there, in the background, and
+a user's run finds the sets current.
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ log = logging.getLogger(__name__)
 #: How the stored parts are cut (PARTS_SQL over pieces of ``areas.PIECE_VERTICES`` vertices). A
 #: different method makes every older set unusable.
 METHOD = 1
-_LOCK = "cim.healthcheck_part"   # advisory lock key (hashtext, with the counties) of a scope's refreshes
+_LOCK = "cim.healthcheck_part:"   # advisory lock key (hashtext, with the counties) of a scope's refreshes
+DIFF_TABLE = "pg_temp.hc_diff"         # an update in place: the features gone from the set and the rows to cut
+CHANGED_TABLE = "pg_temp.hc_changed"   # the current rows an update in place cuts
 
 
 def sources(indicators: Iterable[Indicator], layers: Catalog) -> set[tuple[str, str]]:
@@ -92,21 +101,24 @@ def usable(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet,
 
 def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int, wanted: set[tuple[str, str]],
             timeout_ms: int = 0) -> dict[str, Any]:
-    """Compute the sets ``wanted`` for a run of ``counties`` and ``year`` that are missing or stale (a
-    REPEATABLE READ transaction of its own, committed), then delete the sets no run can use any more.
-    Returns what was done: ``{seconds, refreshed: [{table, kind, set_id, parts, seconds}], current: n}``.
+    """Bring the sets ``wanted`` for a run of ``counties`` and ``year`` that are missing or stale up
+    to date (a REPEATABLE READ transaction of its own, committed): a stale set of the current admin
+    areas in place, else a new set; then delete the sets no refresh can update any more. Returns
+    what was done: ``{seconds, refreshed: [{table, kind, set_id, mode, parts, changed, dropped,
+    seconds}], current: n, pruned: n}``.
 
     Refreshes of one scope (the same counties) take turns on an advisory lock taken before the
-    snapshot, so one that waited sees the set the other stored and adds none; refreshes of other
-    counties run side by side. They only add sets; deleting the unusable ones is a READ COMMITTED
-    statement of its own (:func:`prune`), so concurrent refreshes never conflict over a row."""
+    snapshot, so one that waited sees the set the other stored or updated and changes nothing;
+    refreshes of other counties run side by side and never touch each other's sets. Deleting the
+    sets no refresh can update is a READ COMMITTED statement of its own (:func:`prune`) that skips
+    the sets of a scope being refreshed."""
     t0 = time.monotonic()
     done: list[dict[str, Any]] = []
     fresh = 0
     counties = sorted(counties)
     if not wanted:
         return {"seconds": 0.0, "refreshed": done, "current": 0}
-    key = f"{_LOCK}:{','.join(counties)}"
+    key = _LOCK + ",".join(counties)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
     conn.commit()
@@ -119,13 +131,17 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
             area_set = areas.prepare(cur, counties, list(ADMIN_LEVELS), year)
             current = versions.read(cur, sorted({t for t, _ in wanted} | {"admin_area"}))
             sets, _ = usable(cur, area_set, wanted)
+            bases = _bases(cur, area_set, current)
             for table, kind in sorted(wanted):
                 inputs = _inputs(area_set, kind)
                 if (table, kind) in sets:
                     fresh += 1
+                elif (table, kind) in bases:
+                    done.append(_update(cur, area_set, bases[(table, kind)], table, kind, _stamp(current, table)))
                 elif kind == "area" or inputs:
                     done.append(_build(cur, area_set, table, kind, inputs, _stamp(current, table)))
-            if done:     # a new set's id is not in the statistics yet: analysed now, so the next run plans it
+            if any(d["mode"] == "build" for d in done):   # a new set's id is not in the statistics yet:
+                # analysed now, so the next run plans it
                 cur.execute("ANALYZE cim.healthcheck_part_set, cim.healthcheck_part")
         conn.commit()
     except BaseException:
@@ -139,23 +155,41 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
     out = {"seconds": round(time.monotonic() - t0, 3), "refreshed": done, "current": fresh, "pruned": pruned}
     if done:
         log.info("healthcheck parts of %s refreshed in %.2f s: %s", ",".join(counties), out["seconds"],
-                 ", ".join(f"{d['table']}/{d['kind']} {d['parts']}" for d in done))
+                 ", ".join(f"{d['table']}/{d['kind']} {d['mode']} {d['changed']} rows cut" for d in done))
+    return out
+
+
+def _bases(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet,
+           current: dict[str, int]) -> dict[tuple[str, str], int]:
+    """(table, kind) → the newest stored set of the scope that an update in place can bring up to
+    date: same counties, metric CRS, method and built-up inputs, cut from the current admin areas."""
+    cur.execute("SELECT id, source_table, kind, builtup_inputs, versions FROM cim.healthcheck_part_set "
+                " WHERE counties = %s::varchar[] AND srid = %s AND method = %s ORDER BY id",
+                (sorted(area_set.counties), area_set.srid, METHOD))
+    out: dict[tuple[str, str], int] = {}
+    for set_id, table, kind, inputs, stamp in cur.fetchall():
+        if ([int(i) for i in inputs] == _inputs(area_set, kind)
+                and stamp.get("admin_area") == current.get("admin_area", 0)):
+            out[(table, kind)] = int(set_id)
     return out
 
 
 def prune(conn: psycopg2.extensions.connection) -> int:
-    """Delete the sets (and their parts) no run can use any more: another method, or data versions
-    older than the current ones. READ COMMITTED, committed; returns how many sets went."""
-    table_version, admin_version = versions.version_sql("s.source_table"), versions.version_sql("'admin_area'")
+    """Delete the sets (and their parts) no refresh can update any more: another method, or cut from
+    admin areas older than the current ones; a set whose table changed since stays, the base of its
+    scope's next refresh. A scope being refreshed (its advisory lock held) is skipped. READ
+    COMMITTED, committed; returns how many sets went."""
+    admin_version = versions.version_sql("'admin_area'")
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
             cur.execute(
-                "WITH gone AS (DELETE FROM cim.healthcheck_part_set s WHERE s.method <> %s "
-                f"  OR s.versions <> jsonb_build_object(s.source_table, {table_version}, 'admin_area', {admin_version}) "
+                "WITH gone AS (DELETE FROM cim.healthcheck_part_set s "
+                f" WHERE (s.method <> %s OR (s.versions -> 'admin_area') <> to_jsonb({admin_version})) "
+                "   AND pg_try_advisory_xact_lock(hashtext(%s || array_to_string(s.counties, ','))) "
                 "  RETURNING s.id), "
                 "parts AS (DELETE FROM cim.healthcheck_part p USING gone WHERE p.set_id = gone.id) "
-                "SELECT count(*) FROM gone", (METHOD,))
+                "SELECT count(*) FROM gone", (METHOD, _LOCK))
             row = cur.fetchone()
         conn.commit()
     except BaseException:
@@ -166,7 +200,8 @@ def prune(conn: psycopg2.extensions.connection) -> int:
 
 def _build(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: str, kind: str, inputs: list[int],
            stamp: dict[str, int]) -> dict[str, Any]:
-    """Add the set (counties, table, kind, srid, inputs) computed now and stamped ``stamp``."""
+    """Add the set (counties, table, kind, srid, inputs) computed now from every current row of the
+    table and stamped ``stamp``."""
     t0 = time.monotonic()
     counties = sorted(area_set.counties)
     cur.execute("INSERT INTO cim.healthcheck_part_set (counties, source_table, kind, srid, builtup_inputs, method, "
@@ -175,17 +210,71 @@ def _build(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: str,
     row = cur.fetchone()
     assert row is not None  # INSERT … RETURNING
     set_id = int(row[0])
-    pieces = PIECES_TABLE if kind == "area" else BUILTUP_PIECES_TABLE
-    area_set.ensure(cur, {pieces})
-    network = "t.network" if TABLES[table].network_scoped else "NULL::varchar(2)"
-    relation = (f"(SELECT t.id, t.geom, {network} AS _network FROM cim.{quote_ident(table)} t "
+    relation = (f"(SELECT t.id, t.geom, {_network(table)} AS _network, t.xmin AS _xmin FROM cim.{quote_ident(table)} t "
                 f"WHERE t.is_current AND t.county_code = ANY(%(counties)s))")
-    # stored in (network, feature) order, the order of the index runs read them by
-    cur.execute("INSERT INTO cim.healthcheck_part (set_id, feature_id, network, area_id, measure, share, part) "
-                "SELECT %(set_id)s, p.id, p._network, p.area_id, p.measure, p.share, CASE WHEN p._cut THEN p.part END "
-                f"  FROM {PARTS_SQL.format(relation=relation, pieces=pieces)} p ORDER BY p._network, p.id",
-                {"set_id": set_id, "counties": counties, "srid": area_set.srid})
-    parts = cur.rowcount
+    cur.execute(f"SELECT count(*) FROM cim.{quote_ident(table)} t WHERE t.is_current AND t.county_code = ANY(%s)",
+                (counties,))
+    features = int(cur.fetchone()[0])  # type: ignore[index]
+    parts = _insert(cur, area_set, set_id, kind, relation)
     seconds = round(time.monotonic() - t0, 3)
     cur.execute("UPDATE cim.healthcheck_part_set SET parts = %s, seconds = %s WHERE id = %s", (parts, seconds, set_id))
-    return {"table": table, "kind": kind, "set_id": set_id, "parts": parts, "seconds": seconds}
+    return {"table": table, "kind": kind, "set_id": set_id, "mode": "build", "parts": parts, "changed": features,
+            "dropped": 0, "seconds": seconds}
+
+
+def _update(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, set_id: int, table: str, kind: str,
+            stamp: dict[str, int]) -> dict[str, Any]:
+    """Bring the stored set ``set_id`` (cut from the current admin areas) up to the current rows of
+    its table and stamp it ``stamp``: delete the parts whose row is no longer current as it was cut
+    (the row's xmin differs, or it is closed or gone), then cut the current rows it does not hold."""
+    t0 = time.monotonic()
+    params = {"set_id": set_id, "counties": sorted(area_set.counties)}
+    source = f"cim.{quote_ident(table)}"
+    # one pass over the set's parts and the current rows: a part whose (feature, row version) is not a
+    # current row is gone; a current row no part holds is to cut
+    cur.execute(f"DROP TABLE IF EXISTS {DIFF_TABLE}, {CHANGED_TABLE}")
+    cur.execute(f"CREATE TEMP TABLE {DIFF_TABLE.split('.')[1]} ON COMMIT DROP AS "
+                "SELECT DISTINCT t.id, m.feature_id AS gone, m.network AS gone_network "
+                "  FROM (SELECT feature_id, feature_xmin, network FROM cim.healthcheck_part WHERE set_id = %(set_id)s) m "
+                f" FULL JOIN (SELECT t.id, t.xmin AS _xmin FROM {source} t "
+                "              WHERE t.is_current AND t.county_code = ANY(%(counties)s)) t "
+                "   ON t.id = m.feature_id AND t._xmin = m.feature_xmin "
+                " WHERE t.id IS NULL OR m.feature_id IS NULL", params)
+    same_network = "m.network = d.gone_network" if TABLES[table].network_scoped else "m.network IS NULL"
+    cur.execute(f"DELETE FROM cim.healthcheck_part m USING {DIFF_TABLE} d "
+                f" WHERE m.set_id = %(set_id)s AND {same_network} AND m.feature_id = d.gone", params)
+    dropped = cur.rowcount
+    cur.execute(f"CREATE TEMP TABLE {CHANGED_TABLE.split('.')[1]} ON COMMIT DROP AS "
+                f"SELECT t.id, t.geom, {_network(table)} AS _network, t.xmin AS _xmin "
+                f"  FROM {DIFF_TABLE} d JOIN {source} t ON t.id = d.id", params)
+    changed = cur.rowcount
+    added = 0
+    if changed:
+        cur.execute(f"CREATE INDEX ON {CHANGED_TABLE} USING gist (geom)")
+        cur.execute(f"ANALYZE {CHANGED_TABLE}")
+        added = _insert(cur, area_set, set_id, kind, CHANGED_TABLE)
+    seconds = round(time.monotonic() - t0, 3)
+    cur.execute("UPDATE cim.healthcheck_part_set SET versions = %s::jsonb, parts = parts - %s + %s, seconds = %s, "
+                "built_at = now() WHERE id = %s RETURNING parts", (json.dumps(stamp), dropped, added, seconds, set_id))
+    row = cur.fetchone()
+    assert row is not None  # UPDATE … RETURNING of the set the refresh found
+    return {"table": table, "kind": kind, "set_id": set_id, "mode": "update", "parts": int(row[0]),
+            "changed": changed, "dropped": dropped, "seconds": seconds}
+
+
+def _network(table: str) -> str:
+    return "t.network" if TABLES[table].network_scoped else "NULL::varchar(2)"
+
+
+def _insert(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, set_id: int, kind: str, relation: str) -> int:
+    """Cut the rows of ``relation`` (id, geom, _network, _xmin) by the areas (or their built-up parts)
+    and add the parts to set ``set_id``; how many were added."""
+    pieces = PIECES_TABLE if kind == "area" else BUILTUP_PIECES_TABLE
+    area_set.ensure(cur, {pieces})
+    # stored in (network, feature) order, the order of the index runs read them by
+    cur.execute("INSERT INTO cim.healthcheck_part (set_id, feature_id, network, area_id, measure, share, part, "
+                "feature_xmin) "
+                "SELECT %(set_id)s, p.id, p._network, p.area_id, p.measure, p.share, CASE WHEN p._cut THEN p.part END, "
+                f"       p._xmin FROM {PARTS_SQL.format(relation=relation, pieces=pieces)} p ORDER BY p._network, p.id",
+                {"set_id": set_id, "counties": sorted(area_set.counties), "srid": area_set.srid})
+    return int(cur.rowcount)

@@ -1,6 +1,8 @@
-"""The stored membership of features in admin areas (cimplus/healthcheck/membership.py, migration
-0082): built by a run, read by later runs only while current, refreshed after a new delivery, a
-change of the admin areas or a new built-up upload, and equal to cutting the features on the fly.
+"""The stored membership of features in admin areas (cimplus/healthcheck/membership.py, migrations
+0082 and 0130): built by a run, read by later runs only while current, updated in place after a new
+delivery (equal to a set built anew), built anew after a change of the admin areas, one set per
+built-up upload, equal to cutting the features on the fly; the deletion of old sets skips a scope
+being refreshed.
 
 Each test that changes data has a database of its own seeded with the fixture county of
 conftest.py (the shared one keeps its hand-computed values).
@@ -176,16 +178,19 @@ def test_a_new_delivery_gives_the_new_value(county):
     assert not PIPE_SETS & set(sets) and ("green_space", "area") in sets
     assert all(d["table"] != "pipe_segment" for d in described)
     assert _compute(county.url, "drainage_density_ys", stored=True)[K1][0] == pytest.approx(1.0, rel=1e-4)
-    # two refreshes at once (two runs starting together): the pipe sets are built once
+    # two refreshes at once (two runs starting together): the pipe sets are brought up to date once, in
+    # place: the parts of the old Y1 deleted, the new Y1 (the one row the sets do not hold) cut
     wanted = membership.sources(catalog.load().indicators, load_catalog())
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: _refresh(county.url, wanted), range(2)))
-    built = [(d["table"], d["kind"]) for r in done for d in r["refreshed"]]
-    assert sorted(built) == sorted(PIPE_SETS) and sum(r["current"] for r in done) == 2 * len(wanted) - len(PIPE_SETS)
+    updated = [d for r in done for d in r["refreshed"]]
+    assert sorted((d["table"], d["kind"]) for d in updated) == sorted(PIPE_SETS)
+    assert sum(r["current"] for r in done) == 2 * len(wanted) - len(PIPE_SETS)
+    assert all(d["mode"] == "update" and d["changed"] == 1 and d["dropped"] >= 1 for d in updated), updated
     after = county.run()
     assert after["refreshed"] == set()
-    assert {after["sets"][k]["set_id"] for k in PIPE_SETS} == {d["set_id"] for r in done for d in r["refreshed"]}
-    assert after["sets"][("pipe_segment", "area")]["set_id"] != before["sets"][("pipe_segment", "area")]["set_id"]
+    assert {after["sets"][k]["set_id"] for k in PIPE_SETS} == {d["set_id"] for d in updated}
+    assert all(after["sets"][k]["set_id"] == before["sets"][k]["set_id"] for k in PIPE_SETS)
     assert after["sets"][("green_space", "area")] == before["sets"][("green_space", "area")]   # still current
     assert after["sets"][("pipe_segment", "area")]["versions"]["pipe_segment"] == after["data_versions"]["pipe_segment"]
     assert after["data_versions"]["pipe_segment"] > before["data_versions"]["pipe_segment"]
@@ -209,7 +214,7 @@ def test_a_new_delivery_gives_the_new_value(county):
     finally:
         conn.close()
     assert feats["count"] == 2 and not feats["data_changed"] and sorted(feats["ids"]) == current
-    # the stale sets are gone with their parts
+    # one set per kind, and no part without its set
     conn = psycopg2.connect(county.url)
     try:
         with conn.cursor() as cur:
@@ -228,6 +233,68 @@ def _refresh(url: str, wanted: set[tuple[str, str]]) -> dict:
         return membership.refresh(conn, [COUNTY], 2025, wanted)
     finally:
         conn.close()
+
+
+def _parts(url: str) -> dict[tuple[str, str], list[tuple]]:
+    """The stored parts of every set: (table, kind) → sorted (feature, network, area, measure, share, cut)."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT s.source_table, s.kind, p.feature_id, p.network, p.area_id, round(p.measure::numeric, 6), "
+                        "       round(p.share::numeric, 9), ST_AsText(ST_SnapToGrid(p.part, 1e-9)) "
+                        "  FROM cim.healthcheck_part p JOIN cim.healthcheck_part_set s ON s.id = p.set_id")
+            out: dict[tuple[str, str], list[tuple]] = {}
+            for table, kind, *row in cur.fetchall():
+                out.setdefault((table, kind), []).append(tuple(row))
+            return {k: sorted(v, key=repr) for k, v in out.items()}
+    finally:
+        conn.close()
+
+
+def test_an_update_in_place_equals_a_new_build(county):
+    county.run()
+    wanted = membership.sources(catalog.load().indicators, load_catalog())
+    # a delivery closes Y1 and adds a new one; a row's geometry is changed in place (a new row version:
+    # its xmin changes) and another row is deleted, as a repair by hand would
+    _deliver_shorter_y1(county)
+    county.execute(f"UPDATE cim.pipe_segment SET geom = {fx.G} WHERE code = 'Y2' AND is_current",
+                   (line((100, 600), (100, 1000)),))
+    county.execute("DELETE FROM cim.pipe_segment WHERE code = 'W1'")
+    county.execute("UPDATE cim.road SET name = name")     # every road: a new row version, the same geometry
+    done = _refresh(county.url, wanted)
+    modes = {(d["table"], d["kind"]): (d["mode"], d["changed"]) for d in done["refreshed"]}
+    assert modes == {("pipe_segment", "area"): ("update", 2), ("pipe_segment", "builtup"): ("update", 2),
+                     ("road", "area"): ("update", modes[("road", "area")][1]),
+                     ("road", "builtup"): ("update", modes[("road", "builtup")][1])}
+    assert modes[("road", "area")][1] > 0
+    updated = _parts(county.url)
+    # the same sets built from nothing
+    county.execute("DELETE FROM cim.healthcheck_part; DELETE FROM cim.healthcheck_part_set")
+    rebuilt = _refresh(county.url, wanted)
+    assert {d["mode"] for d in rebuilt["refreshed"]} == {"build"} and len(rebuilt["refreshed"]) == len(wanted)
+    assert _parts(county.url) == updated
+
+
+def test_prune_skips_a_scope_being_refreshed(county):
+    county.run()
+    county.execute("UPDATE cim.admin_area SET name = name WHERE code = %s", (K1,))   # older admin areas: prunable
+    holder = psycopg2.connect(county.url)
+    try:
+        with holder.cursor() as cur:        # a refresh of the county's scope holds its lock
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("cim.healthcheck_part:" + COUNTY,))
+        conn = psycopg2.connect(county.url)
+        try:
+            assert membership.prune(conn) == 0
+            with holder.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("cim.healthcheck_part:" + COUNTY,))
+            assert membership.prune(conn) == 6
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM cim.healthcheck_part")
+                assert cur.fetchone()[0] == 0
+        finally:
+            conn.close()
+    finally:
+        holder.close()
 
 
 def test_changed_admin_areas_refresh_the_sets(county):
