@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 #: different method makes every older set unusable.
 METHOD = 1
 _LOCK = "cim.healthcheck_part:"   # advisory lock key (hashtext, with the counties) of a scope's refreshes
+WORK_MEM = "256MB"                     # a set's parts joined with the table's rows, and sorted, stay in memory
 DIFF_TABLE = "pg_temp.hc_diff"         # an update in place: the features gone from the set and the rows to cut
 CHANGED_TABLE = "pg_temp.hc_changed"   # the current rows an update in place cuts
 
@@ -125,7 +126,8 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
     try:
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('work_mem', %s, true)",
+                        (str(timeout_ms), WORK_MEM))
             # each piece probes the features once: caching probes by geometry (Memoize) only costs here
             cur.execute("SET LOCAL enable_memoize = off")
             area_set = areas.prepare(cur, counties, list(ADMIN_LEVELS), year)
