@@ -11,9 +11,10 @@ Features meet areas through the areas cut into small pieces, once per run and on
 needs them (:meth:`AreaSet.ensure`; a line or polygon layer with a stored membership set of the run,
 :mod:`cimplus.healthcheck.membership`, needs none): ``ST_Subdivide`` of each
 area (``hc_piece``) and of its built-up part (``hc_bpiece``) into polygons of at most ``PIECE_VERTICES``
-vertices, each table with a spatial index. A line or a polygon probes the index with its bounding
-box (``&&``); a piece that covers it takes it whole (a rectangular piece by comparing exact bounds,
-else ``ST_Covers``), and only one that crosses a piece's edge is cut (``ST_Intersection``) by it
+vertices, each table with a spatial index. Each piece takes the lines or polygons whose bounding box
+meets it (``&&``; for a layer an index scan of its table, the piece held prepared); a piece that
+covers one takes it whole (a rectangular piece by comparing exact bounds, else ``ST_Covers``), and
+only one that crosses a piece's edge is cut (``ST_Intersection``) by it
 (``{area_parts:p:m}``, ``{builtup_parts:p:m}``), so lengths and areas are exact and most features
 need no overlay at all. Points, and buildings by the centre of their bounding box (the rule the 3D
 Tiles use to place a building), meet the areas through ``hc_pcell``, a grid of about ``CELLS``
