@@ -79,6 +79,17 @@ def _stamp(current: dict[str, int], table: str) -> dict[str, int]:
     return {table: current.get(table, 0), "admin_area": current.get("admin_area", 0)}
 
 
+def _scope_sets(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet) -> list[tuple]:
+    """The stored sets of the scope of ``area_set`` (its counties, metric CRS, :data:`METHOD` and, for
+    kind ``builtup``, its built-up inputs), oldest first: (id, table, kind, inputs, stamp, built_at)."""
+    cur.execute("SELECT id, source_table, kind, builtup_inputs, versions, built_at FROM cim.healthcheck_part_set "
+                " WHERE counties = %s::varchar[] AND srid = %s AND method = %s ORDER BY id",
+                (sorted(area_set.counties), area_set.srid, METHOD))
+    return [(int(set_id), table, kind, [int(i) for i in inputs], stamp, built_at)
+            for set_id, table, kind, inputs, stamp, built_at in cur.fetchall()
+            if inputs == _inputs(area_set, kind) and (kind == "area" or inputs)]
+
+
 def usable(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet,
            wanted: set[tuple[str, str]]) -> tuple[dict[tuple[str, str], int], list[dict[str, Any]]]:
     """The stored sets a run over ``area_set`` can read in the current snapshot: (table, kind) → set
@@ -86,18 +97,20 @@ def usable(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet,
     if not wanted:
         return {}, []
     current = versions.read(cur, sorted({t for t, _ in wanted} | {"admin_area"}))
-    cur.execute("SELECT id, source_table, kind, builtup_inputs, versions, built_at FROM cim.healthcheck_part_set "
-                " WHERE counties = %s::varchar[] AND srid = %s AND method = %s",
-                (sorted(area_set.counties), area_set.srid, METHOD))
     found: dict[tuple[str, str], int] = {}
     described = []
-    for set_id, table, kind, inputs, stamp, built_at in cur.fetchall():
-        if ((table, kind) in wanted and [int(i) for i in inputs] == _inputs(area_set, kind)
-                and (kind == "area" or inputs) and stamp == _stamp(current, table)):
-            found[(table, kind)] = int(set_id)
-            described.append({"set_id": int(set_id), "table": table, "kind": kind, "versions": stamp,
-                              "builtup_inputs": [int(i) for i in inputs], "built_at": built_at.isoformat()})
+    for set_id, table, kind, inputs, stamp, built_at in _scope_sets(cur, area_set):
+        if (table, kind) in wanted and stamp == _stamp(current, table):
+            found[(table, kind)] = set_id
+            described.append({"set_id": set_id, "table": table, "kind": kind, "versions": stamp,
+                              "builtup_inputs": inputs, "built_at": built_at.isoformat()})
     return found, sorted(described, key=lambda d: (d["table"], d["kind"]))
+
+
+def lock_key(counties: Iterable[str]) -> str:
+    """The advisory lock key (``hashtext`` of it) a scope's refreshes take turns on; :func:`prune`
+    builds the same text from a set's sorted counties."""
+    return _LOCK + ",".join(sorted(counties))
 
 
 def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int, wanted: set[tuple[str, str]],
@@ -106,7 +119,8 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
     to date (a REPEATABLE READ transaction of its own, committed): a stale set of the current admin
     areas in place, else a new set; then delete the sets no refresh can update any more. Returns
     what was done: ``{seconds, refreshed: [{table, kind, set_id, mode, parts, changed, dropped,
-    seconds}], current: n, pruned: n}``.
+    seconds}], current: n, pruned: n}`` (``changed``: the rows an update cut; None for a build, which
+    cuts every current row).
 
     Refreshes of one scope (the same counties) take turns on an advisory lock taken before the
     snapshot, so one that waited sees the set the other stored or updated and changes nothing;
@@ -119,7 +133,7 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
     counties = sorted(counties)
     if not wanted:
         return {"seconds": 0.0, "refreshed": done, "current": 0}
-    key = _LOCK + ",".join(counties)
+    key = lock_key(counties)
     with conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
     conn.commit()
@@ -132,14 +146,16 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
             cur.execute("SET LOCAL enable_memoize = off")
             area_set = areas.prepare(cur, counties, list(ADMIN_LEVELS), year)
             current = versions.read(cur, sorted({t for t, _ in wanted} | {"admin_area"}))
-            sets, _ = usable(cur, area_set, wanted)
-            bases = _bases(cur, area_set, current)
+            # (table, kind) → the newest stored set cut from the current admin areas, and its stamp
+            stored = {(table, kind): (set_id, stamp) for set_id, table, kind, _, stamp, _ in _scope_sets(cur, area_set)
+                      if stamp.get("admin_area") == current.get("admin_area", 0)}
             for table, kind in sorted(wanted):
                 inputs = _inputs(area_set, kind)
-                if (table, kind) in sets:
+                set_id, stamp = stored.get((table, kind), (None, None))
+                if stamp == _stamp(current, table):
                     fresh += 1
-                elif (table, kind) in bases:
-                    done.append(_update(cur, area_set, bases[(table, kind)], table, kind, _stamp(current, table)))
+                elif set_id is not None:
+                    done.append(_update(cur, area_set, set_id, table, kind, _stamp(current, table)))
                 elif kind == "area" or inputs:
                     done.append(_build(cur, area_set, table, kind, inputs, _stamp(current, table)))
             if any(d["mode"] == "build" for d in done):   # a new set's id is not in the statistics yet:
@@ -157,22 +173,7 @@ def refresh(conn: psycopg2.extensions.connection, counties: list[str], year: int
     out = {"seconds": round(time.monotonic() - t0, 3), "refreshed": done, "current": fresh, "pruned": pruned}
     if done:
         log.info("healthcheck parts of %s refreshed in %.2f s: %s", ",".join(counties), out["seconds"],
-                 ", ".join(f"{d['table']}/{d['kind']} {d['mode']} {d['changed']} rows cut" for d in done))
-    return out
-
-
-def _bases(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet,
-           current: dict[str, int]) -> dict[tuple[str, str], int]:
-    """(table, kind) → the newest stored set of the scope that an update in place can bring up to
-    date: same counties, metric CRS, method and built-up inputs, cut from the current admin areas."""
-    cur.execute("SELECT id, source_table, kind, builtup_inputs, versions FROM cim.healthcheck_part_set "
-                " WHERE counties = %s::varchar[] AND srid = %s AND method = %s ORDER BY id",
-                (sorted(area_set.counties), area_set.srid, METHOD))
-    out: dict[tuple[str, str], int] = {}
-    for set_id, table, kind, inputs, stamp in cur.fetchall():
-        if ([int(i) for i in inputs] == _inputs(area_set, kind)
-                and stamp.get("admin_area") == current.get("admin_area", 0)):
-            out[(table, kind)] = int(set_id)
+                 ", ".join(f"{d['table']}/{d['kind']} {d['mode']} {d['parts']} parts" for d in done))
     return out
 
 
@@ -214,13 +215,10 @@ def _build(cur: psycopg2.extensions.cursor, area_set: areas.AreaSet, table: str,
     set_id = int(row[0])
     relation = (f"(SELECT t.id, t.geom, {_network(table)} AS _network, t.xmin AS _xmin FROM cim.{quote_ident(table)} t "
                 f"WHERE t.is_current AND t.county_code = ANY(%(counties)s))")
-    cur.execute(f"SELECT count(*) FROM cim.{quote_ident(table)} t WHERE t.is_current AND t.county_code = ANY(%s)",
-                (counties,))
-    features = int(cur.fetchone()[0])  # type: ignore[index]
     parts = _insert(cur, area_set, set_id, kind, relation)
     seconds = round(time.monotonic() - t0, 3)
     cur.execute("UPDATE cim.healthcheck_part_set SET parts = %s, seconds = %s WHERE id = %s", (parts, seconds, set_id))
-    return {"table": table, "kind": kind, "set_id": set_id, "mode": "build", "parts": parts, "changed": features,
+    return {"table": table, "kind": kind, "set_id": set_id, "mode": "build", "parts": parts, "changed": None,
             "dropped": 0, "seconds": seconds}
 
 

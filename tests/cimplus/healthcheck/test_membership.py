@@ -281,12 +281,12 @@ def test_prune_skips_a_scope_being_refreshed(county):
     holder = psycopg2.connect(county.url)
     try:
         with holder.cursor() as cur:        # a refresh of the county's scope holds its lock
-            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("cim.healthcheck_part:" + COUNTY,))
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (membership.lock_key([COUNTY]),))
         conn = psycopg2.connect(county.url)
         try:
             assert membership.prune(conn) == 0
             with holder.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", ("cim.healthcheck_part:" + COUNTY,))
+                cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (membership.lock_key([COUNTY]),))
             assert membership.prune(conn) == 6
             with conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM cim.healthcheck_part")
